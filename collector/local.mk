@@ -1,0 +1,1 @@
+# collector/: tollgate-collector, which drains the ring into PostgreSQL.

@@ -1,0 +1,1 @@
+# contrib/: benchmarks and helper programs that are not part of the product.

@@ -1,0 +1,1 @@
+# schema/: ordered SQL migrations, installed under $(pkgdatadir)/schema.
