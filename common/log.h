@@ -7,6 +7,7 @@
 #define TG_LOG_H
 
 #include <stdarg.h>
+#include <stddef.h>
 
 typedef enum { TG_LOG_DEBUG = 0, TG_LOG_INFO, TG_LOG_WARN, TG_LOG_ERROR } tg_log_level_t;
 

@@ -1,0 +1,168 @@
+/*
+ * tollgated, the master process: reads the configuration, prepares everything the
+ * workers inherit (h2o configuration, listeners, TLS, secrets), then supervises the
+ * workers and the collector until SIGTERM.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "server/listen.h"
+#include "server/proctitle.h"
+#include "server/server.h"
+#include "server/settings.h"
+#include "server/supervisor.h"
+#include "server/tls.h"
+
+/* RFC 7518 §3.2: an HS256 key must be at least as long as the hash output, 32 bytes. */
+#define TG_JWT_SECRET_MIN 32
+
+static void usage(FILE *out)
+{
+    fprintf(out, "Usage: tollgated [OPTIONS]\n"
+                 "tollgate API server: authenticates JWT sessions and API tokens, meters API-token\n"
+                 "requests into a shared-memory ring and supervises the workers and the collector.\n\n"
+                 "Options (config file < environment < flags):\n");
+    tg_config_print_help(out, tg_server_settings);
+}
+
+static int read_jwt_secret(tg_server_t *server, char *err, size_t errlen)
+{
+    const char *path = server->config.jwt_secret_file;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(err, errlen, "invalid value for jwt-secret-file: cannot open %s: %s", path, strerror(errno));
+        return -1;
+    }
+    ssize_t n = read(fd, server->jwt_secret, sizeof(server->jwt_secret));
+    close(fd);
+    if (n < 0) {
+        snprintf(err, errlen, "invalid value for jwt-secret-file: cannot read %s: %s", path, strerror(errno));
+        return -1;
+    }
+    /* a trailing newline from `echo` or an editor is not part of the key */
+    while (n > 0 && (server->jwt_secret[n - 1] == '\n' || server->jwt_secret[n - 1] == '\r'))
+        --n;
+    if (n < TG_JWT_SECRET_MIN) {
+        snprintf(err, errlen, "invalid value for jwt-secret-file: %s holds %zd bytes, at least %d are required", path, n,
+                 TG_JWT_SECRET_MIN);
+        return -1;
+    }
+    server->jwt_secret_len = (size_t)n;
+    return 0;
+}
+
+static void configure_h2o(tg_server_t *server)
+{
+    h2o_config_init(&server->globalconf);
+    server->globalconf.server_name = h2o_iovec_init(H2O_STRLIT("tollgate"));
+    server->globalconf.max_request_entity_size = TG_H2O_MAX_ENTITY_BYTES;
+    server->globalconf.proxy.emit_via_header = 0;
+}
+
+static int open_listeners(tg_server_t *server, char *err, size_t errlen)
+{
+    const tg_server_config_t *c = &server->config;
+    for (size_t i = 0; i < c->listen.count; ++i) {
+        if (server->nlisteners == TG_MAX_LISTENERS - 1) {
+            snprintf(err, errlen, "too many listen addresses (at most %d)", TG_MAX_LISTENERS - 1);
+            return -1;
+        }
+        tg_listener_t *l = &server->listeners[server->nlisteners];
+        if ((l->fd = tg_listen_open(c->listen.items[i], err, errlen)) < 0)
+            return -1;
+        snprintf(l->address, sizeof(l->address), "%s", c->listen.items[i]);
+        ++server->nlisteners;
+    }
+    if (c->tls_listen != NULL) {
+        tg_listener_t *l = &server->listeners[server->nlisteners];
+        if ((l->fd = tg_listen_open(c->tls_listen, err, errlen)) < 0)
+            return -1;
+        l->is_tls = 1;
+        snprintf(l->address, sizeof(l->address), "%s", c->tls_listen);
+        ++server->nlisteners;
+    }
+    return 0;
+}
+
+/* tollgate-collector is looked up next to tollgated unless --collector-path says otherwise. */
+static char *find_collector(const tg_server_config_t *c)
+{
+    if (c->collector_path != NULL)
+        return strdup(c->collector_path);
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (n <= 0)
+        return NULL;
+    self[n] = '\0';
+    char *slash = strrchr(self, '/');
+    if (slash == NULL)
+        return NULL;
+    *slash = '\0';
+    size_t len = strlen(self) + sizeof("/tollgate-collector");
+    char *path = malloc(len);
+    snprintf(path, len, "%s/tollgate-collector", self);
+    return path;
+}
+
+int main(int argc, char **argv)
+{
+    static tg_server_t server;
+    static tg_supervisor_t sup;
+    tg_proctitle_t proctitle;
+    char err[512];
+    tg_proctitle_init(&proctitle, argc, argv);
+    switch (tg_server_config_load(&server.config, argc, argv, err, sizeof(err))) {
+    case TG_CONFIG_OK:
+        break;
+    case TG_CONFIG_HELP:
+        usage(stdout);
+        return 0;
+    case TG_CONFIG_ERROR:
+        fprintf(stderr, "tollgated: %s\n", err);
+        return 2;
+    }
+    tg_log_level_t level;
+    if (tg_log_parse_level(server.config.log_level, &level) == 0)
+        tg_log_set_level(level);
+    if (read_jwt_secret(&server, err, sizeof(err)) != 0) {
+        fprintf(stderr, "tollgated: %s\n", err);
+        return 2;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    configure_h2o(&server);
+    if (server.config.tls_listen != NULL &&
+        (server.ssl_ctx = tg_tls_create_context(server.config.tls_cert, server.config.tls_key, err, sizeof(err))) == NULL) {
+        fprintf(stderr, "tollgated: %s\n", err);
+        return 2;
+    }
+    if (tg_server_register_routes(&server, err, sizeof(err)) != 0) {
+        fprintf(stderr, "tollgated: %s\n", err);
+        return 2;
+    }
+    if (open_listeners(&server, err, sizeof(err)) != 0) {
+        tg_log_error("master", "cannot open listeners", "error=%s", err);
+        fprintf(stderr, "tollgated: %s\n", err);
+        return 1;
+    }
+    sup.server = &server;
+    sup.proctitle = &proctitle;
+    if (!server.config.no_collector) {
+        char *path = find_collector(&server.config);
+        if (path == NULL || access(path, X_OK) != 0) {
+            tg_log_warn("master", "collector binary not found; running without a collector", "path=%s",
+                        path != NULL ? path : "(unknown)");
+            free(path);
+        } else {
+            sup.collector_path = path;
+        }
+    }
+    tg_log_info("master", "started", "workers=%ld listeners=%zu", server.config.workers, server.nlisteners);
+    return tg_supervisor_run(&sup);
+}

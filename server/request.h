@@ -1,0 +1,34 @@
+/*
+ * The per-request context every route handler receives: the h2o request, the worker
+ * it runs on, captured path parameters and (for protected routes) who is calling.
+ * It lives in the request's pool and dies with it.
+ */
+#ifndef TG_REQUEST_H
+#define TG_REQUEST_H
+
+#include <h2o.h>
+#include <stdint.h>
+
+struct st_tg_worker_t;
+
+typedef enum { TG_AUTH_NONE = 0, TG_AUTH_JWT, TG_AUTH_API_TOKEN } tg_auth_method_t;
+
+/** Who is calling: filled by the auth middleware, identical in shape for both methods. */
+typedef struct st_tg_auth_context_t {
+    tg_auth_method_t method;
+    uint8_t user_id[16];
+    uint8_t tenant_id[16];
+    uint8_t token_id[16];   /* API tokens only */
+    uint8_t session_id[16]; /* JWT only */
+    unsigned scopes;        /* TG_SCOPE_* bits */
+} tg_auth_context_t;
+
+typedef struct st_tg_request_t {
+    h2o_req_t *req;
+    struct st_tg_worker_t *worker;
+    h2o_iovec_t params[4];
+    size_t nparams;
+    tg_auth_context_t auth;
+} tg_request_t;
+
+#endif

@@ -1,0 +1,60 @@
+/*
+ * Route matching by segments: a pattern segment ":x" matches any one non-empty path
+ * segment and is captured. Tables are small (tens of rows), so a linear scan beats
+ * anything cleverer and keeps the order of the table meaningful.
+ */
+#include "server/router.h"
+
+#include <string.h>
+
+static int match_pattern(const char *pattern, h2o_iovec_t path, h2o_iovec_t *params, size_t *nparams)
+{
+    const char *p = pattern, *s = path.base, *s_end = path.base + path.len;
+    size_t n = 0;
+    while (*p != '\0' && s < s_end) {
+        if (*p != '/' || *s != '/')
+            return 0;
+        ++p;
+        ++s;
+        const char *pseg_end = strchr(p, '/');
+        if (pseg_end == NULL)
+            pseg_end = p + strlen(p);
+        const char *sseg_end = memchr(s, '/', (size_t)(s_end - s));
+        if (sseg_end == NULL)
+            sseg_end = s_end;
+        size_t plen = (size_t)(pseg_end - p), slen = (size_t)(sseg_end - s);
+        if (plen > 0 && p[0] == ':') {
+            if (slen == 0 || n == TG_ROUTE_MAX_PARAMS)
+                return 0;
+            params[n++] = h2o_iovec_init(s, slen);
+        } else if (plen != slen || memcmp(p, s, plen) != 0) {
+            return 0;
+        }
+        p = pseg_end;
+        s = sseg_end;
+    }
+    if (*p != '\0' || s != s_end)
+        return 0;
+    *nparams = n;
+    return 1;
+}
+
+tg_route_result_t tg_router_match(const tg_route_t *routes, h2o_iovec_t method, h2o_iovec_t path, const tg_route_t **route,
+                                  h2o_iovec_t *params, size_t *nparams)
+{
+    int path_matched = 0;
+    /* a trailing slash is tolerated ("/healthz/" is "/healthz"), the root is not trimmed */
+    if (path.len > 1 && path.base[path.len - 1] == '/')
+        --path.len;
+    for (const tg_route_t *r = routes; r->method != NULL; ++r) {
+        if (!match_pattern(r->pattern, path, params, nparams))
+            continue;
+        path_matched = 1;
+        if (h2o_memis(method.base, method.len, r->method, strlen(r->method)) ||
+            (strcmp(r->method, "GET") == 0 && h2o_memis(method.base, method.len, H2O_STRLIT("HEAD")))) {
+            *route = r;
+            return TG_ROUTE_FOUND;
+        }
+    }
+    return path_matched ? TG_ROUTE_METHOD_NOT_ALLOWED : TG_ROUTE_NOT_FOUND;
+}

@@ -1,0 +1,42 @@
+/*
+ * Route table and matching: method + path pattern ("/api/v1/tokens/:id") to a handler.
+ * Matching walks path segments in place; it allocates nothing.
+ */
+#ifndef TG_ROUTER_H
+#define TG_ROUTER_H
+
+#include <h2o.h>
+
+#include "server/request.h"
+
+/* The deepest pattern, /api/v1/tokens/:id/usage/summary, has one parameter; 4 leaves room. */
+#define TG_ROUTE_MAX_PARAMS 4
+
+enum {
+    TG_ROUTE_PUBLIC = 0,
+    TG_ROUTE_AUTH = 1,     /* the auth middleware runs first (JWT or API token) */
+    TG_ROUTE_LOOPBACK = 2, /* only from a loopback peer */
+};
+
+typedef void (*tg_route_fn)(tg_request_t *r);
+
+typedef struct st_tg_route_t {
+    const char *method;
+    const char *pattern;
+    unsigned flags;
+    tg_route_fn fn;
+} tg_route_t;
+
+typedef enum { TG_ROUTE_FOUND, TG_ROUTE_NOT_FOUND, TG_ROUTE_METHOD_NOT_ALLOWED } tg_route_result_t;
+
+/**
+ * Finds the route for method and path (without query). On TG_ROUTE_FOUND, *route is
+ * set and params hold the ":name" segments in order (pointing into `path`).
+ */
+tg_route_result_t tg_router_match(const tg_route_t *routes, h2o_iovec_t method, h2o_iovec_t path, const tg_route_t **route,
+                                  h2o_iovec_t *params, size_t *nparams);
+
+/** The table of built-in routes (server/routes.c), terminated by a NULL method. */
+extern const tg_route_t tg_routes[];
+
+#endif

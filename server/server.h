@@ -1,0 +1,44 @@
+/*
+ * State the master builds before forking and every worker inherits: configuration,
+ * h2o's global configuration with its routes, listening sockets, the TLS context and
+ * secrets. Workers treat it as read-only; per-process state lives in tg_worker_t.
+ */
+#ifndef TG_SERVER_H
+#define TG_SERVER_H
+
+#include <h2o.h>
+
+#include "server/settings.h"
+
+/* SPEC §2 allows repeated --listen plus one --tls-listen; 16 is a generous ceiling. */
+#define TG_MAX_LISTENERS 16
+/* Limits from the Foundation issue: request headers over 16 KiB are 431, bodies over 1 MiB are 413. */
+#define TG_MAX_HEADER_BYTES (16 * 1024)
+#define TG_MAX_BODY_BYTES (1024 * 1024)
+/* h2o buffers bodies up to this size before our handler sees them, so bodies between
+ * TG_MAX_BODY_BYTES and this get our JSON 413 on both protocols. Beyond it h2o answers
+ * on its own (HTTP/1.1: a text/plain 413; HTTP/2: RST_STREAM REFUSED_STREAM). 4 MiB
+ * bounds the memory one stream can pin. */
+#define TG_H2O_MAX_ENTITY_BYTES (4 * 1024 * 1024)
+
+typedef struct st_tg_listener_t {
+    int fd;
+    int is_tls;
+    char address[64];
+} tg_listener_t;
+
+typedef struct st_tg_server_t {
+    tg_server_config_t config;
+    h2o_globalconf_t globalconf;
+    h2o_hostconf_t *hostconf;
+    SSL_CTX *ssl_ctx;
+    tg_listener_t listeners[TG_MAX_LISTENERS];
+    size_t nlisteners;
+    unsigned char jwt_secret[512];
+    size_t jwt_secret_len;
+} tg_server_t;
+
+/** Registers tollgate's handlers on the server's h2o configuration. 0 or -1 (err filled). */
+int tg_server_register_routes(tg_server_t *server, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,148 @@
+/*
+ * The single table of tollgated settings (SPEC §2): name, type, environment variable,
+ * default and help. Parsing, --help and docs/configuration.md all follow from it;
+ * cross-setting checks live in tg_server_config_load.
+ */
+#include "server/settings.h"
+
+#include <limits.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define OFF(f) offsetof(tg_server_config_t, f)
+
+static const char *check_route(const char *value)
+{
+    const char *eq = strchr(value, '=');
+    if (eq == NULL || value[0] != '/' || eq == value)
+        return "expected /PREFIX=http://HOST:PORT[/PATH]";
+    if (strncmp(eq + 1, "http://", 7) != 0)
+        return "the upstream must be an http:// URL";
+    return NULL;
+}
+
+static const char *check_on_ring_full(const char *value)
+{
+    return strcmp(value, "drop") == 0 || strcmp(value, "reject") == 0 ? NULL : "expected drop or reject";
+}
+
+static const char *check_ring_name(const char *value)
+{
+    if (value[0] != '/' || strlen(value) < 2 || strlen(value) > 200 || strchr(value + 1, '/') != NULL)
+        return "expected /NAME (one path component)";
+    return NULL;
+}
+
+static const char *check_log_level(const char *value)
+{
+    return strcmp(value, "debug") == 0 || strcmp(value, "info") == 0 || strcmp(value, "warn") == 0 ||
+                   strcmp(value, "error") == 0
+               ? NULL
+               : "expected debug, info, warn or error";
+}
+
+/* Ring capacity bounds: 64 records is the smallest useful ring; 2^24 records of 256 B
+ * is 4 GiB, far beyond a container's /dev/shm. */
+const tg_setting_t tg_server_settings[] = {
+    {"listen", TG_SETTING_LIST, "TOLLGATE_LISTEN", "127.0.0.1:8080", "cleartext listener HOST:PORT (HTTP/1.1 and h2c)",
+     OFF(listen), 0, 0, tg_config_check_hostport},
+    {"tls-listen", TG_SETTING_STRING, "TOLLGATE_TLS_LISTEN", NULL, "TLS listener HOST:PORT (ALPN h2, http/1.1)",
+     OFF(tls_listen), 0, 0, tg_config_check_hostport},
+    {"tls-cert", TG_SETTING_STRING, "TOLLGATE_TLS_CERT", NULL, "PEM certificate chain for --tls-listen", OFF(tls_cert), 0,
+     0, NULL},
+    {"tls-key", TG_SETTING_STRING, "TOLLGATE_TLS_KEY", NULL, "PEM private key for --tls-listen", OFF(tls_key), 0, 0, NULL},
+    {"database-url", TG_SETTING_STRING, "TOLLGATE_DATABASE_URL", NULL,
+     "libpq conninfo or URI (default $DATABASE_URL, else libpq defaults)", OFF(database_url), 0, 0, NULL},
+    {"workers", TG_SETTING_INT, "TOLLGATE_WORKERS", NULL, "worker processes (default: number of CPUs)", OFF(workers), 1,
+     256, NULL},
+    {"jwt-secret-file", TG_SETTING_STRING, "TOLLGATE_JWT_SECRET_FILE", NULL, "file holding the HS256 key, >= 32 bytes (required)",
+     OFF(jwt_secret_file), 0, 0, NULL},
+    {"jwt-ttl", TG_SETTING_INT, "TOLLGATE_JWT_TTL", "3600", "lifetime of a login session's JWT in seconds", OFF(jwt_ttl), 60,
+     30L * 24 * 3600, NULL},
+    {"ring", TG_SETTING_STRING, "TOLLGATE_RING", "/tollgate", "shared-memory ring name", OFF(ring), 0, 0, check_ring_name},
+    {"ring-capacity", TG_SETTING_INT, "TOLLGATE_RING_CAPACITY", "65536", "ring size in records, a power of two",
+     OFF(ring_capacity), 64, 1L << 24, NULL},
+    {"on-ring-full", TG_SETTING_STRING, "TOLLGATE_ON_RING_FULL", "drop",
+     "drop: serve and count the lost record; reject: answer metered requests 503", OFF(on_ring_full), 0, 0,
+     check_on_ring_full},
+    {"spool-dir", TG_SETTING_STRING, "TOLLGATE_SPOOL_DIR", "/var/lib/tollgate/spool",
+     "where the collector spills records when the ring fills", OFF(spool_dir), 0, 0, NULL},
+    {"retention-days", TG_SETTING_INT, "TOLLGATE_RETENTION_DAYS", "90", "drop usage partitions older than this",
+     OFF(retention_days), 1, 36500, NULL},
+    {"no-collector", TG_SETTING_BOOL, NULL, NULL, "do not start the collector (it runs elsewhere)", OFF(no_collector), 0, 0,
+     NULL},
+    {"no-metering", TG_SETTING_BOOL, NULL, NULL, "append no usage records (benchmarks only)", OFF(no_metering), 0, 0, NULL},
+    {"node-id", TG_SETTING_STRING, "TOLLGATE_NODE_ID", NULL, "this host's name in the collector's position table (default: host name)",
+     OFF(node_id), 0, 0, NULL},
+    {"route", TG_SETTING_LIST, NULL, NULL, "protected reverse-proxy route PREFIX=URL", OFF(routes), 0, 0, check_route},
+    {"collector-path", TG_SETTING_STRING, "TOLLGATE_COLLECTOR_PATH", NULL,
+     "tollgate-collector binary (default: next to tollgated)", OFF(collector_path), 0, 0, NULL},
+    {"shutdown-timeout", TG_SETTING_INT, "TOLLGATE_SHUTDOWN_TIMEOUT", "8",
+     "seconds a worker waits for in-flight requests on SIGTERM", OFF(shutdown_timeout), 0, 9, NULL},
+    {"max-connections", TG_SETTING_INT, "TOLLGATE_MAX_CONNECTIONS", "10000", "open client connections per worker",
+     OFF(max_connections), 16, 1000000, NULL},
+    {"log-level", TG_SETTING_STRING, "TOLLGATE_LOG_LEVEL", "info", "debug, info, warn or error", OFF(log_level), 0, 0,
+     check_log_level},
+    TG_SETTINGS_END,
+};
+
+static int is_power_of_two(long v)
+{
+    return v > 0 && (v & (v - 1)) == 0;
+}
+
+static int fill_derived(tg_server_config_t *cfg, char *err, size_t errlen)
+{
+    if (cfg->workers == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        cfg->workers = n > 0 ? n : 1;
+    }
+    if (cfg->database_url == NULL) {
+        const char *env = getenv("DATABASE_URL");
+        cfg->database_url = strdup(env != NULL ? env : "");
+    }
+    if (cfg->node_id == NULL) {
+        char host[HOST_NAME_MAX + 1] = "localhost";
+        gethostname(host, sizeof(host));
+        host[HOST_NAME_MAX] = '\0';
+        cfg->node_id = strdup(host);
+    }
+    (void)err;
+    (void)errlen;
+    return 0;
+}
+
+static int check_combination(const tg_server_config_t *cfg, char *err, size_t errlen)
+{
+    if (!is_power_of_two(cfg->ring_capacity)) {
+        snprintf(err, errlen, "invalid value for ring-capacity: %ld is not a power of two", cfg->ring_capacity);
+        return -1;
+    }
+    if (cfg->jwt_secret_file == NULL) {
+        snprintf(err, errlen, "missing setting jwt-secret-file (--jwt-secret-file FILE or TOLLGATE_JWT_SECRET_FILE)");
+        return -1;
+    }
+    if (cfg->tls_listen != NULL && (cfg->tls_cert == NULL || cfg->tls_key == NULL)) {
+        snprintf(err, errlen, "tls-listen needs tls-cert and tls-key");
+        return -1;
+    }
+    return 0;
+}
+
+tg_config_result_t tg_server_config_load(tg_server_config_t *cfg, int argc, char **argv, char *err, size_t errlen)
+{
+    int next = 0;
+    tg_config_result_t r = tg_config_load(tg_server_settings, cfg, argc, argv, &next, err, errlen);
+    if (r != TG_CONFIG_OK)
+        return r;
+    if (next < argc) {
+        snprintf(err, errlen, "unexpected argument \"%s\" (see --help)", argv[next]);
+        return TG_CONFIG_ERROR;
+    }
+    if (fill_derived(cfg, err, errlen) != 0 || check_combination(cfg, err, errlen) != 0)
+        return TG_CONFIG_ERROR;
+    return TG_CONFIG_OK;
+}

@@ -1,0 +1,43 @@
+/*
+ * tollgated's configuration: one struct and one declarative table (server/settings.c)
+ * from which the file/environment/flag parsing and --help are produced.
+ */
+#ifndef TG_SERVER_SETTINGS_H
+#define TG_SERVER_SETTINGS_H
+
+#include "common/config.h"
+
+typedef struct st_tg_server_config_t {
+    tg_strlist_t listen;
+    char *tls_listen;
+    char *tls_cert;
+    char *tls_key;
+    char *database_url;
+    long workers; /* 0: number of CPUs */
+    char *jwt_secret_file;
+    long jwt_ttl;
+    char *ring;
+    long ring_capacity;
+    char *on_ring_full;
+    char *spool_dir;
+    long retention_days;
+    int no_collector;
+    int no_metering;
+    char *node_id;
+    tg_strlist_t routes;
+    char *collector_path;
+    long shutdown_timeout;
+    long max_connections;
+    char *log_level;
+} tg_server_config_t;
+
+/** The settings table of tollgated. */
+extern const tg_setting_t tg_server_settings[];
+
+/**
+ * Loads and validates the configuration (file < env < flags) and fills derived
+ * defaults. Returns TG_CONFIG_OK, TG_CONFIG_HELP, or TG_CONFIG_ERROR with one line in err.
+ */
+tg_config_result_t tg_server_config_load(tg_server_config_t *cfg, int argc, char **argv, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,251 @@
+/*
+ * Master process supervision. Signals arrive through a signalfd polled with a
+ * timeout, so restarts due later and the shutdown deadline need no timers or
+ * signal-handler state. A child that dies is restarted at once the first time and
+ * with exponential backoff while it keeps dying soon after starting.
+ */
+#include "server/supervisor.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "server/worker.h"
+
+/* A child that lived this long is healthy again: its next death restarts at once. */
+#define TG_SUPERVISOR_HEALTHY_MS 10000
+/* Backoff: 250 ms doubling up to 10 s, so a crash loop costs little CPU yet recovers fast. */
+#define TG_SUPERVISOR_BACKOFF_BASE_MS 250
+#define TG_SUPERVISOR_BACKOFF_MAX_MS 10000
+/* SIGTERM must end the master within 10 s (Foundation issue): children get 9.5 s. */
+#define TG_SUPERVISOR_STOP_GRACE_MS 9500
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+uint64_t tg_supervisor_backoff_ms(unsigned quick_deaths)
+{
+    if (quick_deaths == 0)
+        return 0;
+    uint64_t d = TG_SUPERVISOR_BACKOFF_BASE_MS;
+    for (unsigned i = 1; i < quick_deaths && d < TG_SUPERVISOR_BACKOFF_MAX_MS; ++i)
+        d *= 2;
+    return d < TG_SUPERVISOR_BACKOFF_MAX_MS ? d : TG_SUPERVISOR_BACKOFF_MAX_MS;
+}
+
+static void child_reset_signals(void)
+{
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    signal(SIGCHLD, SIG_DFL);
+    /* children must not outlive a master that was killed -9 */
+    prctl(PR_SET_PDEATHSIG, SIGTERM, 0, 0, 0);
+}
+
+static void exec_collector(tg_supervisor_t *sup)
+{
+    const tg_server_config_t *c = &sup->server->config;
+    char retention[32];
+    snprintf(retention, sizeof(retention), "%ld", c->retention_days);
+    char *argv[] = {"tollgate-collector",
+                    "--database-url", c->database_url,
+                    "--ring", c->ring,
+                    "--spool-dir", c->spool_dir,
+                    "--retention-days", retention,
+                    "--node-id", c->node_id,
+                    "--log-level", c->log_level,
+                    NULL};
+    execv(sup->collector_path, argv);
+    tg_log_error("master", "cannot exec the collector", "path=%s error=%s", sup->collector_path, strerror(errno));
+    _exit(127);
+}
+
+static void spawn(tg_supervisor_t *sup, tg_child_t *ch)
+{
+    pid_t pid = fork();
+    if (pid < 0) {
+        tg_log_error("master", "fork failed", "error=%s", strerror(errno));
+        ch->restart_at_ms = now_ms() + TG_SUPERVISOR_BACKOFF_BASE_MS;
+        return;
+    }
+    if (pid == 0) {
+        child_reset_signals();
+        if (ch->kind == TG_CHILD_COLLECTOR)
+            exec_collector(sup);
+        char title[64];
+        snprintf(title, sizeof(title), "tollgated: worker %d", ch->index);
+        tg_proctitle_set(sup->proctitle, title);
+        _exit(tg_worker_run(sup->server, ch->index));
+    }
+    ch->pid = pid;
+    ch->started_at_ms = now_ms();
+    ch->restart_at_ms = 0;
+    tg_log_info("master", ch->kind == TG_CHILD_WORKER ? "worker started" : "collector started", "index=%d pid=%d", ch->index,
+                (int)pid);
+}
+
+static tg_child_t *find_child(tg_supervisor_t *sup, pid_t pid)
+{
+    for (size_t i = 0; i < sup->nchildren; ++i)
+        if (sup->children[i].pid == pid)
+            return &sup->children[i];
+    return NULL;
+}
+
+static void on_child_exit(tg_supervisor_t *sup, tg_child_t *ch, int status)
+{
+    const char *what = ch->kind == TG_CHILD_WORKER ? "worker" : "collector";
+    uint64_t lived = now_ms() - ch->started_at_ms;
+    int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1, sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+    ch->pid = 0;
+    if (sup->stopping) {
+        tg_log_info("master", "child stopped", "kind=%s index=%d exit_code=%d signal=%d", what, ch->index, code, sig);
+        return;
+    }
+    ch->quick_deaths = lived >= TG_SUPERVISOR_HEALTHY_MS ? 0 : ch->quick_deaths;
+    uint64_t delay = tg_supervisor_backoff_ms(ch->quick_deaths);
+    ++ch->quick_deaths;
+    ch->restart_at_ms = now_ms() + delay;
+    tg_log_error("master", "child died, restarting", "kind=%s index=%d exit_code=%d signal=%d lived_ms=%llu restart_in_ms=%llu",
+                 what, ch->index, code, sig, (unsigned long long)lived, (unsigned long long)delay);
+}
+
+static void reap(tg_supervisor_t *sup)
+{
+    int status;
+    pid_t pid;
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        tg_child_t *ch = find_child(sup, pid);
+        if (ch != NULL)
+            on_child_exit(sup, ch, status);
+    }
+}
+
+static void close_listeners(tg_server_t *server)
+{
+    for (size_t i = 0; i < server->nlisteners; ++i) {
+        if (server->listeners[i].fd >= 0)
+            close(server->listeners[i].fd);
+        server->listeners[i].fd = -1;
+    }
+}
+
+static void begin_stop(tg_supervisor_t *sup, int signo)
+{
+    if (sup->stopping)
+        return;
+    sup->stopping = 1;
+    sup->stop_deadline_ms = now_ms() + TG_SUPERVISOR_STOP_GRACE_MS;
+    tg_log_info("master", "stopping", "signal=%d", signo);
+    /* The workers still hold their copies of the listeners and accept what is queued
+     * before they close them; the master's copies can go now. */
+    close_listeners(sup->server);
+    for (size_t i = 0; i < sup->nchildren; ++i)
+        if (sup->children[i].pid > 0)
+            kill(sup->children[i].pid, SIGTERM);
+}
+
+static size_t live_children(const tg_supervisor_t *sup)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < sup->nchildren; ++i)
+        n += sup->children[i].pid > 0;
+    return n;
+}
+
+/* Milliseconds until the next scheduled event (restart or deadline), -1 for none. */
+static int next_timeout(const tg_supervisor_t *sup)
+{
+    uint64_t now = now_ms(), next = UINT64_MAX;
+    if (sup->stopping) {
+        next = sup->stop_deadline_ms;
+    } else {
+        for (size_t i = 0; i < sup->nchildren; ++i)
+            if (sup->children[i].pid == 0 && sup->children[i].restart_at_ms < next)
+                next = sup->children[i].restart_at_ms;
+    }
+    if (next == UINT64_MAX)
+        return -1;
+    return next <= now ? 0 : (int)(next - now);
+}
+
+static void restart_due(tg_supervisor_t *sup)
+{
+    uint64_t now = now_ms();
+    for (size_t i = 0; i < sup->nchildren && !sup->stopping; ++i)
+        if (sup->children[i].pid == 0 && sup->children[i].restart_at_ms <= now)
+            spawn(sup, &sup->children[i]);
+}
+
+static void handle_signals(tg_supervisor_t *sup, int sfd)
+{
+    struct signalfd_siginfo si;
+    while (read(sfd, &si, sizeof(si)) == sizeof(si)) {
+        if (si.ssi_signo == SIGCHLD)
+            reap(sup);
+        else if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)
+            begin_stop(sup, (int)si.ssi_signo);
+    }
+}
+
+int tg_supervisor_run(tg_supervisor_t *sup)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGCHLD);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    int sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (sfd < 0) {
+        tg_log_error("master", "signalfd failed", "error=%s", strerror(errno));
+        return 1;
+    }
+    for (long i = 0; i < sup->server->config.workers; ++i)
+        sup->children[sup->nchildren++] = (tg_child_t){.kind = TG_CHILD_WORKER, .index = (int)i + 1};
+    if (sup->collector_path != NULL)
+        sup->children[sup->nchildren++] = (tg_child_t){.kind = TG_CHILD_COLLECTOR, .index = 0};
+    for (size_t i = 0; i < sup->nchildren; ++i)
+        spawn(sup, &sup->children[i]);
+    for (;;) {
+        struct pollfd pfd = {.fd = sfd, .events = POLLIN};
+        if (poll(&pfd, 1, next_timeout(sup)) < 0 && errno != EINTR)
+            break;
+        handle_signals(sup, sfd);
+        reap(sup);
+        restart_due(sup);
+        if (sup->stopping && live_children(sup) == 0)
+            break;
+        if (sup->stopping && now_ms() >= sup->stop_deadline_ms) {
+            tg_log_warn("master", "children did not stop in time, killing them", "remaining=%zu", live_children(sup));
+            for (size_t i = 0; i < sup->nchildren; ++i)
+                if (sup->children[i].pid > 0)
+                    kill(sup->children[i].pid, SIGKILL);
+            int status;
+            pid_t pid;
+            while (live_children(sup) > 0 && (pid = waitpid(-1, &status, 0)) > 0) {
+                tg_child_t *ch = find_child(sup, pid);
+                if (ch != NULL)
+                    on_child_exit(sup, ch, status);
+            }
+            break;
+        }
+    }
+    close(sfd);
+    tg_log_info("master", "stopped", NULL);
+    return 0;
+}

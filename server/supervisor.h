@@ -1,0 +1,45 @@
+/*
+ * The master's supervision of its children: workers (forked, run the event loop) and
+ * the collector (forked and exec'd as tollgate-collector). Dead children are
+ * restarted with backoff; SIGTERM drains everything and exits.
+ */
+#ifndef TG_SUPERVISOR_H
+#define TG_SUPERVISOR_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "server/proctitle.h"
+#include "server/server.h"
+
+typedef enum { TG_CHILD_WORKER, TG_CHILD_COLLECTOR } tg_child_kind_t;
+
+typedef struct st_tg_child_t {
+    tg_child_kind_t kind;
+    int index;
+    pid_t pid;               /* 0 while waiting to be restarted */
+    uint64_t started_at_ms;
+    uint64_t restart_at_ms;
+    unsigned quick_deaths;   /* consecutive deaths soon after start: drives the backoff */
+} tg_child_t;
+
+/* SPEC: master + N workers + one collector; 256 workers is the --workers ceiling. */
+#define TG_MAX_CHILDREN 257
+
+typedef struct st_tg_supervisor_t {
+    tg_server_t *server;
+    tg_proctitle_t *proctitle;
+    const char *collector_path; /* NULL: no collector */
+    tg_child_t children[TG_MAX_CHILDREN];
+    size_t nchildren;
+    int stopping;
+    uint64_t stop_deadline_ms;
+} tg_supervisor_t;
+
+/** Runs the master loop until every child has stopped after SIGTERM/SIGINT. Returns the exit code. */
+int tg_supervisor_run(tg_supervisor_t *sup);
+
+/** The restart delay after `quick_deaths` consecutive quick deaths (0 for the first). */
+uint64_t tg_supervisor_backoff_ms(unsigned quick_deaths);
+
+#endif

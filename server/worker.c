@@ -1,0 +1,168 @@
+/*
+ * A worker's life: build the event loop and h2o context after fork, accept on the
+ * shared listeners, serve until SIGTERM, then drain: stop accepting, GOAWAY HTTP/2
+ * connections, and exit once no connection is left or the drain deadline passes.
+ */
+#include "server/worker.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "common/log.h"
+
+/* Loop wake-up while draining, so the deadline is checked even when no socket fires. */
+#define TG_WORKER_DRAIN_POLL_MS 50
+
+static void on_accept(h2o_socket_t *listener, const char *err);
+
+static void listen_start(tg_worker_t *w)
+{
+    for (size_t i = 0; i < w->nlisteners; ++i)
+        h2o_socket_read_start(w->listeners[i], on_accept);
+    w->listening = 1;
+}
+
+static void listen_stop(tg_worker_t *w)
+{
+    for (size_t i = 0; i < w->nlisteners; ++i)
+        h2o_socket_read_stop(w->listeners[i]);
+    w->listening = 0;
+}
+
+static void on_connection_close(void *data)
+{
+    tg_worker_t *w = data;
+    --w->connections;
+    if (!w->draining && !w->listening && w->connections < (size_t)w->server->config.max_connections)
+        listen_start(w);
+}
+
+static void accept_one(tg_worker_t *w, h2o_socket_t *listener)
+{
+    h2o_socket_t *sock = h2o_evloop_socket_accept(listener);
+    if (sock == NULL)
+        return;
+    ++w->connections;
+    sock->on_close.cb = on_connection_close;
+    sock->on_close.data = w;
+    h2o_accept(listener->data, sock);
+}
+
+static void on_accept(h2o_socket_t *listener, const char *err)
+{
+    tg_worker_t *w = H2O_STRUCT_FROM_MEMBER(tg_worker_t, ctx, ((h2o_accept_ctx_t *)listener->data)->ctx);
+    if (err != NULL)
+        return;
+    /* Accept a handful per wake-up: fair between workers sharing the fd, cheap under load. */
+    for (int i = 0; i < 16 && w->connections < (size_t)w->server->config.max_connections; ++i) {
+        size_t before = w->connections;
+        accept_one(w, listener);
+        if (w->connections == before)
+            break;
+    }
+    if (w->connections >= (size_t)w->server->config.max_connections) {
+        tg_log_warn("worker", "connection limit reached, pausing accept", "connections=%zu", w->connections);
+        listen_stop(w);
+    }
+}
+
+/* Takes every connection already queued (they were accepted by the kernel: they get an
+ * answer), then closes this worker's copy of the listening sockets. */
+static void close_listeners(tg_worker_t *w)
+{
+    for (size_t i = 0; i < w->nlisteners; ++i) {
+        for (int n = 0; n < 1024; ++n) {
+            size_t before = w->connections;
+            accept_one(w, w->listeners[i]);
+            if (w->connections == before)
+                break;
+        }
+        h2o_socket_read_stop(w->listeners[i]);
+        h2o_socket_close(w->listeners[i]);
+        w->listeners[i] = NULL;
+    }
+    w->nlisteners = 0;
+    w->listening = 0;
+}
+
+static void begin_drain(tg_worker_t *w)
+{
+    if (w->draining)
+        return;
+    w->draining = 1;
+    w->drain_deadline_ms = h2o_now(w->loop) + (uint64_t)w->server->config.shutdown_timeout * 1000;
+    close_listeners(w);
+    h2o_context_request_shutdown(&w->ctx);
+    tg_log_info("worker", "draining", "worker=%d connections=%zu", w->index, w->connections);
+}
+
+static void on_signal(h2o_socket_t *sock, const char *err)
+{
+    tg_worker_t *w = sock->data;
+    struct signalfd_siginfo si;
+    while (read(h2o_socket_get_fd(sock), &si, sizeof(si)) == sizeof(si)) {
+        if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)
+            begin_drain(w);
+    }
+}
+
+static int setup_signals(tg_worker_t *w)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    int fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    w->signals = h2o_evloop_socket_create(w->loop, fd, H2O_SOCKET_FLAG_DONT_READ);
+    w->signals->data = w;
+    h2o_socket_read_start(w->signals, on_signal);
+    return 0;
+}
+
+static void setup_listeners(tg_worker_t *w)
+{
+    const tg_server_t *s = w->server;
+    w->accept_plain = (h2o_accept_ctx_t){.ctx = &w->ctx, .hosts = s->globalconf.hosts};
+    w->accept_tls = (h2o_accept_ctx_t){.ctx = &w->ctx, .hosts = s->globalconf.hosts, .ssl_ctx = s->ssl_ctx};
+    for (size_t i = 0; i < s->nlisteners; ++i) {
+        h2o_socket_t *ls = h2o_evloop_socket_create(w->loop, s->listeners[i].fd, H2O_SOCKET_FLAG_DONT_READ);
+        ls->data = s->listeners[i].is_tls ? &w->accept_tls : &w->accept_plain;
+        w->listeners[w->nlisteners++] = ls;
+    }
+    listen_start(w);
+}
+
+int tg_worker_run(const tg_server_t *server, int index)
+{
+    tg_worker_t *w = calloc(1, sizeof(*w));
+    if (w == NULL)
+        return 1;
+    w->server = server;
+    w->index = index;
+    w->loop = h2o_evloop_create();
+    h2o_context_init(&w->ctx, w->loop, (h2o_globalconf_t *)&server->globalconf);
+    if (setup_signals(w) != 0) {
+        tg_log_error("worker", "cannot set up signal handling", "error=%s", strerror(errno));
+        return 1;
+    }
+    setup_listeners(w);
+    tg_log_info("worker", "serving", "worker=%d", index);
+    for (;;) {
+        int32_t max_wait = w->draining ? TG_WORKER_DRAIN_POLL_MS : INT32_MAX;
+        if (h2o_evloop_run(w->loop, max_wait) != 0 && errno != EINTR) {
+            tg_log_error("worker", "event loop failed", "error=%s", strerror(errno));
+            return 1;
+        }
+        if (w->draining && (w->connections == 0 || h2o_now(w->loop) >= w->drain_deadline_ms))
+            break;
+    }
+    tg_log_info("worker", "stopped", "worker=%d open_connections=%zu", index, w->connections);
+    return 0;
+}

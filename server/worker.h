@@ -1,0 +1,47 @@
+/*
+ * One worker process: a libh2o event loop serving the inherited listeners until it
+ * is told to stop. Everything a request handler needs from "its" worker hangs here.
+ */
+#ifndef TG_WORKER_H
+#define TG_WORKER_H
+
+#include <h2o.h>
+
+#include "server/server.h"
+
+typedef struct st_tg_worker_t {
+    h2o_context_t ctx; /* first member: a request finds its worker from req->conn->ctx */
+    h2o_evloop_t *loop;
+    const tg_server_t *server;
+    int index;
+    h2o_accept_ctx_t accept_plain;
+    h2o_accept_ctx_t accept_tls;
+    h2o_socket_t *listeners[TG_MAX_LISTENERS];
+    size_t nlisteners;
+    int listening;
+    h2o_socket_t *signals;
+    size_t connections;
+    int draining;
+    uint64_t drain_deadline_ms;
+} tg_worker_t;
+
+/** The worker serving a request. */
+static inline tg_worker_t *tg_worker_of(h2o_req_t *req)
+{
+    return H2O_STRUCT_FROM_MEMBER(tg_worker_t, ctx, req->conn->ctx);
+}
+
+/** True once the worker stopped accepting and is finishing in-flight requests. */
+static inline int tg_worker_is_draining(const tg_worker_t *w)
+{
+    return w->draining;
+}
+
+/**
+ * Runs worker `index` in the calling (freshly forked) process until SIGTERM has been
+ * handled and in-flight requests finished, or the drain deadline passed. Returns the
+ * process exit code.
+ */
+int tg_worker_run(const tg_server_t *server, int index);
+
+#endif
