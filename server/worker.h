@@ -23,6 +23,10 @@ typedef struct st_tg_worker_t {
     size_t connections;
     int draining;
     uint64_t drain_deadline_ms;
+    struct st_tg_db_t *db;              /* async PostgreSQL pool (server/db.h) */
+    struct st_tg_offload_t *offload;    /* thread pool for CPU-heavy work (server/offload.h) */
+    struct st_tg_token_cache_t *tokens; /* validated credentials (server/token_cache.h) */
+    struct st_tg_metering_t *metering;  /* usage records into the ring (server/metering.h) */
 } tg_worker_t;
 
 /** The worker serving a request. */

@@ -1,0 +1,43 @@
+/*
+ * The one authentication middleware for every protected route (built-in and proxy):
+ * parses `Authorization: Bearer <credential>`, decides JWT (three base64url segments)
+ * or API token, validates it (cache first, PostgreSQL on a miss), fills r->auth and
+ * continues, or answers 401 / 403 / 503 itself with the SPEC's error body.
+ */
+#ifndef TG_AUTH_H
+#define TG_AUTH_H
+
+#include "server/request.h"
+
+/* Scopes (SPEC §3). proxy:<prefix> scopes are kept as strings next to the bits. */
+enum {
+    TG_SCOPE_TOKENS_READ = 1,
+    TG_SCOPE_TOKENS_WRITE = 2,
+    TG_SCOPE_USAGE_READ = 4,
+    TG_SCOPE_PROXY_ALL = 8, /* every configured proxy route */
+};
+
+typedef void (*tg_auth_next_fn)(tg_request_t *r);
+
+/**
+ * Authenticates r->req. On success fills r->auth and calls next(r), synchronously on
+ * a cache hit or later from a database callback; otherwise sends the error response
+ * and never calls next. A request disposed while its lookup is in flight is dropped
+ * quietly.
+ */
+void tg_auth_run(tg_request_t *r, tg_auth_next_fn next);
+
+/**
+ * Route-level scope check: 1 when the caller may proceed; otherwise sends 403
+ * insufficient_scope and returns 0. JWT sessions hold every scope.
+ */
+int tg_auth_require_scope(tg_request_t *r, unsigned scope);
+
+/**
+ * Tells every worker of this node that a token (or, with is_session, a session) is
+ * revoked: any request that starts after this returns sees it rejected. Call after
+ * the revocation committed and before answering.
+ */
+void tg_auth_revoke(struct st_tg_worker_t *w, const uint8_t id[16], int is_session);
+
+#endif
