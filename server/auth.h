@@ -9,13 +9,17 @@
 
 #include "server/request.h"
 
-/* Scopes (SPEC §3). proxy:<prefix> scopes are kept as strings next to the bits. */
+/* Scopes (SPEC §3) as bits. "proxy:*" grants every --route; "proxy:/prefix" grants the
+ * configured route with that prefix, as bit TG_SCOPE_PROXY_ROUTE(i) where i is the
+ * route's position in the configuration (at most 24 routes carry their own bit). */
 enum {
     TG_SCOPE_TOKENS_READ = 1,
     TG_SCOPE_TOKENS_WRITE = 2,
     TG_SCOPE_USAGE_READ = 4,
-    TG_SCOPE_PROXY_ALL = 8, /* every configured proxy route */
+    TG_SCOPE_PROXY_ALL = 8,
 };
+#define TG_SCOPE_PROXY_ROUTE(i) (1u << (8 + (i)))
+#define TG_SCOPE_MAX_ROUTES 24
 
 typedef void (*tg_auth_next_fn)(tg_request_t *r);
 

@@ -8,7 +8,10 @@
 #include <netinet/in.h>
 
 #include "common/log.h"
+#include "server/auth.h"
 #include "server/http.h"
+#include "server/metering.h"
+#include "server/proxy.h"
 #include "server/router.h"
 #include "server/server.h"
 #include "server/worker.h"
@@ -68,19 +71,29 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     memset(r, 0, sizeof(*r));
     r->req = req;
     r->worker = tg_worker_of(req);
+    r->handler = self;
+    r->route_data = route;
     memcpy(r->params, params, sizeof(params[0]) * nparams);
     r->nparams = nparams;
-    route->fn(r);
+    if ((route->flags & TG_ROUTE_AUTH) == 0) {
+        route->fn(r);
+        return 0;
+    }
+    tg_metering_attach(r);
+    tg_auth_run(r, route->fn);
     return 0;
 }
 
 int tg_server_register_routes(tg_server_t *server, char *err, size_t errlen)
 {
     server->hostconf = h2o_config_register_host(&server->globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    /* h2o 2.2.5 takes the FIRST registered path that prefixes the request, so the
+     * longer proxy prefixes must be registered before "/" */
+    if (tg_proxy_register_routes(server, err, errlen) != 0)
+        return -1;
     h2o_pathconf_t *root = h2o_config_register_path(server->hostconf, "/", 0);
     h2o_handler_t *handler = h2o_create_handler(root, sizeof(*handler));
     handler->on_req = on_req;
-    (void)err;
-    (void)errlen;
+    tg_metering_register_logger(root);
     return 0;
 }

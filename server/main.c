@@ -20,6 +20,9 @@
 #include "server/supervisor.h"
 #include "server/tls.h"
 
+/* SPEC §2: 256-byte ring records (an 8-byte sequence word + the 248-byte usage record). */
+#define TG_RING_RECORD_SIZE 256
+
 /* RFC 7518 §3.2: an HS256 key must be at least as long as the hash output, 32 bytes. */
 #define TG_JWT_SECRET_MIN 32
 
@@ -145,6 +148,17 @@ int main(int argc, char **argv)
     if (tg_server_register_routes(&server, err, sizeof(err)) != 0) {
         fprintf(stderr, "tollgated: %s\n", err);
         return 2;
+    }
+    if ((server.revocations = tg_revocations_create()) == NULL) {
+        fprintf(stderr, "tollgated: cannot map the revocation feed\n");
+        return 1;
+    }
+    if (!server.config.no_metering &&
+        (server.ring = tg_ring_open_producer(server.config.ring, (uint64_t)server.config.ring_capacity, TG_RING_RECORD_SIZE,
+                                             err, sizeof(err))) == NULL) {
+        tg_log_error("master", "cannot open the usage ring", "error=%s", err);
+        fprintf(stderr, "tollgated: %s\n", err);
+        return 1;
     }
     if (open_listeners(&server, err, sizeof(err)) != 0) {
         tg_log_error("master", "cannot open listeners", "error=%s", err);

@@ -21,11 +21,14 @@ typedef struct st_tg_auth_context_t {
     uint8_t token_id[16];   /* API tokens only */
     uint8_t session_id[16]; /* JWT only */
     unsigned scopes;        /* TG_SCOPE_* bits */
+    int metered;            /* an API token that maps to a known token: meter this request, whatever its outcome */
 } tg_auth_context_t;
 
 typedef struct st_tg_request_t {
     h2o_req_t *req;
     struct st_tg_worker_t *worker;
+    h2o_handler_t *handler; /* the h2o handler that took the request (proxy routes delegate onwards) */
+    const void *route_data; /* route-specific static data, e.g. the proxy route */
     h2o_iovec_t params[4];
     size_t nparams;
     tg_auth_context_t auth;

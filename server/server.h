@@ -9,6 +9,8 @@
 #include <h2o.h>
 
 #include "server/settings.h"
+#include "shm/revocations.h"
+#include "shm/ring.h"
 
 /* SPEC §2 allows repeated --listen plus one --tls-listen; 16 is a generous ceiling. */
 #define TG_MAX_LISTENERS 16
@@ -34,6 +36,8 @@ typedef struct st_tg_server_t {
     SSL_CTX *ssl_ctx;
     tg_listener_t listeners[TG_MAX_LISTENERS];
     size_t nlisteners;
+    tg_revocations_t *revocations; /* node-wide revocation feed (shared memory) */
+    tg_ring_t *ring;               /* usage ring; NULL with --no-metering */
     unsigned char jwt_secret[512];
     size_t jwt_secret_len;
 } tg_server_t;

@@ -13,6 +13,21 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/uuid.h"
+#include "server/db.h"
+#include "server/metering.h"
+#include "server/offload.h"
+#include "server/token_cache.h"
+
+/* Query connections per worker: enough to overlap cache misses and API queries
+ * without multiplying PostgreSQL backends (2 workers = 8 + 2 LISTEN connections). */
+#define TG_WORKER_DB_CONNECTIONS 4
+/* Argon2id checks at login: two threads keep a login burst from queueing long. */
+#define TG_WORKER_OFFLOAD_THREADS 2
+/* Credentials cached per worker: 16384 x 128 B = 2 MiB. */
+#define TG_WORKER_TOKEN_CACHE_SIZE 16384
+/* The NOTIFY channel on which revocations reach the other nodes (issue 3: within 1 s). */
+#define TG_REVOCATION_CHANNEL "tollgate_revocations"
 
 /* Loop wake-up while draining, so the deadline is checked even when no socket fires. */
 #define TG_WORKER_DRAIN_POLL_MS 50
@@ -139,6 +154,34 @@ static void setup_listeners(tg_worker_t *w)
     listen_start(w);
 }
 
+/* A revocation from any node: "t:<token uuid>" or "s:<session uuid>"; NULL means the
+ * listener reconnected and may have missed some, so everything cached goes. */
+static void on_notify(void *data, const char *channel, const char *payload)
+{
+    tg_worker_t *w = data;
+    if (channel == NULL) {
+        tg_token_cache_flush(w->tokens);
+        return;
+    }
+    tg_uuid_t id;
+    if (payload != NULL && strlen(payload) == 2 + TG_UUID_STRLEN && payload[1] == ':' &&
+        tg_uuid_parse(payload + 2, TG_UUID_STRLEN, &id) == 0)
+        tg_token_cache_forget_id(w->tokens, id.bytes);
+    else
+        tg_token_cache_flush(w->tokens);
+}
+
+static int setup_services(tg_worker_t *w)
+{
+    static const char *const channels[] = {TG_REVOCATION_CHANNEL, NULL};
+    const tg_server_t *s = w->server;
+    w->tokens = tg_token_cache_create(TG_WORKER_TOKEN_CACHE_SIZE, s->revocations);
+    w->db = tg_db_create(w->loop, s->config.database_url, TG_WORKER_DB_CONNECTIONS, channels, on_notify, w);
+    w->offload = tg_offload_create(w->loop, TG_WORKER_OFFLOAD_THREADS);
+    w->metering = tg_metering_create(s->ring, strcmp(s->config.on_ring_full, "reject") == 0);
+    return w->tokens != NULL && w->db != NULL && w->offload != NULL && w->metering != NULL ? 0 : -1;
+}
+
 int tg_worker_run(const tg_server_t *server, int index)
 {
     tg_worker_t *w = calloc(1, sizeof(*w));
@@ -150,6 +193,10 @@ int tg_worker_run(const tg_server_t *server, int index)
     h2o_context_init(&w->ctx, w->loop, (h2o_globalconf_t *)&server->globalconf);
     if (setup_signals(w) != 0) {
         tg_log_error("worker", "cannot set up signal handling", "error=%s", strerror(errno));
+        return 1;
+    }
+    if (setup_services(w) != 0) {
+        tg_log_error("worker", "cannot set up worker services", "worker=%d", index);
         return 1;
     }
     setup_listeners(w);

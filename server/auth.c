@@ -1,0 +1,374 @@
+/*
+ * The authentication middleware. Order of checks, cheapest first: header shape,
+ * credential kind, JWT signature and claims or API-token checksum (no I/O), then
+ * the worker's credential cache, and only on a miss one PostgreSQL lookup whose
+ * answer is cached. Every failure is the same 401 body: which part of a credential
+ * was wrong is never said.
+ */
+#include "server/auth.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "common/apitoken.h"
+#include "common/log.h"
+#include "common/uuid.h"
+#include "server/db.h"
+#include "server/http.h"
+#include "server/jwt.h"
+#include "server/metering.h"
+#include "server/token_cache.h"
+#include "server/worker.h"
+
+/* No credential of ours is longer: API tokens are 42 bytes, JWTs < TG_JWT_MAX_LEN. */
+#define TG_AUTH_MAX_CREDENTIAL TG_JWT_MAX_LEN
+
+static const char SQL_TOKEN_BY_HASH[] =
+    "SELECT id, user_id, tenant_id, array_to_string(scopes, ' '),"
+    " coalesce((extract(epoch FROM expires_at) * 1000000)::bigint, 0),"
+    " coalesce((extract(epoch FROM revoked_at) * 1000000)::bigint, 0)"
+    " FROM api_tokens WHERE token_hash = $1";
+
+static const char SQL_SESSION_BY_ID[] =
+    "SELECT s.user_id, s.tenant_id,"
+    " (extract(epoch FROM s.expires_at) * 1000000)::bigint,"
+    " coalesce((extract(epoch FROM s.revoked_at) * 1000000)::bigint, 0)"
+    " FROM sessions s WHERE s.id = $1";
+
+typedef struct st_tg_auth_lookup_t {
+    tg_request_t *r; /* NULL once the request is gone */
+    tg_auth_next_fn next;
+    tg_db_query_t *query;
+    tg_cached_token_t entry; /* key filled before the query */
+} tg_auth_lookup_t;
+
+static void send_invalid(tg_request_t *r)
+{
+    tg_http_send_error(r->req, 401, "invalid_token", "The access token is missing, malformed, expired or revoked.");
+}
+
+static void send_missing(tg_request_t *r)
+{
+    tg_http_send_error(r->req, 401, "unauthorized", "This resource needs an Authorization: Bearer credential.");
+}
+
+static int64_t now_us(tg_request_t *r)
+{
+    /* the loop's cached clock: one request never spans a second boundary unnoticed */
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    (void)r;
+    return (int64_t)tv.tv_sec * 1000000 + tv.tv_usec;
+}
+
+/* ------------------------------------------------------------------ header parsing */
+
+typedef enum { CRED_MISSING, CRED_BAD_REQUEST, CRED_INVALID, CRED_OK } cred_parse_t;
+
+static int is_token_char(unsigned char c)
+{
+    /* RFC 6750 b64token: ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" then "="s */
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
+           c == '_' || c == '~' || c == '+' || c == '/' || c == '=';
+}
+
+static cred_parse_t parse_authorization(h2o_req_t *req, h2o_iovec_t *credential)
+{
+    ssize_t i = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1);
+    if (i < 0)
+        return CRED_MISSING;
+    if (h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, i) >= 0)
+        return CRED_BAD_REQUEST; /* two Authorization headers: ambiguous, refuse */
+    h2o_iovec_t v = req->headers.entries[i].value;
+    if (v.len < 7 || !h2o_lcstris(v.base, 6, H2O_STRLIT("bearer")) || (v.base[6] != ' ' && v.base[6] != '\t'))
+        return CRED_MISSING; /* another scheme: no Bearer credential was presented */
+    size_t start = 7;
+    while (start < v.len && (v.base[start] == ' ' || v.base[start] == '\t'))
+        ++start;
+    size_t end = v.len;
+    while (end > start && (v.base[end - 1] == ' ' || v.base[end - 1] == '\t'))
+        --end;
+    if (end == start || end - start > TG_AUTH_MAX_CREDENTIAL)
+        return CRED_INVALID;
+    for (size_t k = start; k < end; ++k)
+        if (!is_token_char((unsigned char)v.base[k]))
+            return CRED_INVALID;
+    *credential = h2o_iovec_init(v.base + start, end - start);
+    return CRED_OK;
+}
+
+/* ------------------------------------------------------------------ shared steps */
+
+/* "proxy:/prefix" → the bit of the configured route with that prefix (0 when none). */
+static unsigned proxy_scope_bit(const tg_server_t *server, const char *prefix, size_t len)
+{
+    while (len > 1 && prefix[len - 1] == '/')
+        --len;
+    for (size_t i = 0; i < server->config.routes.count && i < TG_SCOPE_MAX_ROUTES; ++i) {
+        const char *spec = server->config.routes.items[i];
+        size_t plen = (size_t)(strchr(spec, '=') - spec);
+        while (plen > 1 && spec[plen - 1] == '/')
+            --plen;
+        if (plen == len && memcmp(spec, prefix, len) == 0)
+            return TG_SCOPE_PROXY_ROUTE(i);
+    }
+    return 0;
+}
+
+static unsigned parse_scopes(const tg_server_t *server, const char *list)
+{
+    unsigned bits = 0;
+    const char *p = list;
+    while (*p != '\0') {
+        const char *sp = strchr(p, ' ');
+        size_t n = sp != NULL ? (size_t)(sp - p) : strlen(p);
+        if (n == 11 && memcmp(p, "tokens:read", 11) == 0)
+            bits |= TG_SCOPE_TOKENS_READ;
+        else if (n == 12 && memcmp(p, "tokens:write", 12) == 0)
+            bits |= TG_SCOPE_TOKENS_WRITE;
+        else if (n == 10 && memcmp(p, "usage:read", 10) == 0)
+            bits |= TG_SCOPE_USAGE_READ;
+        else if (n == 7 && memcmp(p, "proxy:*", 7) == 0)
+            bits |= TG_SCOPE_PROXY_ALL;
+        else if (n > 6 && memcmp(p, "proxy:", 6) == 0)
+            bits |= proxy_scope_bit(server, p + 6, n - 6);
+        p += n;
+        while (*p == ' ')
+            ++p;
+    }
+    return bits;
+}
+
+static int parse_uuid_field(PGresult *res, int col, uint8_t out[16])
+{
+    tg_uuid_t u;
+    const char *v = PQgetvalue(res, 0, col);
+    if (tg_uuid_parse(v, strlen(v), &u) != 0)
+        return -1;
+    memcpy(out, u.bytes, 16);
+    return 0;
+}
+
+static void fill_context(tg_request_t *r, const tg_cached_token_t *e)
+{
+    memcpy(r->auth.user_id, e->user_id, 16);
+    memcpy(r->auth.tenant_id, e->tenant_id, 16);
+    if (e->kind == 1) {
+        r->auth.method = TG_AUTH_API_TOKEN;
+        memcpy(r->auth.token_id, e->id, 16);
+        r->auth.scopes = e->scopes;
+        r->auth.metered = 1; /* known token: metered whatever happens next */
+    } else {
+        r->auth.method = TG_AUTH_JWT;
+        memcpy(r->auth.session_id, e->id, 16);
+        r->auth.scopes = ~0u;
+    }
+}
+
+/* Decides on a cached or freshly loaded entry. */
+static void finish_with_entry(tg_request_t *r, const tg_cached_token_t *e, tg_auth_next_fn next)
+{
+    int64_t now = now_us(r);
+    fill_context(r, e);
+    int expired = e->expires_at_us != 0 && e->expires_at_us <= now;
+    int revoked = e->revoked_at_us != 0 && e->revoked_at_us <= now;
+    if (expired || revoked) {
+        if (e->kind == 2)
+            r->auth.method = TG_AUTH_NONE;
+        send_invalid(r);
+        return;
+    }
+    if (e->kind == 1 && tg_metering_should_reject(r->worker->metering)) {
+        tg_http_send_error(r->req, 503, "metering_unavailable", "Usage cannot be recorded right now; retry shortly.");
+        return;
+    }
+    next(r);
+}
+
+static void on_lookup_dispose(void *p)
+{
+    tg_auth_lookup_t *l = p;
+    if (l->r != NULL && l->query != NULL)
+        tg_db_cancel(l->query);
+    l->r = NULL;
+}
+
+static void lookup_failed(tg_request_t *r, const char *error)
+{
+    tg_log_warn("auth", "credential lookup failed", "error=%s", error != NULL ? error : "unavailable");
+    tg_http_send_error(r->req, 503, "database_unavailable", "Credentials cannot be checked right now; retry shortly.");
+}
+
+/* ------------------------------------------------------------------ API tokens */
+
+static void on_token_row(void *data, PGresult *res, const char *sqlstate, const char *error)
+{
+    tg_auth_lookup_t *l = data;
+    tg_request_t *r = l->r;
+    l->query = NULL;
+    if (r == NULL)
+        return;
+    l->r = NULL;
+    if (res == NULL) {
+        lookup_failed(r, error);
+        return;
+    }
+    tg_token_cache_t *cache = r->worker->tokens;
+    uint64_t now = h2o_now(r->worker->loop);
+    tg_cached_token_t *e = &l->entry;
+    e->kind = 1;
+    if (PQntuples(res) != 1) {
+        e->negative = 1;
+        tg_token_cache_put(cache, e, now);
+        send_invalid(r);
+        return;
+    }
+    if (parse_uuid_field(res, 0, e->id) != 0 || parse_uuid_field(res, 1, e->user_id) != 0 ||
+        parse_uuid_field(res, 2, e->tenant_id) != 0) {
+        lookup_failed(r, "malformed token row");
+        return;
+    }
+    e->scopes = parse_scopes(r->worker->server, PQgetvalue(res, 0, 3));
+    e->expires_at_us = strtoll(PQgetvalue(res, 0, 4), NULL, 10);
+    e->revoked_at_us = strtoll(PQgetvalue(res, 0, 5), NULL, 10);
+    tg_token_cache_put(cache, e, now);
+    finish_with_entry(r, e, l->next);
+}
+
+static void auth_api_token(tg_request_t *r, h2o_iovec_t credential, tg_auth_next_fn next)
+{
+    if (tg_apitoken_check_format(credential.base, credential.len) != 0) {
+        send_invalid(r); /* mistyped or not ours: rejected without touching the database */
+        return;
+    }
+    uint8_t hash[32];
+    tg_apitoken_hash(credential.base, credential.len, hash);
+    const tg_cached_token_t *e;
+    switch (tg_token_cache_find_token(r->worker->tokens, hash, h2o_now(r->worker->loop), &e)) {
+    case TG_CACHE_VALID:
+        finish_with_entry(r, e, next);
+        return;
+    case TG_CACHE_UNKNOWN:
+        send_invalid(r);
+        return;
+    case TG_CACHE_MISS:
+        break;
+    }
+    tg_auth_lookup_t *l = h2o_mem_alloc_shared(&r->req->pool, sizeof(*l), on_lookup_dispose);
+    memset(l, 0, sizeof(*l));
+    l->r = r;
+    l->next = next;
+    memcpy(l->entry.key, hash, 32);
+    tg_db_request_t q = {.nsteps = 1};
+    q.steps[0] = (tg_db_step_t){.sql = SQL_TOKEN_BY_HASH, .nparams = 1};
+    q.steps[0].params[0] = (const char *)hash;
+    q.steps[0].lengths[0] = 32;
+    if ((l->query = tg_db_submit(r->worker->db, &q, on_token_row, l)) == NULL) {
+        l->r = NULL;
+        lookup_failed(r, NULL);
+    }
+}
+
+/* ------------------------------------------------------------------ JWT sessions */
+
+static void on_session_row(void *data, PGresult *res, const char *sqlstate, const char *error)
+{
+    tg_auth_lookup_t *l = data;
+    tg_request_t *r = l->r;
+    l->query = NULL;
+    if (r == NULL)
+        return;
+    l->r = NULL;
+    if (res == NULL) {
+        lookup_failed(r, error);
+        return;
+    }
+    tg_cached_token_t *e = &l->entry;
+    uint8_t jwt_user[16], jwt_tenant[16];
+    memcpy(jwt_user, e->user_id, 16);
+    memcpy(jwt_tenant, e->tenant_id, 16);
+    if (PQntuples(res) != 1 || parse_uuid_field(res, 0, e->user_id) != 0 || parse_uuid_field(res, 1, e->tenant_id) != 0 ||
+        memcmp(jwt_user, e->user_id, 16) != 0 || memcmp(jwt_tenant, e->tenant_id, 16) != 0) {
+        send_invalid(r); /* no such session (deleted user: cascaded) or claims that disagree with it */
+        return;
+    }
+    e->kind = 2;
+    e->expires_at_us = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
+    e->revoked_at_us = strtoll(PQgetvalue(res, 0, 3), NULL, 10);
+    tg_token_cache_put(r->worker->tokens, e, h2o_now(r->worker->loop));
+    finish_with_entry(r, e, l->next);
+}
+
+static void auth_jwt(tg_request_t *r, h2o_iovec_t credential, tg_auth_next_fn next)
+{
+    const tg_server_t *s = r->worker->server;
+    tg_jwt_claims_t claims;
+    if (tg_jwt_verify(s->jwt_secret, s->jwt_secret_len, credential.base, credential.len, now_us(r) / 1000000, &claims) != 0) {
+        send_invalid(r);
+        return;
+    }
+    const tg_cached_token_t *e;
+    if (tg_token_cache_find_session(r->worker->tokens, claims.session_id, h2o_now(r->worker->loop), &e) == TG_CACHE_VALID) {
+        if (memcmp(e->user_id, claims.user_id, 16) != 0 || memcmp(e->tenant_id, claims.tenant_id, 16) != 0) {
+            send_invalid(r);
+            return;
+        }
+        finish_with_entry(r, e, next);
+        return;
+    }
+    tg_auth_lookup_t *l = h2o_mem_alloc_shared(&r->req->pool, sizeof(*l), on_lookup_dispose);
+    memset(l, 0, sizeof(*l));
+    l->r = r;
+    l->next = next;
+    memcpy(l->entry.key, claims.session_id, 16);
+    memcpy(l->entry.id, claims.session_id, 16);
+    memcpy(l->entry.user_id, claims.user_id, 16);
+    memcpy(l->entry.tenant_id, claims.tenant_id, 16);
+    char sid[TG_UUID_STRLEN + 1];
+    tg_uuid_format((const tg_uuid_t *)claims.session_id, sid);
+    const char *params[1] = {sid};
+    if ((l->query = tg_db_query(r->worker->db, SQL_SESSION_BY_ID, 1, params, on_session_row, l)) == NULL) {
+        l->r = NULL;
+        lookup_failed(r, NULL);
+    }
+}
+
+/* ------------------------------------------------------------------ public */
+
+void tg_auth_run(tg_request_t *r, tg_auth_next_fn next)
+{
+    h2o_iovec_t credential;
+    tg_token_cache_sync(r->worker->tokens, h2o_now(r->worker->loop));
+    switch (parse_authorization(r->req, &credential)) {
+    case CRED_MISSING:
+        send_missing(r);
+        return;
+    case CRED_BAD_REQUEST:
+        tg_http_send_error(r->req, 400, "invalid_request", "Send exactly one Authorization header.");
+        return;
+    case CRED_INVALID:
+        send_invalid(r);
+        return;
+    case CRED_OK:
+        break;
+    }
+    if (tg_jwt_is_shaped(credential.base, credential.len))
+        auth_jwt(r, credential, next);
+    else
+        auth_api_token(r, credential, next);
+}
+
+int tg_auth_require_scope(tg_request_t *r, unsigned scope)
+{
+    if ((r->auth.scopes & scope) == scope)
+        return 1;
+    tg_http_send_error(r->req, 403, "insufficient_scope", "This token's scopes do not allow this request.");
+    return 0;
+}
+
+void tg_auth_revoke(tg_worker_t *w, const uint8_t id[16], int is_session)
+{
+    tg_revocations_publish(w->server->revocations, id, is_session ? TG_REVOKED_SESSION : TG_REVOKED_TOKEN);
+    tg_token_cache_sync(w->tokens, h2o_now(w->loop));
+}

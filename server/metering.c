@@ -1,0 +1,167 @@
+/*
+ * The worker side of the usage pipeline. The logger hook runs once per finished
+ * request; for metered requests it fills a flat usage record on the stack and appends
+ * it to the ring: no allocation, no lock, no syscall (the UUIDv7 generator refills
+ * its random pool with one getrandom per ~50 ids).
+ */
+#include "server/metering.h"
+
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+
+#include "common/log.h"
+#include "common/usage_record.h"
+#include "common/uuid.h"
+#include "server/worker.h"
+
+/* The name under which a request's tollgate context is stored in req->env. */
+static const char TG_METERING_ENV_KEY[] = "tollgate.request";
+
+struct st_tg_metering_t {
+    tg_ring_t *ring;
+    int reject_when_full;
+    uint64_t reject_margin;
+    tg_uuid_gen_t uuids;
+    tg_metering_stats_t stats;
+};
+
+tg_metering_t *tg_metering_create(tg_ring_t *ring, int reject_when_full)
+{
+    tg_metering_t *m = calloc(1, sizeof(*m));
+    if (m == NULL)
+        return NULL;
+    m->ring = ring;
+    m->reject_when_full = reject_when_full;
+    if (ring != NULL) {
+        /* Requests admitted under the margin still find a slot when they finish, as
+         * long as fewer than `margin` are in flight node-wide: 1/8 of the ring, at
+         * most 1024 slots. */
+        uint64_t cap = tg_ring_capacity(ring);
+        m->reject_margin = cap / 8 < 1024 ? cap / 8 : 1024;
+    }
+    tg_uuid_gen_init(&m->uuids);
+    return m;
+}
+
+void tg_metering_attach(tg_request_t *r)
+{
+    h2o_req_t *req = r->req;
+    h2o_vector_reserve(&req->pool, &req->env, req->env.size + 2);
+    req->env.entries[req->env.size++] = h2o_iovec_init(TG_METERING_ENV_KEY, sizeof(TG_METERING_ENV_KEY) - 1);
+    req->env.entries[req->env.size++] = h2o_iovec_init((char *)r, 0);
+}
+
+static tg_request_t *find_context(h2o_req_t *req)
+{
+    for (size_t i = 0; i + 1 < req->env.size; i += 2)
+        if (req->env.entries[i].base == TG_METERING_ENV_KEY)
+            return (tg_request_t *)req->env.entries[i + 1].base;
+    return NULL;
+}
+
+int tg_metering_should_reject(tg_metering_t *m)
+{
+    if (m->ring == NULL || !m->reject_when_full)
+        return 0;
+    return tg_ring_depth(m->ring) + m->reject_margin >= tg_ring_capacity(m->ring);
+}
+
+static void fill_peer(h2o_req_t *req, tg_usage_record_t *rec)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss);
+    rec->ip_family = TG_USAGE_IP_NONE;
+    if (len == 0)
+        return;
+    if (ss.ss_family == AF_INET) {
+        rec->ip_family = TG_USAGE_IP_V4;
+        memcpy(rec->ip, &((struct sockaddr_in *)&ss)->sin_addr, 4);
+    } else if (ss.ss_family == AF_INET6) {
+        const struct in6_addr *a = &((struct sockaddr_in6 *)&ss)->sin6_addr;
+        if (IN6_IS_ADDR_V4MAPPED(a)) {
+            rec->ip_family = TG_USAGE_IP_V4;
+            memcpy(rec->ip, a->s6_addr + 12, 4);
+        } else {
+            rec->ip_family = TG_USAGE_IP_V6;
+            memcpy(rec->ip, a->s6_addr, 16);
+        }
+    }
+}
+
+static int64_t timeval_us(const struct timeval *tv)
+{
+    return (int64_t)tv->tv_sec * 1000000 + tv->tv_usec;
+}
+
+static void build_record(tg_metering_t *m, h2o_req_t *req, const tg_request_t *r, tg_usage_record_t *rec)
+{
+    memset(rec, 0, sizeof(*rec));
+    rec->version = TG_USAGE_RECORD_VERSION;
+    tg_uuid_t id;
+    if (tg_uuid_v7(&m->uuids, &id) != 0)
+        memset(&id, 0, sizeof(id));
+    memcpy(rec->id, id.bytes, 16);
+    memcpy(rec->token_id, r->auth.token_id, 16);
+    memcpy(rec->user_id, r->auth.user_id, 16);
+    memcpy(rec->tenant_id, r->auth.tenant_id, 16);
+    int64_t begin = timeval_us(&req->timestamps.request_begin_at), end;
+    if (req->timestamps.response_end_at.tv_sec != 0) {
+        end = timeval_us(&req->timestamps.response_end_at);
+    } else {
+        struct timeval now;
+        gettimeofday(&now, NULL); /* vDSO: no syscall */
+        end = timeval_us(&now);
+    }
+    rec->ts_us = begin;
+    rec->processing_time_us = end > begin ? (uint32_t)(end - begin) : 0;
+    rec->status = (uint16_t)(req->res.status >= 100 && req->res.status <= 999 ? req->res.status : 500);
+    if (tg_usage_record_set_string(rec->method, &rec->method_len, TG_USAGE_METHOD_MAX, req->method.base, req->method.len))
+        rec->flags |= TG_USAGE_FLAG_METHOD_TRUNCATED;
+    if (tg_usage_record_set_string(rec->path, &rec->path_len, TG_USAGE_PATH_MAX, req->path_normalized.base,
+                                   req->path_normalized.len))
+        rec->flags |= TG_USAGE_FLAG_PATH_TRUNCATED;
+    ssize_t ua = h2o_find_header(&req->headers, H2O_TOKEN_USER_AGENT, -1);
+    if (ua >= 0 && tg_usage_record_set_string(rec->user_agent, &rec->ua_len, TG_USAGE_UA_MAX,
+                                              req->headers.entries[ua].value.base, req->headers.entries[ua].value.len))
+        rec->flags |= TG_USAGE_FLAG_UA_TRUNCATED;
+    fill_peer(req, rec);
+}
+
+static void log_access(h2o_logger_t *self, h2o_req_t *req)
+{
+    tg_request_t *r = find_context(req);
+    if (r == NULL || !r->auth.metered)
+        return;
+    tg_metering_t *m = tg_worker_of(req)->metering;
+    if (m == NULL || m->ring == NULL)
+        return;
+    tg_usage_record_t rec;
+    build_record(m, req, r, &rec);
+    switch (tg_ring_append(m->ring, &rec, sizeof(rec))) {
+    case TG_RING_OK:
+        ++m->stats.appended;
+        break;
+    case TG_RING_FULL:
+        ++m->stats.dropped;
+        break;
+    case TG_RING_LOST:
+        ++m->stats.lost;
+        break;
+    default:
+        break;
+    }
+}
+
+void tg_metering_register_logger(h2o_pathconf_t *pathconf)
+{
+    h2o_logger_t *logger = h2o_create_logger(pathconf, sizeof(*logger));
+    logger->log_access = log_access;
+}
+
+void tg_metering_get_stats(const tg_metering_t *m, tg_metering_stats_t *stats)
+{
+    *stats = m->stats;
+}

@@ -1,0 +1,137 @@
+/*
+ * Reverse-proxy routes. Each --route gets its own h2o pathconf holding, in order, our
+ * auth handler and h2o's proxy handler; the auth handler authenticates (possibly
+ * asynchronously), rewrites the identity headers and delegates to the proxy.
+ */
+#include "server/proxy.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/uuid.h"
+#include "server/auth.h"
+#include "server/http.h"
+#include "server/metering.h"
+#include "server/worker.h"
+
+/* Upstream I/O timeout: an API answers well within this or is broken. */
+#define TG_PROXY_IO_TIMEOUT_MS 30000
+#define TG_PROXY_KEEPALIVE_MS 2000
+
+typedef struct st_tg_proxy_route_t {
+    h2o_handler_t super;
+    char *prefix;
+    unsigned scope_bit; /* TG_SCOPE_PROXY_ROUTE(position in the configuration), or 0 past the 24th */
+} tg_proxy_route_t;
+
+static const h2o_iovec_t identity_headers[] = {{H2O_STRLIT("x-tollgate-user-id")},
+                                               {H2O_STRLIT("x-tollgate-tenant-id")},
+                                               {H2O_STRLIT("x-tollgate-token-id")}};
+
+static void delete_all(h2o_req_t *req, const h2o_token_t *token)
+{
+    ssize_t i;
+    while ((i = h2o_find_header(&req->headers, token, -1)) >= 0)
+        h2o_delete_header(&req->headers, i);
+}
+
+static void delete_all_by_name(h2o_req_t *req, h2o_iovec_t name)
+{
+    ssize_t i;
+    while ((i = h2o_find_header_by_str(&req->headers, name.base, name.len, -1)) >= 0)
+        h2o_delete_header(&req->headers, i);
+}
+
+static void add_uuid_header(h2o_req_t *req, h2o_iovec_t name, const uint8_t id[16])
+{
+    char *buf = h2o_mem_alloc_pool(&req->pool, TG_UUID_STRLEN + 1);
+    tg_uuid_format((const tg_uuid_t *)id, buf);
+    h2o_add_header_by_str(&req->pool, &req->headers, name.base, name.len, 0, NULL, buf, TG_UUID_STRLEN);
+}
+
+static void on_authenticated(tg_request_t *r)
+{
+    h2o_req_t *req = r->req;
+    const tg_proxy_route_t *route = r->route_data;
+    if (r->auth.method == TG_AUTH_API_TOKEN && (r->auth.scopes & (TG_SCOPE_PROXY_ALL | route->scope_bit)) == 0) {
+        tg_http_send_error(req, 403, "insufficient_scope", "This token's scopes do not allow this route.");
+        return;
+    }
+    /* the upstream trusts these headers, so a client's own copies never pass */
+    delete_all(req, H2O_TOKEN_AUTHORIZATION);
+    for (size_t i = 0; i < sizeof(identity_headers) / sizeof(identity_headers[0]); ++i)
+        delete_all_by_name(req, identity_headers[i]);
+    add_uuid_header(req, identity_headers[0], r->auth.user_id);
+    add_uuid_header(req, identity_headers[1], r->auth.tenant_id);
+    if (r->auth.method == TG_AUTH_API_TOKEN)
+        add_uuid_header(req, identity_headers[2], r->auth.token_id);
+    h2o_delegate_request(req, r->handler);
+}
+
+static int on_req(h2o_handler_t *self, h2o_req_t *req)
+{
+    tg_request_t *r = h2o_mem_alloc_pool(&req->pool, sizeof(*r));
+    memset(r, 0, sizeof(*r));
+    r->req = req;
+    r->worker = tg_worker_of(req);
+    r->handler = self;
+    r->route_data = self;
+    tg_metering_attach(r);
+    tg_auth_run(r, on_authenticated);
+    return 0;
+}
+
+static int register_one(tg_server_t *server, const char *spec, unsigned scope_bit, char *err, size_t errlen)
+{
+    const char *eq = strchr(spec, '=');
+    size_t plen = (size_t)(eq - spec);
+    while (plen > 1 && spec[plen - 1] == '/')
+        --plen; /* "/api/" and "/api" are the same prefix */
+    char *prefix = strndup(spec, plen);
+    h2o_url_t upstream;
+    if (h2o_url_parse(eq + 1, SIZE_MAX, &upstream) != 0) {
+        snprintf(err, errlen, "invalid value for route: cannot parse upstream URL in %s", spec);
+        free(prefix);
+        return -1;
+    }
+    h2o_pathconf_t *pathconf = h2o_config_register_path(server->hostconf, prefix, 0);
+    tg_proxy_route_t *handler = (tg_proxy_route_t *)h2o_create_handler(pathconf, sizeof(*handler));
+    handler->super.on_req = on_req;
+    handler->prefix = prefix;
+    handler->scope_bit = scope_bit;
+    h2o_proxy_config_vars_t vars = {.io_timeout = TG_PROXY_IO_TIMEOUT_MS, .keepalive_timeout = TG_PROXY_KEEPALIVE_MS};
+    h2o_proxy_register_reverse_proxy(pathconf, &upstream, &vars);
+    tg_metering_register_logger(pathconf);
+    return 0;
+}
+
+static size_t prefix_len(const char *spec)
+{
+    return (size_t)(strchr(spec, '=') - spec);
+}
+
+static int by_prefix_length_desc(const void *a, const void *b)
+{
+    size_t la = prefix_len(*(char *const *)a), lb = prefix_len(*(char *const *)b);
+    return la < lb ? 1 : la > lb ? -1 : 0;
+}
+
+int tg_proxy_register_routes(tg_server_t *server, char *err, size_t errlen)
+{
+    /* h2o 2.2.5 picks the first registered pathconf that prefixes the path: longest first */
+    size_t n = server->config.routes.count;
+    char **sorted = malloc(n * sizeof(*sorted) + 1);
+    memcpy(sorted, server->config.routes.items, n * sizeof(*sorted));
+    qsort(sorted, n, sizeof(*sorted), by_prefix_length_desc);
+    int ret = 0;
+    for (size_t i = 0; i < n && ret == 0; ++i) {
+        size_t position = 0;
+        while (server->config.routes.items[position] != sorted[i])
+            ++position;
+        ret = register_one(server, sorted[i], position < TG_SCOPE_MAX_ROUTES ? TG_SCOPE_PROXY_ROUTE(position) : 0, err,
+                           errlen);
+    }
+    free(sorted);
+    return ret;
+}

@@ -1,0 +1,148 @@
+/*
+ * The credential cache: linear probing over a power-of-two table with a short probe
+ * window, eviction of the oldest entry in the window, and a cursor into the node's
+ * revocation log. Forgetting by id scans the table; revocations are rare, lookups
+ * are not, so lookups stay O(1) and revocations pay.
+ */
+#include "server/token_cache.h"
+
+#include <openssl/crypto.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+
+/* Eight slots of 120 bytes: the whole probe window is a few cache lines. */
+#define TG_TOKEN_CACHE_PROBE 8
+/* A revocation slot claimed but unpublished for this long belongs to a writer that
+ * died mid-publish: skip it and flush, rather than waiting for it forever. */
+#define TG_TOKEN_CACHE_PENDING_GIVEUP_MS 1000
+
+enum { KIND_EMPTY = 0, KIND_TOKEN = 1, KIND_SESSION = 2 };
+
+struct st_tg_token_cache_t {
+    tg_cached_token_t *entries;
+    size_t mask;
+    tg_revocations_t *revocations;
+    uint64_t revocations_seen;
+    uint64_t pending_since_ms;
+};
+
+tg_token_cache_t *tg_token_cache_create(size_t capacity, tg_revocations_t *revocations)
+{
+    tg_token_cache_t *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return NULL;
+    c->entries = calloc(capacity, sizeof(*c->entries));
+    if (c->entries == NULL) {
+        free(c);
+        return NULL;
+    }
+    c->mask = capacity - 1;
+    c->revocations = revocations;
+    c->revocations_seen = revocations != NULL ? tg_revocations_end(revocations) : 0;
+    return c;
+}
+
+static size_t slot_of(const uint8_t key[32])
+{
+    uint64_t h;
+    memcpy(&h, key, sizeof(h)); /* SHA-256 output and UUIDv7 random tails are uniform enough */
+    return (size_t)(h ^ (h >> 29));
+}
+
+void tg_token_cache_flush(tg_token_cache_t *c)
+{
+    memset(c->entries, 0, (c->mask + 1) * sizeof(*c->entries));
+}
+
+void tg_token_cache_forget_id(tg_token_cache_t *c, const uint8_t id[16])
+{
+    for (size_t i = 0; i <= c->mask; ++i)
+        if (c->entries[i].kind != KIND_EMPTY && memcmp(c->entries[i].id, id, 16) == 0)
+            memset(&c->entries[i], 0, sizeof(c->entries[i]));
+}
+
+void tg_token_cache_sync(tg_token_cache_t *c, uint64_t now_ms)
+{
+    if (c->revocations == NULL)
+        return;
+    uint64_t end = tg_revocations_end(c->revocations);
+    while (c->revocations_seen < end) {
+        uint8_t id[16];
+        int kind;
+        switch (tg_revocations_read(c->revocations, c->revocations_seen, id, &kind)) {
+        case TG_REVOCATION_OK:
+            tg_token_cache_forget_id(c, id);
+            ++c->revocations_seen;
+            c->pending_since_ms = 0;
+            break;
+        case TG_REVOCATION_PENDING:
+            if (c->pending_since_ms == 0)
+                c->pending_since_ms = now_ms;
+            if (now_ms - c->pending_since_ms < TG_TOKEN_CACHE_PENDING_GIVEUP_MS)
+                return;
+            tg_log_warn("auth", "revocation entry never published; flushing the credential cache", NULL);
+            /* fallthrough */
+        case TG_REVOCATION_OVERWRITTEN:
+            tg_token_cache_flush(c);
+            c->revocations_seen = end;
+            c->pending_since_ms = 0;
+            return;
+        }
+    }
+}
+
+static tg_cache_lookup_t find(tg_token_cache_t *c, uint8_t kind, const uint8_t key[32], uint64_t now_ms,
+                              const tg_cached_token_t **entry)
+{
+    size_t base = slot_of(key);
+    for (size_t i = 0; i < TG_TOKEN_CACHE_PROBE; ++i) {
+        tg_cached_token_t *e = &c->entries[(base + i) & c->mask];
+        if (e->kind != kind || CRYPTO_memcmp(e->key, key, 32) != 0)
+            continue;
+        uint64_t ttl = e->negative ? TG_TOKEN_CACHE_NEGATIVE_TTL_MS : TG_TOKEN_CACHE_TTL_MS;
+        if (now_ms - e->cached_at_ms >= ttl) {
+            memset(e, 0, sizeof(*e));
+            return TG_CACHE_MISS;
+        }
+        *entry = e;
+        return e->negative ? TG_CACHE_UNKNOWN : TG_CACHE_VALID;
+    }
+    return TG_CACHE_MISS;
+}
+
+tg_cache_lookup_t tg_token_cache_find_token(tg_token_cache_t *c, const uint8_t hash[32], uint64_t now_ms,
+                                            const tg_cached_token_t **entry)
+{
+    return find(c, KIND_TOKEN, hash, now_ms, entry);
+}
+
+tg_cache_lookup_t tg_token_cache_find_session(tg_token_cache_t *c, const uint8_t session_id[16], uint64_t now_ms,
+                                              const tg_cached_token_t **entry)
+{
+    uint8_t key[32] = {0};
+    memcpy(key, session_id, 16);
+    return find(c, KIND_SESSION, key, now_ms, entry);
+}
+
+void tg_token_cache_put(tg_token_cache_t *c, const tg_cached_token_t *entry, uint64_t now_ms)
+{
+    size_t base = slot_of(entry->key);
+    tg_cached_token_t *victim = NULL;
+    for (size_t i = 0; i < TG_TOKEN_CACHE_PROBE; ++i) {
+        tg_cached_token_t *e = &c->entries[(base + i) & c->mask];
+        if (e->kind == entry->kind && memcmp(e->key, entry->key, 32) == 0) {
+            victim = e;
+            break;
+        }
+        if (e->kind == KIND_EMPTY) {
+            if (victim == NULL || victim->kind != KIND_EMPTY)
+                victim = e;
+        } else if (victim == NULL || (victim->kind != KIND_EMPTY && e->cached_at_ms < victim->cached_at_ms)) {
+            victim = e;
+        }
+    }
+    *victim = *entry;
+    victim->cached_at_ms = now_ms;
+}

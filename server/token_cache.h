@@ -1,0 +1,66 @@
+/*
+ * A worker's cache of validated credentials, so that a known API token or JWT session
+ * costs no database round trip: API tokens keyed by the SHA-256 of the plaintext,
+ * sessions by session id. Fixed-size open addressing, no allocation after creation,
+ * no locks (one worker, one thread). Revocations published node-wide through
+ * shm/revocations are applied before every lookup.
+ */
+#ifndef TG_TOKEN_CACHE_H
+#define TG_TOKEN_CACHE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "shm/revocations.h"
+
+/* Positive entries are re-validated against PostgreSQL after this long, the safety
+ * net should a NOTIFY from another node be missed (the listener also flushes on
+ * reconnect). */
+#define TG_TOKEN_CACHE_TTL_MS 60000
+/* Unknown tokens are remembered briefly so a flood of one bad token costs one query. */
+#define TG_TOKEN_CACHE_NEGATIVE_TTL_MS 5000
+
+typedef enum { TG_CACHE_MISS = 0, TG_CACHE_VALID, TG_CACHE_UNKNOWN } tg_cache_lookup_t;
+
+typedef struct st_tg_cached_token_t {
+    uint8_t key[32];       /* SHA-256 of the API token, or the session id in the first 16 bytes */
+    uint8_t id[16];        /* token id or session id */
+    uint8_t user_id[16];
+    uint8_t tenant_id[16];
+    int64_t expires_at_us; /* 0: never */
+    int64_t revoked_at_us; /* 0: not revoked */
+    uint64_t cached_at_ms;
+    unsigned scopes;
+    uint8_t kind;          /* 0 empty, 1 API token, 2 session */
+    uint8_t negative;      /* no such token */
+} tg_cached_token_t;
+
+typedef struct st_tg_token_cache_t tg_token_cache_t;
+
+/** Creates a cache of `capacity` entries (power of two). */
+tg_token_cache_t *tg_token_cache_create(size_t capacity, tg_revocations_t *revocations);
+
+/**
+ * Applies revocations published since the last call (cheap when there are none: one
+ * shared load). Call before lookups; `now_ms` is the loop's clock.
+ */
+void tg_token_cache_sync(tg_token_cache_t *cache, uint64_t now_ms);
+
+/** Looks up an API token by its hash. On TG_CACHE_VALID/UNKNOWN *entry points into the cache (valid until the next insert). */
+tg_cache_lookup_t tg_token_cache_find_token(tg_token_cache_t *cache, const uint8_t hash[32], uint64_t now_ms,
+                                            const tg_cached_token_t **entry);
+
+/** Looks up a session by id. */
+tg_cache_lookup_t tg_token_cache_find_session(tg_token_cache_t *cache, const uint8_t session_id[16], uint64_t now_ms,
+                                              const tg_cached_token_t **entry);
+
+/** Inserts or replaces an entry (kind and key set by the caller), evicting the oldest in its probe window. */
+void tg_token_cache_put(tg_token_cache_t *cache, const tg_cached_token_t *entry, uint64_t now_ms);
+
+/** Forgets entries whose id (token id or session id) matches. */
+void tg_token_cache_forget_id(tg_token_cache_t *cache, const uint8_t id[16]);
+
+/** Forgets everything (a missed revocation feed or a NOTIFY listener that reconnected). */
+void tg_token_cache_flush(tg_token_cache_t *cache);
+
+#endif
