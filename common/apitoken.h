@@ -33,14 +33,14 @@ int tg_apitoken_generate(char out[TG_APITOKEN_LEN + 1]) __attribute__((warn_unus
 
 /**
  * Cheap syntactic check of exactly `len` bytes (no NUL needed): prefix, length, base62
- * alphabet and checksum. No allocation, no syscall, no secret-dependent early exit that
- * matters (a wrong token is public input). Returns 0 when well-formed, -1 otherwise.
+ * alphabet and checksum, in one pass (~75 ns, most of it the CRC-32). No allocation, no
+ * syscall. Returns 0 when well-formed, -1 otherwise. Thread-safe.
  * Well-formed says nothing about validity: only the database knows the token.
  */
 int tg_apitoken_check_format(const char *s, size_t len);
 
 /**
- * SHA-256 of the whole token text (prefix included) into out. ~50 ns for a token
+ * SHA-256 of the whole token text (prefix included) into out. 50-70 ns for a token
  * (low-level SHA256_* API; OpenSSL 3's one-shot SHA256() costs 5-10x more).
  * Thread-safe, no allocation.
  */

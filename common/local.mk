@@ -4,4 +4,13 @@ common_libtgcommon_a_CPPFLAGS = $(AM_CPPFLAGS)
 common_libtgcommon_a_CFLAGS = $(AM_CFLAGS) $(OPENSSL_CFLAGS)
 common_libtgcommon_a_SOURCES = \
 	common/log.c common/log.h \
-	common/config.c common/config.h
+	common/config.c common/config.h \
+	common/random.c common/random.h \
+	common/uuid.c common/uuid.h \
+	common/timefmt.c common/timefmt.h \
+	common/apitoken.c common/apitoken.h \
+	common/password.c common/password.h \
+	common/usage_record.c common/usage_record.h
+# password.c includes <argon2.h>; apitoken.c uses OpenSSL (above). Programs linking
+# libtgcommon.a add $(OPENSSL_LIBS) $(ARGON2_LIBS).
+common_libtgcommon_a_CFLAGS += $(ARGON2_CFLAGS)

@@ -10,8 +10,9 @@
 
 /*
  * Cost parameters: OWASP Password Storage Cheat Sheet's first argon2id configuration
- * (m=19456 KiB = 19 MiB, t=2, p=1), the minimum it recommends. One verify takes about
- * 30-60 ms of one core on the project's 2-vCPU machines (measured in the report).
+ * (m=19456 KiB = 19 MiB, t=2, p=1), the minimum it recommends. One verify costs about
+ * 27-35 ms of one core on the project's 2-vCPU machines (unloaded), so about 30 logins/s
+ * per core: run it off the event loop.
  * p=1 keeps libargon2 from spawning threads of its own.
  */
 #define TG_PASSWORD_M_COST_KIB 19456
@@ -28,11 +29,11 @@
 #define TG_PASSWORD_MAX_LEN 1024
 
 typedef enum {
-    TG_PASSWORD_OK = 0,        /* hashed, or verified: the password matches */
-    TG_PASSWORD_MISMATCH = 1,  /* verify: well-formed hash, wrong password */
-    TG_PASSWORD_ERROR = -1,    /* out of memory, no randomness, or a malformed stored hash */
+    TG_PASSWORD_OK = 0,         /* hashed, or verified: the password matches */
+    TG_PASSWORD_MISMATCH = 1,   /* verify: well-formed hash, wrong password */
+    TG_PASSWORD_ERROR = -1,     /* out of memory, no randomness, or a malformed stored hash */
     TG_PASSWORD_TOO_SHORT = -2, /* hash: fewer than TG_PASSWORD_MIN_LEN bytes */
-    TG_PASSWORD_TOO_LONG = -3, /* hash or verify: more than TG_PASSWORD_MAX_LEN bytes */
+    TG_PASSWORD_TOO_LONG = -3,  /* hash or verify: more than TG_PASSWORD_MAX_LEN bytes */
 } tg_password_result_t;
 
 /**
@@ -49,8 +50,7 @@ tg_password_result_t tg_password_hash(const char *password, size_t len, char enc
  * TG_PASSWORD_ERROR; an over-long password is TG_PASSWORD_TOO_LONG after the same work
  * as a mismatch, so its timing says nothing). Thread-safe.
  */
-tg_password_result_t tg_password_verify(const char *encoded, const char *password, size_t len)
-    __attribute__((warn_unused_result));
+tg_password_result_t tg_password_verify(const char *encoded, const char *password, size_t len) __attribute__((warn_unused_result));
 
 /**
  * Does the work of a tg_password_verify against a hash made with the current parameters,

@@ -82,8 +82,8 @@ static int format_utc(int64_t us, int digits, char *out, size_t outsize)
     civil_t c = civil_from_days(days);
     if (digits == 3)
         frac /= 1000;
-    int n = snprintf(out, outsize, "%04lld-%02d-%02dT%02d:%02d:%02d.%0*lldZ", (long long)c.year, c.month, c.day,
-                     (int)(sod / 3600), (int)(sod / 60 % 60), (int)(sod % 60), digits, (long long)frac);
+    int n = snprintf(out, outsize, "%04lld-%02d-%02dT%02d:%02d:%02d.%0*lldZ", (long long)c.year, c.month, c.day, (int)(sod / 3600),
+                     (int)(sod / 60 % 60), (int)(sod % 60), digits, (long long)frac);
     return n;
 }
 
@@ -126,9 +126,8 @@ static int expect_char(const char *s, size_t len, size_t *pos, char a, char b)
 static int parse_date(const char *s, size_t len, size_t *pos, int64_t *days)
 {
     int y, m, d;
-    if (read_digits(s, len, pos, 4, &y) != 0 || expect_char(s, len, pos, '-', '-') != 0 ||
-        read_digits(s, len, pos, 2, &m) != 0 || expect_char(s, len, pos, '-', '-') != 0 ||
-        read_digits(s, len, pos, 2, &d) != 0)
+    if (read_digits(s, len, pos, 4, &y) != 0 || expect_char(s, len, pos, '-', '-') != 0 || read_digits(s, len, pos, 2, &m) != 0 ||
+        expect_char(s, len, pos, '-', '-') != 0 || read_digits(s, len, pos, 2, &d) != 0)
         return -1;
     if (m < 1 || m > 12 || d < 1 || d > days_in_month(y, m))
         return -1;
@@ -140,9 +139,8 @@ static int parse_date(const char *s, size_t len, size_t *pos, int64_t *days)
 static int parse_clock(const char *s, size_t len, size_t *pos, int64_t *secs)
 {
     int h, mi, se;
-    if (read_digits(s, len, pos, 2, &h) != 0 || expect_char(s, len, pos, ':', ':') != 0 ||
-        read_digits(s, len, pos, 2, &mi) != 0 || expect_char(s, len, pos, ':', ':') != 0 ||
-        read_digits(s, len, pos, 2, &se) != 0)
+    if (read_digits(s, len, pos, 2, &h) != 0 || expect_char(s, len, pos, ':', ':') != 0 || read_digits(s, len, pos, 2, &mi) != 0 ||
+        expect_char(s, len, pos, ':', ':') != 0 || read_digits(s, len, pos, 2, &se) != 0)
         return -1;
     if (h > 23 || mi > 59 || se > 59)
         return -1;
@@ -184,8 +182,7 @@ static int parse_offset(const char *s, size_t len, size_t *pos, int64_t *offset_
         return -1;
     ++*pos;
     int h, m;
-    if (read_digits(s, len, pos, 2, &h) != 0 || expect_char(s, len, pos, ':', ':') != 0 ||
-        read_digits(s, len, pos, 2, &m) != 0)
+    if (read_digits(s, len, pos, 2, &h) != 0 || expect_char(s, len, pos, ':', ':') != 0 || read_digits(s, len, pos, 2, &m) != 0)
         return -1;
     if (h > 23 || m > 59)
         return -1;

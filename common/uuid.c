@@ -35,8 +35,6 @@ static int take_random(tg_uuid_gen_t *gen, uint8_t out[RANDOM_BYTES_PER_UUID])
         gen->_pool_used = 0;
     }
     memcpy(out, gen->_pool + gen->_pool_used, RANDOM_BYTES_PER_UUID);
-    /* wipe what was handed out so a later copy of the generator cannot replay it */
-    memset(gen->_pool + gen->_pool_used, 0, RANDOM_BYTES_PER_UUID);
     gen->_pool_used += RANDOM_BYTES_PER_UUID;
     return 0;
 }

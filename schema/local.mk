@@ -1,1 +1,21 @@
 # schema/: ordered SQL migrations, installed under $(pkgdatadir)/schema.
+#
+# The same files are compiled into tollgatectl (schema/migrations.h): embed.sh turns
+# them into schema/migrations_data.c in the build tree. List new migrations here, in
+# order; embed.sh refuses names that are not NNNN_name.sql or versions that do not
+# increase. tollgatectl wraps each file in one transaction, so a file must not hold
+# BEGIN/COMMIT statements or anything that cannot run in a transaction block (CREATE
+# INDEX CONCURRENTLY: give such a step its own tool). The generated file is a .c (no
+# generated header), so make builds it as an ordinary prerequisite of the object that
+# needs it: BUILT_SOURCES is not needed.
+TG_SCHEMA_SQL = \
+	schema/0001_core.sql \
+	schema/0002_usage.sql
+
+schemadir = $(pkgdatadir)/schema
+dist_schema_DATA = $(TG_SCHEMA_SQL)
+EXTRA_DIST += schema/embed.sh schema/migrations.h
+
+schema/migrations_data.c: $(srcdir)/schema/embed.sh $(TG_SCHEMA_SQL)
+	$(AM_V_GEN)$(MKDIR_P) schema && $(SHELL) $(srcdir)/schema/embed.sh $@ $(srcdir) $(TG_SCHEMA_SQL)
+CLEANFILES += schema/migrations_data.c

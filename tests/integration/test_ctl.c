@@ -1,0 +1,577 @@
+/*
+ * tollgatectl end to end against a real PostgreSQL (tests/integration/fixture.h): migrate
+ * (idempotent, concurrent, refusing a newer schema), tenant/user/token creation and what
+ * lands in the database, and every bad input ending in one stderr line and an exit code.
+ */
+#define _GNU_SOURCE
+#include "tests/integration/fixture.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include <criterion/criterion.h>
+
+#include "common/apitoken.h"
+#include "common/password.h"
+#include "common/uuid.h"
+
+/* Each Test() is its own process: one fresh database per test. */
+static tg_fx_pg_t pg;
+
+/* Start-up of the shared cluster plus a few dozen tollgatectl runs. */
+#define TEST_TIMEOUT_S 90
+/* One tollgatectl run (argon2id hashing included). */
+#define RUN_TIMEOUT_MS 20000
+/* Migrations this build knows: the schema/NNNN_name.sql files. */
+#define KNOWN_MIGRATIONS "2"
+
+static void start_db(void)
+{
+    cr_assert_eq(tg_fx_pg_start(&pg), 0, "no PostgreSQL (see above)");
+}
+
+static void stop_db(void)
+{
+    tg_fx_pg_stop(&pg);
+}
+
+static void start_migrated_db(void)
+{
+    start_db();
+    cr_assert_eq(tg_fx_pg_migrate(&pg), 0, "tollgatectl migrate failed (see above)");
+}
+
+/* Runs tollgatectl with `argv_tail` (NULL-terminated) after the binary path, the
+ * environment `env` (NULL: cleaned of TOLLGATE_* and DATABASE_URL) and `input` on stdin.
+ * Returns the exit status; fails the test if it did not exit on its own. */
+static int ctl_env(char *const *env, const char *input, tg_fx_run_t *run, const char *const *argv_tail)
+{
+    char bin[512];
+    cr_assert_eq(tg_fx_bin("tollgatectl", bin, sizeof(bin)), 0, "tollgatectl is not built");
+    char *argv[32] = {bin};
+    size_t n = 1;
+    for (; argv_tail[n - 1] != NULL; ++n) {
+        cr_assert_lt(n, 31);
+        argv[n] = (char *)argv_tail[n - 1];
+    }
+    argv[n] = NULL;
+    cr_assert_eq(tg_fx_run(argv, env, input, RUN_TIMEOUT_MS, run), 0, "cannot start %s", bin);
+    cr_assert(run->status != -1 && WIFEXITED(run->status), "%s %s did not exit by itself", bin, argv[1]);
+    return WEXITSTATUS(run->status);
+}
+
+/* tollgatectl --database-url <our database> ARGS... (NULL-terminated). */
+static int ctl(const char *input, tg_fx_run_t *run, ...)
+{
+    const char *tail[32] = {"--database-url", pg.conninfo};
+    size_t n = 2;
+    va_list ap;
+    va_start(ap, run);
+    for (const char *a; (a = va_arg(ap, const char *)) != NULL; ++n) {
+        cr_assert_lt(n, 31);
+        tail[n] = a;
+    }
+    va_end(ap);
+    tail[n] = NULL;
+    return ctl_env(NULL, input, run, tail);
+}
+
+static char *query(const char *sql)
+{
+    char *v = tg_fx_pg_query_value(&pg, sql);
+    cr_assert_not_null(v, "no value from: %s", sql);
+    return v;
+}
+
+static void expect_value(const char *sql, const char *want)
+{
+    char *got = tg_fx_pg_query_value(&pg, sql);
+    cr_expect(got != NULL && strcmp(got, want) == 0, "%s: got %s, want %s", sql, got ? got : "(null)", want);
+    free(got);
+}
+
+/* stdout holds exactly one line, a UUIDv7; copies it (without the newline) to `id`. */
+static void expect_uuid_line(const tg_fx_run_t *run, char id[TG_UUID_STRLEN + 1])
+{
+    tg_uuid_t u;
+    cr_assert_eq(strlen(run->out), TG_UUID_STRLEN + 1, "stdout \"%s\" is not one id line", run->out);
+    cr_assert_eq(run->out[TG_UUID_STRLEN], '\n');
+    cr_assert_eq(tg_uuid_parse(run->out, TG_UUID_STRLEN, &u), 0, "stdout \"%s\" is not a UUID", run->out);
+    cr_expect_eq(tg_uuid_version(&u), 7, "ids are UUIDv7");
+    memcpy(id, run->out, TG_UUID_STRLEN);
+    id[TG_UUID_STRLEN] = '\0';
+}
+
+/* A failure: nothing on stdout, exactly one "tollgatectl: ..." line on stderr. */
+static void expect_one_error_line(const tg_fx_run_t *run, const char *what)
+{
+    cr_expect_str_eq(run->out, "", "%s: stdout should be empty, got \"%s\"", what, run->out);
+    size_t len = strlen(run->err);
+    cr_expect(strncmp(run->err, "tollgatectl: ", 13) == 0 && len > 14 && run->err[len - 1] == '\n' &&
+                  strchr(run->err, '\n') == run->err + len - 1,
+              "%s: stderr should be one \"tollgatectl: ...\" line, got \"%s\"", what, run->err);
+}
+
+static void create_tenant(const char *name, char id[TG_UUID_STRLEN + 1])
+{
+    tg_fx_run_t run;
+    cr_assert_eq(ctl(NULL, &run, "tenant", "create", name, NULL), 0, "tenant create: %s", run.err);
+    expect_uuid_line(&run, id);
+    tg_fx_run_free(&run);
+}
+
+static void create_user(const char *tenant, const char *email, const char *password_line, char id[TG_UUID_STRLEN + 1])
+{
+    tg_fx_run_t run;
+    cr_assert_eq(ctl(password_line, &run, "user", "create", "--tenant", tenant, "--email", email, NULL), 0, "user create: %s",
+                 run.err);
+    expect_uuid_line(&run, id);
+    tg_fx_run_free(&run);
+}
+
+static size_t count_occurrences(const char *haystack, const char *needle)
+{
+    size_t n = 0;
+    for (const char *p = haystack; (p = strstr(p, needle)) != NULL; p += strlen(needle))
+        ++n;
+    return n;
+}
+
+/* ------------------------------------------------------------------ migrate */
+
+TestSuite(migrate, .init = start_db, .fini = stop_db, .timeout = TEST_TIMEOUT_S);
+
+Test(migrate, second_run_is_a_noop)
+{
+    tg_fx_run_t run;
+    cr_assert_eq(ctl(NULL, &run, "migrate", NULL), 0, "migrate: %s", run.err);
+    cr_expect(strstr(run.out, "applied 0001_core\n") != NULL && strstr(run.out, "applied 0002_usage\n") != NULL, "stdout: %s",
+              run.out);
+    tg_fx_run_free(&run);
+    char *first = query("SELECT string_agg(version || ':' || applied_at, ',' ORDER BY version) FROM schema_migrations");
+
+    cr_assert_eq(ctl(NULL, &run, "migrate", NULL), 0, "second migrate: %s", run.err);
+    cr_expect_eq(count_occurrences(run.out, "applied "), 0, "second run applied something: %s", run.out);
+    cr_expect(strstr(run.out, "up to date") != NULL, "stdout: %s", run.out);
+    cr_expect_str_eq(run.err, "");
+    tg_fx_run_free(&run);
+    char *second = query("SELECT string_agg(version || ':' || applied_at, ',' ORDER BY version) FROM schema_migrations");
+    cr_expect_str_eq(first, second, "schema_migrations changed on a no-op run");
+    free(first);
+    free(second);
+    expect_value("SELECT count(*) FROM schema_migrations", KNOWN_MIGRATIONS);
+}
+
+Test(migrate, creates_the_contracted_schema)
+{
+    tg_fx_run_t run;
+    cr_assert_eq(ctl(NULL, &run, "migrate", NULL), 0, "migrate: %s", run.err);
+    tg_fx_run_free(&run);
+    expect_value("SELECT string_agg(attname, ',' ORDER BY attnum) FROM pg_attribute WHERE attrelid = "
+                 "'api_token_usage'::regclass AND attnum > 0 AND NOT attisdropped",
+                 "id,token_id,tenant_id,user_id,ts,method,endpoint,response_status,ip_address,user_agent,"
+                 "processing_time_us,truncated");
+    expect_value("SELECT partstrat FROM pg_partitioned_table WHERE partrelid = 'api_token_usage'::regclass", "r");
+    expect_value("SELECT count(*) FROM pg_inherits WHERE inhparent = 'api_token_usage'::regclass", "0");
+    expect_value("SELECT pg_get_indexdef(indexrelid) LIKE '%(token_id, ts DESC, id DESC)' FROM pg_index "
+                 "WHERE indrelid = 'api_token_usage'::regclass",
+                 "t");
+    /* partitions: made on demand, idempotently, for the UTC day */
+    expect_value("SELECT tollgate_ensure_usage_partition('2026-11-25')", "t");
+    expect_value("SELECT tollgate_ensure_usage_partition('2026-11-25')", "f");
+    expect_value("SELECT pg_get_expr(relpartbound, oid, true) FROM pg_class WHERE relname = 'api_token_usage_p20261125'",
+                 "FOR VALUES FROM ('2026-11-25 00:00:00+00') TO ('2026-11-26 00:00:00+00')");
+    cr_expect_eq(tg_fx_pg_exec(&pg, "INSERT INTO api_token_usage (id, token_id, tenant_id, user_id, ts, method, endpoint,"
+                                    " response_status, processing_time_us) VALUES (gen_random_uuid(), gen_random_uuid(),"
+                                    " gen_random_uuid(), gen_random_uuid(), '2026-11-25T23:59:59.999999Z', 'GET', '/x',"
+                                    " 200, 412)"),
+                 0);
+    cr_expect_neq(tg_fx_pg_exec(&pg, "INSERT INTO api_token_usage (id, token_id, tenant_id, user_id, ts, method, endpoint,"
+                                     " response_status, processing_time_us) VALUES (gen_random_uuid(), gen_random_uuid(),"
+                                     " gen_random_uuid(), gen_random_uuid(), '2026-11-26T00:00:00Z', 'GET', '/x', 200, 1)"),
+                  0, "a row for a day without a partition must fail (no DEFAULT partition)");
+}
+
+typedef struct st_concurrent_run_t {
+    tg_fx_run_t run;
+    int started;
+} concurrent_run_t;
+
+static void *run_migrate_thread(void *p)
+{
+    concurrent_run_t *c = p;
+    char bin[512];
+    if (tg_fx_bin("tollgatectl", bin, sizeof(bin)) != 0)
+        return NULL;
+    char *argv[] = {bin, "--database-url", pg.conninfo, "migrate", NULL};
+    c->started = tg_fx_run(argv, NULL, NULL, RUN_TIMEOUT_MS, &c->run) == 0;
+    return NULL;
+}
+
+Test(migrate, two_at_once_apply_each_migration_once)
+{
+    /* several rounds on fresh databases, so the two runs really overlap at least once */
+    for (int round = 0; round < 3; ++round) {
+        if (round > 0) {
+            tg_fx_pg_stop(&pg);
+            start_db();
+        }
+        concurrent_run_t runs[2] = {{.started = 0}, {.started = 0}};
+        pthread_t threads[2];
+        for (int i = 0; i < 2; ++i)
+            cr_assert_eq(pthread_create(&threads[i], NULL, run_migrate_thread, &runs[i]), 0);
+        for (int i = 0; i < 2; ++i)
+            pthread_join(threads[i], NULL);
+        size_t applied = 0;
+        for (int i = 0; i < 2; ++i) {
+            cr_assert(runs[i].started, "round %d: run %d did not start", round, i);
+            cr_expect(runs[i].run.status != -1 && WIFEXITED(runs[i].run.status) && WEXITSTATUS(runs[i].run.status) == 0,
+                      "round %d: run %d failed: %s", round, i, runs[i].run.err);
+            applied += count_occurrences(runs[i].run.out, "applied ");
+            tg_fx_run_free(&runs[i].run);
+        }
+        cr_expect_eq(applied, 2, "round %d: each of the 2 migrations must be applied exactly once, saw %zu", round, applied);
+        expect_value("SELECT count(*) FROM schema_migrations", KNOWN_MIGRATIONS);
+    }
+}
+
+Test(migrate, refuses_a_newer_schema)
+{
+    tg_fx_run_t run;
+    cr_assert_eq(ctl(NULL, &run, "migrate", NULL), 0, "migrate: %s", run.err);
+    tg_fx_run_free(&run);
+    cr_assert_eq(tg_fx_pg_exec(&pg, "INSERT INTO schema_migrations (version, name) VALUES (9999, 'from_the_future')"), 0);
+    cr_expect_eq(ctl(NULL, &run, "migrate", NULL), 1);
+    expect_one_error_line(&run, "newer schema");
+    cr_expect(strstr(run.err, "9999") != NULL && strstr(run.err, "newer") != NULL, "stderr: %s", run.err);
+    tg_fx_run_free(&run);
+    expect_value("SELECT count(*) FROM schema_migrations", "3");
+}
+
+Test(migrate, refuses_a_schema_from_a_different_build)
+{
+    tg_fx_run_t run;
+    cr_assert_eq(ctl(NULL, &run, "migrate", NULL), 0, "migrate: %s", run.err);
+    tg_fx_run_free(&run);
+    cr_assert_eq(tg_fx_pg_exec(&pg, "UPDATE schema_migrations SET name = 'something_else' WHERE version = 2"), 0);
+    cr_expect_eq(ctl(NULL, &run, "migrate", NULL), 1);
+    expect_one_error_line(&run, "renamed migration");
+    tg_fx_run_free(&run);
+}
+
+Test(migrate, resumes_after_a_partial_run)
+{
+    tg_fx_run_t run;
+    cr_assert_eq(ctl(NULL, &run, "migrate", NULL), 0, "migrate: %s", run.err);
+    tg_fx_run_free(&run);
+    /* pretend 0002 never ran */
+    cr_assert_eq(tg_fx_pg_exec(&pg, "DROP FUNCTION tollgate_ensure_usage_partition(date); DROP TABLE api_token_usage,"
+                                    " collector_positions; DELETE FROM schema_migrations WHERE version = 2"),
+                 0);
+    cr_assert_eq(ctl(NULL, &run, "migrate", NULL), 0, "migrate: %s", run.err);
+    cr_expect_str_eq(run.out, "applied 0002_usage\nschema is now at version 2\n");
+    tg_fx_run_free(&run);
+}
+
+Test(migrate, failed_migration_leaves_nothing_behind)
+{
+    tg_fx_run_t run;
+    /* a table 0002 wants to create already exists: 0001 commits, 0002 rolls back whole */
+    cr_assert_eq(tg_fx_pg_exec(&pg, "CREATE TABLE collector_positions (x int)"), 0);
+    cr_expect_eq(ctl(NULL, &run, "migrate", NULL), 1);
+    cr_expect(strncmp(run.err, "tollgatectl: migration 0002_usage failed: ", 42) == 0, "stderr: %s", run.err);
+    tg_fx_run_free(&run);
+    expect_value("SELECT string_agg(version::text, ',') FROM schema_migrations", "1");
+    expect_value("SELECT to_regclass('api_token_usage') IS NULL", "t");
+}
+
+Test(migrate, database_url_from_the_environment)
+{
+    char env_url[600], env_fallback[600];
+    tg_fx_run_t run;
+    snprintf(env_url, sizeof(env_url), "TOLLGATE_DATABASE_URL=%s", pg.conninfo);
+    char *env1[] = {env_url, NULL};
+    const char *migrate[] = {"migrate", NULL};
+    cr_expect_eq(ctl_env(env1, NULL, &run, migrate), 0, "TOLLGATE_DATABASE_URL: %s", run.err);
+    tg_fx_run_free(&run);
+
+    snprintf(env_fallback, sizeof(env_fallback), "DATABASE_URL=%s", pg.conninfo);
+    char *env2[] = {env_fallback, NULL};
+    cr_expect_eq(ctl_env(env2, NULL, &run, migrate), 0, "DATABASE_URL: %s", run.err);
+    cr_expect(strstr(run.out, "up to date") != NULL);
+    tg_fx_run_free(&run);
+
+    /* the flag wins over the environment, which wins over DATABASE_URL */
+    char *env3[] = {"TOLLGATE_DATABASE_URL=host=/nonexistent port=1", env_fallback, NULL};
+    cr_expect_eq(ctl_env(env3, NULL, &run, migrate), 1, "TOLLGATE_DATABASE_URL must win over DATABASE_URL");
+    expect_one_error_line(&run, "unreachable database");
+    tg_fx_run_free(&run);
+    const char *with_flag[] = {"--database-url", pg.conninfo, "migrate", NULL};
+    cr_expect_eq(ctl_env(env3, NULL, &run, with_flag), 0, "--database-url must win: %s", run.err);
+    tg_fx_run_free(&run);
+}
+
+/* ------------------------------------------------------------------ create */
+
+TestSuite(create, .init = start_migrated_db, .fini = stop_db, .timeout = TEST_TIMEOUT_S);
+
+Test(create, tenant_user_token)
+{
+    char tenant_id[TG_UUID_STRLEN + 1], user_id[TG_UUID_STRLEN + 1], sql[512];
+    create_tenant("Acme Corp", tenant_id);
+    snprintf(sql, sizeof(sql), "SELECT name FROM tenants WHERE id = '%s'", tenant_id);
+    expect_value(sql, "Acme Corp");
+
+    tg_fx_run_t run;
+    cr_assert_eq(
+        ctl("correct horse battery\n", &run, "user", "create", "--tenant", "acme corp", "--email", "Alice@Example.com", NULL), 0,
+        "user create: %s", run.err);
+    expect_uuid_line(&run, user_id);
+    cr_expect(strstr(run.out, "correct horse") == NULL && strstr(run.err, "correct horse") == NULL,
+              "the password must never be printed");
+    tg_fx_run_free(&run);
+    snprintf(sql, sizeof(sql), "SELECT tenant_id || ' ' || email FROM users WHERE id = '%s'", user_id);
+    char want[200];
+    snprintf(want, sizeof(want), "%s Alice@Example.com", tenant_id);
+    expect_value(sql, want);
+    snprintf(sql, sizeof(sql), "SELECT password_hash FROM users WHERE id = '%s'", user_id);
+    char *encoded = query(sql);
+    cr_expect(strncmp(encoded, "$argon2id$", 10) == 0, "stored %s", encoded);
+    cr_expect_eq(tg_password_verify(encoded, "correct horse battery", 21), TG_PASSWORD_OK);
+    cr_expect_eq(tg_password_verify(encoded, "correct horse battery\n", 22), TG_PASSWORD_MISMATCH,
+                 "the newline ends the password, it is not part of it");
+    free(encoded);
+
+    cr_assert_eq(ctl(NULL, &run, "token", "create", "--email", "alice@example.COM", "--name", "ci deploy", NULL), 0,
+                 "token create: %s", run.err);
+    /* stdout: the token and nothing else */
+    cr_assert_eq(strlen(run.out), TG_APITOKEN_LEN + 1, "stdout \"%s\"", run.out);
+    cr_assert_eq(tg_apitoken_check_format(run.out, TG_APITOKEN_LEN), 0, "\"%s\" is not a well-formed token", run.out);
+    char token[TG_APITOKEN_LEN + 1];
+    memcpy(token, run.out, TG_APITOKEN_LEN);
+    token[TG_APITOKEN_LEN] = '\0';
+    /* stderr: the id, and never the token */
+    const char *id_at = strstr(run.err, "id=");
+    cr_assert_not_null(id_at, "stderr: %s", run.err);
+    char token_id[TG_UUID_STRLEN + 1];
+    tg_uuid_t parsed;
+    memcpy(token_id, id_at + 3, TG_UUID_STRLEN);
+    token_id[TG_UUID_STRLEN] = '\0';
+    cr_assert_eq(tg_uuid_parse(token_id, TG_UUID_STRLEN, &parsed), 0, "stderr: %s", run.err);
+    cr_expect(strstr(run.err, token) == NULL, "the token must be printed once, on stdout only");
+    tg_fx_run_free(&run);
+
+    /* stored: the SHA-256, never the plaintext */
+    uint8_t digest[TG_APITOKEN_HASH_LEN];
+    tg_apitoken_hash(token, TG_APITOKEN_LEN, digest);
+    char hex[2 * TG_APITOKEN_HASH_LEN + 1];
+    for (int i = 0; i < TG_APITOKEN_HASH_LEN; ++i)
+        snprintf(hex + 2 * i, 3, "%02x", digest[i]);
+    snprintf(sql, sizeof(sql),
+             "SELECT encode(token_hash, 'hex') || ' ' || prefix || ' ' || user_id || ' ' || tenant_id || ' ' || name || "
+             "' ' || scopes::text || ' ' || (expires_at IS NULL) || ' ' || (revoked_at IS NULL) FROM api_tokens "
+             "WHERE id = '%s'",
+             token_id);
+    char row_want[512];
+    snprintf(row_want, sizeof(row_want), "%s %.12s %s %s ci deploy {tokens:read,tokens:write,usage:read,proxy:*} true true", hex,
+             token, user_id, tenant_id);
+    expect_value(sql, row_want);
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*) FROM api_tokens t WHERE position('%s' IN row_to_json(t)::text) > 0 OR "
+             "position('%s' IN encode(token_hash, 'escape')) > 0",
+             token + 4, token + 4);
+    expect_value(sql, "0");
+}
+
+Test(create, token_with_expiry)
+{
+    char tenant_id[TG_UUID_STRLEN + 1], user_id[TG_UUID_STRLEN + 1];
+    create_tenant("Globex", tenant_id);
+    create_user("Globex", "bob@globex.example", "hunter2hunter2\n", user_id);
+    tg_fx_run_t run;
+    cr_assert_eq(ctl(NULL, &run, "token", "create", "--email", "bob@globex.example", "--name", "short-lived", "--expires-at",
+                     "2099-06-30T12:00:00.5+02:00", NULL),
+                 0, "token create: %s", run.err);
+    cr_expect(strstr(run.err, "expires_at=2099-06-30T10:00:00.500000Z") != NULL, "stderr: %s", run.err);
+    tg_fx_run_free(&run);
+    expect_value("SELECT expires_at = '2099-06-30T10:00:00.5Z' FROM api_tokens WHERE name = 'short-lived'", "t");
+}
+
+Test(create, duplicates_are_refused)
+{
+    char tenant_id[TG_UUID_STRLEN + 1], user_id[TG_UUID_STRLEN + 1];
+    create_tenant("Initech", tenant_id);
+    tg_fx_run_t run;
+    cr_expect_eq(ctl(NULL, &run, "tenant", "create", "INITECH", NULL), 1, "duplicate tenant (other case)");
+    expect_one_error_line(&run, "duplicate tenant");
+    cr_expect(strstr(run.err, "already exists") != NULL, "stderr: %s", run.err);
+    tg_fx_run_free(&run);
+    expect_value("SELECT count(*) FROM tenants", "1");
+
+    create_user("Initech", "peter@initech.example", "tps reports!\n", user_id);
+    cr_expect_eq(ctl("another password\n", &run, "user", "create", "--tenant", "Initech", "--email", "PETER@initech.example", NULL),
+                 1, "duplicate email (other case)");
+    expect_one_error_line(&run, "duplicate email");
+    tg_fx_run_free(&run);
+    expect_value("SELECT count(*) FROM users", "1");
+}
+
+Test(create, sql_looking_input_is_just_data)
+{
+    static const char evil[] = "x'); DROP TABLE tenants; --";
+    char tenant_id[TG_UUID_STRLEN + 1], user_id[TG_UUID_STRLEN + 1];
+    create_tenant(evil, tenant_id);
+    char sql[256];
+    snprintf(sql, sizeof(sql), "SELECT name = $$%s$$ FROM tenants WHERE id = '%s'", evil, tenant_id);
+    expect_value(sql, "t");
+    create_user(evil, "o'brien@example.com", "robert'); DROP TABLE users;--\n", user_id);
+    tg_fx_run_t run;
+    cr_assert_eq(ctl(NULL, &run, "token", "create", "--email", "o'brien@example.com", "--name", "' OR '1'='1", NULL), 0,
+                 "token create: %s", run.err);
+    tg_fx_run_free(&run);
+    expect_value("SELECT count(*) FROM api_tokens WHERE name = $$' OR '1'='1$$", "1");
+    expect_value("SELECT count(*) FROM tenants", "1");
+}
+
+/* ------------------------------------------------------------------ bad input */
+
+TestSuite(bad_input, .init = start_migrated_db, .fini = stop_db, .timeout = TEST_TIMEOUT_S);
+
+typedef struct st_bad_case_t {
+    const char *what;
+    const char *input;    /* stdin, or NULL */
+    int exit_code;        /* 1 runtime, 2 usage */
+    const char *args[12]; /* after --database-url, NULL-terminated */
+} bad_case_t;
+
+Test(bad_input, one_line_and_the_right_exit_code_and_no_change)
+{
+    char tenant_id[TG_UUID_STRLEN + 1], user_id[TG_UUID_STRLEN + 1];
+    create_tenant("Acme", tenant_id);
+    create_user("Acme", "alice@acme.example", "correct horse\n", user_id);
+    static char long_name[260];
+    memset(long_name, 'n', 201);
+    static const bad_case_t cases[] = {
+        {"no command", NULL, 2, {NULL}},
+        {"unknown command", NULL, 2, {"frobnicate", NULL}},
+        {"family without action", NULL, 2, {"tenant", NULL}},
+        {"unknown action", NULL, 2, {"tenant", "delete", "Acme", NULL}},
+        {"global flag after the command", NULL, 2, {"migrate", "--database-url", "x", NULL}},
+        {"unknown global flag", NULL, 2, {"--databse-url", "x", "migrate", NULL}},
+        {"extra argument", NULL, 2, {"migrate", "now", NULL}},
+        {"tenant without name", NULL, 2, {"tenant", "create", NULL}},
+        {"empty tenant name", NULL, 2, {"tenant", "create", "", NULL}},
+        {"two tenant names", NULL, 2, {"tenant", "create", "a", "b", NULL}},
+        {"tenant name with a tab", NULL, 2, {"tenant", "create", "bad\tname", NULL}},
+        {"tenant name with a newline", NULL, 2, {"tenant", "create", "bad\nname", NULL}},
+        {"tenant name with spaces around", NULL, 2, {"tenant", "create", " Acme", NULL}},
+        {"tenant name too long", NULL, 2, {"tenant", "create", long_name, NULL}},
+        {"user without email", "password1\n", 2, {"user", "create", "--tenant", "Acme", NULL}},
+        {"user without tenant", "password1\n", 2, {"user", "create", "--email", "x@acme.example", NULL}},
+        {"option without value", "password1\n", 2, {"user", "create", "--tenant", "Acme", "--email", NULL}},
+        {"option twice",
+         "password1\n",
+         2,
+         {"user", "create", "--tenant", "Acme", "--tenant", "Acme", "--email", "x@acme.example", NULL}},
+        {"email without @", "password1\n", 2, {"user", "create", "--tenant", "Acme", "--email", "not-an-email", NULL}},
+        {"email with two @", "password1\n", 2, {"user", "create", "--tenant", "Acme", "--email", "a@b@c", NULL}},
+        {"email with a space", "password1\n", 2, {"user", "create", "--tenant", "Acme", "--email", "a b@c.d", NULL}},
+        {"short password", "short\n", 2, {"user", "create", "--tenant", "Acme", "--email", "x@acme.example", NULL}},
+        {"7-character UTF-8 password of 14 bytes",
+         "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\n",
+         2,
+         {"user", "create", "--tenant", "Acme", "--email", "x@acme.example", NULL}},
+        {"empty stdin", "", 2, {"user", "create", "--tenant", "Acme", "--email", "x@acme.example", NULL}},
+        {"empty password line", "\nsecond line\n", 2, {"user", "create", "--tenant", "Acme", "--email", "x@acme.example", NULL}},
+        {"unknown tenant", "password1\n", 1, {"user", "create", "--tenant", "Umbrella", "--email", "x@u.example", NULL}},
+        {"token for unknown email", NULL, 1, {"token", "create", "--email", "nobody@acme.example", "--name", "t", NULL}},
+        {"token without name", NULL, 2, {"token", "create", "--email", "alice@acme.example", NULL}},
+        {"token with empty name", NULL, 2, {"token", "create", "--email", "alice@acme.example", "--name", "", NULL}},
+        {"unparsable expiry",
+         NULL,
+         2,
+         {"token", "create", "--email", "alice@acme.example", "--name", "t", "--expires-at", "next tuesday", NULL}},
+        {"impossible expiry date",
+         NULL,
+         2,
+         {"token", "create", "--email", "alice@acme.example", "--name", "t", "--expires-at", "2030-02-30T00:00:00Z", NULL}},
+        {"expiry in the past",
+         NULL,
+         2,
+         {"token", "create", "--email", "alice@acme.example", "--name", "t", "--expires-at", "2001-01-01T00:00:00Z", NULL}},
+        {"expiry without a time",
+         NULL,
+         2,
+         {"token", "create", "--email", "alice@acme.example", "--name", "t", "--expires-at", "2099-01-01", NULL}},
+        {"unknown token option",
+         NULL,
+         2,
+         {"token", "create", "--email", "alice@acme.example", "--name", "t", "--scopes", "all", NULL}},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); ++i) {
+        const bad_case_t *c = &cases[i];
+        const char *tail[16] = {"--database-url", pg.conninfo};
+        size_t n = 2;
+        for (size_t a = 0; c->args[a] != NULL; ++a)
+            tail[n++] = c->args[a];
+        tail[n] = NULL;
+        tg_fx_run_t run;
+        int code = ctl_env(NULL, c->input, &run, tail);
+        cr_expect_eq(code, c->exit_code, "%s: exit %d, want %d (stderr: %s)", c->what, code, c->exit_code, run.err);
+        expect_one_error_line(&run, c->what);
+        tg_fx_run_free(&run);
+    }
+    expect_value("SELECT (SELECT count(*) FROM tenants) || ' ' || (SELECT count(*) FROM users) || ' ' || "
+                 "(SELECT count(*) FROM api_tokens)",
+                 "1 1 0");
+}
+
+Test(bad_input, unreachable_database)
+{
+    tg_fx_run_t run;
+    const char *tail[] = {
+        "--database-url", "host=/nonexistent-tollgate-test port=1 password=s3cr3t-in-url", "tenant", "create", "Acme", NULL};
+    cr_expect_eq(ctl_env(NULL, NULL, &run, tail), 1);
+    expect_one_error_line(&run, "unreachable database");
+    cr_expect(strstr(run.err, "s3cr3t") == NULL, "the connection string's password must not be printed: %s", run.err);
+    tg_fx_run_free(&run);
+}
+
+Test(bad_input, unmigrated_database)
+{
+    tg_fx_pg_t empty;
+    cr_assert_eq(tg_fx_pg_start(&empty), 0);
+    tg_fx_run_t run;
+    const char *tail[] = {"--database-url", empty.conninfo, "tenant", "create", "Acme", NULL};
+    cr_expect_eq(ctl_env(NULL, NULL, &run, tail), 1);
+    expect_one_error_line(&run, "no tables");
+    tg_fx_run_free(&run);
+    tg_fx_pg_stop(&empty);
+}
+
+/* ------------------------------------------------------------------ help */
+
+TestSuite(help, .timeout = TEST_TIMEOUT_S);
+
+Test(help, global_and_per_command)
+{
+    tg_fx_run_t run;
+    const char *global[] = {"--help", NULL};
+    cr_expect_eq(ctl_env(NULL, NULL, &run, global), 0);
+    cr_expect(strstr(run.out, "--database-url") != NULL && strstr(run.out, "TOLLGATE_DATABASE_URL") != NULL &&
+                  strstr(run.out, "token create") != NULL && strstr(run.out, "migrate") != NULL,
+              "stdout: %s", run.out);
+    tg_fx_run_free(&run);
+    const char *token_help[] = {"token", "create", "--help", NULL};
+    cr_expect_eq(ctl_env(NULL, NULL, &run, token_help), 0);
+    cr_expect(strstr(run.out, "--expires-at") != NULL && strstr(run.out, "--email") != NULL, "stdout: %s", run.out);
+    tg_fx_run_free(&run);
+    const char *family_help[] = {"user", "--help", NULL};
+    cr_expect_eq(ctl_env(NULL, NULL, &run, family_help), 0);
+    cr_expect(strstr(run.out, "user create") != NULL, "stdout: %s", run.out);
+    tg_fx_run_free(&run);
+}
