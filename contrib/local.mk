@@ -1,1 +1,2 @@
 # contrib/: benchmarks and helper programs that are not part of the product.
+include contrib/bench/ring_local.mk

@@ -1,1 +1,5 @@
 # shm/: the shared-memory ring and shared counters. Depends on nothing else of ours.
+noinst_LIBRARIES += shm/libtgshm.a
+shm_libtgshm_a_SOURCES = shm/ring.c shm/ring.h shm/ring_layout.h \
+	shm/revocations.c shm/revocations.h \
+	shm/counters.c shm/counters.h

@@ -34,3 +34,4 @@ endif
 # these includes last so the variables above exist for them.
 include tests/unit/common_local.mk
 include tests/integration/ctl_local.mk
+include tests/unit/ring_local.mk
