@@ -181,8 +181,10 @@ static int load_env(const tg_setting_t *table, void *cfg, char *err, size_t errl
 
 static const char *find_config_flag(int argc, char **argv)
 {
+    /* every argument is looked at (flag values included): the file must be known
+     * before the flags that override it are applied */
     for (int i = 1; i < argc; ++i) {
-        if (strcmp(argv[i], "--") == 0 || argv[i][0] != '-')
+        if (strcmp(argv[i], "--") == 0)
             break;
         if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
             return argv[i + 1];

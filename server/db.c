@@ -203,9 +203,15 @@ static void conn_close_socket(tg_db_conn_t *c)
     c->raw_fd = -1;
 }
 
-static void conn_down(tg_db_conn_t *c, const char *why)
+static void conn_down(tg_db_conn_t *c, const char *reason)
 {
     tg_db_t *db = c->db;
+    /* the reason often is PQerrorMessage(c->pg), which PQfinish frees: copy it first */
+    char why[256];
+    snprintf(why, sizeof(why), "%s", reason);
+    size_t wlen = strlen(why);
+    while (wlen > 0 && (why[wlen - 1] == '\n' || why[wlen - 1] == ' '))
+        why[--wlen] = '\0';
     int was_up = c->state == CONN_IDLE || c->state == CONN_BUSY;
     conn_close_socket(c);
     if (c->pg != NULL) {

@@ -121,6 +121,8 @@ int tg_proxy_register_routes(tg_server_t *server, char *err, size_t errlen)
 {
     /* h2o 2.2.5 picks the first registered pathconf that prefixes the path: longest first */
     size_t n = server->config.routes.count;
+    if (n == 0)
+        return 0;
     char **sorted = malloc(n * sizeof(*sorted) + 1);
     memcpy(sorted, server->config.routes.items, n * sizeof(*sorted));
     qsort(sorted, n, sizeof(*sorted), by_prefix_length_desc);

@@ -111,7 +111,10 @@ static void on_child_exit(tg_supervisor_t *sup, tg_child_t *ch, int status)
     const char *what = ch->kind == TG_CHILD_WORKER ? "worker" : "collector";
     uint64_t lived = now_ms() - ch->started_at_ms;
     int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1, sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+    pid_t dead_pid = ch->pid;
     ch->pid = 0;
+    if (ch->kind == TG_CHILD_WORKER)
+        tg_counters_retire_row(sup->server->counters, (size_t)ch->index);
     if (sup->stopping) {
         tg_log_info("master", "child stopped", "kind=%s index=%d exit_code=%d signal=%d", what, ch->index, code, sig);
         return;
@@ -120,8 +123,9 @@ static void on_child_exit(tg_supervisor_t *sup, tg_child_t *ch, int status)
     uint64_t delay = tg_supervisor_backoff_ms(ch->quick_deaths);
     ++ch->quick_deaths;
     ch->restart_at_ms = now_ms() + delay;
-    tg_log_error("master", "child died, restarting", "kind=%s index=%d exit_code=%d signal=%d lived_ms=%llu restart_in_ms=%llu",
-                 what, ch->index, code, sig, (unsigned long long)lived, (unsigned long long)delay);
+    tg_log_error("master", "child died, restarting",
+                 "kind=%s index=%d pid=%d exit_code=%d signal=%d lived_ms=%llu restart_in_ms=%llu", what, ch->index, (int)dead_pid,
+                 code, sig, (unsigned long long)lived, (unsigned long long)delay);
 }
 
 static void reap(tg_supervisor_t *sup)

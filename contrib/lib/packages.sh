@@ -1,0 +1,66 @@
+# shellcheck shell=bash
+# The Debian bookworm packages tollgate needs to build, test and run, installed only when
+# missing: `apt-get update` once, then one `apt-get install`. Source after common.sh.
+
+# Build: toolchain and the libraries configure.ac asks pkg-config for. Tests: Criterion,
+# libcurl, a PostgreSQL 15 server to start throwaway clusters with, and real clients
+# (curl, h2load from nghttp2-client, python3-h2 for frame-level HTTP/2). clang for the
+# analyzer and for building with another compiler.
+TG_PACKAGES=(
+    build-essential autoconf automake libtool pkg-config
+    libh2o-evloop-dev libpq-dev libjansson-dev libjwt-dev libssl-dev libargon2-dev
+    libcriterion-dev libcurl4-openssl-dev
+    postgresql-15 nghttp2-client curl openssl python3-h2 clang
+)
+
+# libjwt 1.10.2 as first released in bookworm has a security bug that Debian fixed in
+# this revision (bookworm-security); never build against anything older.
+TG_LIBJWT_MIN_VERSION=1.10.2-1+deb12u1
+
+tg_apt_updated=0
+
+# Prints the packages of "$@" that dpkg does not report as installed.
+tg_missing_packages() {
+    local pkg status
+    for pkg in "$@"; do
+        status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
+        [ "$status" = "install ok installed" ] || printf '%s\n' "$pkg"
+    done
+}
+
+tg_apt() {
+    tg_is_root || tg_die "installing packages needs root (run this script as root, or install: $*)"
+    export DEBIAN_FRONTEND=noninteractive
+    if [ "$tg_apt_updated" -eq 0 ]; then
+        tg_say "apt-get update"
+        apt-get update -qq
+        tg_apt_updated=1
+    fi
+    tg_say "apt-get install $*"
+    apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+tg_check_libjwt() {
+    local version
+    version=$(dpkg-query -W -f='${Version}' libjwt0 2>/dev/null || true)
+    if [ -n "$version" ] && dpkg --compare-versions "$version" ge "$TG_LIBJWT_MIN_VERSION"; then
+        return 0
+    fi
+    # Maybe only the package lists were old: try once to get the fixed revision.
+    tg_apt libjwt0 libjwt-dev
+    version=$(dpkg-query -W -f='${Version}' libjwt0 2>/dev/null || true)
+    if [ -z "$version" ] || ! dpkg --compare-versions "$version" ge "$TG_LIBJWT_MIN_VERSION"; then
+        tg_die "libjwt0 ${version:-(not installed)} is older than $TG_LIBJWT_MIN_VERSION, which has Debian's security fix; enable the bookworm-security suite in /etc/apt/sources.list(.d) and run again"
+    fi
+}
+
+tg_install_packages() {
+    local missing
+    mapfile -t missing < <(tg_missing_packages "${TG_PACKAGES[@]}")
+    if [ "${#missing[@]}" -gt 0 ]; then
+        tg_apt "${missing[@]}"
+        mapfile -t missing < <(tg_missing_packages "${TG_PACKAGES[@]}")
+        [ "${#missing[@]}" -eq 0 ] || tg_die "still missing after apt-get install: ${missing[*]}"
+    fi
+    tg_check_libjwt
+}

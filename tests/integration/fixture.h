@@ -1,0 +1,280 @@
+/*
+ * Integration-test fixture: real parts, started and torn down by the test itself.
+ * A throwaway PostgreSQL 15 cluster, a real tollgated on free ports, an HTTP client on
+ * libcurl that speaks HTTP/1.1, h2c and HTTP/2 over TLS, and a raw-socket helper for
+ * bytes no real client would send. Every integration test links libtgfixture.a.
+ *
+ * Process model (Criterion): each Test() runs in its own process, re-executed from the
+ * test binary. The fixture therefore shares what is expensive per *binary*, not per
+ * process: the runner process makes a state directory (TG_FX_STATE_DIR) before the
+ * first test, the first test that needs PostgreSQL starts one cluster in it (under a
+ * lock), later tests reuse it, and the runner stops it after the last test. Each
+ * tg_fx_pg_start() gets its own fresh database in that cluster, so tests never see
+ * each other's rows. Outside a Criterion runner (no TG_FX_STATE_DIR) the cluster is
+ * per process and stopped at exit.
+ *
+ * Errors: setup functions return 0 / -1 and print the reason to stderr (it lands in
+ * the test's .log), so a test writes cr_assert_eq(tg_fx_server_start(&srv, NULL), 0).
+ * Children are killed on every exit path: tg_fx_*_stop(), an atexit handler for anything
+ * a failed assertion left running, and PR_SET_PDEATHSIG for a test process that crashed
+ * or was killed by Criterion's timeout; the runner removes what such a test left behind.
+ * Environment knobs: TG_FX_SHOW_LOGS=1 prints every server's log when it stops,
+ * TG_FX_KEEP=1 keeps temporary directories.
+ */
+#ifndef TG_TESTS_FIXTURE_H
+#define TG_TESTS_FIXTURE_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#include <jansson.h>
+
+typedef struct st_tg_fx_run_t tg_fx_run_t;
+
+/* ------------------------------------------------------------------ PostgreSQL */
+
+typedef struct st_tg_fx_pg_t {
+    char dir[256];      /* cluster directory: data/ inside, the socket directly in it */
+    int port;           /* the socket's port number (listen_addresses='' so no TCP) */
+    char dbname[64];    /* this caller's own database */
+    char conninfo[512]; /* "host=DIR port=PORT user=postgres dbname=DBNAME" */
+    int _private;       /* 1: the cluster belongs to this struct (tg_fx_pg_start_private) */
+} tg_fx_pg_t;
+
+/**
+ * Makes a PostgreSQL cluster available (the binary's shared one, started on first use)
+ * and creates a fresh, empty database for the caller; pg->conninfo points at it.
+ * initdb runs as the `postgres` user when we are root (initdb refuses root).
+ * Returns 0, or -1 with the reason on stderr.
+ */
+int tg_fx_pg_start(tg_fx_pg_t *pg);
+
+/**
+ * Like tg_fx_pg_start(), but the cluster is this struct's alone: for tests that stop,
+ * kill or freeze PostgreSQL. tg_fx_pg_stop() stops it and removes its directory.
+ */
+int tg_fx_pg_start_private(tg_fx_pg_t *pg);
+
+/**
+ * Releases what tg_fx_pg_start*() made: drops the database (shared cluster), or stops
+ * the cluster with `pg_ctl -m immediate` and removes its directory (private cluster).
+ * Safe to call twice and on a zeroed struct.
+ */
+void tg_fx_pg_stop(tg_fx_pg_t *pg);
+
+/** Runs `sql` (one or more statements) over a blocking libpq connection. 0, or -1 with the server's message on stderr. */
+int tg_fx_pg_exec(const tg_fx_pg_t *pg, const char *sql);
+
+/**
+ * Runs `sql` and returns the first column of the first row as a malloc'd string
+ * (NULL on error, on no rows, or on SQL NULL). The caller frees it.
+ */
+char *tg_fx_pg_query_value(const tg_fx_pg_t *pg, const char *sql);
+
+/** Runs `tollgatectl --database-url CONNINFO migrate` from the build directory. 0 when it exits 0. */
+int tg_fx_pg_migrate(const tg_fx_pg_t *pg);
+
+/**
+ * Runs `tollgatectl --database-url CONNINFO ARGS...` (NULL-terminated), feeding `input`
+ * (may be NULL) on stdin. Returns 0 when it ran; look at run->status and run->out
+ * (e.g. the plaintext of `token create`). Free with tg_fx_run_free().
+ */
+int tg_fx_ctl(const tg_fx_pg_t *pg, const char *input, tg_fx_run_t *run, ...) __attribute__((sentinel));
+
+/** Private cluster only: pid of the postmaster (from postmaster.pid), or -1. */
+pid_t tg_fx_pg_postmaster_pid(const tg_fx_pg_t *pg);
+
+/** Private cluster only: starts it again after a stop or a kill (pg_ctl start -w). */
+int tg_fx_pg_restart(tg_fx_pg_t *pg);
+
+/* ------------------------------------------------------------------ tollgated */
+
+typedef struct st_tg_fx_server_opts_t {
+    int workers;                   /* --workers; 0 means 2 */
+    int tls;                       /* add --tls-listen with a self-signed certificate */
+    int ring_capacity;             /* --ring-capacity; 0 means 4096 */
+    const tg_fx_pg_t *pg;          /* --database-url of this database; NULL: a URL that cannot connect */
+    const char *node_id;           /* --node-id, or NULL */
+    const char *const *extra_args; /* more argv entries, NULL-terminated, or NULL */
+    const char *const *extra_env;  /* "NAME=VALUE" entries, NULL-terminated, or NULL */
+    int start_timeout_ms;          /* how long to wait for /healthz; 0 means 10000 */
+} tg_fx_server_opts_t;
+
+typedef struct st_tg_fx_server_t {
+    pid_t pid;          /* the master; also its process group id */
+    int port;           /* cleartext listener on 127.0.0.1 */
+    int tls_port;       /* TLS listener, 0 when off */
+    char dir[256];      /* temp dir: jwt-secret, spool/, tollgated.log */
+    char log_path[300]; /* the master's (and children's) stderr */
+    char jwt_secret_path[300];
+    char ring[64];   /* "/tg-test-<pid>-<n>"; /dev/shm/<name> removed on stop */
+    int exit_status; /* wait status once reaped, else -1 */
+    int _reaped;
+} tg_fx_server_t;
+
+/**
+ * Starts TG_BUILDDIR's tollgated as a child in its own process group with --listen
+ * 127.0.0.1:<free port>, --workers, --jwt-secret-file (a fresh 48-byte secret),
+ * --ring /tg-test-<pid>-<n>, --ring-capacity, --spool-dir, --database-url, and
+ * optionally --tls-listen/--tls-cert/--tls-key (a self-signed localhost certificate
+ * made once per binary), --node-id and opts->extra_args. The environment is cleaned of
+ * TOLLGATE_* and DATABASE_URL. Waits, by polling with a deadline, until GET /healthz
+ * answers 200 (on both listeners). `opts` may be NULL. Retries with new ports if the
+ * first ones were taken in between. Call it from the test's main thread (the server
+ * dies with the thread that started it). Returns 0, or -1 (the server's log is printed
+ * to stderr and its process group is killed).
+ */
+int tg_fx_server_start(tg_fx_server_t *srv, const tg_fx_server_opts_t *opts);
+
+/**
+ * SIGTERM to the master, waits up to `timeout_ms` (0 means 10000) for it to exit, then
+ * SIGKILLs the whole process group. Removes the ring and the temp dir. Returns the
+ * master's wait status (use WIFEXITED/WEXITSTATUS), or -1 if it had to be killed or
+ * was already gone. Safe to call twice.
+ */
+int tg_fx_server_stop(tg_fx_server_t *srv, int timeout_ms);
+
+/**
+ * Waits up to `timeout_ms` for the master to exit on its own (after the test signalled
+ * it). Returns the wait status, or -1 on timeout (nothing is killed).
+ */
+int tg_fx_server_wait(tg_fx_server_t *srv, int timeout_ms);
+
+/** The server's stderr so far, NUL-terminated and malloc'd (the caller frees it); "" if unreadable. */
+char *tg_fx_server_log(const tg_fx_server_t *srv);
+
+/** Prints the last `max_bytes` of the server's log to stderr (for a failing test's .log). */
+void tg_fx_server_dump_log(const tg_fx_server_t *srv, size_t max_bytes);
+
+/**
+ * Fills `pids` with the master's live children whose /proc/PID/cmdline starts with
+ * "tollgated: worker", sorted ascending. Returns how many there are (may exceed `cap`;
+ * only `cap` are stored).
+ */
+size_t tg_fx_server_worker_pids(const tg_fx_server_t *srv, pid_t *pids, size_t cap);
+
+/** Polls until exactly `n` workers are alive or `timeout_ms` passes. Returns the count last seen. */
+size_t tg_fx_server_wait_workers(const tg_fx_server_t *srv, size_t n, int timeout_ms);
+
+/** The master's child whose argv[0] ends in "tollgate-collector", or -1. */
+pid_t tg_fx_server_collector_pid(const tg_fx_server_t *srv);
+
+/* ------------------------------------------------------------------ HTTP client */
+
+typedef enum {
+    TG_FX_HTTP1 = 0, /* HTTP/1.1 over the cleartext listener */
+    TG_FX_H2C,       /* HTTP/2 with prior knowledge over the cleartext listener */
+    TG_FX_H2_TLS,    /* TLS, ALPN offering h2 (and http/1.1); certificate not verified */
+    TG_FX_HTTP1_TLS, /* TLS, ALPN offering only http/1.1 */
+} tg_fx_proto_t;
+
+typedef struct st_tg_fx_http_req_t {
+    const char *method;         /* NULL means GET (or POST when body is set) */
+    const char *url;            /* absolute URL; see tg_fx_server_url() */
+    const char *const *headers; /* "Name: value" entries, NULL-terminated, or NULL */
+    const char *body;           /* request body or NULL */
+    size_t body_len;            /* 0 means strlen(body) */
+    int chunked;                /* send the body with Transfer-Encoding: chunked (HTTP/1.1) */
+    tg_fx_proto_t proto;
+    int timeout_ms; /* whole transfer; 0 means 10000 */
+} tg_fx_http_req_t;
+
+typedef struct st_tg_fx_header_t {
+    char *name;
+    char *value;
+} tg_fx_header_t;
+
+typedef struct st_tg_fx_http_res_t {
+    int curl_code;           /* CURLE_OK (0) or the transfer error */
+    char error[256];         /* curl's message when curl_code != 0 */
+    long status;             /* HTTP status, 0 when none was received */
+    long http_version;       /* CURLINFO_HTTP_VERSION: CURL_HTTP_VERSION_1_1, CURL_HTTP_VERSION_2_0, ... */
+    tg_fx_header_t *headers; /* of the final response (names as received) */
+    size_t num_headers;
+    char *body; /* NUL-terminated (never NULL after tg_fx_http) */
+    size_t body_len;
+    double total_ms; /* CURLINFO_TOTAL_TIME */
+    json_t *_json;   /* cache for tg_fx_json() */
+} tg_fx_http_res_t;
+
+/**
+ * Performs one request on a fresh connection. Returns 0 when a response was received
+ * (any status), -1 on a transport error (res->curl_code, res->error). Always fills
+ * `res`; release it with tg_fx_http_res_free(). Thread-safe (libcurl is initialised
+ * once by the fixture's constructor).
+ */
+int tg_fx_http(const tg_fx_http_req_t *req, tg_fx_http_res_t *res);
+
+/** Frees what tg_fx_http() put in `res` and zeroes it. */
+void tg_fx_http_res_free(tg_fx_http_res_t *res);
+
+/** Value of the first response header named `name` (case-insensitive), or NULL. Owned by `res`. */
+const char *tg_fx_header(const tg_fx_http_res_t *res, const char *name);
+
+/** The body parsed as JSON (owned by `res`, cached), or NULL if it is not JSON. */
+json_t *tg_fx_json(tg_fx_http_res_t *res);
+
+/**
+ * True when the body is {"error":{"code":CODE,"message":non-empty string}} (SPEC §3).
+ * `code` NULL accepts any non-empty code.
+ */
+int tg_fx_is_error(tg_fx_http_res_t *res, const char *code);
+
+/** Writes "http(s)://127.0.0.1:PORT" + path for `proto` into buf. Returns buf. */
+char *tg_fx_server_url(const tg_fx_server_t *srv, tg_fx_proto_t proto, const char *path, char *buf, size_t cap);
+
+/** Shorthand: GET `path` on `srv` with `proto`. Returns as tg_fx_http(). */
+int tg_fx_get(const tg_fx_server_t *srv, tg_fx_proto_t proto, const char *path, tg_fx_http_res_t *res);
+
+/* ------------------------------------------------------------------ raw sockets */
+
+/** tg_fx_raw(): the connection was still open when `timeout_ms` passed without data. */
+#define TG_FX_RAW_TIMEOUT ((ssize_t)-2)
+
+/**
+ * Connects to 127.0.0.1:port, sends `len` bytes, then reads until the peer closes (or
+ * resets), `cap - 1` bytes arrived, or `timeout_ms` passes without data. `response` is
+ * always NUL-terminated (binary data may contain NULs before it). Returns the number of
+ * bytes received when the peer closed or the buffer filled (0: closed without a byte),
+ * TG_FX_RAW_TIMEOUT when the connection was still open (what did arrive is in
+ * `response`), or -1 when the connection could not be made.
+ */
+ssize_t tg_fx_raw(int port, const void *bytes, size_t len, char *response, size_t cap, int timeout_ms);
+
+/** Connects a blocking TCP socket to 127.0.0.1:port. Returns the fd or -1. */
+int tg_fx_connect(int port);
+
+/* ------------------------------------------------------------------ processes and time */
+
+struct st_tg_fx_run_t {
+    int status; /* wait status, or -1 if it had to be killed at the deadline */
+    char *out;  /* stdout, NUL-terminated, malloc'd */
+    char *err;  /* stderr, NUL-terminated, malloc'd */
+};
+
+/**
+ * Runs argv[0] (a path, or a name looked up in PATH) with argv, feeding `input` (may be NULL) on stdin, collecting
+ * stdout and stderr, killing it after `timeout_ms`. `env` NULL means a cleaned copy of
+ * the environment (no TOLLGATE_*, no DATABASE_URL). Returns 0 when it ran (look at
+ * run->status), -1 when it could not be started. Free with tg_fx_run_free().
+ */
+int tg_fx_run(char *const *argv, char *const *env, const char *input, int timeout_ms, tg_fx_run_t *run);
+void tg_fx_run_free(tg_fx_run_t *run);
+
+/**
+ * Finds a program built in this tree ("tollgated", "tollgatectl", "tollgate-collector")
+ * under TG_BUILDDIR (top level, then server/, server/ctl/, collector/) and writes its
+ * path into buf. Returns 0, or -1 (with the reason on stderr) when it is not built.
+ */
+int tg_fx_bin(const char *name, char *buf, size_t cap);
+
+/** Reserves nothing: binds 127.0.0.1:0, reads the port back, closes. */
+int tg_fx_free_port(void);
+
+/** CLOCK_MONOTONIC in milliseconds. */
+long long tg_fx_now_ms(void);
+
+/** Number of lines in `s` that have any non-blank character. */
+size_t tg_fx_count_lines(const char *s);
+
+#endif
