@@ -25,16 +25,16 @@
 #define TG_AUTH_MAX_CREDENTIAL TG_JWT_MAX_LEN
 
 static const char SQL_TOKEN_BY_HASH[] =
-    "SELECT id, user_id, tenant_id, array_to_string(scopes, ' '),"
-    " coalesce((extract(epoch FROM expires_at) * 1000000)::bigint, 0),"
-    " coalesce((extract(epoch FROM revoked_at) * 1000000)::bigint, 0)"
-    " FROM api_tokens WHERE token_hash = $1";
+    "SELECT t.id, t.user_id, t.tenant_id, array_to_string(t.scopes, ' '),"
+    " coalesce((extract(epoch FROM t.expires_at) * 1000000)::bigint, 0),"
+    " coalesce((extract(epoch FROM t.revoked_at) * 1000000)::bigint, 0), u.email"
+    " FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1";
 
 static const char SQL_SESSION_BY_ID[] =
     "SELECT s.user_id, s.tenant_id,"
     " (extract(epoch FROM s.expires_at) * 1000000)::bigint,"
-    " coalesce((extract(epoch FROM s.revoked_at) * 1000000)::bigint, 0)"
-    " FROM sessions s WHERE s.id = $1";
+    " coalesce((extract(epoch FROM s.revoked_at) * 1000000)::bigint, 0), u.email"
+    " FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1";
 
 typedef struct st_tg_auth_lookup_t {
     tg_request_t *r; /* NULL once the request is gone */
@@ -45,11 +45,13 @@ typedef struct st_tg_auth_lookup_t {
 
 static void send_invalid(tg_request_t *r)
 {
+    tg_worker_count(r->worker, TG_STAT_AUTH_REJECTED);
     tg_http_send_error(r->req, 401, "invalid_token", "The access token is missing, malformed, expired or revoked.");
 }
 
 static void send_missing(tg_request_t *r)
 {
+    tg_worker_count(r->worker, TG_STAT_AUTH_REJECTED);
     tg_http_send_error(r->req, 401, "unauthorized", "This resource needs an Authorization: Bearer credential.");
 }
 
@@ -150,8 +152,20 @@ static int parse_uuid_field(PGresult *res, int col, uint8_t out[16])
     return 0;
 }
 
+static void copy_email(tg_cached_token_t *e, PGresult *res, int col)
+{
+    const char *v = PQgetvalue(res, 0, col);
+    size_t n = strlen(v);
+    if (n > sizeof(e->email))
+        n = sizeof(e->email);
+    memcpy(e->email, v, n);
+    e->email_len = (uint8_t)n;
+}
+
 static void fill_context(tg_request_t *r, const tg_cached_token_t *e)
 {
+    memcpy(r->auth.email, e->email, e->email_len);
+    r->auth.email_len = e->email_len;
     memcpy(r->auth.user_id, e->user_id, 16);
     memcpy(r->auth.tenant_id, e->tenant_id, 16);
     if (e->kind == 1) {
@@ -179,7 +193,9 @@ static void finish_with_entry(tg_request_t *r, const tg_cached_token_t *e, tg_au
         send_invalid(r);
         return;
     }
+    tg_worker_count(r->worker, e->kind == 1 ? TG_STAT_AUTH_OK_API_TOKEN : TG_STAT_AUTH_OK_JWT);
     if (e->kind == 1 && tg_metering_should_reject(r->worker->metering)) {
+        tg_worker_count(r->worker, TG_STAT_METERED_REJECTED);
         tg_http_send_error(r->req, 503, "metering_unavailable", "Usage cannot be recorded right now; retry shortly.");
         return;
     }
@@ -196,6 +212,7 @@ static void on_lookup_dispose(void *p)
 
 static void lookup_failed(tg_request_t *r, const char *error)
 {
+    tg_worker_count(r->worker, TG_STAT_DB_UNAVAILABLE);
     tg_log_warn("auth", "credential lookup failed", "error=%s", error != NULL ? error : "unavailable");
     tg_http_send_error(r->req, 503, "database_unavailable", "Credentials cannot be checked right now; retry shortly.");
 }
@@ -219,6 +236,7 @@ static void on_token_row(void *data, PGresult *res, const char *sqlstate, const 
     tg_cached_token_t *e = &l->entry;
     e->kind = 1;
     if (PQntuples(res) != 1) {
+        tg_worker_count(r->worker, TG_STAT_UNKNOWN_TOKENS);
         e->negative = 1;
         tg_token_cache_put(cache, e, now);
         send_invalid(r);
@@ -232,28 +250,34 @@ static void on_token_row(void *data, PGresult *res, const char *sqlstate, const 
     e->scopes = parse_scopes(r->worker->server, PQgetvalue(res, 0, 3));
     e->expires_at_us = strtoll(PQgetvalue(res, 0, 4), NULL, 10);
     e->revoked_at_us = strtoll(PQgetvalue(res, 0, 5), NULL, 10);
+    copy_email(e, res, 6);
     tg_token_cache_put(cache, e, now);
     finish_with_entry(r, e, l->next);
 }
 
 static void auth_api_token(tg_request_t *r, h2o_iovec_t credential, tg_auth_next_fn next)
 {
-    if (tg_apitoken_check_format(credential.base, credential.len) != 0) {
-        send_invalid(r); /* mistyped or not ours: rejected without touching the database */
-        return;
-    }
     uint8_t hash[32];
     tg_apitoken_hash(credential.base, credential.len, hash);
     const tg_cached_token_t *e;
     switch (tg_token_cache_find_token(r->worker->tokens, hash, h2o_now(r->worker->loop), &e)) {
     case TG_CACHE_VALID:
+        tg_worker_count(r->worker, TG_STAT_CACHE_HITS);
         finish_with_entry(r, e, next);
         return;
     case TG_CACHE_UNKNOWN:
+        tg_worker_count(r->worker, TG_STAT_CACHE_HITS);
+        tg_worker_count(r->worker, TG_STAT_UNKNOWN_TOKENS);
         send_invalid(r);
         return;
     case TG_CACHE_MISS:
+        tg_worker_count(r->worker, TG_STAT_CACHE_MISSES);
         break;
+    }
+    /* the format check runs on misses only: a known token's hash already proved it */
+    if (tg_apitoken_check_format(credential.base, credential.len) != 0) {
+        send_invalid(r); /* mistyped or not ours: rejected without touching the database */
+        return;
     }
     tg_auth_lookup_t *l = h2o_mem_alloc_shared(&r->req->pool, sizeof(*l), on_lookup_dispose);
     memset(l, 0, sizeof(*l));
@@ -296,6 +320,7 @@ static void on_session_row(void *data, PGresult *res, const char *sqlstate, cons
     e->kind = 2;
     e->expires_at_us = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
     e->revoked_at_us = strtoll(PQgetvalue(res, 0, 3), NULL, 10);
+    copy_email(e, res, 4);
     tg_token_cache_put(r->worker->tokens, e, h2o_now(r->worker->loop));
     finish_with_entry(r, e, l->next);
 }
@@ -369,6 +394,7 @@ int tg_auth_require_scope(tg_request_t *r, unsigned scope)
 
 void tg_auth_revoke(tg_worker_t *w, const uint8_t id[16], int is_session)
 {
+    tg_worker_count(w, TG_STAT_REVOCATIONS);
     tg_revocations_publish(w->server->revocations, id, is_session ? TG_REVOKED_SESSION : TG_REVOKED_TOKEN);
     tg_token_cache_sync(w->tokens, h2o_now(w->loop));
 }

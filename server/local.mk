@@ -11,13 +11,25 @@ server_libtgserver_a_SOURCES = \
 	server/router.c server/router.h \
 	server/routes.c server/routes/routes.h \
 	server/routes/health.c \
+	server/routes/metrics.c \
+	server/stats.c server/stats.h \
+	server/routes/auth_routes.c server/routes/me.c \
+	server/routes/tokens.c server/routes/token_json.c server/routes/token_json.h \
 	server/handler.c \
 	server/worker.c server/worker.h \
-	server/supervisor.c server/supervisor.h
+	server/supervisor.c server/supervisor.h \
+	server/db.c server/db.h \
+	server/offload.c server/offload.h \
+	server/token_cache.c server/token_cache.h \
+	server/auth.c server/auth.h \
+	server/jwt.c server/jwt.h \
+	server/proxy.c server/proxy.h \
+	server/metering.c server/metering.h
 
-TG_SERVER_LIBS = server/libtgserver.a common/libtgcommon.a $(H2O_LIBS) $(OPENSSL_LIBS) $(JANSSON_LIBS) $(PQ_LIBS) $(JWT_LIBS) $(ARGON2_LIBS) $(LIBS)
+TG_SERVER_LIBS = server/libtgserver.a shm/libtgshm.a common/libtgcommon.a $(H2O_LIBS) $(OPENSSL_LIBS) $(JANSSON_LIBS) $(PQ_LIBS) $(JWT_LIBS) $(ARGON2_LIBS) $(LIBS)
 
 bin_PROGRAMS += tollgated
 tollgated_SOURCES = server/main.c
 tollgated_CFLAGS = $(server_libtgserver_a_CFLAGS)
 tollgated_LDADD = $(TG_SERVER_LIBS)
+include server/ctl/local.mk

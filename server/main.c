@@ -17,6 +17,7 @@
 #include "server/proctitle.h"
 #include "server/server.h"
 #include "server/settings.h"
+#include "server/stats.h"
 #include "server/supervisor.h"
 #include "server/tls.h"
 
@@ -148,6 +149,10 @@ int main(int argc, char **argv)
     if (tg_server_register_routes(&server, err, sizeof(err)) != 0) {
         fprintf(stderr, "tollgated: %s\n", err);
         return 2;
+    }
+    if ((server.counters = tg_counters_create((size_t)server.config.workers + 1, TG_STAT_COUNT)) == NULL) {
+        fprintf(stderr, "tollgated: cannot map the statistics counters\n");
+        return 1;
     }
     if ((server.revocations = tg_revocations_create()) == NULL) {
         fprintf(stderr, "tollgated: cannot map the revocation feed\n");

@@ -132,10 +132,14 @@ static void build_record(tg_metering_t *m, h2o_req_t *req, const tg_request_t *r
 
 static void log_access(h2o_logger_t *self, h2o_req_t *req)
 {
+    tg_worker_t *w = tg_worker_of(req);
+    int status = req->res.status;
+    if (status >= 100 && status < 600)
+        tg_worker_count(w, (tg_stat_t)(TG_STAT_RESPONSES_1XX + status / 100 - 1));
     tg_request_t *r = find_context(req);
     if (r == NULL || !r->auth.metered)
         return;
-    tg_metering_t *m = tg_worker_of(req)->metering;
+    tg_metering_t *m = w->metering;
     if (m == NULL || m->ring == NULL)
         return;
     tg_usage_record_t rec;
@@ -143,12 +147,15 @@ static void log_access(h2o_logger_t *self, h2o_req_t *req)
     switch (tg_ring_append(m->ring, &rec, sizeof(rec))) {
     case TG_RING_OK:
         ++m->stats.appended;
+        tg_worker_count(w, TG_STAT_METERED_APPENDED);
         break;
     case TG_RING_FULL:
         ++m->stats.dropped;
+        tg_worker_count(w, TG_STAT_METERED_DROPPED);
         break;
     case TG_RING_LOST:
         ++m->stats.lost;
+        tg_worker_count(w, TG_STAT_METERED_LOST);
         break;
     default:
         break;

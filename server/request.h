@@ -22,6 +22,8 @@ typedef struct st_tg_auth_context_t {
     uint8_t session_id[16]; /* JWT only */
     unsigned scopes;        /* TG_SCOPE_* bits */
     int metered;            /* an API token that maps to a known token: meter this request, whatever its outcome */
+    uint8_t email_len;
+    char email[255];        /* the user's email (RFC 5321: at most 254), not NUL-terminated */
 } tg_auth_context_t;
 
 typedef struct st_tg_request_t {

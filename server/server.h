@@ -9,6 +9,7 @@
 #include <h2o.h>
 
 #include "server/settings.h"
+#include "shm/counters.h"
 #include "shm/revocations.h"
 #include "shm/ring.h"
 
@@ -38,6 +39,7 @@ typedef struct st_tg_server_t {
     size_t nlisteners;
     tg_revocations_t *revocations; /* node-wide revocation feed (shared memory) */
     tg_ring_t *ring;               /* usage ring; NULL with --no-metering */
+    tg_counters_t *counters;       /* node-wide statistics (server/stats.h); row 0 master, row N worker N */
     unsigned char jwt_secret[512];
     size_t jwt_secret_len;
 } tg_server_t;

@@ -8,6 +8,7 @@
 #include <h2o.h>
 
 #include "server/server.h"
+#include "server/stats.h"
 
 typedef struct st_tg_worker_t {
     h2o_context_t ctx; /* first member: a request finds its worker from req->conn->ctx */
@@ -33,6 +34,12 @@ typedef struct st_tg_worker_t {
 static inline tg_worker_t *tg_worker_of(h2o_req_t *req)
 {
     return H2O_STRUCT_FROM_MEMBER(tg_worker_t, ctx, req->conn->ctx);
+}
+
+/** Counts one event in this worker's row of the node-wide statistics. */
+static inline void tg_worker_count(tg_worker_t *w, tg_stat_t stat)
+{
+    tg_counters_add(w->server->counters, (size_t)w->index, stat, 1);
 }
 
 /** True once the worker stopped accepting and is finishing in-flight requests. */

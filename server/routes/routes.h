@@ -9,4 +9,20 @@
 /* server/routes/health.c */
 void tg_route_healthz(tg_request_t *r);
 
+/* server/routes/metrics.c: GET /metrics, loopback peers only */
+void tg_route_metrics(tg_request_t *r);
+
+/* server/routes/auth_routes.c: POST /api/v1/auth/login (public), POST /api/v1/auth/logout (JWT only) */
+void tg_route_auth_login(tg_request_t *r);
+void tg_route_auth_logout(tg_request_t *r);
+
+/* server/routes/me.c: GET /api/v1/me */
+void tg_route_me(tg_request_t *r);
+
+/* server/routes/tokens.c: token CRUD, scoped to the caller (tokens:read / tokens:write) */
+void tg_route_tokens_create(tg_request_t *r);
+void tg_route_tokens_list(tg_request_t *r);
+void tg_route_tokens_get(tg_request_t *r);
+void tg_route_tokens_delete(tg_request_t *r);
+
 #endif

@@ -1,0 +1,394 @@
+/*
+ * Login sessions (SPEC §3): POST /api/v1/auth/login checks an email and password
+ * (argon2id on the worker's offload threads, never on the event loop) and answers a
+ * JWT for a new sessions row; POST /api/v1/auth/logout revokes the caller's session.
+ * A failed login costs the same whether or not the email exists: an unknown email
+ * still runs a dummy argon2id check, and every mismatch is the same 401 body.
+ */
+#include "server/routes/routes.h"
+
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <jansson.h>
+
+#include "common/log.h"
+#include "common/password.h"
+#include "common/timefmt.h"
+#include "common/uuid.h"
+#include "server/auth.h"
+#include "server/db.h"
+#include "server/http.h"
+#include "server/jwt.h"
+#include "server/offload.h"
+#include "server/worker.h"
+
+/* The schema's CHECK on users.email (RFC 5321's 254-octet path limit). */
+#define LOGIN_EMAIL_MAX 254
+
+static const char SQL_USER_BY_EMAIL[] = "SELECT id::text, tenant_id::text, password_hash FROM users WHERE lower(email) = lower($1)";
+
+static const char SQL_INSERT_SESSION[] = "INSERT INTO sessions (id, user_id, tenant_id, expires_at, ip_address)"
+                                         " VALUES ($1::uuid, $2::uuid, $3::uuid, to_timestamp($4::bigint), $5::inet)";
+
+/* Revokes the session if still live and tells the other nodes (within 1 s: LISTEN/NOTIFY). */
+static const char SQL_REVOKE_SESSION[] =
+    "WITH s AS (UPDATE sessions SET revoked_at = now()"
+    " WHERE id = $1::uuid AND user_id = $2::uuid AND tenant_id = $3::uuid AND revoked_at IS NULL RETURNING id)"
+    " SELECT pg_notify('tollgate_revocations', 's:' || id::text) FROM s";
+
+/* ------------------------------------------------------------------ state */
+
+struct st_login_job_t;
+
+/* One login in progress; lives in the request's pool (notes §10). */
+typedef struct st_login_t {
+    tg_request_t *r;            /* NULL once the request is gone */
+    tg_db_query_t *query;       /* in flight, or NULL */
+    int waiting;                /* set before submitting, cleared by the callback */
+    struct st_login_job_t *job; /* on the offload pool, or NULL */
+    char *password;             /* pool copy; wiped on dispose */
+    size_t password_len;
+    uint8_t user_id[16];
+    uint8_t tenant_id[16];
+    uint8_t session_id[16];
+    int64_t issued_at, expires_at; /* seconds since the epoch */
+} login_t;
+
+/* The argon2id check, malloc'd: it may outlive the request (offload.h). */
+typedef struct st_login_job_t {
+    login_t *owner; /* NULL once the request went away: done() then only frees */
+    int found;      /* 0: unknown email, run the dummy check */
+    tg_password_result_t result;
+    char *stored_hash; /* inside this allocation */
+    size_t password_len;
+    char password[]; /* then the hash, both NUL-terminated */
+} login_job_t;
+
+static void login_dispose(void *p)
+{
+    login_t *l = p;
+    if (l->query != NULL)
+        tg_db_cancel(l->query);
+    l->query = NULL;
+    if (l->job != NULL)
+        l->job->owner = NULL;
+    l->job = NULL;
+    if (l->password != NULL)
+        explicit_bzero(l->password, l->password_len);
+    l->r = NULL;
+}
+
+static void send_invalid_credentials(tg_request_t *r)
+{
+    tg_http_send_error(r->req, 401, "invalid_credentials", "The email or password is wrong.");
+}
+
+static void send_db_unavailable(tg_request_t *r)
+{
+    tg_http_send_error(r->req, 503, "database_unavailable", "The database is unavailable; retry shortly.");
+}
+
+static void send_db_failure(tg_request_t *r, const char *what, const char *sqlstate, const char *error)
+{
+    if (sqlstate == NULL) {
+        tg_log_warn("auth", "database unavailable", "op=%s error=%s", what, error != NULL ? error : "");
+        send_db_unavailable(r);
+        return;
+    }
+    /* only syntax-class messages are logged: others may echo an email back */
+    tg_log_error("auth", "statement failed", "op=%s sqlstate=%s error=%s", what, sqlstate,
+                 strncmp(sqlstate, "42", 2) == 0 && error != NULL ? error : "(withheld)");
+    tg_http_send_error(r->req, 500, "internal_error", "The request could not be completed.");
+}
+
+/* Submits one statement for the call whose `waiting`/`query` fields are given; answers
+ * 503 on failure. The callback may run before tg_db_query returns (a connection that
+ * breaks at once), so the handle is kept only if it has not. */
+static void submit(tg_request_t *r, int *waiting, tg_db_query_t **query, const char *sql, int nparams, const char *const *params,
+                   tg_db_result_cb cb, void *data)
+{
+    tg_db_t *db = r->worker->db;
+    *waiting = 1;
+    tg_db_query_t *q = db != NULL ? tg_db_query(db, sql, nparams, params, cb, data) : NULL;
+    if (q == NULL) {
+        *waiting = 0;
+        send_db_unavailable(r);
+        return;
+    }
+    if (*waiting)
+        *query = q;
+}
+
+static int parse_uuid_text(const char *text, uint8_t out[16])
+{
+    tg_uuid_t u;
+    if (tg_uuid_parse(text, strlen(text), &u) != 0)
+        return -1;
+    memcpy(out, u.bytes, 16);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ body */
+
+/* The body as {"email": string, "password": string} and nothing else; answers 400 otherwise. */
+static json_t *login_body(tg_request_t *r, const char **email, const char **password, size_t *password_len)
+{
+    h2o_req_t *req = r->req;
+    json_error_t jerr;
+    json_t *doc = NULL;
+    if (req->entity.base != NULL && req->entity.len > 0)
+        doc = json_loadb(req->entity.base, req->entity.len, JSON_REJECT_DUPLICATES, &jerr);
+    if (doc == NULL || !json_is_object(doc)) {
+        json_decref(doc);
+        tg_http_send_error(req, 400, "invalid_json", "The request body must be a JSON object.");
+        return NULL;
+    }
+    const json_t *e = json_object_get(doc, "email"), *p = json_object_get(doc, "password");
+    const char *problem = NULL;
+    if (json_object_size(doc) != (size_t)(e != NULL) + (p != NULL))
+        problem = "body: only \"email\" and \"password\" are accepted.";
+    else if (!json_is_string(e) || json_string_length(e) == 0 || json_string_length(e) > LOGIN_EMAIL_MAX)
+        problem = "email: must be a string of 1 to 254 bytes.";
+    else if (!json_is_string(p) || json_string_length(p) == 0 || json_string_length(p) > TG_PASSWORD_MAX_LEN)
+        problem = "password: must be a string of 1 to 1024 bytes.";
+    if (problem != NULL) {
+        json_decref(doc);
+        tg_http_send_error(req, 400, "invalid_parameter", problem);
+        return NULL;
+    }
+    *email = json_string_value(e);
+    *password = json_string_value(p);
+    *password_len = json_string_length(p);
+    return doc;
+}
+
+/* ------------------------------------------------------------------ login: session and JWT */
+
+static void on_session_created(void *data, PGresult *res, const char *sqlstate, const char *error)
+{
+    login_t *l = data;
+    l->waiting = 0;
+    l->query = NULL;
+    tg_request_t *r = l->r;
+    if (r == NULL)
+        return;
+    if (res == NULL) {
+        if (sqlstate != NULL && strcmp(sqlstate, "23503") == 0)
+            send_invalid_credentials(r); /* the user was deleted meanwhile */
+        else
+            send_db_failure(r, "login", sqlstate, error);
+        return;
+    }
+    const tg_server_t *s = r->worker->server;
+    tg_jwt_claims_t claims = {.iat = l->issued_at, .exp = l->expires_at};
+    memcpy(claims.user_id, l->user_id, 16);
+    memcpy(claims.tenant_id, l->tenant_id, 16);
+    memcpy(claims.session_id, l->session_id, 16);
+    char jwt[TG_JWT_MAX_LEN + 1], expires[TG_TIME_MS_STRLEN + 1];
+    if (tg_jwt_issue(s->jwt_secret, s->jwt_secret_len, &claims, jwt, sizeof(jwt)) < 0 ||
+        tg_time_format_ms(l->expires_at * TG_TIME_US_PER_SEC, expires) < 0) {
+        tg_log_error("auth", "cannot sign a session token", NULL);
+        tg_http_send_error(r->req, 500, "internal_error", "The request could not be completed.");
+        return;
+    }
+    json_t *doc = json_pack("{ssssss}", "token", jwt, "tokenType", "Bearer", "expiresAt", expires);
+    explicit_bzero(jwt, sizeof(jwt));
+    tg_http_send_jansson(r->req, 200, doc);
+}
+
+/* The client's address for sessions.ip_address, or NULL (unix socket, unknown). */
+static const char *peer_address(h2o_req_t *req, char buf[NI_MAXHOST])
+{
+    struct sockaddr_storage ss;
+    socklen_t len = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss);
+    if (len == 0 || (ss.ss_family != AF_INET && ss.ss_family != AF_INET6))
+        return NULL;
+    return h2o_socket_getnumerichost((struct sockaddr *)&ss, len, buf) != SIZE_MAX ? buf : NULL;
+}
+
+static void create_session(login_t *l)
+{
+    tg_request_t *r = l->r;
+    tg_uuid_t sid;
+    if (tg_uuid_v7(NULL, &sid) != 0) {
+        tg_log_error("auth", "no randomness for a session id", NULL);
+        tg_http_send_error(r->req, 500, "internal_error", "The request could not be completed.");
+        return;
+    }
+    memcpy(l->session_id, sid.bytes, 16);
+    l->issued_at = tg_time_now_us() / TG_TIME_US_PER_SEC;
+    l->expires_at = l->issued_at + r->worker->server->config.jwt_ttl;
+    char sid_text[TG_UUID_STRLEN + 1], user[TG_UUID_STRLEN + 1], tenant[TG_UUID_STRLEN + 1], expires[24], ip[NI_MAXHOST];
+    tg_uuid_format(&sid, sid_text);
+    tg_uuid_format((const tg_uuid_t *)l->user_id, user);
+    tg_uuid_format((const tg_uuid_t *)l->tenant_id, tenant);
+    snprintf(expires, sizeof(expires), "%lld", (long long)l->expires_at);
+    const char *params[5] = {sid_text, user, tenant, expires, peer_address(r->req, ip)};
+    submit(r, &l->waiting, &l->query, SQL_INSERT_SESSION, 5, params, on_session_created, l);
+}
+
+/* ------------------------------------------------------------------ login: password check */
+
+/* Pool thread: the argon2id work, real or dummy. Touches only the job. */
+static void verify_work(void *data)
+{
+    login_job_t *job = data;
+    if (job->found) {
+        job->result = tg_password_verify(job->stored_hash, job->password, job->password_len);
+    } else {
+        tg_password_verify_dummy(job->password, job->password_len);
+        job->result = TG_PASSWORD_MISMATCH;
+    }
+}
+
+static void job_free(login_job_t *job)
+{
+    explicit_bzero(job->password, job->password_len);
+    free(job);
+}
+
+/* Loop thread, after verify_work. */
+static void verify_done(void *data)
+{
+    login_job_t *job = data;
+    login_t *l = job->owner;
+    int found = job->found;
+    tg_password_result_t result = job->result;
+    job_free(job);
+    if (l == NULL)
+        return; /* the client left while argon2id ran */
+    l->job = NULL;
+    tg_request_t *r = l->r;
+    if (found && result == TG_PASSWORD_ERROR) {
+        char user[TG_UUID_STRLEN + 1];
+        tg_uuid_format((const tg_uuid_t *)l->user_id, user);
+        tg_log_warn("auth", "stored password hash is unusable", "user_id=%s", user);
+    }
+    if (!found || result != TG_PASSWORD_OK) {
+        send_invalid_credentials(r);
+        return;
+    }
+    create_session(l);
+}
+
+static login_job_t *job_new(login_t *l, const char *stored_hash)
+{
+    size_t hash_len = stored_hash != NULL ? strlen(stored_hash) : 0;
+    login_job_t *job = malloc(sizeof(*job) + l->password_len + 1 + hash_len + 1);
+    if (job == NULL)
+        return NULL;
+    job->owner = l;
+    job->found = stored_hash != NULL;
+    job->result = TG_PASSWORD_ERROR;
+    job->password_len = l->password_len;
+    memcpy(job->password, l->password, l->password_len);
+    job->password[l->password_len] = '\0';
+    job->stored_hash = job->password + l->password_len + 1;
+    memcpy(job->stored_hash, stored_hash != NULL ? stored_hash : "", hash_len + 1);
+    return job;
+}
+
+static void on_user_row(void *data, PGresult *res, const char *sqlstate, const char *error)
+{
+    login_t *l = data;
+    l->waiting = 0;
+    l->query = NULL;
+    tg_request_t *r = l->r;
+    if (r == NULL)
+        return;
+    if (res == NULL) {
+        send_db_failure(r, "login", sqlstate, error);
+        return;
+    }
+    const char *stored_hash = NULL;
+    if (PQntuples(res) == 1 && parse_uuid_text(PQgetvalue(res, 0, 0), l->user_id) == 0 &&
+        parse_uuid_text(PQgetvalue(res, 0, 1), l->tenant_id) == 0)
+        stored_hash = PQgetvalue(res, 0, 2);
+    login_job_t *job = job_new(l, stored_hash);
+    if (job == NULL || r->worker->offload == NULL || tg_offload_submit(r->worker->offload, verify_work, verify_done, job) != 0) {
+        if (job != NULL)
+            job_free(job);
+        tg_http_send_error(r->req, 503, "server_busy", "Too many logins are being checked; retry shortly.");
+        return;
+    }
+    l->job = job;
+}
+
+void tg_route_auth_login(tg_request_t *r)
+{
+    const char *email, *password;
+    size_t password_len;
+    json_t *body = login_body(r, &email, &password, &password_len);
+    if (body == NULL)
+        return;
+    login_t *l = h2o_mem_alloc_shared(&r->req->pool, sizeof(*l), login_dispose);
+    memset(l, 0, sizeof(*l));
+    l->r = r;
+    l->password = h2o_mem_alloc_pool(&r->req->pool, password_len + 1);
+    memcpy(l->password, password, password_len + 1);
+    l->password_len = password_len;
+    const char *params[1] = {email};
+    submit(r, &l->waiting, &l->query, SQL_USER_BY_EMAIL, 1, params, on_user_row, l);
+    json_decref(body);
+}
+
+/* ------------------------------------------------------------------ logout */
+
+typedef struct st_logout_t {
+    tg_request_t *r;
+    tg_db_query_t *query;
+    int waiting;
+} logout_t;
+
+static void logout_dispose(void *p)
+{
+    logout_t *o = p;
+    if (o->query != NULL)
+        tg_db_cancel(o->query);
+    o->query = NULL;
+    o->r = NULL;
+}
+
+static void on_session_revoked(void *data, PGresult *res, const char *sqlstate, const char *error)
+{
+    logout_t *o = data;
+    o->waiting = 0;
+    o->query = NULL;
+    tg_request_t *r = o->r;
+    if (r == NULL)
+        return;
+    if (res == NULL) {
+        send_db_failure(r, "logout", sqlstate, error);
+        return;
+    }
+    /* Committed: every worker of this node rejects the JWT before the 204 leaves. */
+    tg_auth_revoke(r->worker, r->auth.session_id, 1);
+    tg_http_send_no_content(r->req);
+}
+
+void tg_route_auth_logout(tg_request_t *r)
+{
+    if (r->auth.method == TG_AUTH_NONE) {
+        tg_http_send_error(r->req, 401, "unauthorized", "This resource needs an Authorization: Bearer credential.");
+        return;
+    }
+    if (r->auth.method != TG_AUTH_JWT) {
+        tg_http_send_error(r->req, 403, "jwt_required",
+                           "Logout ends a login session: call it with the session's JWT. Revoke API tokens with "
+                           "DELETE /api/v1/tokens/{id}.");
+        return;
+    }
+    logout_t *o = h2o_mem_alloc_shared(&r->req->pool, sizeof(*o), logout_dispose);
+    memset(o, 0, sizeof(*o));
+    o->r = r;
+    char sid[TG_UUID_STRLEN + 1], user[TG_UUID_STRLEN + 1], tenant[TG_UUID_STRLEN + 1];
+    tg_uuid_format((const tg_uuid_t *)r->auth.session_id, sid);
+    tg_uuid_format((const tg_uuid_t *)r->auth.user_id, user);
+    tg_uuid_format((const tg_uuid_t *)r->auth.tenant_id, tenant);
+    const char *params[3] = {sid, user, tenant};
+    submit(r, &o->waiting, &o->query, SQL_REVOKE_SESSION, 3, params, on_session_revoked, o);
+}

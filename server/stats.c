@@ -1,0 +1,25 @@
+/*
+ * Names and help texts of tollgated's counters, in the order of tg_stat_t, so the
+ * /metrics route can print them all from one table.
+ */
+#include "server/stats.h"
+
+const tg_stat_desc_t tg_stat_descs[TG_STAT_COUNT] = {
+    {"tollgate_http_responses_total", "class=\"1xx\"", "Responses sent, by status class."},
+    {"tollgate_http_responses_total", "class=\"2xx\"", NULL},
+    {"tollgate_http_responses_total", "class=\"3xx\"", NULL},
+    {"tollgate_http_responses_total", "class=\"4xx\"", NULL},
+    {"tollgate_http_responses_total", "class=\"5xx\"", NULL},
+    {"tollgate_auth_success_total", "method=\"jwt\"", "Requests authenticated, by credential kind."},
+    {"tollgate_auth_success_total", "method=\"api_token\"", NULL},
+    {"tollgate_auth_rejected_total", "", "Requests refused by authentication (401/400)."},
+    {"tollgate_auth_unknown_tokens_total", "", "Well-formed API tokens that match no token (not metered)."},
+    {"tollgate_credential_cache_hits_total", "", "Credential checks answered from the worker cache."},
+    {"tollgate_credential_cache_misses_total", "", "Credential checks that needed PostgreSQL."},
+    {"tollgate_usage_records_total", "outcome=\"appended\"", "Usage records offered to the ring, by outcome."},
+    {"tollgate_usage_records_total", "outcome=\"dropped\"", NULL},
+    {"tollgate_usage_records_total", "outcome=\"lost\"", NULL},
+    {"tollgate_usage_records_total", "outcome=\"rejected_503\"", NULL},
+    {"tollgate_db_unavailable_total", "", "Requests answered 503 because PostgreSQL could not be reached."},
+    {"tollgate_revocations_total", "", "Tokens and sessions revoked through this node."},
+};

@@ -1,0 +1,41 @@
+/*
+ * The counters tollgated keeps for /metrics: names and ids of the columns of the
+ * node-wide shared counter table (shm/counters.h). Row 0 is the master's (it folds
+ * dead workers' rows into it); row N is worker N.
+ */
+#ifndef TG_STATS_H
+#define TG_STATS_H
+
+#include "shm/counters.h"
+
+typedef enum {
+    TG_STAT_RESPONSES_1XX,
+    TG_STAT_RESPONSES_2XX,
+    TG_STAT_RESPONSES_3XX,
+    TG_STAT_RESPONSES_4XX,
+    TG_STAT_RESPONSES_5XX,
+    TG_STAT_AUTH_OK_JWT,
+    TG_STAT_AUTH_OK_API_TOKEN,
+    TG_STAT_AUTH_REJECTED,
+    TG_STAT_UNKNOWN_TOKENS,   /* well-formed API tokens that map to no token: counted here only (SPEC §3) */
+    TG_STAT_CACHE_HITS,
+    TG_STAT_CACHE_MISSES,
+    TG_STAT_METERED_APPENDED,
+    TG_STAT_METERED_DROPPED,
+    TG_STAT_METERED_LOST,
+    TG_STAT_METERED_REJECTED, /* 503 under --on-ring-full=reject */
+    TG_STAT_DB_UNAVAILABLE,   /* requests answered 503 because PostgreSQL was unreachable */
+    TG_STAT_REVOCATIONS,
+    TG_STAT_COUNT
+} tg_stat_t;
+
+/** Prometheus metric name and label for each counter, in tg_stat_t order. */
+typedef struct st_tg_stat_desc_t {
+    const char *name;
+    const char *labels; /* "" or `class="2xx"` */
+    const char *help;
+} tg_stat_desc_t;
+
+extern const tg_stat_desc_t tg_stat_descs[TG_STAT_COUNT];
+
+#endif
