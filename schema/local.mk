@@ -10,7 +10,8 @@
 # needs it: BUILT_SOURCES is not needed.
 TG_SCHEMA_SQL = \
 	schema/0001_core.sql \
-	schema/0002_usage.sql
+	schema/0002_usage.sql \
+	schema/0005_credential_notify.sql
 
 schemadir = $(pkgdatadir)/schema
 dist_schema_DATA = $(TG_SCHEMA_SQL)

@@ -102,8 +102,7 @@ static cred_parse_t parse_authorization(h2o_req_t *req, h2o_iovec_t *credential)
 
 /* ------------------------------------------------------------------ shared steps */
 
-/* "proxy:/prefix" → the bit of the configured route with that prefix (0 when none). */
-static unsigned proxy_scope_bit(const tg_server_t *server, const char *prefix, size_t len)
+unsigned tg_auth_proxy_scope_bit(const tg_server_t *server, const char *prefix, size_t len)
 {
     while (len > 1 && prefix[len - 1] == '/')
         --len;
@@ -134,7 +133,7 @@ static unsigned parse_scopes(const tg_server_t *server, const char *list)
         else if (n == 7 && memcmp(p, "proxy:*", 7) == 0)
             bits |= TG_SCOPE_PROXY_ALL;
         else if (n > 6 && memcmp(p, "proxy:", 6) == 0)
-            bits |= proxy_scope_bit(server, p + 6, n - 6);
+            bits |= tg_auth_proxy_scope_bit(server, p + 6, n - 6);
         p += n;
         while (*p == ' ')
             ++p;

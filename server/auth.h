@@ -23,6 +23,13 @@ enum {
 
 typedef void (*tg_auth_next_fn)(tg_request_t *r);
 
+struct st_tg_server_t;
+/**
+ * The scope bit of the configured --route whose prefix is `prefix` (trailing slashes
+ * ignored), or 0 when no route has it or it is past TG_SCOPE_MAX_ROUTES.
+ */
+unsigned tg_auth_proxy_scope_bit(const struct st_tg_server_t *server, const char *prefix, size_t len);
+
 /**
  * Authenticates r->req. On success fills r->auth and calls next(r), synchronously on
  * a cache hit or later from a database callback; otherwise sends the error response

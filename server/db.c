@@ -74,6 +74,8 @@ struct st_tg_db_t {
     size_t npending;
     h2o_timeout_t tick;
     h2o_timeout_entry_t tick_entry;
+    h2o_timeout_t defer;             /* zero delay: runs on the next loop turn */
+    h2o_timeout_entry_t defer_entry; /* dispatches queued requests outside tg_db_submit */
     tg_db_stats_t stats;
 };
 
@@ -478,6 +480,15 @@ static void on_tick(h2o_timeout_entry_t *entry)
     h2o_timeout_link(db->loop, &db->tick, &db->tick_entry);
 }
 
+/* Queued requests start on the next loop turn, never inside tg_db_submit: a failure
+ * while sending would otherwise run the caller's callback before tg_db_submit
+ * returned its handle. */
+static void on_defer(h2o_timeout_entry_t *entry)
+{
+    tg_db_t *db = H2O_STRUCT_FROM_MEMBER(tg_db_t, defer_entry, entry);
+    dispatch(db);
+}
+
 /* ------------------------------------------------------------------ public API */
 
 static void build_listen_sql(tg_db_t *db, const char *const *channels)
@@ -517,6 +528,8 @@ tg_db_t *tg_db_create(h2o_evloop_t *loop, const char *conninfo, size_t nconns, c
         db->listener.is_listener = 1;
         conn_start(&db->listener);
     }
+    h2o_timeout_init(loop, &db->defer, 0);
+    db->defer_entry.cb = on_defer;
     h2o_timeout_init(loop, &db->tick, TG_DB_TICK_MS);
     db->tick_entry.cb = on_tick;
     h2o_timeout_link(loop, &db->tick, &db->tick_entry);
@@ -537,7 +550,8 @@ tg_db_query_t *tg_db_submit(tg_db_t *db, const tg_db_request_t *request, tg_db_r
     ++db->stats.queries;
     h2o_linklist_insert(&db->pending, &q->link);
     ++db->npending;
-    dispatch(db);
+    if (!h2o_timeout_is_linked(&db->defer_entry))
+        h2o_timeout_link(db->loop, &db->defer, &db->defer_entry);
     return q;
 }
 

@@ -35,3 +35,5 @@ endif
 include tests/unit/common_local.mk
 include tests/integration/ctl_local.mk
 include tests/unit/ring_local.mk
+include tests/unit/jwt_local.mk
+include tests/integration/identity_local.mk

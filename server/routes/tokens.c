@@ -280,20 +280,6 @@ static size_t trim_prefix(const char *prefix, size_t len)
     return len;
 }
 
-/* The bit of the --route whose prefix is `prefix` (as server/auth.c assigns them), or 0
- * when no configured route has it or it is past TG_SCOPE_MAX_ROUTES. */
-static unsigned proxy_route_bit(const tg_server_t *server, const char *prefix, size_t len)
-{
-    for (size_t i = 0; i < server->config.routes.count && i < TG_SCOPE_MAX_ROUTES; ++i) {
-        const char *spec = server->config.routes.items[i];
-        const char *eq = strchr(spec, '=');
-        size_t n = trim_prefix(spec, eq != NULL ? (size_t)(eq - spec) : strlen(spec));
-        if (n == len && memcmp(spec, prefix, len) == 0)
-            return TG_SCOPE_PROXY_ROUTE(i);
-    }
-    return 0;
-}
-
 /*
  * Checks one requested scope against the caller's. Returns the canonical scope string
  * (a new reference), or NULL with err set: not a scope, or one the caller does not hold.
@@ -327,7 +313,7 @@ static json_t *requested_scope(const tg_server_t *server, unsigned held, const j
         }
     }
     size_t plen = trim_prefix(s + 6, len - 6);
-    unsigned bit = proxy_route_bit(server, s + 6, plen);
+    unsigned bit = tg_auth_proxy_scope_bit(server, s + 6, plen);
     if ((held & TG_SCOPE_PROXY_ALL) == 0 && (bit == 0 || (held & bit) == 0)) {
         fail(err, "%s: asks for a scope the caller does not hold.", "scopes");
         return NULL;

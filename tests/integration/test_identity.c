@@ -1,0 +1,1223 @@
+/*
+ * Issue 3's identity routes end to end: a real PostgreSQL, a real tollgated with two
+ * workers, users made by tollgatectl, and libcurl over HTTP/1.1 and h2c. Login and
+ * logout, /api/v1/me, token CRUD, revocation seen by every worker, and every bad
+ * input of the issue — each asserting the status, the error code and that the
+ * database did not change.
+ */
+#define _GNU_SOURCE
+#include "tests/integration/fixture.h"
+
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+#include <libpq-fe.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include "common/apitoken.h"
+#include "common/timefmt.h"
+#include "common/uuid.h"
+
+/* Each Test() is its own process: its own database and its own server. */
+static tg_fx_pg_t pg;
+static tg_fx_server_t srv;
+
+/* Cluster start-up (first test only), three argon2id user creations, a server, and up
+ * to a hundred requests. */
+#define TEST_TIMEOUT_S 120
+/* One tollgatectl run, argon2id included. */
+#define RUN_TIMEOUT_MS 20000
+/* The issue's bars: after logout 20 tries, after DELETE 50, each on a fresh connection. */
+#define LOGOUT_TRIES 20
+#define REVOKE_TRIES 50
+
+#define PASSWORD "correct horse battery staple"
+#define ALICE "alice@acme.example"
+#define BOB "bob@acme.example"
+#define CAROL "carol@globex.example"
+
+static const tg_fx_proto_t PROTOS[] = {TG_FX_HTTP1, TG_FX_H2C};
+#define NPROTOS (sizeof(PROTOS) / sizeof(PROTOS[0]))
+
+static const char *proto_name(tg_fx_proto_t p)
+{
+    return p == TG_FX_H2C ? "h2c" : "HTTP/1.1";
+}
+
+/* ------------------------------------------------------------------ database and tollgatectl */
+
+static char *query(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *query(const char *fmt, ...)
+{
+    char sql[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(sql, sizeof(sql), fmt, ap);
+    va_end(ap);
+    return tg_fx_pg_query_value(&pg, sql);
+}
+
+/* The value of a one-value query, "(null)" when there is none; the test owns nothing. */
+static const char *value(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static const char *value(const char *fmt, ...)
+{
+    static char slots[8][1024];
+    static int next;
+    char sql[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(sql, sizeof(sql), fmt, ap);
+    va_end(ap);
+    char *v = tg_fx_pg_query_value(&pg, sql);
+    char *slot = slots[next++ % 8];
+    snprintf(slot, 1024, "%s", v != NULL ? v : "(null)");
+    free(v);
+    return slot;
+}
+
+/* Everything a refused request must leave alone: tokens (not their live usage counters),
+ * sessions, users, tenants. */
+static char *db_fingerprint(void)
+{
+    char *v = query("SELECT md5(concat_ws('#',"
+                    " (SELECT string_agg(concat_ws(',', id, user_id, name, prefix, encode(token_hash, 'hex'), scopes,"
+                    "   allowed_ips, rate_limit, quota, expires_at, revoked_at), '|' ORDER BY id) FROM api_tokens),"
+                    " (SELECT string_agg(concat_ws(',', id, user_id, expires_at, revoked_at), '|' ORDER BY id) FROM sessions),"
+                    " (SELECT string_agg(concat_ws(',', id, email, password_hash), '|' ORDER BY id) FROM users),"
+                    " (SELECT string_agg(concat_ws(',', id, name), '|' ORDER BY id) FROM tenants)))");
+    cr_assert_not_null(v, "cannot fingerprint the database");
+    return v;
+}
+
+static int ctl(const char *input, tg_fx_run_t *run, ...)
+{
+    char bin[512];
+    cr_assert_eq(tg_fx_bin("tollgatectl", bin, sizeof(bin)), 0, "tollgatectl is not built");
+    char *argv[32] = {bin, "--database-url", pg.conninfo};
+    size_t n = 3;
+    va_list ap;
+    va_start(ap, run);
+    for (char *a; (a = va_arg(ap, char *)) != NULL; ++n) {
+        cr_assert_lt(n, 31);
+        argv[n] = a;
+    }
+    va_end(ap);
+    argv[n] = NULL;
+    cr_assert_eq(tg_fx_run(argv, NULL, input, RUN_TIMEOUT_MS, run), 0, "cannot start tollgatectl");
+    cr_assert(run->status != -1 && WIFEXITED(run->status), "tollgatectl %s did not exit", argv[3]);
+    return WEXITSTATUS(run->status);
+}
+
+static void create_tenant(const char *name)
+{
+    tg_fx_run_t run;
+    cr_assert_eq(ctl(NULL, &run, "tenant", "create", name, NULL), 0, "tenant create %s: %s", name, run.err);
+    tg_fx_run_free(&run);
+}
+
+static void create_user(const char *tenant, const char *email)
+{
+    tg_fx_run_t run;
+    cr_assert_eq(ctl(PASSWORD "\n", &run, "user", "create", "--tenant", tenant, "--email", email, NULL), 0, "user create %s: %s",
+                 email, run.err);
+    tg_fx_run_free(&run);
+}
+
+/* ------------------------------------------------------------------ the world of each test */
+
+static void start_world(void)
+{
+    cr_assert_eq(tg_fx_pg_start(&pg), 0, "no PostgreSQL (see above)");
+    cr_assert_eq(tg_fx_pg_migrate(&pg), 0, "tollgatectl migrate failed (see above)");
+    create_tenant("Acme");
+    create_tenant("Globex");
+    create_user("Acme", ALICE);
+    create_user("Acme", BOB);
+    create_user("Globex", CAROL);
+    tg_fx_server_opts_t opts = {.workers = 2, .pg = &pg};
+    cr_assert_eq(tg_fx_server_start(&srv, &opts), 0, "tollgated did not start (see the log above)");
+}
+
+static void stop_world(void)
+{
+    if (getenv("TG_TEST_DUMP_LOG") != NULL) /* debugging aid: the server's log in the test output */
+        tg_fx_server_dump_log(&srv, 16 * 1024);
+    tg_fx_server_stop(&srv, 0);
+    tg_fx_pg_stop(&pg);
+}
+
+/* ------------------------------------------------------------------ HTTP */
+
+/* One request on a fresh connection with exactly `headers` (NULL-terminated, may be NULL). */
+static void call_headers(tg_fx_proto_t proto, const char *method, const char *path, const char *const *headers, const char *body,
+                         tg_fx_http_res_t *res)
+{
+    char url[1024];
+    tg_fx_server_url(&srv, proto, path, url, sizeof(url));
+    tg_fx_http_req_t req = {.method = method, .url = url, .headers = headers, .body = body, .proto = proto};
+    cr_assert_eq(tg_fx_http(&req, res), 0, "%s %s over %s: %s", method, path, proto_name(proto), res->error);
+}
+
+/* One request with `Authorization: Bearer <credential>` (none when NULL). */
+static void call(tg_fx_proto_t proto, const char *method, const char *path, const char *credential, const char *body,
+                 tg_fx_http_res_t *res)
+{
+    static char authorization[16 * 1024];
+    const char *headers[3] = {NULL, NULL, NULL};
+    size_t n = 0;
+    if (credential != NULL) {
+        snprintf(authorization, sizeof(authorization), "Authorization: Bearer %s", credential);
+        headers[n++] = authorization;
+    }
+    if (body != NULL)
+        headers[n++] = "Content-Type: application/json";
+    call_headers(proto, method, path, headers, body, res);
+}
+
+/* The response is the SPEC's error with this status and code (401: with WWW-Authenticate: Bearer). */
+static void expect_error(tg_fx_http_res_t *res, long status, const char *code, const char *what)
+{
+    cr_expect_eq(res->status, status, "%s: status %ld, want %ld (body %s)", what, res->status, status, res->body);
+    cr_expect(tg_fx_is_error(res, code), "%s: body %s, want error code %s", what, res->body, code);
+    if (status == 401) {
+        const char *h = tg_fx_header(res, "www-authenticate");
+        cr_expect(h != NULL && strncmp(h, "Bearer", 6) == 0, "%s: WWW-Authenticate is %s", what, h ? h : "(none)");
+    }
+}
+
+/* Sends the request and expects the error and an unchanged database. */
+static void expect_refused(tg_fx_proto_t proto, const char *method, const char *path, const char *credential, const char *body,
+                           long status, const char *code, const char *what)
+{
+    char *before = db_fingerprint();
+    tg_fx_http_res_t res;
+    call(proto, method, path, credential, body, &res);
+    char label[512];
+    snprintf(label, sizeof(label), "%s (%s %s over %s)", what, method, path, proto_name(proto));
+    expect_error(&res, status, code, label);
+    tg_fx_http_res_free(&res);
+    char *after = db_fingerprint();
+    cr_expect_str_eq(before, after, "%s: the database changed", label);
+    free(before);
+    free(after);
+}
+
+static const char *json_str(json_t *obj, const char *key)
+{
+    const char *s = json_string_value(json_object_get(obj, key));
+    return s != NULL ? s : "";
+}
+
+/* POST /api/v1/auth/login; the JWT into `jwt` (TG-sized buffer). */
+static void login(tg_fx_proto_t proto, const char *email, char jwt[4096])
+{
+    char body[512];
+    snprintf(body, sizeof(body), "{\"email\":\"%s\",\"password\":\"" PASSWORD "\"}", email);
+    tg_fx_http_res_t res;
+    call(proto, "POST", "/api/v1/auth/login", NULL, body, &res);
+    cr_assert_eq(res.status, 200, "login %s over %s: %ld %s", email, proto_name(proto), res.status, res.body);
+    json_t *doc = tg_fx_json(&res);
+    cr_assert_not_null(doc, "login body %s", res.body);
+    snprintf(jwt, 4096, "%s", json_str(doc, "token"));
+    cr_assert_neq(jwt[0], '\0', "no token in %s", res.body);
+    tg_fx_http_res_free(&res);
+}
+
+/* POST /api/v1/tokens with `body`; expects 201 and returns the parsed response (caller decrefs). */
+static json_t *create_token(tg_fx_proto_t proto, const char *credential, const char *body, char id[TG_UUID_STRLEN + 1],
+                            char token[TG_APITOKEN_LEN + 1])
+{
+    tg_fx_http_res_t res;
+    call(proto, "POST", "/api/v1/tokens", credential, body, &res);
+    cr_assert_eq(res.status, 201, "create token over %s: %ld %s", proto_name(proto), res.status, res.body);
+    json_t *doc = tg_fx_json(&res);
+    cr_assert(doc != NULL && json_is_object(doc), "body %s", res.body);
+    json_incref(doc);
+    tg_fx_http_res_free(&res);
+    snprintf(id, TG_UUID_STRLEN + 1, "%s", json_str(doc, "id"));
+    snprintf(token, TG_APITOKEN_LEN + 1, "%s", json_str(doc, "token"));
+    return doc;
+}
+
+static long status_of(tg_fx_proto_t proto, const char *method, const char *path, const char *credential)
+{
+    tg_fx_http_res_t res;
+    call(proto, method, path, credential, NULL, &res);
+    long status = res.status;
+    tg_fx_http_res_free(&res);
+    return status;
+}
+
+/* ------------------------------------------------------------------ JWTs made by hand */
+
+static size_t b64url(const unsigned char *in, size_t len, char *out)
+{
+    static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    size_t n = 0;
+    for (size_t i = 0; i < len; i += 3) {
+        uint32_t v = (uint32_t)in[i] << 16 | (i + 1 < len ? (uint32_t)in[i + 1] << 8 : 0) | (i + 2 < len ? in[i + 2] : 0);
+        out[n++] = alphabet[(v >> 18) & 63];
+        out[n++] = alphabet[(v >> 12) & 63];
+        if (i + 1 < len)
+            out[n++] = alphabet[(v >> 6) & 63];
+        if (i + 2 < len)
+            out[n++] = alphabet[v & 63];
+    }
+    out[n] = '\0';
+    return n;
+}
+
+/* The server's HS256 key, as tollgated reads it (trailing newlines dropped). */
+static size_t server_secret(unsigned char *key, size_t cap)
+{
+    int fd = open(srv.jwt_secret_path, O_RDONLY);
+    cr_assert_geq(fd, 0, "cannot open %s", srv.jwt_secret_path);
+    ssize_t n = read(fd, key, cap);
+    close(fd);
+    cr_assert_gt(n, 0);
+    while (n > 0 && (key[n - 1] == '\n' || key[n - 1] == '\r'))
+        --n;
+    return (size_t)n;
+}
+
+/* header.payload.HMAC(md) (md NULL: an empty signature). */
+static void craft_jwt(const char *header, const char *payload, const EVP_MD *md, const unsigned char *key, size_t keylen,
+                      char out[4096])
+{
+    size_t n = b64url((const unsigned char *)header, strlen(header), out);
+    out[n++] = '.';
+    n += b64url((const unsigned char *)payload, strlen(payload), out + n);
+    out[n++] = '.';
+    out[n] = '\0';
+    if (md != NULL) {
+        unsigned char mac[EVP_MAX_MD_SIZE];
+        unsigned maclen = 0;
+        HMAC(md, key, (int)keylen, (const unsigned char *)out, n - 1, mac, &maclen);
+        b64url(mac, maclen, out + n);
+    }
+}
+
+/* Claims for the newest session of `email`, with the given times (nbf 0: absent). */
+static void session_payload(const char *email, long long iat, long long nbf, long long exp, char out[1024])
+{
+    const char *row = value("SELECT s.id || ' ' || s.user_id || ' ' || s.tenant_id FROM sessions s JOIN users u ON"
+                            " u.id = s.user_id WHERE u.email = '%s' ORDER BY s.created_at DESC LIMIT 1",
+                            email);
+    char sid[64], uid[64], tid[64];
+    cr_assert_eq(sscanf(row, "%63s %63s %63s", sid, uid, tid), 3, "no session for %s: %s", email, row);
+    char nbf_claim[48] = "";
+    if (nbf != 0)
+        snprintf(nbf_claim, sizeof(nbf_claim), ",\"nbf\":%lld", nbf);
+    snprintf(out, 1024, "{\"sub\":\"%s\",\"tid\":\"%s\",\"sid\":\"%s\",\"iat\":%lld,\"exp\":%lld%s}", uid, tid, sid, iat, exp,
+             nbf_claim);
+}
+
+/* ------------------------------------------------------------------ login */
+
+TestSuite(login, .init = start_world, .fini = stop_world, .timeout = TEST_TIMEOUT_S);
+
+Test(login, issues_a_jwt_for_a_new_session_on_both_protocols)
+{
+    for (size_t p = 0; p < NPROTOS; ++p) {
+        tg_fx_http_res_t res;
+        long long before = (long long)time(NULL);
+        call(PROTOS[p], "POST", "/api/v1/auth/login", NULL, "{\"email\":\"" ALICE "\",\"password\":\"" PASSWORD "\"}", &res);
+        cr_assert_eq(res.status, 200, "%s: %ld %s", proto_name(PROTOS[p]), res.status, res.body);
+        json_t *doc = tg_fx_json(&res);
+        cr_assert(doc != NULL && json_object_size(doc) == 3, "body %s", res.body);
+        const char *jwt = json_str(doc, "token");
+        cr_expect_str_eq(json_str(doc, "tokenType"), "Bearer");
+        /* three base64url segments */
+        size_t dots = 0;
+        for (const char *c = jwt; *c; ++c)
+            dots += *c == '.';
+        cr_expect_eq(dots, 2, "token %s", jwt);
+        /* expiresAt: RFC 3339 UTC with milliseconds, one hour (the default TTL) from now */
+        const char *expires = json_str(doc, "expiresAt");
+        int64_t us;
+        cr_assert_eq(tg_time_parse(expires, strlen(expires), &us, NULL), 0, "expiresAt %s", expires);
+        cr_expect_eq(strlen(expires), TG_TIME_MS_STRLEN, "expiresAt %s", expires);
+        cr_expect(us / 1000000 >= before + 3600 && us / 1000000 <= (long long)time(NULL) + 3600, "expiresAt %s", expires);
+        /* the JWT works */
+        tg_fx_http_res_t me;
+        call(PROTOS[p], "GET", "/api/v1/me", jwt, NULL, &me);
+        cr_expect_eq(me.status, 200, "/me with the new JWT: %ld %s", me.status, me.body);
+        tg_fx_http_res_free(&me);
+        tg_fx_http_res_free(&res);
+    }
+    cr_expect_str_eq(value("SELECT count(*) FROM sessions s JOIN users u ON u.id = s.user_id AND u.tenant_id = s.tenant_id"
+                           " WHERE u.email = '" ALICE "' AND s.revoked_at IS NULL AND s.expires_at > now() + interval '59 min'"
+                           " AND s.ip_address = '127.0.0.1'"),
+                     "2");
+}
+
+Test(login, email_is_case_insensitive)
+{
+    tg_fx_http_res_t res;
+    call(TG_FX_HTTP1, "POST", "/api/v1/auth/login", NULL, "{\"email\":\"ALICE@Acme.Example\",\"password\":\"" PASSWORD "\"}", &res);
+    cr_expect_eq(res.status, 200, "%ld %s", res.status, res.body);
+    tg_fx_http_res_free(&res);
+}
+
+Test(login, wrong_password_and_unknown_email_look_the_same)
+{
+    for (size_t p = 0; p < NPROTOS; ++p) {
+        char *before = db_fingerprint();
+        tg_fx_http_res_t wrong, unknown;
+        call(PROTOS[p], "POST", "/api/v1/auth/login", NULL, "{\"email\":\"" ALICE "\",\"password\":\"not the password\"}", &wrong);
+        call(PROTOS[p], "POST", "/api/v1/auth/login", NULL, "{\"email\":\"nobody@acme.example\",\"password\":\"" PASSWORD "\"}",
+             &unknown);
+        expect_error(&wrong, 401, "invalid_credentials", "wrong password");
+        expect_error(&unknown, 401, "invalid_credentials", "unknown email");
+        cr_expect_str_eq(wrong.body, unknown.body, "the two failures must not be told apart");
+        const char *h1 = tg_fx_header(&wrong, "www-authenticate"), *h2 = tg_fx_header(&unknown, "www-authenticate");
+        cr_expect(h1 != NULL && h2 != NULL && strcmp(h1, h2) == 0, "WWW-Authenticate differs");
+        tg_fx_http_res_free(&wrong);
+        tg_fx_http_res_free(&unknown);
+        char *after = db_fingerprint();
+        cr_expect_str_eq(before, after, "a failed login changed the database");
+        free(before);
+        free(after);
+    }
+    cr_expect_str_eq(value("SELECT count(*) FROM sessions"), "0");
+}
+
+Test(login, bad_input_is_400_and_changes_nothing)
+{
+    static const struct {
+        const char *body;
+        const char *code;
+    } cases[] = {
+        {"", "invalid_json"},
+        {"{", "invalid_json"},
+        {"not json", "invalid_json"},
+        {"[\"" ALICE "\",\"" PASSWORD "\"]", "invalid_json"},
+        {"\"" ALICE "\"", "invalid_json"},
+        {"{\"email\":\"" ALICE "\",\"password\":\"" PASSWORD "\"} trailing", "invalid_json"},
+        {"{\"email\":\"" ALICE "\",\"email\":\"" BOB "\",\"password\":\"" PASSWORD "\"}", "invalid_json"},
+        {"{\"email\":\"" ALICE "\"}", "invalid_parameter"},
+        {"{\"password\":\"" PASSWORD "\"}", "invalid_parameter"},
+        {"{}", "invalid_parameter"},
+        {"{\"email\":42,\"password\":\"" PASSWORD "\"}", "invalid_parameter"},
+        {"{\"email\":\"" ALICE "\",\"password\":null}", "invalid_parameter"},
+        {"{\"email\":[\"" ALICE "\"],\"password\":\"" PASSWORD "\"}", "invalid_parameter"},
+        {"{\"email\":\"\",\"password\":\"" PASSWORD "\"}", "invalid_parameter"},
+        {"{\"email\":\"" ALICE "\",\"password\":\"\"}", "invalid_parameter"},
+        {"{\"email\":\"" ALICE "\",\"password\":\"" PASSWORD "\",\"remember\":true}", "invalid_parameter"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); ++i)
+        expect_refused(PROTOS[i % NPROTOS], "POST", "/api/v1/auth/login", NULL, cases[i].body, 400, cases[i].code, cases[i].body);
+    /* a 2 KB email and a 2 KB password are out of bounds */
+    char big[4096];
+    snprintf(big, sizeof(big), "{\"email\":\"%01900d@acme.example\",\"password\":\"x\"}", 0);
+    expect_refused(TG_FX_HTTP1, "POST", "/api/v1/auth/login", NULL, big, 400, "invalid_parameter", "huge email");
+    snprintf(big, sizeof(big), "{\"email\":\"" ALICE "\",\"password\":\"%02000d\"}", 0);
+    expect_refused(TG_FX_H2C, "POST", "/api/v1/auth/login", NULL, big, 400, "invalid_parameter", "huge password");
+}
+
+Test(login, sql_looking_input_is_just_a_wrong_login)
+{
+    const char *bodies[] = {
+        "{\"email\":\"' OR '1'='1\",\"password\":\"' OR '1'='1\"}",
+        "{\"email\":\"" ALICE "' --\",\"password\":\"x\"}",
+        "{\"email\":\"x'; DROP TABLE users; --\",\"password\":\"" PASSWORD "\"}",
+        "{\"email\":\"%\",\"password\":\"" PASSWORD "\"}",
+    };
+    for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); ++i)
+        expect_refused(PROTOS[i % NPROTOS], "POST", "/api/v1/auth/login", NULL, bodies[i], 401, "invalid_credentials", bodies[i]);
+    cr_expect_str_eq(value("SELECT count(*) FROM users"), "3");
+}
+
+/* ------------------------------------------------------------------ logout */
+
+TestSuite(logout, .init = start_world, .fini = stop_world, .timeout = TEST_TIMEOUT_S);
+
+Test(logout, the_jwt_stops_working_on_every_worker)
+{
+    for (size_t p = 0; p < NPROTOS; ++p) {
+        char jwt[4096];
+        login(PROTOS[p], ALICE, jwt);
+        /* warm both workers' caches: many fresh connections spread over the workers */
+        for (int i = 0; i < LOGOUT_TRIES; ++i)
+            cr_assert_eq(status_of(PROTOS[i % NPROTOS], "GET", "/api/v1/me", jwt), 200, "before logout, try %d", i);
+        tg_fx_http_res_t res;
+        call(PROTOS[p], "POST", "/api/v1/auth/logout", jwt, NULL, &res);
+        cr_assert_eq(res.status, 204, "logout over %s: %ld %s", proto_name(PROTOS[p]), res.status, res.body);
+        cr_expect_eq(res.body_len, 0);
+        tg_fx_http_res_free(&res);
+        for (int i = 0; i < LOGOUT_TRIES; ++i) {
+            call(PROTOS[i % NPROTOS], "GET", "/api/v1/me", jwt, NULL, &res);
+            expect_error(&res, 401, "invalid_token", "JWT after logout");
+            tg_fx_http_res_free(&res);
+        }
+        /* logging out again with the dead JWT is refused like any other request */
+        expect_refused(PROTOS[p], "POST", "/api/v1/auth/logout", jwt, NULL, 401, "invalid_token", "second logout");
+    }
+    cr_expect_str_eq(value("SELECT count(*) FROM sessions WHERE revoked_at IS NOT NULL"), "2");
+    cr_expect_str_eq(value("SELECT count(*) FROM sessions WHERE revoked_at IS NULL"), "0");
+}
+
+Test(logout, other_sessions_keep_working)
+{
+    char first[4096], second[4096];
+    login(TG_FX_HTTP1, ALICE, first);
+    login(TG_FX_H2C, ALICE, second);
+    cr_assert_eq(status_of(TG_FX_H2C, "POST", "/api/v1/auth/logout", first), 204);
+    cr_expect_eq(status_of(TG_FX_HTTP1, "GET", "/api/v1/me", first), 401);
+    cr_expect_eq(status_of(TG_FX_HTTP1, "GET", "/api/v1/me", second), 200);
+}
+
+Test(logout, an_api_token_is_refused)
+{
+    char jwt[4096], id[TG_UUID_STRLEN + 1], token[TG_APITOKEN_LEN + 1];
+    login(TG_FX_HTTP1, ALICE, jwt);
+    json_decref(create_token(TG_FX_HTTP1, jwt, "{\"name\":\"ci\"}", id, token));
+    for (size_t p = 0; p < NPROTOS; ++p)
+        expect_refused(PROTOS[p], "POST", "/api/v1/auth/logout", token, NULL, 403, "jwt_required", "logout with an API token");
+    cr_expect_eq(status_of(TG_FX_HTTP1, "GET", "/api/v1/me", token), 200, "the token still works");
+    cr_expect_eq(status_of(TG_FX_HTTP1, "GET", "/api/v1/me", jwt), 200, "the session still works");
+}
+
+/* ------------------------------------------------------------------ /me */
+
+TestSuite(me, .init = start_world, .fini = stop_world, .timeout = TEST_TIMEOUT_S);
+
+Test(me, reports_the_jwt_context)
+{
+    for (size_t p = 0; p < NPROTOS; ++p) {
+        char jwt[4096];
+        login(PROTOS[p], BOB, jwt);
+        tg_fx_http_res_t res;
+        call(PROTOS[p], "GET", "/api/v1/me", jwt, NULL, &res);
+        cr_assert_eq(res.status, 200, "%ld %s", res.status, res.body);
+        json_t *doc = tg_fx_json(&res);
+        json_t *user = json_object_get(doc, "user"), *auth = json_object_get(doc, "auth");
+        cr_assert(json_is_object(user) && json_is_object(auth) && json_object_size(doc) == 2, "body %s", res.body);
+        cr_expect_str_eq(json_str(user, "id"), value("SELECT id FROM users WHERE email = '" BOB "'"));
+        cr_expect_str_eq(json_str(user, "email"), BOB);
+        cr_expect_str_eq(json_str(user, "tenantId"), value("SELECT id FROM tenants WHERE name = 'Acme'"));
+        cr_expect_str_eq(json_str(auth, "method"), "jwt");
+        cr_expect(json_is_null(json_object_get(auth, "tokenId")), "tokenId must be null for a JWT: %s", res.body);
+        tg_fx_http_res_free(&res);
+    }
+}
+
+Test(me, reports_the_api_token_context)
+{
+    char jwt[4096], id[TG_UUID_STRLEN + 1], token[TG_APITOKEN_LEN + 1];
+    login(TG_FX_HTTP1, CAROL, jwt);
+    json_decref(create_token(TG_FX_H2C, jwt, "{\"name\":\"carol's laptop\"}", id, token));
+    for (size_t p = 0; p < NPROTOS; ++p) {
+        tg_fx_http_res_t res;
+        call(PROTOS[p], "GET", "/api/v1/me", token, NULL, &res);
+        cr_assert_eq(res.status, 200, "%ld %s", res.status, res.body);
+        json_t *doc = tg_fx_json(&res);
+        json_t *user = json_object_get(doc, "user"), *auth = json_object_get(doc, "auth");
+        cr_expect_str_eq(json_str(user, "email"), CAROL);
+        cr_expect_str_eq(json_str(user, "tenantId"), value("SELECT id FROM tenants WHERE name = 'Globex'"));
+        cr_expect_str_eq(json_str(auth, "method"), "api_token");
+        cr_expect_str_eq(json_str(auth, "tokenId"), id);
+        tg_fx_http_res_free(&res);
+    }
+}
+
+/* ------------------------------------------------------------------ tokens */
+
+TestSuite(tokens, .init = start_world, .fini = stop_world, .timeout = TEST_TIMEOUT_S);
+
+static const char *const TOKEN_FIELDS[] = {"id",        "name",   "prefix",     "createdAt", "expiresAt", "lastUsedAt",
+                                           "revokedAt", "scopes", "allowedIps", "rateLimit", "quota",     "requestCount"};
+#define NTOKEN_FIELDS (sizeof(TOKEN_FIELDS) / sizeof(TOKEN_FIELDS[0]))
+
+/* Exactly the SPEC's token object (plus "token" when `with_plaintext`). */
+static void expect_token_object(json_t *obj, int with_plaintext, const char *what)
+{
+    cr_assert(json_is_object(obj), "%s: not an object", what);
+    cr_expect_eq(json_object_size(obj), NTOKEN_FIELDS + (with_plaintext ? 1 : 0), "%s: %zu fields", what, json_object_size(obj));
+    for (size_t i = 0; i < NTOKEN_FIELDS; ++i)
+        cr_expect_not_null(json_object_get(obj, TOKEN_FIELDS[i]), "%s: no %s", what, TOKEN_FIELDS[i]);
+    cr_expect_eq(json_is_string(json_object_get(obj, "token")), with_plaintext, "%s: plaintext shown or missing", what);
+    const char *created = json_str(obj, "createdAt");
+    int64_t us;
+    cr_expect(strlen(created) == TG_TIME_MS_STRLEN && tg_time_parse(created, strlen(created), &us, NULL) == 0, "%s: createdAt %s",
+              what, created);
+    cr_expect(json_is_integer(json_object_get(obj, "requestCount")), "%s: requestCount", what);
+}
+
+static char *hash_hex(const char *token, char out[2 * TG_APITOKEN_HASH_LEN + 1])
+{
+    uint8_t digest[TG_APITOKEN_HASH_LEN];
+    tg_apitoken_hash(token, strlen(token), digest);
+    for (int i = 0; i < TG_APITOKEN_HASH_LEN; ++i)
+        snprintf(out + 2 * i, 3, "%02x", digest[i]);
+    return out;
+}
+
+Test(tokens, plaintext_is_shown_once_and_never_stored)
+{
+    for (size_t p = 0; p < NPROTOS; ++p) {
+        char jwt[4096], id[TG_UUID_STRLEN + 1], token[TG_APITOKEN_LEN + 1], hex[2 * TG_APITOKEN_HASH_LEN + 1];
+        login(PROTOS[p], ALICE, jwt);
+        json_t *created = create_token(PROTOS[p], jwt, "{\"name\":\"deploy\"}", id, token);
+        expect_token_object(created, 1, "POST response");
+        cr_expect_eq(tg_apitoken_check_format(token, strlen(token)), 0, "token %s", token);
+        cr_expect(strncmp(json_str(created, "prefix"), token, TG_APITOKEN_DISPLAY_LEN) == 0 &&
+                      strlen(json_str(created, "prefix")) == TG_APITOKEN_DISPLAY_LEN,
+                  "prefix %s of %s", json_str(created, "prefix"), token);
+        cr_expect_str_eq(json_str(created, "name"), "deploy");
+        cr_expect(json_is_null(json_object_get(created, "expiresAt")) && json_is_null(json_object_get(created, "revokedAt")) &&
+                      json_is_null(json_object_get(created, "lastUsedAt")) &&
+                      json_is_null(json_object_get(created, "allowedIps")) && json_is_null(json_object_get(created, "rateLimit")) &&
+                      json_is_null(json_object_get(created, "quota")),
+                  "defaults");
+        /* a JWT caller holds every scope, so the default is all of them */
+        char *scopes = json_dumps(json_object_get(created, "scopes"), JSON_COMPACT);
+        cr_expect_str_eq(scopes, "[\"tokens:read\",\"tokens:write\",\"usage:read\",\"proxy:*\"]");
+        free(scopes);
+        json_decref(created);
+
+        /* listings and reads never show the plaintext or the hash */
+        hash_hex(token, hex);
+        char path[128];
+        snprintf(path, sizeof(path), "/api/v1/tokens/%s", id);
+        const char *paths[] = {"/api/v1/tokens", path};
+        for (size_t i = 0; i < 2; ++i) {
+            tg_fx_http_res_t res;
+            call(PROTOS[p], "GET", paths[i], jwt, NULL, &res);
+            cr_assert_eq(res.status, 200, "GET %s: %ld %s", paths[i], res.status, res.body);
+            cr_expect(strstr(res.body, token) == NULL && strstr(res.body, token + TG_APITOKEN_DISPLAY_LEN) == NULL,
+                      "GET %s shows the plaintext", paths[i]);
+            cr_expect(strstr(res.body, hex) == NULL && strstr(res.body, "hash") == NULL, "GET %s shows the hash", paths[i]);
+            json_t *doc = tg_fx_json(&res);
+            json_t *obj = i == 0 ? json_array_get(json_object_get(doc, "tokens"), 0) : doc;
+            expect_token_object(obj, 0, paths[i]);
+            tg_fx_http_res_free(&res);
+        }
+        /* the database holds the SHA-256 and the prefix, nowhere the plaintext */
+        cr_expect_str_eq(value("SELECT encode(token_hash, 'hex') FROM api_tokens WHERE id = '%s'", id), hex);
+        cr_expect_str_eq(value("SELECT count(*) FROM api_tokens t WHERE t::text LIKE '%%%s%%'", token + 4), "0");
+        /* and the token works */
+        cr_expect_eq(status_of(PROTOS[p], "GET", "/api/v1/me", token), 200);
+    }
+}
+
+Test(tokens, location_header_names_the_new_token)
+{
+    char jwt[4096];
+    login(TG_FX_HTTP1, ALICE, jwt);
+    tg_fx_http_res_t res;
+    call(TG_FX_HTTP1, "POST", "/api/v1/tokens", jwt, "{\"name\":\"x\"}", &res);
+    cr_assert_eq(res.status, 201);
+    char want[128];
+    snprintf(want, sizeof(want), "/api/v1/tokens/%s", json_str(tg_fx_json(&res), "id"));
+    const char *location = tg_fx_header(&res, "location");
+    cr_expect(location != NULL && strcmp(location, want) == 0, "Location %s, want %s", location ? location : "(none)", want);
+    tg_fx_http_res_free(&res);
+}
+
+Test(tokens, policies_are_validated_normalised_and_shown)
+{
+    char jwt[4096], id[TG_UUID_STRLEN + 1], token[TG_APITOKEN_LEN + 1];
+    login(TG_FX_H2C, ALICE, jwt);
+    json_t *created = create_token(TG_FX_H2C, jwt,
+                                   "{\"name\":\"policy ✓\",\"expiresAt\":\"2099-06-30T12:00:00.5+02:00\","
+                                   "\"scopes\":[\"tokens:read\",\"usage:read\",\"tokens:read\",\"proxy:/billing\"],"
+                                   "\"allowedIps\":[\"10.1.0.0/16\",\"192.0.2.7\",\"2001:DB8::/32\"],"
+                                   "\"rateLimit\":{\"requests\":100,\"perSeconds\":60},"
+                                   "\"quota\":{\"requests\":100000,\"period\":\"month\"}}",
+                                   id, token);
+    char *text = json_dumps(created, JSON_COMPACT | JSON_SORT_KEYS);
+    cr_expect_str_eq(json_str(created, "name"), "policy ✓");
+    cr_expect_str_eq(json_str(created, "expiresAt"), "2099-06-30T10:00:00.500Z", "%s", text);
+    char *scopes = json_dumps(json_object_get(created, "scopes"), JSON_COMPACT);
+    cr_expect_str_eq(scopes, "[\"tokens:read\",\"usage:read\",\"proxy:/billing\"]", "duplicates dropped, order kept");
+    char *ips = json_dumps(json_object_get(created, "allowedIps"), JSON_COMPACT);
+    cr_expect_str_eq(ips, "[\"10.1.0.0/16\",\"192.0.2.7/32\",\"2001:db8::/32\"]");
+    char *rate = json_dumps(json_object_get(created, "rateLimit"), JSON_COMPACT | JSON_SORT_KEYS);
+    cr_expect_str_eq(rate, "{\"burst\":0,\"perSeconds\":60,\"requests\":100}");
+    char *quota = json_dumps(json_object_get(created, "quota"), JSON_COMPACT | JSON_SORT_KEYS);
+    cr_expect_str_eq(quota, "{\"period\":\"month\",\"requests\":100000,\"used\":0}");
+    /* GET shows the same object, without the plaintext */
+    char path[128];
+    snprintf(path, sizeof(path), "/api/v1/tokens/%s", id);
+    tg_fx_http_res_t res;
+    call(TG_FX_HTTP1, "GET", path, jwt, NULL, &res);
+    cr_assert_eq(res.status, 200);
+    json_object_del(created, "token");
+    char *again = json_dumps(tg_fx_json(&res), JSON_COMPACT | JSON_SORT_KEYS);
+    char *want = json_dumps(created, JSON_COMPACT | JSON_SORT_KEYS);
+    cr_expect_str_eq(again, want);
+    cr_expect_str_eq(value("SELECT allowed_ips::text FROM api_tokens WHERE id = '%s'", id),
+                     "{10.1.0.0/16,192.0.2.7/32,2001:db8::/32}");
+    free(text);
+    free(scopes);
+    free(ips);
+    free(rate);
+    free(quota);
+    free(again);
+    free(want);
+    tg_fx_http_res_free(&res);
+    json_decref(created);
+}
+
+Test(tokens, list_is_the_callers_own_newest_first)
+{
+    char alice[4096], bob[4096], carol[4096], ids[3][TG_UUID_STRLEN + 1], other[TG_UUID_STRLEN + 1], token[TG_APITOKEN_LEN + 1];
+    login(TG_FX_HTTP1, ALICE, alice);
+    login(TG_FX_HTTP1, BOB, bob);
+    login(TG_FX_HTTP1, CAROL, carol);
+    for (int i = 0; i < 3; ++i) {
+        char body[64];
+        snprintf(body, sizeof(body), "{\"name\":\"alice %d\"}", i);
+        json_decref(create_token(PROTOS[i % NPROTOS], alice, body, ids[i], token));
+    }
+    json_decref(create_token(TG_FX_H2C, bob, "{\"name\":\"bob's\"}", other, token));
+    json_decref(create_token(TG_FX_H2C, carol, "{\"name\":\"carol's\"}", other, token));
+    for (size_t p = 0; p < NPROTOS; ++p) {
+        tg_fx_http_res_t res;
+        call(PROTOS[p], "GET", "/api/v1/tokens", alice, NULL, &res);
+        cr_assert_eq(res.status, 200, "%ld %s", res.status, res.body);
+        json_t *list = json_object_get(tg_fx_json(&res), "tokens");
+        cr_assert(json_is_array(list) && json_object_size(tg_fx_json(&res)) == 1, "body %s", res.body);
+        cr_assert_eq(json_array_size(list), 3, "body %s", res.body);
+        for (int i = 0; i < 3; ++i)
+            cr_expect_str_eq(json_str(json_array_get(list, (size_t)i), "id"), ids[2 - i], "newest first");
+        tg_fx_http_res_free(&res);
+    }
+    /* an API token lists its user's tokens too */
+    json_decref(create_token(TG_FX_HTTP1, bob, "{\"name\":\"bob 2\"}", other, token));
+    tg_fx_http_res_t res;
+    call(TG_FX_H2C, "GET", "/api/v1/tokens", token, NULL, &res);
+    cr_expect_eq(json_array_size(json_object_get(tg_fx_json(&res), "tokens")), 2, "body %s", res.body);
+    tg_fx_http_res_free(&res);
+}
+
+Test(tokens, another_users_or_tenants_token_is_404)
+{
+    char alice[4096], bob[4096], carol[4096], id[TG_UUID_STRLEN + 1], token[TG_APITOKEN_LEN + 1];
+    login(TG_FX_HTTP1, ALICE, alice);
+    login(TG_FX_HTTP1, BOB, bob);
+    login(TG_FX_HTTP1, CAROL, carol);
+    json_decref(create_token(TG_FX_HTTP1, alice, "{\"name\":\"alice's\"}", id, token));
+    char path[128];
+    snprintf(path, sizeof(path), "/api/v1/tokens/%s", id);
+    const char *strangers[] = {bob, carol};
+    for (size_t s = 0; s < 2; ++s) {
+        for (size_t p = 0; p < NPROTOS; ++p) {
+            expect_refused(PROTOS[p], "GET", path, strangers[s], NULL, 404, "not_found", "someone else's token");
+            expect_refused(PROTOS[p], "DELETE", path, strangers[s], NULL, 404, "not_found", "deleting someone else's token");
+        }
+    }
+    /* an id nobody has */
+    expect_refused(TG_FX_H2C, "GET", "/api/v1/tokens/0190f3a4-0000-7000-8000-000000000000", alice, NULL, 404, "not_found",
+                   "unknown id");
+    expect_refused(TG_FX_H2C, "DELETE", "/api/v1/tokens/0190f3a4-0000-7000-8000-000000000000", alice, NULL, 404, "not_found",
+                   "deleting an unknown id");
+    /* the same bodies: existence is not revealed */
+    tg_fx_http_res_t a, b;
+    call(TG_FX_HTTP1, "GET", path, bob, NULL, &a);
+    call(TG_FX_HTTP1, "GET", "/api/v1/tokens/0190f3a4-0000-7000-8000-000000000000", bob, NULL, &b);
+    cr_expect_str_eq(a.body, b.body);
+    tg_fx_http_res_free(&a);
+    tg_fx_http_res_free(&b);
+    cr_expect_eq(status_of(TG_FX_HTTP1, "GET", "/api/v1/me", token), 200, "alice's token still works");
+}
+
+Test(tokens, delete_is_seen_by_every_worker_at_once)
+{
+    for (size_t p = 0; p < NPROTOS; ++p) {
+        char jwt[4096], id[TG_UUID_STRLEN + 1], token[TG_APITOKEN_LEN + 1];
+        login(PROTOS[p], ALICE, jwt);
+        json_decref(create_token(PROTOS[p], jwt, "{\"name\":\"doomed\"}", id, token));
+        /* cache it on both workers */
+        for (int i = 0; i < 20; ++i)
+            cr_assert_eq(status_of(PROTOS[i % NPROTOS], "GET", "/api/v1/me", token), 200, "before DELETE, try %d", i);
+        char path[128];
+        snprintf(path, sizeof(path), "/api/v1/tokens/%s", id);
+        tg_fx_http_res_t res;
+        call(PROTOS[p], "DELETE", path, jwt, NULL, &res);
+        cr_assert_eq(res.status, 204, "DELETE: %ld %s", res.status, res.body);
+        cr_expect_eq(res.body_len, 0);
+        tg_fx_http_res_free(&res);
+        int rejected = 0;
+        for (int i = 0; i < REVOKE_TRIES; ++i) {
+            call(PROTOS[i % NPROTOS], "GET", "/api/v1/me", token, NULL, &res);
+            rejected += res.status == 401;
+            expect_error(&res, 401, "invalid_token", "token after DELETE");
+            tg_fx_http_res_free(&res);
+        }
+        cr_expect_eq(rejected, REVOKE_TRIES, "%d of %d requests after the 204 were rejected", rejected, REVOKE_TRIES);
+        cr_expect_str_eq(value("SELECT revoked_at IS NOT NULL AND revoked_at <= now() FROM api_tokens WHERE id = '%s'", id), "t");
+        /* deleting again is idempotent, and the token stays visible with revokedAt */
+        char *before = db_fingerprint();
+        call(PROTOS[p], "DELETE", path, jwt, NULL, &res);
+        cr_expect_eq(res.status, 204, "second DELETE: %ld %s", res.status, res.body);
+        tg_fx_http_res_free(&res);
+        char *after = db_fingerprint();
+        cr_expect_str_eq(before, after, "a second DELETE changed the database");
+        free(before);
+        free(after);
+        call(PROTOS[p], "GET", path, jwt, NULL, &res);
+        cr_expect_eq(res.status, 200);
+        cr_expect(json_is_string(json_object_get(tg_fx_json(&res), "revokedAt")), "revokedAt: %s", res.body);
+        tg_fx_http_res_free(&res);
+    }
+}
+
+Test(tokens, a_token_can_delete_itself_and_is_dead_at_once)
+{
+    char jwt[4096], id[TG_UUID_STRLEN + 1], token[TG_APITOKEN_LEN + 1];
+    login(TG_FX_HTTP1, ALICE, jwt);
+    json_decref(create_token(TG_FX_HTTP1, jwt, "{\"name\":\"self\"}", id, token));
+    char path[128];
+    snprintf(path, sizeof(path), "/api/v1/tokens/%s", id);
+    cr_assert_eq(status_of(TG_FX_H2C, "DELETE", path, token), 204);
+    cr_expect_eq(status_of(TG_FX_H2C, "GET", "/api/v1/me", token), 401);
+    cr_expect_eq(status_of(TG_FX_HTTP1, "GET", "/api/v1/me", token), 401);
+}
+
+Test(tokens, scopes_are_enforced_and_cannot_grow)
+{
+    char jwt[4096], id[TG_UUID_STRLEN + 1], reader[TG_APITOKEN_LEN + 1], writer[TG_APITOKEN_LEN + 1];
+    login(TG_FX_HTTP1, ALICE, jwt);
+    json_decref(create_token(TG_FX_HTTP1, jwt, "{\"name\":\"reader\",\"scopes\":[\"tokens:read\"]}", id, reader));
+    json_decref(create_token(TG_FX_HTTP1, jwt, "{\"name\":\"writer\",\"scopes\":[\"tokens:write\"]}", id, writer));
+    for (size_t p = 0; p < NPROTOS; ++p) {
+        cr_expect_eq(status_of(PROTOS[p], "GET", "/api/v1/tokens", reader), 200);
+        expect_refused(PROTOS[p], "POST", "/api/v1/tokens", reader, "{\"name\":\"more\"}", 403, "insufficient_scope",
+                       "create with a read-only token");
+        expect_refused(PROTOS[p], "GET", "/api/v1/tokens", writer, NULL, 403, "insufficient_scope", "list with a write-only token");
+        expect_refused(PROTOS[p], "POST", "/api/v1/tokens", writer, "{\"name\":\"more\",\"scopes\":[\"tokens:read\"]}", 400,
+                       "invalid_parameter", "asking for a scope the caller lacks");
+        expect_refused(PROTOS[p], "POST", "/api/v1/tokens", writer, "{\"name\":\"more\",\"scopes\":[\"proxy:/x\"]}", 400,
+                       "invalid_parameter", "asking for a proxy scope the caller lacks");
+    }
+    /* the default is what the caller holds */
+    char child[TG_APITOKEN_LEN + 1];
+    json_t *created = create_token(TG_FX_H2C, writer, "{\"name\":\"child\"}", id, child);
+    char *scopes = json_dumps(json_object_get(created, "scopes"), JSON_COMPACT);
+    cr_expect_str_eq(scopes, "[\"tokens:write\"]");
+    free(scopes);
+    json_decref(created);
+    /* /me needs no scope */
+    cr_expect_eq(status_of(TG_FX_H2C, "GET", "/api/v1/me", writer), 200);
+}
+
+Test(tokens, proxy_scopes_follow_the_configured_routes)
+{
+    /* the same world, served with two proxy routes (nothing listens upstream: only scopes are checked) */
+    tg_fx_server_stop(&srv, 0);
+    const char *const routes[] = {"--route", "/billing/=http://127.0.0.1:9/", "--route", "/search=http://127.0.0.1:9/", NULL};
+    tg_fx_server_opts_t opts = {.workers = 2, .pg = &pg, .extra_args = routes};
+    cr_assert_eq(tg_fx_server_start(&srv, &opts), 0, "tollgated with --route did not start");
+    char jwt[4096], id[TG_UUID_STRLEN + 1], billing[TG_APITOKEN_LEN + 1], child[TG_APITOKEN_LEN + 1];
+    login(TG_FX_HTTP1, ALICE, jwt);
+    json_t *created =
+        create_token(TG_FX_HTTP1, jwt, "{\"name\":\"b\",\"scopes\":[\"tokens:write\",\"proxy:/billing/\"]}", id, billing);
+    char *scopes = json_dumps(json_object_get(created, "scopes"), JSON_COMPACT);
+    cr_expect_str_eq(scopes, "[\"tokens:write\",\"proxy:/billing\"]", "the prefix is kept without its trailing slash");
+    free(scopes);
+    json_decref(created);
+    /* a token holding one route grants that route, and only that one */
+    created = create_token(TG_FX_H2C, billing, "{\"name\":\"child\"}", id, child);
+    scopes = json_dumps(json_object_get(created, "scopes"), JSON_COMPACT);
+    cr_expect_str_eq(scopes, "[\"tokens:write\",\"proxy:/billing\"]", "default: what the caller holds");
+    free(scopes);
+    json_decref(created);
+    json_decref(create_token(TG_FX_H2C, billing, "{\"name\":\"c\",\"scopes\":[\"proxy:/billing\"]}", id, child));
+    const char *refused[] = {"{\"name\":\"c\",\"scopes\":[\"proxy:/search\"]}", "{\"name\":\"c\",\"scopes\":[\"proxy:*\"]}",
+                             "{\"name\":\"c\",\"scopes\":[\"proxy:/billing/more\"]}",
+                             "{\"name\":\"c\",\"scopes\":[\"proxy:/nowhere\"]}"};
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); ++i)
+        expect_refused(PROTOS[i % NPROTOS], "POST", "/api/v1/tokens", billing, refused[i], 400, "invalid_parameter", refused[i]);
+}
+
+Test(tokens, every_route_takes_both_credential_kinds)
+{
+    char jwt[4096], id[TG_UUID_STRLEN + 1], token[TG_APITOKEN_LEN + 1], spare[TG_UUID_STRLEN + 1], plain[TG_APITOKEN_LEN + 1];
+    login(TG_FX_HTTP1, ALICE, jwt);
+    json_decref(create_token(TG_FX_HTTP1, jwt, "{\"name\":\"api\"}", id, token));
+    const char *credentials[] = {jwt, token};
+    for (size_t c = 0; c < 2; ++c) {
+        for (size_t p = 0; p < NPROTOS; ++p) {
+            json_decref(create_token(PROTOS[p], credentials[c], "{\"name\":\"spare\"}", spare, plain));
+            char path[128];
+            snprintf(path, sizeof(path), "/api/v1/tokens/%s", spare);
+            cr_expect_eq(status_of(PROTOS[p], "GET", "/api/v1/me", credentials[c]), 200);
+            cr_expect_eq(status_of(PROTOS[p], "GET", "/api/v1/tokens", credentials[c]), 200);
+            cr_expect_eq(status_of(PROTOS[p], "GET", path, credentials[c]), 200);
+            cr_expect_eq(status_of(PROTOS[p], "DELETE", path, credentials[c]), 204);
+        }
+    }
+}
+
+Test(tokens, bad_create_bodies_are_400_and_change_nothing)
+{
+    char jwt[4096];
+    login(TG_FX_HTTP1, ALICE, jwt);
+    static char huge_name[12 * 1024], name_201[512], name_200[512];
+    snprintf(huge_name, sizeof(huge_name), "{\"name\":\"%010000d\"}", 0);
+    snprintf(name_201, sizeof(name_201), "{\"name\":\"%0201d\"}", 0);
+    snprintf(name_200, sizeof(name_200), "{\"name\":\"%0200d\"}", 0);
+    static const struct {
+        const char *body;
+        const char *code;
+    } cases[] = {
+        {"", "invalid_json"},
+        {"{\"name\":", "invalid_json"},
+        {"{\"name\":\"a\"}{}", "invalid_json"},
+        {"[{\"name\":\"a\"}]", "invalid_json"},
+        {"null", "invalid_json"},
+        {"{\"name\":\"a\",\"name\":\"b\"}", "invalid_json"},
+        {"{\"name\":\"\\u0000\"}", "invalid_json"},
+        {"{}", "invalid_parameter"},
+        {"{\"expiresAt\":null}", "invalid_parameter"},
+        {"{\"name\":42}", "invalid_parameter"},
+        {"{\"name\":null}", "invalid_parameter"},
+        {"{\"name\":[\"a\"]}", "invalid_parameter"},
+        {"{\"name\":\"\"}", "invalid_parameter"},
+        {"{\"name\":\"line\\nbreak\"}", "invalid_parameter"},
+        {"{\"name\":\"a\",\"admin\":true}", "invalid_parameter"},
+        {"{\"name\":\"a\",\"token\":\"tgk_x\"}", "invalid_parameter"},
+        {"{\"name\":\"a\",\"expiresAt\":\"2001-01-01T00:00:00Z\"}", "invalid_parameter"},
+        {"{\"name\":\"a\",\"expiresAt\":\"tomorrow\"}", "invalid_parameter"},
+        {"{\"name\":\"a\",\"expiresAt\":\"2099-01-01\"}", "invalid_parameter"},
+        {"{\"name\":\"a\",\"expiresAt\":\"2099-02-30T00:00:00Z\"}", "invalid_parameter"},
+        {"{\"name\":\"a\",\"expiresAt\":\"2099-01-01 00:00:00Z\"}", "invalid_parameter"},
+        {"{\"name\":\"a\",\"expiresAt\":4102444800}", "invalid_parameter"},
+        {"{\"name\":\"a\",\"scopes\":\"tokens:read\"}", "invalid_parameter"},
+        {"{\"name\":\"a\",\"scopes\":[\"admin\"]}", "invalid_parameter"},
+        {"{\"name\":\"a\",\"scopes\":[\"proxy:\"]}", "invalid_parameter"},
+        {"{\"name\":\"a\",\"scopes\":[\"proxy:no-slash\"]}", "invalid_parameter"},
+        {"{\"name\":\"a\",\"scopes\":[1]}", "invalid_parameter"},
+        {"{\"name\":\"a\",\"allowedIps\":[]}", "invalid_parameter"},
+        {"{\"name\":\"a\",\"allowedIps\":\"10.0.0.0/8\"}", "invalid_parameter"},
+        {"{\"name\":\"a\",\"allowedIps\":[\"10.0.0.1/8\"]}", "invalid_parameter"},
+        {"{\"name\":\"a\",\"allowedIps\":[\"10.0.0.0/33\"]}", "invalid_parameter"},
+        {"{\"name\":\"a\",\"allowedIps\":[\"256.0.0.0\"]}", "invalid_parameter"},
+        {"{\"name\":\"a\",\"allowedIps\":[\"example.com\"]}", "invalid_parameter"},
+        {"{\"name\":\"a\",\"allowedIps\":[\"::1/129\"]}", "invalid_parameter"},
+        {"{\"name\":\"a\",\"allowedIps\":[\"10.0.0.0/08\"]}", "invalid_parameter"},
+        {"{\"name\":\"a\",\"rateLimit\":{\"requests\":0,\"perSeconds\":1}}", "invalid_parameter"},
+        {"{\"name\":\"a\",\"rateLimit\":{\"requests\":10,\"perSeconds\":-1}}", "invalid_parameter"},
+        {"{\"name\":\"a\",\"rateLimit\":{\"requests\":10}}", "invalid_parameter"},
+        {"{\"name\":\"a\",\"rateLimit\":{\"requests\":1.5,\"perSeconds\":1}}", "invalid_parameter"},
+        {"{\"name\":\"a\",\"rateLimit\":{\"requests\":10,\"perSeconds\":1,\"burst\":-1}}", "invalid_parameter"},
+        {"{\"name\":\"a\",\"rateLimit\":{\"requests\":10,\"perSeconds\":1,\"window\":1}}", "invalid_parameter"},
+        {"{\"name\":\"a\",\"rateLimit\":[10,1]}", "invalid_parameter"},
+        {"{\"name\":\"a\",\"quota\":{\"requests\":10,\"period\":\"week\"}}", "invalid_parameter"},
+        {"{\"name\":\"a\",\"quota\":{\"requests\":0,\"period\":\"day\"}}", "invalid_parameter"},
+        {"{\"name\":\"a\",\"quota\":{\"period\":\"day\"}}", "invalid_parameter"},
+        {"{\"name\":\"a\",\"quota\":\"1000/day\"}", "invalid_parameter"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); ++i)
+        expect_refused(PROTOS[i % NPROTOS], "POST", "/api/v1/tokens", jwt, cases[i].body, 400, cases[i].code, cases[i].body);
+    expect_refused(TG_FX_HTTP1, "POST", "/api/v1/tokens", jwt, huge_name, 400, "invalid_parameter", "10 KB name");
+    expect_refused(TG_FX_H2C, "POST", "/api/v1/tokens", jwt, name_201, 400, "invalid_parameter", "201-character name");
+    cr_expect_str_eq(value("SELECT count(*) FROM api_tokens"), "0");
+    /* the bounds themselves are fine: 200 characters, 200 non-ASCII characters */
+    char id[TG_UUID_STRLEN + 1], token[TG_APITOKEN_LEN + 1];
+    json_decref(create_token(TG_FX_HTTP1, jwt, name_200, id, token));
+    char accented[1024] = "{\"name\":\"";
+    for (int i = 0; i < 200; ++i)
+        strcat(accented, "é");
+    strcat(accented, "\"}");
+    json_decref(create_token(TG_FX_H2C, jwt, accented, id, token));
+}
+
+Test(tokens, sql_looking_strings_are_stored_as_data)
+{
+    char jwt[4096], id[TG_UUID_STRLEN + 1], token[TG_APITOKEN_LEN + 1];
+    login(TG_FX_HTTP1, ALICE, jwt);
+    const char *name = "x'); DROP TABLE api_tokens; --";
+    json_t *created = create_token(TG_FX_H2C, jwt, "{\"name\":\"x'); DROP TABLE api_tokens; --\"}", id, token);
+    cr_expect_str_eq(json_str(created, "name"), name);
+    json_decref(created);
+    cr_expect_str_eq(value("SELECT name FROM api_tokens WHERE id = '%s'", id), name);
+    cr_expect_str_eq(value("SELECT count(*) FROM api_tokens"), "1");
+}
+
+Test(tokens, ids_that_are_not_uuids_are_400)
+{
+    char jwt[4096], id[TG_UUID_STRLEN + 1], token[TG_APITOKEN_LEN + 1];
+    login(TG_FX_HTTP1, ALICE, jwt);
+    json_decref(create_token(TG_FX_HTTP1, jwt, "{\"name\":\"kept\"}", id, token));
+    char truncated[64], braced[64];
+    snprintf(truncated, sizeof(truncated), "/api/v1/tokens/%.35s", id);
+    snprintf(braced, sizeof(braced), "/api/v1/tokens/%%7B%s%%7D", id);
+    const char *paths[] = {
+        "/api/v1/tokens/not-a-uuid",
+        "/api/v1/tokens/1",
+        "/api/v1/tokens/1%20OR%201=1",
+        "/api/v1/tokens/'%3B%20DROP%20TABLE%20api_tokens%3B%20--",
+        "/api/v1/tokens/0190f3a4-0000-7000-8000-00000000000g",
+        "/api/v1/tokens/0190f3a400007000800000000000000000",
+        truncated,
+        braced,
+    };
+    for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); ++i) {
+        expect_refused(PROTOS[i % NPROTOS], "GET", paths[i], jwt, NULL, 400, "invalid_parameter", paths[i]);
+        expect_refused(PROTOS[(i + 1) % NPROTOS], "DELETE", paths[i], jwt, NULL, 400, "invalid_parameter", paths[i]);
+    }
+    cr_expect_eq(status_of(TG_FX_HTTP1, "GET", "/api/v1/me", token), 200);
+}
+
+/* ------------------------------------------------------------------ other nodes */
+
+TestSuite(nodes, .init = start_world, .fini = stop_world, .timeout = TEST_TIMEOUT_S);
+
+/* Waits up to `timeout_ms` for a NOTIFY on `conn` with this payload. */
+static int wait_notify(PGconn *conn, const char *payload, int timeout_ms)
+{
+    long long deadline = tg_fx_now_ms() + timeout_ms;
+    while (tg_fx_now_ms() < deadline) {
+        PQconsumeInput(conn);
+        for (PGnotify *n; (n = PQnotifies(conn)) != NULL; PQfreemem(n)) {
+            if (strcmp(n->relname, "tollgate_revocations") == 0 && strcmp(n->extra, payload) == 0) {
+                PQfreemem(n);
+                return 1;
+            }
+        }
+        usleep(10000);
+    }
+    return 0;
+}
+
+/* Polls `path` on `node` with `credential` until it answers 401; returns the milliseconds it took, or -1. */
+static long long ms_until_401(const tg_fx_server_t *node, const char *credential, int timeout_ms)
+{
+    long long start = tg_fx_now_ms();
+    char url[256], authorization[4200];
+    snprintf(authorization, sizeof(authorization), "Authorization: Bearer %s", credential);
+    const char *headers[] = {authorization, NULL};
+    tg_fx_server_url(node, TG_FX_HTTP1, "/api/v1/me", url, sizeof(url));
+    while (tg_fx_now_ms() - start < timeout_ms) {
+        tg_fx_http_req_t req = {.url = url, .headers = headers};
+        tg_fx_http_res_t res;
+        int rc = tg_fx_http(&req, &res);
+        long status = res.status;
+        tg_fx_http_res_free(&res);
+        if (rc == 0 && status == 401)
+            return tg_fx_now_ms() - start;
+        usleep(5000);
+    }
+    return -1;
+}
+
+Test(nodes, delete_and_logout_reach_another_node_within_a_second)
+{
+    /* node B: another tollgated on the same database, its own ring and workers */
+    static tg_fx_server_t node_b;
+    /* the same HS256 key as node A (a later flag overrides the fixture's own key file) */
+    const char *const same_key[] = {"--jwt-secret-file", srv.jwt_secret_path, NULL};
+    tg_fx_server_opts_t opts = {.workers = 2, .pg = &pg, .node_id = "node-b", .extra_args = same_key};
+    cr_assert_eq(tg_fx_server_start(&node_b, &opts), 0, "second node did not start");
+    PGconn *listener = PQconnectdb(pg.conninfo);
+    cr_assert_eq(PQstatus(listener), CONNECTION_OK, "%s", PQerrorMessage(listener));
+    PQclear(PQexec(listener, "LISTEN tollgate_revocations"));
+
+    char jwt[4096], id[TG_UUID_STRLEN + 1], token[TG_APITOKEN_LEN + 1], path[128], payload[64];
+    login(TG_FX_HTTP1, ALICE, jwt);
+    json_decref(create_token(TG_FX_HTTP1, jwt, "{\"name\":\"shared\"}", id, token));
+    /* both credentials cached on every worker of node B */
+    for (int i = 0; i < 20; ++i) {
+        tg_fx_http_res_t res;
+        char url[256], authorization[4200];
+        snprintf(authorization, sizeof(authorization), "Authorization: Bearer %s", i % 2 ? jwt : token);
+        const char *headers[] = {authorization, NULL};
+        tg_fx_server_url(&node_b, PROTOS[i % NPROTOS], "/api/v1/me", url, sizeof(url));
+        tg_fx_http_req_t req = {.url = url, .headers = headers, .proto = PROTOS[i % NPROTOS]};
+        cr_assert_eq(tg_fx_http(&req, &res), 0);
+        cr_assert_eq(res.status, 200, "node B before revocation: %ld %s", res.status, res.body);
+        tg_fx_http_res_free(&res);
+    }
+
+    snprintf(path, sizeof(path), "/api/v1/tokens/%s", id);
+    cr_assert_eq(status_of(TG_FX_HTTP1, "DELETE", path, jwt), 204);
+    snprintf(payload, sizeof(payload), "t:%s", id);
+    cr_expect(wait_notify(listener, payload, 1000), "no NOTIFY %s within 1 s of the DELETE", payload);
+    long long ms = ms_until_401(&node_b, token, 3000);
+    cr_expect(ms >= 0 && ms <= 1000, "node B rejected the deleted token after %lld ms (want <= 1000)", ms);
+    cr_log_info("node B rejected the deleted token %lld ms after the 204", ms);
+
+    const char *sid = value("SELECT id FROM sessions ORDER BY created_at DESC LIMIT 1");
+    snprintf(payload, sizeof(payload), "s:%s", sid);
+    cr_assert_eq(status_of(TG_FX_H2C, "POST", "/api/v1/auth/logout", jwt), 204);
+    cr_expect(wait_notify(listener, payload, 1000), "no NOTIFY %s within 1 s of the logout", payload);
+    ms = ms_until_401(&node_b, jwt, 3000);
+    cr_expect(ms >= 0 && ms <= 1000, "node B rejected the logged-out JWT after %lld ms (want <= 1000)", ms);
+    cr_log_info("node B rejected the logged-out JWT %lld ms after the 204", ms);
+
+    PQfinish(listener);
+    tg_fx_server_stop(&node_b, 0);
+}
+
+/* ------------------------------------------------------------------ the Authorization header */
+
+TestSuite(credentials, .init = start_world, .fini = stop_world, .timeout = TEST_TIMEOUT_S);
+
+/* GET /api/v1/tokens with exactly these header lines. */
+static void expect_header_refused(const char *const *headers, long status, const char *code, const char *what)
+{
+    for (size_t p = 0; p < NPROTOS; ++p) {
+        char *before = db_fingerprint();
+        tg_fx_http_res_t res;
+        call_headers(PROTOS[p], "GET", "/api/v1/tokens", headers, NULL, &res);
+        char label[256];
+        snprintf(label, sizeof(label), "%s over %s", what, proto_name(PROTOS[p]));
+        expect_error(&res, status, code, label);
+        tg_fx_http_res_free(&res);
+        char *after = db_fingerprint();
+        cr_expect_str_eq(before, after, "%s: the database changed", label);
+        free(before);
+        free(after);
+    }
+}
+
+Test(credentials, malformed_authorization_headers)
+{
+    char jwt[4096], id[TG_UUID_STRLEN + 1], token[TG_APITOKEN_LEN + 1];
+    login(TG_FX_HTTP1, ALICE, jwt);
+    json_decref(create_token(TG_FX_HTTP1, jwt, "{\"name\":\"good\"}", id, token));
+    char good[128], bad_checksum[128], lower[128], upper[128], non_ascii[128];
+    snprintf(good, sizeof(good), "Authorization: Bearer %s", token);
+    snprintf(lower, sizeof(lower), "Authorization: bearer %s", token);
+    snprintf(upper, sizeof(upper), "Authorization: BEARER %s", token);
+    snprintf(bad_checksum, sizeof(bad_checksum), "Authorization: Bearer %s", token);
+    char *last = bad_checksum + strlen(bad_checksum) - 1;
+    *last = *last == 'A' ? 'B' : 'A';
+    snprintf(non_ascii, sizeof(non_ascii), "Authorization: Bearer tgk_\xc3\xa9%s", token + 6);
+    static char ten_kb[10 * 1024 + 64];
+    int n = snprintf(ten_kb, sizeof(ten_kb), "Authorization: Bearer tgk_");
+    memset(ten_kb + n, 'a', 10 * 1024);
+    ten_kb[n + 10 * 1024] = '\0';
+
+    /* the scheme name is case-insensitive (RFC 7235) */
+    const char *const ok_lower[] = {lower, NULL}, *const ok_upper[] = {upper, NULL}, *const ok[] = {good, NULL};
+    for (size_t p = 0; p < NPROTOS; ++p) {
+        tg_fx_http_res_t res;
+        call_headers(PROTOS[p], "GET", "/api/v1/tokens", ok_lower, NULL, &res);
+        cr_expect_eq(res.status, 200, "bearer: %ld %s", res.status, res.body);
+        tg_fx_http_res_free(&res);
+        call_headers(PROTOS[p], "GET", "/api/v1/tokens", ok_upper, NULL, &res);
+        cr_expect_eq(res.status, 200, "BEARER: %ld %s", res.status, res.body);
+        tg_fx_http_res_free(&res);
+        call_headers(PROTOS[p], "GET", "/api/v1/tokens", ok, NULL, &res);
+        cr_expect_eq(res.status, 200, "Bearer: %ld %s", res.status, res.body);
+        tg_fx_http_res_free(&res);
+    }
+
+    const char *const missing[] = {NULL};
+    const char *const empty[] = {"Authorization;", NULL};
+    const char *const scheme_only[] = {"Authorization: Bearer", NULL};
+    const char *const doubled[] = {good, good, NULL};
+    const char *const basic[] = {"Authorization: Basic YWxpY2VAYWNtZS5leGFtcGxlOmNvcnJlY3Q=", NULL};
+    const char *const checksum[] = {bad_checksum, NULL};
+    const char *const big[] = {ten_kb, NULL};
+    const char *const high[] = {non_ascii, NULL};
+    const char *const garbage[] = {"Authorization: Bearer not-a-token", NULL};
+    expect_header_refused(missing, 401, "unauthorized", "no Authorization");
+    expect_header_refused(empty, 401, "unauthorized", "empty Authorization");
+    expect_header_refused(scheme_only, 401, "unauthorized", "Bearer without a credential");
+    expect_header_refused(doubled, 400, "invalid_request", "two Authorization headers");
+    expect_header_refused(basic, 401, "unauthorized", "Basic scheme");
+    expect_header_refused(checksum, 401, "invalid_token", "wrong checksum");
+    expect_header_refused(big, 401, "invalid_token", "10 KB token");
+    expect_header_refused(high, 401, "invalid_token", "non-ASCII bytes");
+    expect_header_refused(garbage, 401, "invalid_token", "not a token");
+}
+
+Test(credentials, forged_and_stale_jwts_are_401)
+{
+    char jwt[4096], forged[4096], payload[1024];
+    login(TG_FX_HTTP1, ALICE, jwt);
+    unsigned char key[512];
+    size_t keylen = server_secret(key, sizeof(key));
+    long long now = (long long)time(NULL);
+    const char *hs256 = "{\"alg\":\"HS256\",\"typ\":\"JWT\"}";
+
+    /* control: a hand-made token for the real session with the real key is accepted */
+    session_payload(ALICE, now - 5, 0, now + 600, payload);
+    craft_jwt(hs256, payload, EVP_sha256(), key, keylen, forged);
+    cr_assert_eq(status_of(TG_FX_HTTP1, "GET", "/api/v1/me", forged), 200, "the hand-made control token");
+
+    struct {
+        const char *what;
+        const char *header;
+        const EVP_MD *md;
+        int wrong_key;
+        long long iat, nbf, exp;
+    } cases[] = {
+        {"alg none, unsigned", "{\"alg\":\"none\",\"typ\":\"JWT\"}", NULL, 0, now - 5, 0, now + 600},
+        {"alg none, signed", "{\"alg\":\"none\",\"typ\":\"JWT\"}", EVP_sha256(), 0, now - 5, 0, now + 600},
+        {"alg None", "{\"alg\":\"None\"}", EVP_sha256(), 0, now - 5, 0, now + 600},
+        {"alg RS256", "{\"alg\":\"RS256\",\"typ\":\"JWT\"}", EVP_sha256(), 0, now - 5, 0, now + 600},
+        {"alg HS512 with the real key", "{\"alg\":\"HS512\",\"typ\":\"JWT\"}", EVP_sha512(), 0, now - 5, 0, now + 600},
+        {"another key", "{\"alg\":\"HS256\",\"typ\":\"JWT\"}", EVP_sha256(), 1, now - 5, 0, now + 600},
+        {"expired", "{\"alg\":\"HS256\",\"typ\":\"JWT\"}", EVP_sha256(), 0, now - 7200, 0, now - 3600},
+        {"not yet valid", "{\"alg\":\"HS256\",\"typ\":\"JWT\"}", EVP_sha256(), 0, now - 5, now + 3600, now + 7200},
+        {"issued in the future", "{\"alg\":\"HS256\",\"typ\":\"JWT\"}", EVP_sha256(), 0, now + 3600, 0, now + 7200},
+        {"extra header field", "{\"alg\":\"HS256\",\"typ\":\"JWT\",\"kid\":\"../../etc\"}", EVP_sha256(), 0, now - 5, 0, now + 600},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); ++i) {
+        unsigned char other[512];
+        memcpy(other, key, keylen);
+        if (cases[i].wrong_key)
+            other[0] ^= 1;
+        session_payload(ALICE, cases[i].iat, cases[i].nbf, cases[i].exp, payload);
+        craft_jwt(cases[i].header, payload, cases[i].md, other, keylen, forged);
+        for (size_t p = 0; p < NPROTOS; ++p)
+            expect_refused(PROTOS[p], "GET", "/api/v1/tokens", forged, NULL, 401, "invalid_token", cases[i].what);
+    }
+    /* a tampered payload under the genuine signature */
+    char genuine[4096];
+    snprintf(genuine, sizeof(genuine), "%s", jwt);
+    char *sig = strrchr(genuine, '.');
+    session_payload(ALICE, now - 5, 0, now + 86400 * 365, payload);
+    craft_jwt(hs256, payload, NULL, NULL, 0, forged);
+    strcat(forged, sig + 1);
+    expect_refused(TG_FX_H2C, "GET", "/api/v1/tokens", forged, NULL, 401, "invalid_token", "tampered payload");
+    /* the genuine one still works */
+    cr_expect_eq(status_of(TG_FX_H2C, "GET", "/api/v1/me", jwt), 200);
+}
+
+Test(credentials, jwt_of_a_revoked_session_is_401)
+{
+    char jwt[4096], forged[4096], payload[1024];
+    login(TG_FX_HTTP1, ALICE, jwt);
+    unsigned char key[512];
+    size_t keylen = server_secret(key, sizeof(key));
+    long long now = (long long)time(NULL);
+    /* revoked in the database directly (as another node would), before this node cached it */
+    cr_assert_eq(tg_fx_pg_exec(&pg, "UPDATE sessions SET revoked_at = now()"), 0);
+    session_payload(ALICE, now - 5, 0, now + 600, payload);
+    craft_jwt("{\"alg\":\"HS256\",\"typ\":\"JWT\"}", payload, EVP_sha256(), key, keylen, forged);
+    for (size_t p = 0; p < NPROTOS; ++p) {
+        expect_refused(PROTOS[p], "GET", "/api/v1/me", jwt, NULL, 401, "invalid_token", "revoked session (issued JWT)");
+        expect_refused(PROTOS[p], "GET", "/api/v1/me", forged, NULL, 401, "invalid_token", "revoked session (fresh JWT)");
+    }
+}
+
+Test(credentials, jwt_and_token_of_a_deleted_user_are_401)
+{
+    char jwt[4096], id[TG_UUID_STRLEN + 1], token[TG_APITOKEN_LEN + 1];
+    login(TG_FX_HTTP1, BOB, jwt);
+    /* made with a JWT of carol's: bob's JWT stays unused (uncached) until after the delete */
+    char carol[4096];
+    login(TG_FX_HTTP1, CAROL, carol);
+    json_decref(create_token(TG_FX_H2C, carol, "{\"name\":\"carol's\"}", id, token));
+    /* sessions and tokens go with their user (ON DELETE CASCADE) */
+    cr_assert_eq(tg_fx_pg_exec(&pg, "DELETE FROM users WHERE email IN ('" BOB "', '" CAROL "')"), 0);
+    for (size_t p = 0; p < NPROTOS; ++p) {
+        expect_refused(PROTOS[p], "GET", "/api/v1/tokens", jwt, NULL, 401, "invalid_token", "deleted user's JWT");
+        expect_refused(PROTOS[p], "GET", "/api/v1/me", token, NULL, 401, "invalid_token", "deleted user's API token");
+    }
+}
