@@ -1,1 +1,21 @@
-# collector/: tollgate-collector, which drains the ring into PostgreSQL.
+# collector/: tollgate-collector, which drains the ring into PostgreSQL. It never depends
+# on server/; libtgcollector.a is also linked by tollgatectl (partitions list/prune).
+noinst_LIBRARIES += collector/libtgcollector.a
+collector_libtgcollector_a_CFLAGS = $(AM_CFLAGS) $(PQ_CFLAGS)
+collector_libtgcollector_a_SOURCES = \
+	collector/settings.c collector/settings.h \
+	collector/db.c collector/db.h \
+	collector/copy_binary.c collector/copy_binary.h \
+	collector/position.c collector/position.h \
+	collector/partitions.c collector/partitions.h \
+	collector/prune.c collector/prune.h \
+	collector/spill.c collector/spill.h \
+	collector/drain.c collector/drain.h \
+	collector/counters.h
+
+TG_COLLECTOR_LIBS = collector/libtgcollector.a shm/libtgshm.a common/libtgcommon.a $(PQ_LIBS) $(LIBS)
+
+bin_PROGRAMS += tollgate-collector
+tollgate_collector_SOURCES = collector/main.c
+tollgate_collector_CFLAGS = $(collector_libtgcollector_a_CFLAGS)
+tollgate_collector_LDADD = $(TG_COLLECTOR_LIBS)

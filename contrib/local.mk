@@ -1,2 +1,3 @@
 # contrib/: benchmarks and helper programs that are not part of the product.
 include contrib/bench/ring_local.mk
+include contrib/bench/collector_bench.mk

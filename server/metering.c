@@ -107,14 +107,9 @@ static void build_record(tg_metering_t *m, h2o_req_t *req, const tg_request_t *r
     memcpy(rec->token_id, r->auth.token_id, 16);
     memcpy(rec->user_id, r->auth.user_id, 16);
     memcpy(rec->tenant_id, r->auth.tenant_id, 16);
-    int64_t begin = timeval_us(&req->timestamps.request_begin_at), end;
-    if (req->timestamps.response_end_at.tv_sec != 0) {
-        end = timeval_us(&req->timestamps.response_end_at);
-    } else {
-        struct timeval now;
-        gettimeofday(&now, NULL); /* vDSO: no syscall */
-        end = timeval_us(&now);
-    }
+    /* h2o's timestamps are the loop's cached clock: time the request ourselves */
+    int64_t begin = r->start_us != 0 ? r->start_us : timeval_us(&req->timestamps.request_begin_at);
+    int64_t end = tg_request_now_us();
     rec->ts_us = begin;
     rec->processing_time_us = end > begin ? (uint32_t)(end - begin) : 0;
     rec->status = (uint16_t)(req->res.status >= 100 && req->res.status <= 999 ? req->res.status : 500);

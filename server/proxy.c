@@ -74,6 +74,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     tg_request_t *r = h2o_mem_alloc_pool(&req->pool, sizeof(*r));
     memset(r, 0, sizeof(*r));
     r->req = req;
+    r->start_us = tg_request_now_us();
     r->worker = tg_worker_of(req);
     r->handler = self;
     r->route_data = self;

@@ -8,8 +8,18 @@
 
 #include <h2o.h>
 #include <stdint.h>
+#include <sys/time.h>
 
 struct st_tg_worker_t;
+
+/** Wall-clock microseconds (gettimeofday: vDSO, no syscall). h2o's own request
+ * timestamps are the loop's cached time, too coarse to time a 2 µs request. */
+static inline int64_t tg_request_now_us(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (int64_t)tv.tv_sec * 1000000 + tv.tv_usec;
+}
 
 typedef enum { TG_AUTH_NONE = 0, TG_AUTH_JWT, TG_AUTH_API_TOKEN } tg_auth_method_t;
 
@@ -29,6 +39,7 @@ typedef struct st_tg_auth_context_t {
 typedef struct st_tg_request_t {
     h2o_req_t *req;
     struct st_tg_worker_t *worker;
+    int64_t start_us;       /* wall clock when tollgate took the request (µs since the epoch) */
     h2o_handler_t *handler; /* the h2o handler that took the request (proxy routes delegate onwards) */
     const void *route_data; /* route-specific static data, e.g. the proxy route */
     h2o_iovec_t params[4];

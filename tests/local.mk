@@ -37,3 +37,4 @@ include tests/integration/ctl_local.mk
 include tests/unit/ring_local.mk
 include tests/unit/jwt_local.mk
 include tests/integration/identity_local.mk
+include tests/integration/collector_local.mk

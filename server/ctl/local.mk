@@ -12,6 +12,8 @@ tollgatectl_SOURCES = \
 	server/ctl/tenant.c \
 	server/ctl/user.c \
 	server/ctl/token.c \
+	server/ctl/partitions.c \
+	server/ctl/ring_stats.c \
 	schema/migrations.h
 nodist_tollgatectl_SOURCES = schema/migrations_data.c
-tollgatectl_LDADD = common/libtgcommon.a $(PQ_LIBS) $(OPENSSL_LIBS) $(ARGON2_LIBS) $(LIBS)
+tollgatectl_LDADD = collector/libtgcollector.a shm/libtgshm.a common/libtgcommon.a $(PQ_LIBS) $(OPENSSL_LIBS) $(ARGON2_LIBS) $(LIBS)

@@ -13,12 +13,15 @@
 
 typedef struct st_tg_ctl_settings_t {
     char *database_url;
+    char *ring;
 } tg_ctl_settings_t;
 
 static const tg_setting_t SETTINGS[] = {
     {"database-url", TG_SETTING_STRING, "TOLLGATE_DATABASE_URL", NULL,
      "PostgreSQL conninfo or URI (else $DATABASE_URL, else libpq's PG* defaults)", offsetof(tg_ctl_settings_t, database_url), 0, 0,
      NULL},
+    {"ring", TG_SETTING_STRING, "TOLLGATE_RING", "/tollgate", "shared-memory ring name for `ring stats`",
+     offsetof(tg_ctl_settings_t, ring), 0, 0, NULL},
     TG_SETTINGS_END,
 };
 
@@ -52,6 +55,9 @@ static void print_help(FILE *out)
     tg_config_print_help(out, SETTINGS);
     fprintf(out, "\ncommands (tollgatectl COMMAND --help for details):\n");
     print_command_list(out, NULL);
+    fprintf(out, "  %-29s %s\n  %-29s %s\n  %-29s %s\n", "partitions list", "List usage partitions: name, range, rows estimate, size.",
+            "partitions prune", "Drop (or detach) partitions wholly past the retention [--retention-days N --dry-run --keep-detached].",
+            "ring stats", "Print the usage ring's capacity, depth, counters and collector lag.");
 }
 
 static int family_exists(const char *family)
@@ -147,7 +153,13 @@ int main(int argc, char **argv)
         ctl.conninfo = settings.database_url;
     else if (getenv("DATABASE_URL") != NULL)
         ctl.conninfo = getenv("DATABASE_URL");
-    status = dispatch(&ctl, argc - next_arg, argv + next_arg);
+    /* partitions and ring stats parse their own options (valueless flags like --dry-run) */
+    if (strcmp(argv[next_arg], "partitions") == 0)
+        status = tg_ctl_partitions_main(ctl.conninfo, argc - next_arg - 1, argv + next_arg + 1);
+    else if (argc - next_arg >= 2 && strcmp(argv[next_arg], "ring") == 0 && strcmp(argv[next_arg + 1], "stats") == 0)
+        status = tg_ctl_ring_stats_main(settings.ring, argc - next_arg - 2, argv + next_arg + 2);
+    else
+        status = dispatch(&ctl, argc - next_arg, argv + next_arg);
 
 Exit:
     if (ctl.conn != NULL)

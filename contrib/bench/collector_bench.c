@@ -1,0 +1,325 @@
+/*
+ * collector_bench: SPEC §6's collector bar, measured side by side in one run on one
+ * private PostgreSQL 15 (fsync on): rows/s of tollgate-collector draining a ring holding N
+ * records, against a raw COPY BINARY (and a raw COPY text) of the same rows into the same
+ * table, 10k rows per transaction, each phase starting from an empty table.
+ *
+ *   collector_bench [-n ROWS] [-r ROUNDS]      (defaults 500000 rows, 3 rounds)
+ *
+ * After an untimed warm-up COPY, rounds interleave the three phases (collector and raw
+ * binary swap order every round); medians are printed last (the anchors spread ±25-40 %). Needs the fixture
+ * (tests/integration/fixture.c) for the cluster and a built tollgate-collector and tollgatectl in TG_BUILDDIR.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <libpq-fe.h>
+
+#include "collector/copy_binary.h"
+#include "collector/counters.h"
+#include "collector/partitions.h"
+#include "common/timefmt.h"
+#include "common/usage_record.h"
+#include "shm/ring.h"
+#include "tests/integration/fixture.h"
+
+/* Rows per COPY transaction for the raw phases: the anchors' setting and the collector's default --batch-size. */
+#define BENCH_BATCH 10000
+/* Distinct tokens among the rows: a busy node's working set. */
+#define BENCH_TOKENS 100
+#define MAX_ROUNDS 9
+
+static void die(const char *what)
+{
+    fprintf(stderr, "collector_bench: %s\n", what);
+    exit(1);
+}
+
+static void make_rows(tg_usage_record_t *rows, size_t n)
+{
+    int64_t now = tg_time_now_us();
+    static const char *const paths[] = {"/api/v1/me", "/api/v1/tokens", "/proxy/orders/12345", "/api/v1/tokens/x/usage"};
+    for (size_t i = 0; i < n; ++i) {
+        tg_usage_record_t *r = &rows[i];
+        memset(r, 0, sizeof(*r));
+        uint64_t seq = i + 1, tok = i % BENCH_TOKENS;
+        r->id[0] = 0x01;
+        r->id[6] = 0x70;
+        r->id[8] = 0x80;
+        for (int k = 0; k < 6; ++k)
+            r->id[15 - k] = (uint8_t)(seq >> (8 * k));
+        memset(r->token_id, 0x11, 16);
+        r->token_id[15] = (uint8_t)tok;
+        memset(r->tenant_id, 0x22, 16);
+        r->tenant_id[15] = (uint8_t)(tok % 10);
+        memset(r->user_id, 0x33, 16);
+        r->user_id[15] = (uint8_t)tok;
+        r->ts_us = now - (int64_t)(n - i) * 10; /* the last few seconds, in order */
+        r->processing_time_us = 100 + (uint32_t)(i % 5000);
+        r->status = i % 50 == 0 ? 404 : 200;
+        r->version = TG_USAGE_RECORD_VERSION;
+        tg_usage_record_set_string(r->method, &r->method_len, TG_USAGE_METHOD_MAX, "GET", 3);
+        const char *p = paths[i % 4];
+        tg_usage_record_set_string(r->path, &r->path_len, TG_USAGE_PATH_MAX, p, strlen(p));
+        tg_usage_record_set_string(r->user_agent, &r->ua_len, TG_USAGE_UA_MAX, "h2load nghttp2/1.52.0", 21);
+        r->ip_family = TG_USAGE_IP_V4;
+        inet_pton(AF_INET, "127.0.0.1", r->ip);
+    }
+}
+
+static PGconn *connect_pg(const tg_fx_pg_t *pg)
+{
+    PGconn *c = PQconnectdb(pg->conninfo);
+    if (PQstatus(c) != CONNECTION_OK)
+        die(PQerrorMessage(c));
+    return c;
+}
+
+static void exec(PGconn *c, const char *sql)
+{
+    PGresult *r = PQexec(c, sql);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
+        die(PQresultErrorMessage(r));
+    PQclear(r);
+}
+
+/* Empty table, WAL flushed: every phase starts from the same state. */
+static void reset_table(PGconn *c)
+{
+    exec(c, "TRUNCATE api_token_usage");
+    exec(c, "CHECKPOINT");
+}
+
+static void copy_buffer(PGconn *c, const char *sql, const void *data, size_t len)
+{
+    exec(c, "BEGIN");
+    PGresult *r = PQexec(c, sql);
+    if (PQresultStatus(r) != PGRES_COPY_IN)
+        die(PQresultErrorMessage(r));
+    PQclear(r);
+    const char *p = data;
+    for (size_t off = 0; off < len; off += 256 * 1024) {
+        size_t n = len - off < 256 * 1024 ? len - off : 256 * 1024;
+        if (PQputCopyData(c, p + off, (int)n) != 1)
+            die(PQerrorMessage(c));
+    }
+    if (PQputCopyEnd(c, NULL) != 1)
+        die(PQerrorMessage(c));
+    r = PQgetResult(c);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+        die(PQresultErrorMessage(r));
+    PQclear(r);
+    while ((r = PQgetResult(c)) != NULL)
+        PQclear(r);
+    exec(c, "COMMIT");
+}
+
+/* The raw ceiling: pre-encoded batches, only COPY and COMMIT are timed. */
+static double raw_copy_binary(PGconn *c, const tg_usage_record_t *rows, size_t n)
+{
+    size_t nb = (n + BENCH_BATCH - 1) / BENCH_BATCH;
+    tg_copy_buf_t *bufs = calloc(nb, sizeof(*bufs));
+    for (size_t b = 0; b < nb; ++b) {
+        if (tg_copy_binary_begin(&bufs[b]) != 0)
+            die("out of memory");
+        for (size_t i = b * BENCH_BATCH; i < n && i < (b + 1) * BENCH_BATCH; ++i)
+            if (tg_copy_binary_append(&bufs[b], &rows[i]) != 0)
+                die("out of memory");
+        if (tg_copy_binary_end(&bufs[b]) != 0)
+            die("out of memory");
+    }
+    long long t0 = tg_fx_now_ms();
+    for (size_t b = 0; b < nb; ++b)
+        copy_buffer(c, TG_COPY_BINARY_SQL, bufs[b].data, bufs[b].len);
+    long long t1 = tg_fx_now_ms();
+    for (size_t b = 0; b < nb; ++b)
+        tg_copy_buf_free(&bufs[b]);
+    free(bufs);
+    return (double)n * 1000.0 / (double)(t1 - t0);
+}
+
+/* COPY text of the same rows, for the binary-or-text decision (collector/copy_binary.c). */
+static size_t text_row(const tg_usage_record_t *r, char *out)
+{
+    char id[4][37], ts[TG_TIME_US_STRLEN + 1], ip[INET6_ADDRSTRLEN] = "\\N";
+    const uint8_t *ids[4] = {r->id, r->token_id, r->tenant_id, r->user_id};
+    for (int k = 0; k < 4; ++k) {
+        static const char hex[] = "0123456789abcdef";
+        char *p = id[k];
+        for (int j = 0; j < 16; ++j) {
+            if (j == 4 || j == 6 || j == 8 || j == 10)
+                *p++ = '-';
+            *p++ = hex[ids[k][j] >> 4];
+            *p++ = hex[ids[k][j] & 15];
+        }
+        *p = '\0';
+    }
+    tg_time_format_us(r->ts_us, ts);
+    if (r->ip_family == TG_USAGE_IP_V4)
+        inet_ntop(AF_INET, r->ip, ip, sizeof(ip));
+    /* the bench's strings hold no tab, newline or backslash: no escaping needed */
+    return (size_t)sprintf(out, "%s\t%s\t%s\t%s\t%s\t%.*s\t%.*s\t%u\t%s\t%.*s\t%u\t%s\n", id[0], id[1], id[2], id[3], ts,
+                           r->method_len, r->method, r->path_len, r->path, r->status, ip, r->ua_len, r->user_agent,
+                           r->processing_time_us, r->flags != 0 ? "t" : "f");
+}
+
+static double raw_copy_text(PGconn *c, const tg_usage_record_t *rows, size_t n)
+{
+    size_t nb = (n + BENCH_BATCH - 1) / BENCH_BATCH;
+    char **bufs = calloc(nb, sizeof(*bufs));
+    size_t *lens = calloc(nb, sizeof(*lens));
+    for (size_t b = 0; b < nb; ++b) {
+        bufs[b] = malloc((size_t)BENCH_BATCH * 512);
+        for (size_t i = b * BENCH_BATCH; i < n && i < (b + 1) * BENCH_BATCH; ++i)
+            lens[b] += text_row(&rows[i], bufs[b] + lens[b]);
+    }
+    static const char sql[] = "COPY api_token_usage (id, token_id, tenant_id, user_id, ts, method, endpoint, response_status, "
+                              "ip_address, user_agent, processing_time_us, truncated) FROM STDIN";
+    long long t0 = tg_fx_now_ms();
+    for (size_t b = 0; b < nb; ++b)
+        copy_buffer(c, sql, bufs[b], lens[b]);
+    long long t1 = tg_fx_now_ms();
+    for (size_t b = 0; b < nb; ++b)
+        free(bufs[b]);
+    free(bufs);
+    free(lens);
+    return (double)n * 1000.0 / (double)(t1 - t0);
+}
+
+/* The collector: the ring is filled first, then the clock runs from exec to the last release. */
+static double collector_drain(const tg_fx_pg_t *pg, tg_ring_t *ring, const char *ring_name, const char *spool,
+                              const tg_usage_record_t *rows, size_t n)
+{
+    for (size_t i = 0; i < n; ++i)
+        if (tg_ring_append(ring, &rows[i], sizeof(rows[i])) != TG_RING_OK)
+            die("ring full: make it larger than -n");
+    uint64_t before = tg_ring_counter_get(ring, TG_COLLECTOR_COUNTER_COLLECTED);
+    char bin[512];
+    if (tg_fx_bin("tollgate-collector", bin, sizeof(bin)) != 0)
+        die("tollgate-collector is not built");
+    long long t0 = tg_fx_now_ms();
+    pid_t pid = fork();
+    if (pid == 0) {
+        char *argv[] = {
+            "tollgate-collector", "--database-url", (char *)pg->conninfo, "--ring", (char *)ring_name, "--spool-dir", (char *)spool,
+            "--node-id",          "bench",          "--spill-threshold",  "99",     "--log-level",     "warn",        NULL};
+        execv(bin, argv);
+        _exit(127);
+    }
+    long long first = 0;
+    uint64_t done;
+    while ((done = tg_ring_counter_get(ring, TG_COLLECTOR_COUNTER_COLLECTED) - before) < n) {
+        if (done != 0 && first == 0)
+            first = tg_fx_now_ms();
+        if (tg_fx_now_ms() - t0 > 300000)
+            die("the collector did not finish in 5 minutes");
+        usleep(1000);
+    }
+    long long t1 = tg_fx_now_ms();
+    printf("  collector: first commit after %lld ms, whole drain %lld ms\n", first - t0, t1 - t0);
+    kill(pid, SIGTERM);
+    waitpid(pid, NULL, 0);
+    return (double)n * 1000.0 / (double)(t1 - t0);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+int main(int argc, char **argv)
+{
+    size_t n = 500000;
+    int rounds = 3, opt;
+    while ((opt = getopt(argc, argv, "n:r:")) != -1) {
+        if (opt == 'n')
+            n = strtoul(optarg, NULL, 10);
+        else if (opt == 'r')
+            rounds = atoi(optarg);
+        else
+            die("usage: collector_bench [-n ROWS] [-r ROUNDS]");
+    }
+    if (n == 0 || rounds < 1 || rounds > MAX_ROUNDS)
+        die("bad -n or -r");
+    tg_fx_pg_t pg;
+    if (tg_fx_pg_start_private(&pg) != 0 || tg_fx_pg_migrate(&pg) != 0)
+        die("cannot start or migrate PostgreSQL");
+    /* the fixture turns durability off for tests; the anchors were measured with it on */
+    /* the fixture starts clusters with fsync off (flags on the command line, which beat
+     * ALTER SYSTEM); the anchors were measured with it on: restart without those flags */
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd),
+             "%s pg_ctl -D '%s/data' -w -m fast -l '%s/postgres.log' restart -o \"-p %d -k %s -c listen_addresses='' "
+             "-c max_connections=200\" >/dev/null",
+             geteuid() == 0 ? "runuser -u postgres --" : "", pg.dir, pg.dir, pg.port, pg.dir);
+    if (system(cmd) != 0)
+        die("cannot restart PostgreSQL with fsync on");
+    PGconn *c = connect_pg(&pg);
+    PGresult *settings = PQexec(c, "SELECT current_setting('fsync') || '/' || current_setting('synchronous_commit') || '/' || "
+                                   "current_setting('shared_buffers') || '/' || current_setting('max_wal_size')");
+    printf("PostgreSQL %d, fsync/synchronous_commit/shared_buffers/max_wal_size = %s\n", PQserverVersion(c),
+           PQgetvalue(settings, 0, 0));
+    PQclear(settings);
+    /* the partitions a running collector has made ahead already (it makes at most one a day) */
+    exec(c, "SELECT tollgate_ensure_usage_partition((now() AT TIME ZONE 'UTC')::date + d) FROM generate_series(-1, 7) AS d");
+    char ring_name[64], spool[128], err[TG_RING_ERR_SIZE];
+    snprintf(ring_name, sizeof(ring_name), "/tg-collector-bench-%d", (int)getpid());
+    snprintf(spool, sizeof(spool), "/tmp/tg-collector-bench-%d", (int)getpid());
+    uint64_t cap = 1024;
+    while (cap < n + n / 8)
+        cap *= 2;
+    tg_ring_t *ring = tg_ring_open_producer(ring_name, cap, 256, err, sizeof(err));
+    if (ring == NULL)
+        die(err);
+    tg_usage_record_t *rows = malloc(n * sizeof(*rows));
+    make_rows(rows, n);
+    double col[MAX_ROUNDS], bin[MAX_ROUNDS], txt[MAX_ROUNDS];
+    /* warm-up, untimed: the first COPY after start pays for cold caches and catalog lookups */
+    reset_table(c);
+    raw_copy_binary(c, rows, n < 100000 ? n : 100000);
+    for (int r = 0; r < rounds; ++r) {
+        /* alternate which phase goes first, so neither always follows the other */
+        if (r % 2 == 1) {
+            reset_table(c);
+            bin[r] = raw_copy_binary(c, rows, n);
+        }
+        reset_table(c);
+        col[r] = collector_drain(&pg, ring, ring_name, spool, rows, n);
+        if (r % 2 == 0) {
+            reset_table(c);
+            bin[r] = raw_copy_binary(c, rows, n);
+        }
+        reset_table(c);
+        txt[r] = raw_copy_text(c, rows, n);
+        printf("round %d: collector %.0f rows/s, raw COPY BINARY %.0f rows/s (collector %.0f %%), raw COPY text %.0f rows/s\n",
+               r + 1, col[r], bin[r], 100.0 * col[r] / bin[r], txt[r]);
+        fflush(stdout);
+    }
+    double ratio[MAX_ROUNDS];
+    for (int r = 0; r < rounds; ++r)
+        ratio[r] = col[r] / bin[r];
+    qsort(ratio, (size_t)rounds, sizeof(double), cmp_double);
+    qsort(col, (size_t)rounds, sizeof(double), cmp_double);
+    qsort(bin, (size_t)rounds, sizeof(double), cmp_double);
+    qsort(txt, (size_t)rounds, sizeof(double), cmp_double);
+    double mc = col[rounds / 2], mb = bin[rounds / 2], mt = txt[rounds / 2];
+    printf("median of %d rounds, %zu rows each: collector %.0f rows/s, raw COPY BINARY %.0f rows/s, raw COPY text %.0f "
+           "rows/s; collector/raw binary = %.0f %% (median of the per-round ratios %.0f %%, range %.0f-%.0f %%)\n",
+           rounds, n, mc, mb, mt, 100.0 * mc / mb, 100.0 * ratio[rounds / 2], 100.0 * ratio[0], 100.0 * ratio[rounds - 1]);
+    PQfinish(c);
+    tg_ring_close(ring);
+    tg_ring_unlink(ring_name, err, sizeof(err));
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", spool);
+    if (system(cmd) != 0)
+        fprintf(stderr, "cannot remove %s\n", spool);
+    tg_fx_pg_stop(&pg);
+    free(rows);
+    return 0;
+}

@@ -1,0 +1,13 @@
+# tests/integration/test_collector: tollgate-collector against a real ring and a real
+# PostgreSQL (the fixture's clusters). Included from tests/local.mk, after the fixture's rules.
+if HAVE_TEST_DEPS
+
+check_PROGRAMS += tests/integration/test_collector
+TESTS += tests/integration/test_collector
+tests_integration_test_collector_CPPFLAGS = $(AM_CPPFLAGS)
+tests_integration_test_collector_CFLAGS = $(TG_TEST_CFLAGS)
+tests_integration_test_collector_SOURCES = tests/integration/test_collector.c
+tests_integration_test_collector_LDADD = $(TG_INTEGRATION_LDADD) collector/libtgcollector.a shm/libtgshm.a \
+	common/libtgcommon.a $(PQ_LIBS) $(LIBS)
+
+endif
