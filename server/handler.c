@@ -16,15 +16,6 @@
 #include "server/server.h"
 #include "server/worker.h"
 
-/* Request line plus header fields, counted as they arrive (name: value CRLF). */
-static size_t request_header_bytes(h2o_req_t *req)
-{
-    size_t total = req->method.len + req->path.len + req->authority.len + 16;
-    for (size_t i = 0; i < req->headers.size; ++i)
-        total += req->headers.entries[i].name->len + req->headers.entries[i].value.len + 4;
-    return total;
-}
-
 static int peer_is_loopback(h2o_req_t *req)
 {
     struct sockaddr_storage ss;
@@ -40,16 +31,20 @@ static int peer_is_loopback(h2o_req_t *req)
     return 0;
 }
 
+/* 405 with the Allow header RFC 9110 §15.5.6 requires: every method the path takes. */
+static void send_method_not_allowed(h2o_req_t *req)
+{
+    char allow[64];
+    size_t len = tg_router_allowed_methods(tg_routes, req->path_normalized, allow, sizeof(allow));
+    if (len > 0)
+        tg_http_add_header(req, "allow", allow, len);
+    tg_http_send_error(req, 405, "method_not_allowed", "This method is not allowed on this path.");
+}
+
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
-    if (request_header_bytes(req) > TG_MAX_HEADER_BYTES) {
-        tg_http_send_error(req, 431, "request_header_fields_too_large", "The request headers exceed 16 KiB.");
+    if (tg_http_reject_oversize(req))
         return 0;
-    }
-    if (req->entity.base != NULL && req->entity.len > TG_MAX_BODY_BYTES) {
-        tg_http_send_error(req, 413, "payload_too_large", "The request body exceeds 1 MiB.");
-        return 0;
-    }
     const tg_route_t *route = NULL;
     h2o_iovec_t params[TG_ROUTE_MAX_PARAMS];
     size_t nparams = 0;
@@ -57,7 +52,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     case TG_ROUTE_FOUND:
         break;
     case TG_ROUTE_METHOD_NOT_ALLOWED:
-        tg_http_send_error(req, 405, "method_not_allowed", "This method is not allowed on this path.");
+        send_method_not_allowed(req);
         return 0;
     case TG_ROUTE_NOT_FOUND:
         tg_http_send_error(req, 404, "not_found", "No such resource.");
@@ -71,6 +66,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     memset(r, 0, sizeof(*r));
     r->req = req;
     r->start_us = tg_request_now_us();
+    r->path = req->path_normalized;
     r->worker = tg_worker_of(req);
     r->handler = self;
     r->route_data = route;

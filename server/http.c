@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "server/server.h"
 
 const char *tg_http_reason(int status)
 {
@@ -88,6 +89,28 @@ void tg_http_send_error(h2o_req_t *req, int status, const char *code, const char
         tg_http_add_header(req, "www-authenticate", H2O_STRLIT("Bearer error=\"insufficient_scope\""));
     }
     tg_http_send_json(req, status, body, (size_t)len);
+}
+
+/* Request line plus header fields, counted as they arrive (name: value CRLF). */
+static size_t request_header_bytes(h2o_req_t *req)
+{
+    size_t total = req->method.len + req->path.len + req->authority.len + 16;
+    for (size_t i = 0; i < req->headers.size; ++i)
+        total += req->headers.entries[i].name->len + req->headers.entries[i].value.len + 4;
+    return total;
+}
+
+int tg_http_reject_oversize(h2o_req_t *req)
+{
+    if (request_header_bytes(req) > TG_MAX_HEADER_BYTES) {
+        tg_http_send_error(req, 431, "request_header_fields_too_large", "The request headers exceed 16 KiB.");
+        return 1;
+    }
+    if (req->entity.base != NULL && req->entity.len > TG_MAX_BODY_BYTES) {
+        tg_http_send_error(req, 413, "payload_too_large", "The request body exceeds 1 MiB.");
+        return 1;
+    }
+    return 0;
 }
 
 void tg_http_send_no_content(h2o_req_t *req)

@@ -115,8 +115,8 @@ static void build_record(tg_metering_t *m, h2o_req_t *req, const tg_request_t *r
     rec->status = (uint16_t)(req->res.status >= 100 && req->res.status <= 999 ? req->res.status : 500);
     if (tg_usage_record_set_string(rec->method, &rec->method_len, TG_USAGE_METHOD_MAX, req->method.base, req->method.len))
         rec->flags |= TG_USAGE_FLAG_METHOD_TRUNCATED;
-    if (tg_usage_record_set_string(rec->path, &rec->path_len, TG_USAGE_PATH_MAX, req->path_normalized.base,
-                                   req->path_normalized.len))
+    h2o_iovec_t path = r->path.base != NULL ? r->path : req->path_normalized;
+    if (tg_usage_record_set_string(rec->path, &rec->path_len, TG_USAGE_PATH_MAX, path.base, path.len))
         rec->flags |= TG_USAGE_FLAG_PATH_TRUNCATED;
     ssize_t ua = h2o_find_header(&req->headers, H2O_TOKEN_USER_AGENT, -1);
     if (ua >= 0 && tg_usage_record_set_string(rec->user_agent, &rec->ua_len, TG_USAGE_UA_MAX,

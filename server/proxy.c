@@ -71,10 +71,13 @@ static void on_authenticated(tg_request_t *r)
 
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
+    if (tg_http_reject_oversize(req))
+        return 0;
     tg_request_t *r = h2o_mem_alloc_pool(&req->pool, sizeof(*r));
     memset(r, 0, sizeof(*r));
     r->req = req;
     r->start_us = tg_request_now_us();
+    r->path = req->path_normalized; /* before h2o's proxy rewrites it for the upstream */
     r->worker = tg_worker_of(req);
     r->handler = self;
     r->route_data = self;

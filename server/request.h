@@ -40,6 +40,7 @@ typedef struct st_tg_request_t {
     h2o_req_t *req;
     struct st_tg_worker_t *worker;
     int64_t start_us;       /* wall clock when tollgate took the request (µs since the epoch) */
+    h2o_iovec_t path;       /* the client's path without query, as received (h2o's proxy rewrites req->path later) */
     h2o_handler_t *handler; /* the h2o handler that took the request (proxy routes delegate onwards) */
     const void *route_data; /* route-specific static data, e.g. the proxy route */
     h2o_iovec_t params[4];

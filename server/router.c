@@ -5,6 +5,7 @@
  */
 #include "server/router.h"
 
+#include <stdio.h>
 #include <string.h>
 
 /* One pass over pattern and path together: literal characters must be equal, a
@@ -35,6 +36,25 @@ static int match_pattern(const char *pattern, h2o_iovec_t path, h2o_iovec_t *par
         return 0;
     *nparams = n;
     return 1;
+}
+
+size_t tg_router_allowed_methods(const tg_route_t *routes, h2o_iovec_t path, char *buf, size_t cap)
+{
+    h2o_iovec_t params[TG_ROUTE_MAX_PARAMS];
+    size_t nparams, len = 0;
+    if (path.len > 1 && path.base[path.len - 1] == '/')
+        --path.len;
+    buf[0] = '\0';
+    for (const tg_route_t *r = routes; r->method != NULL; ++r) {
+        if (!match_pattern(r->pattern, path, params, &nparams))
+            continue;
+        int n = snprintf(buf + len, cap - len, "%s%s%s", len > 0 ? ", " : "", r->method,
+                         strcmp(r->method, "GET") == 0 ? ", HEAD" : "");
+        if (n < 0 || (size_t)n >= cap - len)
+            break;
+        len += (size_t)n;
+    }
+    return len;
 }
 
 tg_route_result_t tg_router_match(const tg_route_t *routes, h2o_iovec_t method, h2o_iovec_t path, const tg_route_t **route,

@@ -36,6 +36,12 @@ typedef enum { TG_ROUTE_FOUND, TG_ROUTE_NOT_FOUND, TG_ROUTE_METHOD_NOT_ALLOWED }
 tg_route_result_t tg_router_match(const tg_route_t *routes, h2o_iovec_t method, h2o_iovec_t path, const tg_route_t **route,
                                   h2o_iovec_t *params, size_t *nparams);
 
+/**
+ * Writes "GET, HEAD, DELETE"-style list of the methods `path` takes into buf (NUL-
+ * terminated) and returns its length (0 when the path matches no route).
+ */
+size_t tg_router_allowed_methods(const tg_route_t *routes, h2o_iovec_t path, char *buf, size_t cap);
+
 /** The table of built-in routes (server/routes.c), terminated by a NULL method. */
 extern const tg_route_t tg_routes[];
 
