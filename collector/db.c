@@ -169,6 +169,15 @@ int tg_collector_db_connect(tg_collector_db_t *db)
         tg_collector_db_disconnect(db, "cannot make the connection nonblocking");
         return -1;
     }
+    /* Ring slots are released once COMMIT is acknowledged, so the acknowledgement must
+     * mean durable: a server or database default of synchronous_commit=off would let
+     * a PostgreSQL crash lose rows the ring no longer holds. */
+    PGresult *sync = tg_collector_db_query(db, "SET synchronous_commit TO on", 0, NULL, PGRES_COMMAND_OK);
+    if (sync == NULL) {
+        tg_collector_db_disconnect(db, "cannot set synchronous_commit");
+        return -1;
+    }
+    PQclear(sync);
     if (db->_on_connect != NULL) {
         PGresult *res = tg_collector_db_query(db, db->_on_connect, 0, NULL, PGRES_COMMAND_OK);
         if (res == NULL) {

@@ -1,3 +1,4 @@
 # contrib/: benchmarks and helper programs that are not part of the product.
 include contrib/bench/ring_local.mk
 include contrib/bench/collector_bench.mk
+include contrib/bench/bench_local.mk

@@ -193,7 +193,8 @@ static void finish_with_entry(tg_request_t *r, const tg_cached_token_t *e, tg_au
         return;
     }
     tg_worker_count(r->worker, e->kind == 1 ? TG_STAT_AUTH_OK_API_TOKEN : TG_STAT_AUTH_OK_JWT);
-    if (e->kind == 1 && tg_metering_should_reject(r->worker->metering)) {
+    if (e->kind == 1 && tg_metering_should_reject(r->worker->metering, r->req)) {
+        r->auth.metered = 0; /* its record would take the slot an admitted request is owed */
         tg_worker_count(r->worker, TG_STAT_METERED_REJECTED);
         tg_http_send_error(r->req, 503, "metering_unavailable", "Usage cannot be recorded right now; retry shortly.");
         return;

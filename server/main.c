@@ -154,6 +154,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "tollgated: cannot map the statistics counters\n");
         return 1;
     }
+    if ((server.gauges = tg_counters_create((size_t)server.config.workers + 1, TG_GAUGE_COUNT)) == NULL) {
+        fprintf(stderr, "tollgated: cannot map the gauges\n");
+        return 1;
+    }
     if ((server.revocations = tg_revocations_create()) == NULL) {
         fprintf(stderr, "tollgated: cannot map the revocation feed\n");
         return 1;

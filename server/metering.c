@@ -23,25 +23,24 @@ static const char TG_METERING_ENV_KEY[] = "tollgate.request";
 struct st_tg_metering_t {
     tg_ring_t *ring;
     int reject_when_full;
-    uint64_t reject_margin;
+    tg_counters_t *gauges;
+    size_t worker_index;
+    size_t nworkers;
     tg_uuid_gen_t uuids;
     tg_metering_stats_t stats;
 };
 
-tg_metering_t *tg_metering_create(tg_ring_t *ring, int reject_when_full)
+tg_metering_t *tg_metering_create(tg_ring_t *ring, int reject_when_full, tg_counters_t *gauges, size_t worker_index,
+                                  size_t nworkers)
 {
     tg_metering_t *m = calloc(1, sizeof(*m));
     if (m == NULL)
         return NULL;
     m->ring = ring;
-    m->reject_when_full = reject_when_full;
-    if (ring != NULL) {
-        /* Requests admitted under the margin still find a slot when they finish, as
-         * long as fewer than `margin` are in flight node-wide: 1/8 of the ring, at
-         * most 1024 slots. */
-        uint64_t cap = tg_ring_capacity(ring);
-        m->reject_margin = cap / 8 < 1024 ? cap / 8 : 1024;
-    }
+    m->reject_when_full = reject_when_full && gauges != NULL;
+    m->gauges = gauges;
+    m->worker_index = worker_index;
+    m->nworkers = nworkers;
     tg_uuid_gen_init(&m->uuids);
     return m;
 }
@@ -62,11 +61,33 @@ static tg_request_t *find_context(h2o_req_t *req)
     return NULL;
 }
 
-int tg_metering_should_reject(tg_metering_t *m)
+typedef struct st_tg_admission_t {
+    tg_metering_t *m;
+} tg_admission_t;
+
+static void on_admission_end(void *p)
+{
+    tg_admission_t *a = p;
+    /* the pool is disposed after the loggers ran: the record is in the ring (or was
+     * never going to be), so the slot promised to this request is no longer owed */
+    tg_counters_add(a->m->gauges, a->m->worker_index, TG_GAUGE_METERING_INFLIGHT, (uint64_t)-1);
+}
+
+int tg_metering_should_reject(tg_metering_t *m, h2o_req_t *req)
 {
     if (m->ring == NULL || !m->reject_when_full)
         return 0;
-    return tg_ring_depth(m->ring) + m->reject_margin >= tg_ring_capacity(m->ring);
+    /* Every worker reads the others' rows without a lock; two workers deciding at the
+     * same instant can each miss the other's admission, so one slot per worker stays
+     * in reserve. Counting a request twice (appended and not yet disposed) only makes
+     * this more careful. */
+    uint64_t owed = tg_counters_sum(m->gauges, TG_GAUGE_METERING_INFLIGHT);
+    if (tg_ring_depth(m->ring) + owed + m->nworkers >= tg_ring_capacity(m->ring))
+        return 1;
+    tg_counters_add(m->gauges, m->worker_index, TG_GAUGE_METERING_INFLIGHT, 1);
+    tg_admission_t *a = h2o_mem_alloc_shared(&req->pool, sizeof(*a), on_admission_end);
+    a->m = m;
+    return 0;
 }
 
 static void fill_peer(h2o_req_t *req, tg_usage_record_t *rec)

@@ -9,12 +9,17 @@
 #include <h2o.h>
 
 #include "server/request.h"
+#include "shm/counters.h"
 #include "shm/ring.h"
 
 typedef struct st_tg_metering_t tg_metering_t;
 
-/** Per-worker state, created after fork. `ring` is NULL with --no-metering. */
-tg_metering_t *tg_metering_create(tg_ring_t *ring, int reject_when_full);
+/**
+ * Per-worker state, created after fork. `ring` is NULL with --no-metering. With
+ * reject_when_full, admissions are counted in row `worker_index` of `gauges`.
+ */
+tg_metering_t *tg_metering_create(tg_ring_t *ring, int reject_when_full, tg_counters_t *gauges, size_t worker_index,
+                                  size_t nworkers);
 
 /** Makes the request context reachable from the logger hook (stored in req->env). */
 void tg_metering_attach(tg_request_t *r);
@@ -23,10 +28,15 @@ void tg_metering_attach(tg_request_t *r);
 void tg_metering_register_logger(h2o_pathconf_t *pathconf);
 
 /**
- * With --on-ring-full=reject: 1 when the ring is (nearly) full, in which case the
- * caller answers 503 rather than serve a request it could not meter.
+ * With --on-ring-full=reject: admits a metered request only if its record is sure to
+ * find a slot when the request ends — ring depth plus every admitted, not yet
+ * appended request of the node, plus one slot per worker for admissions racing on
+ * other workers, stays within the capacity. Returns 1 when the request must be
+ * refused (the caller answers 503 and does not meter the refusal: it would take the
+ * slot an admitted request needs). The admission ends when the request's pool is
+ * disposed, after its record was appended. Always 0 in drop mode.
  */
-int tg_metering_should_reject(tg_metering_t *m);
+int tg_metering_should_reject(tg_metering_t *m, h2o_req_t *req);
 
 typedef struct st_tg_metering_stats_t {
     unsigned long long appended, dropped, lost;

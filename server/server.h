@@ -40,6 +40,7 @@ typedef struct st_tg_server_t {
     tg_revocations_t *revocations; /* node-wide revocation feed (shared memory) */
     tg_ring_t *ring;               /* usage ring; NULL with --no-metering */
     tg_counters_t *counters;       /* node-wide statistics (server/stats.h); row 0 master, row N worker N */
+    tg_counters_t *gauges;         /* per-worker gauges (tg_gauge_t), zeroed when a worker dies */
     unsigned char jwt_secret[512];
     size_t jwt_secret_len;
 } tg_server_t;

@@ -38,4 +38,10 @@ typedef struct st_tg_stat_desc_t {
 
 extern const tg_stat_desc_t tg_stat_descs[TG_STAT_COUNT];
 
+/* Gauges: per-worker values that die with their worker (zeroed, never folded). */
+typedef enum {
+    TG_GAUGE_METERING_INFLIGHT, /* requests admitted under --on-ring-full=reject whose record is not appended yet */
+    TG_GAUGE_COUNT
+} tg_gauge_t;
+
 #endif

@@ -113,8 +113,10 @@ static void on_child_exit(tg_supervisor_t *sup, tg_child_t *ch, int status)
     int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1, sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
     pid_t dead_pid = ch->pid;
     ch->pid = 0;
-    if (ch->kind == TG_CHILD_WORKER)
+    if (ch->kind == TG_CHILD_WORKER) {
         tg_counters_retire_row(sup->server->counters, (size_t)ch->index);
+        tg_counters_zero_row(sup->server->gauges, (size_t)ch->index); /* its in-flight requests died with it */
+    }
     if (sup->stopping) {
         tg_log_info("master", "child stopped", "kind=%s index=%d exit_code=%d signal=%d", what, ch->index, code, sig);
         return;

@@ -178,7 +178,8 @@ static int setup_services(tg_worker_t *w)
     w->tokens = tg_token_cache_create(TG_WORKER_TOKEN_CACHE_SIZE, s->revocations);
     w->db = tg_db_create(w->loop, s->config.database_url, TG_WORKER_DB_CONNECTIONS, channels, on_notify, w);
     w->offload = tg_offload_create(w->loop, TG_WORKER_OFFLOAD_THREADS);
-    w->metering = tg_metering_create(s->ring, strcmp(s->config.on_ring_full, "reject") == 0);
+    w->metering = tg_metering_create(s->ring, strcmp(s->config.on_ring_full, "reject") == 0, s->gauges, (size_t)w->index,
+                                     (size_t)s->config.workers);
     return w->tokens != NULL && w->db != NULL && w->offload != NULL && w->metering != NULL ? 0 : -1;
 }
 

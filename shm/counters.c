@@ -49,6 +49,12 @@ uint64_t tg_counters_sum(const tg_counters_t *c, size_t id)
     return sum;
 }
 
+void tg_counters_zero_row(tg_counters_t *c, size_t row)
+{
+    for (size_t id = 0; id < c->ncounters; ++id)
+        atomic_store_explicit(&c->values[row * c->stride + id], 0, memory_order_relaxed);
+}
+
 void tg_counters_retire_row(tg_counters_t *c, size_t row)
 {
     /* the master folds a dead worker's row into row 0 (owned by the master), so

@@ -24,6 +24,9 @@ void tg_counters_set(tg_counters_t *c, size_t row, size_t id, uint64_t value);
 /** Sum of counter `id` over all rows. Any process. */
 uint64_t tg_counters_sum(const tg_counters_t *c, size_t id);
 
+/** Zeroes one row without folding it anywhere: for gauges of a process that died. */
+void tg_counters_zero_row(tg_counters_t *c, size_t row);
+
 /** Clears one row (a restarted worker starts from zero; its predecessor's counts are folded into row 0 first). */
 void tg_counters_retire_row(tg_counters_t *c, size_t row);
 

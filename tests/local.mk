@@ -38,3 +38,4 @@ include tests/unit/ring_local.mk
 include tests/unit/jwt_local.mk
 include tests/integration/identity_local.mk
 include tests/integration/collector_local.mk
+include tests/integration/metering_local.mk

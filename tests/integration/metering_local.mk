@@ -1,0 +1,13 @@
+# tests/integration/test_metering: metering end to end (SPEC §3 "What is metered", §5,
+# §6) against a real PostgreSQL, a real tollgated and its collector, over HTTP/1.1 and
+# h2c, with h2load for load. Included from tests/local.mk, after the fixture's rules.
+if HAVE_TEST_DEPS
+
+check_PROGRAMS += tests/integration/test_metering
+TESTS += tests/integration/test_metering
+tests_integration_test_metering_CPPFLAGS = $(AM_CPPFLAGS)
+tests_integration_test_metering_CFLAGS = $(TG_TEST_CFLAGS)
+tests_integration_test_metering_SOURCES = tests/integration/test_metering.c
+tests_integration_test_metering_LDADD = $(TG_INTEGRATION_LDADD) $(LIBS)
+
+endif
