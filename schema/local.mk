@@ -11,6 +11,7 @@
 TG_SCHEMA_SQL = \
 	schema/0001_core.sql \
 	schema/0002_usage.sql \
+	schema/0004_usage_read.sql \
 	schema/0005_credential_notify.sql
 
 schemadir = $(pkgdatadir)/schema

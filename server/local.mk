@@ -15,6 +15,7 @@ server_libtgserver_a_SOURCES = \
 	server/stats.c server/stats.h \
 	server/routes/auth_routes.c server/routes/me.c \
 	server/routes/tokens.c server/routes/token_json.c server/routes/token_json.h \
+	server/routes/usage.c server/routes/usage_query.c server/routes/usage_query.h \
 	server/handler.c \
 	server/worker.c server/worker.h \
 	server/supervisor.c server/supervisor.h \

@@ -39,3 +39,4 @@ include tests/unit/jwt_local.mk
 include tests/integration/identity_local.mk
 include tests/integration/collector_local.mk
 include tests/integration/metering_local.mk
+include tests/integration/usage_local.mk

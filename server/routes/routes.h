@@ -25,4 +25,8 @@ void tg_route_tokens_list(tg_request_t *r);
 void tg_route_tokens_get(tg_request_t *r);
 void tg_route_tokens_delete(tg_request_t *r);
 
+/* server/routes/usage.c: a token's usage page and summary (usage:read), the caller's own tokens only */
+void tg_route_usage_page(tg_request_t *r);
+void tg_route_usage_summary(tg_request_t *r);
+
 #endif

@@ -33,24 +33,36 @@ static const char CURSOR_KEY_LABEL[] = "tollgate usage cursor key v1";
 /* ------------------------------------------------------------------ SQL */
 
 /* Step 0 of every usage transaction: from here to COMMIT the connection is tollgate_app
- * (neither owner nor superuser, so row-level security applies) in the caller's tenant. */
-const char tg_usage_sql_scope[] = "SELECT set_config('statement_timeout', $2, true), set_config('role', 'tollgate_app', true),"
+ * (neither owner nor superuser, so row-level security applies) in the caller's tenant,
+ * under our statement_timeout. jit off: JIT compiles for plans whose estimated cost is
+ * high, and an OFFSET page over a big token is estimated high, so it paid ~1.5 s of
+ * compilation for a query that runs in tens of ms. enable_sort off: the planner cannot
+ * know a token's rows all share one tenant and user (it multiplies the selectivities),
+ * so for deep OFFSET pages it preferred reading all of a token's rows and sorting them
+ * (96 s measured on 10M rows) to walking the index in order (57 ms); every statement
+ * here wants index order, and the sorts they cannot avoid (at most limit + 1 rows)
+ * still run. */
+const char tg_usage_sql_scope[] = "SELECT set_config('statement_timeout', $2, true), set_config('jit', 'off', true),"
+                                  " set_config('enable_sort', 'off', true), set_config('role', 'tollgate_app', true),"
                                   " set_config('tollgate.tenant_id', $1, true)";
 
-/* The caller's token (404 when the caller does not own it) with the total of its range,
- * then its rows newest first. $1 token, $2 user, $3 tenant, $4 from (inclusive), $5 to
- * (exclusive), $6 limit + 1, $7 offset. The lateral scan reads the
- * (token_id, ts DESC, id DESC) index of the partitions inside [$4, $5) only. */
-#define USAGE_PAGE_SQL(keyset)                                                                                             \
-    "SELECT t.total, u.id, (extract(epoch FROM u.ts) * 1000000)::bigint, u.method, u.endpoint, u.response_status,"        \
-    " host(u.ip_address), u.user_agent, u.processing_time_us"                                                            \
-    " FROM (SELECT tollgate_usage_count(k.id, k.tenant_id, $4::timestamptz, $5::timestamptz) AS total"                   \
-    "       FROM api_tokens AS k WHERE k.id = $1::uuid AND k.user_id = $2::uuid AND k.tenant_id = $3::uuid) AS t"          \
-    " LEFT JOIN LATERAL ("                                                                                                \
-    "   SELECT * FROM api_token_usage AS u"                                                                               \
-    "   WHERE u.token_id = $1::uuid AND u.user_id = $2::uuid AND u.tenant_id = $3::uuid"                                  \
-    "     AND u.ts >= $4::timestamptz AND u.ts < $5::timestamptz" keyset                                                   \
-    "   ORDER BY u.ts DESC, u.id DESC LIMIT $6::bigint OFFSET $7::bigint) AS u ON true"                                   \
+/* The caller's token (no row: 404, whether unknown or not the caller's) with the total of
+ * its range, then its rows newest first. $1 token, $2 user, $3 tenant, $4 from
+ * (inclusive), $5 to (exclusive), $6 limit + 1, $7 offset. MATERIALIZED computes the
+ * total once (a pulled-up subquery would evaluate it once per output row). The lateral
+ * scan reads the (token_id, ts DESC, id DESC) index of the partitions inside [$4, $5),
+ * newest partition first, and stops after $6 + $7 rows. */
+#define USAGE_PAGE_SQL(keyset)                                                                                                     \
+    "WITH t AS MATERIALIZED ("                                                                                                     \
+    "   SELECT tollgate_usage_count(k.id, k.tenant_id, $4::timestamptz, $5::timestamptz) AS total"                                 \
+    "   FROM api_tokens AS k WHERE k.id = $1::uuid AND k.user_id = $2::uuid AND k.tenant_id = $3::uuid)"                           \
+    " SELECT t.total, u.id, (extract(epoch FROM u.ts) * 1000000)::bigint, u.method, u.endpoint, u.response_status,"                \
+    " host(u.ip_address), u.user_agent, u.processing_time_us"                                                                      \
+    " FROM t LEFT JOIN LATERAL ("                                                                                                  \
+    "   SELECT * FROM api_token_usage AS u"                                                                                        \
+    "   WHERE u.token_id = $1::uuid AND u.user_id = $2::uuid AND u.tenant_id = $3::uuid"                                           \
+    "     AND u.ts >= $4::timestamptz AND u.ts < $5::timestamptz" keyset                                                           \
+    "   ORDER BY u.ts DESC, u.id DESC LIMIT $6::bigint OFFSET $7::bigint) AS u ON true"                                            \
     " ORDER BY u.ts DESC, u.id DESC"
 
 const char tg_usage_sql_page[] = USAGE_PAGE_SQL("");
@@ -59,17 +71,17 @@ const char tg_usage_sql_page_after[] = USAGE_PAGE_SQL(" AND (u.ts, u.id) < ($8::
 
 /* The caller's token (404 when not owned), then its rollup rows in [$4, $5), oldest
  * first; buckets before the oldest retained partition describe pruned rows and are skipped. */
-#define USAGE_SUMMARY_SQL(table)                                                                                           \
-    "SELECT r.bucket_us, r.requests, r.status_2xx, r.status_3xx, r.status_4xx, r.status_5xx, r.hist"                      \
-    " FROM (SELECT k.id FROM api_tokens AS k"                                                                              \
-    "       WHERE k.id = $1::uuid AND k.user_id = $2::uuid AND k.tenant_id = $3::uuid) AS t"                             \
-    " LEFT JOIN LATERAL ("                                                                                                \
-    "   SELECT (extract(epoch FROM r.bucket) * 1000000)::bigint AS bucket_us, r.requests, r.status_2xx, r.status_3xx,"    \
-    "          r.status_4xx, r.status_5xx, r.hist::text AS hist"                                                          \
-    "   FROM " table " AS r"                                                                                              \
-    "   WHERE r.token_id = t.id AND r.tenant_id = $3::uuid"                                                               \
-    "     AND r.bucket >= greatest($4::timestamptz, tollgate_usage_retained_from()) AND r.bucket < $5::timestamptz"       \
-    "   ORDER BY r.bucket) AS r ON true"                                                                                  \
+#define USAGE_SUMMARY_SQL(table)                                                                                                   \
+    "SELECT r.bucket_us, r.requests, r.status_2xx, r.status_3xx, r.status_4xx, r.status_5xx, r.hist"                               \
+    " FROM (SELECT k.id FROM api_tokens AS k"                                                                                      \
+    "       WHERE k.id = $1::uuid AND k.user_id = $2::uuid AND k.tenant_id = $3::uuid) AS t"                                       \
+    " LEFT JOIN LATERAL ("                                                                                                         \
+    "   SELECT (extract(epoch FROM r.bucket) * 1000000)::bigint AS bucket_us, r.requests, r.status_2xx, r.status_3xx,"             \
+    "          r.status_4xx, r.status_5xx, r.hist::text AS hist"                                                                   \
+    "   FROM " table " AS r"                                                                                                       \
+    "   WHERE r.token_id = $1::uuid AND r.tenant_id = $3::uuid"                                                                    \
+    "     AND r.bucket >= greatest($4::timestamptz, tollgate_usage_retained_from()) AND r.bucket < $5::timestamptz"                \
+    "   ORDER BY r.bucket) AS r ON true"                                                                                           \
     " ORDER BY r.bucket_us"
 
 const char tg_usage_sql_summary_minute[] = USAGE_SUMMARY_SQL("api_token_usage_minute");
@@ -278,8 +290,7 @@ static const uint8_t *get_be64(const uint8_t *p, uint64_t *v)
 void tg_usage_cursor_key(const unsigned char *secret, size_t secret_len, uint8_t key[TG_USAGE_CURSOR_KEY_LEN])
 {
     unsigned int len = TG_USAGE_CURSOR_KEY_LEN;
-    HMAC(EVP_sha256(), secret, (int)secret_len, (const unsigned char *)CURSOR_KEY_LABEL, sizeof(CURSOR_KEY_LABEL) - 1, key,
-         &len);
+    HMAC(EVP_sha256(), secret, (int)secret_len, (const unsigned char *)CURSOR_KEY_LABEL, sizeof(CURSOR_KEY_LABEL) - 1, key, &len);
 }
 
 /* HMAC over the payload and what the cursor is bound to: token, caller, tenant. */
@@ -296,9 +307,8 @@ static void cursor_tag(const uint8_t key[TG_USAGE_CURSOR_KEY_LEN], const tg_usag
     memcpy(tag, mac, CURSOR_TAG_LEN);
 }
 
-void tg_usage_cursor_make(const uint8_t key[TG_USAGE_CURSOR_KEY_LEN], const tg_usage_scope_t *scope,
-                          const tg_usage_range_t *range, uint64_t offset, int64_t last_ts_us, const uint8_t last_id[16],
-                          char out[TG_USAGE_CURSOR_LEN + 1])
+void tg_usage_cursor_make(const uint8_t key[TG_USAGE_CURSOR_KEY_LEN], const tg_usage_scope_t *scope, const tg_usage_range_t *range,
+                          uint64_t offset, int64_t last_ts_us, const uint8_t last_id[16], char out[TG_USAGE_CURSOR_LEN + 1])
 {
     uint8_t raw[CURSOR_RAW_LEN], *p = raw;
     *p++ = CURSOR_VERSION;
@@ -349,8 +359,8 @@ Invalid:
 
 enum { P_PAGE, P_LIMIT, P_FROM, P_TO, P_CURSOR, P_COUNT };
 
-int tg_usage_parse_page(const char *query, size_t len, const uint8_t key[TG_USAGE_CURSOR_KEY_LEN],
-                        const tg_usage_scope_t *scope, tg_usage_page_params_t *out, tg_usage_error_t *err)
+int tg_usage_parse_page(const char *query, size_t len, const uint8_t key[TG_USAGE_CURSOR_KEY_LEN], const tg_usage_scope_t *scope,
+                        tg_usage_page_params_t *out, tg_usage_error_t *err)
 {
     query_param_t p[P_COUNT] = {{.name = "page"}, {.name = "limit"}, {.name = "from"}, {.name = "to"}, {.name = "cursor"}};
     memset(out, 0, sizeof(*out));
@@ -406,8 +416,7 @@ static int64_t floor_to(int64_t us, int64_t step)
     return q * step;
 }
 
-int tg_usage_parse_summary(const char *query, size_t len, int64_t now_us, tg_usage_summary_params_t *out,
-                           tg_usage_error_t *err)
+int tg_usage_parse_summary(const char *query, size_t len, int64_t now_us, tg_usage_summary_params_t *out, tg_usage_error_t *err)
 {
     enum { S_FROM, S_TO, S_INTERVAL, S_COUNT };
     query_param_t p[S_COUNT] = {{.name = "from"}, {.name = "to"}, {.name = "interval"}};
@@ -489,8 +498,8 @@ void tg_usage_page_request(const tg_usage_scope_t *scope, const tg_usage_page_pa
     format_bound(params->range.to_us == TG_USAGE_UNBOUNDED_TO ? TG_USAGE_UNBOUNDED_TO : params->range.to_us + 1, args->to);
     snprintf(args->limit, sizeof(args->limit), "%u", params->limit + 1);
     snprintf(args->offset, sizeof(args->offset), "%llu", params->has_cursor ? 0ULL : (unsigned long long)params->offset);
-    const char *p[] = {args->token, args->user, args->tenant, args->from, args->to, args->limit, args->offset,
-                       args->after_ts, args->after_id};
+    const char *p[] = {args->token, args->user,   args->tenant,   args->from,    args->to,
+                       args->limit, args->offset, args->after_ts, args->after_id};
     if (params->has_cursor) {
         format_bound(params->after_ts_us, args->after_ts);
         tg_uuid_format((const tg_uuid_t *)params->after_id, args->after_id);
@@ -500,15 +509,15 @@ void tg_usage_page_request(const tg_usage_scope_t *scope, const tg_usage_page_pa
     }
 }
 
-void tg_usage_summary_request(const tg_usage_scope_t *scope, const tg_usage_summary_params_t *params,
-                              tg_usage_sql_args_t *args, tg_db_request_t *request)
+void tg_usage_summary_request(const tg_usage_scope_t *scope, const tg_usage_summary_params_t *params, tg_usage_sql_args_t *args,
+                              tg_db_request_t *request)
 {
     format_scope(scope, args);
     format_bound(params->first_bucket_us, args->from);
     format_bound(params->first_bucket_us + (int64_t)params->nbuckets * params->bucket_us, args->to);
     const char *p[] = {args->token, args->user, args->tenant, args->from, args->to};
-    fill_transaction(args, params->interval == TG_USAGE_MINUTE ? tg_usage_sql_summary_minute : tg_usage_sql_summary_hour, 5,
-                     p, request);
+    fill_transaction(args, params->interval == TG_USAGE_MINUTE ? tg_usage_sql_summary_minute : tg_usage_sql_summary_hour, 5, p,
+                     request);
 }
 
 /* ------------------------------------------------------------------ results */

@@ -68,8 +68,8 @@ typedef struct st_tg_usage_range_t {
 typedef struct st_tg_usage_page_params_t {
     tg_usage_range_t range;
     uint32_t limit;
-    uint64_t offset;       /* rows newer than this page: (page - 1) * limit, or the cursor's */
-    int has_cursor;        /* keyset: only rows older than (after_ts_us, after_id) in (ts, id) order */
+    uint64_t offset; /* rows newer than this page: (page - 1) * limit, or the cursor's */
+    int has_cursor;  /* keyset: only rows older than (after_ts_us, after_id) in (ts, id) order */
     int64_t after_ts_us;
     uint8_t after_id[16];
 } tg_usage_page_params_t;
@@ -79,7 +79,7 @@ typedef enum { TG_USAGE_MINUTE = 0, TG_USAGE_HOUR, TG_USAGE_DAY } tg_usage_inter
 /** A validated summary request: whole UTC buckets from the one holding `from` to the one holding `to`. */
 typedef struct st_tg_usage_summary_params_t {
     tg_usage_interval_t interval;
-    int64_t bucket_us;     /* length of one bucket */
+    int64_t bucket_us;       /* length of one bucket */
     int64_t first_bucket_us; /* start of the first bucket */
     uint32_t nbuckets;
 } tg_usage_summary_params_t;
@@ -97,24 +97,22 @@ void tg_usage_cursor_key(const unsigned char *secret, size_t secret_len, uint8_t
  * that is not ours, was made for another token, caller or range, is refused.
  * Returns 0, or -1 with `err` filled.
  */
-int tg_usage_parse_page(const char *query, size_t len, const uint8_t key[TG_USAGE_CURSOR_KEY_LEN],
-                        const tg_usage_scope_t *scope, tg_usage_page_params_t *out, tg_usage_error_t *err);
+int tg_usage_parse_page(const char *query, size_t len, const uint8_t key[TG_USAGE_CURSOR_KEY_LEN], const tg_usage_scope_t *scope,
+                        tg_usage_page_params_t *out, tg_usage_error_t *err);
 
 /**
  * Parses the query string of GET /api/v1/tokens/:id/usage/summary: from, to, interval
  * (minute|hour|day, default hour). `to` defaults to now_us, `from` to a day (30 days
  * for interval=day) before `to`. Returns 0, or -1 with `err` filled.
  */
-int tg_usage_parse_summary(const char *query, size_t len, int64_t now_us, tg_usage_summary_params_t *out,
-                           tg_usage_error_t *err);
+int tg_usage_parse_summary(const char *query, size_t len, int64_t now_us, tg_usage_summary_params_t *out, tg_usage_error_t *err);
 
 /**
  * Writes the cursor that continues after the row (last_ts_us, last_id), `offset` rows
  * into the range, for `scope` and `range`: TG_USAGE_CURSOR_LEN characters and a NUL.
  */
-void tg_usage_cursor_make(const uint8_t key[TG_USAGE_CURSOR_KEY_LEN], const tg_usage_scope_t *scope,
-                          const tg_usage_range_t *range, uint64_t offset, int64_t last_ts_us, const uint8_t last_id[16],
-                          char out[TG_USAGE_CURSOR_LEN + 1]);
+void tg_usage_cursor_make(const uint8_t key[TG_USAGE_CURSOR_KEY_LEN], const tg_usage_scope_t *scope, const tg_usage_range_t *range,
+                          uint64_t offset, int64_t last_ts_us, const uint8_t last_id[16], char out[TG_USAGE_CURSOR_LEN + 1]);
 
 /** Text parameters of one usage transaction; tg_db_submit copies them, so this may live on the stack. */
 typedef struct st_tg_usage_sql_args_t {
@@ -138,10 +136,10 @@ void tg_usage_page_request(const tg_usage_scope_t *scope, const tg_usage_page_pa
 /**
  * Fills `request` with the summary transaction: no row when the caller owns no such
  * token; otherwise one row per rollup bucket in the range (or one row of NULLs when none),
- * ordered by bucket (see tg_usage_summary_row).
+ * ordered by bucket (see tg_usage_summary_add).
  */
-void tg_usage_summary_request(const tg_usage_scope_t *scope, const tg_usage_summary_params_t *params,
-                              tg_usage_sql_args_t *args, tg_db_request_t *request);
+void tg_usage_summary_request(const tg_usage_scope_t *scope, const tg_usage_summary_params_t *params, tg_usage_sql_args_t *args,
+                              tg_db_request_t *request);
 
 /** One usage row; strings point into the PGresult (valid until it is cleared). */
 typedef struct st_tg_usage_row_t {
