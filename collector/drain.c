@@ -16,9 +16,11 @@
  *   - loop: read up to --batch-size ready records from P without releasing; skip lost
  *     slots and invalid records (counted) while advancing; ensure the partitions of
  *     their days (outside the transaction); BEGIN; COPY; UPDATE the position from P to
- *     P + n; add the per-token counts to api_tokens (when due); COMMIT; only then release
- *     P + n. Any failure before COMMIT: ROLLBACK (or the connection died), nothing is
- *     released, P is read again from the database, retry with backoff.
+ *     P + n; add the per-token counts to api_tokens (when due); COMMIT; credit those counts
+ *     to tollgated's token table (shm/token_stats.h: live requestCount = stored + not yet
+ *     credited, so nothing is counted twice); only then release P + n. Any failure before
+ *     COMMIT: ROLLBACK (or the connection died), nothing is released, P is read again
+ *     from the database, retry with backoff.
  *   - spill: above the threshold the oldest ring records are appended to a spill file,
  *     fdatasync'd (and the directory fsync'd for a new file), then released. While spill
  *     files exist, batches come from them, in position order, with the same transaction;
@@ -104,8 +106,8 @@ static const tg_drain_token_t *tokens_find(const tg_drain_tokens_t *map, const u
     return t->used ? t : NULL;
 }
 
-/* Adds `count` requests, the latest at `last_us`. -1 when out of memory. */
-static int tokens_add(tg_drain_tokens_t *map, const uint8_t id[16], uint64_t count, int64_t last_us)
+/* Adds `count` requests (`credit` of them creditable), the latest at `last_us`. -1 when out of memory. */
+static int tokens_add(tg_drain_tokens_t *map, const uint8_t id[16], uint64_t count, uint64_t credit, int64_t last_us)
 {
     if ((map->used + 1) * 2 > map->cap) {
         tg_drain_tokens_t bigger = {calloc(map->cap != 0 ? map->cap * 2 : TG_DRAIN_TOKENS_INITIAL, sizeof(tg_drain_token_t)),
@@ -123,10 +125,12 @@ static int tokens_add(tg_drain_tokens_t *map, const uint8_t id[16], uint64_t cou
         memcpy(t->id, id, 16);
         t->used = 1;
         t->count = 0;
+        t->credit = 0;
         t->last_us = last_us;
         ++map->used;
     }
     t->count += count;
+    t->credit += credit;
     if (last_us > t->last_us)
         t->last_us = last_us;
     return 0;
@@ -228,6 +232,74 @@ Exit:
     return rc;
 }
 
+/* ---------------------------------------------------------------- live counts */
+
+/* How often the collector looks for tollgated's token table (absent, or re-created by a
+ * tollgated restart): one shm_open + fstat per second. */
+#define TG_DRAIN_TOKEN_STATS_CHECK_MS 1000
+
+/* (Re)attaches the token table when due. A replaced table makes the credits gathered
+ * against the old one meaningless for the new one: they are dropped at the next flush. */
+static void token_stats_refresh(tg_drain_t *d)
+{
+    int64_t now = tg_collector_now_ms();
+    if (d->stats_flushing || now - d->token_stats_checked_ms < TG_DRAIN_TOKEN_STATS_CHECK_MS)
+        return;
+    d->token_stats_checked_ms = now;
+    char name[256], err[256];
+    if (tg_token_stats_name(d->cfg->ring, name, sizeof(name)) != 0)
+        return;
+    if (d->token_stats != NULL && tg_token_stats_is_current(d->token_stats, name))
+        return;
+    if (d->token_stats != NULL) {
+        tg_token_stats_close(d->token_stats);
+        d->token_stats = NULL;
+        d->credits_stale = 1;
+    }
+    /* credits gathered while no table was attached are all zero: nothing to drop */
+    if ((d->token_stats = tg_token_stats_attach(name, err, sizeof(err))) != NULL)
+        tg_log_info("collector", "token table attached: stored request counts are credited to live counts", "table=%s", name);
+}
+
+/* 1 when the record at `position` of the batch's ring instance was counted in the token table. */
+static uint64_t creditable(const tg_drain_t *d, uint64_t position)
+{
+    return d->token_stats != NULL && tg_token_stats_creditable(d->token_stats, d->committed.instance, position) ? 1 : 0;
+}
+
+/* Around the COMMIT of a transaction that adds to api_tokens.request_count (tokens_flush). */
+static void token_stats_flush_begin(tg_drain_t *d)
+{
+    if (d->token_stats == NULL)
+        return;
+    tg_token_stats_flush_begin(d->token_stats);
+    d->stats_flushing = 1;
+}
+
+/* After it: credit what was committed (pending, plus `b` when it was flushed with them). */
+static void token_stats_flush_end(tg_drain_t *d, const tg_drain_batch_t *b, int committed)
+{
+    if (!d->stats_flushing)
+        return;
+    if (committed && !d->credits_stale) {
+        for (size_t i = 0; i < d->pending.cap; ++i) {
+            const tg_drain_token_t *t = &d->pending.slots[i];
+            const tg_drain_token_t *more = t->used && b != NULL ? tokens_find(&b->tokens, t->id) : NULL;
+            if (t->used)
+                tg_token_stats_credit(d->token_stats, t->id, t->credit + (more != NULL ? more->credit : 0));
+        }
+        for (size_t i = 0; b != NULL && i < b->tokens.cap; ++i) {
+            const tg_drain_token_t *t = &b->tokens.slots[i];
+            if (t->used && tokens_find(&d->pending, t->id) == NULL)
+                tg_token_stats_credit(d->token_stats, t->id, t->credit);
+        }
+    }
+    if (committed)
+        d->credits_stale = 0;
+    tg_token_stats_flush_end(d->token_stats);
+    d->stats_flushing = 0;
+}
+
 /* ---------------------------------------------------------------- setup */
 
 int tg_drain_init(tg_drain_t *d, const tg_collector_config_t *cfg, tg_ring_t *ring, char *err, size_t errlen)
@@ -265,6 +337,7 @@ void tg_drain_dispose(tg_drain_t *d)
     tg_collector_db_close(&d->db);
     tg_spill_close(d->spill);
     tg_partitions_cache_free(&d->partitions);
+    tg_token_stats_close(d->token_stats);
     for (int i = 0; i < 2; ++i) {
         tg_copy_buf_free(&d->_batches[i].copy);
         free(d->_batches[i].days);
@@ -329,7 +402,7 @@ static int batch_add_day(tg_drain_batch_t *b, int32_t day)
 }
 
 /* Adds one record to `b`: encoded as a row, or counted invalid. -1 out of memory. */
-static int batch_add_record(tg_drain_t *d, tg_drain_batch_t *b, const tg_usage_record_t *rec, int32_t today)
+static int batch_add_record(tg_drain_t *d, tg_drain_batch_t *b, const tg_usage_record_t *rec, int32_t today, uint64_t position)
 {
     const char *reason = tg_usage_record_check(rec);
     int32_t day = tg_partitions_day_of(rec->ts_us);
@@ -343,7 +416,7 @@ static int batch_add_record(tg_drain_t *d, tg_drain_batch_t *b, const tg_usage_r
     if (b->copy.len == 0 && tg_copy_binary_begin(&b->copy) != 0)
         return -1;
     if (tg_copy_binary_append(&b->copy, rec) != 0 || batch_add_day(b, day) != 0 ||
-        tokens_add(&b->tokens, rec->token_id, 1, rec->ts_us) != 0)
+        tokens_add(&b->tokens, rec->token_id, 1, creditable(d, position), rec->ts_us) != 0)
         return -1;
     if (b->rows++ == 0 || rec->ts_us < b->oldest_ts_us)
         b->oldest_ts_us = rec->ts_us;
@@ -387,7 +460,7 @@ static ssize_t fill_from_ring(tg_drain_t *d, tg_drain_batch_t *b)
         if (e->lost) {
             ++b->lost;
         } else if (e->position >= d->committed.position &&
-                   batch_add_record(d, b, (const tg_usage_record_t *)e->payload, today) != 0) {
+                   batch_add_record(d, b, (const tg_usage_record_t *)e->payload, today, e->position) != 0) {
             return -1;
         }
         if (e->position + 1 > b->end_position)
@@ -412,7 +485,7 @@ static ssize_t fill_from_spill(tg_drain_t *d)
     b->first_seen_ms = tg_collector_now_ms();
     b->end_position = d->committed.position;
     for (ssize_t i = 0; i < n; ++i) {
-        if (batch_add_record(d, b, &d->records[i], today) != 0)
+        if (batch_add_record(d, b, &d->records[i], today, d->positions[i]) != 0)
             return -1;
         if (d->positions[i] + 1 > b->end_position)
             b->end_position = d->positions[i] + 1;
@@ -469,7 +542,7 @@ static int tokens_after_commit(tg_drain_t *d, const tg_drain_batch_t *b, int flu
     }
     for (size_t i = 0; i < b->tokens.cap; ++i) {
         const tg_drain_token_t *t = &b->tokens.slots[i];
-        if (t->used && tokens_add(&d->pending, t->id, t->count, t->last_us) != 0)
+        if (t->used && tokens_add(&d->pending, t->id, t->count, t->credit, t->last_us) != 0)
             return -1; /* out of memory: these counts are lost, the rows are not */
     }
     return 0;
@@ -500,6 +573,8 @@ static int commit_batch(tg_drain_t *d, int final)
     }
     if (flush_tokens && tokens_flush(d, b) != 0)
         goto Error;
+    if (flush_tokens)
+        token_stats_flush_begin(d);
     if (tg_collector_db_command(&d->db, "COMMIT", 0, NULL) < 0)
         goto Error;
     d->in_commit = 0;
@@ -507,6 +582,7 @@ static int commit_batch(tg_drain_t *d, int final)
     /* committed: the records are in PostgreSQL, so their ring slots (or spill frames) may go */
     d->committed = to;
     d->retry_delay_ms = 0;
+    token_stats_flush_end(d, b, 1);
     tokens_after_commit(d, b, flush_tokens);
     if (flush_tokens)
         d->tokens_flushed_ms = now;
@@ -531,6 +607,7 @@ static int commit_batch(tg_drain_t *d, int final)
 
 Error:
     d->in_commit = 0;
+    token_stats_flush_end(d, b, 0);
     commit_failed(d, d->db.conn == NULL ? "database connection lost" : "statement failed");
     return -1;
 }
@@ -718,15 +795,21 @@ Retry:
 /* Writes the pending per-token counts of committed batches in a transaction of their own. */
 static int flush_tokens_alone(tg_drain_t *d)
 {
-    if (tg_collector_db_command(&d->db, "BEGIN", 0, NULL) < 0 || tokens_flush(d, NULL) != 0 ||
-        tg_collector_db_command(&d->db, "COMMIT", 0, NULL) < 0) {
-        if (d->db.conn != NULL)
-            PQclear(tg_collector_db_query(&d->db, "ROLLBACK", 0, NULL, PGRES_COMMAND_OK));
-        return -1;
-    }
+    if (tg_collector_db_command(&d->db, "BEGIN", 0, NULL) < 0 || tokens_flush(d, NULL) != 0)
+        goto Error;
+    token_stats_flush_begin(d);
+    if (tg_collector_db_command(&d->db, "COMMIT", 0, NULL) < 0)
+        goto Error;
+    token_stats_flush_end(d, NULL, 1);
     tokens_clear(&d->pending);
     d->tokens_flushed_ms = tg_collector_now_ms();
     return 0;
+
+Error:
+    token_stats_flush_end(d, NULL, 0);
+    if (d->db.conn != NULL)
+        PQclear(tg_collector_db_query(&d->db, "ROLLBACK", 0, NULL, PGRES_COMMAND_OK));
+    return -1;
 }
 
 void tg_drain_finish(tg_drain_t *d)
@@ -756,6 +839,7 @@ static void update_lag(tg_drain_t *d)
 
 int tg_drain_step(tg_drain_t *d, int final)
 {
+    token_stats_refresh(d);
     tg_drain_spill_check(d);
     update_lag(d);
     int64_t now = tg_collector_now_ms();

@@ -16,6 +16,7 @@
 #include "collector/settings.h"
 #include "collector/spill.h"
 #include "shm/ring.h"
+#include "shm/token_stats.h"
 
 /* Ring records read per tg_ring_read call and per spill write+fdatasync: 4096 * 248 B = 1 MB. */
 #define TG_DRAIN_CHUNK 4096
@@ -25,6 +26,7 @@ typedef struct st_tg_drain_token_t {
     uint8_t id[16];
     int used;
     uint64_t count;
+    uint64_t credit; /* of count: records tollgated's token table counted (shm/token_stats.h) */
     int64_t last_us;
 } tg_drain_token_t;
 
@@ -83,6 +85,12 @@ typedef struct st_tg_drain_t {
     int64_t retry_at_ms; /* after a failed commit that kept the connection */
     int64_t retry_delay_ms;
     int in_commit; /* the spill check runs from the db idle callback */
+    /* tollgated's token table: what a flush adds to api_tokens.request_count is credited
+     * there, so the token object's live count (stored + uncredited) never counts twice */
+    tg_token_stats_t *token_stats;
+    int64_t token_stats_checked_ms;
+    int credits_stale; /* pending credits were counted against a table that was replaced: drop them */
+    int stats_flushing;
     tg_drain_stats_t stats;
 } tg_drain_t;
 

@@ -12,7 +12,8 @@ TG_SCHEMA_SQL = \
 	schema/0001_core.sql \
 	schema/0002_usage.sql \
 	schema/0004_usage_read.sql \
-	schema/0005_credential_notify.sql
+	schema/0005_credential_notify.sql \
+	schema/0006_token_policies.sql
 
 schemadir = $(pkgdatadir)/schema
 dist_schema_DATA = $(TG_SCHEMA_SQL)

@@ -18,17 +18,23 @@
 #include "server/http.h"
 #include "server/jwt.h"
 #include "server/metering.h"
+#include "server/policy.h"
 #include "server/token_cache.h"
 #include "server/worker.h"
 
 /* No credential of ours is longer: API tokens are 42 bytes, JWTs < TG_JWT_MAX_LEN. */
 #define TG_AUTH_MAX_CREDENTIAL TG_JWT_MAX_LEN
 
+/* Columns 7.. are the policies, in the order tg_policy_from_row() reads them. */
 static const char SQL_TOKEN_BY_HASH[] =
     "SELECT t.id, t.user_id, t.tenant_id, array_to_string(t.scopes, ' '),"
     " coalesce((extract(epoch FROM t.expires_at) * 1000000)::bigint, 0),"
-    " coalesce((extract(epoch FROM t.revoked_at) * 1000000)::bigint, 0), u.email"
+    " coalesce((extract(epoch FROM t.revoked_at) * 1000000)::bigint, 0), u.email,"
+    " array_to_string(t.allowed_ips, ' '),"
+    " (t.rate_limit ->> 'requests')::bigint, (t.rate_limit ->> 'perSeconds')::bigint, (t.rate_limit ->> 'burst')::bigint,"
+    " (t.quota ->> 'requests')::bigint, t.quota ->> 'period'"
     " FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1";
+#define TG_AUTH_POLICY_COLUMN 7
 
 static const char SQL_SESSION_BY_ID[] =
     "SELECT s.user_id, s.tenant_id,"
@@ -47,6 +53,12 @@ static void send_invalid(tg_request_t *r)
 {
     tg_worker_count(r->worker, TG_STAT_AUTH_REJECTED);
     tg_http_send_error(r->req, 401, "invalid_token", "The access token is missing, malformed, expired or revoked.");
+}
+
+static void send_ip_not_allowed(tg_request_t *r)
+{
+    tg_worker_count(r->worker, TG_STAT_AUTH_REJECTED);
+    tg_http_send_error(r->req, 403, "ip_not_allowed", "This token may not be used from this address.");
 }
 
 static void send_missing(tg_request_t *r)
@@ -179,7 +191,31 @@ static void fill_context(tg_request_t *r, const tg_cached_token_t *e)
     }
 }
 
-/* Decides on a cached or freshly loaded entry. */
+/* A metered request of a known token counts in its live figures (lastUsedAt,
+ * requestCount) exactly when it will have a usage record: a load and two stores on this
+ * worker's own row of the shared table. */
+static void count_use(tg_request_t *r, const tg_cached_token_t *e)
+{
+    tg_token_stats_t *stats = r->worker->server->token_stats;
+    if (e->kind == 1 && e->stats_slot != TG_TOKEN_STATS_NO_SLOT && stats != NULL)
+        tg_token_stats_count(stats, (size_t)r->worker->index, e->stats_slot, r->start_us / 1000);
+}
+
+/* A token with a rate limit or quota carries them to tg_policy_charge(), in the request's
+ * pool; a token without them pays one flag test. */
+static void carry_limits(tg_request_t *r, const tg_cached_token_t *e)
+{
+    if ((e->policy.flags & (TG_POLICY_RATE | TG_POLICY_QUOTA)) != 0) {
+        tg_token_limits_t *limits = h2o_mem_alloc_pool(&r->req->pool, sizeof(*limits));
+        *limits = e->policy.limits;
+        limits->stats_slot = e->stats_slot;
+        r->auth.limits = limits;
+    }
+}
+
+/* Decides on a cached or freshly loaded entry. Order (SPEC §3 and the policy issue):
+ * revoked or expired 401, allowedIps 403; then the route's scope 403, rate limit and quota
+ * 429 in tg_auth_require_scope / tg_auth_admit. All after fill_context(), so all metered. */
 static void finish_with_entry(tg_request_t *r, const tg_cached_token_t *e, tg_auth_next_fn next)
 {
     int64_t now = now_us(r);
@@ -189,7 +225,13 @@ static void finish_with_entry(tg_request_t *r, const tg_cached_token_t *e, tg_au
     if (expired || revoked) {
         if (e->kind == 2)
             r->auth.method = TG_AUTH_NONE;
+        count_use(r, e);
         send_invalid(r);
+        return;
+    }
+    if ((e->policy.flags & TG_POLICY_IPS) != 0 && !tg_policy_peer_allowed(&e->policy, r->req)) {
+        count_use(r, e);
+        send_ip_not_allowed(r);
         return;
     }
     tg_worker_count(r->worker, e->kind == 1 ? TG_STAT_AUTH_OK_API_TOKEN : TG_STAT_AUTH_OK_JWT);
@@ -199,6 +241,8 @@ static void finish_with_entry(tg_request_t *r, const tg_cached_token_t *e, tg_au
         tg_http_send_error(r->req, 503, "metering_unavailable", "Usage cannot be recorded right now; retry shortly.");
         return;
     }
+    count_use(r, e);
+    carry_limits(r, e);
     next(r);
 }
 
@@ -218,6 +262,22 @@ static void lookup_failed(tg_request_t *r, const char *error)
 }
 
 /* ------------------------------------------------------------------ API tokens */
+
+/* The token's slot in the node-wide table, claimed when the token is first loaded. */
+static uint32_t claim_stats_slot(tg_worker_t *w, const uint8_t id[16])
+{
+    tg_token_stats_t *stats = w->server->token_stats;
+    if (stats == NULL)
+        return TG_TOKEN_STATS_NO_SLOT;
+    uint32_t slot = tg_token_stats_slot(stats, id, 1);
+    if (slot == TG_TOKEN_STATS_NO_SLOT) {
+        uint64_t refused = tg_token_stats_full(stats);
+        if ((refused & (refused - 1)) == 0) /* 1st, 2nd, 4th, 8th ...: the log stays quiet under a flood */
+            tg_log_warn("auth", "token table full: token served without live counts, rate limit or quota",
+                        "refused=%llu capacity=%d", (unsigned long long)refused, TG_TOKEN_STATS_CAPACITY);
+    }
+    return slot;
+}
 
 static void on_token_row(void *data, PGresult *res, const char *sqlstate, const char *error)
 {
@@ -247,10 +307,16 @@ static void on_token_row(void *data, PGresult *res, const char *sqlstate, const 
         lookup_failed(r, "malformed token row");
         return;
     }
+    if (tg_policy_from_row(&e->policy, res, 0, TG_AUTH_POLICY_COLUMN) != 0) {
+        lookup_failed(r, "unparseable token policy"); /* fail closed, and uncached: retried on the next request */
+        return;
+    }
     e->scopes = parse_scopes(r->worker->server, PQgetvalue(res, 0, 3));
     e->expires_at_us = strtoll(PQgetvalue(res, 0, 4), NULL, 10);
     e->revoked_at_us = strtoll(PQgetvalue(res, 0, 5), NULL, 10);
     copy_email(e, res, 6);
+    e->stats_slot = claim_stats_slot(r->worker, e->id);
+    /* the cache takes over e->policy's allocation; e stays readable for this call */
     tg_token_cache_put(cache, e, now);
     finish_with_entry(r, e, l->next);
 }
@@ -384,12 +450,18 @@ void tg_auth_run(tg_request_t *r, tg_auth_next_fn next)
         auth_api_token(r, credential, next);
 }
 
+int tg_auth_admit(tg_request_t *r)
+{
+    return r->auth.limits == NULL || tg_policy_charge(r);
+}
+
 int tg_auth_require_scope(tg_request_t *r, unsigned scope)
 {
-    if ((r->auth.scopes & scope) == scope)
-        return 1;
-    tg_http_send_error(r->req, 403, "insufficient_scope", "This token's scopes do not allow this request.");
-    return 0;
+    if ((r->auth.scopes & scope) != scope) {
+        tg_http_send_error(r->req, 403, "insufficient_scope", "This token's scopes do not allow this request.");
+        return 0;
+    }
+    return tg_auth_admit(r);
 }
 
 void tg_auth_revoke(tg_worker_t *w, const uint8_t id[16], int is_session)

@@ -39,10 +39,21 @@ unsigned tg_auth_proxy_scope_bit(const struct st_tg_server_t *server, const char
 void tg_auth_run(tg_request_t *r, tg_auth_next_fn next);
 
 /**
- * Route-level scope check: 1 when the caller may proceed; otherwise sends 403
- * insufficient_scope and returns 0. JWT sessions hold every scope.
+ * Route-level admission, the first thing every protected route does before any work:
+ * the scope check (403 insufficient_scope; JWT sessions hold every scope; `scope` 0 for
+ * routes that need none), then the token's rate limit and quota (429 rate_limited /
+ * quota_exceeded, server/policy.h), charged once per request. 1 when the caller may
+ * proceed; otherwise the response is sent and it returns 0. A route that skips this also
+ * skips the token's rate limit and quota.
  */
 int tg_auth_require_scope(tg_request_t *r, unsigned scope);
+
+/**
+ * The second half of tg_auth_require_scope, for routes that check their scope themselves
+ * (proxy routes: any of several bits): charges rate limit and quota. 1 to proceed, 0 when
+ * it answered 429.
+ */
+int tg_auth_admit(tg_request_t *r);
 
 /**
  * Tells every worker of this node that a token (or, with is_session, a session) is

@@ -23,6 +23,7 @@ server_libtgserver_a_SOURCES = \
 	server/offload.c server/offload.h \
 	server/token_cache.c server/token_cache.h \
 	server/auth.c server/auth.h \
+	server/policy.c server/policy.h \
 	server/jwt.c server/jwt.h \
 	server/proxy.c server/proxy.h \
 	server/metering.c server/metering.h

@@ -95,6 +95,26 @@ static int open_listeners(tg_server_t *server, char *err, size_t errlen)
     return 0;
 }
 
+/*
+ * The node-wide token table (rate limits, quotas, live counts), named after the ring so
+ * the collector finds it. Fresh at every start: it remembers the ring position from which
+ * the collector may subtract what it stores from these counts.
+ */
+static tg_token_stats_t *open_token_stats(const tg_server_t *server, char *name, size_t name_cap, char *err, size_t errlen)
+{
+    uint8_t instance[TG_RING_INSTANCE_ID_SIZE] = {0};
+    uint64_t start = 0;
+    if (server->ring != NULL) {
+        tg_ring_instance_id(server->ring, instance);
+        start = tg_ring_head(server->ring);
+    }
+    if (tg_token_stats_name(server->config.ring, name, name_cap) != 0) {
+        snprintf(err, errlen, "invalid value for ring: %s is too long", server->config.ring);
+        return NULL;
+    }
+    return tg_token_stats_create(name, TG_TOKEN_STATS_CAPACITY, (size_t)server->config.workers + 1, instance, start, err, errlen);
+}
+
 /* tollgate-collector is looked up next to tollgated unless --collector-path says otherwise. */
 static char *find_collector(const tg_server_config_t *c)
 {
@@ -169,6 +189,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "tollgated: %s\n", err);
         return 1;
     }
+    char token_stats_name[256];
+    if ((server.token_stats = open_token_stats(&server, token_stats_name, sizeof(token_stats_name), err, sizeof(err))) == NULL) {
+        tg_log_error("master", "cannot create the token table", "error=%s", err);
+        fprintf(stderr, "tollgated: %s\n", err);
+        return 1;
+    }
     if (open_listeners(&server, err, sizeof(err)) != 0) {
         tg_log_error("master", "cannot open listeners", "error=%s", err);
         fprintf(stderr, "tollgated: %s\n", err);
@@ -187,5 +213,9 @@ int main(int argc, char **argv)
         }
     }
     tg_log_info("master", "started", "workers=%ld listeners=%zu", server.config.workers, server.nlisteners);
-    return tg_supervisor_run(&sup);
+    int status = tg_supervisor_run(&sup);
+    /* its counts mean nothing to the next tollgated (which makes a fresh one); a collector
+     * still attached keeps its mapping */
+    tg_token_stats_unlink(token_stats_name);
+    return status;
 }

@@ -58,6 +58,8 @@ static void on_authenticated(tg_request_t *r)
         tg_http_send_error(req, 403, "insufficient_scope", "This token's scopes do not allow this route.");
         return;
     }
+    if (!tg_auth_admit(r)) /* the token's rate limit and quota, after its scope */
+        return;
     /* the upstream trusts these headers, so a client's own copies never pass */
     delete_all(req, H2O_TOKEN_AUTHORIZATION);
     for (size_t i = 0; i < sizeof(identity_headers) / sizeof(identity_headers[0]); ++i)

@@ -10,6 +10,8 @@
 #include <stdint.h>
 #include <sys/time.h>
 
+#include "shm/token_stats.h"
+
 struct st_tg_worker_t;
 
 /** Wall-clock microseconds (gettimeofday: vDSO, no syscall). h2o's own request
@@ -23,6 +25,23 @@ static inline int64_t tg_request_now_us(void)
 
 typedef enum { TG_AUTH_NONE = 0, TG_AUTH_JWT, TG_AUTH_API_TOKEN } tg_auth_method_t;
 
+/**
+ * An API token's rate limit and quota as the request needs them (server/policy.h): copied
+ * from the credential cache into the request's pool only for tokens that have either
+ * (a token without them pays nothing), charged once by tg_policy_charge() after the
+ * route's scope check.
+ */
+typedef struct st_tg_token_limits_t {
+    uint32_t stats_slot;   /* the token's slot in shm/token_stats */
+    uint8_t has_rate;      /* rateLimit is set: gcra and rate_* are valid */
+    uint8_t quota_period;  /* TG_QUOTA_DAY / TG_QUOTA_MONTH, or TG_QUOTA_NONE */
+    uint32_t rate_requests; /* as configured, for the RateLimit-* headers */
+    uint32_t rate_per_seconds;
+    uint32_t rate_burst;
+    tg_gcra_t gcra;
+    uint64_t quota_requests;
+} tg_token_limits_t;
+
 /** Who is calling: filled by the auth middleware, identical in shape for both methods. */
 typedef struct st_tg_auth_context_t {
     tg_auth_method_t method;
@@ -32,6 +51,7 @@ typedef struct st_tg_auth_context_t {
     uint8_t session_id[16]; /* JWT only */
     unsigned scopes;        /* TG_SCOPE_* bits */
     int metered;            /* an API token that maps to a known token: meter this request, whatever its outcome */
+    tg_token_limits_t *limits; /* in the request's pool: a rate limit or quota still to be charged (tg_auth_admit); else NULL */
     uint8_t email_len;
     char email[255];        /* the user's email (RFC 5321: at most 254), not NUL-terminated */
 } tg_auth_context_t;

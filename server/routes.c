@@ -15,6 +15,7 @@ const tg_route_t tg_routes[] = {
     {"GET", "/api/v1/tokens", TG_ROUTE_AUTH, tg_route_tokens_list},
     {"GET", "/api/v1/tokens/:id", TG_ROUTE_AUTH, tg_route_tokens_get},
     {"DELETE", "/api/v1/tokens/:id", TG_ROUTE_AUTH, tg_route_tokens_delete},
+    {"POST", "/api/v1/tokens/:id/rotate", TG_ROUTE_AUTH, tg_route_tokens_rotate},
     {"GET", "/api/v1/tokens/:id/usage", TG_ROUTE_AUTH, tg_route_usage_page},
     {"GET", "/api/v1/tokens/:id/usage/summary", TG_ROUTE_AUTH, tg_route_usage_summary},
     {NULL, NULL, 0, NULL},

@@ -12,6 +12,7 @@
 #include "shm/counters.h"
 #include "shm/revocations.h"
 #include "shm/ring.h"
+#include "shm/token_stats.h"
 
 /* SPEC §2 allows repeated --listen plus one --tls-listen; 16 is a generous ceiling. */
 #define TG_MAX_LISTENERS 16
@@ -41,6 +42,7 @@ typedef struct st_tg_server_t {
     tg_ring_t *ring;               /* usage ring; NULL with --no-metering */
     tg_counters_t *counters;       /* node-wide statistics (server/stats.h); row 0 master, row N worker N */
     tg_counters_t *gauges;         /* per-worker gauges (tg_gauge_t), zeroed when a worker dies */
+    tg_token_stats_t *token_stats; /* node-wide per-token limits and live counts (shm/token_stats.h); row N worker N */
     unsigned char jwt_secret[512];
     size_t jwt_secret_len;
 } tg_server_t;

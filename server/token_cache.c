@@ -12,7 +12,7 @@
 
 #include "common/log.h"
 
-/* Eight slots of 120 bytes: the whole probe window is a few cache lines. */
+/* Eight slots: the probe compares keys only, so a miss touches eight key lines. */
 #define TG_TOKEN_CACHE_PROBE 8
 /* A revocation slot claimed but unpublished for this long belongs to a writer that
  * died mid-publish: skip it and flush, rather than waiting for it forever. */
@@ -44,6 +44,14 @@ tg_token_cache_t *tg_token_cache_create(size_t capacity, tg_revocations_t *revoc
     return c;
 }
 
+/* Empties an entry, freeing what it owns (allowedIps beyond the inline ones). */
+static void entry_clear(tg_cached_token_t *e)
+{
+    if (e->policy.extra_cidrs != NULL)
+        tg_policy_dispose(&e->policy);
+    memset(e, 0, sizeof(*e));
+}
+
 static size_t slot_of(const uint8_t key[32])
 {
     uint64_t h;
@@ -53,14 +61,16 @@ static size_t slot_of(const uint8_t key[32])
 
 void tg_token_cache_flush(tg_token_cache_t *c)
 {
-    memset(c->entries, 0, (c->mask + 1) * sizeof(*c->entries));
+    for (size_t i = 0; i <= c->mask; ++i)
+        if (c->entries[i].kind != KIND_EMPTY)
+            entry_clear(&c->entries[i]);
 }
 
 void tg_token_cache_forget_id(tg_token_cache_t *c, const uint8_t id[16])
 {
     for (size_t i = 0; i <= c->mask; ++i)
         if (c->entries[i].kind != KIND_EMPTY && memcmp(c->entries[i].id, id, 16) == 0)
-            memset(&c->entries[i], 0, sizeof(c->entries[i]));
+            entry_clear(&c->entries[i]);
 }
 
 void tg_token_cache_sync(tg_token_cache_t *c, uint64_t now_ms)
@@ -103,7 +113,7 @@ static tg_cache_lookup_t find(tg_token_cache_t *c, uint8_t kind, const uint8_t k
             continue;
         uint64_t ttl = e->negative ? TG_TOKEN_CACHE_NEGATIVE_TTL_MS : TG_TOKEN_CACHE_TTL_MS;
         if (now_ms - e->cached_at_ms >= ttl) {
-            memset(e, 0, sizeof(*e));
+            entry_clear(e);
             return TG_CACHE_MISS;
         }
         *entry = e;
@@ -143,6 +153,8 @@ void tg_token_cache_put(tg_token_cache_t *c, const tg_cached_token_t *entry, uin
             victim = e;
         }
     }
+    if (victim->kind != KIND_EMPTY && victim->policy.extra_cidrs != entry->policy.extra_cidrs)
+        tg_policy_dispose(&victim->policy);
     *victim = *entry;
     victim->cached_at_ms = now_ms;
 }

@@ -11,9 +11,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "server/policy.h"
 #include "shm/revocations.h"
 
-/* Entries are ~400 bytes (mostly the email): 16384 of them are 6.5 MiB per worker. */
+/* Entries are ~720 bytes (the email, and allowedIps kept inline): 16384 of them are
+ * 11.5 MiB per worker. */
 /* Positive entries are re-validated against PostgreSQL after this long, the safety
  * net should a NOTIFY from another node be missed (the listener also flushes on
  * reconnect). */
@@ -32,10 +34,12 @@ typedef struct st_tg_cached_token_t {
     int64_t revoked_at_us; /* 0: not revoked */
     uint64_t cached_at_ms;
     unsigned scopes;
+    uint32_t stats_slot;   /* API tokens: the slot in shm/token_stats, or TG_TOKEN_STATS_NO_SLOT */
     uint8_t kind;          /* 0 empty, 1 API token, 2 session */
     uint8_t negative;      /* no such token */
     uint8_t email_len;
     char email[255];       /* cached so GET /api/v1/me needs no query */
+    tg_token_policy_t policy; /* API tokens: allowedIps, rateLimit, quota (server/policy.h) */
 } tg_cached_token_t;
 
 typedef struct st_tg_token_cache_t tg_token_cache_t;
@@ -57,7 +61,11 @@ tg_cache_lookup_t tg_token_cache_find_token(tg_token_cache_t *cache, const uint8
 tg_cache_lookup_t tg_token_cache_find_session(tg_token_cache_t *cache, const uint8_t session_id[16], uint64_t now_ms,
                                               const tg_cached_token_t **entry);
 
-/** Inserts or replaces an entry (kind and key set by the caller), evicting the oldest in its probe window. */
+/**
+ * Inserts or replaces an entry (kind and key set by the caller), evicting the oldest in its
+ * probe window. The cache takes over entry->policy.extra_cidrs (freed when the entry goes):
+ * the caller must not free it, and may read its copy only until the next cache call.
+ */
 void tg_token_cache_put(tg_token_cache_t *cache, const tg_cached_token_t *entry, uint64_t now_ms);
 
 /** Forgets entries whose id (token id or session id) matches. */

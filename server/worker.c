@@ -24,7 +24,7 @@
 #define TG_WORKER_DB_CONNECTIONS 4
 /* Argon2id checks at login: two threads keep a login burst from queueing long. */
 #define TG_WORKER_OFFLOAD_THREADS 2
-/* Credentials cached per worker: 16384 x 128 B = 2 MiB. */
+/* Credentials cached per worker: 16384 x ~720 B (server/token_cache.h) = 11.5 MiB. */
 #define TG_WORKER_TOKEN_CACHE_SIZE 16384
 /* The NOTIFY channel on which revocations reach the other nodes (issue 3: within 1 s). */
 #define TG_REVOCATION_CHANNEL "tollgate_revocations"

@@ -40,3 +40,5 @@ include tests/integration/identity_local.mk
 include tests/integration/collector_local.mk
 include tests/integration/metering_local.mk
 include tests/integration/usage_local.mk
+include tests/unit/token_stats_local.mk
+include tests/integration/policies_local.mk

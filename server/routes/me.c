@@ -11,6 +11,7 @@
 
 #include "common/log.h"
 #include "common/uuid.h"
+#include "server/auth.h"
 #include "server/http.h"
 
 /* The fixed parts of the body (under 160 bytes) plus three UUIDs. */
@@ -34,6 +35,8 @@ static size_t put_uuid(char *buf, size_t pos, const uint8_t id[16])
 
 void tg_route_me(tg_request_t *r)
 {
+    if (!tg_auth_require_scope(r, 0)) /* no scope needed; a token's rate limit and quota still apply */
+        return;
     const tg_auth_context_t *a = &r->auth;
     /* sized for this email (an escaped byte takes at most 6), so the pool's current
      * chunk usually holds it and nothing is malloc'd */

@@ -24,6 +24,7 @@ void tg_route_tokens_create(tg_request_t *r);
 void tg_route_tokens_list(tg_request_t *r);
 void tg_route_tokens_get(tg_request_t *r);
 void tg_route_tokens_delete(tg_request_t *r);
+void tg_route_tokens_rotate(tg_request_t *r); /* POST /api/v1/tokens/:id/rotate (tokens:write) */
 
 /* server/routes/usage.c: a token's usage page and summary (usage:read), the caller's own tokens only */
 void tg_route_usage_page(tg_request_t *r);

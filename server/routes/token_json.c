@@ -24,6 +24,7 @@ enum {
     COL_RATE_LIMIT,
     COL_QUOTA,
     COL_REQUEST_COUNT,
+    COL_QUOTA_USED,
 };
 
 static int parse_int64(const char *text, int64_t *out)
@@ -58,12 +59,17 @@ static json_t *stored_json(const PGresult *res, int row, int col)
     return json_loads(PQgetvalue(res, row, col), JSON_DECODE_ANY, &err);
 }
 
-/* The stored quota {"requests","period"} plus "used". */
+/* The stored quota {"requests","period"} plus "used" (NULL, a period we do not know: 0). */
 static json_t *quota_json(const PGresult *res, int row)
 {
     json_t *quota = stored_json(res, row, COL_QUOTA);
+    int64_t used = 0;
+    if (!PQgetisnull(res, row, COL_QUOTA_USED) && parse_int64(PQgetvalue(res, row, COL_QUOTA_USED), &used) != 0) {
+        json_decref(quota);
+        return NULL;
+    }
     if (quota != NULL && json_is_object(quota))
-        json_object_set_new(quota, "used", json_integer(0));
+        json_object_set_new(quota, "used", json_integer((json_int_t)used));
     return quota;
 }
 
@@ -85,7 +91,7 @@ static int set_field(json_t *obj, const char *key, json_t *value)
 
 json_t *tg_token_json_from_row(const PGresult *res, int row)
 {
-    if (PQnfields(res) != TG_TOKEN_SQL_NCOLUMNS || row < 0 || row >= PQntuples(res)) {
+    if (PQnfields(res) < TG_TOKEN_SQL_NCOLUMNS || row < 0 || row >= PQntuples(res)) {
         tg_log_error("tokens", "unexpected token row shape", "fields=%d row=%d", PQnfields(res), row);
         return NULL;
     }

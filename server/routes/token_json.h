@@ -22,16 +22,18 @@
     "floor(extract(epoch FROM expires_at) * 1000000)::bigint, "                                                                    \
     "floor(extract(epoch FROM last_used_at) * 1000000)::bigint, "                                                                  \
     "floor(extract(epoch FROM revoked_at) * 1000000)::bigint, "                                                                    \
-    "to_json(scopes)::text, to_json(allowed_ips)::text, rate_limit::text, quota::text, request_count"
+    "to_json(scopes)::text, to_json(allowed_ips)::text, rate_limit::text, quota::text, request_count, "                          \
+    "tollgate_token_quota_used(id, quota)"
 
 /** Number of columns in TG_TOKEN_SQL_COLUMNS. */
-#define TG_TOKEN_SQL_NCOLUMNS 12
+#define TG_TOKEN_SQL_NCOLUMNS 13
 
 /**
- * Encodes row `row` of `res` (selected with TG_TOKEN_SQL_COLUMNS) as a new token
- * object; the caller owns the reference. The quota object gains "used" (0 until live
- * quota counters exist). Returns NULL, after logging why, when the row does not have
- * the expected shape.
+ * Encodes row `row` of `res` (selected with TG_TOKEN_SQL_COLUMNS first; further columns
+ * are ignored) as a new token object; the caller owns the reference. The quota object
+ * gains "used": the stored rows that count against the current period
+ * (schema/0006_token_policies.sql); tg_policy_overlay_live() adds this node's live figures.
+ * Returns NULL, after logging why, when the row does not have the expected shape.
  */
 json_t *tg_token_json_from_row(const PGresult *res, int row);
 

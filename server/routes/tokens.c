@@ -3,7 +3,8 @@
  * Every statement is parameterised and filtered by the caller's user_id AND tenant_id,
  * so another user's or tenant's token looks exactly like a missing one (404). Only the
  * SHA-256 of a new token and its display prefix are stored; the plaintext is answered
- * once and wiped from the request's memory when the request goes.
+ * once and wiped from the request's memory when the request goes. Token objects get this
+ * node's live figures (server/policy.h); rotation lives here too.
  */
 #include "server/routes/routes.h"
 
@@ -21,6 +22,7 @@
 #include "server/auth.h"
 #include "server/db.h"
 #include "server/http.h"
+#include "server/policy.h"
 #include "server/routes/token_json.h"
 #include "server/worker.h"
 
@@ -40,6 +42,13 @@
 #define TOKEN_ERROR_MAX 200
 /* "ffff:...:ffff/128" plus slack: INET6_ADDRSTRLEN (46) + "/128". */
 #define TOKEN_CIDR_MAX 64
+/* Rotation overlap: up to 7 days, as long as Stripe lets a rolled key live; enough to
+ * redeploy a fleet, short enough that a leaked key does not linger. */
+#define TOKEN_ROTATE_MAX_OVERLAP_S 604800
+/* Queries for token objects run again when a collector flush overlapped them (the live
+ * requestCount would count that flush twice); a flush is ~1 ms every second, so a third
+ * overlap in a row means something odd: answer with what we have. */
+#define TOKEN_LIVE_ATTEMPTS 3
 
 static const char SQL_INSERT[] =
     "INSERT INTO api_tokens (id, user_id, tenant_id, name, prefix, token_hash, scopes, allowed_ips, rate_limit, quota,"
@@ -67,6 +76,31 @@ static const char SQL_REVOKE[] = "WITH r AS (UPDATE api_tokens SET revoked_at = 
                                  " SELECT o.id::text, (SELECT count(*) FROM n) FROM api_tokens o"
                                  " WHERE o.id = $1::uuid AND o.user_id = $2::uuid AND o.tenant_id = $3::uuid";
 
+/*
+ * Rotation, step 1: revoke the old token at now() + overlap if it is live (locked, so two
+ * rotations of one token cannot both succeed) and insert its successor with the same
+ * name, scopes, policies and expiry. The revoked_at change fires 0005's trigger: other
+ * nodes are told through NOTIFY when this commits.
+ */
+static const char SQL_ROTATE[] =
+    "WITH old AS (SELECT id, revoked_at, expires_at FROM api_tokens"
+    " WHERE id = $1::uuid AND user_id = $2::uuid AND tenant_id = $3::uuid FOR UPDATE),"
+    " upd AS (UPDATE api_tokens t SET revoked_at = now() + $4::int * interval '1 second' FROM old"
+    " WHERE t.id = old.id AND old.revoked_at IS NULL AND (old.expires_at IS NULL OR old.expires_at > now())"
+    " RETURNING t.id, t.user_id, t.tenant_id, t.name, t.scopes, t.allowed_ips, t.rate_limit, t.quota, t.expires_at)"
+    " INSERT INTO api_tokens (id, user_id, tenant_id, name, prefix, token_hash, scopes, allowed_ips, rate_limit, quota,"
+    " expires_at, rotated_from)"
+    " SELECT $5::uuid, user_id, tenant_id, name, $6, decode($7, 'hex'), scopes, allowed_ips, rate_limit, quota, expires_at, id"
+    " FROM upd";
+
+/* Rotation, step 2 (same transaction): the successor's token object (it sees its
+ * predecessor's quota usage now), or NULLs and why not; no row when the caller does not
+ * own the old token. */
+static const char SQL_ROTATE_RESULT[] =
+    "SELECT n.*, CASE WHEN n.id IS NOT NULL THEN 'rotated' WHEN o.revoked_at IS NOT NULL THEN 'revoked' ELSE 'expired' END"
+    " FROM api_tokens o LEFT JOIN LATERAL (SELECT " TG_TOKEN_SQL_COLUMNS " FROM api_tokens WHERE id = $4::uuid) n ON true"
+    " WHERE o.id = $1::uuid AND o.user_id = $2::uuid AND o.tenant_id = $3::uuid";
+
 static const struct {
     const char *name;
     unsigned bit;
@@ -84,8 +118,11 @@ typedef struct st_tokens_call_t {
     tg_request_t *r;      /* NULL once the request is gone */
     tg_db_query_t *query; /* in flight, or NULL */
     int waiting;          /* set before submitting, cleared by the callback */
+    int attempts;         /* token-object queries run so far (TOKEN_LIVE_ATTEMPTS) */
+    uint64_t stats_seq;   /* the collector's flush sequence before the query was sent */
     uint8_t token_id[16];
-    char plaintext[TG_APITOKEN_LEN + 1]; /* POST only; wiped on dispose */
+    uint8_t new_token_id[16]; /* rotation: the successor */
+    char plaintext[TG_APITOKEN_LEN + 1]; /* POST and rotate only; wiped on dispose */
 } tokens_call_t;
 
 static void call_dispose(void *p)
@@ -111,6 +148,21 @@ static void send_db_unavailable(tg_request_t *r)
     tg_http_send_error(r->req, 503, "database_unavailable", "The database is unavailable; retry shortly.");
 }
 
+/* Submits a multi-statement request (a transaction); otherwise as call_query below. */
+static void call_submit(tokens_call_t *c, const tg_db_request_t *q, tg_db_result_cb cb)
+{
+    tg_db_t *db = c->r->worker->db;
+    c->waiting = 1;
+    tg_db_query_t *h = db != NULL ? tg_db_submit(db, q, cb, c) : NULL;
+    if (h == NULL) {
+        c->waiting = 0;
+        send_db_unavailable(c->r);
+        return;
+    }
+    if (c->waiting)
+        c->query = h;
+}
+
 /* Submits one statement; on failure answers 503. The callback may run before this
  * returns (a connection that breaks at once), so the handle is kept only if it has not. */
 static void call_query(tokens_call_t *c, const char *sql, int nparams, const char *const *params, tg_db_result_cb cb)
@@ -133,6 +185,31 @@ static tg_request_t *call_result(tokens_call_t *c)
     c->waiting = 0;
     c->query = NULL;
     return c->r;
+}
+
+/* ------------------------------------------------------------------ live figures */
+
+/* Remembers the collector's flush sequence before a token-object query is sent. */
+static void live_begin(tokens_call_t *c)
+{
+    const tg_token_stats_t *stats = c->r->worker->server->token_stats;
+    c->stats_seq = stats != NULL ? tg_token_stats_flush_seq(stats) : 0;
+    ++c->attempts;
+}
+
+/* 1 when no collector flush overlapped the query: the stored request_count plus this
+ * node's uncommitted count is then exact (shm/token_stats.h). */
+static int live_consistent(const tokens_call_t *c)
+{
+    const tg_token_stats_t *stats = c->r->worker->server->token_stats;
+    if (stats == NULL || c->attempts >= TOKEN_LIVE_ATTEMPTS)
+        return 1;
+    return (c->stats_seq & 1) == 0 && tg_token_stats_flush_seq(stats) == c->stats_seq;
+}
+
+static void add_live(tg_request_t *r, json_t *token)
+{
+    tg_policy_overlay_live(token, r->worker->server->token_stats, tg_request_now_us());
 }
 
 /* A failed statement: 503 when PostgreSQL is unreachable, 500 otherwise. The message
@@ -624,6 +701,8 @@ void tg_route_tokens_create(tg_request_t *r)
 
 /* ------------------------------------------------------------------ GET /api/v1/tokens */
 
+static void list_query(tokens_call_t *c);
+
 static void on_token_list(void *data, PGresult *res, const char *sqlstate, const char *error)
 {
     tokens_call_t *c = data;
@@ -642,22 +721,36 @@ static void on_token_list(void *data, PGresult *res, const char *sqlstate, const
             tg_http_send_error(r->req, 500, "internal_error", "The request could not be completed.");
             return;
         }
+        add_live(r, obj);
         json_array_append_new(tokens, obj);
     }
+    if (!live_consistent(c)) {
+        json_decref(tokens);
+        list_query(c);
+        return;
+    }
     tg_http_send_jansson(r->req, 200, json_pack("{so}", "tokens", tokens));
+}
+
+static void list_query(tokens_call_t *c)
+{
+    caller_ids_t ids;
+    caller_ids(c->r, &ids);
+    const char *params[2] = {ids.user, ids.tenant};
+    live_begin(c);
+    call_query(c, SQL_LIST, 2, params, on_token_list);
 }
 
 void tg_route_tokens_list(tg_request_t *r)
 {
     if (!authorize(r, TG_SCOPE_TOKENS_READ))
         return;
-    caller_ids_t ids;
-    caller_ids(r, &ids);
-    const char *params[2] = {ids.user, ids.tenant};
-    call_query(call_new(r), SQL_LIST, 2, params, on_token_list);
+    list_query(call_new(r));
 }
 
 /* ------------------------------------------------------------------ GET /api/v1/tokens/:id */
+
+static void get_query(tokens_call_t *c);
 
 static void on_token_row(void *data, PGresult *res, const char *sqlstate, const char *error)
 {
@@ -678,7 +771,24 @@ static void on_token_row(void *data, PGresult *res, const char *sqlstate, const 
         tg_http_send_error(r->req, 500, "internal_error", "The request could not be completed.");
         return;
     }
+    add_live(r, obj);
+    if (!live_consistent(c)) {
+        json_decref(obj);
+        get_query(c);
+        return;
+    }
     tg_http_send_jansson(r->req, 200, obj);
+}
+
+static void get_query(tokens_call_t *c)
+{
+    char id_text[TG_UUID_STRLEN + 1];
+    tg_uuid_format((const tg_uuid_t *)c->token_id, id_text);
+    caller_ids_t ids;
+    caller_ids(c->r, &ids);
+    const char *params[3] = {id_text, ids.user, ids.tenant};
+    live_begin(c);
+    call_query(c, SQL_GET, 3, params, on_token_row);
 }
 
 /* Runs `sql` with ($1 token id, $2 user, $3 tenant) for the :id routes. */
@@ -700,7 +810,13 @@ void tg_route_tokens_get(tg_request_t *r)
 {
     if (!authorize(r, TG_SCOPE_TOKENS_READ))
         return;
-    query_own_token(r, SQL_GET, on_token_row);
+    uint8_t id[16];
+    char id_text[TG_UUID_STRLEN + 1];
+    if (path_token_id(r, id, id_text) != 0)
+        return;
+    tokens_call_t *c = call_new(r);
+    memcpy(c->token_id, id, 16);
+    get_query(c);
 }
 
 /* ------------------------------------------------------------------ DELETE /api/v1/tokens/:id */
@@ -730,4 +846,106 @@ void tg_route_tokens_delete(tg_request_t *r)
     if (!authorize(r, TG_SCOPE_TOKENS_WRITE))
         return;
     query_own_token(r, SQL_REVOKE, on_token_revoked);
+}
+
+/* ------------------------------------------------------------------ POST /api/v1/tokens/:id/rotate */
+
+/* The optional body {"overlapSeconds": N}: 0 (the default, also for no body or null) to
+ * TOKEN_ROTATE_MAX_OVERLAP_S. 0, or -1 after answering 400. */
+static int parse_rotate_input(tg_request_t *r, json_int_t *overlap)
+{
+    static const char *const keys[] = {"overlapSeconds", NULL};
+    *overlap = 0;
+    if (r->req->entity.base == NULL || r->req->entity.len == 0)
+        return 0;
+    json_t *body = body_object(r);
+    if (body == NULL)
+        return -1;
+    char err[TOKEN_ERROR_MAX];
+    const json_t *v = json_object_get(body, "overlapSeconds");
+    int rc = check_keys(body, keys, "body", err);
+    if (rc == 0 && v != NULL && !json_is_null(v))
+        rc = int_member(body, "overlapSeconds", 0, TOKEN_ROTATE_MAX_OVERLAP_S, 0, "overlapSeconds", overlap, err);
+    json_decref(body);
+    if (rc != 0)
+        tg_http_send_error(r->req, 400, "invalid_parameter", err);
+    return rc;
+}
+
+static void on_token_rotated(void *data, PGresult *res, const char *sqlstate, const char *error)
+{
+    tokens_call_t *c = data;
+    tg_request_t *r = call_result(c);
+    if (r == NULL)
+        return;
+    if (res == NULL) {
+        send_db_failure(r, "rotate", sqlstate, error);
+        return;
+    }
+    if (PQntuples(res) != 1 || PQnfields(res) != TG_TOKEN_SQL_NCOLUMNS + 1) {
+        tg_http_send_error(r->req, 404, "not_found", "No such token.");
+        return;
+    }
+    const char *state = PQgetvalue(res, 0, TG_TOKEN_SQL_NCOLUMNS);
+    if (strcmp(state, "revoked") == 0) {
+        tg_http_send_error(r->req, 409, "token_revoked", "This token is revoked or was already rotated; rotate its successor.");
+        return;
+    }
+    if (strcmp(state, "rotated") != 0) {
+        tg_http_send_error(r->req, 409, "token_expired", "This token has expired; create a new one.");
+        return;
+    }
+    json_t *obj = tg_token_json_from_row(res, 0);
+    if (obj == NULL) {
+        tg_http_send_error(r->req, 500, "internal_error", "The request could not be completed.");
+        return;
+    }
+    /* Committed. Every worker of this node drops the old token's cached entry and reloads
+     * it with its new revoked_at (it works until then, refused from that second on); other
+     * nodes hear it from 0005's NOTIFY. The successor inherits this node's quota count. */
+    tg_auth_revoke(r->worker, c->token_id, 0);
+    int64_t now_us = tg_request_now_us();
+    tg_policy_inherit_quota(r->worker->server->token_stats, c->token_id, c->new_token_id,
+                            tg_policy_period_kind(json_string_value(json_object_get(json_object_get(obj, "quota"), "period"))),
+                            now_us);
+    add_live(r, obj);
+    json_object_set_new(obj, "token", json_string(c->plaintext));
+    explicit_bzero(c->plaintext, sizeof(c->plaintext));
+    tg_http_send_jansson(r->req, 200, obj);
+}
+
+void tg_route_tokens_rotate(tg_request_t *r)
+{
+    if (!authorize(r, TG_SCOPE_TOKENS_WRITE))
+        return;
+    uint8_t old_id[16];
+    char old_text[TG_UUID_STRLEN + 1];
+    json_int_t overlap;
+    if (path_token_id(r, old_id, old_text) != 0 || parse_rotate_input(r, &overlap) != 0)
+        return;
+    tokens_call_t *c = call_new(r);
+    memcpy(c->token_id, old_id, 16);
+    tg_uuid_t id;
+    if (tg_uuid_v7(NULL, &id) != 0 || tg_apitoken_generate(c->plaintext) != 0) {
+        tg_log_error("tokens", "no randomness for a new token", NULL);
+        tg_http_send_error(r->req, 500, "internal_error", "The request could not be completed.");
+        return;
+    }
+    memcpy(c->new_token_id, id.bytes, 16);
+    uint8_t hash[TG_APITOKEN_HASH_LEN];
+    char hash_hex[2 * TG_APITOKEN_HASH_LEN + 1], prefix[TG_APITOKEN_DISPLAY_LEN + 1], new_text[TG_UUID_STRLEN + 1],
+        overlap_text[24];
+    tg_apitoken_hash(c->plaintext, TG_APITOKEN_LEN, hash);
+    for (size_t i = 0; i < sizeof(hash); ++i)
+        snprintf(hash_hex + 2 * i, 3, "%02x", hash[i]);
+    tg_apitoken_display_prefix(c->plaintext, prefix);
+    tg_uuid_format(&id, new_text);
+    snprintf(overlap_text, sizeof(overlap_text), "%lld", (long long)overlap);
+    caller_ids_t ids;
+    caller_ids(r, &ids);
+    tg_db_request_t q = {.nsteps = 2, .result_step = 1, .is_transaction = 1};
+    q.steps[0] = (tg_db_step_t){.sql = SQL_ROTATE, .nparams = 7,
+                                .params = {old_text, ids.user, ids.tenant, overlap_text, new_text, prefix, hash_hex}};
+    q.steps[1] = (tg_db_step_t){.sql = SQL_ROTATE_RESULT, .nparams = 4, .params = {old_text, ids.user, ids.tenant, new_text}};
+    call_submit(c, &q, on_token_rotated);
 }

@@ -1,0 +1,438 @@
+/*
+ * Token policies on the request path. Parsing happens once per credential-cache load;
+ * what runs per request is a prefix compare (allowedIps), one CAS on the token's GCRA word
+ * (rateLimit) and one on its quota word (quota), all in shm/token_stats, plus a few header
+ * values in the request's pool. A token without policies never enters this file on the
+ * request path.
+ */
+#include "server/policy.h"
+
+#include <arpa/inet.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "common/log.h"
+#include "common/timefmt.h"
+#include "common/uuid.h"
+#include "server/db.h"
+#include "server/http.h"
+#include "server/worker.h"
+
+/* How many stored rows of the token (and of the tokens it was rotated from) count against
+ * its quota in [from, to): schema/0006_token_policies.sql. The first value echoes the
+ * request ("<token id> <period key>") so the callback needs no allocated context. */
+static const char SQL_QUOTA_SEED[] =
+    "SELECT $1::text, tollgate_quota_used($2::uuid, timestamptz 'epoch' + $3::bigint * interval '1 microsecond',"
+    " timestamptz 'epoch' + $4::bigint * interval '1 microsecond')";
+
+/* ------------------------------------------------------------------ allowedIps */
+
+int tg_policy_parse_cidr(const char *s, size_t len, tg_cidr_t *out)
+{
+    char addr[INET6_ADDRSTRLEN + 1];
+    const char *slash = memchr(s, '/', len);
+    size_t addr_len = slash != NULL ? (size_t)(slash - s) : len;
+    if (addr_len == 0 || addr_len >= sizeof(addr))
+        return -1;
+    memcpy(addr, s, addr_len);
+    addr[addr_len] = '\0';
+    memset(out, 0, sizeof(*out));
+    int v6 = memchr(addr, ':', addr_len) != NULL;
+    if (inet_pton(v6 ? AF_INET6 : AF_INET, addr, out->addr) != 1)
+        return -1;
+    unsigned max = v6 ? 128 : 32, bits = max;
+    if (slash != NULL) {
+        const char *p = slash + 1, *end = s + len;
+        if (p == end || end - p > 3)
+            return -1;
+        for (bits = 0; p < end; ++p) {
+            if (*p < '0' || *p > '9')
+                return -1;
+            bits = bits * 10 + (unsigned)(*p - '0');
+        }
+        if (bits > max)
+            return -1;
+    }
+    static const uint8_t v4_mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    if (v6 && bits >= 96 && memcmp(out->addr, v4_mapped, 12) == 0) {
+        /* ::ffff:a.b.c.d/n is the IPv4 prefix a.b.c.d/(n-96): clients are compared as IPv4 */
+        memmove(out->addr, out->addr + 12, 4);
+        memset(out->addr + 4, 0, 12);
+        bits -= 96;
+        v6 = 0;
+    }
+    out->bits = (uint8_t)bits;
+    out->v4 = !v6;
+    return 0;
+}
+
+int tg_policy_cidrs_match(const tg_cidr_t *cidrs, size_t n, const uint8_t *addr, int v4)
+{
+    for (size_t i = 0; i < n; ++i) {
+        const tg_cidr_t *c = &cidrs[i];
+        if (c->v4 != v4)
+            continue;
+        size_t whole = c->bits / 8;
+        unsigned rest = c->bits % 8;
+        if (memcmp(c->addr, addr, whole) != 0)
+            continue;
+        if (rest != 0 && ((c->addr[whole] ^ addr[whole]) & (uint8_t)(0xff00 >> rest)) != 0)
+            continue;
+        return 1;
+    }
+    return 0;
+}
+
+int tg_policy_peer_allowed(const tg_token_policy_t *p, h2o_req_t *req)
+{
+    if ((p->flags & TG_POLICY_IPS) == 0)
+        return 1;
+    struct sockaddr_storage ss;
+    socklen_t len = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss);
+    const tg_cidr_t *cidrs = p->extra_cidrs != NULL ? p->extra_cidrs : p->cidrs;
+    if (len != 0 && ss.ss_family == AF_INET)
+        return tg_policy_cidrs_match(cidrs, p->ncidrs, (const uint8_t *)&((struct sockaddr_in *)&ss)->sin_addr, 1);
+    if (len != 0 && ss.ss_family == AF_INET6) {
+        const struct in6_addr *a = &((struct sockaddr_in6 *)&ss)->sin6_addr;
+        if (IN6_IS_ADDR_V4MAPPED(a)) /* an IPv4 client on a dual-stack socket */
+            return tg_policy_cidrs_match(cidrs, p->ncidrs, a->s6_addr + 12, 1);
+        return tg_policy_cidrs_match(cidrs, p->ncidrs, a->s6_addr, 0);
+    }
+    return 0; /* no address (a UNIX socket): not inside any prefix */
+}
+
+/* "a/n b/n ..." (PostgreSQL's cidr[] joined by spaces) into p. */
+static int parse_cidr_list(tg_token_policy_t *p, const char *text)
+{
+    size_t n = 0;
+    for (const char *s = text; *s != '\0'; ++s)
+        if (*s != ' ' && (s == text || s[-1] == ' '))
+            ++n;
+    if (n == 0 || n > UINT8_MAX)
+        return -1;
+    tg_cidr_t *into = p->cidrs;
+    if (n > TG_POLICY_INLINE_CIDRS && (into = p->extra_cidrs = calloc(n, sizeof(tg_cidr_t))) == NULL)
+        return -1;
+    size_t i = 0;
+    for (const char *s = text; *s != '\0';) {
+        while (*s == ' ')
+            ++s;
+        const char *end = s;
+        while (*end != '\0' && *end != ' ')
+            ++end;
+        if (end > s && tg_policy_parse_cidr(s, (size_t)(end - s), &into[i++]) != 0)
+            return -1;
+        s = end;
+    }
+    p->ncidrs = (uint8_t)n;
+    p->flags |= TG_POLICY_IPS;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ loading */
+
+static int column_u64(const PGresult *res, int row, int col, uint64_t max, uint64_t *out)
+{
+    const char *v = PQgetvalue(res, row, col);
+    char *end;
+    unsigned long long n = strtoull(v, &end, 10);
+    if (end == v || *end != '\0' || v[0] == '-' || n > max)
+        return -1;
+    *out = n;
+    return 0;
+}
+
+int tg_policy_from_row(tg_token_policy_t *p, const PGresult *res, int row, int col)
+{
+    memset(p, 0, sizeof(*p));
+    if (!PQgetisnull(res, row, col) && parse_cidr_list(p, PQgetvalue(res, row, col)) != 0)
+        goto Error;
+    if (!PQgetisnull(res, row, col + 1)) {
+        /* tokens.c bounds these (requests, burst <= 1e9; perSeconds <= 366 days): they fit 32 bits */
+        uint64_t requests, per_seconds, burst = 0;
+        if (column_u64(res, row, col + 1, UINT32_MAX, &requests) != 0 || requests == 0 ||
+            column_u64(res, row, col + 2, UINT32_MAX, &per_seconds) != 0 || per_seconds == 0 ||
+            (!PQgetisnull(res, row, col + 3) && column_u64(res, row, col + 3, UINT32_MAX, &burst) != 0))
+            goto Error;
+        p->limits.has_rate = 1;
+        p->limits.rate_requests = (uint32_t)requests;
+        p->limits.rate_per_seconds = (uint32_t)per_seconds;
+        p->limits.rate_burst = (uint32_t)burst;
+        tg_gcra_init(&p->limits.gcra, requests, per_seconds, burst);
+        p->flags |= TG_POLICY_RATE;
+    }
+    if (!PQgetisnull(res, row, col + 4)) {
+        uint64_t requests;
+        int kind = tg_policy_period_kind(PQgetvalue(res, row, col + 5));
+        if (column_u64(res, row, col + 4, UINT64_MAX, &requests) != 0 || kind == TG_QUOTA_NONE)
+            goto Error;
+        p->limits.quota_requests = requests;
+        p->limits.quota_period = (uint8_t)kind;
+        p->flags |= TG_POLICY_QUOTA;
+    }
+    return 0;
+
+Error:
+    tg_policy_dispose(p);
+    return -1;
+}
+
+void tg_policy_dispose(tg_token_policy_t *p)
+{
+    free(p->extra_cidrs);
+    p->extra_cidrs = NULL;
+}
+
+/* ------------------------------------------------------------------ quota periods */
+
+/* Howard Hinnant's days_from_civil / civil_from_days (public domain): proleptic Gregorian
+ * calendar, day 0 = 1970-01-01, no table, no time zone, no libc call. */
+static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    unsigned yoe = (unsigned)(y - era * 400);
+    unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+    unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + (int64_t)doe - 719468;
+}
+
+static void civil_from_days(int64_t z, int64_t *y, unsigned *m)
+{
+    z += 719468;
+    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    unsigned doe = (unsigned)(z - era * 146097);
+    unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    unsigned mp = (5 * doy + 2) / 153;
+    *m = mp < 10 ? mp + 3 : mp - 9;
+    *y = (int64_t)yoe + era * 400 + (*m <= 2);
+}
+
+static int64_t floor_div(int64_t a, int64_t b)
+{
+    return a / b - (a % b != 0 && (a < 0) != (b < 0));
+}
+
+uint32_t tg_policy_period(int kind, int64_t now_us, int64_t *start_us, int64_t *end_us)
+{
+    int64_t day = floor_div(now_us, TG_TIME_US_PER_DAY);
+    if (kind != TG_QUOTA_MONTH) {
+        *start_us = day * TG_TIME_US_PER_DAY;
+        *end_us = *start_us + TG_TIME_US_PER_DAY;
+        return (uint32_t)day & (TG_QUOTA_MONTH_KEY_BIT - 1);
+    }
+    int64_t y;
+    unsigned m;
+    civil_from_days(day, &y, &m);
+    *start_us = days_from_civil(y, m, 1) * TG_TIME_US_PER_DAY;
+    *end_us = (m == 12 ? days_from_civil(y + 1, 1, 1) : days_from_civil(y, m + 1, 1)) * TG_TIME_US_PER_DAY;
+    return ((uint32_t)((y - 1970) * 12 + (int64_t)m - 1) & (TG_QUOTA_MONTH_KEY_BIT - 1)) | TG_QUOTA_MONTH_KEY_BIT;
+}
+
+int tg_policy_period_kind(const char *name)
+{
+    if (name != NULL && strcmp(name, "day") == 0)
+        return TG_QUOTA_DAY;
+    if (name != NULL && strcmp(name, "month") == 0)
+        return TG_QUOTA_MONTH;
+    return TG_QUOTA_NONE;
+}
+
+/* ------------------------------------------------------------------ quota seeding */
+
+/* The seed's answer: "<token id> <period key>", count. Runs in the worker that asked. */
+static void on_quota_seed(void *data, PGresult *res, const char *sqlstate, const char *error)
+{
+    tg_worker_t *w = data;
+    tg_token_stats_t *stats = w->server->token_stats;
+    if (res == NULL || PQntuples(res) != 1) {
+        tg_log_warn("policy", "quota seed query failed; the node counts from its own requests until a retry",
+                    "sqlstate=%s error=%s", sqlstate != NULL ? sqlstate : "", error != NULL ? error : "");
+        return; /* the election stays as claimed: retried after TG_POLICY_QUOTA_SEED_RETRY_S (see seed_quota) */
+    }
+    const char *echo = PQgetvalue(res, 0, 0);
+    tg_uuid_t id;
+    uint32_t slot;
+    unsigned long key;
+    uint64_t count;
+    char *end;
+    if (strlen(echo) <= TG_UUID_STRLEN || tg_uuid_parse(echo, TG_UUID_STRLEN, &id) != 0 ||
+        (key = strtoul(echo + TG_UUID_STRLEN + 1, &end, 10), *end != '\0') ||
+        column_u64(res, 0, 1, UINT64_MAX, &count) != 0 ||
+        (slot = tg_token_stats_slot(stats, id.bytes, 0)) == TG_TOKEN_STATS_NO_SLOT)
+        return;
+    tg_token_stats_quota_raise(stats, slot, (uint32_t)key, count);
+    tg_token_stats_seed_reschedule(stats, slot, (uint32_t)key, (uint64_t)(tg_time_now_us() / TG_TIME_US_PER_SEC) +
+                                                                  TG_POLICY_QUOTA_RESEED_S);
+}
+
+/* First request of a period on this node (or the reseed interval passed): ask PostgreSQL
+ * how many requests the token already made in the period, without waiting for it. */
+static void seed_quota(tg_request_t *r, uint32_t slot, uint32_t key, int64_t start_us, int64_t end_us)
+{
+    tg_worker_t *w = r->worker;
+    tg_token_stats_t *stats = w->server->token_stats;
+    uint64_t now_s = (uint64_t)(r->start_us / TG_TIME_US_PER_SEC);
+    /* elected with the short retry interval: a seed that succeeds moves it to the long one */
+    if (!tg_token_stats_seed_claim(stats, slot, key, now_s, TG_POLICY_QUOTA_SEED_RETRY_S))
+        return;
+    char echo[TG_UUID_STRLEN + 16], id[TG_UUID_STRLEN + 1], from[24], to[24];
+    tg_uuid_format((const tg_uuid_t *)r->auth.token_id, id);
+    snprintf(echo, sizeof(echo), "%s %" PRIu32, id, key);
+    snprintf(from, sizeof(from), "%" PRId64, start_us);
+    snprintf(to, sizeof(to), "%" PRId64, end_us);
+    const char *params[4] = {echo, id, from, to};
+    if (w->db == NULL || tg_db_query(w->db, SQL_QUOTA_SEED, 4, params, on_quota_seed, w) == NULL)
+        tg_log_warn("policy", "cannot submit the quota seed query; retrying later", "token_id=%s", id);
+}
+
+/* ------------------------------------------------------------------ charging */
+
+static int64_t monotonic_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts); /* vDSO: no syscall */
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Whole seconds, rounded up (RFC 9110 delay-seconds; a client waiting that long succeeds). */
+static uint64_t ceil_seconds(int64_t ns)
+{
+    return ns <= 0 ? 0 : (uint64_t)((ns + 999999999) / 1000000000);
+}
+
+static size_t format_u64(char *buf, uint64_t v)
+{
+    char tmp[20];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    for (size_t i = 0; i < n; ++i)
+        buf[i] = tmp[n - 1 - i];
+    return n;
+}
+
+/* Response fields with decimal values: one reserve of the header vector and one pool block
+ * for all the digits (the per-field h2o_add_header_by_str path costs an allocation and a
+ * vector growth each). `names` are static, as h2o's own header tokens are: h2o never writes
+ * through a header's name. */
+static void add_numbers(h2o_req_t *req, const h2o_iovec_t *const *names, const uint64_t *values, size_t n)
+{
+    h2o_vector_reserve(&req->pool, &req->res.headers, req->res.headers.size + n);
+    char *digits = h2o_mem_alloc_pool(&req->pool, 20 * n); /* 20: the digits of UINT64_MAX */
+    for (size_t i = 0; i < n; ++i) {
+        h2o_header_t *h = &req->res.headers.entries[req->res.headers.size++];
+        h->name = (h2o_iovec_t *)names[i];
+        h->orig_name = NULL;
+        h->value = h2o_iovec_init(digits, format_u64(digits, values[i]));
+        digits += 20;
+    }
+}
+
+static const h2o_iovec_t RATELIMIT_LIMIT = {H2O_STRLIT("ratelimit-limit")};
+static const h2o_iovec_t RATELIMIT_REMAINING = {H2O_STRLIT("ratelimit-remaining")};
+static const h2o_iovec_t RATELIMIT_RESET = {H2O_STRLIT("ratelimit-reset")};
+
+/*
+ * draft-ietf-httpapi-ratelimit-headers, in the three-field form of its -0x drafts: Limit
+ * is the most requests the bucket holds (requests + burst), Remaining how many more could
+ * be sent right now, Reset the seconds until the bucket is full again; on a refusal also
+ * Retry-After (RFC 9110), at least 1.
+ */
+static void add_rate_headers(h2o_req_t *req, const tg_token_limits_t *l, const tg_gcra_verdict_t *v)
+{
+    const h2o_iovec_t *names[4] = {&RATELIMIT_LIMIT, &RATELIMIT_REMAINING, &RATELIMIT_RESET, &H2O_TOKEN_RETRY_AFTER->buf};
+    uint64_t values[4] = {(uint64_t)l->rate_requests + l->rate_burst, v->remaining, ceil_seconds(v->reset_ns),
+                          ceil_seconds(v->retry_after_ns)};
+    if (!v->allowed && values[3] == 0)
+        values[3] = 1;
+    add_numbers(req, names, values, v->allowed ? 3 : 4);
+}
+
+int tg_policy_charge(tg_request_t *r)
+{
+    const tg_token_limits_t *l = r->auth.limits;
+    if (l == NULL)
+        return 1;
+    r->auth.limits = NULL; /* charged once */
+    tg_token_stats_t *stats = r->worker->server->token_stats;
+    if (stats == NULL || l->stats_slot == TG_TOKEN_STATS_NO_SLOT)
+        return 1; /* no shared table (full): served unlimited, counted in tg_token_stats_full() */
+    if (l->has_rate) {
+        tg_gcra_verdict_t v;
+        int allowed = tg_token_stats_rate(stats, l->stats_slot, &l->gcra, monotonic_ns(), &v);
+        add_rate_headers(r->req, l, &v);
+        if (!allowed) {
+            tg_http_send_error(r->req, 429, "rate_limited", "This token's rate limit is exhausted; retry after Retry-After seconds.");
+            return 0;
+        }
+    }
+    if (l->quota_period != TG_QUOTA_NONE) {
+        int64_t start_us, end_us, now_us = r->start_us != 0 ? r->start_us : tg_request_now_us();
+        uint32_t key = tg_policy_period(l->quota_period, now_us, &start_us, &end_us);
+        seed_quota(r, l->stats_slot, key, start_us, end_us);
+        uint64_t used;
+        if (!tg_token_stats_quota_take(stats, l->stats_slot, key, l->quota_requests, &used)) {
+            const h2o_iovec_t *name = &H2O_TOKEN_RETRY_AFTER->buf;
+            uint64_t retry = ceil_seconds((end_us - now_us) * 1000);
+            add_numbers(r->req, &name, &(uint64_t){retry != 0 ? retry : 1}, 1);
+            tg_http_send_error(r->req, 429, "quota_exceeded", "This token's quota for the current period is used up.");
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* ------------------------------------------------------------------ live figures */
+
+void tg_policy_inherit_quota(tg_token_stats_t *stats, const uint8_t from[16], const uint8_t to[16], int kind, int64_t now_us)
+{
+    if (stats == NULL || kind == TG_QUOTA_NONE)
+        return;
+    uint32_t old_slot = tg_token_stats_slot(stats, from, 0), new_slot;
+    int64_t start_us, end_us;
+    uint32_t key = tg_policy_period(kind, now_us, &start_us, &end_us);
+    uint64_t used = old_slot != TG_TOKEN_STATS_NO_SLOT ? tg_token_stats_quota_used(stats, old_slot, key) : 0;
+    if (used != 0 && (new_slot = tg_token_stats_slot(stats, to, 1)) != TG_TOKEN_STATS_NO_SLOT)
+        tg_token_stats_quota_raise(stats, new_slot, key, used);
+}
+
+void tg_policy_overlay_live(json_t *token, const tg_token_stats_t *stats, int64_t now_us)
+{
+    tg_uuid_t id;
+    const char *id_text = json_string_value(json_object_get(token, "id"));
+    tg_token_stats_live_t live;
+    if (stats == NULL || id_text == NULL || tg_uuid_parse(id_text, strlen(id_text), &id) != 0 ||
+        tg_token_stats_live(stats, id.bytes, &live) != 0)
+        return;
+    json_t *count = json_object_get(token, "requestCount");
+    if (json_is_integer(count) && live.uncommitted != 0)
+        json_integer_set(count, json_integer_value(count) + (json_int_t)live.uncommitted);
+    if (live.last_used_ms != 0) {
+        const char *stored = json_string_value(json_object_get(token, "lastUsedAt"));
+        int64_t stored_us = INT64_MIN;
+        tg_time_form_t form;
+        if (stored != NULL && tg_time_parse(stored, strlen(stored), &stored_us, &form) != 0)
+            stored_us = INT64_MIN;
+        char text[TG_TIME_MS_STRLEN + 1];
+        if (live.last_used_ms * 1000 > stored_us && tg_time_format_ms(live.last_used_ms * 1000, text) >= 0)
+            json_object_set_new(token, "lastUsedAt", json_string(text));
+    }
+    json_t *quota = json_object_get(token, "quota");
+    int kind = tg_policy_period_kind(json_string_value(json_object_get(quota, "period")));
+    json_t *used = json_object_get(quota, "used");
+    if (kind != TG_QUOTA_NONE && json_is_integer(used)) {
+        int64_t start_us, end_us;
+        uint64_t here = tg_token_stats_quota_used(stats, live.slot, tg_policy_period(kind, now_us, &start_us, &end_us));
+        if ((json_int_t)here > json_integer_value(used))
+            json_integer_set(used, (json_int_t)here);
+    }
+}

@@ -1,0 +1,116 @@
+/*
+ * API-token policies on the request path (SPEC §3 "Token policies"): allowedIps,
+ * rateLimit and quota in the form the credential cache keeps them (parsed once, when a
+ * token is loaded from PostgreSQL), the per-request checks against the node-wide table in
+ * shm/token_stats, the headers and refusals they produce, the quota's seeding from
+ * PostgreSQL, and the live figures of the token object.
+ */
+#ifndef TG_POLICY_H
+#define TG_POLICY_H
+
+#include <jansson.h>
+#include <libpq-fe.h>
+#include <stdint.h>
+
+#include "server/request.h"
+#include "shm/token_stats.h"
+
+/* allowedIps kept inside the cache entry; longer lists (tokens.c accepts up to 64) get one
+ * array allocated when the token is loaded, never per request. 16 covers every real
+ * allow-list we know of (office egress + CI + a few hosts) at 18 bytes each. */
+#define TG_POLICY_INLINE_CIDRS 16
+/* A node re-reads a quota's count from PostgreSQL at most this often while the token is in
+ * use (and always at its first request of a period): folds in what other nodes admitted,
+ * at the cost of one count per active quota token per node per 5 minutes. */
+#define TG_POLICY_QUOTA_RESEED_S 300
+/* After a failed seed query the next request of the period may try again this much later. */
+#define TG_POLICY_QUOTA_SEED_RETRY_S 10
+
+enum {
+    TG_POLICY_IPS = 1,   /* allowedIps is set */
+    TG_POLICY_RATE = 2,  /* rateLimit is set */
+    TG_POLICY_QUOTA = 4, /* quota is set */
+};
+
+/** One allowed prefix. IPv4 prefixes keep their 4 bytes first and match IPv4 (and
+ * v4-mapped IPv6) clients only; IPv6 prefixes match IPv6 clients only. */
+typedef struct st_tg_cidr_t {
+    uint8_t addr[16];
+    uint8_t bits;
+    uint8_t v4;
+} tg_cidr_t;
+
+/** A token's policies as cached. Copyable by assignment; `extra_cidrs` is owned by
+ * whichever copy the credential cache holds (token_cache.c frees it). */
+typedef struct st_tg_token_policy_t {
+    uint8_t flags;  /* TG_POLICY_* */
+    uint8_t ncidrs; /* <= 64 */
+    tg_cidr_t cidrs[TG_POLICY_INLINE_CIDRS];
+    tg_cidr_t *extra_cidrs; /* all ncidrs of them when ncidrs > TG_POLICY_INLINE_CIDRS, else NULL */
+    tg_token_limits_t limits;
+} tg_token_policy_t;
+
+/**
+ * Fills `p` from the token row's policy columns, starting at `col`: allowed_ips as
+ * space-separated CIDR text (NULL: none), rate_limit requests, perSeconds, burst, quota
+ * requests and period (NULL: none). 0, or -1 when a value cannot be parsed (nothing is
+ * left allocated).
+ */
+int tg_policy_from_row(tg_token_policy_t *p, const PGresult *res, int row, int col);
+
+/** Frees what tg_policy_from_row allocated (the extra CIDRs) and clears them. */
+void tg_policy_dispose(tg_token_policy_t *p);
+
+/** 1 when the request's peer address is inside one of the token's prefixes (or no allowedIps is set). */
+int tg_policy_peer_allowed(const tg_token_policy_t *p, h2o_req_t *req);
+
+/** 1 when the IPv4 (v4 = 1, 4 bytes) or IPv6 address is inside one of the prefixes. For tests and the above. */
+int tg_policy_cidrs_match(const tg_cidr_t *cidrs, size_t n, const uint8_t *addr, int v4);
+
+/** Parses "a.b.c.d/n" or "x::y/n" (n optional) into *out. 0 or -1. */
+int tg_policy_parse_cidr(const char *s, size_t len, tg_cidr_t *out);
+
+/**
+ * Charges rate limit, then quota, for a request whose r->auth.limits is set (once: it
+ * clears it). Adds RateLimit-* headers for rate-limited tokens. 1 to go on; 0
+ * when it answered 429 (rate_limited or quota_exceeded, with Retry-After). Lock-free and
+ * allocation-free except for header values in the request's pool; the first request of a
+ * quota period also submits an asynchronous count to PostgreSQL that it does not wait for.
+ */
+int tg_policy_charge(tg_request_t *r);
+
+/* ------------------------------------------------------------------ quota periods */
+
+enum { TG_QUOTA_NONE = 0, TG_QUOTA_DAY = 1, TG_QUOTA_MONTH = 2 };
+
+/* Month keys carry this bit, so the two kinds never compare equal (shm/token_stats.c). */
+#define TG_QUOTA_MONTH_KEY_BIT (UINT32_C(1) << 23)
+
+/**
+ * The UTC calendar period of kind TG_QUOTA_DAY or TG_QUOTA_MONTH holding `now_us`
+ * (microseconds since the epoch): its 24-bit key (days or months since 1970; month keys
+ * with TG_QUOTA_MONTH_KEY_BIT) and its bounds [*start_us, *end_us).
+ */
+uint32_t tg_policy_period(int kind, int64_t now_us, int64_t *start_us, int64_t *end_us);
+
+/** "day" -> TG_QUOTA_DAY, "month" -> TG_QUOTA_MONTH, anything else TG_QUOTA_NONE. */
+int tg_policy_period_kind(const char *name);
+
+/* ------------------------------------------------------------------ live figures */
+
+/**
+ * A rotation: the successor `to` starts its quota period with this node's count of `from`
+ * (kind TG_QUOTA_DAY / MONTH; nothing for TG_QUOTA_NONE), so rotating does not reset a
+ * quota. `stats` may be NULL.
+ */
+void tg_policy_inherit_quota(tg_token_stats_t *stats, const uint8_t from[16], const uint8_t to[16], int kind, int64_t now_us);
+
+/**
+ * Overlays this node's live figures on a token object built from PostgreSQL: requestCount
+ * + requests counted here and not yet written by the collector, lastUsedAt = the later of
+ * the two, quota.used = the larger of the stored rows' count (the object's value) and this
+ * node's count for the current period. `stats` may be NULL (nothing changes).
+ */
+void tg_policy_overlay_live(json_t *token, const tg_token_stats_t *stats, int64_t now_us);
+
+#endif

@@ -1,0 +1,775 @@
+/*
+ * Token policies end to end (SPEC §3 "Token policies"): allowedIps over IPv4 and IPv6,
+ * the node-wide rate limit with its headers (shared by two workers), quotas with their
+ * live "used", live requestCount / lastUsedAt before any collector ran and without double
+ * counting after it, rotation with an overlap, the order of the checks, refusals being
+ * metered, and bad policy input. A real PostgreSQL, a real tollgated, HTTP/1.1 and h2c.
+ */
+#define _GNU_SOURCE
+#include "tests/integration/fixture.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+
+#include "common/apitoken.h"
+#include "common/timefmt.h"
+#include "common/uuid.h"
+
+/* Each Test() is its own process: its own database and its own server. */
+static tg_fx_pg_t pg;
+static tg_fx_server_t srv;
+static char master[TG_APITOKEN_LEN + 1]; /* an API token with every scope, made by tollgatectl */
+static int v6_port;                       /* a second listener on [::1], 0 when not asked for */
+
+/* Cluster start-up (first test only), one argon2id user creation, a server, a few hundred
+ * requests and waits of a few seconds for rate limits, overlaps and the collector. */
+#define TEST_TIMEOUT_S 120
+#define RUN_TIMEOUT_MS 20000
+/* How long the collector may take to store a row and flush counts (1 s by the SPEC, with slack for CI). */
+#define COLLECT_TIMEOUT_MS 15000
+
+#define PASSWORD "correct horse battery staple"
+#define ALICE "alice@acme.example"
+
+static const tg_fx_proto_t PROTOS[] = {TG_FX_HTTP1, TG_FX_H2C};
+#define NPROTOS (sizeof(PROTOS) / sizeof(PROTOS[0]))
+
+static const char *proto_name(tg_fx_proto_t p)
+{
+    return p == TG_FX_H2C ? "h2c" : "HTTP/1.1";
+}
+
+/* ------------------------------------------------------------------ database and tollgatectl */
+
+/* The value of a one-value query, "(null)" when there is none; the test owns nothing. */
+static const char *value(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static const char *value(const char *fmt, ...)
+{
+    static char slots[8][1024];
+    static int next;
+    char sql[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(sql, sizeof(sql), fmt, ap);
+    va_end(ap);
+    char *v = tg_fx_pg_query_value(&pg, sql);
+    char *slot = slots[next++ % 8];
+    snprintf(slot, 1024, "%s", v != NULL ? v : "(null)");
+    free(v);
+    return slot;
+}
+
+static int ctl(const char *input, tg_fx_run_t *run, ...)
+{
+    char bin[512];
+    cr_assert_eq(tg_fx_bin("tollgatectl", bin, sizeof(bin)), 0, "tollgatectl is not built");
+    char *argv[32] = {bin, "--database-url", pg.conninfo};
+    size_t n = 3;
+    va_list ap;
+    va_start(ap, run);
+    for (char *a; (a = va_arg(ap, char *)) != NULL; ++n) {
+        cr_assert_lt(n, 31);
+        argv[n] = a;
+    }
+    va_end(ap);
+    argv[n] = NULL;
+    cr_assert_eq(tg_fx_run(argv, NULL, input, RUN_TIMEOUT_MS, run), 0, "cannot start tollgatectl");
+    cr_assert(run->status != -1 && WIFEXITED(run->status), "tollgatectl %s did not exit", argv[3]);
+    return WEXITSTATUS(run->status);
+}
+
+/* ------------------------------------------------------------------ the world of each test */
+
+static void start_server(const char *const *extra_args, int workers)
+{
+    tg_fx_server_opts_t opts = {.workers = workers, .pg = &pg, .extra_args = extra_args};
+    cr_assert_eq(tg_fx_server_start(&srv, &opts), 0, "tollgated did not start (see the log above)");
+}
+
+/* PostgreSQL, the schema, one user and a master token; the server is started by each test. */
+static void start_world(void)
+{
+    cr_assert_eq(tg_fx_pg_start(&pg), 0, "no PostgreSQL (see above)");
+    cr_assert_eq(tg_fx_pg_migrate(&pg), 0, "tollgatectl migrate failed (see above)");
+    tg_fx_run_t run;
+    cr_assert_eq(ctl(NULL, &run, "tenant", "create", "Acme", NULL), 0, "tenant create: %s", run.err);
+    tg_fx_run_free(&run);
+    cr_assert_eq(ctl(PASSWORD "\n", &run, "user", "create", "--tenant", "Acme", "--email", ALICE, NULL), 0, "user create: %s",
+                 run.err);
+    tg_fx_run_free(&run);
+    cr_assert_eq(ctl(NULL, &run, "token", "create", "--email", ALICE, "--name", "master", NULL), 0, "token create: %s", run.err);
+    cr_assert_geq(strlen(run.out), TG_APITOKEN_LEN);
+    memcpy(master, run.out, TG_APITOKEN_LEN);
+    master[TG_APITOKEN_LEN] = '\0';
+    tg_fx_run_free(&run);
+}
+
+static void stop_world(void)
+{
+    if (getenv("TG_TEST_DUMP_LOG") != NULL)
+        tg_fx_server_dump_log(&srv, 16 * 1024);
+    tg_fx_server_stop(&srv, 0);
+    tg_fx_pg_stop(&pg);
+}
+
+/* ------------------------------------------------------------------ HTTP */
+
+/* One request on a fresh connection to `url` with `Authorization: Bearer <credential>`. */
+static void call_url(tg_fx_proto_t proto, const char *method, const char *url, const char *credential, const char *body,
+                     tg_fx_http_res_t *res)
+{
+    char authorization[256];
+    const char *headers[3] = {NULL, NULL, NULL};
+    size_t n = 0;
+    if (credential != NULL) {
+        snprintf(authorization, sizeof(authorization), "Authorization: Bearer %s", credential);
+        headers[n++] = authorization;
+    }
+    if (body != NULL)
+        headers[n++] = "Content-Type: application/json";
+    tg_fx_http_req_t req = {.method = method, .url = url, .headers = headers, .body = body, .proto = proto};
+    cr_assert_eq(tg_fx_http(&req, res), 0, "%s %s over %s: %s", method, url, proto_name(proto), res->error);
+}
+
+static void call(tg_fx_proto_t proto, const char *method, const char *path, const char *credential, const char *body,
+                 tg_fx_http_res_t *res)
+{
+    char url[1024];
+    tg_fx_server_url(&srv, proto, path, url, sizeof(url));
+    call_url(proto, method, url, credential, body, res);
+}
+
+static long status_of(tg_fx_proto_t proto, const char *method, const char *path, const char *credential)
+{
+    tg_fx_http_res_t res;
+    call(proto, method, path, credential, NULL, &res);
+    long status = res.status;
+    tg_fx_http_res_free(&res);
+    return status;
+}
+
+static void expect_error(tg_fx_http_res_t *res, long status, const char *code, const char *what)
+{
+    cr_expect_eq(res->status, status, "%s: status %ld, want %ld (body %s)", what, res->status, status, res->body);
+    cr_expect(tg_fx_is_error(res, code), "%s: body %s, want error code %s", what, res->body, code);
+}
+
+static const char *json_str(json_t *obj, const char *key)
+{
+    const char *s = json_string_value(json_object_get(obj, key));
+    return s != NULL ? s : "";
+}
+
+/* POST /api/v1/tokens with `body` as the master; 201 expected. Fills id and token; returns the object (caller decrefs). */
+static json_t *create_token(const char *body, char id[TG_UUID_STRLEN + 1], char token[TG_APITOKEN_LEN + 1])
+{
+    tg_fx_http_res_t res;
+    call(TG_FX_HTTP1, "POST", "/api/v1/tokens", master, body, &res);
+    cr_assert_eq(res.status, 201, "create token %s: %ld %s", body, res.status, res.body);
+    json_t *doc = tg_fx_json(&res);
+    cr_assert(doc != NULL && json_is_object(doc), "body %s", res.body);
+    json_incref(doc);
+    tg_fx_http_res_free(&res);
+    snprintf(id, TG_UUID_STRLEN + 1, "%s", json_str(doc, "id"));
+    snprintf(token, TG_APITOKEN_LEN + 1, "%s", json_str(doc, "token"));
+    return doc;
+}
+
+/* GET /api/v1/tokens/:id as the master (caller decrefs). */
+static json_t *get_token(tg_fx_proto_t proto, const char *id)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "/api/v1/tokens/%s", id);
+    tg_fx_http_res_t res;
+    call(proto, "GET", path, master, NULL, &res);
+    cr_assert_eq(res.status, 200, "GET %s: %ld %s", path, res.status, res.body);
+    json_t *doc = tg_fx_json(&res);
+    cr_assert_not_null(doc);
+    json_incref(doc);
+    tg_fx_http_res_free(&res);
+    return doc;
+}
+
+/* The token's entry in GET /api/v1/tokens (caller decrefs). */
+static json_t *listed_token(const char *id)
+{
+    tg_fx_http_res_t res;
+    call(TG_FX_H2C, "GET", "/api/v1/tokens", master, NULL, &res);
+    cr_assert_eq(res.status, 200, "list: %ld %s", res.status, res.body);
+    json_t *tokens = json_object_get(tg_fx_json(&res), "tokens");
+    json_t *found = NULL;
+    for (size_t i = 0; i < json_array_size(tokens); ++i)
+        if (strcmp(json_str(json_array_get(tokens, i), "id"), id) == 0)
+            found = json_incref(json_array_get(tokens, i));
+    tg_fx_http_res_free(&res);
+    cr_assert_not_null(found, "token %s not listed", id);
+    return found;
+}
+
+static long long integer_at(json_t *obj, const char *key)
+{
+    json_t *v = json_object_get(obj, key);
+    cr_assert(json_is_integer(v), "%s is not an integer", key);
+    return (long long)json_integer_value(v);
+}
+
+static int64_t wall_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static int64_t parse_time(const char *s)
+{
+    int64_t us;
+    tg_time_form_t form;
+    cr_assert_eq(tg_time_parse(s, strlen(s), &us, &form), 0, "not a timestamp: %s", s);
+    return us;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0)
+        ;
+}
+
+/* Polls `sql` until it yields `want` or the deadline passes; returns the last value. */
+static const char *wait_value(const char *want, int timeout_ms, const char *sql)
+{
+    long long deadline = tg_fx_now_ms() + timeout_ms;
+    const char *v;
+    while (strcmp(v = value("%s", sql), want) != 0 && tg_fx_now_ms() < deadline)
+        sleep_ms(50);
+    return v;
+}
+
+/* ------------------------------------------------------------------ allowedIps */
+
+TestSuite(allowed_ips, .init = start_world, .fini = stop_world, .timeout = TEST_TIMEOUT_S);
+
+Test(allowed_ips, ipv4_inside_passes_outside_is_403)
+{
+    start_server(NULL, 2);
+    char in_id[64], in[64], out_id[64], out[64];
+    json_decref(create_token("{\"name\":\"loopback\",\"allowedIps\":[\"10.0.0.0/8\",\"127.0.0.1/32\"]}", in_id, in));
+    json_t *made = create_token("{\"name\":\"office\",\"allowedIps\":[\"10.0.0.0/8\"]}", out_id, out);
+    cr_expect_str_eq(json_string_value(json_array_get(json_object_get(made, "allowedIps"), 0)), "10.0.0.0/8");
+    json_decref(made);
+    for (size_t p = 0; p < NPROTOS; ++p) {
+        for (int i = 0; i < 4; ++i) { /* fresh connections: both workers */
+            cr_expect_eq(status_of(PROTOS[p], "GET", "/api/v1/me", in), 200, "127.0.0.1 in 127.0.0.1/32 over %s",
+                         proto_name(PROTOS[p]));
+            tg_fx_http_res_t res;
+            call(PROTOS[p], "GET", "/api/v1/me", out, NULL, &res);
+            expect_error(&res, 403, "ip_not_allowed", "127.0.0.1 outside 10.0.0.0/8");
+            tg_fx_http_res_free(&res);
+        }
+    }
+}
+
+Test(allowed_ips, ipv6_loopback)
+{
+    v6_port = tg_fx_free_port();
+    char listen[64];
+    snprintf(listen, sizeof(listen), "[::1]:%d", v6_port);
+    const char *const args[] = {"--listen", listen, NULL};
+    start_server(args, 2);
+    char v6_id[64], v6[64], v4_id[64], v4[64];
+    json_decref(create_token("{\"name\":\"v6\",\"allowedIps\":[\"::1/128\"]}", v6_id, v6));
+    json_decref(create_token("{\"name\":\"v4\",\"allowedIps\":[\"127.0.0.0/8\"]}", v4_id, v4));
+    char url[128];
+    snprintf(url, sizeof(url), "http://[::1]:%d/api/v1/me", v6_port);
+    for (size_t p = 0; p < NPROTOS; ++p) {
+        tg_fx_http_res_t res;
+        call_url(PROTOS[p], "GET", url, v6, NULL, &res);
+        cr_expect_eq(res.status, 200, "::1 in ::1/128 over %s: %ld %s", proto_name(PROTOS[p]), res.status, res.body);
+        tg_fx_http_res_free(&res);
+        call_url(PROTOS[p], "GET", url, v4, NULL, &res);
+        expect_error(&res, 403, "ip_not_allowed", "::1 is not inside an IPv4 prefix");
+        tg_fx_http_res_free(&res);
+        call(PROTOS[p], "GET", "/api/v1/me", v6, NULL, &res);
+        expect_error(&res, 403, "ip_not_allowed", "127.0.0.1 is not inside an IPv6 prefix");
+        tg_fx_http_res_free(&res);
+        cr_expect_eq(status_of(PROTOS[p], "GET", "/api/v1/me", v4), 200);
+    }
+}
+
+/* ------------------------------------------------------------------ rate limit */
+
+TestSuite(rate_limit, .init = start_world, .fini = stop_world, .timeout = TEST_TIMEOUT_S);
+
+static unsigned long header_number(tg_fx_http_res_t *res, const char *name)
+{
+    const char *h = tg_fx_header(res, name);
+    cr_assert_not_null(h, "no %s header (status %ld)", name, res->status);
+    char *end;
+    unsigned long v = strtoul(h, &end, 10);
+    cr_assert(end != h && *end == '\0', "%s: %s", name, h);
+    return v;
+}
+
+Test(rate_limit, bucket_then_429_with_headers_then_refill)
+{
+    start_server(NULL, 2);
+    char id[64], token[64];
+    /* 5 per 10 s: one request comes back every 2 s, so six quick requests surely overrun it */
+    json_t *made = create_token("{\"name\":\"rl\",\"rateLimit\":{\"requests\":5,\"perSeconds\":10,\"burst\":0}}", id, token);
+    cr_expect_eq(integer_at(json_object_get(made, "rateLimit"), "requests"), 5);
+    json_decref(made);
+    tg_fx_http_res_t res;
+    for (unsigned long i = 0; i < 5; ++i) {
+        call(PROTOS[i % NPROTOS], "GET", "/api/v1/me", token, NULL, &res);
+        cr_assert_eq(res.status, 200, "request %lu of 5: %ld %s", i + 1, res.status, res.body);
+        cr_expect_eq(header_number(&res, "ratelimit-limit"), 5);
+        cr_expect_eq(header_number(&res, "ratelimit-remaining"), 4 - i);
+        unsigned long reset = header_number(&res, "ratelimit-reset");
+        cr_expect(reset >= 1 && reset <= 10, "reset %lu", reset);
+        tg_fx_http_res_free(&res);
+    }
+    for (size_t p = 0; p < NPROTOS; ++p) {
+        call(PROTOS[p], "GET", "/api/v1/me", token, NULL, &res);
+        expect_error(&res, 429, "rate_limited", "the 6th request");
+        unsigned long retry = header_number(&res, "retry-after");
+        cr_expect(retry >= 1 && retry <= 2, "Retry-After %lu (one request returns every 2 s)", retry);
+        cr_expect_eq(header_number(&res, "ratelimit-limit"), 5);
+        cr_expect_eq(header_number(&res, "ratelimit-remaining"), 0);
+        cr_expect_geq(header_number(&res, "ratelimit-reset"), 9);
+        tg_fx_http_res_free(&res);
+    }
+    /* a refusal takes nothing from the bucket: after Retry-After one request passes, the next does not */
+    sleep_ms(2100);
+    call(TG_FX_H2C, "GET", "/api/v1/me", token, NULL, &res);
+    cr_expect_eq(res.status, 200, "after the wait: %ld %s", res.status, res.body);
+    cr_expect_eq(header_number(&res, "ratelimit-remaining"), 0);
+    tg_fx_http_res_free(&res);
+    cr_expect_eq(status_of(TG_FX_HTTP1, "GET", "/api/v1/me", token), 429);
+    /* a token without a rate limit gets no RateLimit headers */
+    call(TG_FX_HTTP1, "GET", "/api/v1/me", master, NULL, &res);
+    cr_expect_null(tg_fx_header(&res, "ratelimit-limit"));
+    tg_fx_http_res_free(&res);
+}
+
+typedef struct st_hammer_t {
+    const tg_fx_server_t *srv;
+    const char *token;
+    int requests;
+    int ok, limited, other;
+} hammer_t;
+
+static void *hammer(void *arg)
+{
+    hammer_t *h = arg;
+    char url[256], authorization[128];
+    tg_fx_server_url(h->srv, TG_FX_HTTP1, "/api/v1/me", url, sizeof(url));
+    snprintf(authorization, sizeof(authorization), "Authorization: Bearer %s", h->token);
+    const char *headers[] = {authorization, NULL};
+    for (int i = 0; i < h->requests; ++i) {
+        tg_fx_http_req_t req = {.url = url, .headers = headers, .proto = i % 2 ? TG_FX_H2C : TG_FX_HTTP1};
+        tg_fx_http_res_t res;
+        tg_fx_http(&req, &res);
+        if (res.status == 200)
+            ++h->ok;
+        else if (res.status == 429)
+            ++h->limited;
+        else
+            ++h->other;
+        tg_fx_http_res_free(&res);
+    }
+    return NULL;
+}
+
+Test(rate_limit, shared_by_every_worker_of_the_node)
+{
+    start_server(NULL, 2);
+    char id[64], token[64];
+    /* 20 per hour: no refill during the test, so exactly 20 of 60 pass, whichever worker takes
+     * them. Six threads of fresh connections spread over both workers (they share the
+     * listening socket); a per-worker limit would let up to 40 through. */
+    json_decref(create_token("{\"name\":\"shared\",\"rateLimit\":{\"requests\":20,\"perSeconds\":3600}}", id, token));
+    enum { THREADS = 6, EACH = 10 };
+    hammer_t h[THREADS];
+    pthread_t threads[THREADS];
+    for (int t = 0; t < THREADS; ++t) {
+        h[t] = (hammer_t){.srv = &srv, .token = token, .requests = EACH};
+        cr_assert_eq(pthread_create(&threads[t], NULL, hammer, &h[t]), 0);
+    }
+    int ok = 0, limited = 0, other = 0;
+    for (int t = 0; t < THREADS; ++t) {
+        pthread_join(threads[t], NULL);
+        ok += h[t].ok;
+        limited += h[t].limited;
+        other += h[t].other;
+    }
+    cr_expect_eq(other, 0);
+    cr_expect_eq(ok, 20, "%d passed: the limit is per node, not per worker", ok);
+    cr_expect_eq(limited, THREADS * EACH - 20);
+}
+
+/* ------------------------------------------------------------------ quota */
+
+TestSuite(quota, .init = start_world, .fini = stop_world, .timeout = TEST_TIMEOUT_S);
+
+Test(quota, fourth_request_of_three_per_day_is_429_and_used_is_live)
+{
+    const char *const args[] = {"--no-collector", NULL};
+    start_server(args, 2);
+    char id[64], token[64];
+    json_t *made = create_token("{\"name\":\"q\",\"quota\":{\"requests\":3,\"period\":\"day\"}}", id, token);
+    cr_expect_eq(integer_at(json_object_get(made, "quota"), "used"), 0);
+    cr_expect_str_eq(json_str(json_object_get(made, "quota"), "period"), "day");
+    json_decref(made);
+    for (int i = 0; i < 3; ++i)
+        cr_expect_eq(status_of(PROTOS[i % NPROTOS], "GET", "/api/v1/me", token), 200, "request %d of 3", i + 1);
+    int64_t now = wall_us();
+    for (size_t p = 0; p < NPROTOS; ++p) {
+        tg_fx_http_res_t res;
+        call(PROTOS[p], "GET", "/api/v1/me", token, NULL, &res);
+        expect_error(&res, 429, "quota_exceeded", "the 4th request of 3 per day");
+        const char *retry = tg_fx_header(&res, "retry-after");
+        cr_assert_not_null(retry);
+        long long seconds = atoll(retry);
+        long long until_midnight = 86400 - (now / 1000000) % 86400;
+        cr_expect(seconds >= until_midnight - 5 && seconds <= until_midnight, "Retry-After %lld, midnight UTC in %lld", seconds,
+                  until_midnight);
+        tg_fx_http_res_free(&res);
+    }
+    /* no collector runs: these figures come from shared memory */
+    for (size_t p = 0; p < NPROTOS; ++p) {
+        json_t *t = get_token(PROTOS[p], id);
+        cr_expect_eq(integer_at(json_object_get(t, "quota"), "used"), 3, "used counts admitted requests only");
+        cr_expect_eq(integer_at(json_object_get(t, "quota"), "requests"), 3);
+        cr_expect_eq(integer_at(t, "requestCount"), 5, "every request is counted, refusals too");
+        json_decref(t);
+    }
+    cr_expect_str_eq(value("SELECT count(*) FROM api_token_usage"), "0", "no collector: nothing stored");
+}
+
+Test(quota, a_restarted_node_seeds_used_from_postgresql)
+{
+    start_server(NULL, 1);
+    char id[64], token[64];
+    json_decref(create_token("{\"name\":\"q\",\"quota\":{\"requests\":4,\"period\":\"month\"}}", id, token));
+    for (int i = 0; i < 3; ++i)
+        cr_expect_eq(status_of(TG_FX_HTTP1, "GET", "/api/v1/me", token), 200);
+    cr_expect_eq(status_of(TG_FX_HTTP1, "GET", "/api/v1/tokens", token), 200); /* 4 of 4 */
+    char sql[256];
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM api_token_usage WHERE token_id = '%s'", id);
+    cr_assert_str_eq(wait_value("4", COLLECT_TIMEOUT_MS, sql), "4", "the collector stores the rows");
+    /* a new tollgated starts with a fresh table: the first request's seed brings back "4 used" */
+    tg_fx_server_stop(&srv, 0);
+    start_server(NULL, 1);
+    json_t *t = get_token(TG_FX_HTTP1, id);
+    cr_expect_eq(integer_at(json_object_get(t, "quota"), "used"), 4, "the stored figure before any request");
+    json_decref(t);
+    /* the seed is asynchronous: the first request may still pass (documented); soon after it is refused */
+    long long deadline = tg_fx_now_ms() + 5000;
+    long status = 0;
+    while ((status = status_of(TG_FX_HTTP1, "GET", "/api/v1/me", token)) == 200 && tg_fx_now_ms() < deadline)
+        sleep_ms(100);
+    cr_expect_eq(status, 429, "the seeded count is enforced");
+}
+
+/* ------------------------------------------------------------------ live counts */
+
+TestSuite(live, .init = start_world, .fini = stop_world, .timeout = TEST_TIMEOUT_S);
+
+Test(live, request_count_and_last_used_before_any_collector)
+{
+    const char *const args[] = {"--no-collector", NULL};
+    start_server(args, 2);
+    char id[64], token[64];
+    json_decref(create_token("{\"name\":\"live\"}", id, token));
+    json_t *t = get_token(TG_FX_HTTP1, id);
+    cr_expect_eq(integer_at(t, "requestCount"), 0);
+    cr_expect(json_is_null(json_object_get(t, "lastUsedAt")));
+    json_decref(t);
+    int64_t before = wall_us();
+    for (int i = 0; i < 7; ++i)
+        cr_expect_eq(status_of(PROTOS[i % NPROTOS], "GET", "/api/v1/me", token), 200);
+    cr_expect_eq(status_of(TG_FX_HTTP1, "GET", "/api/v1/nope", token), 404); /* unrouted: never authenticated, not counted */
+    int64_t after = wall_us();
+    for (size_t p = 0; p < NPROTOS; ++p) {
+        t = get_token(PROTOS[p], id);
+        cr_expect_eq(integer_at(t, "requestCount"), 7, "over %s", proto_name(PROTOS[p]));
+        int64_t last = parse_time(json_str(t, "lastUsedAt"));
+        cr_expect(last >= before / 1000 * 1000 - 1000 && last <= after, "lastUsedAt %s outside the requests' window",
+                  json_str(t, "lastUsedAt"));
+        json_decref(t);
+    }
+    t = listed_token(id);
+    cr_expect_eq(integer_at(t, "requestCount"), 7, "the list shows the same");
+    json_decref(t);
+    cr_expect_str_eq(value("SELECT request_count FROM api_tokens WHERE id = '%s'", id), "0", "PostgreSQL has not heard of them");
+}
+
+Test(live, no_double_count_once_the_collector_stored_them)
+{
+    start_server(NULL, 2);
+    char id[64], token[64];
+    json_decref(create_token("{\"name\":\"collected\"}", id, token));
+    for (int i = 0; i < 12; ++i)
+        cr_expect_eq(status_of(PROTOS[i % NPROTOS], "GET", "/api/v1/me", token), 200);
+    char sql[256];
+    snprintf(sql, sizeof(sql), "SELECT request_count FROM api_tokens WHERE id = '%s'", id);
+    cr_assert_str_eq(wait_value("12", COLLECT_TIMEOUT_MS, sql), "12", "the collector flushes the counts");
+    for (int round = 0; round < 3; ++round) {
+        json_t *t = get_token(PROTOS[round % NPROTOS], id);
+        cr_expect_eq(integer_at(t, "requestCount"), 12 + round, "stored + live, never both (round %d)", round);
+        json_decref(t);
+        cr_expect_eq(status_of(TG_FX_HTTP1, "GET", "/api/v1/me", token), 200);
+    }
+    /* and once everything is stored again, still exact */
+    cr_assert_str_eq(wait_value("15", COLLECT_TIMEOUT_MS, sql), "15");
+    json_t *t = get_token(TG_FX_H2C, id);
+    cr_expect_eq(integer_at(t, "requestCount"), 15);
+    json_decref(t);
+}
+
+/* ------------------------------------------------------------------ rotation */
+
+TestSuite(rotate, .init = start_world, .fini = stop_world, .timeout = TEST_TIMEOUT_S);
+
+static json_t *rotate(tg_fx_proto_t proto, const char *id, const char *body, long want)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "/api/v1/tokens/%s/rotate", id);
+    tg_fx_http_res_t res;
+    call(proto, "POST", path, master, body, &res);
+    cr_assert_eq(res.status, want, "rotate %s: %ld %s", body != NULL ? body : "(no body)", res.status, res.body);
+    json_t *doc = tg_fx_json(&res);
+    if (doc != NULL)
+        json_incref(doc);
+    tg_fx_http_res_free(&res);
+    return doc;
+}
+
+Test(rotate, overlap_keeps_the_old_token_until_it_ends)
+{
+    start_server(NULL, 2);
+    char old_id[64], old[64];
+    json_t *orig = create_token("{\"name\":\"deploy\",\"scopes\":[\"tokens:read\"],\"allowedIps\":[\"127.0.0.1/32\"],"
+                                "\"rateLimit\":{\"requests\":100,\"perSeconds\":60,\"burst\":5},"
+                                "\"quota\":{\"requests\":1000,\"period\":\"month\"},\"expiresAt\":\"2099-01-01T00:00:00Z\"}",
+                                old_id, old);
+    cr_expect_eq(status_of(TG_FX_HTTP1, "GET", "/api/v1/me", old), 200);
+    json_t *n = rotate(TG_FX_H2C, old_id, "{\"overlapSeconds\":2}", 200);
+    int64_t rotated_at = wall_us();
+    const char *new_token = json_str(n, "token");
+    const char *new_id = json_str(n, "id");
+    cr_assert_eq(strlen(new_token), TG_APITOKEN_LEN, "the new plaintext: %s", new_token);
+    cr_expect_str_neq(new_id, old_id);
+    cr_expect_str_neq(new_token, old);
+    static const char *const same[] = {"name", "scopes", "allowedIps", "rateLimit", "expiresAt"};
+    for (size_t i = 0; i < sizeof(same) / sizeof(same[0]); ++i)
+        cr_expect(json_equal(json_object_get(n, same[i]), json_object_get(orig, same[i])), "%s differs", same[i]);
+    cr_expect_eq(integer_at(json_object_get(n, "quota"), "requests"), 1000);
+    cr_expect_str_eq(json_str(json_object_get(n, "quota"), "period"), "month");
+    cr_expect(json_is_null(json_object_get(n, "revokedAt")));
+    cr_expect_str_eq(value("SELECT rotated_from FROM api_tokens WHERE id = '%s'", new_id), old_id);
+    cr_expect_str_eq(value("SELECT revoked_at > now() AND revoked_at < now() + interval '3 seconds' FROM api_tokens"
+                           " WHERE id = '%s'",
+                           old_id),
+                     "t", "the old token is revoked at the end of the overlap");
+    int64_t revoked_at = parse_time(value("SELECT to_char(revoked_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+                                          " FROM api_tokens WHERE id = '%s'",
+                                          old_id));
+    /* inside the overlap both work, on every worker */
+    for (int i = 0; i < 4 && wall_us() < revoked_at - 500000; ++i) {
+        cr_expect_eq(status_of(PROTOS[i % NPROTOS], "GET", "/api/v1/me", old), 200, "the old token inside the overlap");
+        cr_expect_eq(status_of(PROTOS[i % NPROTOS], "GET", "/api/v1/me", new_token), 200);
+    }
+    /* after it the old one is refused (to the second: the cache knows revoked_at) */
+    while (wall_us() < revoked_at + 100000)
+        sleep_ms(50);
+    for (int i = 0; i < 6; ++i) {
+        tg_fx_http_res_t res;
+        call(PROTOS[i % NPROTOS], "GET", "/api/v1/me", old, NULL, &res);
+        expect_error(&res, 401, "invalid_token", "the old token after the overlap");
+        tg_fx_http_res_free(&res);
+        cr_expect_eq(status_of(PROTOS[i % NPROTOS], "GET", "/api/v1/me", new_token), 200);
+    }
+    cr_expect_lt(rotated_at, revoked_at);
+    /* the successor keeps the old token's policies in force: its scopes say tokens:read only */
+    tg_fx_http_res_t res;
+    call(TG_FX_HTTP1, "POST", "/api/v1/tokens", new_token, "{\"name\":\"x\"}", &res);
+    expect_error(&res, 403, "insufficient_scope", "the successor's scopes");
+    tg_fx_http_res_free(&res);
+    /* rotating the old token again: it is revoked */
+    json_t *again = rotate(TG_FX_HTTP1, old_id, NULL, 409);
+    cr_expect_str_eq(json_str(json_object_get(again, "error"), "code"), "token_revoked");
+    json_decref(again);
+    json_decref(n);
+    json_decref(orig);
+}
+
+Test(rotate, without_overlap_the_old_token_stops_at_once_and_inputs_are_checked)
+{
+    start_server(NULL, 2);
+    char id[64], token[64];
+    json_decref(create_token("{\"name\":\"now\"}", id, token));
+    for (int i = 0; i < 4; ++i) /* cached on both workers */
+        cr_expect_eq(status_of(PROTOS[i % NPROTOS], "GET", "/api/v1/me", token), 200);
+    static const char *const bad[] = {"{\"overlapSeconds\":-1}", "{\"overlapSeconds\":604801}", "{\"overlapSeconds\":1.5}",
+                                      "{\"overlapSeconds\":\"2\"}", "{\"overlap\":2}", "[2]", "not json"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); ++i) {
+        json_t *err = rotate(TG_FX_HTTP1, id, bad[i], 400);
+        const char *code = json_str(json_object_get(err, "error"), "code");
+        cr_expect(strcmp(code, "invalid_parameter") == 0 || strcmp(code, "invalid_json") == 0, "%s: %s", bad[i], code);
+        json_decref(err);
+    }
+    cr_expect_str_eq(value("SELECT count(*) FROM api_tokens"), "2", "nothing was rotated by bad input");
+    json_t *n = rotate(TG_FX_HTTP1, id, NULL, 200); /* no body: overlap 0 */
+    for (int i = 0; i < 10; ++i) {
+        tg_fx_http_res_t res;
+        call(PROTOS[i % NPROTOS], "GET", "/api/v1/me", token, NULL, &res);
+        expect_error(&res, 401, "invalid_token", "the old token right after a rotation without overlap");
+        tg_fx_http_res_free(&res);
+    }
+    cr_expect_eq(status_of(TG_FX_H2C, "GET", "/api/v1/me", json_str(n, "token")), 200);
+    /* unknown, malformed and revoked ids */
+    json_decref(rotate(TG_FX_HTTP1, "01a21480-2056-7175-8ae4-d6c6efd7c454", "{}", 404));
+    json_decref(rotate(TG_FX_HTTP1, "not-a-uuid", "{}", 400));
+    json_decref(rotate(TG_FX_HTTP1, id, "{}", 409));
+    /* a token holding only tokens:read cannot rotate */
+    char ro_id[64], ro[64];
+    json_decref(create_token("{\"name\":\"ro\",\"scopes\":[\"tokens:read\"]}", ro_id, ro));
+    char path[128];
+    snprintf(path, sizeof(path), "/api/v1/tokens/%s/rotate", ro_id);
+    tg_fx_http_res_t res;
+    call(TG_FX_HTTP1, "POST", path, ro, "{}", &res);
+    expect_error(&res, 403, "insufficient_scope", "rotate needs tokens:write");
+    tg_fx_http_res_free(&res);
+    json_decref(n);
+}
+
+/* ------------------------------------------------------------------ order of checks, metering */
+
+TestSuite(checks, .init = start_world, .fini = stop_world, .timeout = TEST_TIMEOUT_S);
+
+Test(checks, revoked_then_ip_then_scope_then_rate_then_quota)
+{
+    start_server(NULL, 2);
+    char id[64], token[64];
+    /* outside its IPs and its scopes: the IP decides */
+    json_decref(create_token("{\"name\":\"a\",\"scopes\":[\"usage:read\"],\"allowedIps\":[\"10.0.0.0/8\"]}", id, token));
+    tg_fx_http_res_t res;
+    call(TG_FX_HTTP1, "GET", "/api/v1/tokens", token, NULL, &res);
+    expect_error(&res, 403, "ip_not_allowed", "IP before scope");
+    tg_fx_http_res_free(&res);
+    /* revoked and outside its IPs: 401 */
+    char path[128];
+    snprintf(path, sizeof(path), "/api/v1/tokens/%s", id);
+    cr_expect_eq(status_of(TG_FX_HTTP1, "DELETE", path, master), 204);
+    call(TG_FX_HTTP1, "GET", "/api/v1/me", token, NULL, &res);
+    expect_error(&res, 401, "invalid_token", "revocation before IP");
+    tg_fx_http_res_free(&res);
+    /* outside its scope with one request per minute left: 403, and the request is not charged */
+    json_decref(create_token("{\"name\":\"b\",\"scopes\":[\"usage:read\"],\"rateLimit\":{\"requests\":1,\"perSeconds\":60},"
+                             "\"quota\":{\"requests\":1,\"period\":\"day\"}}",
+                             id, token));
+    for (int i = 0; i < 3; ++i) {
+        call(PROTOS[i % NPROTOS], "GET", "/api/v1/tokens", token, NULL, &res);
+        expect_error(&res, 403, "insufficient_scope", "scope before rate limit");
+        cr_expect_null(tg_fx_header(&res, "ratelimit-remaining"), "a scope refusal is not charged");
+        tg_fx_http_res_free(&res);
+    }
+    cr_expect_eq(status_of(TG_FX_HTTP1, "GET", "/api/v1/me", token), 200, "the one request of the minute is still there");
+    call(TG_FX_H2C, "GET", "/api/v1/me", token, NULL, &res);
+    expect_error(&res, 429, "rate_limited", "rate limit before quota");
+    tg_fx_http_res_free(&res);
+    /* a quota refusal behind a rate limit with room */
+    json_decref(create_token("{\"name\":\"c\",\"rateLimit\":{\"requests\":100,\"perSeconds\":60},"
+                             "\"quota\":{\"requests\":1,\"period\":\"day\"}}",
+                             id, token));
+    cr_expect_eq(status_of(TG_FX_HTTP1, "GET", "/api/v1/me", token), 200);
+    call(TG_FX_HTTP1, "GET", "/api/v1/me", token, NULL, &res);
+    expect_error(&res, 429, "quota_exceeded", "quota after the rate limit");
+    cr_expect_eq(header_number(&res, "ratelimit-remaining"), 98, "the rate limit charged it before the quota refused");
+    tg_fx_http_res_free(&res);
+}
+
+Test(checks, every_refusal_is_metered)
+{
+    start_server(NULL, 2);
+    char ip_id[64], ip[64], rl_id[64], rl[64], q_id[64], q[64], sc_id[64], sc[64], rv_id[64], rv[64];
+    json_decref(create_token("{\"name\":\"ip\",\"allowedIps\":[\"10.0.0.0/8\"]}", ip_id, ip));
+    json_decref(create_token("{\"name\":\"rl\",\"rateLimit\":{\"requests\":1,\"perSeconds\":3600}}", rl_id, rl));
+    json_decref(create_token("{\"name\":\"q\",\"quota\":{\"requests\":1,\"period\":\"day\"}}", q_id, q));
+    json_decref(create_token("{\"name\":\"sc\",\"scopes\":[\"usage:read\"]}", sc_id, sc));
+    json_decref(create_token("{\"name\":\"rv\"}", rv_id, rv));
+    char path[128];
+    snprintf(path, sizeof(path), "/api/v1/tokens/%s", rv_id);
+    cr_expect_eq(status_of(TG_FX_HTTP1, "DELETE", path, master), 204);
+    cr_expect_eq(status_of(TG_FX_HTTP1, "GET", "/api/v1/me", ip), 403);
+    cr_expect_eq(status_of(TG_FX_HTTP1, "GET", "/api/v1/me", rl), 200);
+    cr_expect_eq(status_of(TG_FX_H2C, "GET", "/api/v1/me", rl), 429);
+    cr_expect_eq(status_of(TG_FX_HTTP1, "GET", "/api/v1/me", q), 200);
+    cr_expect_eq(status_of(TG_FX_H2C, "GET", "/api/v1/me", q), 429);
+    cr_expect_eq(status_of(TG_FX_HTTP1, "GET", "/api/v1/tokens", sc), 403);
+    cr_expect_eq(status_of(TG_FX_HTTP1, "GET", "/api/v1/me", rv), 401);
+    char sql[1024];
+    snprintf(sql, sizeof(sql),
+             "SELECT string_agg(s, ',' ORDER BY s) FROM (SELECT (CASE token_id WHEN '%s' THEN 'ip' WHEN '%s' THEN 'rl' WHEN '%s'"
+             " THEN 'q' WHEN '%s' THEN 'sc' WHEN '%s' THEN 'rv' END) || ':' || response_status AS s FROM api_token_usage"
+             " WHERE token_id IN ('%s', '%s', '%s', '%s', '%s')) x",
+             ip_id, rl_id, q_id, sc_id, rv_id, ip_id, rl_id, q_id, sc_id, rv_id);
+    const char *want = "ip:403,q:200,q:429,rl:200,rl:429,rv:401,sc:403";
+    cr_expect_str_eq(wait_value(want, COLLECT_TIMEOUT_MS, sql), want, "one usage row per refusal");
+}
+
+/* ------------------------------------------------------------------ bad policy input */
+
+TestSuite(input, .init = start_world, .fini = stop_world, .timeout = TEST_TIMEOUT_S);
+
+Test(input, bad_policies_are_400_and_change_nothing)
+{
+    start_server(NULL, 1);
+    static const char *const bad[] = {
+        "{\"name\":\"x\",\"allowedIps\":[\"10.0.0.0/33\"]}",
+        "{\"name\":\"x\",\"allowedIps\":[\"10.0.0.1/8\"]}",
+        "{\"name\":\"x\",\"allowedIps\":[\"::1/129\"]}",
+        "{\"name\":\"x\",\"allowedIps\":[]}",
+        "{\"name\":\"x\",\"allowedIps\":\"10.0.0.0/8\"}",
+        "{\"name\":\"x\",\"allowedIps\":[42]}",
+        "{\"name\":\"x\",\"rateLimit\":{\"requests\":0,\"perSeconds\":1}}",
+        "{\"name\":\"x\",\"rateLimit\":{\"requests\":5,\"perSeconds\":0}}",
+        "{\"name\":\"x\",\"rateLimit\":{\"requests\":5,\"perSeconds\":1,\"burst\":-1}}",
+        "{\"name\":\"x\",\"rateLimit\":{\"requests\":5}}",
+        "{\"name\":\"x\",\"rateLimit\":{\"requests\":5,\"perSeconds\":1,\"window\":3}}",
+        "{\"name\":\"x\",\"rateLimit\":5}",
+        "{\"name\":\"x\",\"quota\":{\"requests\":3,\"period\":\"week\"}}",
+        "{\"name\":\"x\",\"quota\":{\"requests\":0,\"period\":\"day\"}}",
+        "{\"name\":\"x\",\"quota\":{\"period\":\"day\"}}",
+        "{\"name\":\"x\",\"quota\":[3,\"day\"]}",
+    };
+    const char *before = value("SELECT count(*) FROM api_tokens");
+    char before_copy[32];
+    snprintf(before_copy, sizeof(before_copy), "%s", before);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); ++i) {
+        tg_fx_http_res_t res;
+        call(PROTOS[i % NPROTOS], "POST", "/api/v1/tokens", master, bad[i], &res);
+        expect_error(&res, 400, "invalid_parameter", bad[i]);
+        tg_fx_http_res_free(&res);
+    }
+    cr_expect_str_eq(value("SELECT count(*) FROM api_tokens"), before_copy);
+    /* null policies and a 64-prefix allow-list (past the 16 kept inline) are fine */
+    char list[4096] = "{\"name\":\"many\",\"allowedIps\":[";
+    for (int i = 0; i < 63; ++i)
+        snprintf(list + strlen(list), sizeof(list) - strlen(list), "\"10.%d.0.0/16\",", i);
+    strcat(list, "\"127.0.0.1/32\"],\"rateLimit\":null,\"quota\":null}");
+    char id[64], token[64];
+    json_t *t = create_token(list, id, token);
+    cr_expect_eq(json_array_size(json_object_get(t, "allowedIps")), 64);
+    json_decref(t);
+    cr_expect_eq(status_of(TG_FX_HTTP1, "GET", "/api/v1/me", token), 200, "the 64th prefix matches");
+}

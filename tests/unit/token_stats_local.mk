@@ -1,0 +1,20 @@
+# tests/unit/test_token_stats: shm/token_stats.c with real processes (claims, GCRA and quota
+# CAS races, seeding elections, live counts and credits); tests/unit/test_policy: the pure
+# parts of server/policy.c (CIDRs, UTC quota periods), linked against the server library.
+# Included from tests/local.mk, after the shared test variables.
+if HAVE_TEST_DEPS
+
+check_PROGRAMS += tests/unit/test_token_stats tests/unit/test_policy
+TESTS += tests/unit/test_token_stats tests/unit/test_policy
+
+tests_unit_test_token_stats_CPPFLAGS = $(AM_CPPFLAGS)
+tests_unit_test_token_stats_CFLAGS = $(AM_CFLAGS) $(CRITERION_CFLAGS)
+tests_unit_test_token_stats_SOURCES = tests/unit/test_token_stats.c
+tests_unit_test_token_stats_LDADD = shm/libtgshm.a $(CRITERION_LIBS) -lrt
+
+tests_unit_test_policy_CPPFLAGS = $(AM_CPPFLAGS)
+tests_unit_test_policy_CFLAGS = $(AM_CFLAGS) $(CRITERION_CFLAGS) $(H2O_CFLAGS) $(OPENSSL_CFLAGS) $(JANSSON_CFLAGS) $(PQ_CFLAGS)
+tests_unit_test_policy_SOURCES = tests/unit/test_policy.c
+tests_unit_test_policy_LDADD = $(TG_SERVER_LIBS) $(CRITERION_LIBS)
+
+endif
