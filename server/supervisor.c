@@ -61,8 +61,10 @@ static void exec_collector(tg_supervisor_t *sup)
     const tg_server_config_t *c = &sup->server->config;
     char retention[32];
     snprintf(retention, sizeof(retention), "%ld", c->retention_days);
+    /* the database URL may hold a password: it goes through the environment, which
+     * other users cannot read, never on the command line that `ps` shows */
+    setenv("TOLLGATE_DATABASE_URL", c->database_url, 1);
     char *argv[] = {"tollgate-collector",
-                    "--database-url", c->database_url,
                     "--ring", c->ring,
                     "--spool-dir", c->spool_dir,
                     "--retention-days", retention,

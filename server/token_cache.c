@@ -18,7 +18,7 @@
  * died mid-publish: skip it and flush, rather than waiting for it forever. */
 #define TG_TOKEN_CACHE_PENDING_GIVEUP_MS 1000
 
-enum { KIND_EMPTY = 0, KIND_TOKEN = 1, KIND_SESSION = 2 };
+enum { KIND_EMPTY = 0, KIND_TOKEN = 1, KIND_SESSION = 2, KIND_JWT = 3 };
 
 struct st_tg_token_cache_t {
     tg_cached_token_t *entries;
@@ -126,6 +126,12 @@ tg_cache_lookup_t tg_token_cache_find_token(tg_token_cache_t *c, const uint8_t h
                                             const tg_cached_token_t **entry)
 {
     return find(c, KIND_TOKEN, hash, now_ms, entry);
+}
+
+tg_cache_lookup_t tg_token_cache_find_jwt(tg_token_cache_t *c, const uint8_t hash[32], uint64_t now_ms,
+                                          const tg_cached_token_t **entry)
+{
+    return find(c, KIND_JWT, hash, now_ms, entry);
 }
 
 tg_cache_lookup_t tg_token_cache_find_session(tg_token_cache_t *c, const uint8_t session_id[16], uint64_t now_ms,

@@ -35,7 +35,7 @@ typedef struct st_tg_cached_token_t {
     uint64_t cached_at_ms;
     unsigned scopes;
     uint32_t stats_slot;   /* API tokens: the slot in shm/token_stats, or TG_TOKEN_STATS_NO_SLOT */
-    uint8_t kind;          /* 0 empty, 1 API token, 2 session */
+    uint8_t kind;          /* 0 empty, 1 API token, 2 session, 3 verified JWT */
     uint8_t negative;      /* no such token */
     uint8_t email_len;
     char email[255];       /* cached so GET /api/v1/me needs no query */
@@ -56,6 +56,14 @@ void tg_token_cache_sync(tg_token_cache_t *cache, uint64_t now_ms);
 /** Looks up an API token by its hash. On TG_CACHE_VALID/UNKNOWN *entry points into the cache (valid until the next insert). */
 tg_cache_lookup_t tg_token_cache_find_token(tg_token_cache_t *cache, const uint8_t hash[32], uint64_t now_ms,
                                             const tg_cached_token_t **entry);
+
+/**
+ * Looks up a JWT whose signature and claims were already verified, by the SHA-256 of
+ * its text (kind 3: id = session id, expires_at_us = the JWT's exp). Forgetting the
+ * session id forgets these too. The caller still checks exp and the session.
+ */
+tg_cache_lookup_t tg_token_cache_find_jwt(tg_token_cache_t *cache, const uint8_t hash[32], uint64_t now_ms,
+                                          const tg_cached_token_t **entry);
 
 /** Looks up a session by id. */
 tg_cache_lookup_t tg_token_cache_find_session(tg_token_cache_t *cache, const uint8_t session_id[16], uint64_t now_ms,

@@ -334,6 +334,24 @@ static int check_expected(tg_ring_t *ring, uint64_t capacity, uint32_t record_si
     return -1;
 }
 
+/* /dev/shm is world-writable: a ring created beforehand by another user, or opened up
+ * to others, would let them read every usage record and inject forged ones. Only a
+ * ring of our own user with no group or other permission is used. */
+static int check_owner(const char *name, int fd, char *err, size_t errlen)
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        set_error(err, errlen, "cannot stat ring %s: %s", name, strerror(errno));
+        return -1;
+    }
+    if (st.st_uid != geteuid() || (st.st_mode & 077) != 0) {
+        set_error(err, errlen, "ring %s belongs to uid %u with mode %03o; refusing a ring that is not this user's alone",
+                  name, (unsigned)st.st_uid, (unsigned)(st.st_mode & 0777));
+        return -1;
+    }
+    return 0;
+}
+
 tg_ring_t *tg_ring_open_producer(const char *name, uint64_t capacity, uint32_t record_size, char *err, size_t errlen)
 {
     tg_ring_t *ring = NULL;
@@ -352,8 +370,11 @@ tg_ring_t *tg_ring_open_producer(const char *name, uint64_t capacity, uint32_t r
             set_error(err, errlen, "cannot create ring %s: %s", name, strerror(errno));
             goto Error;
         }
-        if ((fd = shm_open(name, O_RDWR | O_CLOEXEC, 0)) >= 0)
+        if ((fd = shm_open(name, O_RDWR | O_CLOEXEC, 0)) >= 0) {
+            if (check_owner(name, fd, err, errlen) != 0)
+                goto Error;
             break;
+        }
         if (errno != ENOENT || attempt == OPEN_RETRIES) {
             set_error(err, errlen, "cannot open ring %s: %s", name, strerror(errno));
             goto Error;
@@ -413,6 +434,10 @@ tg_ring_t *tg_ring_attach(const char *name, const tg_ring_attach_options_t *opti
             set_error(err, errlen, "ring %s does not exist (is tollgated running?)", name);
         else
             set_error(err, errlen, "cannot open ring %s: %s", name, strerror(errno));
+        return NULL;
+    }
+    if (check_owner(name, fd, err, errlen) != 0) {
+        close(fd);
         return NULL;
     }
     if ((ring = map_ring(name, fd, err, errlen)) == NULL) {
