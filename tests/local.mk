@@ -42,3 +42,4 @@ include tests/integration/metering_local.mk
 include tests/integration/usage_local.mk
 include tests/unit/token_stats_local.mk
 include tests/integration/policies_local.mk
+include tests/fuzz/fuzz_local.mk
