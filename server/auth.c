@@ -67,13 +67,12 @@ static void send_missing(tg_request_t *r)
     tg_http_send_error(r->req, 401, "unauthorized", "This resource needs an Authorization: Bearer credential.");
 }
 
+/* Expiry and revocation are judged at the moment tollgate took the request: the clock
+ * is read once per request, in the dispatcher, also for answers that wait for the
+ * database. */
 static int64_t now_us(tg_request_t *r)
 {
-    /* the loop's cached clock: one request never spans a second boundary unnoticed */
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    (void)r;
-    return (int64_t)tv.tv_sec * 1000000 + tv.tv_usec;
+    return r->start_us != 0 ? r->start_us : tg_request_now_us();
 }
 
 /* ------------------------------------------------------------------ header parsing */
