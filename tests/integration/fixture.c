@@ -1143,7 +1143,7 @@ void tg_fx_server_dump_log(const tg_fx_server_t *srv, size_t max_bytes)
 }
 
 /* Reads /proc/PID/stat's ppid (the field after the parenthesised command name). */
-static pid_t parent_of(pid_t pid)
+pid_t tg_fx_parent_pid(pid_t pid)
 {
     char path[64], buf[512];
     snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
@@ -1198,7 +1198,7 @@ static size_t find_children(pid_t parent, child_match_cb match, pid_t *pids, siz
             continue;
         pid_t pid = (pid_t)atoi(ent->d_name);
         char cmdline[512];
-        if (parent_of(pid) != parent || read_cmdline(pid, cmdline, sizeof(cmdline)) == 0 || !match(cmdline))
+        if (tg_fx_parent_pid(pid) != parent || read_cmdline(pid, cmdline, sizeof(cmdline)) == 0 || !match(cmdline))
             continue;
         if (found < cap)
             pids[found] = pid;

@@ -81,6 +81,9 @@ int tg_fx_pg_migrate(const tg_fx_pg_t *pg);
  */
 int tg_fx_ctl(const tg_fx_pg_t *pg, const char *input, tg_fx_run_t *run, ...) __attribute__((sentinel));
 
+/** Parent pid of a live process from /proc/PID/stat; -1 when it is gone or a zombie. */
+pid_t tg_fx_parent_pid(pid_t pid);
+
 /** Private cluster only: pid of the postmaster (from postmaster.pid), or -1. */
 pid_t tg_fx_pg_postmaster_pid(const tg_fx_pg_t *pg);
 

@@ -643,26 +643,6 @@ static int free_port_v6(void)
 
 /* ------------------------------------------------------------------ PostgreSQL faults */
 
-static pid_t parent_of(pid_t pid)
-{
-    char path[64], buf[512];
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n <= 0)
-        return -1;
-    buf[n] = '\0';
-    char *paren = strrchr(buf, ')');
-    char state;
-    int ppid;
-    if (paren == NULL || sscanf(paren + 1, " %c %d", &state, &ppid) != 2)
-        return -1;
-    return (pid_t)ppid;
-}
-
 /* SIGSTOPs the private cluster: the postmaster first (so it forks nothing new), then each
  * of its children (backends, checkpointer, walwriter, ...), found by their ppid. */
 static void pg_freeze(void)
@@ -678,7 +658,7 @@ static void pg_freeze(void)
         if (!isdigit((unsigned char)ent->d_name[0]))
             continue;
         pid_t pid = (pid_t)atoi(ent->d_name);
-        if (parent_of(pid) == postmaster && kill(pid, SIGSTOP) == 0)
+        if (tg_fx_parent_pid(pid) == postmaster && kill(pid, SIGSTOP) == 0)
             frozen[nfrozen++] = pid;
     }
     closedir(proc);
