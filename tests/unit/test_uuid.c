@@ -4,6 +4,7 @@
  */
 #include <criterion/criterion.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -135,4 +136,24 @@ Test(uuid, parse_uses_len_not_nul)
     const char longer[] = "017f22e2-79b0-7cc3-98c4-dc0c0c07398fEXTRA";
     cr_assert_eq(tg_uuid_parse(longer, 36, &u), 0);
     cr_assert_eq(tg_uuid_parse(longer, strlen(longer), &u), -1);
+}
+
+/* The formatter is vectorised; compare it with printf's "%02x" for every byte value in
+ * every position, so a wrong nibble order or digit offset cannot hide. */
+Test(uuid, format_matches_printf_for_every_byte)
+{
+    for (unsigned base = 0; base < 256; ++base) {
+        tg_uuid_t u;
+        for (size_t i = 0; i < 16; ++i)
+            u.bytes[i] = (uint8_t)(base + i * 17);
+        char got[TG_UUID_STRLEN + 1], want[TG_UUID_STRLEN + 1];
+        tg_uuid_format(&u, got);
+        char *p = want;
+        for (size_t i = 0; i < 16; ++i) {
+            if (i == 4 || i == 6 || i == 8 || i == 10)
+                *p++ = '-';
+            p += snprintf(p, 3, "%02x", u.bytes[i]);
+        }
+        cr_assert_str_eq(got, want);
+    }
 }
