@@ -178,7 +178,3 @@ void tg_apitoken_display_prefix(const char *token, char out[TG_APITOKEN_DISPLAY_
     out[TG_APITOKEN_DISPLAY_LEN] = '\0';
 }
 
-int tg_apitoken_hash_equal(const uint8_t a[TG_APITOKEN_HASH_LEN], const uint8_t b[TG_APITOKEN_HASH_LEN])
-{
-    return CRYPTO_memcmp(a, b, TG_APITOKEN_HASH_LEN) == 0;
-}

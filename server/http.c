@@ -35,14 +35,33 @@ const char *tg_http_reason(int status)
     }
 }
 
-void tg_http_send_json(h2o_req_t *req, int status, const char *body, size_t len)
+/* A generator without callbacks: what h2o uses for a response sent in one piece. h2o
+ * takes it by non-const pointer but never writes to it. */
+static h2o_generator_t oneshot_generator = {NULL, NULL};
+
+static void start_json(h2o_req_t *req, int status, size_t len)
 {
     req->res.status = status;
     req->res.reason = tg_http_reason(status);
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("application/json"));
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
     req->res.content_length = len;
+}
+
+void tg_http_send_json(h2o_req_t *req, int status, const char *body, size_t len)
+{
+    start_json(req, status, len);
     h2o_send_inline(req, body, len);
+}
+
+void tg_http_send_json_pooled(h2o_req_t *req, int status, const char *body, size_t len)
+{
+    /* h2o_send_inline() without its copy of the body */
+    start_json(req, status, len);
+    h2o_start_response(req, &oneshot_generator);
+    h2o_iovec_t buf = h2o_iovec_init(body, len);
+    int head = h2o_memis(req->input.method.base, req->input.method.len, H2O_STRLIT("HEAD"));
+    h2o_send(req, &buf, head ? 0 : 1, H2O_SEND_STATE_FINAL);
 }
 
 void tg_http_send_jansson(h2o_req_t *req, int status, json_t *doc)
@@ -55,7 +74,7 @@ void tg_http_send_jansson(h2o_req_t *req, int status, json_t *doc)
         return;
     }
     json_decref(doc);
-    tg_http_send_json(req, status, buf, len);
+    tg_http_send_json_pooled(req, status, buf, len);
 }
 
 void tg_http_add_header(h2o_req_t *req, const char *name, const char *value, size_t value_len)
@@ -115,9 +134,8 @@ int tg_http_reject_oversize(h2o_req_t *req)
 
 void tg_http_send_no_content(h2o_req_t *req)
 {
-    static h2o_generator_t generator = {NULL, NULL};
     req->res.status = 204;
     req->res.reason = "No Content";
-    h2o_start_response(req, &generator);
+    h2o_start_response(req, &oneshot_generator);
     h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
 }

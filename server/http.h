@@ -14,6 +14,13 @@ const char *tg_http_reason(int status);
 /** Sends `body` (copied by h2o) as application/json with `status`. */
 void tg_http_send_json(h2o_req_t *req, int status, const char *body, size_t len);
 
+/**
+ * Like tg_http_send_json for a body that already lives in req's pool (or is static):
+ * sent without another copy. The body must stay unchanged until the request is
+ * disposed.
+ */
+void tg_http_send_json_pooled(h2o_req_t *req, int status, const char *body, size_t len);
+
 /** Serialises `doc` (reference stolen) and sends it; 500 if it cannot be serialised. */
 void tg_http_send_jansson(h2o_req_t *req, int status, json_t *doc);
 

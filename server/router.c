@@ -57,22 +57,32 @@ size_t tg_router_allowed_methods(const tg_route_t *routes, h2o_iovec_t path, cha
     return len;
 }
 
+/* Does the request method select route r? GET routes answer HEAD too. */
+static int method_matches(const tg_route_t *r, h2o_iovec_t method)
+{
+    if (method.len == r->method_len && memcmp(method.base, r->method, method.len) == 0)
+        return 1;
+    return r->method_len == 3 && memcmp(r->method, "GET", 3) == 0 && h2o_memis(method.base, method.len, H2O_STRLIT("HEAD"));
+}
+
 tg_route_result_t tg_router_match(const tg_route_t *routes, h2o_iovec_t method, h2o_iovec_t path, const tg_route_t **route,
                                   h2o_iovec_t *params, size_t *nparams)
 {
-    int path_matched = 0;
     /* a trailing slash is tolerated ("/healthz/" is "/healthz"), the root is not trimmed */
     if (path.len > 1 && path.base[path.len - 1] == '/')
         --path.len;
-    for (const tg_route_t *r = routes; r->method != NULL; ++r) {
-        if (!match_pattern(r->pattern, path, params, nparams))
-            continue;
-        path_matched = 1;
-        if (h2o_memis(method.base, method.len, r->method, strlen(r->method)) ||
-            (strcmp(r->method, "GET") == 0 && h2o_memis(method.base, method.len, H2O_STRLIT("HEAD")))) {
+    /* The method first: a GET then never walks the POST and DELETE patterns (callgrind:
+     * half the matching cost of GET /api/v1/me). Table order still decides ties. */
+    for (const tg_route_t *r = routes; r->method != NULL; ++r)
+        if (method_matches(r, method) && match_pattern(r->pattern, path, params, nparams)) {
             *route = r;
             return TG_ROUTE_FOUND;
         }
-    }
-    return path_matched ? TG_ROUTE_METHOD_NOT_ALLOWED : TG_ROUTE_NOT_FOUND;
+    /* No route for this method: 405 when another method has the path, else 404. */
+    h2o_iovec_t scratch[TG_ROUTE_MAX_PARAMS];
+    size_t nscratch;
+    for (const tg_route_t *r = routes; r->method != NULL; ++r)
+        if (match_pattern(r->pattern, path, scratch, &nscratch))
+            return TG_ROUTE_METHOD_NOT_ALLOWED;
+    return TG_ROUTE_NOT_FOUND;
 }

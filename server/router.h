@@ -22,10 +22,15 @@ typedef void (*tg_route_fn)(tg_request_t *r);
 
 typedef struct st_tg_route_t {
     const char *method;
+    size_t method_len;
     const char *pattern;
     unsigned flags;
     tg_route_fn fn;
 } tg_route_t;
+
+/** A table row: TG_ROUTE("GET", "/api/v1/me", TG_ROUTE_AUTH, fn); the method's length is
+ *  taken at compile time. */
+#define TG_ROUTE(method, pattern, flags, fn) {method, sizeof(method) - 1, pattern, flags, fn}
 
 typedef enum { TG_ROUTE_FOUND, TG_ROUTE_NOT_FOUND, TG_ROUTE_METHOD_NOT_ALLOWED } tg_route_result_t;
 

@@ -6,10 +6,10 @@
  */
 #include "server/token_cache.h"
 
-#include <openssl/crypto.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/apitoken.h"
 #include "common/log.h"
 
 /* Eight slots: the probe compares keys only, so a miss touches eight key lines. */
@@ -109,7 +109,7 @@ static tg_cache_lookup_t find(tg_token_cache_t *c, uint8_t kind, const uint8_t k
     size_t base = slot_of(key);
     for (size_t i = 0; i < TG_TOKEN_CACHE_PROBE; ++i) {
         tg_cached_token_t *e = &c->entries[(base + i) & c->mask];
-        if (e->kind != kind || CRYPTO_memcmp(e->key, key, 32) != 0)
+        if (e->kind != kind || !tg_apitoken_hash_equal(e->key, key))
             continue;
         uint64_t ttl = e->negative ? TG_TOKEN_CACHE_NEGATIVE_TTL_MS : TG_TOKEN_CACHE_TTL_MS;
         if (now_ms - e->cached_at_ms >= ttl) {

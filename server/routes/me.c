@@ -56,5 +56,5 @@ void tg_route_me(tg_request_t *r)
     } else {
         pos = put(body, pos, H2O_STRLIT("},\"auth\":{\"method\":\"jwt\",\"tokenId\":null}}"));
     }
-    tg_http_send_json(r->req, 200, body, pos);
+    tg_http_send_json_pooled(r->req, 200, body, pos);
 }

@@ -5,8 +5,8 @@ if HAVE_TEST_DEPS
 TG_COMMON_UNIT_CFLAGS = $(AM_CFLAGS) $(CRITERION_CFLAGS) $(OPENSSL_CFLAGS) $(ARGON2_CFLAGS)
 TG_COMMON_UNIT_LDADD = common/libtgcommon.a $(CRITERION_LIBS) $(OPENSSL_LIBS) $(ARGON2_LIBS) $(LIBS)
 
-check_PROGRAMS += tests/unit/test_uuid tests/unit/test_timefmt tests/unit/test_apitoken tests/unit/test_password
-TESTS += tests/unit/test_uuid tests/unit/test_timefmt tests/unit/test_apitoken tests/unit/test_password
+check_PROGRAMS += tests/unit/test_uuid tests/unit/test_timefmt tests/unit/test_apitoken tests/unit/test_password tests/unit/test_log
+TESTS += tests/unit/test_uuid tests/unit/test_timefmt tests/unit/test_apitoken tests/unit/test_password tests/unit/test_log
 
 tests_unit_test_uuid_CPPFLAGS = $(AM_CPPFLAGS)
 tests_unit_test_uuid_CFLAGS = $(TG_COMMON_UNIT_CFLAGS)
@@ -27,5 +27,10 @@ tests_unit_test_password_CPPFLAGS = $(AM_CPPFLAGS)
 tests_unit_test_password_CFLAGS = $(TG_COMMON_UNIT_CFLAGS)
 tests_unit_test_password_SOURCES = tests/unit/test_password.c
 tests_unit_test_password_LDADD = $(TG_COMMON_UNIT_LDADD)
+
+tests_unit_test_log_CPPFLAGS = $(AM_CPPFLAGS)
+tests_unit_test_log_CFLAGS = $(TG_COMMON_UNIT_CFLAGS)
+tests_unit_test_log_SOURCES = tests/unit/test_log.c
+tests_unit_test_log_LDADD = $(TG_COMMON_UNIT_LDADD)
 
 endif
