@@ -180,6 +180,8 @@ static int setup_services(tg_worker_t *w)
     w->offload = tg_offload_create(w->loop, TG_WORKER_OFFLOAD_THREADS);
     w->metering = tg_metering_create(s->ring, strcmp(s->config.on_ring_full, "reject") == 0, s->gauges, (size_t)w->index,
                                      (size_t)s->config.workers);
+    if (s->ring != NULL && tg_ring_prefault(s->ring) != 0)
+        tg_log_warn("worker", "ring pages could not be mapped ahead; appends will fault them in", "error=%s", strerror(errno));
     return w->tokens != NULL && w->db != NULL && w->offload != NULL && w->metering != NULL ? 0 : -1;
 }
 

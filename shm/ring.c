@@ -644,6 +644,27 @@ tg_ring_status_t tg_ring_append(tg_ring_t *ring, const void *payload, size_t len
     return tg_ring_commit(ring, &res);
 }
 
+int tg_ring_prefault(tg_ring_t *ring)
+{
+    if (ring == NULL || ring->_header == NULL) {
+        errno = EINVAL;
+        return -1;
+    }
+#ifdef MADV_POPULATE_WRITE
+    if (madvise(ring->_header, ring->_map_size, MADV_POPULATE_WRITE) == 0)
+        return 0;
+    if (errno != EINVAL)
+        return -1;
+#endif
+    /* Before Linux 5.14: a read maps a shared page writable too (tmpfs needs no write
+     * notification), one page at a time. */
+    long page = sysconf(_SC_PAGESIZE);
+    const volatile unsigned char *bytes = (const volatile unsigned char *)ring->_header;
+    for (size_t off = 0; off < ring->_map_size; off += (size_t)(page > 0 ? page : 4096))
+        (void)bytes[off];
+    return 0;
+}
+
 /* ---- the consumer ----------------------------------------------------------------------- */
 
 static void recycle(tg_ring_t *ring, tg_ring_slot_t *slot, uint64_t pos)
