@@ -7,19 +7,8 @@
 #ifndef TG_AUTH_H
 #define TG_AUTH_H
 
+#include "server/authz.h" /* the TG_SCOPE_* bits */
 #include "server/request.h"
-
-/* Scopes (SPEC §3) as bits. "proxy:*" grants every --route; "proxy:/prefix" grants the
- * configured route with that prefix, as bit TG_SCOPE_PROXY_ROUTE(i) where i is the
- * route's position in the configuration (at most 24 routes carry their own bit). */
-enum {
-    TG_SCOPE_TOKENS_READ = 1,
-    TG_SCOPE_TOKENS_WRITE = 2,
-    TG_SCOPE_USAGE_READ = 4,
-    TG_SCOPE_PROXY_ALL = 8,
-};
-#define TG_SCOPE_PROXY_ROUTE(i) (1u << (8 + (i)))
-#define TG_SCOPE_MAX_ROUTES 24
 
 typedef void (*tg_auth_next_fn)(tg_request_t *r);
 

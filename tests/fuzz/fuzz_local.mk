@@ -3,7 +3,7 @@
 # (tests/fuzz/corpus/<target>/) to its LLVMFuzzerTestOneInput, so `make check` replays
 # past findings. The fuzzing itself (clang, libFuzzer, ASan + UBSan) is contrib/fuzz.
 # Included from tests/local.mk.
-EXTRA_DIST += tests/fuzz/corpus tests/fuzz/README.md tests/fuzz/make_seeds.c
+EXTRA_DIST += tests/fuzz/corpus tests/fuzz/dict tests/fuzz/README.md tests/fuzz/make_seeds.c
 
 if HAVE_TEST_DEPS
 
@@ -14,9 +14,11 @@ TG_FUZZ_LDADD = server/libtgserver.a collector/libtgcollector.a shm/libtgshm.a c
 TG_FUZZ_CORPUS_DIR = $(abs_top_srcdir)/tests/fuzz/corpus
 
 check_PROGRAMS += tests/fuzz/replay_apitoken tests/fuzz/replay_jwt tests/fuzz/replay_timefmt tests/fuzz/replay_uuid \
-	tests/fuzz/replay_usage_record tests/fuzz/replay_config tests/fuzz/replay_usage_query tests/fuzz/replay_spill
+	tests/fuzz/replay_usage_record tests/fuzz/replay_config tests/fuzz/replay_usage_query tests/fuzz/replay_spill \
+	tests/fuzz/replay_authz tests/fuzz/replay_login_body tests/fuzz/replay_token_body
 TESTS += tests/fuzz/replay_apitoken tests/fuzz/replay_jwt tests/fuzz/replay_timefmt tests/fuzz/replay_uuid \
-	tests/fuzz/replay_usage_record tests/fuzz/replay_config tests/fuzz/replay_usage_query tests/fuzz/replay_spill
+	tests/fuzz/replay_usage_record tests/fuzz/replay_config tests/fuzz/replay_usage_query tests/fuzz/replay_spill \
+	tests/fuzz/replay_authz tests/fuzz/replay_login_body tests/fuzz/replay_token_body
 
 tests_fuzz_replay_apitoken_CPPFLAGS = $(AM_CPPFLAGS) -DTG_FUZZ_CORPUS='"$(TG_FUZZ_CORPUS_DIR)/apitoken"'
 tests_fuzz_replay_apitoken_CFLAGS = $(TG_FUZZ_CFLAGS)
@@ -57,5 +59,20 @@ tests_fuzz_replay_spill_CPPFLAGS = $(AM_CPPFLAGS) -DTG_FUZZ_CORPUS='"$(TG_FUZZ_C
 tests_fuzz_replay_spill_CFLAGS = $(TG_FUZZ_CFLAGS)
 tests_fuzz_replay_spill_SOURCES = tests/fuzz/fuzz_spill.c tests/fuzz/replay_main.c
 tests_fuzz_replay_spill_LDADD = $(TG_FUZZ_LDADD)
+
+tests_fuzz_replay_authz_CPPFLAGS = $(AM_CPPFLAGS) -DTG_FUZZ_CORPUS='"$(TG_FUZZ_CORPUS_DIR)/authz"'
+tests_fuzz_replay_authz_CFLAGS = $(TG_FUZZ_CFLAGS)
+tests_fuzz_replay_authz_SOURCES = tests/fuzz/fuzz_authz.c tests/fuzz/replay_main.c
+tests_fuzz_replay_authz_LDADD = $(TG_FUZZ_LDADD)
+
+tests_fuzz_replay_login_body_CPPFLAGS = $(AM_CPPFLAGS) -DTG_FUZZ_CORPUS='"$(TG_FUZZ_CORPUS_DIR)/login_body"'
+tests_fuzz_replay_login_body_CFLAGS = $(TG_FUZZ_CFLAGS)
+tests_fuzz_replay_login_body_SOURCES = tests/fuzz/fuzz_login_body.c tests/fuzz/replay_main.c
+tests_fuzz_replay_login_body_LDADD = $(TG_FUZZ_LDADD)
+
+tests_fuzz_replay_token_body_CPPFLAGS = $(AM_CPPFLAGS) -DTG_FUZZ_CORPUS='"$(TG_FUZZ_CORPUS_DIR)/token_body"'
+tests_fuzz_replay_token_body_CFLAGS = $(TG_FUZZ_CFLAGS)
+tests_fuzz_replay_token_body_SOURCES = tests/fuzz/fuzz_token_body.c tests/fuzz/replay_main.c
+tests_fuzz_replay_token_body_LDADD = $(TG_FUZZ_LDADD)
 
 endif

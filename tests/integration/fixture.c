@@ -18,6 +18,7 @@
 #include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +55,8 @@ extern char **environ;
 #define FX_MAX_CLUSTERS 4
 /* Attempts to start a server when a free port was taken between probe and bind. */
 #define SERVER_START_ATTEMPTS 3
+/* Secrets one test process remembers having recorded (a test uses a handful; more only costs a duplicate line). */
+#define FX_AUDIT_SEEN 256
 
 /* ------------------------------------------------------------------ state */
 
@@ -77,6 +80,9 @@ static struct {
     char process_tls_dir[256];  /* self-signed certificate when no runner shares one */
     unsigned counter;           /* makes ring names and temp names unique within the process */
     char runner_state_dir[256]; /* set in the Criterion runner process only */
+    /* fingerprints of the secrets this process recorded (see "secrets audit") */
+    uint64_t audit_seen[FX_AUDIT_SEEN];
+    size_t audit_seen_next;
 } fx = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static void fx_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -310,6 +316,243 @@ static int wait_until(pid_t pid, long long deadline_ms, int *status)
     }
 }
 
+/* ------------------------------------------------------------------ secrets audit */
+
+/*
+ * Issue 7: "no credential, token hash or password in any log line, error or metric".
+ * With TG_FX_AUDIT_DIR set (make check sets it), everything the product wrote or
+ * answered that a person could read later is kept under $TG_FX_AUDIT_DIR/<test binary>/
+ * — tollgated logs (the log path itself moves there), error responses, /metrics bodies,
+ * tollgatectl/collector stderr — and every secret the tests used is listed beside them
+ * in secrets-<pid>.tsv as "kind<TAB>hex of the value<TAB>where it came from".
+ * tests/integration/check_secrets.c greps the former for the latter after the last test.
+ */
+
+/* Shorter passwords ("pw", "x") would match ordinary words in a log; every real test
+ * password is longer, and tollgatectl refuses passwords under 8 characters anyway. */
+#define AUDIT_MIN_PASSWORD 8
+/* One error body kept per response at most; ours are a few hundred bytes. */
+#define AUDIT_MAX_ERROR_BODY 65536
+
+static int audit_enabled(void)
+{
+    const char *base = getenv("TG_FX_AUDIT_DIR");
+    return base != NULL && base[0] != '\0';
+}
+
+/* $TG_FX_AUDIT_DIR/<binary>, made if missing. 0, or -1 when auditing is off or it cannot be made.
+ * The binary is /proc/self/exe's name: Criterion's test processes call themselves "boxfort-worker". */
+static int audit_dir(char *out, size_t cap)
+{
+    const char *base = getenv("TG_FX_AUDIT_DIR");
+    char exe[512];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    exe[n > 0 ? n : 0] = '\0';
+    const char *name = strrchr(exe, '/') != NULL ? strrchr(exe, '/') + 1 : program_invocation_short_name;
+    if (base == NULL || base[0] == '\0' || (size_t)snprintf(out, cap, "%s/%s", base, name) >= cap)
+        return -1;
+    if ((mkdir(base, 0755) != 0 && errno != EEXIST) || (mkdir(out, 0755) != 0 && errno != EEXIST)) {
+        fx_log("cannot make %s: %s", out, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* The runner, before the first test: this binary's records start afresh. */
+static void audit_reset(void)
+{
+    char dir[512];
+    if (audit_dir(dir, sizeof(dir)) != 0)
+        return;
+    rm_rf(dir);
+    mkdir(dir, 0755);
+}
+
+/* Appends to <audit dir>/<stem>-<pid>.<ext>: one file per test process, so parallel
+ * tests never interleave. */
+static void audit_append(const char *stem, const char *ext, const char *data, size_t len)
+{
+    char dir[512], path[600];
+    if (len == 0 || audit_dir(dir, sizeof(dir)) != 0)
+        return;
+    snprintf(path, sizeof(path), "%s/%s-%d.%s", dir, stem, (int)getpid(), ext);
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        fx_log("cannot open %s: %s", path, strerror(errno));
+        return;
+    }
+    for (size_t off = 0; off < len;) {
+        ssize_t n = write(fd, data + off, len - off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        off += (size_t)n;
+    }
+    close(fd);
+}
+
+/* FNV-1a, to remember which secrets this process already wrote. */
+static uint64_t audit_fingerprint(const char *kind, const char *value, size_t len)
+{
+    uint64_t h = UINT64_C(14695981039346656037);
+    for (const char *k = kind; *k != '\0'; ++k)
+        h = (h ^ (unsigned char)*k) * UINT64_C(1099511628211);
+    for (size_t i = 0; i < len; ++i)
+        h = (h ^ (unsigned char)value[i]) * UINT64_C(1099511628211);
+    return h;
+}
+
+/* 1 the first time this process records (kind, value): a loop of requests writes a token once. */
+static int audit_first_time(uint64_t fingerprint)
+{
+    int first = 1;
+    pthread_mutex_lock(&fx.lock);
+    for (size_t i = 0; i < FX_AUDIT_SEEN && first; ++i)
+        first = fx.audit_seen[i] != fingerprint;
+    if (first)
+        fx.audit_seen[fx.audit_seen_next++ % FX_AUDIT_SEEN] = fingerprint;
+    pthread_mutex_unlock(&fx.lock);
+    return first;
+}
+
+void tg_fx_audit_secret(const char *kind, const char *value, size_t len, const char *source)
+{
+    static const char hex[] = "0123456789abcdef";
+    if (!audit_enabled() || len == 0 || !audit_first_time(audit_fingerprint(kind, value, len)))
+        return;
+    char *line = malloc(strlen(kind) + 2 * len + strlen(source) + 4);
+    if (line == NULL)
+        return;
+    size_t n = (size_t)sprintf(line, "%s\t", kind);
+    for (size_t i = 0; i < len; ++i) {
+        line[n++] = hex[(unsigned char)value[i] >> 4];
+        line[n++] = hex[(unsigned char)value[i] & 15];
+    }
+    line[n++] = '\t';
+    for (const char *s = source; *s != '\0'; ++s)
+        line[n++] = *s == '\t' || *s == '\n' ? ' ' : *s;
+    line[n++] = '\n';
+    audit_append("secrets", "tsv", line, n);
+    free(line);
+}
+
+/* Three non-empty dot-separated segments: what the server takes for a JWT. */
+static int audit_jwt_shaped(const char *s, size_t len)
+{
+    size_t dots = 0;
+    for (size_t i = 0; i < len; ++i)
+        if (s[i] == '.')
+            ++dots;
+    return dots == 2 && len >= 40 && s[0] != '.' && s[len - 1] != '.' && memmem(s, len, "..", 2) == NULL;
+}
+
+/* A credential in our shapes: "tgk_" + 38 characters, or a JWT. */
+static void audit_credential(const char *s, size_t len, const char *source)
+{
+    if (len == 42 && memcmp(s, "tgk_", 4) == 0)
+        tg_fx_audit_secret("api_token", s, len, source);
+    else if (audit_jwt_shaped(s, len))
+        tg_fx_audit_secret("jwt", s, len, source);
+}
+
+/* "Authorization: Bearer <credential>" among the request's headers. */
+static void audit_request_headers(const char *const *headers)
+{
+    for (size_t i = 0; headers != NULL && headers[i] != NULL; ++i) {
+        const char *h = headers[i];
+        if (strncasecmp(h, "authorization:", 14) != 0)
+            continue;
+        h += 14;
+        h += strspn(h, " \t");
+        if (strncasecmp(h, "bearer", 6) != 0)
+            continue;
+        h += 6;
+        h += strspn(h, " \t");
+        audit_credential(h, strcspn(h, " \t"), "Authorization header sent by a test");
+    }
+}
+
+/* {"password": "..."} in a request body (login). */
+static void audit_request_body(const char *body, size_t len)
+{
+    if (memmem(body, len, "\"password\"", 10) == NULL)
+        return;
+    json_t *doc = json_loadb(body, len, 0, NULL);
+    const char *password = json_string_value(json_object_get(doc, "password"));
+    const char *email = json_string_value(json_object_get(doc, "email"));
+    size_t plen = json_string_length(json_object_get(doc, "password"));
+    /* a body that sends one string as both (an injection test) would flag a logged email */
+    if (password != NULL && plen >= AUDIT_MIN_PASSWORD && (email == NULL || strcmp(email, password) != 0))
+        tg_fx_audit_secret("password", password, plen, "password sent in a request body");
+    json_decref(doc);
+}
+
+/* The path of an absolute URL without its query ("" when there is none). */
+static size_t audit_url_path(const char *url, const char **path)
+{
+    const char *scheme = strstr(url, "://");
+    const char *p = scheme != NULL ? strchr(scheme + 3, '/') : NULL;
+    *path = p != NULL ? p : "";
+    return strcspn(*path, "?#");
+}
+
+/* After every tg_fx_http(): the secrets that went out and came back, error bodies and metrics. */
+static void audit_exchange(const tg_fx_http_req_t *req, size_t body_len, tg_fx_http_res_t *res)
+{
+    if (!audit_enabled())
+        return;
+    audit_request_headers(req->headers);
+    if (req->body != NULL && body_len > 0)
+        audit_request_body(req->body, body_len);
+    if (res->status >= 200 && res->status < 300 && res->body_len > 0 && res->body[0] == '{' &&
+        strstr(res->body, "\"token\"") != NULL) {
+        json_t *token = json_object_get(tg_fx_json(res), "token");
+        if (json_is_string(token))
+            audit_credential(json_string_value(token), json_string_length(token), "\"token\" answered by tollgated");
+    }
+    if (res->status >= 400) {
+        fx_buf_t b = {0};
+        char line[64];
+        int n = snprintf(line, sizeof(line), "HTTP %ld\n", res->status);
+        buf_append(&b, line, (size_t)n);
+        for (size_t i = 0; i < res->num_headers; ++i) {
+            buf_append(&b, res->headers[i].name, strlen(res->headers[i].name));
+            buf_append(&b, ": ", 2);
+            buf_append(&b, res->headers[i].value, strlen(res->headers[i].value));
+            buf_append(&b, "\n", 1);
+        }
+        buf_append(&b, res->body, res->body_len < AUDIT_MAX_ERROR_BODY ? res->body_len : AUDIT_MAX_ERROR_BODY);
+        buf_append(&b, "\n", 1);
+        audit_append("errors", "txt", b.data, b.len);
+        free(b.data);
+    }
+    const char *path;
+    size_t path_len = audit_url_path(req->url, &path);
+    if (res->status == 200 && path_len == 8 && memcmp(path, "/metrics", 8) == 0)
+        audit_append("metrics", "txt", res->body, res->body_len);
+}
+
+/* After every tg_fx_run() of one of our programs: tokens tollgatectl printed, the password
+ * `user create` read, and what the program wrote on stderr. */
+static void audit_run(char *const *argv, const char *input, const tg_fx_run_t *run)
+{
+    const char *base = strrchr(argv[0], '/');
+    base = base != NULL ? base + 1 : argv[0];
+    if (!audit_enabled() || strncmp(base, "tollgate", 8) != 0)
+        return;
+    for (const char *p = run->out; (p = strstr(p, "tgk_")) != NULL; p += 4)
+        if (strspn(p + 4, "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") >= 38)
+            tg_fx_audit_secret("api_token", p, 42, "printed by tollgatectl");
+    int user_create = 0;
+    for (size_t i = 1; argv[i] != NULL && argv[i + 1] != NULL; ++i)
+        user_create |= strcmp(argv[i], "user") == 0 && strcmp(argv[i + 1], "create") == 0;
+    size_t first_line = input != NULL ? strcspn(input, "\n") : 0;
+    if (user_create && first_line >= AUDIT_MIN_PASSWORD)
+        tg_fx_audit_secret("password", input, first_line, "password given to tollgatectl user create");
+    audit_append(base, "log", run->err, strlen(run->err));
+}
+
 static int run_in(char *const *argv, char *const *env, const char *input, int timeout_ms, const char *cwd, tg_fx_run_t *run)
 {
     int in_pipe[2] = {-1, -1}, out_pipe[2] = {-1, -1}, err_pipe[2] = {-1, -1};
@@ -397,6 +640,7 @@ static int run_in(char *const *argv, char *const *env, const char *input, int ti
         fx_log("%s did not finish within %d ms: killed", argv[0], timeout_ms);
     run->out = buf_take(&out);
     run->err = buf_take(&err);
+    audit_run(argv, input, run);
     for (int i = 0; i < 2; ++i) {
         if (in_pipe[i] >= 0)
             close(in_pipe[i]);
@@ -966,6 +1210,11 @@ static int spawn_server(tg_fx_server_t *srv, const tg_fx_server_opts_t *opts, co
         argv[n++] = "--node-id";
         argv[n++] = opts->node_id;
     }
+    /* The failed-authentication throttle (default 20 per minute per address) would turn other
+     * tests' deliberate failures from 127.0.0.1 into 429s; test_throttle.c turns it back on
+     * through extra_args, which come later and win. */
+    argv[n++] = "--auth-throttle-failures";
+    argv[n++] = "0";
     for (size_t i = 0; opts->extra_args != NULL && opts->extra_args[i] != NULL && n < 63; ++i)
         argv[n++] = opts->extra_args[i];
     argv[n] = NULL;
@@ -1053,7 +1302,11 @@ int tg_fx_server_start(tg_fx_server_t *srv, const tg_fx_server_opts_t *opts)
         return -1;
     if (make_temp_dir_in(temp_base(), "tg-srv", srv->dir, sizeof(srv->dir)) != 0)
         return -1;
-    snprintf(srv->log_path, sizeof(srv->log_path), "%s/tollgated.log", srv->dir);
+    char audit[256];
+    if (audit_dir(audit, sizeof(audit)) == 0) /* kept after the server's temp dir is gone */
+        snprintf(srv->log_path, sizeof(srv->log_path), "%s/tollgated-%d-%u.log", audit, (int)getpid(), next_counter());
+    else
+        snprintf(srv->log_path, sizeof(srv->log_path), "%s/tollgated.log", srv->dir);
     snprintf(srv->jwt_secret_path, sizeof(srv->jwt_secret_path), "%s/jwt-secret", srv->dir);
     snprintf(srv->ring, sizeof(srv->ring), "/tg-test-%d-%u", (int)getpid(), next_counter());
     if (write_jwt_secret(srv->jwt_secret_path) != 0)
@@ -1101,6 +1354,13 @@ int tg_fx_server_stop(tg_fx_server_t *srv, int timeout_ms)
         timeout_ms = SERVER_STOP_TIMEOUT_MS;
     int killed = 0;
     if (!srv->_reaped) {
+        if (audit_enabled()) { /* the server's metrics at the end of the test, for check_secrets */
+            tg_fx_http_res_t metrics;
+            char url[128];
+            tg_fx_http_req_t req = {.url = tg_fx_server_url(srv, TG_FX_HTTP1, "/metrics", url, sizeof(url)), .timeout_ms = 2000};
+            tg_fx_http(&req, &metrics);
+            tg_fx_http_res_free(&metrics);
+        }
         kill(srv->pid, SIGTERM);
         if (tg_fx_server_wait(srv, timeout_ms) == -1 && !srv->_reaped) {
             fx_log("tollgated (pid %d) did not exit within %d ms of SIGTERM: killing its process group", (int)srv->pid, timeout_ms);
@@ -1398,6 +1658,7 @@ int tg_fx_http(const tg_fx_http_req_t *req, tg_fx_http_res_t *res)
     res->body = buf_take(&t.body);
     curl_slist_free_all(headers);
     curl_easy_cleanup(curl);
+    audit_exchange(req, body_len, res);
     return code == CURLE_OK ? 0 : -1;
 }
 
@@ -1572,6 +1833,7 @@ static void fx_runner_cleanup(void)
 static void fx_pre_all(struct criterion_test_set *set)
 {
     (void)set;
+    audit_reset();
     if (make_temp_dir("tg-fx", fx.runner_state_dir, sizeof(fx.runner_state_dir)) != 0)
         return; /* tests fall back to one cluster per process */
     setenv("TG_FX_STATE_DIR", fx.runner_state_dir, 1);

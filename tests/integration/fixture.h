@@ -19,7 +19,9 @@
  * a failed assertion left running, and PR_SET_PDEATHSIG for a test process that crashed
  * or was killed by Criterion's timeout; the runner removes what such a test left behind.
  * Environment knobs: TG_FX_SHOW_LOGS=1 prints every server's log when it stops,
- * TG_FX_KEEP=1 keeps temporary directories.
+ * TG_FX_KEEP=1 keeps temporary directories, TG_FX_AUDIT_DIR=DIR (make check sets it)
+ * keeps logs, error responses and metrics and lists the secrets tests used, for
+ * tests/integration/check_secrets (see "secrets audit" below).
  */
 #ifndef TG_TESTS_FIXTURE_H
 #define TG_TESTS_FIXTURE_H
@@ -107,8 +109,8 @@ typedef struct st_tg_fx_server_t {
     pid_t pid;          /* the master; also its process group id */
     int port;           /* cleartext listener on 127.0.0.1 */
     int tls_port;       /* TLS listener, 0 when off */
-    char dir[256];      /* temp dir: jwt-secret, spool/, tollgated.log */
-    char log_path[300]; /* the master's (and children's) stderr */
+    char dir[256];      /* temp dir: jwt-secret, spool/, tollgated.log (unless audited) */
+    char log_path[300]; /* the master's (and children's) stderr; under TG_FX_AUDIT_DIR when set, kept after stop */
     char jwt_secret_path[300];
     char ring[64];   /* "/tg-test-<pid>-<n>"; /dev/shm/<name> removed on stop */
     int exit_status; /* wait status once reaped, else -1 */
@@ -118,7 +120,8 @@ typedef struct st_tg_fx_server_t {
 /**
  * Starts TG_BUILDDIR's tollgated as a child in its own process group with --listen
  * 127.0.0.1:<free port>, --workers, --jwt-secret-file (a fresh 48-byte secret),
- * --ring /tg-test-<pid>-<n>, --ring-capacity, --spool-dir, --database-url, and
+ * --ring /tg-test-<pid>-<n>, --ring-capacity, --spool-dir, --database-url,
+ * --auth-throttle-failures 0 (the failure throttle off; extra_args may turn it on), and
  * optionally --tls-listen/--tls-cert/--tls-key (a self-signed localhost certificate
  * made once per binary), --node-id and opts->extra_args. The environment is cleaned of
  * TOLLGATE_* and DATABASE_URL. Waits, by polling with a deadline, until GET /healthz
@@ -279,5 +282,27 @@ long long tg_fx_now_ms(void);
 
 /** Number of lines in `s` that have any non-blank character. */
 size_t tg_fx_count_lines(const char *s);
+
+/* ------------------------------------------------------------------ secrets audit */
+
+/*
+ * Issue 7: no credential, token hash or password in any log line, error or metric. With
+ * TG_FX_AUDIT_DIR set, the fixture keeps under $TG_FX_AUDIT_DIR/<test binary>/ (emptied
+ * when the binary starts): every tollgated log, the status, headers and body of every
+ * response >= 400 and of every GET /metrics (also one taken by tg_fx_server_stop()), and
+ * the stderr of tollgatectl and other tollgate programs run through tg_fx_run(). It
+ * records, by itself, the secrets that pass through it: "token" in a 2xx response (API
+ * tokens and JWTs), credentials in Authorization: Bearer headers a test sends (in our two
+ * shapes), passwords of 8+ bytes in request bodies and on `tollgatectl user create`'s
+ * stdin, tokens tollgatectl prints. tests/integration/check_secrets runs after every other
+ * integration test and fails on any of them (or its SHA-256) in any kept file.
+ */
+
+/**
+ * Records a secret the fixture cannot see: one a test made itself (an API token inserted
+ * with SQL, say). kind: "api_token", "jwt" or "password"; `source` says where it came from.
+ * No-op without TG_FX_AUDIT_DIR. Thread-safe.
+ */
+void tg_fx_audit_secret(const char *kind, const char *value, size_t len, const char *source);
 
 #endif
