@@ -3,7 +3,8 @@
  * credential kind, JWT signature and claims or API-token checksum (no I/O), then
  * the worker's credential cache, and only on a miss one PostgreSQL lookup whose
  * answer is cached. Every failure is the same 401 body: which part of a credential
- * was wrong is never said.
+ * was wrong is never said. What the cache cannot answer first passes the per-address
+ * failure throttle (server/auth_throttle.h); a cache hit never touches it.
  */
 #include "server/auth.h"
 
@@ -17,13 +18,11 @@
 #include "server/db.h"
 #include "server/http.h"
 #include "server/jwt.h"
+#include "server/auth_throttle.h"
 #include "server/metering.h"
 #include "server/policy.h"
 #include "server/token_cache.h"
 #include "server/worker.h"
-
-/* No credential of ours is longer: API tokens are 42 bytes, JWTs < TG_JWT_MAX_LEN. */
-#define TG_AUTH_MAX_CREDENTIAL TG_JWT_MAX_LEN
 
 /* Columns 7.. are the policies, in the order tg_policy_from_row() reads them. */
 static const char SQL_TOKEN_BY_HASH[] =
@@ -47,6 +46,7 @@ typedef struct st_tg_auth_lookup_t {
     tg_auth_next_fn next;
     tg_db_query_t *query;
     tg_cached_token_t entry; /* key filled before the query */
+    uint64_t throttle_charge; /* the failure taken in advance (server/auth_throttle.h), or 0 */
 } tg_auth_lookup_t;
 
 static void send_invalid(tg_request_t *r)
@@ -79,14 +79,8 @@ static int64_t now_us(tg_request_t *r)
 
 typedef enum { CRED_MISSING, CRED_BAD_REQUEST, CRED_INVALID, CRED_OK } cred_parse_t;
 
-static int is_token_char(unsigned char c)
-{
-    /* RFC 6750 b64token: ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" then "="s */
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
-           c == '_' || c == '~' || c == '+' || c == '/' || c == '=';
-}
-
-static cred_parse_t parse_authorization(h2o_req_t *req, h2o_iovec_t *credential)
+/* The value's grammar is server/authz.c's; here, that there is exactly one value. */
+static cred_parse_t parse_authorization(h2o_req_t *req, tg_authz_t *authz)
 {
     ssize_t i = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1);
     if (i < 0)
@@ -94,62 +88,21 @@ static cred_parse_t parse_authorization(h2o_req_t *req, h2o_iovec_t *credential)
     if (h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, i) >= 0)
         return CRED_BAD_REQUEST; /* two Authorization headers: ambiguous, refuse */
     h2o_iovec_t v = req->headers.entries[i].value;
-    if (v.len < 7 || !h2o_lcstris(v.base, 6, H2O_STRLIT("bearer")) || (v.base[6] != ' ' && v.base[6] != '\t'))
+    switch (tg_authz_parse(v.base, v.len, authz)) {
+    case TG_AUTHZ_MISSING:
         return CRED_MISSING; /* another scheme: no Bearer credential was presented */
-    size_t start = 7;
-    while (start < v.len && (v.base[start] == ' ' || v.base[start] == '\t'))
-        ++start;
-    size_t end = v.len;
-    while (end > start && (v.base[end - 1] == ' ' || v.base[end - 1] == '\t'))
-        --end;
-    if (end == start || end - start > TG_AUTH_MAX_CREDENTIAL)
+    case TG_AUTHZ_INVALID:
         return CRED_INVALID;
-    for (size_t k = start; k < end; ++k)
-        if (!is_token_char((unsigned char)v.base[k]))
-            return CRED_INVALID;
-    *credential = h2o_iovec_init(v.base + start, end - start);
-    return CRED_OK;
+    default:
+        return CRED_OK;
+    }
 }
 
 /* ------------------------------------------------------------------ shared steps */
 
 unsigned tg_auth_proxy_scope_bit(const tg_server_t *server, const char *prefix, size_t len)
 {
-    while (len > 1 && prefix[len - 1] == '/')
-        --len;
-    for (size_t i = 0; i < server->config.routes.count && i < TG_SCOPE_MAX_ROUTES; ++i) {
-        const char *spec = server->config.routes.items[i];
-        size_t plen = (size_t)(strchr(spec, '=') - spec);
-        while (plen > 1 && spec[plen - 1] == '/')
-            --plen;
-        if (plen == len && memcmp(spec, prefix, len) == 0)
-            return TG_SCOPE_PROXY_ROUTE(i);
-    }
-    return 0;
-}
-
-static unsigned parse_scopes(const tg_server_t *server, const char *list)
-{
-    unsigned bits = 0;
-    const char *p = list;
-    while (*p != '\0') {
-        const char *sp = strchr(p, ' ');
-        size_t n = sp != NULL ? (size_t)(sp - p) : strlen(p);
-        if (n == 11 && memcmp(p, "tokens:read", 11) == 0)
-            bits |= TG_SCOPE_TOKENS_READ;
-        else if (n == 12 && memcmp(p, "tokens:write", 12) == 0)
-            bits |= TG_SCOPE_TOKENS_WRITE;
-        else if (n == 10 && memcmp(p, "usage:read", 10) == 0)
-            bits |= TG_SCOPE_USAGE_READ;
-        else if (n == 7 && memcmp(p, "proxy:*", 7) == 0)
-            bits |= TG_SCOPE_PROXY_ALL;
-        else if (n > 6 && memcmp(p, "proxy:", 6) == 0)
-            bits |= tg_auth_proxy_scope_bit(server, p + 6, n - 6);
-        p += n;
-        while (*p == ' ')
-            ++p;
-    }
-    return bits;
+    return tg_authz_route_scope_bit(&server->config.routes, prefix, len);
 }
 
 static int parse_uuid_field(PGresult *res, int col, uint8_t out[16])
@@ -278,6 +231,15 @@ static uint32_t claim_stats_slot(tg_worker_t *w, const uint8_t id[16])
     return slot;
 }
 
+/* What a token lookup's answer means to the failure throttle: a row is a token we issued
+ * (even if revoked or expired), no row is a failure, no answer judged nothing. */
+static tg_auth_throttle_outcome_t lookup_outcome(PGresult *res)
+{
+    if (res == NULL)
+        return TG_AUTH_THROTTLE_UNJUDGED;
+    return PQntuples(res) == 1 ? TG_AUTH_THROTTLE_GENUINE : TG_AUTH_THROTTLE_FAILED;
+}
+
 static void on_token_row(void *data, PGresult *res, const char *sqlstate, const char *error)
 {
     tg_auth_lookup_t *l = data;
@@ -286,6 +248,7 @@ static void on_token_row(void *data, PGresult *res, const char *sqlstate, const 
     if (r == NULL)
         return;
     l->r = NULL;
+    tg_auth_throttle_settle(r->worker, l->throttle_charge, lookup_outcome(res), l->entry.key);
     if (res == NULL) {
         lookup_failed(r, error);
         return;
@@ -310,7 +273,7 @@ static void on_token_row(void *data, PGresult *res, const char *sqlstate, const 
         lookup_failed(r, "unparseable token policy"); /* fail closed, and uncached: retried on the next request */
         return;
     }
-    e->scopes = parse_scopes(r->worker->server, PQgetvalue(res, 0, 3));
+    e->scopes = tg_authz_scope_bits(&r->worker->server->config.routes, PQgetvalue(res, 0, 3));
     e->expires_at_us = strtoll(PQgetvalue(res, 0, 4), NULL, 10);
     e->revoked_at_us = strtoll(PQgetvalue(res, 0, 5), NULL, 10);
     copy_email(e, res, 6);
@@ -332,16 +295,22 @@ static void auth_api_token(tg_request_t *r, h2o_iovec_t credential, tg_auth_next
         return;
     case TG_CACHE_UNKNOWN:
         tg_worker_count(r->worker, TG_STAT_CACHE_HITS);
+        if (!tg_auth_throttle_reject(r))
+            return; /* 429: this address spent its failures */
         tg_worker_count(r->worker, TG_STAT_UNKNOWN_TOKENS);
         send_invalid(r);
         return;
     case TG_CACHE_MISS:
-        tg_worker_count(r->worker, TG_STAT_CACHE_MISSES);
         break;
     }
+    /* not verified here: the client's failure budget pays in advance, unless the node knows the token */
+    uint64_t throttle_charge;
+    if (!tg_auth_throttle_admit(r, hash, &throttle_charge))
+        return; /* 429 before any work */
+    tg_worker_count(r->worker, TG_STAT_CACHE_MISSES);
     /* the format check runs on misses only: a known token's hash already proved it */
     if (tg_apitoken_check_format(credential.base, credential.len) != 0) {
-        send_invalid(r); /* mistyped or not ours: rejected without touching the database */
+        send_invalid(r); /* mistyped or not ours: rejected without touching the database; the charge stays */
         return;
     }
     tg_auth_lookup_t *l = h2o_mem_alloc_shared(&r->req->pool, sizeof(*l), on_lookup_dispose);
@@ -349,12 +318,14 @@ static void auth_api_token(tg_request_t *r, h2o_iovec_t credential, tg_auth_next
     l->r = r;
     l->next = next;
     memcpy(l->entry.key, hash, 32);
+    l->throttle_charge = throttle_charge;
     tg_db_request_t q = {.nsteps = 1};
     q.steps[0] = (tg_db_step_t){.sql = SQL_TOKEN_BY_HASH, .nparams = 1};
     q.steps[0].params[0] = (const char *)hash;
     q.steps[0].lengths[0] = 32;
     if ((l->query = tg_db_submit(r->worker->db, &q, on_token_row, l)) == NULL) {
         l->r = NULL;
+        tg_auth_throttle_settle(r->worker, throttle_charge, TG_AUTH_THROTTLE_UNJUDGED, hash);
         lookup_failed(r, NULL);
     }
 }
@@ -392,7 +363,8 @@ static void on_session_row(void *data, PGresult *res, const char *sqlstate, cons
 
 /* Signature and claims of a JWT, from the cache of verified JWTs when this exact token
  * was verified before (libjwt decodes through jansson: ~10x the cost of the API-token
- * path), else verified and remembered. Returns 0 with claims filled, or -1. */
+ * path), else verified and remembered, after the failure throttle admitted it. Returns 0
+ * with claims filled, -1 when invalid, 1 when the throttle answered 429. */
 static int verify_jwt(tg_request_t *r, h2o_iovec_t credential, tg_jwt_claims_t *claims)
 {
     const tg_server_t *s = r->worker->server;
@@ -411,8 +383,12 @@ static int verify_jwt(tg_request_t *r, h2o_iovec_t credential, tg_jwt_claims_t *
         claims->exp = v->expires_at_us / 1000000;
         return 0;
     }
+    uint64_t throttle_charge;
+    if (!tg_auth_throttle_admit(r, hash, &throttle_charge))
+        return 1; /* 429 before the signature check */
     if (tg_jwt_verify(s->jwt_secret, s->jwt_secret_len, credential.base, credential.len, now_s, claims) != 0)
-        return -1;
+        return -1; /* forged, expired or not ours: the charge stays */
+    tg_auth_throttle_settle(r->worker, throttle_charge, TG_AUTH_THROTTLE_GENUINE, hash);
     tg_cached_token_t e;
     memset(&e, 0, sizeof(e));
     e.kind = 3;
@@ -428,8 +404,10 @@ static int verify_jwt(tg_request_t *r, h2o_iovec_t credential, tg_jwt_claims_t *
 static void auth_jwt(tg_request_t *r, h2o_iovec_t credential, tg_auth_next_fn next)
 {
     tg_jwt_claims_t claims;
-    if (verify_jwt(r, credential, &claims) != 0) {
-        send_invalid(r);
+    int verdict = verify_jwt(r, credential, &claims);
+    if (verdict != 0) {
+        if (verdict < 0)
+            send_invalid(r);
         return;
     }
     const tg_cached_token_t *e;
@@ -462,9 +440,9 @@ static void auth_jwt(tg_request_t *r, h2o_iovec_t credential, tg_auth_next_fn ne
 
 void tg_auth_run(tg_request_t *r, tg_auth_next_fn next)
 {
-    h2o_iovec_t credential;
+    tg_authz_t authz;
     tg_token_cache_sync(r->worker->tokens, h2o_now(r->worker->loop));
-    switch (parse_authorization(r->req, &credential)) {
+    switch (parse_authorization(r->req, &authz)) {
     case CRED_MISSING:
         send_missing(r);
         return;
@@ -472,12 +450,14 @@ void tg_auth_run(tg_request_t *r, tg_auth_next_fn next)
         tg_http_send_error(r->req, 400, "invalid_request", "Send exactly one Authorization header.");
         return;
     case CRED_INVALID:
-        send_invalid(r);
+        if (tg_auth_throttle_reject(r))
+            send_invalid(r);
         return;
     case CRED_OK:
         break;
     }
-    if (tg_jwt_is_shaped(credential.base, credential.len))
+    h2o_iovec_t credential = h2o_iovec_init(authz.credential, authz.len);
+    if (authz.kind == TG_AUTHZ_JWT)
         auth_jwt(r, credential, next);
     else
         auth_api_token(r, credential, next);

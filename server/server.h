@@ -11,6 +11,7 @@
 #include "server/settings.h"
 #include "shm/counters.h"
 #include "shm/revocations.h"
+#include "shm/throttle.h"
 #include "shm/ring.h"
 #include "shm/token_stats.h"
 
@@ -43,6 +44,7 @@ typedef struct st_tg_server_t {
     tg_counters_t *counters;       /* node-wide statistics (server/stats.h); row 0 master, row N worker N */
     tg_counters_t *gauges;         /* per-worker gauges (tg_gauge_t), zeroed when a worker dies */
     tg_token_stats_t *token_stats; /* node-wide per-token limits and live counts (shm/token_stats.h); row N worker N */
+    tg_throttle_t *auth_throttle;  /* node-wide failed-authentication budgets (server/auth_throttle.h); NULL when off */
     unsigned char jwt_secret[512];
     size_t jwt_secret_len;
 } tg_server_t;

@@ -3,4 +3,5 @@ noinst_LIBRARIES += shm/libtgshm.a
 shm_libtgshm_a_SOURCES = shm/ring.c shm/ring.h shm/ring_layout.h \
 	shm/revocations.c shm/revocations.h \
 	shm/counters.c shm/counters.h \
-	shm/token_stats.c shm/token_stats.h
+	shm/token_stats.c shm/token_stats.h \
+	shm/throttle.c shm/throttle.h

@@ -20,14 +20,13 @@
 #include "common/timefmt.h"
 #include "common/uuid.h"
 #include "server/auth.h"
+#include "server/auth_throttle.h"
 #include "server/db.h"
 #include "server/http.h"
 #include "server/jwt.h"
 #include "server/offload.h"
+#include "server/routes/login_body.h"
 #include "server/worker.h"
-
-/* The schema's CHECK on users.email (RFC 5321's 254-octet path limit). */
-#define LOGIN_EMAIL_MAX 254
 
 static const char SQL_USER_BY_EMAIL[] = "SELECT id::text, tenant_id::text, password_hash FROM users WHERE lower(email) = lower($1)";
 
@@ -56,6 +55,7 @@ typedef struct st_login_t {
     uint8_t tenant_id[16];
     uint8_t session_id[16];
     int64_t issued_at, expires_at; /* seconds since the epoch */
+    tg_auth_throttle_login_t throttle; /* settled when the request ends */
 } login_t;
 
 /* The argon2id check, malloc'd: it may outlive the request (offload.h). */
@@ -79,6 +79,9 @@ static void login_dispose(void *p)
     l->job = NULL;
     if (l->password != NULL)
         explicit_bzero(l->password, l->password_len);
+    /* the pool's shared entries are released before its chunks, so r is still readable;
+     * status 0 means the client left before an answer, which keeps the failure charged */
+    tg_auth_throttle_login_finish(&l->throttle, l->r != NULL ? l->r->req->res.status : 0);
     l->r = NULL;
 }
 
@@ -134,36 +137,20 @@ static int parse_uuid_text(const char *text, uint8_t out[16])
 
 /* ------------------------------------------------------------------ body */
 
-/* The body as {"email": string, "password": string} and nothing else; answers 400 otherwise. */
+/* The body as {"email": string, "password": string} and nothing else (login_body.c);
+ * answers 400 otherwise. */
 static json_t *login_body(tg_request_t *r, const char **email, const char **password, size_t *password_len)
 {
-    h2o_req_t *req = r->req;
-    json_error_t jerr;
-    json_t *doc = NULL;
-    if (req->entity.base != NULL && req->entity.len > 0)
-        doc = json_loadb(req->entity.base, req->entity.len, JSON_REJECT_DUPLICATES, &jerr);
-    if (doc == NULL || !json_is_object(doc)) {
-        json_decref(doc);
-        tg_http_send_error(req, 400, "invalid_json", "The request body must be a JSON object.");
+    tg_login_body_t body;
+    const char *code, *message;
+    if (tg_login_body_parse(r->req->entity.base, r->req->entity.len, &body, &code, &message) != 0) {
+        tg_http_send_error(r->req, 400, code, message);
         return NULL;
     }
-    const json_t *e = json_object_get(doc, "email"), *p = json_object_get(doc, "password");
-    const char *problem = NULL;
-    if (json_object_size(doc) != (size_t)(e != NULL) + (p != NULL))
-        problem = "body: only \"email\" and \"password\" are accepted.";
-    else if (!json_is_string(e) || json_string_length(e) == 0 || json_string_length(e) > LOGIN_EMAIL_MAX)
-        problem = "email: must be a string of 1 to 254 bytes.";
-    else if (!json_is_string(p) || json_string_length(p) == 0 || json_string_length(p) > TG_PASSWORD_MAX_LEN)
-        problem = "password: must be a string of 1 to 1024 bytes.";
-    if (problem != NULL) {
-        json_decref(doc);
-        tg_http_send_error(req, 400, "invalid_parameter", problem);
-        return NULL;
-    }
-    *email = json_string_value(e);
-    *password = json_string_value(p);
-    *password_len = json_string_length(p);
-    return doc;
+    *email = body.email;
+    *password = body.password;
+    *password_len = body.password_len;
+    return body.doc;
 }
 
 /* ------------------------------------------------------------------ login: session and JWT */
@@ -196,6 +183,7 @@ static void on_session_created(void *data, PGresult *res, const char *sqlstate, 
         return;
     }
     json_t *doc = json_pack("{ssssss}", "token", jwt, "tokenType", "Bearer", "expiresAt", expires);
+    tg_auth_throttle_remember(r->worker, jwt, strlen(jwt)); /* usable at once even from a throttled address */
     explicit_bzero(jwt, sizeof(jwt));
     tg_http_send_jansson(r->req, 200, doc);
 }
@@ -315,6 +303,7 @@ static void on_user_row(void *data, PGresult *res, const char *sqlstate, const c
         tg_http_send_error(r->req, 503, "server_busy", "Too many logins are being checked; retry shortly.");
         return;
     }
+    tg_worker_count(r->worker, TG_STAT_LOGIN_PASSWORD_CHECKS);
     l->job = job;
 }
 
@@ -328,6 +317,10 @@ void tg_route_auth_login(tg_request_t *r)
     login_t *l = h2o_mem_alloc_shared(&r->req->pool, sizeof(*l), login_dispose);
     memset(l, 0, sizeof(*l));
     l->r = r;
+    if (!tg_auth_throttle_login_admit(r, email, strlen(email), &l->throttle)) {
+        json_decref(body);
+        return; /* 429: this address spent its failures; no lookup, no argon2id */
+    }
     l->password = h2o_mem_alloc_pool(&r->req->pool, password_len + 1);
     memcpy(l->password, password, password_len + 1);
     l->password_len = password_len;

@@ -1,0 +1,99 @@
+/*
+ * The per-address throttle of failed authentications (docs/security.md, "Failed
+ * authentication throttle"): a client address (IPv4, or an IPv6 /64) that fails more
+ * than --auth-throttle-failures times per --auth-throttle-window gets 429 rate_limited
+ * for credentials that would need checking, before any database lookup, signature check
+ * or argon2id. Credentials this node has verified recently are never throttled, so the
+ * budget cannot be turned against a real user. State is node-wide (shm/throttle.h).
+ */
+#ifndef TG_AUTH_THROTTLE_H
+#define TG_AUTH_THROTTLE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "server/request.h"
+#include "server/settings.h"
+#include "shm/throttle.h"
+
+/* Client addresses with failures in the last window the node tracks at once: 65536 words
+ * of 8 bytes (512 KiB). Past that, the bucket nearest to idle is forgotten (fails open for
+ * that address, never locks anyone out); counted in tollgate_auth_throttle_evictions_total. */
+#define TG_AUTH_THROTTLE_BUCKETS 65536
+/* Verified credentials and (address, email) pairs of successful logins remembered at
+ * once, 512 KiB; the oldest memory goes first. */
+#define TG_AUTH_THROTTLE_MEMOS 65536
+/* How long a verified credential, or a successful login from an address, exempts from
+ * the throttle: a working day and its night, so yesterday's clients still get in. */
+#define TG_AUTH_THROTTLE_REMEMBER_MS (24 * 3600 * 1000)
+/* The longest source key: a kind byte and an IPv4 address or an IPv6 /64. */
+#define TG_AUTH_THROTTLE_SOURCE_MAX 9
+
+/** What a credential check let through by the throttle turned out to be. */
+typedef enum {
+    TG_AUTH_THROTTLE_FAILED,   /* matched nothing tollgate issued: the failure stays charged */
+    TG_AUTH_THROTTLE_GENUINE,  /* issued by tollgate (even if revoked or expired): charge returned, credential remembered */
+    TG_AUTH_THROTTLE_UNJUDGED, /* could not be checked (database unavailable): charge returned */
+} tg_auth_throttle_outcome_t;
+
+/** A login's stake in the throttle, kept with the login from admission to the end of the request. */
+typedef struct st_tg_auth_throttle_login_t {
+    tg_throttle_t *table; /* NULL: nothing to settle */
+    uint64_t charge;      /* the bucket charged one failure (the address's or the pair's), or 0 */
+    uint64_t pair;        /* the memory of (address, email), made when the login succeeds */
+} tg_auth_throttle_login_t;
+
+/**
+ * The master, before forking: the shared table for cfg's budget. NULL when the throttle is
+ * off (auth_throttle_failures 0) or the table cannot be made (`err` says which).
+ */
+tg_throttle_t *tg_auth_throttle_create(const tg_server_config_t *cfg, char *err, size_t errlen);
+
+/**
+ * The bytes the throttle keys a client by: "4" + the IPv4 address (also for a v4-mapped
+ * IPv6 peer), or "6" + the first 64 bits of an IPv6 address. Returns the length, 0 when
+ * the peer has no IP address (it is then never throttled). Pure; exposed for tests.
+ */
+size_t tg_auth_throttle_source(const struct sockaddr *sa, socklen_t len, uint8_t out[TG_AUTH_THROTTLE_SOURCE_MAX]);
+
+/**
+ * Before checking a credential the worker's cache could not answer (a database lookup, a
+ * JWT signature): 1 to go on, 0 when it answered 429 itself. A credential the node
+ * verified in the last TG_AUTH_THROTTLE_REMEMBER_MS goes on uncharged; anything else
+ * takes one failure from the client's budget in advance (*charge names it, else 0), to be
+ * settled with tg_auth_throttle_settle(). O(1), no allocation but the 429's headers.
+ */
+int tg_auth_throttle_admit(tg_request_t *r, const uint8_t credential_hash[32], uint64_t *charge);
+
+/**
+ * A credential refused without a check worth throttling (malformed, or known to match
+ * nothing): charges one failure. 1 when the caller should answer its 401; 0 when the
+ * budget was already spent and it answered 429.
+ */
+int tg_auth_throttle_reject(tg_request_t *r);
+
+/** The check admitted with `charge` ended with `outcome` (credential_hash: remembered when GENUINE). */
+void tg_auth_throttle_settle(struct st_tg_worker_t *w, uint64_t charge, tg_auth_throttle_outcome_t outcome,
+                             const uint8_t credential_hash[32]);
+
+/** Remembers a credential tollgate just issued (a login's JWT), so the client may use it from a throttled address. */
+void tg_auth_throttle_remember(struct st_tg_worker_t *w, const char *credential, size_t len);
+
+/**
+ * Before a login looks up `email`: 1 to go on (login->table set when the throttle is on),
+ * 0 when it answered 429. The address's budget pays; once it is spent, an email that
+ * logged in successfully from this address in the last TG_AUTH_THROTTLE_REMEMBER_MS still
+ * gets a budget of its own for this address, so a flood from a shared address does not
+ * lock out its users. Refused logins run neither the database lookup nor argon2id.
+ */
+int tg_auth_throttle_login_admit(tg_request_t *r, const char *email, size_t email_len, tg_auth_throttle_login_t *login);
+
+/**
+ * When the login's request ends, with the status it was answered (0: none, the client
+ * left): 200 returns the charge and remembers (address, email); 5xx returns the charge;
+ * anything else (401, or a client that left before the verdict) keeps it.
+ */
+void tg_auth_throttle_login_finish(tg_auth_throttle_login_t *login, int status);
+
+#endif

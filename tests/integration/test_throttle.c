@@ -1,0 +1,496 @@
+/*
+ * The per-address failed-authentication throttle end to end: a real PostgreSQL, a real
+ * tollgated with two workers, and libcurl clients bound to other loopback addresses
+ * (127.0.0.2, 127.0.0.3) to play other client machines. An address past its budget gets
+ * 429 rate_limited with Retry-After and costs no database lookup or argon2id; credentials
+ * the node verified keep working from it; other addresses are untouched; the budget
+ * refills with time; 0 turns it off.
+ */
+#define _GNU_SOURCE
+#include "tests/integration/fixture.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/wait.h>
+#include <time.h>
+
+#include <criterion/criterion.h>
+#include <curl/curl.h>
+
+#include "common/apitoken.h"
+
+/* Each Test() is its own process: its own database and its own server. */
+static tg_fx_pg_t pg;
+static tg_fx_server_t srv;
+
+/* Cluster start-up (first test only), two argon2id user creations, a server, a few dozen requests. */
+#define TEST_TIMEOUT_S 120
+#define RUN_TIMEOUT_MS 20000
+
+#define PASSWORD "correct horse battery staple"
+#define ALICE "alice@acme.example"
+#define BOB "bob@acme.example"
+
+/* Most tests: 3 failures per 30 s, so one failure refills every 10 s — far longer than a
+ * test's flood even under the sanitizers, so the counts below are exact. */
+#define BUDGET 3
+static const char *const THROTTLE_3_PER_30S[] = {"--auth-throttle-failures", "3", "--auth-throttle-window", "30", NULL};
+
+/* Client machines: loopback addresses other than the fixture's own 127.0.0.1. */
+#define HERE NULL /* 127.0.0.1, what the kernel picks */
+#define OFFICE "127.0.0.2"
+#define NAT "127.0.0.3"
+
+#define M_THROTTLED "tollgate_auth_throttled_total"
+#define M_MISSES "tollgate_credential_cache_misses_total"
+#define M_UNKNOWN "tollgate_auth_unknown_tokens_total"
+#define M_PASSWORD_CHECKS "tollgate_login_password_checks_total"
+#define M_APPENDED "tollgate_usage_records_total{outcome=\"appended\"}"
+
+/* ------------------------------------------------------------------ world */
+
+static int ctl(const char *input, tg_fx_run_t *run, ...)
+{
+    char bin[512];
+    cr_assert_eq(tg_fx_bin("tollgatectl", bin, sizeof(bin)), 0, "tollgatectl is not built");
+    char *argv[32] = {bin, "--database-url", pg.conninfo};
+    size_t n = 3;
+    va_list ap;
+    va_start(ap, run);
+    for (char *a; (a = va_arg(ap, char *)) != NULL; ++n) {
+        cr_assert_lt(n, 31);
+        argv[n] = a;
+    }
+    va_end(ap);
+    argv[n] = NULL;
+    cr_assert_eq(tg_fx_run(argv, NULL, input, RUN_TIMEOUT_MS, run), 0, "cannot start tollgatectl");
+    cr_assert(run->status != -1 && WIFEXITED(run->status), "tollgatectl %s did not exit", argv[3]);
+    return WEXITSTATUS(run->status);
+}
+
+static void start_world(const char *const *extra_args)
+{
+    tg_fx_run_t run;
+    cr_assert_eq(tg_fx_pg_start(&pg), 0, "no PostgreSQL (see above)");
+    cr_assert_eq(tg_fx_pg_migrate(&pg), 0, "tollgatectl migrate failed (see above)");
+    cr_assert_eq(ctl(NULL, &run, "tenant", "create", "Acme", NULL), 0, "tenant create: %s", run.err);
+    tg_fx_run_free(&run);
+    const char *users[] = {ALICE, BOB};
+    for (size_t i = 0; i < 2; ++i) {
+        cr_assert_eq(ctl(PASSWORD "\n", &run, "user", "create", "--tenant", "Acme", "--email", users[i], NULL), 0,
+                     "user create %s: %s", users[i], run.err);
+        tg_fx_run_free(&run);
+    }
+    tg_fx_server_opts_t opts = {.workers = 2, .pg = &pg, .extra_args = extra_args};
+    cr_assert_eq(tg_fx_server_start(&srv, &opts), 0, "tollgated did not start (see the log above)");
+}
+
+static void stop_world(void)
+{
+    if (getenv("TG_TEST_DUMP_LOG") != NULL)
+        tg_fx_server_dump_log(&srv, 16 * 1024);
+    tg_fx_server_stop(&srv, 0);
+    tg_fx_pg_stop(&pg);
+}
+
+/* A real token of alice's, printed once by tollgatectl. */
+static void create_token(const char *name, char token[TG_APITOKEN_LEN + 1])
+{
+    tg_fx_run_t run;
+    cr_assert_eq(ctl(NULL, &run, "token", "create", "--email", ALICE, "--name", name, NULL), 0, "token create: %s", run.err);
+    cr_assert_geq(strlen(run.out), TG_APITOKEN_LEN, "stdout \"%s\"", run.out);
+    memcpy(token, run.out, TG_APITOKEN_LEN);
+    token[TG_APITOKEN_LEN] = '\0';
+    tg_fx_run_free(&run);
+}
+
+/* A well-formed API token (right prefix, length and checksum) that no row has. */
+static void unknown_token(char token[TG_APITOKEN_LEN + 1])
+{
+    cr_assert_eq(tg_apitoken_generate(token), 0);
+}
+
+/* Shaped like a JWT, signed with nothing we know. */
+static const char FORGED_JWT[] = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJlLW9mLW5vYm9keS1hdC1hbGwtaGVyZQ";
+
+/* ------------------------------------------------------------------ HTTP from a chosen address */
+
+typedef struct st_reply_t {
+    long status;
+    long retry_after; /* -1: no Retry-After header */
+    char code[64];    /* the SPEC error body's code, or "" */
+    char body[8192];
+    size_t body_len;
+} reply_t;
+
+static size_t on_body(char *data, size_t size, size_t n, void *p)
+{
+    reply_t *r = p;
+    size_t len = size * n, room = sizeof(r->body) - 1 - r->body_len;
+    memcpy(r->body + r->body_len, data, len < room ? len : room);
+    r->body_len += len < room ? len : room;
+    r->body[r->body_len] = '\0';
+    return len;
+}
+
+static size_t on_header(char *data, size_t size, size_t n, void *p)
+{
+    reply_t *r = p;
+    size_t len = size * n;
+    if (len > 12 && strncasecmp(data, "retry-after:", 12) == 0)
+        r->retry_after = strtol(data + 12, NULL, 10);
+    return len;
+}
+
+static void parse_error_code(reply_t *r)
+{
+    json_error_t jerr;
+    json_t *doc = json_loadb(r->body, r->body_len, 0, &jerr);
+    const char *code = json_string_value(json_object_get(json_object_get(doc, "error"), "code"));
+    const char *message = json_string_value(json_object_get(json_object_get(doc, "error"), "message"));
+    snprintf(r->code, sizeof(r->code), "%s", code != NULL && message != NULL && message[0] != '\0' ? code : "");
+    json_decref(doc);
+}
+
+/* One request on a fresh connection from `source` (NULL: 127.0.0.1), h2c when `h2`. */
+static void request(const char *source, int h2, const char *method, const char *path, const char *credential, const char *body,
+                    reply_t *r)
+{
+    memset(r, 0, sizeof(*r));
+    r->retry_after = -1;
+    char url[256], authorization[4200], interface[64];
+    tg_fx_server_url(&srv, TG_FX_HTTP1, path, url, sizeof(url));
+    struct curl_slist *headers = NULL;
+    if (credential != NULL) {
+        snprintf(authorization, sizeof(authorization), "Authorization: Bearer %s", credential);
+        headers = curl_slist_append(headers, authorization);
+    }
+    if (body != NULL)
+        headers = curl_slist_append(headers, "Content-Type: application/json");
+    CURL *c = curl_easy_init();
+    cr_assert_not_null(c);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(c, CURLOPT_HTTP_VERSION, h2 ? CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE : CURL_HTTP_VERSION_1_1);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+    if (body != NULL)
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+    if (source != NULL) {
+        snprintf(interface, sizeof(interface), "host!%s", source);
+        curl_easy_setopt(c, CURLOPT_INTERFACE, interface);
+    }
+    curl_easy_setopt(c, CURLOPT_FRESH_CONNECT, 1L);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
+    CURLcode rc = curl_easy_perform(c);
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
+    curl_easy_cleanup(c);
+    curl_slist_free_all(headers);
+    cr_assert_eq(rc, CURLE_OK, "%s %s from %s: %s", method, path, source != NULL ? source : "127.0.0.1", curl_easy_strerror(rc));
+    parse_error_code(r);
+}
+
+/* GET /api/v1/me with a credential, alternating HTTP/1.1 and h2c by `i`. */
+static long me(const char *source, const char *credential, int i, reply_t *r)
+{
+    request(source, i % 2, "GET", "/api/v1/me", credential, NULL, r);
+    return r->status;
+}
+
+static long login(const char *source, const char *email, const char *password, reply_t *r)
+{
+    char body[512];
+    snprintf(body, sizeof(body), "{\"email\":\"%s\",\"password\":\"%s\"}", email, password);
+    request(source, 0, "POST", "/api/v1/auth/login", NULL, body, r);
+    return r->status;
+}
+
+/* The JWT of a successful login reply. */
+static void jwt_of(const reply_t *r, char jwt[4096])
+{
+    json_error_t jerr;
+    json_t *doc = json_loadb(r->body, r->body_len, 0, &jerr);
+    const char *token = json_string_value(json_object_get(doc, "token"));
+    cr_assert_not_null(token, "login body %s", r->body);
+    snprintf(jwt, 4096, "%s", token);
+    json_decref(doc);
+}
+
+/* The throttle's refusal: 429, the SPEC's error body with rate_limited, a Retry-After in [1, max_s]. */
+static void expect_throttled(const reply_t *r, long max_s, const char *what)
+{
+    cr_expect_eq(r->status, 429, "%s: status %ld, body %s", what, r->status, r->body);
+    cr_expect_str_eq(r->code, "rate_limited", "%s: body %s", what, r->body);
+    cr_expect(r->retry_after >= 1 && r->retry_after <= max_s, "%s: Retry-After %ld", what, r->retry_after);
+}
+
+static void expect_401(const reply_t *r, const char *code, const char *what)
+{
+    cr_expect_eq(r->status, 401, "%s: status %ld, body %s", what, r->status, r->body);
+    cr_expect_str_eq(r->code, code, "%s: body %s", what, r->body);
+}
+
+static long long metric(const char *series)
+{
+    tg_fx_http_res_t res;
+    cr_assert_eq(tg_fx_get(&srv, TG_FX_HTTP1, "/metrics", &res), 0, "GET /metrics: %s", res.error);
+    cr_assert_eq(res.status, 200, "GET /metrics: %ld", res.status);
+    size_t n = strlen(series);
+    long long v = -1;
+    for (const char *line = res.body; line != NULL && *line != '\0';) {
+        if (strncmp(line, series, n) == 0 && line[n] == ' ') {
+            v = strtoll(line + n + 1, NULL, 10);
+            break;
+        }
+        line = strchr(line, '\n');
+        if (line != NULL)
+            ++line;
+    }
+    tg_fx_http_res_free(&res);
+    return v;
+}
+
+/* Spends the budget of `source` with well-formed unknown tokens: BUDGET 401s (each a
+ * database lookup), then a 429. */
+static void spend_budget_with_tokens(const char *source, int budget)
+{
+    reply_t r;
+    char token[TG_APITOKEN_LEN + 1];
+    for (int i = 0; i < budget; ++i) {
+        unknown_token(token);
+        me(source, token, i, &r);
+        expect_401(&r, "invalid_token", "an unknown token within the budget");
+    }
+    unknown_token(token);
+    me(source, token, 0, &r);
+    expect_throttled(&r, 30, "the first unknown token past the budget");
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+/* ------------------------------------------------------------------ tests */
+
+TestSuite(throttle, .timeout = TEST_TIMEOUT_S);
+
+Test(throttle, bad_credentials_get_429_after_the_budget_without_database_work, .fini = stop_world)
+{
+    start_world(THROTTLE_3_PER_30S);
+    char real[TG_APITOKEN_LEN + 1];
+    create_token("never used before the flood", real);
+    long long misses = metric(M_MISSES), throttled = metric(M_THROTTLED), unknown = metric(M_UNKNOWN);
+    long long appended = metric(M_APPENDED);
+    cr_assert(misses >= 0 && throttled == 0 && unknown >= 0 && appended >= 0, "metrics missing");
+
+    spend_budget_with_tokens(OFFICE, BUDGET);
+    cr_expect_eq(metric(M_MISSES) - misses, BUDGET, "each failure within the budget was one lookup");
+    cr_expect_eq(metric(M_UNKNOWN) - unknown, BUDGET);
+    misses = metric(M_MISSES);
+
+    /* every kind of unverified credential from this address is now refused before any work */
+    reply_t r;
+    char token[TG_APITOKEN_LEN + 1];
+    int refused = 1; /* the one spend_budget_with_tokens ended with */
+    for (int i = 0; i < 6; ++i, ++refused) {
+        unknown_token(token);
+        me(OFFICE, token, i, &r);
+        expect_throttled(&r, 30, "another unknown token");
+    }
+    me(OFFICE, FORGED_JWT, 0, &r);
+    expect_throttled(&r, 30, "a forged JWT");
+    ++refused;
+    me(OFFICE, "tgk_not-even-well-formed", 1, &r);
+    expect_throttled(&r, 30, "a malformed token");
+    ++refused;
+    /* a real token this node never verified looks like any other guess: refused unread */
+    me(OFFICE, real, 0, &r);
+    expect_throttled(&r, 30, "a real token the node never verified");
+    ++refused;
+
+    cr_expect_eq(metric(M_MISSES), misses, "a throttled request made a database lookup");
+    cr_expect_eq(metric(M_UNKNOWN) - unknown, BUDGET, "throttled requests are not counted as unknown tokens");
+    cr_expect_eq(metric(M_THROTTLED) - throttled, refused, "%s counts every 429", M_THROTTLED);
+    cr_expect_eq(metric(M_APPENDED), appended, "a throttled request is not metered, even with a real token");
+
+    /* the same real token from an address in good standing works */
+    cr_expect_eq(me(HERE, real, 0, &r), 200, "another address: %s", r.body);
+}
+
+Test(throttle, known_credentials_are_served_from_a_throttled_address, .fini = stop_world)
+{
+    start_world(THROTTLE_3_PER_30S);
+    char token[TG_APITOKEN_LEN + 1], jwt[4096];
+    create_token("office client", token);
+    reply_t r;
+    /* verified once each, so one worker at most has them in its cache */
+    cr_assert_eq(me(OFFICE, token, 0, &r), 200, "%s", r.body);
+    cr_assert_eq(login(OFFICE, ALICE, PASSWORD, &r), 200, "%s", r.body);
+    jwt_of(&r, jwt);
+    cr_assert_eq(me(OFFICE, jwt, 1, &r), 200, "%s", r.body);
+
+    /* one misbehaving client behind the same address, its failures interleaved with other
+     * clients' first requests: a success gives back only its own advance charge, so
+     * successes never buy the address more failures */
+    char fresh[BUDGET][TG_APITOKEN_LEN + 1], bad[TG_APITOKEN_LEN + 1], name[32];
+    for (int i = 0; i < BUDGET; ++i) {
+        snprintf(name, sizeof(name), "colleague %d", i);
+        create_token(name, fresh[i]);
+    }
+    for (int i = 0; i < BUDGET; ++i) {
+        cr_expect_eq(me(OFFICE, fresh[i], i, &r), 200, "a colleague's first request: %s", r.body);
+        unknown_token(bad);
+        me(OFFICE, bad, i, &r);
+        expect_401(&r, "invalid_token", "the broken client within the budget");
+    }
+    unknown_token(bad);
+    me(OFFICE, bad, 0, &r);
+    expect_throttled(&r, 30, "the broken client past the budget");
+
+    /* fresh connections land on both workers; the one that never saw them knows them from
+     * the node-wide memory of verified credentials */
+    for (int i = 0; i < 20; ++i) {
+        cr_expect_eq(me(OFFICE, token, i, &r), 200, "API token, request %d: %ld %s", i, r.status, r.body);
+        cr_expect_eq(me(OFFICE, jwt, i, &r), 200, "JWT, request %d: %ld %s", i, r.status, r.body);
+    }
+    unknown_token(bad);
+    me(OFFICE, bad, 0, &r);
+    expect_throttled(&r, 30, "still throttled for everything else");
+}
+
+Test(throttle, a_password_flood_does_not_lock_the_user_out_from_elsewhere, .fini = stop_world)
+{
+    start_world(THROTTLE_3_PER_30S);
+    reply_t r;
+    long long checks = metric(M_PASSWORD_CHECKS);
+    cr_assert_geq(checks, 0, "no %s", M_PASSWORD_CHECKS);
+    /* the attacker's machine guesses alice's password */
+    for (int i = 0; i < BUDGET; ++i) {
+        login(OFFICE, ALICE, "guess", &r);
+        expect_401(&r, "invalid_credentials", "a wrong password within the budget");
+    }
+    cr_expect_eq(metric(M_PASSWORD_CHECKS) - checks, BUDGET, "one argon2id check per failure");
+    for (int i = 0; i < 5; ++i) {
+        login(OFFICE, ALICE, "guess", &r);
+        expect_throttled(&r, 30, "a wrong password past the budget");
+    }
+    login(OFFICE, BOB, "guess", &r);
+    expect_throttled(&r, 30, "another email from the same address");
+    login(OFFICE, "nobody@acme.example", "guess", &r);
+    expect_throttled(&r, 30, "an unknown email");
+    cr_expect_eq(metric(M_PASSWORD_CHECKS) - checks, BUDGET, "throttled logins ran argon2id");
+    /* the right password from the attacker's address never logged in there: no exception */
+    login(OFFICE, ALICE, PASSWORD, &r);
+    expect_throttled(&r, 30, "the right password from the throttled address");
+
+    /* alice, from her own machine */
+    cr_expect_eq(login(HERE, ALICE, PASSWORD, &r), 200, "alice from another address: %ld %s", r.status, r.body);
+    login(HERE, ALICE, "typo", &r);
+    expect_401(&r, "invalid_credentials", "her own typo, on her own budget");
+    cr_expect_eq(login(NAT, ALICE, PASSWORD, &r), 200, "alice from a third address: %ld %s", r.status, r.body);
+}
+
+Test(throttle, a_user_who_logged_in_from_a_throttled_address_still_can, .fini = stop_world)
+{
+    start_world(THROTTLE_3_PER_30S);
+    reply_t r;
+    char before[4096], after[4096];
+    cr_assert_eq(login(NAT, ALICE, PASSWORD, &r), 200, "%s", r.body); /* alice works behind the NAT */
+    jwt_of(&r, before);
+    /* someone else behind the same NAT floods bob's account */
+    for (int i = 0; i < BUDGET; ++i) {
+        login(NAT, BOB, "guess", &r);
+        expect_401(&r, "invalid_credentials", "bob's guesses within the budget");
+    }
+    login(NAT, BOB, "guess", &r);
+    expect_throttled(&r, 30, "bob's guesses past the budget");
+    login(NAT, BOB, PASSWORD, &r);
+    expect_throttled(&r, 30, "bob never logged in from here: no exception");
+
+    /* alice logged in from here lately: her own budget for this address */
+    cr_expect_eq(login(NAT, ALICE, PASSWORD, &r), 200, "alice behind the throttled NAT: %ld %s", r.status, r.body);
+    jwt_of(&r, after);
+    for (int i = 0; i < 4; ++i) { /* both JWTs, on both workers, HTTP/1.1 and h2c */
+        cr_expect_eq(me(NAT, before, i, &r), 200, "the JWT from before the flood: %s", r.body);
+        cr_expect_eq(me(NAT, after, i, &r), 200, "the JWT issued while throttled: %s", r.body);
+    }
+    /* and that budget is a budget: guessing alice's password from here stops after it */
+    for (int i = 0; i < BUDGET; ++i) {
+        login(NAT, ALICE, "guess", &r);
+        expect_401(&r, "invalid_credentials", "guesses at alice within her budget");
+    }
+    login(NAT, ALICE, "guess", &r);
+    expect_throttled(&r, 30, "guesses at alice past her budget");
+}
+
+/* 2 failures per 2 s: one refills every second. */
+Test(throttle, the_budget_refills_with_time, .fini = stop_world)
+{
+    static const char *const args[] = {"--auth-throttle-failures", "2", "--auth-throttle-window", "2", NULL};
+    start_world(args);
+    reply_t r;
+    for (int i = 0; i < 2; ++i) {
+        me(OFFICE, "tgk_malformed", i, &r);
+        expect_401(&r, "invalid_token", "within the budget");
+    }
+    long long spent_at = tg_fx_now_ms();
+    me(OFFICE, "tgk_malformed", 0, &r);
+    expect_throttled(&r, 1, "past the budget");
+
+    /* refusals cost nothing, so polling does not delay the refill */
+    long long deadline = spent_at + 5000;
+    while (me(OFFICE, "tgk_malformed", 0, &r) == 429 && tg_fx_now_ms() < deadline)
+        sleep_ms(50);
+    long long refilled_after = tg_fx_now_ms() - spent_at;
+    expect_401(&r, "invalid_token", "one failure refilled");
+    /* one interval (1 s) after the first failure: not at once, and within Retry-After plus slack */
+    cr_expect(refilled_after >= 100 && refilled_after <= 4000, "one failure refills in about a second, took %lld ms",
+              refilled_after);
+    me(OFFICE, "tgk_malformed", 1, &r);
+    expect_throttled(&r, 1, "only one refilled");
+
+    /* a whole window without failures refills the whole budget */
+    sleep_ms(2100);
+    for (int i = 0; i < 2; ++i) {
+        me(OFFICE, "tgk_malformed", i, &r);
+        expect_401(&r, "invalid_token", "the whole budget after the window");
+    }
+    me(OFFICE, "tgk_malformed", 0, &r);
+    expect_throttled(&r, 1, "and no more");
+}
+
+Test(throttle, zero_turns_it_off, .fini = stop_world)
+{
+    static const char *const args[] = {"--auth-throttle-failures", "0", NULL};
+    start_world(args);
+    reply_t r;
+    char token[TG_APITOKEN_LEN + 1];
+    for (int i = 0; i < 30; ++i) {
+        const char *credential = FORGED_JWT;
+        if (i % 3 == 0) {
+            unknown_token(token);
+            credential = token;
+        } else if (i % 3 == 1) {
+            credential = "tgk_malformed";
+        }
+        me(OFFICE, credential, i, &r);
+        expect_401(&r, "invalid_token", "throttle off: bad credential");
+    }
+    for (int i = 0; i < 6; ++i) {
+        login(OFFICE, ALICE, "guess", &r);
+        expect_401(&r, "invalid_credentials", "throttle off: wrong password");
+    }
+    cr_expect_eq(login(OFFICE, ALICE, PASSWORD, &r), 200, "%s", r.body);
+    cr_expect_eq(metric(M_THROTTLED), 0);
+    cr_expect_eq(metric("tollgate_auth_throttle_evictions_total"), -1, "no table when off");
+}
