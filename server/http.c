@@ -9,6 +9,7 @@
 
 #include "common/log.h"
 #include "server/server.h"
+#include "server/worker.h"
 
 const char *tg_http_reason(int status)
 {
@@ -123,6 +124,10 @@ int tg_http_reject_oversize(h2o_req_t *req)
 {
     if (request_header_bytes(req) > TG_MAX_HEADER_BYTES) {
         tg_http_send_error(req, 431, "request_header_fields_too_large", "The request headers exceed 16 KiB.");
+        return 1;
+    }
+    if (req->headers.size > (size_t)tg_worker_of(req)->server->config.max_request_headers) {
+        tg_http_send_error(req, 431, "request_header_fields_too_large", "The request has too many header fields.");
         return 1;
     }
     if (req->entity.base != NULL && req->entity.len > TG_MAX_BODY_BYTES) {

@@ -31,8 +31,8 @@ void tg_http_send_jansson(h2o_req_t *req, int status, json_t *doc);
 void tg_http_send_error(h2o_req_t *req, int status, const char *code, const char *message);
 
 /**
- * Enforces tollgate's request limits (headers over 16 KiB: 431, bodies over 1 MiB:
- * 413) on any route, built-in or proxied. Returns 1 after sending the error, else 0.
+ * Enforces tollgate's request limits (headers over 16 KiB or more header fields than
+ * --max-request-headers: 431, bodies over 1 MiB: 413) on any route, built-in or proxied. Returns 1 after sending the error, else 0.
  */
 int tg_http_reject_oversize(h2o_req_t *req);
 

@@ -1,6 +1,8 @@
 # server/: tollgated — master (supervision), workers (libh2o event loops), routes.
 noinst_LIBRARIES += server/libtgserver.a
 server_libtgserver_a_CFLAGS = $(AM_CFLAGS) $(H2O_CFLAGS) $(OPENSSL_CFLAGS) $(JANSSON_CFLAGS) $(PQ_CFLAGS) $(JWT_CFLAGS)
+# <h2o/http2_internal.h> includes a khash.h that Debian does not ship (server/h2_guard.c)
+server_libtgserver_a_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/server/compat
 server_libtgserver_a_SOURCES = \
 	server/settings.c server/settings.h \
 	server/server.h server/request.h \
@@ -13,8 +15,9 @@ server_libtgserver_a_SOURCES = \
 	server/routes/health.c \
 	server/routes/metrics.c \
 	server/stats.c server/stats.h \
-	server/routes/auth_routes.c server/routes/me.c \
-	server/routes/tokens.c server/routes/token_json.c server/routes/token_json.h \
+	server/routes/auth_routes.c server/routes/login_body.c server/routes/login_body.h server/routes/me.c \
+	server/routes/tokens.c server/routes/token_body.c server/routes/token_body.h \
+	server/routes/token_json.c server/routes/token_json.h \
 	server/routes/usage.c server/routes/usage_query.c server/routes/usage_query.h \
 	server/handler.c \
 	server/worker.c server/worker.h \
@@ -23,6 +26,9 @@ server_libtgserver_a_SOURCES = \
 	server/offload.c server/offload.h \
 	server/token_cache.c server/token_cache.h \
 	server/auth.c server/auth.h \
+	server/h2_guard.c server/h2_guard.h server/compat/khash.h \
+	server/auth_throttle.c server/auth_throttle.h \
+	server/authz.c server/authz.h \
 	server/policy.c server/policy.h \
 	server/jwt.c server/jwt.h \
 	server/proxy.c server/proxy.h \

@@ -13,6 +13,8 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "server/auth_throttle.h"
+#include "server/h2_guard.h"
 #include "server/listen.h"
 #include "server/proctitle.h"
 #include "server/server.h"
@@ -68,6 +70,14 @@ static void configure_h2o(tg_server_t *server)
     server->globalconf.server_name = h2o_iovec_init(H2O_STRLIT("tollgate"));
     server->globalconf.max_request_entity_size = TG_H2O_MAX_ENTITY_BYTES;
     server->globalconf.proxy.emit_via_header = 0;
+    /* h2o's HTTP/1.1 request timeout runs from the end of the previous response (or the
+     * connection's start) to the whole request, body included; HTTP/2's equivalent is
+     * server/h2_guard.c. The TLS handshake gets the same time. */
+    const tg_server_config_t *c = &server->config;
+    server->globalconf.http1.req_timeout = (uint64_t)c->request_timeout * 1000;
+    server->globalconf.handshake_timeout = (uint64_t)c->request_timeout * 1000;
+    server->globalconf.http2.idle_timeout = (uint64_t)c->h2_idle_timeout * 1000;
+    server->globalconf.http2.max_concurrent_requests_per_connection = (size_t)c->h2_max_concurrent_requests;
 }
 
 static int open_listeners(tg_server_t *server, char *err, size_t errlen)
@@ -170,6 +180,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "tollgated: %s\n", err);
         return 2;
     }
+    tg_h2_guard_register(server.hostconf);
     if ((server.counters = tg_counters_create((size_t)server.config.workers + 1, TG_STAT_COUNT)) == NULL) {
         fprintf(stderr, "tollgated: cannot map the statistics counters\n");
         return 1;
@@ -180,6 +191,11 @@ int main(int argc, char **argv)
     }
     if ((server.revocations = tg_revocations_create()) == NULL) {
         fprintf(stderr, "tollgated: cannot map the revocation feed\n");
+        return 1;
+    }
+    if (server.config.auth_throttle_failures > 0 &&
+        (server.auth_throttle = tg_auth_throttle_create(&server.config, err, sizeof(err))) == NULL) {
+        fprintf(stderr, "tollgated: %s\n", err);
         return 1;
     }
     if (!server.config.no_metering &&

@@ -86,6 +86,30 @@ const tg_setting_t tg_server_settings[] = {
      OFF(max_connections), 16, 1000000, NULL},
     {"log-level", TG_SETTING_STRING, "TOLLGATE_LOG_LEVEL", "info", "debug, info, warn or error", OFF(log_level), 0, 0,
      check_log_level},
+    {"auth-throttle-failures", TG_SETTING_INT, "TOLLGATE_AUTH_THROTTLE_FAILURES", "20",
+     "failed authentications a client address (IPv6: its /64) may make per auth-throttle-window before 429; 0: off",
+     OFF(auth_throttle_failures), 0, 100000, NULL},
+    {"auth-throttle-window", TG_SETTING_INT, "TOLLGATE_AUTH_THROTTLE_WINDOW", "60",
+     "seconds in which auth-throttle-failures refill", OFF(auth_throttle_window), 1, 86400, NULL},
+    /* Request limits (docs/operations.md, "Limits"). 10 s is h2o's own default request and
+     * idle timeout; 100 streams is the SETTINGS_MAX_CONCURRENT_STREAMS libh2o 2.2.5 always
+     * advertises, and 100 header fields the most its HTTP/1.1 parser takes (H2O_MAX_HEADERS).
+     * A reset budget of twice those 100 streams lets a client cancel all it has in flight,
+     * twice in a row, before completed requests refill it. */
+    {"request-timeout", TG_SETTING_INT, "TOLLGATE_REQUEST_TIMEOUT", "10",
+     "seconds a client has for the TLS handshake and for each request's headers and body", OFF(request_timeout), 1, 3600,
+     NULL},
+    {"h2-idle-timeout", TG_SETTING_INT, "TOLLGATE_H2_IDLE_TIMEOUT", "10",
+     "seconds an HTTP/2 connection with no request in progress stays open", OFF(h2_idle_timeout), 1, 3600, NULL},
+    {"h2-max-concurrent-requests", TG_SETTING_INT, "TOLLGATE_H2_MAX_CONCURRENT_REQUESTS", "100",
+     "requests of one HTTP/2 connection served at once; more wait (a client may open 100 streams)",
+     OFF(h2_max_concurrent_requests), 1, 100, NULL},
+    {"h2-reset-budget", TG_SETTING_INT, "TOLLGATE_H2_RESET_BUDGET", "200",
+     "HTTP/2 Rapid Reset guard: streams a connection may cancel before their response, each completed request "
+     "giving one back (up to this); past it the connection is closed",
+     OFF(h2_reset_budget), 16, 1000000, NULL},
+    {"max-request-headers", TG_SETTING_INT, "TOLLGATE_MAX_REQUEST_HEADERS", "100", "header fields per request; more is 431",
+     OFF(max_request_headers), 1, 100, NULL},
     TG_SETTINGS_END,
 };
 

@@ -29,6 +29,13 @@ typedef struct st_tg_server_config_t {
     long shutdown_timeout;
     long max_connections;
     char *log_level;
+    long auth_throttle_failures; /* per client address and window; 0: the throttle is off */
+    long auth_throttle_window;   /* seconds */
+    long request_timeout;            /* seconds for a TLS handshake, and for each request's headers and body */
+    long h2_idle_timeout;            /* seconds an HTTP/2 connection without a request in progress stays open */
+    long h2_max_concurrent_requests; /* requests of one HTTP/2 connection served at once */
+    long h2_reset_budget;            /* HTTP/2 Rapid Reset allowance per connection (server/h2_guard.h) */
+    long max_request_headers;        /* header fields per request; more is 431 */
 } tg_server_config_t;
 
 /** The settings table of tollgated. */

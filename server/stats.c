@@ -22,4 +22,11 @@ const tg_stat_desc_t tg_stat_descs[TG_STAT_COUNT] = {
     {"tollgate_usage_records_total", "outcome=\"rejected_503\"", NULL},
     {"tollgate_db_unavailable_total", "", "Requests answered 503 because PostgreSQL could not be reached."},
     {"tollgate_revocations_total", "", "Tokens and sessions revoked through this node."},
+    {"tollgate_auth_throttled_total", "", "Credential checks and logins refused 429: the client address failed too often."},
+    {"tollgate_login_password_checks_total", "", "argon2id password checks run by logins (unknown emails included)."},
+    {"tollgate_http2_client_resets_total", "",
+     "HTTP/2 streams the client cancelled (RST_STREAM) before tollgate had answered them in full."},
+    {"tollgate_connections_closed_total", "reason=\"h2_reset_flood\"",
+     "Connections tollgate closed itself: HTTP/2 reset budget spent (Rapid Reset), HTTP/2 request too slow."},
+    {"tollgate_connections_closed_total", "reason=\"h2_request_timeout\"", NULL},
 };

@@ -26,6 +26,11 @@ typedef enum {
     TG_STAT_METERED_REJECTED, /* 503 under --on-ring-full=reject */
     TG_STAT_DB_UNAVAILABLE,   /* requests answered 503 because PostgreSQL was unreachable */
     TG_STAT_REVOCATIONS,
+    TG_STAT_AUTH_THROTTLED,        /* 429s of the failed-authentication throttle (server/auth_throttle.h): not metered */
+    TG_STAT_LOGIN_PASSWORD_CHECKS, /* argon2id checks run by logins (the dummy one for unknown emails included) */
+    TG_STAT_H2_CLIENT_RESETS,           /* HTTP/2 streams the client cancelled before their response was complete */
+    TG_STAT_H2_RESET_FLOOD_CLOSED,      /* HTTP/2 connections closed past their reset budget (server/h2_guard.h) */
+    TG_STAT_H2_REQUEST_TIMEOUT_CLOSED,  /* HTTP/2 connections closed because a request did not arrive in time */
     TG_STAT_COUNT
 } tg_stat_t;
 

@@ -15,6 +15,7 @@
 #include "common/log.h"
 #include "common/uuid.h"
 #include "server/db.h"
+#include "server/h2_guard.h"
 #include "server/metering.h"
 #include "server/offload.h"
 #include "server/token_cache.h"
@@ -64,6 +65,7 @@ static void accept_one(tg_worker_t *w, h2o_socket_t *listener)
     ++w->connections;
     sock->on_close.cb = on_connection_close;
     sock->on_close.data = w;
+    tg_h2_guard_wake(w->h2_guard);
     h2o_accept(listener->data, sock);
 }
 
@@ -182,7 +184,10 @@ static int setup_services(tg_worker_t *w)
                                      (size_t)s->config.workers);
     if (s->ring != NULL && tg_ring_prefault(s->ring) != 0)
         tg_log_warn("worker", "ring pages could not be mapped ahead; appends will fault them in", "error=%s", strerror(errno));
-    return w->tokens != NULL && w->db != NULL && w->offload != NULL && w->metering != NULL ? 0 : -1;
+    tg_h2_guard_config_t guard = {.reset_budget = (uint32_t)s->config.h2_reset_budget,
+                                  .request_timeout_ms = (uint64_t)s->config.request_timeout * 1000};
+    w->h2_guard = tg_h2_guard_create(&w->ctx, &guard, s->counters, (size_t)w->index);
+    return w->tokens != NULL && w->db != NULL && w->offload != NULL && w->metering != NULL && w->h2_guard != NULL ? 0 : -1;
 }
 
 int tg_worker_run(const tg_server_t *server, int index)

@@ -42,4 +42,8 @@ include tests/integration/metering_local.mk
 include tests/integration/usage_local.mk
 include tests/unit/token_stats_local.mk
 include tests/integration/policies_local.mk
+include tests/unit/throttle_local.mk
+include tests/integration/throttle_local.mk
+include tests/integration/hardening_local.mk
 include tests/fuzz/fuzz_local.mk
+include tests/integration/secrets_local.mk

@@ -67,6 +67,11 @@ void tg_route_metrics(tg_request_t *r)
     append_counters(s, buf, &pos);
     if (s->ring != NULL)
         append_ring(s->ring, buf, &pos);
+    if (s->auth_throttle != NULL)
+        append(buf, &pos,
+               "# HELP tollgate_auth_throttle_evictions_total Entries the full failed-authentication table forgot.\n"
+               "# TYPE tollgate_auth_throttle_evictions_total counter\ntollgate_auth_throttle_evictions_total %" PRIu64 "\n",
+               tg_throttle_evictions(s->auth_throttle));
     append(buf, &pos, "# HELP tollgate_workers Configured worker processes.\n# TYPE tollgate_workers gauge\ntollgate_workers %ld\n",
            s->config.workers);
     h2o_req_t *req = r->req;
