@@ -3,3 +3,4 @@ include contrib/bench/ring_local.mk
 include contrib/bench/collector_bench.mk
 include contrib/bench/bench_local.mk
 include contrib/bench/usage_local.mk
+include contrib/chaos.d/chaos_local.mk
