@@ -155,6 +155,8 @@ int tg_collector_db_connect(tg_collector_db_t *db)
     const char *keys[] = {"dbname", "fallback_application_name", "client_encoding", NULL};
     const char *values[] = {db->_conninfo, "tollgate-collector", "UTF8", NULL};
     db->conn = PQconnectStartParams(keys, values, 1);
+    if (db->conn != NULL)
+        PQsetNoticeProcessor(db->conn, tg_log_pg_notice, (void *)"collector");
     if (db->conn == NULL || PQstatus(db->conn) == CONNECTION_BAD || connect_poll(db, now + db->_timeout_ms) != 0) {
         char reason[256];
         snprintf(reason, sizeof(reason), "%s", db->conn != NULL ? PQerrorMessage(db->conn) : "out of memory");

@@ -204,3 +204,11 @@ void tg_log(tg_log_level_t level, const char *component, const char *msg, const 
     tg_logv(level, component, msg, fields, ap);
     va_end(ap);
 }
+
+void tg_log_pg_notice(void *arg, const char *message)
+{
+    char text[512];
+    snprintf(text, sizeof(text), "%s", message != NULL ? message : "");
+    text[strcspn(text, "\n")] = '\0';
+    tg_log_warn(arg != NULL ? (const char *)arg : "db", "database notice", "message=%s", text);
+}

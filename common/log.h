@@ -38,4 +38,12 @@ void tg_logv(tg_log_level_t level, const char *component, const char *msg, const
  */
 int tg_json_escape(char *buf, size_t *pos, size_t cap, const char *s, size_t len);
 
+/**
+ * A libpq notice processor (give it to PQsetNoticeProcessor with the component's name as
+ * `arg`): a server notice or a message like "FATAL: terminating connection" becomes one
+ * JSON warning line instead of libpq's default raw print to stderr. Notices come from
+ * the server and carry no credential.
+ */
+void tg_log_pg_notice(void *arg, const char *message);
+
 #endif

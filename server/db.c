@@ -425,6 +425,8 @@ static void conn_send_step(tg_db_conn_t *c)
 static void conn_start(tg_db_conn_t *c)
 {
     c->pg = PQconnectStart(c->db->conninfo);
+    if (c->pg != NULL)
+        PQsetNoticeProcessor(c->pg, tg_log_pg_notice, (void *)"db");
     c->state = CONN_CONNECTING;
     c->deadline_ms = now_ms(c->db) + TG_DB_CONNECT_DEADLINE_MS;
     if (c->pg == NULL || PQstatus(c->pg) == CONNECTION_BAD) {
