@@ -1710,3 +1710,34 @@ Test(metering, worker_memory_does_not_grow_with_requests, .timeout = TEST_TIMEOU
     cr_expect_eq(metric(&srv, M_DROPPED), 0);
     world_stop();
 }
+
+/* ------------------------------------------------------------------ secrets on the command line */
+
+/* The database URL may carry a password: the master hands it to its collector through
+ * the environment (readable by the same user only), never argv, which every local user
+ * can read in /proc/PID/cmdline (docs/security.md, local shell access). */
+Test(metering, the_collector_s_command_line_carries_no_database_url, .timeout = TEST_TIMEOUT_S)
+{
+    world_db(0);
+    server_start(&srv, 0, NULL, NULL);
+    pid_t collector = -1;
+    long long deadline = tg_fx_now_ms() + 10000; /* the master starts it after the workers */
+    while ((collector = tg_fx_server_collector_pid(&srv)) <= 0 && tg_fx_now_ms() < deadline)
+        sleep_ms(POLL_MS);
+    cr_assert_gt(collector, 0, "no collector running");
+    char path[64], cmdline[4096];
+    snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)collector);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    cr_assert_geq(fd, 0, "%s: %s", path, strerror(errno));
+    ssize_t n = read(fd, cmdline, sizeof(cmdline) - 1);
+    close(fd);
+    cr_assert_gt(n, 0);
+    for (ssize_t i = 0; i < n; ++i) /* argv is NUL-separated: one searchable string */
+        if (cmdline[i] == '\0')
+            cmdline[i] = ' ';
+    cmdline[n] = '\0';
+    cr_expect(strstr(cmdline, "database-url") == NULL, "collector argv: %s", cmdline);
+    cr_expect(strstr(cmdline, pg.conninfo) == NULL, "the database URL is in the collector's argv: %s", cmdline);
+    cr_expect(strstr(cmdline, "host=") == NULL, "collector argv: %s", cmdline);
+    world_stop();
+}

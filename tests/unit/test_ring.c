@@ -1210,3 +1210,21 @@ Test(ring, producers_killed_at_random_never_stall_the_consumer_or_corrupt_record
     tg_ring_close(consumer);
     tg_ring_close(owner);
 }
+
+/* /dev/shm is world-writable: an object another user (or a careless umask) left open to
+ * others must be refused, never used, by the producer and by attachers (docs/security.md). */
+Test(ring, a_ring_open_to_other_users_is_refused)
+{
+    const char *name = ring_name("squat");
+    char err[TG_RING_ERR_SIZE] = "";
+    int fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0600);
+    cr_assert_geq(fd, 0, "shm_open: %s", strerror(errno));
+    cr_assert_eq(fchmod(fd, 0666), 0); /* what a squatter would leave behind */
+    close(fd);
+    cr_assert_null(tg_ring_open_producer(name, 8, RECORD_SIZE, err, sizeof(err)), "a 0666 ring was used");
+    cr_assert(strstr(err, "refusing a ring that is not this user's alone") != NULL, "unexpected error: %s", err);
+    err[0] = '\0';
+    cr_assert_null(tg_ring_attach(name, NULL, err, sizeof(err)), "an attacher used a 0666 ring");
+    cr_assert(strstr(err, "refusing a ring that is not this user's alone") != NULL, "unexpected error: %s", err);
+    shm_unlink(name);
+}
