@@ -1023,7 +1023,7 @@ int tg_fx_pg_migrate(const tg_fx_pg_t *pg)
     return rc;
 }
 
-int tg_fx_ctl(const tg_fx_pg_t *pg, const char *input, tg_fx_run_t *run, ...)
+int tg_fx_ctlv(const tg_fx_pg_t *pg, const char *input, tg_fx_run_t *run, va_list args)
 {
     char ctl[512];
     char *argv[32];
@@ -1035,13 +1035,19 @@ int tg_fx_ctl(const tg_fx_pg_t *pg, const char *input, tg_fx_run_t *run, ...)
     argv[n++] = ctl;
     argv[n++] = "--database-url";
     argv[n++] = (char *)pg->conninfo;
-    va_list ap;
-    va_start(ap, run);
-    for (const char *arg; n < 31 && (arg = va_arg(ap, const char *)) != NULL;)
+    for (const char *arg; n < 31 && (arg = va_arg(args, const char *)) != NULL;)
         argv[n++] = (char *)arg;
-    va_end(ap);
     argv[n] = NULL;
     return tg_fx_run(argv, NULL, input, PG_SETUP_TIMEOUT_MS, run);
+}
+
+int tg_fx_ctl(const tg_fx_pg_t *pg, const char *input, tg_fx_run_t *run, ...)
+{
+    va_list ap;
+    va_start(ap, run);
+    int rc = tg_fx_ctlv(pg, input, run, ap);
+    va_end(ap);
+    return rc;
 }
 
 pid_t tg_fx_pg_postmaster_pid(const tg_fx_pg_t *pg)
@@ -1497,6 +1503,28 @@ size_t tg_fx_server_wait_workers(const tg_fx_server_t *srv, size_t n, int timeou
     while ((seen = tg_fx_server_worker_pids(srv, pids, 64)) != n && tg_fx_now_ms() < deadline)
         sleep_ms(5);
     return seen;
+}
+
+long long tg_fx_metric(const tg_fx_server_t *srv, const char *series)
+{
+    tg_fx_http_res_t res;
+    if (tg_fx_get(srv, TG_FX_HTTP1, "/metrics", &res) != 0 || res.status != 200) {
+        fprintf(stderr, "fixture: GET /metrics failed: status %ld, %s\n", res.status, res.error);
+        tg_fx_http_res_free(&res);
+        return -2;
+    }
+    size_t n = strlen(series);
+    long long value = -1;
+    for (const char *line = res.body; line != NULL && *line != '\0';) {
+        if (strncmp(line, series, n) == 0 && line[n] == ' ') {
+            value = strtoll(line + n + 1, NULL, 10);
+            break;
+        }
+        if ((line = strchr(line, '\n')) != NULL)
+            ++line;
+    }
+    tg_fx_http_res_free(&res);
+    return value;
 }
 
 pid_t tg_fx_server_collector_pid(const tg_fx_server_t *srv)

@@ -26,6 +26,7 @@
 #ifndef TG_TESTS_FIXTURE_H
 #define TG_TESTS_FIXTURE_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -82,6 +83,9 @@ int tg_fx_pg_migrate(const tg_fx_pg_t *pg);
  * (e.g. the plaintext of `token create`). Free with tg_fx_run_free().
  */
 int tg_fx_ctl(const tg_fx_pg_t *pg, const char *input, tg_fx_run_t *run, ...) __attribute__((sentinel));
+
+/** tg_fx_ctl with the arguments as a va_list (NULL-terminated): for tests' own wrappers. */
+int tg_fx_ctlv(const tg_fx_pg_t *pg, const char *input, tg_fx_run_t *run, va_list args);
 
 /** Parent pid of a live process from /proc/PID/stat; -1 when it is gone or a zombie. */
 pid_t tg_fx_parent_pid(pid_t pid);
@@ -161,6 +165,13 @@ size_t tg_fx_server_worker_pids(const tg_fx_server_t *srv, pid_t *pids, size_t c
 
 /** Polls until exactly `n` workers are alive or `timeout_ms` passes. Returns the count last seen. */
 size_t tg_fx_server_wait_workers(const tg_fx_server_t *srv, size_t n, int timeout_ms);
+
+/**
+ * One series of the server's GET /metrics, named exactly as printed ("name{labels}"):
+ * its value, -1 when the series is absent, -2 when /metrics could not be read (the
+ * reason goes to stderr).
+ */
+long long tg_fx_metric(const tg_fx_server_t *srv, const char *series);
 
 /** The master's child whose argv[0] ends in "tollgate-collector", or -1. */
 pid_t tg_fx_server_collector_pid(const tg_fx_server_t *srv);

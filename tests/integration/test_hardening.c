@@ -113,19 +113,8 @@ static long long json_int(json_t *obj, const char *key)
 /* One series of GET /metrics ("name{labels}" exactly as printed), or -1 when absent. */
 static long long metric(const char *series)
 {
-    tg_fx_http_res_t res;
-    cr_assert_eq(tg_fx_get(&srv, TG_FX_HTTP1, "/metrics", &res), 0, "GET /metrics: %s", res.error);
-    size_t n = strlen(series);
-    long long v = -1;
-    for (const char *line = res.body; line != NULL && *line != '\0';) {
-        if (strncmp(line, series, n) == 0 && line[n] == ' ') {
-            v = strtoll(line + n + 1, NULL, 10);
-            break;
-        }
-        if ((line = strchr(line, '\n')) != NULL)
-            ++line;
-    }
-    tg_fx_http_res_free(&res);
+    long long v = tg_fx_metric(&srv, series);
+    cr_assert_neq(v, -2, "GET /metrics failed (see above)");
     return v;
 }
 
@@ -321,9 +310,15 @@ Test(rapid_reset, a_reconnecting_flood_leaves_other_clients_their_latency)
 
     /* an attacker that reconnects as soon as it is cut off, for 3 s */
     attack_thread_t flood = {.args = {"flood", "--seconds", "3", "--connections", "1000000", NULL}};
+    long long resets0 = metric("tollgate_http2_client_resets_total");
     long long cpu0 = cpu_ms(worker), t0 = tg_fx_now_ms();
     attack_start(&flood);
-    sleep_ms(200); /* the flooder's interpreter starting: measure while it floods */
+    /* measure once the flood has reached the worker (the flooder's interpreter takes a
+     * moment to start): its first counted reset */
+    long long started_by = tg_fx_now_ms() + 5000;
+    while (metric("tollgate_http2_client_resets_total") == resets0 && tg_fx_now_ms() < started_by)
+        sleep_ms(5);
+    cr_assert_gt(metric("tollgate_http2_client_resets_total"), resets0, "the flood never reached the worker");
     latency_t during = measure_latency(2500);
     json_t *report = attack_join(&flood);
     long long cpu = cpu_ms(worker) - cpu0, window = tg_fx_now_ms() - t0;

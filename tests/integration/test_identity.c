@@ -33,8 +33,6 @@ static tg_fx_server_t srv;
 /* Cluster start-up (first test only), three argon2id user creations, a server, and up
  * to a hundred requests. */
 #define TEST_TIMEOUT_S 120
-/* One tollgatectl run, argon2id included. */
-#define RUN_TIMEOUT_MS 20000
 /* The bars: after logout 20 tries, after DELETE 50, each on a fresh connection. */
 #define LOGOUT_TRIES 20
 #define REVOKE_TRIES 50
@@ -99,20 +97,12 @@ static char *db_fingerprint(void)
 
 static int ctl(const char *input, tg_fx_run_t *run, ...)
 {
-    char bin[512];
-    cr_assert_eq(tg_fx_bin("tollgatectl", bin, sizeof(bin)), 0, "tollgatectl is not built");
-    char *argv[32] = {bin, "--database-url", pg.conninfo};
-    size_t n = 3;
     va_list ap;
     va_start(ap, run);
-    for (char *a; (a = va_arg(ap, char *)) != NULL; ++n) {
-        cr_assert_lt(n, 31);
-        argv[n] = a;
-    }
+    int rc = tg_fx_ctlv(&pg, input, run, ap);
     va_end(ap);
-    argv[n] = NULL;
-    cr_assert_eq(tg_fx_run(argv, NULL, input, RUN_TIMEOUT_MS, run), 0, "cannot start tollgatectl");
-    cr_assert(run->status != -1 && WIFEXITED(run->status), "tollgatectl %s did not exit", argv[3]);
+    cr_assert_eq(rc, 0, "cannot start tollgatectl");
+    cr_assert(run->status != -1 && WIFEXITED(run->status), "tollgatectl did not exit: %s", run->err);
     return WEXITSTATUS(run->status);
 }
 

@@ -380,21 +380,8 @@ static long get_status(const tg_fx_server_t *s, tg_fx_proto_t proto, const char 
 /* One series of GET /metrics ("name{labels}" exactly as printed), or -1 when absent. */
 static long long metric(const tg_fx_server_t *s, const char *series)
 {
-    tg_fx_http_res_t res;
-    cr_assert_eq(tg_fx_get(s, TG_FX_HTTP1, "/metrics", &res), 0, "GET /metrics: %s", res.error);
-    cr_assert_eq(res.status, 200, "GET /metrics: %ld", res.status);
-    size_t n = strlen(series);
-    long long v = -1;
-    for (const char *line = res.body; line != NULL && *line != '\0';) {
-        if (strncmp(line, series, n) == 0 && line[n] == ' ') {
-            v = strtoll(line + n + 1, NULL, 10);
-            break;
-        }
-        line = strchr(line, '\n');
-        if (line != NULL)
-            ++line;
-    }
-    tg_fx_http_res_free(&res);
+    long long v = tg_fx_metric(s, series);
+    cr_assert_neq(v, -2, "GET /metrics failed (see above)");
     return v;
 }
 

@@ -32,7 +32,6 @@ static int v6_port;                       /* a second listener on [::1], 0 when 
 /* Cluster start-up (first test only), one argon2id user creation, a server, a few hundred
  * requests and waits of a few seconds for rate limits, overlaps and the collector. */
 #define TEST_TIMEOUT_S 120
-#define RUN_TIMEOUT_MS 20000
 /* How long the collector may take to store a row and flush counts (1 s by the SPEC, with slack for CI). */
 #define COLLECT_TIMEOUT_MS 15000
 
@@ -69,20 +68,12 @@ static const char *value(const char *fmt, ...)
 
 static int ctl(const char *input, tg_fx_run_t *run, ...)
 {
-    char bin[512];
-    cr_assert_eq(tg_fx_bin("tollgatectl", bin, sizeof(bin)), 0, "tollgatectl is not built");
-    char *argv[32] = {bin, "--database-url", pg.conninfo};
-    size_t n = 3;
     va_list ap;
     va_start(ap, run);
-    for (char *a; (a = va_arg(ap, char *)) != NULL; ++n) {
-        cr_assert_lt(n, 31);
-        argv[n] = a;
-    }
+    int rc = tg_fx_ctlv(&pg, input, run, ap);
     va_end(ap);
-    argv[n] = NULL;
-    cr_assert_eq(tg_fx_run(argv, NULL, input, RUN_TIMEOUT_MS, run), 0, "cannot start tollgatectl");
-    cr_assert(run->status != -1 && WIFEXITED(run->status), "tollgatectl %s did not exit", argv[3]);
+    cr_assert_eq(rc, 0, "cannot start tollgatectl");
+    cr_assert(run->status != -1 && WIFEXITED(run->status), "tollgatectl did not exit: %s", run->err);
     return WEXITSTATUS(run->status);
 }
 

@@ -29,7 +29,6 @@ static tg_fx_server_t srv;
 
 /* Cluster start-up (first test only), two argon2id user creations, a server, a few dozen requests. */
 #define TEST_TIMEOUT_S 120
-#define RUN_TIMEOUT_MS 20000
 
 #define PASSWORD "correct horse battery staple"
 #define ALICE "alice@acme.example"
@@ -55,20 +54,12 @@ static const char *const THROTTLE_3_PER_30S[] = {"--auth-throttle-failures", "3"
 
 static int ctl(const char *input, tg_fx_run_t *run, ...)
 {
-    char bin[512];
-    cr_assert_eq(tg_fx_bin("tollgatectl", bin, sizeof(bin)), 0, "tollgatectl is not built");
-    char *argv[32] = {bin, "--database-url", pg.conninfo};
-    size_t n = 3;
     va_list ap;
     va_start(ap, run);
-    for (char *a; (a = va_arg(ap, char *)) != NULL; ++n) {
-        cr_assert_lt(n, 31);
-        argv[n] = a;
-    }
+    int rc = tg_fx_ctlv(&pg, input, run, ap);
     va_end(ap);
-    argv[n] = NULL;
-    cr_assert_eq(tg_fx_run(argv, NULL, input, RUN_TIMEOUT_MS, run), 0, "cannot start tollgatectl");
-    cr_assert(run->status != -1 && WIFEXITED(run->status), "tollgatectl %s did not exit", argv[3]);
+    cr_assert_eq(rc, 0, "cannot start tollgatectl");
+    cr_assert(run->status != -1 && WIFEXITED(run->status), "tollgatectl did not exit: %s", run->err);
     return WEXITSTATUS(run->status);
 }
 
@@ -239,21 +230,8 @@ static void expect_401(const reply_t *r, const char *code, const char *what)
 
 static long long metric(const char *series)
 {
-    tg_fx_http_res_t res;
-    cr_assert_eq(tg_fx_get(&srv, TG_FX_HTTP1, "/metrics", &res), 0, "GET /metrics: %s", res.error);
-    cr_assert_eq(res.status, 200, "GET /metrics: %ld", res.status);
-    size_t n = strlen(series);
-    long long v = -1;
-    for (const char *line = res.body; line != NULL && *line != '\0';) {
-        if (strncmp(line, series, n) == 0 && line[n] == ' ') {
-            v = strtoll(line + n + 1, NULL, 10);
-            break;
-        }
-        line = strchr(line, '\n');
-        if (line != NULL)
-            ++line;
-    }
-    tg_fx_http_res_free(&res);
+    long long v = tg_fx_metric(&srv, series);
+    cr_assert_neq(v, -2, "GET /metrics failed (see above)");
     return v;
 }
 
