@@ -20,9 +20,11 @@
 #define TG_DB_QUERY_DEADLINE_MS 3000
 /* A connection attempt that has not completed by then is abandoned. */
 #define TG_DB_CONNECT_DEADLINE_MS 3000
-/* Reconnect backoff: 100 ms doubling to 5 s. */
+/* Reconnect backoff: 100 ms doubling to 1 s. A refused connect costs PostgreSQL nothing,
+ * and the cap bounds how long a worker keeps answering 503 after the database is back.
+ * Once any connection of the pool gets through, the others retry at once. */
 #define TG_DB_BACKOFF_MIN_MS 100
-#define TG_DB_BACKOFF_MAX_MS 5000
+#define TG_DB_BACKOFF_MAX_MS 1000
 /* Bounded queue: past this many waiting requests callers get 503 at once. */
 #define TG_DB_MAX_PENDING 4096
 #define TG_DB_TICK_MS 100
@@ -43,6 +45,8 @@ typedef struct st_tg_db_conn_t {
     uint64_t deadline_ms; /* connect or query deadline while CONNECTING/INIT/BUSY */
     uint64_t retry_at_ms; /* while DOWN */
     uint64_t backoff_ms;
+    unsigned failures;    /* connect failures in a row, for the log's pacing */
+    int lost;             /* down since it was last up: say so when it is back */
 } tg_db_conn_t;
 
 struct st_tg_db_query_t {
@@ -233,8 +237,13 @@ static void conn_down(tg_db_conn_t *c, const char *reason)
         c->backoff_ms = TG_DB_BACKOFF_MAX_MS;
     c->retry_at_ms = now_ms(db) + (was_up ? 0 : c->backoff_ms);
     ++db->stats.reconnects;
-    tg_log_warn("db", "connection lost", "reason=%s listener=%d retry_in_ms=%llu", why, c->is_listener,
-                (unsigned long long)(c->retry_at_ms - now_ms(db)));
+    c->failures = was_up ? 0 : c->failures + 1;
+    c->lost = 1;
+    /* a lost connection, then its 1st, 2nd, 4th, 8th ... failed reconnect: an outage of
+     * minutes is a handful of lines per connection, not one a second */
+    if ((c->failures & (c->failures - 1)) == 0)
+        tg_log_warn("db", was_up ? "connection lost" : "cannot connect", "reason=%s listener=%d retry_in_ms=%llu attempts=%u",
+                    why, c->is_listener, (unsigned long long)(c->retry_at_ms - now_ms(db)), c->failures);
     if (!any_conn_usable(db))
         fail_all_pending(db, "database unavailable");
 }
@@ -263,11 +272,33 @@ static int conn_watch(tg_db_conn_t *c, int want_write)
     return 0;
 }
 
+/* The database just answered one connection: the others stop backing off and connect
+ * now, and count as usable while they do, so a request that misses the credential cache
+ * right after PostgreSQL came back waits for a connect (bounded by its deadline) instead
+ * of getting a 503. Without this the listener's reconnect, which flushes the cache, could
+ * beat the query connections' backoff by up to a second. */
+static void wake_siblings(tg_db_t *db, const tg_db_conn_t *up)
+{
+    for (size_t i = 0; i <= db->nconns; ++i) {
+        tg_db_conn_t *c = i < db->nconns ? &db->conns[i] : &db->listener;
+        if (c == up || c->db == NULL || c->state != CONN_DOWN)
+            continue;
+        conn_start(c);
+        if (c->state == CONN_CONNECTING)
+            c->ever_failed = 0;
+    }
+}
+
 static void conn_became_idle(tg_db_conn_t *c)
 {
     c->state = CONN_IDLE;
     c->backoff_ms = 0;
     c->ever_failed = 0;
+    if (c->lost)
+        tg_log_info("db", "connected again", "listener=%d failed_attempts=%u", c->is_listener, c->failures);
+    c->lost = 0;
+    c->failures = 0;
+    wake_siblings(c->db, c);
     if (c->is_listener) {
         /* notifications may have been missed while down: tell the owner to resync */
         if (c->db->on_notify != NULL)
