@@ -238,6 +238,10 @@ int main(int argc, char **argv)
 {
     size_t n = 500000;
     int rounds = 3, opt;
+    if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        fputs("usage: collector_bench [-n ROWS] [-r ROUNDS]\n\nDrains ROWS records through the collector into its own throwaway PostgreSQL, ROUNDS times,\ninterleaved with a raw COPY BINARY of the same rows, and prints rows/s for both.\n", stdout);
+        return 0;
+    }
     while ((opt = getopt(argc, argv, "n:r:")) != -1) {
         if (opt == 'n')
             n = strtoul(optarg, NULL, 10);

@@ -451,12 +451,14 @@ static void rebuild_rollups(PGconn *conn, int64_t start_us, int64_t end_us)
 
 /* ------------------------------------------------------------------ main */
 
-static void usage(void)
+static void usage(FILE *out, int status)
 {
-    fprintf(stderr, "usage: gen_usage --database-url URL --rows N [--tokens T] [--hot-token-rows H] [--days D]\n"
+    fprintf(out, "usage: gen_usage --database-url URL --rows N [--tokens T] [--hot-token-rows H] [--days D]\n"
                     "                 [--tenants K] [--batch-rows B] [--span-seconds S] [--seed N] [--token-file FILE]\n"
-                    "                 [--bulk-rollups]\n");
-    exit(2);
+                    "                 [--bulk-rollups]\n\n"
+                    "Fills api_token_usage (and its rollups) with N synthetic rows over D days by COPY BINARY,\n"
+                    "H of them for one hot token, for the usage endpoint's latency benchmark.\n");
+    exit(status);
 }
 
 static void parse_options(int argc, char **argv, gen_options_t *o)
@@ -467,7 +469,8 @@ static void parse_options(int argc, char **argv, gen_options_t *o)
         {"days", required_argument, NULL, 'D'},         {"tenants", required_argument, NULL, 'k'},
         {"batch-rows", required_argument, NULL, 'b'},   {"span-seconds", required_argument, NULL, 's'},
         {"seed", required_argument, NULL, 'S'},         {"token-file", required_argument, NULL, 'f'},
-        {"bulk-rollups", no_argument, NULL, 'B'},       {NULL, 0, NULL, 0}};
+        {"bulk-rollups", no_argument, NULL, 'B'},       {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
     *o = (gen_options_t){.rows = 0, .hot_rows = -1, .tokens = 1000, .tenants = 0, .batch_rows = 10000, .days = 30, .seed = 1};
     int ch;
     while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -505,8 +508,11 @@ static void parse_options(int argc, char **argv, gen_options_t *o)
         case 'B':
             o->bulk_rollups = 1;
             break;
+        case 'h':
+            usage(stdout, 0);
+            break;
         default:
-            usage();
+            usage(stderr, 2);
         }
     }
     if (o->hot_rows < 0)
@@ -515,7 +521,7 @@ static void parse_options(int argc, char **argv, gen_options_t *o)
         o->tenants = o->tokens < 10 ? o->tokens : o->tokens / 10;
     if (o->database_url == NULL || o->rows < 1 || o->tokens < 1 || o->hot_rows > o->rows || o->batch_rows < 1 ||
         o->tenants > o->tokens || (o->days <= 0 && o->span_seconds <= 0) || (o->tokens == 1 && o->hot_rows != o->rows))
-        usage();
+        usage(stderr, 2);
 }
 
 int main(int argc, char **argv)

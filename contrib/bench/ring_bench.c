@@ -242,6 +242,10 @@ int main(int argc, char **argv)
 {
     uint64_t records = DEFAULT_RECORDS, capacity = DEFAULT_CAPACITY;
     int runs = DEFAULT_RUNS, opt;
+    if (argc > 1 && strcmp(argv[1], "--help") == 0) {
+        usage(stdout);
+        return 0;
+    }
     while ((opt = getopt(argc, argv, "n:r:c:h")) != -1) {
         switch (opt) {
         case 'n':

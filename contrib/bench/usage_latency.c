@@ -175,7 +175,8 @@ static void parse_options(int argc, char **argv, latency_options_t *o)
     static const struct option longopts[] = {{"url", required_argument, NULL, 'u'},      {"token", required_argument, NULL, 't'},
                                              {"token-id", required_argument, NULL, 'i'}, {"requests", required_argument, NULL, 'n'},
                                              {"limit", required_argument, NULL, 'l'},    {"page", required_argument, NULL, 'p'},
-                                             {"http2", no_argument, NULL, '2'},          {NULL, 0, NULL, 0}};
+                                             {"http2", no_argument, NULL, '2'},          {"help", no_argument, NULL, 'h'},
+                                             {NULL, 0, NULL, 0}};
     *o = (latency_options_t){.requests = 200, .limit = 50, .page = 1000};
     int ch;
     while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -201,6 +202,11 @@ static void parse_options(int argc, char **argv, latency_options_t *o)
         case '2':
             o->http2 = 1;
             break;
+        case 'h':
+            printf("usage: usage_latency --url URL --token TOKEN --token-id UUID [--requests N] [--limit L] [--page P]"
+                   " [--http2]\n\nMeasures p50/p99 of GET /api/v1/tokens/:id/usage against a running tollgated: the first\n"
+                   "page, page P via ?page=, and the same depth via cursors.\n");
+            exit(0);
         default:
             o->url = NULL;
         }

@@ -108,6 +108,10 @@ static void worker_main(int listen_fd, pid_t master)
 int main(int argc, char **argv)
 {
     int port = 7891, workers = 1, ch;
+    if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        fputs("usage: bare [-p PORT] [-w WORKERS]\n\nThe bare libh2o hello-world that contrib/bench/run measures tollgate against: HTTP/1.1\nand h2c on 127.0.0.1:PORT (default 7891), WORKERS processes sharing the listener.\n", stdout);
+        return 0;
+    }
     while ((ch = getopt(argc, argv, "p:w:")) != -1) {
         switch (ch) {
         case 'p':
