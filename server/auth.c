@@ -240,6 +240,27 @@ static tg_auth_throttle_outcome_t lookup_outcome(PGresult *res)
     return PQntuples(res) == 1 ? TG_AUTH_THROTTLE_GENUINE : TG_AUTH_THROTTLE_FAILED;
 }
 
+/* Fills an API-token entry (key and kind already set) from its one-row answer.
+ * 0, or -1 with a reason for a row the worker cannot use. */
+static int token_entry_from_row(tg_worker_t *w, PGresult *res, tg_cached_token_t *e, const char **why)
+{
+    if (parse_uuid_field(res, 0, e->id) != 0 || parse_uuid_field(res, 1, e->user_id) != 0 ||
+        parse_uuid_field(res, 2, e->tenant_id) != 0) {
+        *why = "malformed token row";
+        return -1;
+    }
+    if (tg_policy_from_row(&e->policy, res, 0, TG_AUTH_POLICY_COLUMN) != 0) {
+        *why = "unparseable token policy"; /* fail closed, and uncached: retried on the next request */
+        return -1;
+    }
+    e->scopes = tg_authz_scope_bits(&w->server->config.routes, PQgetvalue(res, 0, 3));
+    e->expires_at_us = strtoll(PQgetvalue(res, 0, 4), NULL, 10);
+    e->revoked_at_us = strtoll(PQgetvalue(res, 0, 5), NULL, 10);
+    copy_email(e, res, 6);
+    e->stats_slot = claim_stats_slot(w, e->id);
+    return 0;
+}
+
 static void on_token_row(void *data, PGresult *res, const char *sqlstate, const char *error)
 {
     tg_auth_lookup_t *l = data;
@@ -264,23 +285,87 @@ static void on_token_row(void *data, PGresult *res, const char *sqlstate, const 
         send_invalid(r);
         return;
     }
-    if (parse_uuid_field(res, 0, e->id) != 0 || parse_uuid_field(res, 1, e->user_id) != 0 ||
-        parse_uuid_field(res, 2, e->tenant_id) != 0) {
-        lookup_failed(r, "malformed token row");
+    const char *why;
+    if (token_entry_from_row(r->worker, res, e, &why) != 0) {
+        lookup_failed(r, why);
         return;
     }
-    if (tg_policy_from_row(&e->policy, res, 0, TG_AUTH_POLICY_COLUMN) != 0) {
-        lookup_failed(r, "unparseable token policy"); /* fail closed, and uncached: retried on the next request */
-        return;
-    }
-    e->scopes = tg_authz_scope_bits(&r->worker->server->config.routes, PQgetvalue(res, 0, 3));
-    e->expires_at_us = strtoll(PQgetvalue(res, 0, 4), NULL, 10);
-    e->revoked_at_us = strtoll(PQgetvalue(res, 0, 5), NULL, 10);
-    copy_email(e, res, 6);
-    e->stats_slot = claim_stats_slot(r->worker, e->id);
     /* the cache takes over e->policy's allocation; e stays readable for this call */
     tg_token_cache_put(cache, e, now);
     finish_with_entry(r, e, l->next);
+}
+
+/* ------------------------------------------------------------------ stale API tokens */
+
+/* A cached API token past its TTL is served while one query per entry re-reads its row
+ * (server/token_cache.h): no request waits for it, and the requests that arrive
+ * meanwhile do not each ask PostgreSQL the same question. The slots are the worker's,
+ * allocated once; with all of them busy the refresh is simply retried later. */
+#define TG_AUTH_REFRESH_SLOTS 64
+
+typedef struct st_tg_auth_refresh_slot_t {
+    struct st_tg_auth_refresher_t *owner;
+    int busy;
+    uint8_t key[32];
+} tg_auth_refresh_slot_t;
+
+struct st_tg_auth_refresher_t {
+    tg_worker_t *worker;
+    tg_auth_refresh_slot_t slots[TG_AUTH_REFRESH_SLOTS];
+};
+
+tg_auth_refresher_t *tg_auth_refresher_create(tg_worker_t *w)
+{
+    tg_auth_refresher_t *f = calloc(1, sizeof(*f));
+    if (f == NULL)
+        return NULL;
+    f->worker = w;
+    for (size_t i = 0; i < TG_AUTH_REFRESH_SLOTS; ++i)
+        f->slots[i].owner = f;
+    return f;
+}
+
+static void on_refresh_row(void *data, PGresult *res, const char *sqlstate, const char *error)
+{
+    (void)sqlstate;
+    tg_auth_refresh_slot_t *slot = data;
+    tg_worker_t *w = slot->owner->worker;
+    slot->busy = 0;
+    if (res == NULL) {
+        tg_log_debug("auth", "cached credential could not be re-validated; served within the grace", "error=%s", error);
+        return; /* the entry stays, and is offered for a refresh again after the retry interval */
+    }
+    tg_cached_token_t e;
+    memset(&e, 0, sizeof(e));
+    memcpy(e.key, slot->key, 32);
+    e.kind = 1;
+    const char *why = NULL;
+    if (PQntuples(res) != 1) {
+        e.negative = 1; /* the row is gone: the token is unknown from now on */
+    } else if (token_entry_from_row(w, res, &e, &why) != 0) {
+        tg_log_warn("auth", "cached credential could not be re-validated", "error=%s", why);
+        return;
+    }
+    tg_token_cache_put(w->tokens, &e, h2o_now(w->loop));
+}
+
+static void start_refresh(tg_worker_t *w, const uint8_t hash[32])
+{
+    tg_auth_refresher_t *f = w->refresher;
+    tg_auth_refresh_slot_t *slot = NULL;
+    for (size_t i = 0; i < TG_AUTH_REFRESH_SLOTS && slot == NULL; ++i)
+        if (!f->slots[i].busy)
+            slot = &f->slots[i];
+    tg_worker_count(w, TG_STAT_CACHE_REFRESHES); /* attempted: with PostgreSQL down the entry is served on */
+    if (slot == NULL)
+        return;
+    memcpy(slot->key, hash, 32);
+    tg_db_request_t q = {.nsteps = 1};
+    q.steps[0] = (tg_db_step_t){.sql = SQL_TOKEN_BY_HASH, .nparams = 1};
+    q.steps[0].params[0] = (const char *)slot->key;
+    q.steps[0].lengths[0] = 32;
+    if (tg_db_submit(w->db, &q, on_refresh_row, slot) != NULL)
+        slot->busy = 1;
 }
 
 static void auth_api_token(tg_request_t *r, h2o_iovec_t credential, tg_auth_next_fn next)
@@ -289,6 +374,9 @@ static void auth_api_token(tg_request_t *r, h2o_iovec_t credential, tg_auth_next
     tg_apitoken_hash(credential.base, credential.len, hash);
     const tg_cached_token_t *e;
     switch (tg_token_cache_find_token(r->worker->tokens, hash, h2o_now(r->worker->loop), &e)) {
+    case TG_CACHE_STALE:
+        start_refresh(r->worker, hash); /* before finish: it may run next(), which may use the cache */
+        /* fallthrough */
     case TG_CACHE_VALID:
         tg_worker_count(r->worker, TG_STAT_CACHE_HITS);
         finish_with_entry(r, e, next);

@@ -91,6 +91,14 @@ const tg_setting_t tg_server_settings[] = {
      OFF(auth_throttle_failures), 0, 100000, NULL},
     {"auth-throttle-window", TG_SETTING_INT, "TOLLGATE_AUTH_THROTTLE_WINDOW", "60",
      "seconds in which auth-throttle-failures refill", OFF(auth_throttle_window), 1, 86400, NULL},
+    /* Credential cache (server/token_cache.h; docs/operations.md, "Credentials"). */
+    {"credential-cache-ttl", TG_SETTING_INT, "TOLLGATE_CREDENTIAL_CACHE_TTL", "60",
+     "seconds a worker trusts a cached credential before confirming it with PostgreSQL (revocations on this node, "
+     "and NOTIFYs from others, apply at once regardless)",
+     OFF(credential_cache_ttl), 1, 3600, NULL},
+    {"credential-cache-grace", TG_SETTING_INT, "TOLLGATE_CREDENTIAL_CACHE_GRACE", "300",
+     "seconds past the TTL a cached API token is still served while PostgreSQL cannot confirm it; 0: answer 503 instead",
+     OFF(credential_cache_grace), 0, 86400, NULL},
     /* Request limits (docs/operations.md, "Limits"). 10 s is h2o's own default request and
      * idle timeout; 100 streams is the SETTINGS_MAX_CONCURRENT_STREAMS libh2o 2.2.5 always
      * advertises, and 100 header fields the most its HTTP/1.1 parser takes (H2O_MAX_HEADERS).

@@ -20,6 +20,7 @@ typedef enum {
     TG_STAT_UNKNOWN_TOKENS,   /* well-formed API tokens that map to no token: counted here only (SPEC §3) */
     TG_STAT_CACHE_HITS,
     TG_STAT_CACHE_MISSES,
+    TG_STAT_CACHE_REFRESHES,  /* background re-validations of stale cached API tokens, attempted (server/token_cache.h) */
     TG_STAT_METERED_APPENDED,
     TG_STAT_METERED_DROPPED,
     TG_STAT_METERED_LOST,

@@ -26,9 +26,11 @@ struct st_tg_token_cache_t {
     tg_revocations_t *revocations;
     uint64_t revocations_seen;
     uint64_t pending_since_ms;
+    uint64_t ttl_ms;
+    uint64_t grace_ms;
 };
 
-tg_token_cache_t *tg_token_cache_create(size_t capacity, tg_revocations_t *revocations)
+tg_token_cache_t *tg_token_cache_create(size_t capacity, tg_revocations_t *revocations, uint64_t ttl_ms, uint64_t grace_ms)
 {
     tg_token_cache_t *c = calloc(1, sizeof(*c));
     if (c == NULL)
@@ -39,6 +41,8 @@ tg_token_cache_t *tg_token_cache_create(size_t capacity, tg_revocations_t *revoc
         return NULL;
     }
     c->mask = capacity - 1;
+    c->ttl_ms = ttl_ms;
+    c->grace_ms = grace_ms;
     c->revocations = revocations;
     c->revocations_seen = revocations != NULL ? tg_revocations_end(revocations) : 0;
     return c;
@@ -64,6 +68,19 @@ void tg_token_cache_flush(tg_token_cache_t *c)
     for (size_t i = 0; i <= c->mask; ++i)
         if (c->entries[i].kind != KIND_EMPTY)
             entry_clear(&c->entries[i]);
+}
+
+void tg_token_cache_expire_all(tg_token_cache_t *c)
+{
+    for (size_t i = 0; i <= c->mask; ++i) {
+        tg_cached_token_t *e = &c->entries[i];
+        if (e->kind == KIND_TOKEN && !e->negative && c->grace_ms > 0) {
+            e->fresh_until_ms = 0;
+            e->refresh_after_ms = 0;
+        } else if (e->kind != KIND_EMPTY) {
+            entry_clear(e);
+        }
+    }
 }
 
 void tg_token_cache_forget_id(tg_token_cache_t *c, const uint8_t id[16])
@@ -103,6 +120,20 @@ void tg_token_cache_sync(tg_token_cache_t *c, uint64_t now_ms)
     }
 }
 
+/* An entry past its freshness: a positive API token within the grace is served and
+ * handed to one caller per retry interval for a refresh; anything else is gone. */
+static tg_cache_lookup_t past_fresh(tg_token_cache_t *c, tg_cached_token_t *e, uint64_t now_ms)
+{
+    if (e->kind != KIND_TOKEN || e->negative || c->grace_ms == 0 || now_ms - e->cached_at_ms >= c->ttl_ms + c->grace_ms) {
+        entry_clear(e);
+        return TG_CACHE_MISS;
+    }
+    if (now_ms < e->refresh_after_ms)
+        return TG_CACHE_VALID; /* a refresh is under way */
+    e->refresh_after_ms = now_ms + TG_TOKEN_CACHE_REFRESH_RETRY_MS;
+    return TG_CACHE_STALE;
+}
+
 static tg_cache_lookup_t find(tg_token_cache_t *c, uint8_t kind, const uint8_t key[32], uint64_t now_ms,
                               const tg_cached_token_t **entry)
 {
@@ -111,13 +142,11 @@ static tg_cache_lookup_t find(tg_token_cache_t *c, uint8_t kind, const uint8_t k
         tg_cached_token_t *e = &c->entries[(base + i) & c->mask];
         if (e->kind != kind || !tg_apitoken_hash_equal(e->key, key))
             continue;
-        uint64_t ttl = e->negative ? TG_TOKEN_CACHE_NEGATIVE_TTL_MS : TG_TOKEN_CACHE_TTL_MS;
-        if (now_ms - e->cached_at_ms >= ttl) {
-            entry_clear(e);
+        tg_cache_lookup_t found = e->negative ? TG_CACHE_UNKNOWN : TG_CACHE_VALID;
+        if (now_ms >= e->fresh_until_ms && (found = past_fresh(c, e, now_ms)) == TG_CACHE_MISS)
             return TG_CACHE_MISS;
-        }
         *entry = e;
-        return e->negative ? TG_CACHE_UNKNOWN : TG_CACHE_VALID;
+        return found;
     }
     return TG_CACHE_MISS;
 }
@@ -163,4 +192,6 @@ void tg_token_cache_put(tg_token_cache_t *c, const tg_cached_token_t *entry, uin
         tg_policy_dispose(&victim->policy);
     *victim = *entry;
     victim->cached_at_ms = now_ms;
+    victim->fresh_until_ms = now_ms + (entry->negative ? TG_TOKEN_CACHE_NEGATIVE_TTL_MS : c->ttl_ms);
+    victim->refresh_after_ms = 0;
 }

@@ -16,14 +16,22 @@
 
 /* Entries are ~720 bytes (the email, and allowedIps kept inline): 16384 of them are
  * 11.5 MiB per worker. */
-/* Positive entries are re-validated against PostgreSQL after this long, the safety
- * net should a NOTIFY from another node be missed (the listener also flushes on
- * reconnect). */
+/* Defaults of --credential-cache-ttl and --credential-cache-grace. A positive entry is
+ * re-validated against PostgreSQL once it is older than the TTL, the safety net should
+ * a NOTIFY from another node be missed. An API token past its TTL is still served while
+ * one refresh per entry runs (stale-while-revalidate: no herd of identical lookups, no
+ * added latency), and while PostgreSQL cannot answer, for up to the grace beyond the
+ * TTL. Sessions and JWTs are not served stale: past the TTL they are looked up again. */
 #define TG_TOKEN_CACHE_TTL_MS 60000
+#define TG_TOKEN_CACHE_GRACE_MS 300000
+/* A stale entry whose refresh did not come back is retried after this long. */
+#define TG_TOKEN_CACHE_REFRESH_RETRY_MS 1000
 /* Unknown tokens are remembered briefly so a flood of one bad token costs one query. */
 #define TG_TOKEN_CACHE_NEGATIVE_TTL_MS 5000
 
-typedef enum { TG_CACHE_MISS = 0, TG_CACHE_VALID, TG_CACHE_UNKNOWN } tg_cache_lookup_t;
+/* TG_CACHE_STALE: the entry is valid and served, and the caller should refresh it now
+ * (returned to one caller per refresh interval). */
+typedef enum { TG_CACHE_MISS = 0, TG_CACHE_VALID, TG_CACHE_UNKNOWN, TG_CACHE_STALE } tg_cache_lookup_t;
 
 typedef struct st_tg_cached_token_t {
     uint8_t key[32];       /* SHA-256 of the API token, or the session id in the first 16 bytes */
@@ -33,6 +41,8 @@ typedef struct st_tg_cached_token_t {
     int64_t expires_at_us; /* 0: never */
     int64_t revoked_at_us; /* 0: not revoked */
     uint64_t cached_at_ms;
+    uint64_t fresh_until_ms;   /* set by put: cached_at_ms + the TTL (0: re-validate at the next use) */
+    uint64_t refresh_after_ms; /* API tokens past fresh_until_ms: no refresh is started before this */
     unsigned scopes;
     uint32_t stats_slot;   /* API tokens: the slot in shm/token_stats, or TG_TOKEN_STATS_NO_SLOT */
     uint8_t kind;          /* 0 empty, 1 API token, 2 session, 3 verified JWT */
@@ -44,8 +54,9 @@ typedef struct st_tg_cached_token_t {
 
 typedef struct st_tg_token_cache_t tg_token_cache_t;
 
-/** Creates a cache of `capacity` entries (power of two). */
-tg_token_cache_t *tg_token_cache_create(size_t capacity, tg_revocations_t *revocations);
+/** Creates a cache of `capacity` entries (power of two); ttl_ms and grace_ms as above
+ * (grace 0: an API token past its TTL is a miss, as sessions are). */
+tg_token_cache_t *tg_token_cache_create(size_t capacity, tg_revocations_t *revocations, uint64_t ttl_ms, uint64_t grace_ms);
 
 /**
  * Applies revocations published since the last call (cheap when there are none: one
@@ -53,7 +64,8 @@ tg_token_cache_t *tg_token_cache_create(size_t capacity, tg_revocations_t *revoc
  */
 void tg_token_cache_sync(tg_token_cache_t *cache, uint64_t now_ms);
 
-/** Looks up an API token by its hash. On TG_CACHE_VALID/UNKNOWN *entry points into the cache (valid until the next insert). */
+/** Looks up an API token by its hash. On TG_CACHE_VALID/STALE/UNKNOWN *entry points into the cache (valid until the next
+ * insert). On TG_CACHE_STALE the caller serves the entry and starts one refresh. */
 tg_cache_lookup_t tg_token_cache_find_token(tg_token_cache_t *cache, const uint8_t hash[32], uint64_t now_ms,
                                             const tg_cached_token_t **entry);
 
@@ -79,7 +91,14 @@ void tg_token_cache_put(tg_token_cache_t *cache, const tg_cached_token_t *entry,
 /** Forgets entries whose id (token id or session id) matches. */
 void tg_token_cache_forget_id(tg_token_cache_t *cache, const uint8_t id[16]);
 
-/** Forgets everything (a missed revocation feed or a NOTIFY listener that reconnected). */
+/** Forgets everything (a revocation feed this node could not follow). */
 void tg_token_cache_flush(tg_token_cache_t *cache);
+
+/**
+ * Everything cached must be confirmed again (a NOTIFY listener that reconnected may have
+ * missed revocations from other nodes): API tokens are re-validated at their next use,
+ * still served meanwhile within the grace; everything else is forgotten.
+ */
+void tg_token_cache_expire_all(tg_token_cache_t *cache);
 
 #endif

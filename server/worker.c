@@ -14,6 +14,7 @@
 
 #include "common/log.h"
 #include "common/uuid.h"
+#include "server/auth.h"
 #include "server/db.h"
 #include "server/h2_guard.h"
 #include "server/metering.h"
@@ -157,12 +158,14 @@ static void setup_listeners(tg_worker_t *w)
 }
 
 /* A revocation from any node: "t:<token uuid>" or "s:<session uuid>"; NULL means the
- * listener reconnected and may have missed some, so everything cached goes. */
+ * listener reconnected and may have missed some, so everything cached is confirmed
+ * again before it is trusted for longer (API tokens re-validated at their next use,
+ * one query each; sessions forgotten). */
 static void on_notify(void *data, const char *channel, const char *payload)
 {
     tg_worker_t *w = data;
     if (channel == NULL) {
-        tg_token_cache_flush(w->tokens);
+        tg_token_cache_expire_all(w->tokens);
         return;
     }
     tg_uuid_t id;
@@ -177,7 +180,9 @@ static int setup_services(tg_worker_t *w)
 {
     static const char *const channels[] = {TG_REVOCATION_CHANNEL, NULL};
     const tg_server_t *s = w->server;
-    w->tokens = tg_token_cache_create(TG_WORKER_TOKEN_CACHE_SIZE, s->revocations);
+    w->tokens = tg_token_cache_create(TG_WORKER_TOKEN_CACHE_SIZE, s->revocations, (uint64_t)s->config.credential_cache_ttl * 1000,
+                                      (uint64_t)s->config.credential_cache_grace * 1000);
+    w->refresher = tg_auth_refresher_create(w);
     w->db = tg_db_create(w->loop, s->config.database_url, TG_WORKER_DB_CONNECTIONS, channels, on_notify, w);
     w->offload = tg_offload_create(w->loop, TG_WORKER_OFFLOAD_THREADS);
     w->metering = tg_metering_create(s->ring, strcmp(s->config.on_ring_full, "reject") == 0, s->gauges, (size_t)w->index,
@@ -187,7 +192,7 @@ static int setup_services(tg_worker_t *w)
     tg_h2_guard_config_t guard = {.reset_budget = (uint32_t)s->config.h2_reset_budget,
                                   .request_timeout_ms = (uint64_t)s->config.request_timeout * 1000};
     w->h2_guard = tg_h2_guard_create(&w->ctx, &guard, s->counters, (size_t)w->index);
-    return w->tokens != NULL && w->db != NULL && w->offload != NULL && w->metering != NULL && w->h2_guard != NULL ? 0 : -1;
+    return w->tokens != NULL && w->refresher != NULL && w->db != NULL && w->offload != NULL && w->metering != NULL && w->h2_guard != NULL ? 0 : -1;
 }
 
 int tg_worker_run(const tg_server_t *server, int index)

@@ -43,6 +43,7 @@ include tests/integration/usage_local.mk
 include tests/unit/token_stats_local.mk
 include tests/integration/policies_local.mk
 include tests/unit/throttle_local.mk
+include tests/unit/token_cache_local.mk
 include tests/integration/throttle_local.mk
 include tests/integration/hardening_local.mk
 include tests/fuzz/fuzz_local.mk
