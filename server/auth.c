@@ -361,7 +361,7 @@ static void start_refresh(tg_worker_t *w, const uint8_t hash[32])
         return;
     memcpy(slot->key, hash, 32);
     tg_db_request_t q = {.nsteps = 1};
-    q.steps[0] = (tg_db_step_t){.sql = SQL_TOKEN_BY_HASH, .nparams = 1};
+    q.steps[0] = (tg_db_step_t){.sql = SQL_TOKEN_BY_HASH, .nparams = 1, .prepare = 1};
     q.steps[0].params[0] = (const char *)slot->key;
     q.steps[0].lengths[0] = 32;
     if (tg_db_submit(w->db, &q, on_refresh_row, slot) != NULL)
@@ -408,7 +408,7 @@ static void auth_api_token(tg_request_t *r, h2o_iovec_t credential, tg_auth_next
     memcpy(l->entry.key, hash, 32);
     l->throttle_charge = throttle_charge;
     tg_db_request_t q = {.nsteps = 1};
-    q.steps[0] = (tg_db_step_t){.sql = SQL_TOKEN_BY_HASH, .nparams = 1};
+    q.steps[0] = (tg_db_step_t){.sql = SQL_TOKEN_BY_HASH, .nparams = 1, .prepare = 1};
     q.steps[0].params[0] = (const char *)hash;
     q.steps[0].lengths[0] = 32;
     if ((l->query = tg_db_submit(r->worker->db, &q, on_token_row, l)) == NULL) {

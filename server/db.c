@@ -8,6 +8,7 @@
 #include "server/db.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,8 @@
 /* Bounded queue: past this many waiting requests callers get 503 at once. */
 #define TG_DB_MAX_PENDING 4096
 #define TG_DB_TICK_MS 100
+/* Prepared statements one connection keeps; past that, steps run unprepared. */
+#define TG_DB_MAX_PREPARED 16
 
 static const char TG_DB_INIT_SQL[] = "SET statement_timeout = '2s'; SET application_name = 'tollgated'; SET TIME ZONE 'UTC'";
 
@@ -47,6 +50,9 @@ typedef struct st_tg_db_conn_t {
     uint64_t backoff_ms;
     unsigned failures;    /* connect failures in a row, for the log's pacing */
     int lost;             /* down since it was last up: say so when it is back */
+    int preparing;        /* the current step's PREPARE is in flight; the step itself follows */
+    size_t nprepared;
+    const char *prepared[TG_DB_MAX_PREPARED]; /* sql pointers of the statements prepared on this session */
 } tg_db_conn_t;
 
 struct st_tg_db_query_t {
@@ -354,7 +360,7 @@ static int conn_read_results(tg_db_conn_t *c, PGresult **last_error)
             if (st == PGRES_FATAL_ERROR || st == PGRES_BAD_RESPONSE || st == PGRES_NONFATAL_ERROR) {
                 if (*last_error == NULL)
                     *last_error = res, res = NULL;
-            } else if (q->step == q->result_step && q->kept == NULL) {
+            } else if (q->step == q->result_step && q->kept == NULL && !c->preparing) {
                 q->kept = res;
                 res = NULL;
             }
@@ -433,10 +439,39 @@ static void on_conn_io(h2o_socket_t *sock, const char *err)
         }
         conn_became_idle(c);
     } else if (c->state == CONN_BUSY && c->current != NULL) {
+        if (c->preparing && error == NULL) {
+            c->preparing = 0;
+            c->prepared[c->nprepared++] = c->current->steps[c->current->step].sql;
+            conn_send_step(c); /* now as EXECUTE */
+            return;
+        }
+        c->preparing = 0;
         conn_step_done(c, error);
     } else if (error != NULL) {
         PQclear(error);
     }
+}
+
+static int is_prepared(const tg_db_conn_t *c, const char *sql)
+{
+    for (size_t i = 0; i < c->nprepared; ++i)
+        if (c->prepared[i] == sql)
+            return 1;
+    return 0;
+}
+
+/* Sends the current step: unprepared, or as EXECUTE of its prepared statement, or first
+ * the PREPARE (the step follows when it completes, in on_conn_io). */
+static int send_step_query(tg_db_conn_t *c, const tg_db_step_t *s, const int *formats)
+{
+    if (!s->prepare || (!is_prepared(c, s->sql) && c->nprepared == TG_DB_MAX_PREPARED))
+        return PQsendQueryParams(c->pg, s->sql, s->nparams, NULL, s->params, s->lengths, formats, 0);
+    char name[32];
+    snprintf(name, sizeof(name), "tg_%lx", (unsigned long)(uintptr_t)s->sql);
+    if (is_prepared(c, s->sql))
+        return PQsendQueryPrepared(c->pg, name, s->nparams, s->params, s->lengths, formats, 0);
+    c->preparing = 1;
+    return PQsendPrepare(c->pg, name, s->sql, s->nparams, NULL);
 }
 
 static void conn_send_step(tg_db_conn_t *c)
@@ -446,7 +481,7 @@ static void conn_send_step(tg_db_conn_t *c)
     int formats[TG_DB_MAX_PARAMS];
     for (int i = 0; i < s->nparams; ++i)
         formats[i] = s->lengths[i] > 0;
-    if (!PQsendQueryParams(c->pg, s->sql, s->nparams, NULL, s->params, s->lengths, formats, 0)) {
+    if (!send_step_query(c, s, formats)) {
         conn_down(c, PQerrorMessage(c->pg));
         return;
     }
@@ -455,6 +490,8 @@ static void conn_send_step(tg_db_conn_t *c)
 
 static void conn_start(tg_db_conn_t *c)
 {
+    c->nprepared = 0; /* a new session has none */
+    c->preparing = 0;
     c->pg = PQconnectStart(c->db->conninfo);
     if (c->pg != NULL)
         PQsetNoticeProcessor(c->pg, tg_log_pg_notice, (void *)"db");

@@ -37,6 +37,8 @@ typedef struct st_tg_db_step_t {
     int nparams;
     const char *params[TG_DB_MAX_PARAMS];  /* text values (NULL = SQL NULL); copied by tg_db_submit */
     int lengths[TG_DB_MAX_PARAMS];         /* 0: NUL-terminated text; >0: binary value of that length */
+    int prepare; /* 1: a named prepared statement per connection (keyed by the sql pointer), so PostgreSQL plans it
+                    once per connection instead of on every run; for hot statements over partitioned tables */
 } tg_db_step_t;
 
 typedef struct st_tg_db_request_t {
