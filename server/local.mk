@@ -19,6 +19,7 @@ server_libtgserver_a_SOURCES = \
 	server/routes/tokens.c server/routes/token_body.c server/routes/token_body.h \
 	server/routes/token_json.c server/routes/token_json.h \
 	server/routes/usage.c server/routes/usage_query.c server/routes/usage_query.h \
+	server/routes/dashboard.c server/dashboard/assets.h \
 	server/handler.c \
 	server/worker.c server/worker.h \
 	server/supervisor.c server/supervisor.h \
@@ -33,6 +34,21 @@ server_libtgserver_a_SOURCES = \
 	server/jwt.c server/jwt.h \
 	server/proxy.c server/proxy.h \
 	server/metering.c server/metering.h
+
+# The token dashboard's files, compiled in: embed.sh turns them into
+# server/dashboard/assets_data.c in the build tree (as schema/local.mk does for the
+# migrations; a generated .c, so no BUILT_SOURCES). Their ETags are fixed here.
+TG_DASHBOARD_FILES = \
+	server/dashboard/index.html \
+	server/dashboard/app.js \
+	server/dashboard/app.css \
+	server/dashboard/favicon.svg
+nodist_server_libtgserver_a_SOURCES = server/dashboard/assets_data.c
+EXTRA_DIST += server/dashboard/embed.sh $(TG_DASHBOARD_FILES)
+
+server/dashboard/assets_data.c: $(srcdir)/server/dashboard/embed.sh $(TG_DASHBOARD_FILES)
+	$(AM_V_GEN)$(MKDIR_P) server/dashboard && $(SHELL) $(srcdir)/server/dashboard/embed.sh $@ $(srcdir) $(TG_DASHBOARD_FILES)
+CLEANFILES += server/dashboard/assets_data.c
 
 TG_SERVER_LIBS = server/libtgserver.a shm/libtgshm.a common/libtgcommon.a $(H2O_LIBS) $(OPENSSL_LIBS) $(JANSSON_LIBS) $(PQ_LIBS) $(JWT_LIBS) $(ARGON2_LIBS) $(LIBS)
 

@@ -18,5 +18,11 @@ const tg_route_t tg_routes[] = {
     TG_ROUTE("POST", "/api/v1/tokens/:id/rotate", TG_ROUTE_AUTH, tg_route_tokens_rotate),
     TG_ROUTE("GET", "/api/v1/tokens/:id/usage", TG_ROUTE_AUTH, tg_route_usage_page),
     TG_ROUTE("GET", "/api/v1/tokens/:id/usage/summary", TG_ROUTE_AUTH, tg_route_usage_summary),
+    /* Last: the API paths above never walk these. "/dashboard" also takes "/dashboard/"
+     * (the router forgives a trailing slash); the handler tells them apart. */
+    TG_ROUTE("GET", "/dashboard", TG_ROUTE_PUBLIC, tg_route_dashboard),
+    TG_ROUTE("GET", "/dashboard/app.js", TG_ROUTE_PUBLIC, tg_route_dashboard),
+    TG_ROUTE("GET", "/dashboard/app.css", TG_ROUTE_PUBLIC, tg_route_dashboard),
+    TG_ROUTE("GET", "/dashboard/favicon.svg", TG_ROUTE_PUBLIC, tg_route_dashboard),
     {NULL, 0, NULL, 0, NULL},
 };

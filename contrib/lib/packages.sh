@@ -5,12 +5,14 @@
 # Build: toolchain and the libraries configure.ac asks pkg-config for. Tests: Criterion,
 # libcurl, a PostgreSQL 15 server to start throwaway clusters with, and real clients
 # (curl, h2load from nghttp2-client, python3-h2 for frame-level HTTP/2). clang for the
-# analyzer and for building with another compiler.
+# analyzer and for building with another compiler. chromium for the dashboard's browser
+# test (tests/browser: playwright-core drives /usr/bin/chromium); node >= 20 and npm come
+# with the machine (not Debian's older nodejs, whose npm package would conflict).
 TG_PACKAGES=(
     build-essential autoconf automake libtool pkg-config
     libh2o-evloop-dev libpq-dev libjansson-dev libjwt-dev libssl-dev libargon2-dev
     libcriterion-dev libcurl4-openssl-dev
-    postgresql-15 nghttp2-client curl openssl python3-h2 clang
+    postgresql-15 nghttp2-client curl openssl python3-h2 clang chromium
 )
 
 # libjwt 1.10.2 as first released in bookworm has a security bug that Debian fixed in

@@ -30,4 +30,8 @@ void tg_route_tokens_rotate(tg_request_t *r); /* POST /api/v1/tokens/:id/rotate 
 void tg_route_usage_page(tg_request_t *r);
 void tg_route_usage_summary(tg_request_t *r);
 
+/* server/routes/dashboard.c: GET /dashboard/ and its static files (public, not metered);
+ * /dashboard redirects (308) to /dashboard/ */
+void tg_route_dashboard(tg_request_t *r);
+
 #endif
