@@ -51,6 +51,7 @@ typedef struct st_tg_db_conn_t {
     unsigned failures;    /* connect failures in a row, for the log's pacing */
     int lost;             /* down since it was last up: say so when it is back */
     int preparing;        /* the current step's PREPARE is in flight; the step itself follows */
+    PGresult *error;      /* the current statement's first error, held until its last result arrives (a later read) */
     size_t nprepared;
     const char *prepared[TG_DB_MAX_PREPARED]; /* sql pointers of the statements prepared on this session */
 } tg_db_conn_t;
@@ -226,6 +227,10 @@ static void conn_down(tg_db_conn_t *c, const char *reason)
         why[--wlen] = '\0';
     int was_up = c->state == CONN_IDLE || c->state == CONN_BUSY;
     conn_close_socket(c);
+    if (c->error != NULL) {
+        PQclear(c->error);
+        c->error = NULL;
+    }
     if (c->pg != NULL) {
         PQfinish(c->pg);
         c->pg = NULL;
@@ -426,9 +431,13 @@ static void on_conn_io(h2o_socket_t *sock, const char *err)
     }
     if (c->is_listener)
         conn_deliver_notifies(c);
-    PGresult *error = NULL;
-    if (!conn_read_results(c, &error))
+    /* An ErrorResponse and the ReadyForQuery after it may come in different reads: the
+     * error waits in c->error for the statement's end instead of being lost (the query
+     * then looked like a success without a result). */
+    if (!conn_read_results(c, &c->error))
         return;
+    PGresult *error = c->error;
+    c->error = NULL;
     if (c->state == CONN_INIT) {
         if (error != NULL) {
             char why[200];
