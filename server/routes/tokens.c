@@ -41,6 +41,18 @@ static const char SQL_INSERT[] =
     " $9::jsonb, $10::jsonb, $11::timestamptz)"
     " RETURNING " TG_TOKEN_SQL_COLUMNS;
 
+/* A token created with an API token ($12, its parent): expiry and policies inherited or
+ * confined by schema 0007's tollgate_child_token_policy (SQLSTATE TGC01-TGC04 when wider). */
+static const char SQL_INSERT_CHILD[] =
+    "INSERT INTO api_tokens (id, user_id, tenant_id, name, prefix, token_hash, scopes, allowed_ips, rate_limit, quota,"
+    " expires_at, created_by) SELECT $1::uuid, $2::uuid, $3::uuid, $4, $5, decode($6, 'hex'),"
+    " ARRAY(SELECT e FROM jsonb_array_elements_text($7::jsonb) WITH ORDINALITY AS t(e, i) ORDER BY i),"
+    " c.allowed_ips, c.rate_limit, c.quota, c.expires_at, $12::uuid"
+    " FROM tollgate_child_token_policy($12::uuid, $11::timestamptz,"
+    " (SELECT array_agg(e::cidr ORDER BY i) FROM jsonb_array_elements_text($8::jsonb) WITH ORDINALITY AS t(e, i)),"
+    " $9::jsonb, $10::jsonb) AS c"
+    " RETURNING " TG_TOKEN_SQL_COLUMNS;
+
 static const char SQL_LIST[] = "SELECT " TG_TOKEN_SQL_COLUMNS " FROM api_tokens"
                                " WHERE user_id = $1::uuid AND tenant_id = $2::uuid ORDER BY created_at DESC, id DESC";
 
@@ -48,16 +60,20 @@ static const char SQL_GET[] = "SELECT " TG_TOKEN_SQL_COLUMNS " FROM api_tokens"
                               " WHERE id = $1::uuid AND user_id = $2::uuid AND tenant_id = $3::uuid";
 
 /*
- * One statement: revoke if still live (a rotated token inside its overlap has a future
- * revoked_at: revoke it now), NOTIFY the other nodes only when this call revoked it,
- * and return a row whenever the caller owns the token, so a repeated DELETE is 204.
+ * One statement: revoke the token and every token created with it, directly or not
+ * (schema 0007's created_by), if still live (a rotated token inside its overlap has a
+ * future revoked_at: revoke it now); NOTIFY the other nodes for each one this call
+ * revoked; return a row whenever the caller owns the token, so a repeated DELETE is 204,
+ * with the descendants' ids for this node's revocation log.
  */
-static const char SQL_REVOKE[] = "WITH r AS (UPDATE api_tokens SET revoked_at = now()"
-                                 " WHERE id = $1::uuid AND user_id = $2::uuid AND tenant_id = $3::uuid"
-                                 " AND (revoked_at IS NULL OR revoked_at > now()) RETURNING id),"
-                                 " n AS (SELECT pg_notify('tollgate_revocations', 't:' || id::text) FROM r)"
-                                 " SELECT o.id::text, (SELECT count(*) FROM n) FROM api_tokens o"
-                                 " WHERE o.id = $1::uuid AND o.user_id = $2::uuid AND o.tenant_id = $3::uuid";
+static const char SQL_REVOKE[] =
+    "WITH RECURSIVE d AS (SELECT id FROM api_tokens WHERE id = $1::uuid AND user_id = $2::uuid AND tenant_id = $3::uuid"
+    " UNION SELECT t.id FROM api_tokens t JOIN d ON t.created_by = d.id),"
+    " r AS (UPDATE api_tokens SET revoked_at = now() WHERE id IN (SELECT id FROM d)"
+    " AND (revoked_at IS NULL OR revoked_at > now()) RETURNING id),"
+    " n AS (SELECT pg_notify('tollgate_revocations', 't:' || id::text) FROM r)"
+    " SELECT o.id::text, (SELECT count(*) FROM n), (SELECT string_agg(id::text, ' ') FROM d WHERE id <> $1::uuid)"
+    " FROM api_tokens o WHERE o.id = $1::uuid AND o.user_id = $2::uuid AND o.tenant_id = $3::uuid";
 
 /*
  * Rotation, step 1: revoke the old token at now() + overlap if it is live (locked, so two
@@ -70,11 +86,12 @@ static const char SQL_ROTATE[] =
     " WHERE id = $1::uuid AND user_id = $2::uuid AND tenant_id = $3::uuid FOR UPDATE),"
     " upd AS (UPDATE api_tokens t SET revoked_at = now() + $4::int * interval '1 second' FROM old"
     " WHERE t.id = old.id AND old.revoked_at IS NULL AND (old.expires_at IS NULL OR old.expires_at > now())"
-    " RETURNING t.id, t.user_id, t.tenant_id, t.name, t.scopes, t.allowed_ips, t.rate_limit, t.quota, t.expires_at)"
+    " RETURNING t.id, t.user_id, t.tenant_id, t.name, t.scopes, t.allowed_ips, t.rate_limit, t.quota, t.expires_at,"
+    " t.created_by)"
     " INSERT INTO api_tokens (id, user_id, tenant_id, name, prefix, token_hash, scopes, allowed_ips, rate_limit, quota,"
-    " expires_at, rotated_from)"
-    " SELECT $5::uuid, user_id, tenant_id, name, $6, decode($7, 'hex'), scopes, allowed_ips, rate_limit, quota, expires_at, id"
-    " FROM upd";
+    " expires_at, rotated_from, created_by)"
+    " SELECT $5::uuid, user_id, tenant_id, name, $6, decode($7, 'hex'), scopes, allowed_ips, rate_limit, quota, expires_at, id,"
+    " created_by FROM upd";
 
 /* Rotation, step 2 (same transaction): the successor's token object (it sees its
  * predecessor's quota usage now), or NULLs and why not; no row when the caller does not
@@ -260,6 +277,21 @@ static const char *pool_dump(h2o_mem_pool_t *pool, const json_t *doc)
 
 /* ------------------------------------------------------------------ POST /api/v1/tokens */
 
+/* The 400 for a child token wider than the API token creating it (schema 0007). */
+static const char *child_confinement_message(const char *sqlstate)
+{
+    switch (sqlstate[4]) {
+    case '1':
+        return "expiresAt: a token created with an API token cannot outlive it.";
+    case '2':
+        return "allowedIps: a token created with an API token must stay inside its allowedIps.";
+    case '3':
+        return "rateLimit: a token created with an API token cannot refill faster or hold more than its rateLimit.";
+    default:
+        return "quota: a token created with an API token needs the same period and no more requests than its quota.";
+    }
+}
+
 static void on_token_created(void *data, PGresult *res, const char *sqlstate, const char *error)
 {
     tokens_call_t *c = data;
@@ -271,6 +303,8 @@ static void on_token_created(void *data, PGresult *res, const char *sqlstate, co
             tg_http_send_error(r->req, 401, "invalid_token", "The access token is missing, malformed, expired or revoked.");
         else if (sqlstate != NULL && strcmp(sqlstate, "23514") == 0) /* expires_at > created_at, by the database's clock */
             tg_http_send_error(r->req, 400, "invalid_parameter", "expiresAt: must be in the future.");
+        else if (sqlstate != NULL && strncmp(sqlstate, "TGC0", 4) == 0)
+            tg_http_send_error(r->req, 400, "invalid_parameter", child_confinement_message(sqlstate));
         else
             send_db_failure(r, "create", sqlstate, error);
         return;
@@ -310,7 +344,9 @@ static void insert_token(tokens_call_t *c, const tg_token_body_t *in)
     caller_ids_t ids;
     caller_ids(r, &ids);
     h2o_mem_pool_t *pool = &r->req->pool;
-    const char *params[11] = {id_text,
+    char parent[TG_UUID_STRLEN + 1];
+    tg_uuid_format((const tg_uuid_t *)r->auth.token_id, parent);
+    const char *params[12] = {id_text,
                               ids.user,
                               ids.tenant,
                               in->name,
@@ -320,8 +356,13 @@ static void insert_token(tokens_call_t *c, const tg_token_body_t *in)
                               pool_dump(pool, in->allowed_ips),
                               pool_dump(pool, in->rate_limit),
                               pool_dump(pool, in->quota),
-                              in->expires_at[0] != '\0' ? in->expires_at : NULL};
-    call_query(c, SQL_INSERT, 11, params, on_token_created);
+                              in->expires_at[0] != '\0' ? in->expires_at : NULL,
+                              parent};
+    /* created with an API token: confined to it and revoked with it (schema 0007) */
+    if (r->auth.method == TG_AUTH_API_TOKEN)
+        call_query(c, SQL_INSERT_CHILD, 12, params, on_token_created);
+    else
+        call_query(c, SQL_INSERT, 11, params, on_token_created);
 }
 
 void tg_route_tokens_create(tg_request_t *r)
@@ -465,6 +506,21 @@ void tg_route_tokens_get(tg_request_t *r)
 
 /* ------------------------------------------------------------------ DELETE /api/v1/tokens/:id */
 
+/* "uuid uuid ...": the descendants SQL_REVOKE revoked with the token. */
+static void revoke_descendants(tg_worker_t *w, const char *ids)
+{
+    while (*ids != '\0') {
+        const char *end = strchr(ids, ' ');
+        size_t len = end != NULL ? (size_t)(end - ids) : strlen(ids);
+        tg_uuid_t id;
+        if (tg_uuid_parse(ids, len, &id) == 0)
+            tg_auth_revoke(w, id.bytes, 0);
+        ids += len;
+        while (*ids == ' ')
+            ++ids;
+    }
+}
+
 static void on_token_revoked(void *data, PGresult *res, const char *sqlstate, const char *error)
 {
     tokens_call_t *c = data;
@@ -479,9 +535,11 @@ static void on_token_revoked(void *data, PGresult *res, const char *sqlstate, co
         tg_http_send_error(r->req, 404, "not_found", "No such token.");
         return;
     }
-    /* Committed: every worker of this node rejects the token before the 204 leaves.
-     * Also for an already revoked token: cheap, and it covers a lost NOTIFY. */
+    /* Committed: every worker of this node rejects the token, and the tokens created
+     * with it, before the 204 leaves. Also for an already revoked token: cheap, and it
+     * covers a lost NOTIFY. */
     tg_auth_revoke(r->worker, c->token_id, 0);
+    revoke_descendants(r->worker, PQgetvalue(res, 0, 2));
     tg_http_send_no_content(r->req);
 }
 

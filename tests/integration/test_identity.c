@@ -774,6 +774,95 @@ Test(tokens, a_token_can_delete_itself_and_is_dead_at_once)
     cr_expect_eq(status_of(TG_FX_HTTP1, "GET", "/api/v1/me", token), 401);
 }
 
+/* A child token (created with an API token) inherits what its body leaves out, and a
+ * body wider than the parent is 400 naming the field, with nothing stored (schema 0007). */
+Test(tokens, a_token_created_with_an_api_token_is_confined_to_it)
+{
+    char jwt[4096], pid[TG_UUID_STRLEN + 1], parent[TG_APITOKEN_LEN + 1], cid[TG_UUID_STRLEN + 1], child[TG_APITOKEN_LEN + 1];
+    login(TG_FX_HTTP1, ALICE, jwt);
+    json_decref(create_token(TG_FX_HTTP1, jwt,
+                             "{\"name\":\"parent\",\"expiresAt\":\"2099-01-01T00:00:00Z\",\"allowedIps\":[\"127.0.0.0/8\",\"::1/128\"],"
+                             "\"rateLimit\":{\"requests\":100,\"perSeconds\":1,\"burst\":10},"
+                             "\"quota\":{\"requests\":1000,\"period\":\"day\"}}",
+                             pid, parent));
+    /* left out: inherited */
+    json_t *c = create_token(TG_FX_H2C, parent, "{\"name\":\"child\"}", cid, child);
+    cr_expect_str_eq(json_str(c, "expiresAt"), "2099-01-01T00:00:00.000Z", "expiry inherited: %s", json_str(c, "expiresAt"));
+    char *ips = json_dumps(json_object_get(c, "allowedIps"), JSON_COMPACT);
+    cr_expect_str_eq(ips, "[\"127.0.0.0/8\",\"::1/128\"]");
+    free(ips);
+    cr_expect_eq(json_integer_value(json_object_get(json_object_get(c, "rateLimit"), "requests")), 100);
+    cr_expect_eq(json_integer_value(json_object_get(json_object_get(c, "quota"), "requests")), 1000);
+    json_decref(c);
+    cr_expect_str_eq(value("SELECT created_by FROM api_tokens WHERE id = '%s'", cid), pid);
+    cr_expect_eq(status_of(TG_FX_HTTP1, "GET", "/api/v1/me", child), 200, "the child works from inside its allowedIps");
+    /* narrower: kept as asked */
+    c = create_token(TG_FX_HTTP1, parent,
+                     "{\"name\":\"narrow\",\"expiresAt\":\"2098-01-01T00:00:00Z\",\"allowedIps\":[\"127.0.0.1/32\"],"
+                     "\"rateLimit\":{\"requests\":5,\"perSeconds\":1,\"burst\":0},\"quota\":{\"requests\":10,\"period\":\"day\"}}",
+                     cid, child);
+    cr_expect_str_eq(json_str(c, "expiresAt"), "2098-01-01T00:00:00.000Z");
+    json_decref(c);
+    /* wider: refused, nothing stored */
+    static const struct {
+        const char *body, *field;
+    } wider[] = {
+        {"{\"name\":\"w\",\"expiresAt\":\"2099-06-01T00:00:00Z\"}", "expiresAt"},
+        {"{\"name\":\"w\",\"allowedIps\":[\"10.0.0.0/8\"]}", "allowedIps"},
+        {"{\"name\":\"w\",\"allowedIps\":[\"127.0.0.0/7\"]}", "allowedIps"},
+        {"{\"name\":\"w\",\"rateLimit\":{\"requests\":101,\"perSeconds\":1,\"burst\":0}}", "rateLimit"},
+        {"{\"name\":\"w\",\"rateLimit\":{\"requests\":100,\"perSeconds\":1,\"burst\":11}}", "rateLimit"},
+        {"{\"name\":\"w\",\"rateLimit\":{\"requests\":300,\"perSeconds\":2,\"burst\":0}}", "rateLimit"},
+        {"{\"name\":\"w\",\"quota\":{\"requests\":1001,\"period\":\"day\"}}", "quota"},
+        {"{\"name\":\"w\",\"quota\":{\"requests\":10,\"period\":\"month\"}}", "quota"},
+    };
+    for (size_t i = 0; i < sizeof(wider) / sizeof(wider[0]); ++i) {
+        char *before = db_fingerprint();
+        tg_fx_http_res_t res;
+        call(PROTOS[i % NPROTOS], "POST", "/api/v1/tokens", parent, wider[i].body, &res);
+        expect_error(&res, 400, "invalid_parameter", wider[i].body);
+        const char *msg = json_str(json_object_get(tg_fx_json(&res), "error"), "message");
+        cr_expect(strncmp(msg, wider[i].field, strlen(wider[i].field)) == 0, "%s: the message %s does not name %s", wider[i].body,
+                  msg, wider[i].field);
+        tg_fx_http_res_free(&res);
+        char *after = db_fingerprint();
+        cr_expect_str_eq(before, after, "%s: the database changed", wider[i].body);
+        free(before);
+        free(after);
+    }
+    /* a session is not confined by any token */
+    c = create_token(TG_FX_HTTP1, jwt, "{\"name\":\"free\",\"expiresAt\":\"2100-01-01T00:00:00Z\"}", cid, child);
+    json_decref(c);
+    cr_expect_str_eq(value("SELECT coalesce(created_by::text, 'none') FROM api_tokens WHERE id = '%s'", cid), "none");
+}
+
+/* Revoking a token revokes everything created with it, grandchildren included, on every
+ * worker before the 204; a sibling created with a session is untouched. */
+Test(tokens, revoking_a_token_revokes_the_tokens_created_with_it)
+{
+    char jwt[4096], pid[TG_UUID_STRLEN + 1], parent[TG_APITOKEN_LEN + 1], cid[TG_UUID_STRLEN + 1], child[TG_APITOKEN_LEN + 1],
+        gid[TG_UUID_STRLEN + 1], grandchild[TG_APITOKEN_LEN + 1], sid[TG_UUID_STRLEN + 1], sibling[TG_APITOKEN_LEN + 1];
+    login(TG_FX_HTTP1, ALICE, jwt);
+    json_decref(create_token(TG_FX_HTTP1, jwt, "{\"name\":\"parent\"}", pid, parent));
+    json_decref(create_token(TG_FX_HTTP1, parent, "{\"name\":\"child\"}", cid, child));
+    json_decref(create_token(TG_FX_H2C, child, "{\"name\":\"grandchild\"}", gid, grandchild));
+    json_decref(create_token(TG_FX_HTTP1, jwt, "{\"name\":\"sibling\"}", sid, sibling));
+    for (int i = 0; i < 20; ++i) { /* cached on both workers */
+        cr_assert_eq(status_of(PROTOS[i % NPROTOS], "GET", "/api/v1/me", child), 200);
+        cr_assert_eq(status_of(PROTOS[i % NPROTOS], "GET", "/api/v1/me", grandchild), 200);
+    }
+    char path[128];
+    snprintf(path, sizeof(path), "/api/v1/tokens/%s", pid);
+    cr_assert_eq(status_of(TG_FX_HTTP1, "DELETE", path, jwt), 204);
+    for (int i = 0; i < 20; ++i) {
+        cr_expect_eq(status_of(PROTOS[i % NPROTOS], "GET", "/api/v1/me", child), 401, "the child after its parent's DELETE, try %d", i);
+        cr_expect_eq(status_of(PROTOS[i % NPROTOS], "GET", "/api/v1/me", grandchild), 401, "the grandchild, try %d", i);
+    }
+    cr_expect_eq(status_of(TG_FX_H2C, "GET", "/api/v1/me", sibling), 200, "a token the session created is not the parent's");
+    cr_expect_str_eq(value("SELECT count(*) FROM api_tokens WHERE id IN ('%s', '%s', '%s') AND revoked_at <= now()", pid, cid, gid),
+                     "3");
+}
+
 Test(tokens, scopes_are_enforced_and_cannot_grow)
 {
     char jwt[4096], id[TG_UUID_STRLEN + 1], reader[TG_APITOKEN_LEN + 1], writer[TG_APITOKEN_LEN + 1];
