@@ -94,9 +94,16 @@ chaos_cleanup() {
     CHAOS_TMP=""
 }
 
-# A free loopback TCP port (random candidates, skipping anything listening).
+# A free loopback TCP port: one the kernel hands out for port 0 (never one a connection or
+# listener holds right now); without python3, random candidates, skipping anything listening.
+# Free when asked, not reserved: chaos_tollgated retries with another when it is taken.
 chaos_free_port() {
     local p i
+    if p=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])' 2>/dev/null) &&
+        [ -n "$p" ]; then
+        echo "$p"
+        return 0
+    fi
     for ((i = 0; i < 200; i++)); do
         p=$((20000 + RANDOM % 40000))
         if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
@@ -202,17 +209,32 @@ chaos_token() {
 # /tgchaos-PID-NAME and node id chaos-NAME; prints "PID PORT" once /healthz answers and the
 # collector has attached to the ring. Environment variables for the collector pass through.
 chaos_tollgated() {
-    local name=$1 cap=$2 spool=$3 port pid deadline
+    local name=$1 cap=$2 spool=$3 port pid deadline attempt up
     shift 3
-    port=$(chaos_free_port) || return 1
-    pid=$(chaos_bg "tollgated-$name" "$CHAOS_TOLLGATED" --listen "127.0.0.1:$port" --database-url "$CHAOS_DBURL" \
-        --workers "$CHAOS_WORKERS" --jwt-secret-file "$CHAOS_TMP/jwt.key" --ring "/tgchaos-$$-$name" \
-        --ring-capacity "$cap" --spool-dir "$spool" --node-id "chaos-$name" --log-level info "$@")
-    if ! chaos_wait_http "http://127.0.0.1:$port/healthz" 30; then
+    # a port free when chosen can be taken before tollgated binds it: then it exits at once,
+    # saying so, and another port is tried
+    for attempt in 1 2 3; do
+        port=$(chaos_free_port) || return 1
+        pid=$(chaos_bg "tollgated-$name" "$CHAOS_TOLLGATED" --listen "127.0.0.1:$port" --database-url "$CHAOS_DBURL" \
+            --workers "$CHAOS_WORKERS" --jwt-secret-file "$CHAOS_TMP/jwt.key" --ring "/tgchaos-$$-$name" \
+            --ring-capacity "$cap" --spool-dir "$spool" --node-id "chaos-$name" --log-level info "$@")
+        up=0
+        deadline=$(($(date +%s) + 30))
+        while [ "$(date +%s)" -lt "$deadline" ] && kill -0 "$pid" 2>/dev/null; do
+            if curl -sf -o /dev/null --max-time 1 "http://127.0.0.1:$port/healthz"; then
+                up=1
+                break
+            fi
+            sleep 0.1
+        done
+        [ "$up" = 1 ] && kill -0 "$pid" 2>/dev/null && break # answered, and it was this tollgated
         chaos_stop_group "$pid"
         chaos_forget "$pid"
-        return 1
-    fi
+        grep -qE 'in use|EADDRINUSE' "$CHAOS_TMP/logs/tollgated-$name.log" || return 1
+        cp "$CHAOS_TMP/logs/tollgated-$name.log" "$CHAOS_TMP/logs/tollgated-$name.port-taken-$attempt.log"
+        chaos_log "port $port was taken before tollgated '$name' bound it; trying another"
+    done
+    [ "$up" = 1 ] || return 1
     deadline=$(($(date +%s) + 30))
     until [ "$(chaos_collector_pid "/tgchaos-$$-$name")" -gt 0 ] 2>/dev/null; do
         [ "$(date +%s)" -lt "$deadline" ] || return 1

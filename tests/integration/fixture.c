@@ -113,6 +113,26 @@ static void sleep_ms(int ms)
         ;
 }
 
+long long tg_fx_clear_of_utc_midnight(int needed_s)
+{
+    long long start = tg_fx_now_ms();
+    struct timespec wall;
+    clock_gettime(CLOCK_REALTIME, &wall);
+    long long left_s = 86400 - (long long)(wall.tv_sec % 86400);
+    if (left_s > needed_s)
+        return 0;
+    fx_log("%lld s to 00:00 UTC, less than this test needs (%d s): waiting for the new day", left_s, needed_s);
+    long long deadline = start + (left_s + 2) * 1000; /* in case the wall clock jumps */
+    for (;;) {
+        clock_gettime(CLOCK_REALTIME, &wall);
+        long long into_day_s = (long long)(wall.tv_sec % 86400);
+        if ((into_day_s >= 1 && into_day_s < 86400 - needed_s) || tg_fx_now_ms() >= deadline)
+            break;
+        sleep_ms(100);
+    }
+    return tg_fx_now_ms() - start;
+}
+
 static unsigned next_counter(void)
 {
     pthread_mutex_lock(&fx.lock);

@@ -291,6 +291,15 @@ int tg_fx_free_port(void);
 /** CLOCK_MONOTONIC in milliseconds. */
 long long tg_fx_now_ms(void);
 
+/**
+ * Keeps a test off the UTC day boundary: usage partitions, daily and monthly quotas and
+ * "today" are per UTC day, so a test that works out a day at two moments fails when it
+ * runs across 00:00 UTC. Call it first in such a test: when fewer than `needed_s` seconds
+ * of the UTC day are left, it waits (polling the clock) until the new day is a second old.
+ * Returns the milliseconds it waited (0 almost always).
+ */
+long long tg_fx_clear_of_utc_midnight(int needed_s);
+
 /** Number of lines in `s` that have any non-blank character. */
 size_t tg_fx_count_lines(const char *s);
 

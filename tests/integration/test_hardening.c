@@ -37,6 +37,9 @@ static tg_fx_server_t srv;
 #define REQUEST_TIMEOUT_S 2
 #define MAX_CONNECTIONS 16
 #define MAX_HEADERS 20
+/* A paced client's p99 during a reconnecting flood stays under this (or 5x its p99 before):
+ * a quarter of what an unguarded worker gave it (614 ms). */
+#define LATENCY_FLOOR_MS 150
 
 static void sleep_ms(int ms)
 {
@@ -343,8 +346,10 @@ Test(rapid_reset, a_reconnecting_flood_leaves_other_clients_their_latency)
     cr_expect_leq(resets, (long long)conns * 2 * (RESET_BUDGET + 1), "resets %lld for %zu connections", resets, conns);
     /* Unguarded, the first flooding connection is never cut off: this client's p99 went
      * from 3 ms to 614 ms (n=77 in 2.5 s), the worker's CPU to 26 %. Guarded, every
-     * connection costs the worker the handshake and one read. */
-    double bound = before.p99 * 5 > 50 ? before.p99 * 5 : 50;
+     * connection costs the worker the handshake and one read. The floor is for the probe's
+     * own scheduling on a busy 2-core machine (the flooder, the worker and the probe share
+     * it): guarded, the sanitizer build under load measured p99 up to 35 ms (n=268). */
+    double bound = before.p99 * 5 > LATENCY_FLOOR_MS ? before.p99 * 5 : LATENCY_FLOOR_MS;
     cr_expect_lt(during.p99, bound, "p99 %.3f ms during the flood, %.3f ms before (bound %.1f ms)", during.p99, before.p99, bound);
     cr_expect_lt((double)cpu, 0.5 * (double)window, "the worker used %lld ms of CPU in %lld ms of flood", cpu, window);
 }

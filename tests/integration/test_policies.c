@@ -34,6 +34,8 @@ static int v6_port;                       /* a second listener on [::1], 0 when 
 #define TEST_TIMEOUT_S 120
 /* How long the collector may take to store a row and flush counts (1 s by the SPEC, with slack for CI). */
 #define COLLECT_TIMEOUT_MS 15000
+/* Quota tests start at least this long before 00:00 UTC, where a quota period ends. */
+#define QUOTA_PERIOD_MARGIN_S 30
 
 #define PASSWORD "correct horse battery staple"
 #define ALICE "alice@acme.example"
@@ -412,6 +414,7 @@ TestSuite(quota, .init = start_world, .fini = stop_world, .timeout = TEST_TIMEOU
 
 Test(quota, fourth_request_of_three_per_day_is_429_and_used_is_live)
 {
+    tg_fx_clear_of_utc_midnight(QUOTA_PERIOD_MARGIN_S); /* the day's quota and Retry-After until its end */
     const char *const args[] = {"--no-collector", NULL};
     start_server(args, 2);
     char id[64], token[64];
@@ -447,6 +450,7 @@ Test(quota, fourth_request_of_three_per_day_is_429_and_used_is_live)
 
 Test(quota, a_restarted_node_seeds_used_from_postgresql)
 {
+    tg_fx_clear_of_utc_midnight(QUOTA_PERIOD_MARGIN_S); /* a month ends at a midnight: the seed counts this month */
     start_server(NULL, 1);
     char id[64], token[64];
     json_decref(create_token("{\"name\":\"q\",\"quota\":{\"requests\":4,\"period\":\"month\"}}", id, token));

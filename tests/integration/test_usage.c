@@ -32,6 +32,8 @@ static tg_fx_server_t srv;
 #define VISIBLE_WITHIN_MS 1000
 /* How long the end-to-end test keeps polling before it gives up on correctness. */
 #define VISIBLE_GIVE_UP_MS 10000
+/* How much longer than the client's wait a row's processingTime may be (see its check). */
+#define PROCESSING_SLACK_MS 250
 
 static const tg_fx_proto_t PROTOS[] = {TG_FX_HTTP1, TG_FX_H2C};
 #define NPROTOS (sizeof(PROTOS) / sizeof(PROTOS[0]))
@@ -1084,9 +1086,12 @@ Test(usage_e2e, k_requests_become_k_rows_within_a_second)
         cr_expect_str_eq(json_string_value(json_object_get(e, "method")), "GET");
         cr_expect_str_eq(json_string_value(json_object_get(e, "userAgent")), "usage-e2e/1.0");
         cr_expect_str_eq(json_string_value(json_object_get(e, "ipAddress")), "127.0.0.1");
-        /* plausible: not negative, and not longer than the client waited for any response */
+        /* plausible: not negative, and not longer than the client waited for any response,
+         * give or take the server's clock stopping in the logger hook, after the last byte
+         * went out: a loop turn, tens of ms on a loaded machine (as in test_metering.c) */
         double ms = json_number_value(json_object_get(e, "processingTime"));
-        cr_expect(ms >= 0 && ms <= slowest_ms + 1, "processing time %f ms, the slowest response took %f ms", ms, slowest_ms);
+        cr_expect(ms >= 0 && ms <= slowest_ms + PROCESSING_SLACK_MS, "processing time %f ms, the slowest response took %f ms", ms,
+                  slowest_ms);
     }
     for (int p = 0; p < 3; ++p)
         cr_expect_eq(per_path[p], K / 3, "%s: the path without its query string, %d times", paths[p], K / 3);
