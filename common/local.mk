@@ -9,6 +9,7 @@ common_libtgcommon_a_SOURCES = \
 	common/uuid.c common/uuid.h \
 	common/timefmt.c common/timefmt.h \
 	common/apitoken.c common/apitoken.h \
+	common/siphash.c common/siphash.h \
 	common/password.c common/password.h \
 	common/usage_record.c common/usage_record.h
 # password.c includes <argon2.h>; apitoken.c uses OpenSSL (above). Programs linking

@@ -49,12 +49,11 @@ void tg_uuid_gen_init(tg_uuid_gen_t *gen)
     memset(gen->_pool, 0, sizeof(gen->_pool));
 }
 
-int tg_uuid_v7(tg_uuid_gen_t *gen, tg_uuid_t *out)
+static int make_v7(tg_uuid_gen_t *gen, uint64_t stamp, tg_uuid_t *out)
 {
     uint8_t rnd[RANDOM_BYTES_PER_UUID];
     if (take_random(gen, rnd) != 0)
         return -1;
-    uint64_t stamp = clock_stamp();
     if (gen != NULL) {
         /* never repeat or go back: a clock step backwards or a burst within one tick
          * borrows the next stamp, so byte order equals issue order */
@@ -62,14 +61,27 @@ int tg_uuid_v7(tg_uuid_gen_t *gen, tg_uuid_t *out)
             stamp = gen->_last_stamp + 1;
         gen->_last_stamp = stamp;
     }
-    uint64_t ms = stamp >> 12;
-    for (int i = 0; i < 6; ++i)
-        out->bytes[i] = (uint8_t)(ms >> (40 - 8 * i));
-    out->bytes[6] = (uint8_t)(0x70 | ((stamp >> 8) & 0x0f)); /* version 7 */
-    out->bytes[7] = (uint8_t)stamp;
+    /* unix_ts_ms (48 bits), ver, rand_a (12 bits): the stamp's 60 bits big-endian with
+     * the version nibble in between, as one 64-bit store */
+    uint64_t head = (stamp >> 12) << 16 | 0x7000u | (stamp & 0x0fffu);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    head = __builtin_bswap64(head);
+#endif
+    memcpy(out->bytes, &head, 8);
     memcpy(out->bytes + 8, rnd, sizeof(rnd));
     out->bytes[8] = (uint8_t)(0x80 | (out->bytes[8] & 0x3f)); /* variant 10xx (RFC 9562) */
     return 0;
+}
+
+int tg_uuid_v7(tg_uuid_gen_t *gen, tg_uuid_t *out)
+{
+    return make_v7(gen, clock_stamp(), out);
+}
+
+int tg_uuid_v7_at(tg_uuid_gen_t *gen, int64_t unix_us, tg_uuid_t *out)
+{
+    uint64_t us = unix_us > 0 ? (uint64_t)unix_us : 0;
+    return make_v7(gen, (us / 1000) << 12 | (us % 1000) * SUBMS_FRACTIONS / 1000, out);
 }
 
 static int hex_value(char c)

@@ -49,6 +49,13 @@ void tg_uuid_gen_init(tg_uuid_gen_t *gen);
 int tg_uuid_v7(tg_uuid_gen_t *gen, tg_uuid_t *out) __attribute__((warn_unused_result));
 
 /**
+ * tg_uuid_v7() for a clock the caller already read (`unix_us`, microseconds since the
+ * epoch; the sub-millisecond fraction then has 1 µs resolution): no clock read of its own.
+ * Same ordering guarantees with a generator.
+ */
+int tg_uuid_v7_at(tg_uuid_gen_t *gen, int64_t unix_us, tg_uuid_t *out) __attribute__((warn_unused_result));
+
+/**
  * Parses exactly `len` bytes of canonical form: 8-4-4-4-12 hex digits (either case)
  * with hyphens. No braces, no "urn:uuid:", no surrounding spaces, no other lengths.
  * Any version and variant are accepted. Returns 0, or -1 on anything else.

@@ -21,6 +21,7 @@
 #include "server/auth_throttle.h"
 #include "server/metering.h"
 #include "server/policy.h"
+#include "server/routes/routes.h"
 #include "server/token_cache.h"
 #include "server/worker.h"
 
@@ -46,7 +47,10 @@ typedef struct st_tg_auth_lookup_t {
     tg_auth_next_fn next;
     tg_db_query_t *query;
     tg_cached_token_t entry; /* key filled before the query */
+    uint8_t digest[32];      /* API tokens: the SHA-256 looked up, which the failure throttle remembers */
     uint64_t throttle_charge; /* the failure taken in advance (server/auth_throttle.h), or 0 */
+    struct st_tg_auth_flight_t *flight; /* API tokens: the shared lookup this request waits for, or NULL */
+    h2o_linklist_t waiting;             /* in flight->waiters */
 } tg_auth_lookup_t;
 
 static void send_invalid(tg_request_t *r)
@@ -125,22 +129,37 @@ static void copy_email(tg_cached_token_t *e, PGresult *res, int col)
     e->email_len = (uint8_t)n;
 }
 
-static void fill_context(tg_request_t *r, const tg_cached_token_t *e)
+static void fill_context(tg_auth_context_t *a, const tg_cached_token_t *e)
 {
-    memcpy(r->auth.email, e->email, e->email_len);
-    r->auth.email_len = e->email_len;
-    memcpy(r->auth.user_id, e->user_id, 16);
-    memcpy(r->auth.tenant_id, e->tenant_id, 16);
+    a->email = e->email;
+    a->email_len = e->email_len;
+    a->me_json = e->me_json;
+    a->me_json_len = e->me_json_len;
+    memcpy(a->user_id, e->user_id, 16);
+    memcpy(a->tenant_id, e->tenant_id, 16);
     if (e->kind == 1) {
-        r->auth.method = TG_AUTH_API_TOKEN;
-        memcpy(r->auth.token_id, e->id, 16);
-        r->auth.scopes = e->scopes;
-        r->auth.metered = 1; /* known token: metered whatever happens next */
+        a->method = TG_AUTH_API_TOKEN;
+        memcpy(a->token_id, e->id, 16);
+        a->scopes = e->scopes;
+        a->metered = 1; /* known token: metered whatever happens next */
     } else {
-        r->auth.method = TG_AUTH_JWT;
-        memcpy(r->auth.session_id, e->id, 16);
-        r->auth.scopes = ~0u;
+        a->method = TG_AUTH_JWT;
+        memcpy(a->session_id, e->id, 16);
+        a->scopes = ~0u;
     }
+}
+
+/* GET /api/v1/me's body depends on the credential alone: rendered once, when it is cached
+ * (server/routes/me.c), instead of on every request. */
+static void render_me(tg_cached_token_t *e)
+{
+    tg_auth_context_t a;
+    char body[TG_ROUTE_ME_MAX_BODY];
+    memset(&a, 0, sizeof(a));
+    fill_context(&a, e);
+    size_t len = tg_route_me_render(&a, body, sizeof(body));
+    e->me_json_len = len <= sizeof(e->me_json) ? (uint16_t)len : 0;
+    memcpy(e->me_json, body, e->me_json_len);
 }
 
 /* A metered request of a known token counts in its live figures (lastUsedAt,
@@ -171,7 +190,7 @@ static void carry_limits(tg_request_t *r, const tg_cached_token_t *e)
 static void finish_with_entry(tg_request_t *r, const tg_cached_token_t *e, tg_auth_next_fn next)
 {
     int64_t now = now_us(r);
-    fill_context(r, e);
+    fill_context(&r->auth, e);
     int expired = e->expires_at_us != 0 && e->expires_at_us <= now;
     int revoked = e->revoked_at_us != 0 && e->revoked_at_us <= now;
     if (expired || revoked) {
@@ -203,6 +222,9 @@ static void on_lookup_dispose(void *p)
     tg_auth_lookup_t *l = p;
     if (l->r != NULL && l->query != NULL)
         tg_db_cancel(l->query);
+    if (l->flight != NULL && h2o_linklist_is_linked(&l->waiting))
+        h2o_linklist_unlink(&l->waiting); /* the shared lookup goes on for the others */
+    l->flight = NULL;
     l->r = NULL;
 }
 
@@ -257,6 +279,7 @@ static int token_entry_from_row(tg_worker_t *w, PGresult *res, tg_cached_token_t
     e->expires_at_us = strtoll(PQgetvalue(res, 0, 4), NULL, 10);
     e->revoked_at_us = strtoll(PQgetvalue(res, 0, 5), NULL, 10);
     copy_email(e, res, 6);
+    render_me(e);
     e->stats_slot = claim_stats_slot(w, e->id);
     return 0;
 }
@@ -269,7 +292,7 @@ static void on_token_row(void *data, PGresult *res, const char *sqlstate, const 
     if (r == NULL)
         return;
     l->r = NULL;
-    tg_auth_throttle_settle(r->worker, l->throttle_charge, lookup_outcome(res), l->entry.key);
+    tg_auth_throttle_settle(r->worker, l->throttle_charge, lookup_outcome(res), l->digest);
     if (res == NULL) {
         lookup_failed(r, error);
         return;
@@ -295,33 +318,55 @@ static void on_token_row(void *data, PGresult *res, const char *sqlstate, const 
     finish_with_entry(r, e, l->next);
 }
 
-/* ------------------------------------------------------------------ stale API tokens */
+/* ------------------------------------------------------------------ per-worker lookups */
 
 /* A cached API token past its TTL is served while one query per entry re-reads its row
  * (server/token_cache.h): no request waits for it, and the requests that arrive
  * meanwhile do not each ask PostgreSQL the same question. The slots are the worker's,
  * allocated once; with all of them busy the refresh is simply retried later. */
 #define TG_AUTH_REFRESH_SLOTS 64
+/* Lookups of uncached API tokens in flight, one per token: requests that miss the cache
+ * for a token already being looked up wait for that answer instead of sending their own
+ * query and paying the failure throttle in advance again. Without this, a client opening
+ * with more concurrent requests than --auth-throttle-failures on a token the worker had
+ * not seen yet got 429s for a perfectly good token. With all slots busy (that many
+ * distinct tokens unanswered at once) a request looks up on its own, as before. */
+#define TG_AUTH_FLIGHTS 256
 
 typedef struct st_tg_auth_refresh_slot_t {
-    struct st_tg_auth_refresher_t *owner;
+    struct st_tg_auth_state_t *owner;
     int busy;
-    uint8_t key[32];
+    uint8_t key[32];    /* the cache key (tg_token_cache_credential_key) */
+    uint8_t digest[32]; /* the SHA-256 the row is found by */
 } tg_auth_refresh_slot_t;
 
-struct st_tg_auth_refresher_t {
+typedef struct st_tg_auth_flight_t {
+    struct st_tg_auth_state_t *owner;
+    int busy;
+    uint8_t key[32];          /* the cache key */
+    uint8_t digest[32];       /* the SHA-256 the row is found by, and the throttle knows */
+    uint64_t throttle_charge; /* taken once, by the request that started the flight */
+    h2o_linklist_t waiters;   /* tg_auth_lookup_t.waiting */
+} tg_auth_flight_t;
+
+struct st_tg_auth_state_t {
     tg_worker_t *worker;
     tg_auth_refresh_slot_t slots[TG_AUTH_REFRESH_SLOTS];
+    tg_auth_flight_t flights[TG_AUTH_FLIGHTS];
 };
 
-tg_auth_refresher_t *tg_auth_refresher_create(tg_worker_t *w)
+tg_auth_state_t *tg_auth_state_create(tg_worker_t *w)
 {
-    tg_auth_refresher_t *f = calloc(1, sizeof(*f));
+    tg_auth_state_t *f = calloc(1, sizeof(*f));
     if (f == NULL)
         return NULL;
     f->worker = w;
     for (size_t i = 0; i < TG_AUTH_REFRESH_SLOTS; ++i)
         f->slots[i].owner = f;
+    for (size_t i = 0; i < TG_AUTH_FLIGHTS; ++i) {
+        f->flights[i].owner = f;
+        h2o_linklist_init_anchor(&f->flights[i].waiters);
+    }
     return f;
 }
 
@@ -349,9 +394,9 @@ static void on_refresh_row(void *data, PGresult *res, const char *sqlstate, cons
     tg_token_cache_put(w->tokens, &e, h2o_now(w->loop));
 }
 
-static void start_refresh(tg_worker_t *w, const uint8_t hash[32])
+static void start_refresh(tg_worker_t *w, const uint8_t key[32], h2o_iovec_t credential)
 {
-    tg_auth_refresher_t *f = w->refresher;
+    tg_auth_state_t *f = w->auth_state;
     tg_auth_refresh_slot_t *slot = NULL;
     for (size_t i = 0; i < TG_AUTH_REFRESH_SLOTS && slot == NULL; ++i)
         if (!f->slots[i].busy)
@@ -359,23 +404,140 @@ static void start_refresh(tg_worker_t *w, const uint8_t hash[32])
     tg_worker_count(w, TG_STAT_CACHE_REFRESHES); /* attempted: with PostgreSQL down the entry is served on */
     if (slot == NULL)
         return;
-    memcpy(slot->key, hash, 32);
+    memcpy(slot->key, key, 32);
+    tg_apitoken_hash(credential.base, credential.len, slot->digest); /* what PostgreSQL knows it by */
     tg_db_request_t q = {.nsteps = 1};
     q.steps[0] = (tg_db_step_t){.sql = SQL_TOKEN_BY_HASH, .nparams = 1, .prepare = 1};
-    q.steps[0].params[0] = (const char *)slot->key;
+    q.steps[0].params[0] = (const char *)slot->digest;
     q.steps[0].lengths[0] = 32;
     if (tg_db_submit(w->db, &q, on_refresh_row, slot) != NULL)
         slot->busy = 1;
 }
 
+/* The flight looking up `key`, or NULL. Scanned only on a cache miss. */
+static tg_auth_flight_t *find_flight(tg_auth_state_t *st, const uint8_t key[32])
+{
+    for (size_t i = 0; i < TG_AUTH_FLIGHTS; ++i)
+        if (st->flights[i].busy && memcmp(st->flights[i].key, key, 32) == 0)
+            return &st->flights[i];
+    return NULL;
+}
+
+static tg_auth_flight_t *free_flight(tg_auth_state_t *st)
+{
+    for (size_t i = 0; i < TG_AUTH_FLIGHTS; ++i)
+        if (!st->flights[i].busy)
+            return &st->flights[i];
+    return NULL;
+}
+
+/* One waiter of a finished flight: served from the entry the answer put in the cache
+ * (found again, so a waiter never holds a pointer across another's route), or refused. */
+static void land_waiter(tg_request_t *r, tg_auth_next_fn next, const uint8_t key[32], PGresult *res, const char *error)
+{
+    if (res == NULL) {
+        lookup_failed(r, error);
+        return;
+    }
+    const tg_cached_token_t *e;
+    switch (tg_token_cache_find_token(r->worker->tokens, key, h2o_now(r->worker->loop), &e)) {
+    case TG_CACHE_VALID:
+    case TG_CACHE_STALE:
+        finish_with_entry(r, e, next);
+        return;
+    case TG_CACHE_UNKNOWN:
+        tg_worker_count(r->worker, TG_STAT_UNKNOWN_TOKENS);
+        send_invalid(r);
+        return;
+    case TG_CACHE_MISS:
+        lookup_failed(r, "the looked-up credential left the cache at once"); /* its row was unusable, or evicted */
+        return;
+    }
+}
+
+static void on_flight_row(void *data, PGresult *res, const char *sqlstate, const char *error)
+{
+    (void)sqlstate;
+    tg_auth_flight_t *f = data;
+    tg_worker_t *w = f->owner->worker;
+    tg_auth_throttle_settle(w, f->throttle_charge, lookup_outcome(res), f->digest);
+    if (res != NULL) {
+        tg_cached_token_t e;
+        memset(&e, 0, sizeof(e));
+        memcpy(e.key, f->key, 32);
+        e.kind = 1;
+        const char *why = NULL;
+        if (PQntuples(res) != 1)
+            e.negative = 1;
+        if (e.negative || token_entry_from_row(w, res, &e, &why) == 0)
+            tg_token_cache_put(w->tokens, &e, h2o_now(w->loop)); /* takes over e.policy */
+        else
+            error = why, res = NULL;
+    }
+    /* the slot is free before any waiter runs: a route may start lookups of its own */
+    uint8_t key[32];
+    memcpy(key, f->key, 32);
+    h2o_linklist_t waiters;
+    h2o_linklist_init_anchor(&waiters);
+    h2o_linklist_insert_list(&waiters, &f->waiters);
+    f->busy = 0;
+    while (!h2o_linklist_is_empty(&waiters)) {
+        tg_auth_lookup_t *l = H2O_STRUCT_FROM_MEMBER(tg_auth_lookup_t, waiting, waiters.next);
+        h2o_linklist_unlink(&l->waiting);
+        tg_request_t *r = l->r;
+        l->flight = NULL;
+        l->r = NULL;
+        if (r != NULL)
+            land_waiter(r, l->next, key, res, error);
+    }
+}
+
+/* Makes r wait for `f`'s answer. */
+static void join_flight(tg_request_t *r, tg_auth_flight_t *f, tg_auth_next_fn next)
+{
+    tg_auth_lookup_t *l = h2o_mem_alloc_shared(&r->req->pool, sizeof(*l), on_lookup_dispose);
+    memset(l, 0, sizeof(*l));
+    l->r = r;
+    l->next = next;
+    l->flight = f;
+    h2o_linklist_insert(&f->waiters, &l->waiting);
+}
+
+/* Starts the one lookup of `key` that r, and whoever misses it meanwhile, waits for.
+ * 0, or -1 when no slot is free (the caller looks up on its own). */
+static int start_flight(tg_request_t *r, const uint8_t key[32], const uint8_t digest[32], uint64_t throttle_charge,
+                        tg_auth_next_fn next)
+{
+    tg_auth_flight_t *f = free_flight(r->worker->auth_state);
+    if (f == NULL)
+        return -1;
+    memcpy(f->key, key, 32);
+    memcpy(f->digest, digest, 32);
+    f->throttle_charge = throttle_charge;
+    tg_db_request_t q = {.nsteps = 1};
+    q.steps[0] = (tg_db_step_t){.sql = SQL_TOKEN_BY_HASH, .nparams = 1, .prepare = 1};
+    q.steps[0].params[0] = (const char *)f->digest;
+    q.steps[0].lengths[0] = 32;
+    if (tg_db_submit(r->worker->db, &q, on_flight_row, f) == NULL) {
+        tg_auth_throttle_settle(r->worker, throttle_charge, TG_AUTH_THROTTLE_UNJUDGED, digest);
+        lookup_failed(r, NULL);
+        return 0;
+    }
+    f->busy = 1;
+    join_flight(r, f, next);
+    return 0;
+}
+
+/* A known token is found by its cache key (a keyed PRF, ~10x cheaper than SHA-256); the
+ * SHA-256 that PostgreSQL and the failure throttle know tokens by is computed on a miss. */
 static void auth_api_token(tg_request_t *r, h2o_iovec_t credential, tg_auth_next_fn next)
 {
-    uint8_t hash[32];
-    tg_apitoken_hash(credential.base, credential.len, hash);
+    uint8_t key[32];
+    tg_token_cache_credential_key(r->worker->tokens, credential.base, credential.len, key);
     const tg_cached_token_t *e;
-    switch (tg_token_cache_find_token(r->worker->tokens, hash, h2o_now(r->worker->loop), &e)) {
+    switch (tg_token_cache_find_token(r->worker->tokens, key, h2o_now(r->worker->loop), &e)) {
     case TG_CACHE_STALE:
-        start_refresh(r->worker, hash); /* before finish: it may run next(), which may use the cache */
+        start_refresh(r->worker, key, credential); /* before finish: it may run next(), which may use the cache */
         /* fallthrough */
     case TG_CACHE_VALID:
         tg_worker_count(r->worker, TG_STAT_CACHE_HITS);
@@ -391,6 +553,13 @@ static void auth_api_token(tg_request_t *r, h2o_iovec_t credential, tg_auth_next
     case TG_CACHE_MISS:
         break;
     }
+    tg_auth_flight_t *flight = find_flight(r->worker->auth_state, key);
+    if (flight != NULL) {
+        join_flight(r, flight, next); /* no query, no throttle charge and no miss of its own */
+        return;
+    }
+    uint8_t hash[32];
+    tg_apitoken_hash(credential.base, credential.len, hash);
     /* not verified here: the client's failure budget pays in advance, unless the node knows the token */
     uint64_t throttle_charge;
     if (!tg_auth_throttle_admit(r, hash, &throttle_charge))
@@ -401,11 +570,14 @@ static void auth_api_token(tg_request_t *r, h2o_iovec_t credential, tg_auth_next
         send_invalid(r); /* mistyped or not ours: rejected without touching the database; the charge stays */
         return;
     }
+    if (start_flight(r, key, hash, throttle_charge, next) == 0)
+        return;
     tg_auth_lookup_t *l = h2o_mem_alloc_shared(&r->req->pool, sizeof(*l), on_lookup_dispose);
     memset(l, 0, sizeof(*l));
     l->r = r;
     l->next = next;
-    memcpy(l->entry.key, hash, 32);
+    memcpy(l->entry.key, key, 32);
+    memcpy(l->digest, hash, 32);
     l->throttle_charge = throttle_charge;
     tg_db_request_t q = {.nsteps = 1};
     q.steps[0] = (tg_db_step_t){.sql = SQL_TOKEN_BY_HASH, .nparams = 1, .prepare = 1};
@@ -445,6 +617,7 @@ static void on_session_row(void *data, PGresult *res, const char *sqlstate, cons
     e->expires_at_us = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
     e->revoked_at_us = strtoll(PQgetvalue(res, 0, 3), NULL, 10);
     copy_email(e, res, 4);
+    render_me(e);
     tg_token_cache_put(r->worker->tokens, e, h2o_now(r->worker->loop));
     finish_with_entry(r, e, l->next);
 }
@@ -458,10 +631,10 @@ static int verify_jwt(tg_request_t *r, h2o_iovec_t credential, tg_jwt_claims_t *
     const tg_server_t *s = r->worker->server;
     int64_t now_s = now_us(r) / 1000000;
     uint64_t now_ms = h2o_now(r->worker->loop);
-    uint8_t hash[32];
-    tg_apitoken_hash(credential.base, credential.len, hash); /* SHA-256 of the whole text */
+    uint8_t key[32];
+    tg_token_cache_credential_key(r->worker->tokens, credential.base, credential.len, key);
     const tg_cached_token_t *v;
-    if (tg_token_cache_find_jwt(r->worker->tokens, hash, now_ms, &v) == TG_CACHE_VALID) {
+    if (tg_token_cache_find_jwt(r->worker->tokens, key, now_ms, &v) == TG_CACHE_VALID) {
         /* verified earlier: only exp can have changed its verdict since */
         if (v->expires_at_us / 1000000 + TG_JWT_LEEWAY_S <= now_s)
             return -1;
@@ -471,6 +644,8 @@ static int verify_jwt(tg_request_t *r, h2o_iovec_t credential, tg_jwt_claims_t *
         claims->exp = v->expires_at_us / 1000000;
         return 0;
     }
+    uint8_t hash[32];
+    tg_apitoken_hash(credential.base, credential.len, hash); /* SHA-256 of the whole text: the throttle's key */
     uint64_t throttle_charge;
     if (!tg_auth_throttle_admit(r, hash, &throttle_charge))
         return 1; /* 429 before the signature check */
@@ -480,7 +655,7 @@ static int verify_jwt(tg_request_t *r, h2o_iovec_t credential, tg_jwt_claims_t *
     tg_cached_token_t e;
     memset(&e, 0, sizeof(e));
     e.kind = 3;
-    memcpy(e.key, hash, 32);
+    memcpy(e.key, key, 32);
     memcpy(e.id, claims->session_id, 16);
     memcpy(e.user_id, claims->user_id, 16);
     memcpy(e.tenant_id, claims->tenant_id, 16);

@@ -51,9 +51,10 @@ int tg_auth_admit(tg_request_t *r);
  */
 void tg_auth_revoke(struct st_tg_worker_t *w, const uint8_t id[16], int is_session);
 
-/** A worker's slots for re-validating stale cached API tokens in the background
- * (server/token_cache.h, TG_CACHE_STALE). Created once per worker. */
-typedef struct st_tg_auth_refresher_t tg_auth_refresher_t;
-tg_auth_refresher_t *tg_auth_refresher_create(struct st_tg_worker_t *w);
+/** A worker's lookups in the background: stale cached API tokens being re-validated
+ * (server/token_cache.h, TG_CACHE_STALE) and uncached ones being looked up, one query per
+ * token however many requests wait for it. Created once per worker. */
+typedef struct st_tg_auth_state_t tg_auth_state_t;
+tg_auth_state_t *tg_auth_state_create(struct st_tg_worker_t *w);
 
 #endif

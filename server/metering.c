@@ -53,6 +53,12 @@ tg_metering_t *tg_metering_create(tg_ring_t *ring, int reject_when_full, tg_coun
 void tg_metering_attach(tg_request_t *r)
 {
     h2o_req_t *req = r->req;
+    if (req->env.capacity == 0) {
+        /* the usual case: no env yet, so the two entries live in r (same pool, same
+         * lifetime); h2o_vector_reserve() copies them out should anything add more */
+        req->env.entries = r->_env;
+        req->env.capacity = sizeof(r->_env) / sizeof(r->_env[0]);
+    }
     h2o_vector_reserve(&req->pool, &req->env, req->env.size + 2);
     req->env.entries[req->env.size++] = h2o_iovec_init(TG_METERING_ENV_KEY, sizeof(TG_METERING_ENV_KEY) - 1);
     req->env.entries[req->env.size++] = h2o_iovec_init((char *)r, 0);
@@ -124,18 +130,26 @@ static int64_t timeval_us(const struct timeval *tv)
 
 static void build_record(tg_metering_t *m, h2o_req_t *req, const tg_request_t *r, tg_usage_record_t *rec)
 {
+    /* The slot is usually cold (the ring is far larger than the caches): its lines are
+     * asked for first, and the work that needs no slot (the clock, the id, the header
+     * lookup) runs while they arrive. */
+    for (size_t off = 0; off < sizeof(*rec); off += 64)
+        __builtin_prefetch((const char *)rec + off, 1, 3);
+    /* h2o's timestamps are the loop's cached clock: time the request ourselves */
+    int64_t begin = r->start_us != 0 ? r->start_us : timeval_us(&req->timestamps.request_begin_at);
+    int64_t end = tg_request_now_us();
+    tg_uuid_t id;
+    if (tg_uuid_v7_at(&m->uuids, end, &id) != 0) /* the id's time is the record's end: one clock read for both */
+        memset(&id, 0, sizeof(id));
+    ssize_t ua = h2o_find_header(&req->headers, H2O_TOKEN_USER_AGENT, -1);
+    /* memset, i.e. gcc's `rep stosq`, not a row of vector stores: with the lines not yet
+     * owned, 16 plain stores stalled the worker (perf: log_access at 14 % instead of 3-5 %) */
     memset(rec, 0, sizeof(*rec));
     rec->version = TG_USAGE_RECORD_VERSION;
-    tg_uuid_t id;
-    if (tg_uuid_v7(&m->uuids, &id) != 0)
-        memset(&id, 0, sizeof(id));
     memcpy(rec->id, id.bytes, 16);
     memcpy(rec->token_id, r->auth.token_id, 16);
     memcpy(rec->user_id, r->auth.user_id, 16);
     memcpy(rec->tenant_id, r->auth.tenant_id, 16);
-    /* h2o's timestamps are the loop's cached clock: time the request ourselves */
-    int64_t begin = r->start_us != 0 ? r->start_us : timeval_us(&req->timestamps.request_begin_at);
-    int64_t end = tg_request_now_us();
     rec->ts_us = begin;
     rec->processing_time_us = end > begin ? (uint32_t)(end - begin) : 0;
     rec->status = (uint16_t)(req->res.status >= 100 && req->res.status <= 999 ? req->res.status : 500);
@@ -144,7 +158,6 @@ static void build_record(tg_metering_t *m, h2o_req_t *req, const tg_request_t *r
     h2o_iovec_t path = r->path.base != NULL ? r->path : req->path_normalized;
     if (tg_usage_record_set_string(rec->path, &rec->path_len, TG_USAGE_PATH_MAX, path.base, path.len))
         rec->flags |= TG_USAGE_FLAG_PATH_TRUNCATED;
-    ssize_t ua = h2o_find_header(&req->headers, H2O_TOKEN_USER_AGENT, -1);
     if (ua >= 0 && tg_usage_record_set_string(rec->user_agent, &rec->ua_len, TG_USAGE_UA_MAX,
                                               req->headers.entries[ua].value.base, req->headers.entries[ua].value.len))
         rec->flags |= TG_USAGE_FLAG_UA_TRUNCATED;

@@ -52,8 +52,12 @@ typedef struct st_tg_auth_context_t {
     unsigned scopes;        /* TG_SCOPE_* bits */
     int metered;            /* an API token that maps to a known token: meter this request, whatever its outcome */
     tg_token_limits_t *limits; /* in the request's pool: a rate limit or quota still to be charged (tg_auth_admit); else NULL */
+    /* Point into the credential cache, so valid only until the route first returns to the
+     * loop (GET /api/v1/me, their one user, answers at once): */
+    const char *email;      /* the user's email (RFC 5321: at most 254), not NUL-terminated */
     uint8_t email_len;
-    char email[255];        /* the user's email (RFC 5321: at most 254), not NUL-terminated */
+    uint16_t me_json_len;   /* 0: none */
+    const char *me_json;    /* the GET /api/v1/me body, rendered when the credential was cached */
 } tg_auth_context_t;
 
 typedef struct st_tg_request_t {
@@ -66,6 +70,7 @@ typedef struct st_tg_request_t {
     h2o_iovec_t params[4];
     size_t nparams;
     tg_auth_context_t auth;
+    h2o_iovec_t _env[2]; /* req->env's first entries (server/metering.c) */
 } tg_request_t;
 
 #endif

@@ -26,11 +26,12 @@ typedef struct st_tg_route_t {
     const char *pattern;
     unsigned flags;
     tg_route_fn fn;
+    size_t pattern_len;
 } tg_route_t;
 
-/** A table row: TG_ROUTE("GET", "/api/v1/me", TG_ROUTE_AUTH, fn); the method's length is
- *  taken at compile time. */
-#define TG_ROUTE(method, pattern, flags, fn) {method, sizeof(method) - 1, pattern, flags, fn}
+/** A table row: TG_ROUTE("GET", "/api/v1/me", TG_ROUTE_AUTH, fn); the method's and the
+ *  pattern's lengths are taken at compile time. */
+#define TG_ROUTE(method, pattern, flags, fn) {method, sizeof(method) - 1, pattern, flags, fn, sizeof(pattern) - 1}
 
 typedef enum { TG_ROUTE_FOUND, TG_ROUTE_NOT_FOUND, TG_ROUTE_METHOD_NOT_ALLOWED } tg_route_result_t;
 

@@ -24,5 +24,5 @@ const tg_route_t tg_routes[] = {
     TG_ROUTE("GET", "/dashboard/app.js", TG_ROUTE_PUBLIC, tg_route_dashboard),
     TG_ROUTE("GET", "/dashboard/app.css", TG_ROUTE_PUBLIC, tg_route_dashboard),
     TG_ROUTE("GET", "/dashboard/favicon.svg", TG_ROUTE_PUBLIC, tg_route_dashboard),
-    {NULL, 0, NULL, 0, NULL},
+    {NULL, 0, NULL, 0, NULL, 0},
 };

@@ -11,6 +11,8 @@
 
 #include "common/apitoken.h"
 #include "common/log.h"
+#include "common/random.h"
+#include "common/siphash.h"
 
 /* Eight slots: the probe compares keys only, so a miss touches eight key lines. */
 #define TG_TOKEN_CACHE_PROBE 8
@@ -21,6 +23,7 @@
 enum { KIND_EMPTY = 0, KIND_TOKEN = 1, KIND_SESSION = 2, KIND_JWT = 3 };
 
 struct st_tg_token_cache_t {
+    uint8_t prf_key[TG_SIPHASH_KEY_LEN]; /* this worker's own, from getrandom(2): never leaves the process */
     tg_cached_token_t *entries;
     size_t mask;
     tg_revocations_t *revocations;
@@ -36,7 +39,8 @@ tg_token_cache_t *tg_token_cache_create(size_t capacity, tg_revocations_t *revoc
     if (c == NULL)
         return NULL;
     c->entries = calloc(capacity, sizeof(*c->entries));
-    if (c->entries == NULL) {
+    if (c->entries == NULL || tg_random_bytes(c->prf_key, sizeof(c->prf_key)) != 0) {
+        free(c->entries);
         free(c);
         return NULL;
     }
@@ -56,10 +60,16 @@ static void entry_clear(tg_cached_token_t *e)
     memset(e, 0, sizeof(*e));
 }
 
+void tg_token_cache_credential_key(const tg_token_cache_t *c, const char *credential, size_t len, uint8_t key[32])
+{
+    tg_siphash128(c->prf_key, credential, len, key);
+    memset(key + TG_SIPHASH_OUT_LEN, 0, 32 - TG_SIPHASH_OUT_LEN);
+}
+
 static size_t slot_of(const uint8_t key[32])
 {
     uint64_t h;
-    memcpy(&h, key, sizeof(h)); /* SHA-256 output and UUIDv7 random tails are uniform enough */
+    memcpy(&h, key, sizeof(h)); /* a keyed PRF's output and UUIDv7 random tails are uniform enough */
     return (size_t)(h ^ (h >> 29));
 }
 
@@ -151,16 +161,16 @@ static tg_cache_lookup_t find(tg_token_cache_t *c, uint8_t kind, const uint8_t k
     return TG_CACHE_MISS;
 }
 
-tg_cache_lookup_t tg_token_cache_find_token(tg_token_cache_t *c, const uint8_t hash[32], uint64_t now_ms,
+tg_cache_lookup_t tg_token_cache_find_token(tg_token_cache_t *c, const uint8_t key[32], uint64_t now_ms,
                                             const tg_cached_token_t **entry)
 {
-    return find(c, KIND_TOKEN, hash, now_ms, entry);
+    return find(c, KIND_TOKEN, key, now_ms, entry);
 }
 
-tg_cache_lookup_t tg_token_cache_find_jwt(tg_token_cache_t *c, const uint8_t hash[32], uint64_t now_ms,
+tg_cache_lookup_t tg_token_cache_find_jwt(tg_token_cache_t *c, const uint8_t key[32], uint64_t now_ms,
                                           const tg_cached_token_t **entry)
 {
-    return find(c, KIND_JWT, hash, now_ms, entry);
+    return find(c, KIND_JWT, key, now_ms, entry);
 }
 
 tg_cache_lookup_t tg_token_cache_find_session(tg_token_cache_t *c, const uint8_t session_id[16], uint64_t now_ms,

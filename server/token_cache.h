@@ -1,7 +1,8 @@
 /*
  * A worker's cache of validated credentials, so that a known API token or JWT session
- * costs no database round trip: API tokens keyed by the SHA-256 of the plaintext,
- * sessions by session id. Fixed-size open addressing, no allocation after creation,
+ * costs no database round trip: API tokens and verified JWTs keyed by a keyed PRF of the
+ * plaintext (SipHash-2-4-128 under a random key of this worker's), sessions by session
+ * id. Fixed-size open addressing, no allocation after creation,
  * no locks (one worker, one thread). Revocations published node-wide through
  * shm/revocations are applied before every lookup.
  */
@@ -14,8 +15,8 @@
 #include "server/policy.h"
 #include "shm/revocations.h"
 
-/* Entries are ~720 bytes (the email, and allowedIps kept inline): 16384 of them are
- * 11.5 MiB per worker. */
+/* Entries are ~980 bytes (the email, the /me body and allowedIps kept inline): 16384 of
+ * them are 15.5 MiB of address space per worker, resident only as far as they are used. */
 /* Defaults of --credential-cache-ttl and --credential-cache-grace. A positive entry is
  * re-validated against PostgreSQL once it is older than the TTL, the safety net should
  * a NOTIFY from another node be missed. An API token past its TTL is still served while
@@ -33,8 +34,13 @@
  * (returned to one caller per refresh interval). */
 typedef enum { TG_CACHE_MISS = 0, TG_CACHE_VALID, TG_CACHE_UNKNOWN, TG_CACHE_STALE } tg_cache_lookup_t;
 
+/* Room for the /me body kept with each credential: its fixed part and three UUIDs take
+ * 194 bytes (an API token's), so emails up to 62 plain bytes fit; longer ones are
+ * rendered per request. */
+#define TG_TOKEN_CACHE_ME_JSON 256
+
 typedef struct st_tg_cached_token_t {
-    uint8_t key[32];       /* SHA-256 of the API token, or the session id in the first 16 bytes */
+    uint8_t key[32];       /* tg_token_cache_credential_key() of the API token or JWT, or the session id; 16 bytes, zero-padded */
     uint8_t id[16];        /* token id or session id */
     uint8_t user_id[16];
     uint8_t tenant_id[16];
@@ -49,13 +55,16 @@ typedef struct st_tg_cached_token_t {
     uint8_t negative;      /* no such token */
     uint8_t email_len;
     char email[255];       /* cached so GET /api/v1/me needs no query */
+    uint16_t me_json_len;  /* 0: the body did not fit me_json (a long email), rendered per request */
+    char me_json[TG_TOKEN_CACHE_ME_JSON]; /* GET /api/v1/me's body for this credential (server/routes/me.c) */
     tg_token_policy_t policy; /* API tokens: allowedIps, rateLimit, quota (server/policy.h) */
 } tg_cached_token_t;
 
 typedef struct st_tg_token_cache_t tg_token_cache_t;
 
-/** Creates a cache of `capacity` entries (power of two); ttl_ms and grace_ms as above
- * (grace 0: an API token past its TTL is a miss, as sessions are). */
+/** Creates a cache of `capacity` entries (power of two) with a fresh random PRF key; ttl_ms
+ * and grace_ms as above (grace 0: an API token past its TTL is a miss, as sessions are).
+ * NULL on failure. */
 tg_token_cache_t *tg_token_cache_create(size_t capacity, tg_revocations_t *revocations, uint64_t ttl_ms, uint64_t grace_ms);
 
 /**
@@ -64,17 +73,27 @@ tg_token_cache_t *tg_token_cache_create(size_t capacity, tg_revocations_t *revoc
  */
 void tg_token_cache_sync(tg_token_cache_t *cache, uint64_t now_ms);
 
-/** Looks up an API token by its hash. On TG_CACHE_VALID/STALE/UNKNOWN *entry points into the cache (valid until the next
- * insert). On TG_CACHE_STALE the caller serves the entry and starts one refresh. */
-tg_cache_lookup_t tg_token_cache_find_token(tg_token_cache_t *cache, const uint8_t hash[32], uint64_t now_ms,
+/**
+ * The key an API token's or a JWT's entry is found by: SipHash-2-4-128 of the credential's
+ * text under this cache's own random key (drawn at creation, never stored elsewhere),
+ * zero-padded to 32 bytes. A hit then costs no SHA-256: the digest that PostgreSQL stores
+ * is computed on a miss only. The cache holds no plaintext and no digest PostgreSQL knows:
+ * with 190 bits of entropy in a token and 128 bits of output, even this worker's key and
+ * memory together do not identify the token (some 2^62 well-formed tokens share each key).
+ */
+void tg_token_cache_credential_key(const tg_token_cache_t *cache, const char *credential, size_t len, uint8_t key[32]);
+
+/** Looks up an API token by its credential key. On TG_CACHE_VALID/STALE/UNKNOWN *entry points into the cache (valid until
+ * the next insert). On TG_CACHE_STALE the caller serves the entry and starts one refresh. */
+tg_cache_lookup_t tg_token_cache_find_token(tg_token_cache_t *cache, const uint8_t key[32], uint64_t now_ms,
                                             const tg_cached_token_t **entry);
 
 /**
- * Looks up a JWT whose signature and claims were already verified, by the SHA-256 of
- * its text (kind 3: id = session id, expires_at_us = the JWT's exp). Forgetting the
+ * Looks up a JWT whose signature and claims were already verified, by the credential key
+ * of its text (kind 3: id = session id, expires_at_us = the JWT's exp). Forgetting the
  * session id forgets these too. The caller still checks exp and the session.
  */
-tg_cache_lookup_t tg_token_cache_find_jwt(tg_token_cache_t *cache, const uint8_t hash[32], uint64_t now_ms,
+tg_cache_lookup_t tg_token_cache_find_jwt(tg_token_cache_t *cache, const uint8_t key[32], uint64_t now_ms,
                                           const tg_cached_token_t **entry);
 
 /** Looks up a session by id. */

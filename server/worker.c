@@ -182,7 +182,7 @@ static int setup_services(tg_worker_t *w)
     const tg_server_t *s = w->server;
     w->tokens = tg_token_cache_create(TG_WORKER_TOKEN_CACHE_SIZE, s->revocations, (uint64_t)s->config.credential_cache_ttl * 1000,
                                       (uint64_t)s->config.credential_cache_grace * 1000);
-    w->refresher = tg_auth_refresher_create(w);
+    w->auth_state = tg_auth_state_create(w);
     w->db = tg_db_create(w->loop, s->config.database_url, TG_WORKER_DB_CONNECTIONS, channels, on_notify, w);
     w->offload = tg_offload_create(w->loop, TG_WORKER_OFFLOAD_THREADS);
     w->metering = tg_metering_create(s->ring, strcmp(s->config.on_ring_full, "reject") == 0, s->gauges, (size_t)w->index,
@@ -192,7 +192,7 @@ static int setup_services(tg_worker_t *w)
     tg_h2_guard_config_t guard = {.reset_budget = (uint32_t)s->config.h2_reset_budget,
                                   .request_timeout_ms = (uint64_t)s->config.request_timeout * 1000};
     w->h2_guard = tg_h2_guard_create(&w->ctx, &guard, s->counters, (size_t)w->index);
-    return w->tokens != NULL && w->refresher != NULL && w->db != NULL && w->offload != NULL && w->metering != NULL && w->h2_guard != NULL ? 0 : -1;
+    return w->tokens != NULL && w->auth_state != NULL && w->db != NULL && w->offload != NULL && w->metering != NULL && w->h2_guard != NULL ? 0 : -1;
 }
 
 int tg_worker_run(const tg_server_t *server, int index)

@@ -29,7 +29,7 @@ typedef struct st_tg_worker_t {
     struct st_tg_token_cache_t *tokens; /* validated credentials (server/token_cache.h) */
     struct st_tg_metering_t *metering;  /* usage records into the ring (server/metering.h) */
     struct st_tg_h2_guard_t *h2_guard;  /* HTTP/2 reset budget and request timeout (server/h2_guard.h) */
-    struct st_tg_auth_refresher_t *refresher; /* background re-validation of stale cached tokens (server/auth.h) */
+    struct st_tg_auth_state_t *auth_state; /* credential lookups shared by requests, background refreshes (server/auth.h) */
 } tg_worker_t;
 
 /** The worker serving a request. */

@@ -519,6 +519,38 @@ Test(me, reports_the_api_token_context)
     }
 }
 
+/* The body is rendered once per cached credential when it fits the cache's room for it
+ * (server/token_cache.h) and per request otherwise: both give the same answer, on the
+ * first request (cache miss) and the next ones (hits). */
+Test(me, a_long_email_is_reported_whole)
+{
+    static const char *const emails[] = {CAROL, /* fits */
+                                         "dave.has.an.address.long.enough.not.to.fit.the.credential.cache.s.room"
+                                         ".for.the.body@globex.example"};
+    for (size_t i = 0; i < 2; ++i) {
+        if (i > 0)
+            create_user("Globex", emails[i]);
+        char jwt[4096], id[TG_UUID_STRLEN + 1], token[TG_APITOKEN_LEN + 1];
+        login(TG_FX_HTTP1, emails[i], jwt);
+        json_decref(create_token(TG_FX_H2C, jwt, "{\"name\":\"long\"}", id, token));
+        const char *credentials[] = {jwt, token};
+        for (size_t c = 0; c < 2; ++c)
+            for (int round = 0; round < 3; ++round) {
+                tg_fx_http_res_t res;
+                call(round % 2 == 0 ? TG_FX_H2C : TG_FX_HTTP1, "GET", "/api/v1/me", credentials[c], NULL, &res);
+                cr_assert_eq(res.status, 200, "%ld %s", res.status, res.body);
+                json_t *doc = tg_fx_json(&res);
+                json_t *user = json_object_get(doc, "user"), *auth = json_object_get(doc, "auth");
+                cr_assert(json_is_object(user) && json_is_object(auth), "body %s", res.body);
+                cr_expect_str_eq(json_str(user, "email"), emails[i]);
+                cr_expect_str_eq(json_str(auth, "method"), c == 0 ? "jwt" : "api_token");
+                if (c == 1)
+                    cr_expect_str_eq(json_str(auth, "tokenId"), id);
+                tg_fx_http_res_free(&res);
+            }
+    }
+}
+
 /* ------------------------------------------------------------------ tokens */
 
 TestSuite(tokens, .init = start_world, .fini = stop_world, .timeout = TEST_TIMEOUT_S);

@@ -1,12 +1,12 @@
-# tests/unit/: Criterion unit tests of common/ (uuid, timefmt, apitoken, password), one
+# tests/unit/: Criterion unit tests of common/ (uuid, timefmt, apitoken, password, siphash), one
 # binary per module, mirroring the source file it tests. Included from tests/local.mk.
 if HAVE_TEST_DEPS
 
 TG_COMMON_UNIT_CFLAGS = $(AM_CFLAGS) $(CRITERION_CFLAGS) $(OPENSSL_CFLAGS) $(ARGON2_CFLAGS)
 TG_COMMON_UNIT_LDADD = common/libtgcommon.a $(CRITERION_LIBS) $(OPENSSL_LIBS) $(ARGON2_LIBS) $(LIBS)
 
-check_PROGRAMS += tests/unit/test_uuid tests/unit/test_timefmt tests/unit/test_apitoken tests/unit/test_password tests/unit/test_log
-TESTS += tests/unit/test_uuid tests/unit/test_timefmt tests/unit/test_apitoken tests/unit/test_password tests/unit/test_log
+check_PROGRAMS += tests/unit/test_uuid tests/unit/test_timefmt tests/unit/test_apitoken tests/unit/test_password tests/unit/test_log tests/unit/test_siphash
+TESTS += tests/unit/test_uuid tests/unit/test_timefmt tests/unit/test_apitoken tests/unit/test_password tests/unit/test_log tests/unit/test_siphash
 
 tests_unit_test_uuid_CPPFLAGS = $(AM_CPPFLAGS)
 tests_unit_test_uuid_CFLAGS = $(TG_COMMON_UNIT_CFLAGS)
@@ -32,5 +32,10 @@ tests_unit_test_log_CPPFLAGS = $(AM_CPPFLAGS)
 tests_unit_test_log_CFLAGS = $(TG_COMMON_UNIT_CFLAGS)
 tests_unit_test_log_SOURCES = tests/unit/test_log.c
 tests_unit_test_log_LDADD = $(TG_COMMON_UNIT_LDADD)
+
+tests_unit_test_siphash_CPPFLAGS = $(AM_CPPFLAGS)
+tests_unit_test_siphash_CFLAGS = $(TG_COMMON_UNIT_CFLAGS)
+tests_unit_test_siphash_SOURCES = tests/unit/test_siphash.c
+tests_unit_test_siphash_LDADD = $(TG_COMMON_UNIT_LDADD)
 
 endif

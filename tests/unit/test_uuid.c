@@ -1,6 +1,6 @@
 /*
- * Unit tests of common/uuid.c: UUIDv7 layout and ordering, the strict canonical parser,
- * and formatting round trips.
+ * Unit tests of common/uuid.c: UUIDv7 layout and ordering (from its own clock read or the
+ * caller's), the strict canonical parser, and formatting round trips.
  */
 #include <criterion/criterion.h>
 #include <stdlib.h>
@@ -47,6 +47,27 @@ Test(uuid, generator_is_strictly_increasing)
         cr_assert_eq(cur.bytes[8] & 0xc0, 0x80);
         prev = cur;
     }
+}
+
+Test(uuid, v7_at_takes_the_given_clock_and_keeps_order)
+{
+    tg_uuid_gen_t gen;
+    tg_uuid_gen_init(&gen);
+    const int64_t t = 1764115200123456; /* 2025-11-26 00:00:00.123456 UTC */
+    tg_uuid_t a, b, c;
+    cr_assert_eq(tg_uuid_v7_at(&gen, t, &a), 0);
+    cr_assert_eq(tg_uuid_version(&a), 7);
+    cr_assert_eq(a.bytes[8] & 0xc0, 0x80);
+    cr_assert_eq(tg_uuid_v7_unix_ms(&a), (uint64_t)(t / 1000));
+    /* rand_a: 456 µs of the millisecond in 4096ths */
+    cr_assert_eq(((a.bytes[6] & 0x0f) << 8 | a.bytes[7]), 456 * 4096 / 1000);
+    /* the same microsecond again, then an earlier one: still strictly increasing */
+    cr_assert_eq(tg_uuid_v7_at(&gen, t, &b), 0);
+    cr_assert_eq(tg_uuid_v7_at(&gen, t - 5000, &c), 0);
+    cr_assert(memcmp(a.bytes, b.bytes, 16) < 0 && memcmp(b.bytes, c.bytes, 16) < 0);
+    /* a later clock, mixed with tg_uuid_v7() on the same generator */
+    cr_assert_eq(tg_uuid_v7(&gen, &b), 0);
+    cr_assert(memcmp(c.bytes, b.bytes, 16) < 0);
 }
 
 static int cmp_uuid(const void *a, const void *b)
