@@ -46,9 +46,7 @@ typedef struct st_tg_auth_lookup_t {
     tg_request_t *r; /* NULL once the request is gone */
     tg_auth_next_fn next;
     tg_db_query_t *query;
-    tg_cached_token_t entry; /* key filled before the query */
-    uint8_t digest[32];      /* API tokens: the SHA-256 looked up, which the failure throttle remembers */
-    uint64_t throttle_charge; /* the failure taken in advance (server/auth_throttle.h), or 0 */
+    tg_cached_token_t entry;            /* sessions: key filled before the query */
     struct st_tg_auth_flight_t *flight; /* API tokens: the shared lookup this request waits for, or NULL */
     h2o_linklist_t waiting;             /* in flight->waiters */
 } tg_auth_lookup_t;
@@ -284,137 +282,53 @@ static int token_entry_from_row(tg_worker_t *w, PGresult *res, tg_cached_token_t
     return 0;
 }
 
-static void on_token_row(void *data, PGresult *res, const char *sqlstate, const char *error)
-{
-    tg_auth_lookup_t *l = data;
-    tg_request_t *r = l->r;
-    l->query = NULL;
-    if (r == NULL)
-        return;
-    l->r = NULL;
-    tg_auth_throttle_settle(r->worker, l->throttle_charge, lookup_outcome(res), l->digest);
-    if (res == NULL) {
-        lookup_failed(r, error);
-        return;
-    }
-    tg_token_cache_t *cache = r->worker->tokens;
-    uint64_t now = h2o_now(r->worker->loop);
-    tg_cached_token_t *e = &l->entry;
-    e->kind = 1;
-    if (PQntuples(res) != 1) {
-        tg_worker_count(r->worker, TG_STAT_UNKNOWN_TOKENS);
-        e->negative = 1;
-        tg_token_cache_put(cache, e, now);
-        send_invalid(r);
-        return;
-    }
-    const char *why;
-    if (token_entry_from_row(r->worker, res, e, &why) != 0) {
-        lookup_failed(r, why);
-        return;
-    }
-    /* the cache takes over e->policy's allocation; e stays readable for this call */
-    tg_token_cache_put(cache, e, now);
-    finish_with_entry(r, e, l->next);
-}
+/* ------------------------------------------------------------------ API-token lookups */
 
-/* ------------------------------------------------------------------ per-worker lookups */
-
-/* A cached API token past its TTL is served while one query per entry re-reads its row
- * (server/token_cache.h): no request waits for it, and the requests that arrive
- * meanwhile do not each ask PostgreSQL the same question. The slots are the worker's,
- * allocated once; with all of them busy the refresh is simply retried later. */
-#define TG_AUTH_REFRESH_SLOTS 64
-/* Lookups of uncached API tokens in flight, one per token: requests that miss the cache
- * for a token already being looked up wait for that answer instead of sending their own
- * query and paying the failure throttle in advance again. Without this, a client opening
- * with more concurrent requests than --auth-throttle-failures on a token the worker had
- * not seen yet got 429s for a perfectly good token. With all slots busy (that many
- * distinct tokens unanswered at once) a request looks up on its own, as before. */
+/* Every PostgreSQL lookup of an API token is a "flight", one per token at a time, whoever
+ * wants its answer:
+ * - a cache miss starts one, and the requests that miss the same token meanwhile wait
+ *   for it instead of each sending a query and each paying the failure throttle in
+ *   advance (without this, a client opening with more concurrent requests than
+ *   --auth-throttle-failures on a token the worker had not seen got 429s for a good token);
+ * - a cached token past its TTL starts one with no waiters: the entry is served meanwhile
+ *   and the answer replaces it (stale-while-revalidate, server/token_cache.h).
+ * The worker keeps TG_AUTH_FLIGHTS slots; past them (that many distinct tokens unanswered
+ * at once) a flight is allocated on its own, not shared, and freed with its answer. */
 #define TG_AUTH_FLIGHTS 256
-
-typedef struct st_tg_auth_refresh_slot_t {
-    struct st_tg_auth_state_t *owner;
-    int busy;
-    uint8_t key[32];    /* the cache key (tg_token_cache_credential_key) */
-    uint8_t digest[32]; /* the SHA-256 the row is found by */
-} tg_auth_refresh_slot_t;
 
 typedef struct st_tg_auth_flight_t {
     struct st_tg_auth_state_t *owner;
     int busy;
-    uint8_t key[32];          /* the cache key */
+    int on_heap;              /* not one of owner->flights: freed when answered */
+    uint8_t key[32];          /* the cache key (tg_token_cache_credential_key) */
     uint8_t digest[32];       /* the SHA-256 the row is found by, and the throttle knows */
-    uint64_t throttle_charge; /* taken once, by the request that started the flight */
+    uint64_t throttle_charge; /* taken once, by the request that started the flight (0: none) */
     h2o_linklist_t waiters;   /* tg_auth_lookup_t.waiting */
 } tg_auth_flight_t;
 
 struct st_tg_auth_state_t {
     tg_worker_t *worker;
-    tg_auth_refresh_slot_t slots[TG_AUTH_REFRESH_SLOTS];
     tg_auth_flight_t flights[TG_AUTH_FLIGHTS];
 };
 
+static void flight_init(tg_auth_state_t *st, tg_auth_flight_t *f)
+{
+    f->owner = st;
+    h2o_linklist_init_anchor(&f->waiters);
+}
+
 tg_auth_state_t *tg_auth_state_create(tg_worker_t *w)
 {
-    tg_auth_state_t *f = calloc(1, sizeof(*f));
-    if (f == NULL)
+    tg_auth_state_t *st = calloc(1, sizeof(*st));
+    if (st == NULL)
         return NULL;
-    f->worker = w;
-    for (size_t i = 0; i < TG_AUTH_REFRESH_SLOTS; ++i)
-        f->slots[i].owner = f;
-    for (size_t i = 0; i < TG_AUTH_FLIGHTS; ++i) {
-        f->flights[i].owner = f;
-        h2o_linklist_init_anchor(&f->flights[i].waiters);
-    }
-    return f;
+    st->worker = w;
+    for (size_t i = 0; i < TG_AUTH_FLIGHTS; ++i)
+        flight_init(st, &st->flights[i]);
+    return st;
 }
 
-static void on_refresh_row(void *data, PGresult *res, const char *sqlstate, const char *error)
-{
-    (void)sqlstate;
-    tg_auth_refresh_slot_t *slot = data;
-    tg_worker_t *w = slot->owner->worker;
-    slot->busy = 0;
-    if (res == NULL) {
-        tg_log_debug("auth", "cached credential could not be re-validated; served within the grace", "error=%s", error);
-        return; /* the entry stays, and is offered for a refresh again after the retry interval */
-    }
-    tg_cached_token_t e;
-    memset(&e, 0, sizeof(e));
-    memcpy(e.key, slot->key, 32);
-    e.kind = 1;
-    const char *why = NULL;
-    if (PQntuples(res) != 1) {
-        e.negative = 1; /* the row is gone: the token is unknown from now on */
-    } else if (token_entry_from_row(w, res, &e, &why) != 0) {
-        tg_log_warn("auth", "cached credential could not be re-validated", "error=%s", why);
-        return;
-    }
-    tg_token_cache_put(w->tokens, &e, h2o_now(w->loop));
-}
-
-static void start_refresh(tg_worker_t *w, const uint8_t key[32], h2o_iovec_t credential)
-{
-    tg_auth_state_t *f = w->auth_state;
-    tg_auth_refresh_slot_t *slot = NULL;
-    for (size_t i = 0; i < TG_AUTH_REFRESH_SLOTS && slot == NULL; ++i)
-        if (!f->slots[i].busy)
-            slot = &f->slots[i];
-    tg_worker_count(w, TG_STAT_CACHE_REFRESHES); /* attempted: with PostgreSQL down the entry is served on */
-    if (slot == NULL)
-        return;
-    memcpy(slot->key, key, 32);
-    tg_apitoken_hash(credential.base, credential.len, slot->digest); /* what PostgreSQL knows it by */
-    tg_db_request_t q = {.nsteps = 1};
-    q.steps[0] = (tg_db_step_t){.sql = SQL_TOKEN_BY_HASH, .nparams = 1, .prepare = 1};
-    q.steps[0].params[0] = (const char *)slot->digest;
-    q.steps[0].lengths[0] = 32;
-    if (tg_db_submit(w->db, &q, on_refresh_row, slot) != NULL)
-        slot->busy = 1;
-}
-
-/* The flight looking up `key`, or NULL. Scanned only on a cache miss. */
+/* The slot looking up `key`, or NULL. Scanned on a cache miss or a stale entry only. */
 static tg_auth_flight_t *find_flight(tg_auth_state_t *st, const uint8_t key[32])
 {
     for (size_t i = 0; i < TG_AUTH_FLIGHTS; ++i)
@@ -423,12 +337,17 @@ static tg_auth_flight_t *find_flight(tg_auth_state_t *st, const uint8_t key[32])
     return NULL;
 }
 
-static tg_auth_flight_t *free_flight(tg_auth_state_t *st)
+static tg_auth_flight_t *new_flight(tg_auth_state_t *st)
 {
     for (size_t i = 0; i < TG_AUTH_FLIGHTS; ++i)
         if (!st->flights[i].busy)
             return &st->flights[i];
-    return NULL;
+    tg_auth_flight_t *f = calloc(1, sizeof(*f));
+    if (f != NULL) {
+        flight_init(st, f);
+        f->on_heap = 1;
+    }
+    return f;
 }
 
 /* One waiter of a finished flight: served from the entry the answer put in the cache
@@ -450,9 +369,32 @@ static void land_waiter(tg_request_t *r, tg_auth_next_fn next, const uint8_t key
         send_invalid(r);
         return;
     case TG_CACHE_MISS:
-        lookup_failed(r, "the looked-up credential left the cache at once"); /* its row was unusable, or evicted */
+        lookup_failed(r, "the looked-up credential left the cache at once");
         return;
     }
+}
+
+/* The answer goes into the cache (a row, or "unknown"); a failed lookup leaves a stale
+ * entry as it was, to be offered for a refresh again after the retry interval. */
+static void cache_answer(tg_worker_t *w, const tg_auth_flight_t *f, PGresult **res, const char **error)
+{
+    if (*res == NULL) {
+        tg_log_debug("auth", "credential lookup failed", "error=%s", *error != NULL ? *error : "unavailable");
+        return;
+    }
+    tg_cached_token_t e;
+    memset(&e, 0, sizeof(e));
+    memcpy(e.key, f->key, 32);
+    e.kind = 1;
+    const char *why = NULL;
+    if (PQntuples(*res) != 1)
+        e.negative = 1; /* no such token (any more) */
+    else if (token_entry_from_row(w, *res, &e, &why) != 0) {
+        tg_log_warn("auth", "credential row unusable", "error=%s", why);
+        *res = NULL, *error = why; /* fail closed, uncached: looked up again next time */
+        return;
+    }
+    tg_token_cache_put(w->tokens, &e, h2o_now(w->loop)); /* takes over e.policy */
 }
 
 static void on_flight_row(void *data, PGresult *res, const char *sqlstate, const char *error)
@@ -461,26 +403,17 @@ static void on_flight_row(void *data, PGresult *res, const char *sqlstate, const
     tg_auth_flight_t *f = data;
     tg_worker_t *w = f->owner->worker;
     tg_auth_throttle_settle(w, f->throttle_charge, lookup_outcome(res), f->digest);
-    if (res != NULL) {
-        tg_cached_token_t e;
-        memset(&e, 0, sizeof(e));
-        memcpy(e.key, f->key, 32);
-        e.kind = 1;
-        const char *why = NULL;
-        if (PQntuples(res) != 1)
-            e.negative = 1;
-        if (e.negative || token_entry_from_row(w, res, &e, &why) == 0)
-            tg_token_cache_put(w->tokens, &e, h2o_now(w->loop)); /* takes over e.policy */
-        else
-            error = why, res = NULL;
-    }
-    /* the slot is free before any waiter runs: a route may start lookups of its own */
+    cache_answer(w, f, &res, &error);
+    /* the flight is over before any waiter runs: a route may start lookups of its own */
     uint8_t key[32];
     memcpy(key, f->key, 32);
     h2o_linklist_t waiters;
     h2o_linklist_init_anchor(&waiters);
     h2o_linklist_insert_list(&waiters, &f->waiters);
-    f->busy = 0;
+    if (f->on_heap)
+        free(f);
+    else
+        f->busy = 0;
     while (!h2o_linklist_is_empty(&waiters)) {
         tg_auth_lookup_t *l = H2O_STRUCT_FROM_MEMBER(tg_auth_lookup_t, waiting, waiters.next);
         h2o_linklist_unlink(&l->waiting);
@@ -490,6 +423,28 @@ static void on_flight_row(void *data, PGresult *res, const char *sqlstate, const
         if (r != NULL)
             land_waiter(r, l->next, key, res, error);
     }
+}
+
+/* Starts the lookup of `key` (SHA-256 `digest`); NULL when PostgreSQL is unavailable now. */
+static tg_auth_flight_t *start_flight(tg_worker_t *w, const uint8_t key[32], const uint8_t digest[32], uint64_t throttle_charge)
+{
+    tg_auth_flight_t *f = new_flight(w->auth_state);
+    if (f == NULL)
+        return NULL;
+    memcpy(f->key, key, 32);
+    memcpy(f->digest, digest, 32);
+    f->throttle_charge = throttle_charge;
+    tg_db_request_t q = {.nsteps = 1};
+    q.steps[0] = (tg_db_step_t){.sql = SQL_TOKEN_BY_HASH, .nparams = 1, .prepare = 1};
+    q.steps[0].params[0] = (const char *)f->digest;
+    q.steps[0].lengths[0] = 32;
+    if (tg_db_submit(w->db, &q, on_flight_row, f) == NULL) {
+        if (f->on_heap)
+            free(f);
+        return NULL;
+    }
+    f->busy = 1;
+    return f;
 }
 
 /* Makes r wait for `f`'s answer. */
@@ -503,29 +458,15 @@ static void join_flight(tg_request_t *r, tg_auth_flight_t *f, tg_auth_next_fn ne
     h2o_linklist_insert(&f->waiters, &l->waiting);
 }
 
-/* Starts the one lookup of `key` that r, and whoever misses it meanwhile, waits for.
- * 0, or -1 when no slot is free (the caller looks up on its own). */
-static int start_flight(tg_request_t *r, const uint8_t key[32], const uint8_t digest[32], uint64_t throttle_charge,
-                        tg_auth_next_fn next)
+/* A stale entry: re-read its row in the background, unless that is under way already. */
+static void refresh(tg_worker_t *w, const uint8_t key[32], h2o_iovec_t credential)
 {
-    tg_auth_flight_t *f = free_flight(r->worker->auth_state);
-    if (f == NULL)
-        return -1;
-    memcpy(f->key, key, 32);
-    memcpy(f->digest, digest, 32);
-    f->throttle_charge = throttle_charge;
-    tg_db_request_t q = {.nsteps = 1};
-    q.steps[0] = (tg_db_step_t){.sql = SQL_TOKEN_BY_HASH, .nparams = 1, .prepare = 1};
-    q.steps[0].params[0] = (const char *)f->digest;
-    q.steps[0].lengths[0] = 32;
-    if (tg_db_submit(r->worker->db, &q, on_flight_row, f) == NULL) {
-        tg_auth_throttle_settle(r->worker, throttle_charge, TG_AUTH_THROTTLE_UNJUDGED, digest);
-        lookup_failed(r, NULL);
-        return 0;
-    }
-    f->busy = 1;
-    join_flight(r, f, next);
-    return 0;
+    tg_worker_count(w, TG_STAT_CACHE_REFRESHES); /* attempted: with PostgreSQL down the entry is served on */
+    if (find_flight(w->auth_state, key) != NULL)
+        return;
+    uint8_t digest[32];
+    tg_apitoken_hash(credential.base, credential.len, digest); /* what PostgreSQL knows it by */
+    start_flight(w, key, digest, 0);
 }
 
 /* A known token is found by its cache key (a keyed PRF, ~10x cheaper than SHA-256); the
@@ -537,7 +478,7 @@ static void auth_api_token(tg_request_t *r, h2o_iovec_t credential, tg_auth_next
     const tg_cached_token_t *e;
     switch (tg_token_cache_find_token(r->worker->tokens, key, h2o_now(r->worker->loop), &e)) {
     case TG_CACHE_STALE:
-        start_refresh(r->worker, key, credential); /* before finish: it may run next(), which may use the cache */
+        refresh(r->worker, key, credential); /* before finish: it may run next(), which may use the cache */
         /* fallthrough */
     case TG_CACHE_VALID:
         tg_worker_count(r->worker, TG_STAT_CACHE_HITS);
@@ -570,24 +511,12 @@ static void auth_api_token(tg_request_t *r, h2o_iovec_t credential, tg_auth_next
         send_invalid(r); /* mistyped or not ours: rejected without touching the database; the charge stays */
         return;
     }
-    if (start_flight(r, key, hash, throttle_charge, next) == 0)
-        return;
-    tg_auth_lookup_t *l = h2o_mem_alloc_shared(&r->req->pool, sizeof(*l), on_lookup_dispose);
-    memset(l, 0, sizeof(*l));
-    l->r = r;
-    l->next = next;
-    memcpy(l->entry.key, key, 32);
-    memcpy(l->digest, hash, 32);
-    l->throttle_charge = throttle_charge;
-    tg_db_request_t q = {.nsteps = 1};
-    q.steps[0] = (tg_db_step_t){.sql = SQL_TOKEN_BY_HASH, .nparams = 1, .prepare = 1};
-    q.steps[0].params[0] = (const char *)hash;
-    q.steps[0].lengths[0] = 32;
-    if ((l->query = tg_db_submit(r->worker->db, &q, on_token_row, l)) == NULL) {
-        l->r = NULL;
+    if ((flight = start_flight(r->worker, key, hash, throttle_charge)) == NULL) {
         tg_auth_throttle_settle(r->worker, throttle_charge, TG_AUTH_THROTTLE_UNJUDGED, hash);
         lookup_failed(r, NULL);
+        return;
     }
+    join_flight(r, flight, next);
 }
 
 /* ------------------------------------------------------------------ JWT sessions */
