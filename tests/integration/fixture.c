@@ -1070,6 +1070,23 @@ int tg_fx_ctl(const tg_fx_pg_t *pg, const char *input, tg_fx_run_t *run, ...)
     return rc;
 }
 
+int tg_fx_ctl_exit(const tg_fx_pg_t *pg, const char *input, tg_fx_run_t *run, ...)
+{
+    va_list ap;
+    va_start(ap, run);
+    int rc = tg_fx_ctlv(pg, input, run, ap);
+    va_end(ap);
+    if (rc != 0) {
+        fx_log("tollgatectl could not be started");
+        return -1;
+    }
+    if (run->status == -1 || !WIFEXITED(run->status)) {
+        fx_log("tollgatectl did not exit: %s", run->err != NULL ? run->err : "");
+        return -1;
+    }
+    return WEXITSTATUS(run->status);
+}
+
 pid_t tg_fx_pg_postmaster_pid(const tg_fx_pg_t *pg)
 {
     char path[300];

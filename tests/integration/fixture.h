@@ -84,6 +84,12 @@ int tg_fx_pg_migrate(const tg_fx_pg_t *pg);
  */
 int tg_fx_ctl(const tg_fx_pg_t *pg, const char *input, tg_fx_run_t *run, ...) __attribute__((sentinel));
 
+/**
+ * tg_fx_ctl for tests that only need its outcome: tollgatectl's exit status, or -1 (and a
+ * line in the test's log) when it could not be started or did not exit normally.
+ */
+int tg_fx_ctl_exit(const tg_fx_pg_t *pg, const char *input, tg_fx_run_t *run, ...) __attribute__((sentinel));
+
 /** tg_fx_ctl with the arguments as a va_list (NULL-terminated): for tests' own wrappers. */
 int tg_fx_ctlv(const tg_fx_pg_t *pg, const char *input, tg_fx_run_t *run, va_list args);
 

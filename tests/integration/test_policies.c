@@ -68,16 +68,8 @@ static const char *value(const char *fmt, ...)
     return slot;
 }
 
-static int ctl(const char *input, tg_fx_run_t *run, ...)
-{
-    va_list ap;
-    va_start(ap, run);
-    int rc = tg_fx_ctlv(&pg, input, run, ap);
-    va_end(ap);
-    cr_assert_eq(rc, 0, "cannot start tollgatectl");
-    cr_assert(run->status != -1 && WIFEXITED(run->status), "tollgatectl did not exit: %s", run->err);
-    return WEXITSTATUS(run->status);
-}
+/* tollgatectl against this file's cluster: its exit status, -1 when it did not run */
+#define ctl(...) tg_fx_ctl_exit(&pg, __VA_ARGS__)
 
 /* ------------------------------------------------------------------ the world of each test */
 
