@@ -63,12 +63,24 @@ size_t tg_auth_throttle_source(const struct sockaddr *sa, socklen_t len, uint8_t
     return 0;
 }
 
-/* The client's source bytes (0: none), and its address in ss and sslen for the log. */
-static size_t request_source(h2o_req_t *req, uint8_t out[TG_AUTH_THROTTLE_SOURCE_MAX], struct sockaddr_storage *ss,
-                             socklen_t *sslen)
+/* Who a request comes from: the source bytes a budget is keyed by, and the address for the log. */
+typedef struct st_client_t {
+    uint8_t source[TG_AUTH_THROTTLE_SOURCE_MAX];
+    size_t source_len;
+    struct sockaddr_storage ss;
+    socklen_t sslen;
+} client_t;
+
+/* The node's throttle with r's client filled in, or NULL when the throttle is off or the
+ * peer has no address to key a budget by (then nothing is throttled). */
+static tg_throttle_t *throttle_for(tg_request_t *r, client_t *c)
 {
-    *sslen = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)ss);
-    return *sslen == 0 ? 0 : tg_auth_throttle_source((struct sockaddr *)ss, *sslen, out);
+    tg_throttle_t *t = r->worker->server->auth_throttle;
+    if (t == NULL)
+        return NULL;
+    c->sslen = r->req->conn->callbacks->get_peername(r->req->conn, (struct sockaddr *)&c->ss);
+    c->source_len = c->sslen == 0 ? 0 : tg_auth_throttle_source((struct sockaddr *)&c->ss, c->sslen, c->source);
+    return c->source_len != 0 ? t : NULL;
 }
 
 static uint64_t source_key(tg_throttle_t *t, uint8_t domain, const uint8_t *source, size_t len)
@@ -117,10 +129,10 @@ static void log_sampled(tg_request_t *r, const struct sockaddr_storage *ss, sock
                 n);
 }
 
-static void send_throttled(tg_request_t *r, uint64_t retry_after_ms, const struct sockaddr_storage *ss, socklen_t sslen)
+static void send_throttled(tg_request_t *r, uint64_t retry_after_ms, const client_t *c)
 {
     tg_worker_count(r->worker, TG_STAT_AUTH_THROTTLED);
-    log_sampled(r, ss, sslen);
+    log_sampled(r, &c->ss, c->sslen);
     /* Retry-After in whole seconds (RFC 9110 §10.2.3), rounded up so the retry fits, at least 1 */
     uint64_t seconds = (retry_after_ms + 999) / 1000;
     char value[24];
@@ -135,19 +147,16 @@ static void send_throttled(tg_request_t *r, uint64_t retry_after_ms, const struc
 int tg_auth_throttle_admit(tg_request_t *r, const uint8_t credential_hash[32], uint64_t *charge)
 {
     *charge = 0;
-    tg_throttle_t *t = r->worker->server->auth_throttle;
-    uint8_t source[TG_AUTH_THROTTLE_SOURCE_MAX];
-    struct sockaddr_storage ss;
-    socklen_t sslen;
-    size_t source_len;
-    if (t == NULL || (source_len = request_source(r->req, source, &ss, &sslen)) == 0)
+    client_t c;
+    tg_throttle_t *t = throttle_for(r, &c);
+    if (t == NULL)
         return 1;
     uint64_t now = tg_throttle_now_ms(t);
     if (tg_throttle_remembers(t, credential_key(t, credential_hash), now))
         return 1; /* verified on this node lately: whoever holds it is not guessing */
-    uint64_t key = source_key(t, DOMAIN_SOURCE, source, source_len), retry_ms;
+    uint64_t key = source_key(t, DOMAIN_SOURCE, c.source, c.source_len), retry_ms;
     if (!tg_throttle_take(t, key, now, &retry_ms)) {
-        send_throttled(r, retry_ms, &ss, sslen);
+        send_throttled(r, retry_ms, &c);
         return 0;
     }
     *charge = key;
@@ -156,17 +165,14 @@ int tg_auth_throttle_admit(tg_request_t *r, const uint8_t credential_hash[32], u
 
 int tg_auth_throttle_reject(tg_request_t *r)
 {
-    tg_throttle_t *t = r->worker->server->auth_throttle;
-    uint8_t source[TG_AUTH_THROTTLE_SOURCE_MAX];
-    struct sockaddr_storage ss;
-    socklen_t sslen;
-    size_t source_len;
-    if (t == NULL || (source_len = request_source(r->req, source, &ss, &sslen)) == 0)
+    client_t c;
+    tg_throttle_t *t = throttle_for(r, &c);
+    if (t == NULL)
         return 1;
     uint64_t retry_ms;
-    if (tg_throttle_take(t, source_key(t, DOMAIN_SOURCE, source, source_len), tg_throttle_now_ms(t), &retry_ms))
+    if (tg_throttle_take(t, source_key(t, DOMAIN_SOURCE, c.source, c.source_len), tg_throttle_now_ms(t), &retry_ms))
         return 1;
-    send_throttled(r, retry_ms, &ss, sslen);
+    send_throttled(r, retry_ms, &c);
     return 0;
 }
 
@@ -196,17 +202,14 @@ void tg_auth_throttle_remember(tg_worker_t *w, const char *credential, size_t le
 int tg_auth_throttle_login_admit(tg_request_t *r, const char *email, size_t email_len, tg_auth_throttle_login_t *login)
 {
     memset(login, 0, sizeof(*login));
-    tg_throttle_t *t = r->worker->server->auth_throttle;
-    uint8_t source[TG_AUTH_THROTTLE_SOURCE_MAX];
-    struct sockaddr_storage ss;
-    socklen_t sslen;
-    size_t source_len;
-    if (t == NULL || (source_len = request_source(r->req, source, &ss, &sslen)) == 0)
+    client_t c;
+    tg_throttle_t *t = throttle_for(r, &c);
+    if (t == NULL)
         return 1;
     uint64_t now = tg_throttle_now_ms(t), retry_ms, pair_retry_ms;
     login->table = t;
-    login->pair = pair_key(t, DOMAIN_PAIR_MEMO, source, source_len, email, email_len);
-    uint64_t key = source_key(t, DOMAIN_SOURCE, source, source_len);
+    login->pair = pair_key(t, DOMAIN_PAIR_MEMO, c.source, c.source_len, email, email_len);
+    uint64_t key = source_key(t, DOMAIN_SOURCE, c.source, c.source_len);
     if (tg_throttle_take(t, key, now, &retry_ms)) {
         login->charge = key;
         return 1;
@@ -215,7 +218,7 @@ int tg_auth_throttle_login_admit(tg_request_t *r, const char *email, size_t emai
      * of their own: whoever floods a shared address (an office NAT) cannot lock them out,
      * and can guess their password no faster than that budget allows. */
     if (tg_throttle_remembers(t, login->pair, now)) {
-        key = pair_key(t, DOMAIN_PAIR, source, source_len, email, email_len);
+        key = pair_key(t, DOMAIN_PAIR, c.source, c.source_len, email, email_len);
         if (tg_throttle_take(t, key, now, &pair_retry_ms)) {
             login->charge = key;
             return 1;
@@ -224,7 +227,7 @@ int tg_auth_throttle_login_admit(tg_request_t *r, const char *email, size_t emai
             retry_ms = pair_retry_ms;
     }
     login->table = NULL;
-    send_throttled(r, retry_ms, &ss, sslen);
+    send_throttled(r, retry_ms, &c);
     return 0;
 }
 
