@@ -25,6 +25,8 @@
 /* server/server.h: tollgate's body limit, and the size h2o buffers before it answers alone */
 #define BODY_LIMIT (1024 * 1024)
 #define H2O_ENTITY_LIMIT (4 * 1024 * 1024)
+/* server/proxy.c: TG_PROXY_IO_TIMEOUT_MS */
+#define PROXY_IO_TIMEOUT_S 30
 
 static tg_fx_server_t srv;
 static const tg_fx_proto_t PROTOS[] = {TG_FX_HTTP1, TG_FX_H2C, TG_FX_H2_TLS};
@@ -257,6 +259,7 @@ Test(catalogue, unparseable_http1_request_gets_h2o_fixed_400)
 static tg_fx_pg_t pg;
 static char token[256];
 static int upstream_fd = -1;
+static int silent_fd = -1; /* listens, never accepts: connections sit in the backlog unanswered */
 static pthread_t upstream_thread;
 
 /* An upstream that answers every request with its own text/plain error, which must
@@ -286,13 +289,14 @@ static void *serve_upstream(void *arg)
     }
 }
 
-static int listen_upstream(void)
+/* A listening socket on a free loopback port; its port, or -1. */
+static int listen_upstream(int *fd)
 {
     struct sockaddr_in addr = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t len = sizeof(addr);
-    upstream_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (upstream_fd < 0 || bind(upstream_fd, (struct sockaddr *)&addr, sizeof(addr)) != 0 || listen(upstream_fd, 16) != 0 ||
-        getsockname(upstream_fd, (struct sockaddr *)&addr, &len) != 0)
+    *fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (*fd < 0 || bind(*fd, (struct sockaddr *)&addr, sizeof(addr)) != 0 || listen(*fd, 16) != 0 ||
+        getsockname(*fd, (struct sockaddr *)&addr, &len) != 0)
         return -1;
     return ntohs(addr.sin_port);
 }
@@ -312,14 +316,15 @@ static void start_proxy_server(void)
     snprintf(token, sizeof(token), "%.*s", (int)strcspn(run.out, " \r\n"), run.out);
     tg_fx_run_free(&run);
 
-    int upstream_port = listen_upstream();
-    cr_assert_gt(upstream_port, 0, "cannot listen for the upstream");
+    int upstream_port = listen_upstream(&upstream_fd), silent_port = listen_upstream(&silent_fd);
+    cr_assert(upstream_port > 0 && silent_port > 0, "cannot listen for the upstreams");
     cr_assert_eq(pthread_create(&upstream_thread, NULL, serve_upstream, NULL), 0);
-    char teapot[128], down[128];
+    char teapot[128], down[128], silent[128];
     /* nothing listens on a port just freed: connecting there fails at once */
     snprintf(down, sizeof(down), "/down=http://127.0.0.1:%d/", tg_fx_free_port());
     snprintf(teapot, sizeof(teapot), "/teapot=http://127.0.0.1:%d/", upstream_port);
-    const char *const args[] = {"--route", down, "--route", teapot, NULL};
+    snprintf(silent, sizeof(silent), "/silent=http://127.0.0.1:%d/", silent_port);
+    const char *const args[] = {"--route", down, "--route", teapot, "--route", silent, NULL};
     tg_fx_server_opts_t opts = {.workers = 1, .tls = 1, .pg = &pg, .extra_args = args};
     cr_assert_eq(tg_fx_server_start(&srv, &opts), 0, "tollgated with --route did not start");
 }
@@ -329,10 +334,28 @@ static void stop_proxy_server(void)
     tg_fx_server_stop(&srv, 0);
     if (upstream_fd >= 0)
         shutdown(upstream_fd, SHUT_RDWR); /* ends the upstream thread's accept() */
+    if (silent_fd >= 0)
+        close(silent_fd);
     tg_fx_pg_stop(&pg);
 }
 
 TestSuite(proxy, .init = start_proxy_server, .fini = stop_proxy_server, .timeout = TEST_TIMEOUT_S);
+
+Test(proxy, silent_upstream_is_504_gateway_timeout, .timeout = PROXY_IO_TIMEOUT_S + TEST_TIMEOUT_S)
+{
+    /* the one test that waits out server/proxy.c's fixed I/O timeout; one protocol only */
+    char auth[300], url[256];
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
+    const char *headers[] = {auth, NULL};
+    tg_fx_http_req_t req = {.url = tg_fx_server_url(&srv, TG_FX_H2C, "/silent/x", url, sizeof(url)),
+                            .headers = headers,
+                            .proto = TG_FX_H2C,
+                            .timeout_ms = (PROXY_IO_TIMEOUT_S + 20) * 1000};
+    tg_fx_http_res_t res;
+    cr_assert_eq(tg_fx_http(&req, &res), 0, "%s", res.error);
+    expect_json_error(&res, 504, "gateway_timeout", "an upstream that never answers");
+    tg_fx_http_res_free(&res);
+}
 
 Test(proxy, unreachable_upstream_is_502_bad_gateway)
 {
