@@ -69,7 +69,7 @@ static void on_send(h2o_ostream_t *self, h2o_req_t *req, h2o_iovec_t *bufs, size
     char message[TG_ERROR_DETAIL_MAX + 96];
     int status = describe(req->res.status, detail, &code, message, sizeof(message));
 
-    char escaped[2 * sizeof(message)];
+    char escaped[6 * sizeof(message)]; /* \u00XX: at most 6 bytes a character, so it always fits */
     size_t pos = 0;
     tg_json_escape(escaped, &pos, sizeof(escaped) - 1, message, strlen(message));
     size_t cap = strlen(code) + pos + 64;

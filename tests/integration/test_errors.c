@@ -117,6 +117,7 @@ static void expect_raw_json_error(const char *request, int status, const char *c
     raw_res_t res;
     raw(request, &res);
     cr_expect_eq(res.status, status, "%s: status %d, want %d", what, res.status, status);
+    cr_expect(strstr(res.buf, " Unknown\r\n") == NULL, "%s: the status line has no reason phrase: %s", what, res.buf);
     cr_expect_str_eq(res.content_type, "application/json", "%s: content-type", what);
     cr_expect_str_eq(res.cache_control, "no-store", "%s: cache-control", what);
     json_error_t jerr;
