@@ -9,6 +9,7 @@
 
 #include "common/log.h"
 #include "server/auth.h"
+#include "server/error_filter.h"
 #include "server/http.h"
 #include "server/metering.h"
 #include "server/proxy.h"
@@ -92,5 +93,7 @@ int tg_server_register_routes(tg_server_t *server, char *err, size_t errlen)
     h2o_handler_t *handler = h2o_create_handler(root, sizeof(*handler));
     handler->on_req = on_req;
     tg_metering_register_logger(root);
+    /* last: it goes on every path registered above, proxy routes included */
+    tg_error_filter_register(server->hostconf);
     return 0;
 }

@@ -10,6 +10,7 @@ server_libtgserver_a_SOURCES = \
 	server/tls.c server/tls.h \
 	server/proctitle.c server/proctitle.h \
 	server/http.c server/http.h \
+	server/error_filter.c server/error_filter.h \
 	server/router.c server/router.h \
 	server/routes.c server/routes/routes.h \
 	server/routes/health.c \

@@ -22,8 +22,8 @@
 #define TG_MAX_BODY_BYTES (1024 * 1024)
 /* h2o buffers bodies up to this size before our handler sees them, so bodies between
  * TG_MAX_BODY_BYTES and this get our JSON 413 on both protocols. Beyond it h2o answers
- * on its own (HTTP/1.1: a text/plain 413; HTTP/2: RST_STREAM REFUSED_STREAM). 4 MiB
- * bounds the memory one stream can pin. */
+ * on its own (HTTP/1.1: a 413 that server/error_filter.c turns into JSON; HTTP/2:
+ * RST_STREAM REFUSED_STREAM). 4 MiB bounds the memory one stream can pin. */
 #define TG_H2O_MAX_ENTITY_BYTES (4 * 1024 * 1024)
 
 typedef struct st_tg_listener_t {
