@@ -49,3 +49,4 @@ include tests/integration/hardening_local.mk
 include tests/integration/dashboard_local.mk
 include tests/fuzz/fuzz_local.mk
 include tests/integration/secrets_local.mk
+include tests/integration/contract_local.mk
