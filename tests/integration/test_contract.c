@@ -4,7 +4,7 @@
  * answers, over HTTP/1.1 and h2c); each exchange is written as a JSON line and
  * tests/contract/validate.mjs (ajv, JSON Schema 2020-12) checks status, documented headers
  * and body against the description and that no operation went unexercised. Also: the
- * description passes `redocly lint`.
+ * description passes `redocly lint`, and the repository cites no file outside itself.
  */
 #define _GNU_SOURCE
 #include "tests/integration/fixture.h"
@@ -387,4 +387,22 @@ Test(contract, lint, .timeout = TEST_TIMEOUT_S)
              TG_SRCDIR);
     char *argv[] = {"sh", "-c", cmd, NULL};
     cr_assert_eq(run_tool(argv), 0, "redocly lint found errors in docs/openapi.yaml (above)");
+}
+
+/* The repository stands alone: no source, doc or schema file cites a file outside it (the
+ * project's private specification or notes). */
+Test(contract, self_contained, .timeout = 60)
+{
+    char cmd[2048];
+    /* grep exits 1 when nothing matched; this file is left out, it holds the patterns. */
+    snprintf(cmd, sizeof(cmd),
+             "cd '%s' && pattern='\\bSPEC\\b|shared/notes|notes §|/work/';"
+             " grep -rnIE \"$pattern\" --include='*.[ch]' --include='*.md' --include='*.sql' --include='*.yaml'"
+             " --include='*.mk' --include='*.am' --include='*.ac' --include='*.mjs' --include='*.sh' --include='*.py'"
+             " --exclude=test_contract.c --exclude-dir=node_modules --exclude-dir='build*' --exclude-dir=.git .;"
+             " [ $? -eq 1 ] || exit 1;"
+             " grep -nIE \"$pattern\" $(find contrib -type f -perm -u+x ! -name '*.*' ! -path '*/results/*'); [ $? -eq 1 ]",
+             TG_SRCDIR);
+    char *argv[] = {"sh", "-c", cmd, NULL};
+    cr_assert_eq(run_tool(argv), 0, "citations of files outside the repository (above): state the fact, or cite a file in it");
 }
