@@ -151,7 +151,7 @@ int tg_collector_db_connect(tg_collector_db_t *db)
     int64_t now = tg_collector_now_ms();
     if (now < db->_next_attempt_ms)
         return -1;
-    /* COPY BINARY sends text in the client encoding: the records hold UTF-8 (SPEC §3) */
+    /* COPY BINARY sends text in the client encoding: the records hold UTF-8 */
     const char *keys[] = {"dbname", "fallback_application_name", "client_encoding", NULL};
     const char *values[] = {db->_conninfo, "tollgate-collector", "UTF8", NULL};
     db->conn = PQconnectStartParams(keys, values, 1);

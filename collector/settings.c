@@ -47,8 +47,8 @@ static const char *check_path(const char *value)
 /*
  * Bounds: retention 1..36500 days matches tollgated's table; batch-size 100..100000
  * rows (anchors: 10k rows per COPY transaction is where COPY BINARY reaches ~185k rows/s;
- * beyond 100k a batch's memory, 25 MB, buys nothing); flush-interval 1..1000 ms (SPEC §3:
- * a request is visible within 1 s); partitions-ahead 1..90 days; spill-threshold 1..99 %.
+ * beyond 100k a batch's memory, 25 MB, buys nothing); flush-interval 1..1000 ms (docs/api.md:
+ * a request is visible within about a second); partitions-ahead 1..90 days; spill-threshold 1..99 %.
  */
 const tg_setting_t tg_collector_settings[] = {
     {"database-url", TG_SETTING_STRING, "TOLLGATE_DATABASE_URL", NULL,

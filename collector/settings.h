@@ -1,7 +1,7 @@
 /*
  * tollgate-collector's configuration: one struct and one declarative table
  * (collector/settings.c) from which file/environment/flag parsing and --help follow.
- * Flag names that tollgated passes when it execs the collector match SPEC §2.
+ * Flag names that tollgated passes when it execs the collector match docs/collector.md.
  */
 #ifndef TG_COLLECTOR_SETTINGS_H
 #define TG_COLLECTOR_SETTINGS_H

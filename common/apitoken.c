@@ -5,7 +5,7 @@
  * digest cannot be brute-forced, unlike a password's.
  */
 /* SHA256_Init/Update/Final are deprecated in OpenSSL 3 but remain the fastest path
- * (see /work/shared/notes/performance-anchors.md); ask for the 1.1.1 API level so the
+ * (no EVP context per call); ask for the 1.1.1 API level so the
  * declarations do not warn under -Werror. */
 #define OPENSSL_API_COMPAT 0x10100000L
 

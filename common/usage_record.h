@@ -11,7 +11,7 @@
 
 /* Bumped whenever the layout below changes; the collector refuses other versions. */
 #define TG_USAGE_RECORD_VERSION 1
-/* 256-byte ring slots (SPEC §2) minus the ring's 8-byte sequence word. */
+/* 256-byte ring slots minus the ring's 8-byte sequence word. */
 #define TG_USAGE_RECORD_SIZE 248
 /* What is left for the two strings after the fixed fields: long paths and user
  * agents are truncated and flagged. */

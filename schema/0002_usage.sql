@@ -12,7 +12,7 @@
 --   * No primary key on purpose. Exactly-once delivery comes from the collector's ring
 --     position, committed in the same transaction as the rows (collector_positions), so
 --     a uniqueness check would prove nothing new; every index costs ingest throughput
---     (PostgreSQL ingest is the product's ceiling, see shared/notes/performance-anchors.md);
+--     (PostgreSQL ingest is the product's ceiling, see docs/performance.md);
 --     and a partitioned table's primary key would have to include ts anyway.
 --   * One index, (token_id, ts DESC, id DESC), declared on the parent so every partition
 --     gets it: "one token, newest first, in a time range", with id as the tiebreaker for

@@ -4,7 +4,7 @@
 -- (0003 is reserved for the collector.)
 --
 -- Why rollups. pagination.total and the summary must not count millions of rows per
--- call (shared/notes/performance-anchors.md: ~100 ms per million rows). A total over
+-- call (a count over the usage table costs ~100 ms per million rows). A total over
 -- [from, to] is: whole hours from api_token_usage_hour, the partial hours at both ends
 -- from api_token_usage_minute, and only the partial minutes at both ends (< 2 minutes
 -- of one token) from the raw rows, through the (token_id, ts DESC, id DESC) index.

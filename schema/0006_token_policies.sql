@@ -1,4 +1,4 @@
--- 0006_token_policies: what token policies (SPEC §3) need from the database.
+-- 0006_token_policies: what token policies (docs/token-policies.md) need from the database.
 --
 -- A quota counts the requests a token was admitted for in the current UTC day or month.
 -- Workers count them live in shared memory (shm/token_stats.c); PostgreSQL supplies the

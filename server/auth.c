@@ -182,7 +182,7 @@ static void carry_limits(tg_request_t *r, const tg_cached_token_t *e)
     }
 }
 
-/* Decides on a cached or freshly loaded entry. Order (SPEC §3 and the policy issue):
+/* Decides on a cached or freshly loaded entry. Order (docs/token-policies.md):
  * revoked or expired 401, allowedIps 403; then the route's scope 403, rate limit and quota
  * 429 in tg_auth_require_scope / tg_auth_admit. All after fill_context(), so all metered. */
 static void finish_with_entry(tg_request_t *r, const tg_cached_token_t *e, tg_auth_next_fn next)

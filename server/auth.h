@@ -2,7 +2,7 @@
  * The one authentication middleware for every protected route (built-in and proxy):
  * parses `Authorization: Bearer <credential>`, decides JWT (three base64url segments)
  * or API token, validates it (cache first, PostgreSQL on a miss), fills r->auth and
- * continues, or answers 401 / 403 / 503 itself with the SPEC's error body.
+ * continues, or answers 401 / 403 / 503 itself with the JSON error body.
  */
 #ifndef TG_AUTH_H
 #define TG_AUTH_H

@@ -12,7 +12,7 @@
 #include "common/config.h"
 #include "server/jwt.h"
 
-/* Scopes (SPEC §3) as bits. "proxy:*" grants every --route; "proxy:/prefix" grants the
+/* Scopes (docs/openapi.yaml, Scope) as bits. "proxy:*" grants every --route; "proxy:/prefix" grants the
  * configured route with that prefix, as bit TG_SCOPE_PROXY_ROUTE(i) where i is the
  * route's position in the configuration (at most 24 routes carry their own bit). */
 enum {

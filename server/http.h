@@ -1,6 +1,6 @@
 /*
  * Response helpers for every route: JSON bodies with the right content type, and the
- * SPEC's error shape {"error":{"code","message"}} (401s with WWW-Authenticate).
+ * JSON error shape {"error":{"code","message"}} (401s with WWW-Authenticate).
  */
 #ifndef TG_HTTP_H
 #define TG_HTTP_H

@@ -23,7 +23,7 @@
 #include "server/supervisor.h"
 #include "server/tls.h"
 
-/* SPEC §2: 256-byte ring records (an 8-byte sequence word + the 248-byte usage record). */
+/* 256-byte ring records (an 8-byte sequence word + the 248-byte usage record). */
 #define TG_RING_RECORD_SIZE 256
 
 /* RFC 7518 §3.2: an HS256 key must be at least as long as the hash output, 32 bytes. */

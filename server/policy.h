@@ -1,5 +1,5 @@
 /*
- * API-token policies on the request path (SPEC §3 "Token policies"): allowedIps,
+ * API-token policies on the request path (docs/token-policies.md): allowedIps,
  * rateLimit and quota in the form the credential cache keeps them (parsed once, when a
  * token is loaded from PostgreSQL), the per-request checks against the node-wide table in
  * shm/token_stats, the headers and refusals they produce, the quota's seeding from

@@ -15,7 +15,7 @@
 #include "shm/ring.h"
 #include "shm/token_stats.h"
 
-/* SPEC §2 allows repeated --listen plus one --tls-listen; 16 is a generous ceiling. */
+/* Repeated --listen plus one --tls-listen; 16 is a generous ceiling. */
 #define TG_MAX_LISTENERS 16
 /* Limits from the Foundation issue: request headers over 16 KiB are 431, bodies over 1 MiB are 413. */
 #define TG_MAX_HEADER_BYTES (16 * 1024)

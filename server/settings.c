@@ -1,5 +1,5 @@
 /*
- * The single table of tollgated settings (SPEC §2): name, type, environment variable,
+ * The single table of tollgated settings (docs/operations.md): name, type, environment variable,
  * default and help. Parsing, --help and docs/configuration.md all follow from it;
  * cross-setting checks live in tg_server_config_load.
  */

@@ -17,7 +17,7 @@ typedef enum {
     TG_STAT_AUTH_OK_JWT,
     TG_STAT_AUTH_OK_API_TOKEN,
     TG_STAT_AUTH_REJECTED,
-    TG_STAT_UNKNOWN_TOKENS,   /* well-formed API tokens that map to no token: counted here only (SPEC §3) */
+    TG_STAT_UNKNOWN_TOKENS,   /* well-formed API tokens that map to no token: counted here only, not metered */
     TG_STAT_CACHE_HITS,
     TG_STAT_CACHE_MISSES,
     TG_STAT_CACHE_REFRESHES,  /* background re-validations of stale cached API tokens, attempted (server/token_cache.h) */

@@ -23,7 +23,7 @@ typedef struct st_tg_child_t {
     unsigned quick_deaths;   /* consecutive deaths soon after start: drives the backoff */
 } tg_child_t;
 
-/* SPEC: master + N workers + one collector; 256 workers is the --workers ceiling. */
+/* Process model: master + N workers + one collector; 256 workers is the --workers ceiling. */
 #define TG_MAX_CHILDREN 257
 
 typedef struct st_tg_supervisor_t {

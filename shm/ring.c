@@ -33,7 +33,7 @@
 #define RECORD_SIZE_MAX 65536u
 /* Fewer than two slots makes every append wait for the consumer. */
 #define CAPACITY_MIN 2u
-/* SPEC §5 asks for a bounded consumer stall on a dead producer; an append takes well under a
+/* A dead producer may stall the consumer only for a bounded time; an append takes well under a
  * microsecond, so one second is a million times the normal claim-to-publish time. */
 #define CLAIM_TIMEOUT_DEFAULT_MS 1000u
 /* A stopped (not dead) producer keeps its slot out of use for at most this many claim timeouts. */

@@ -22,7 +22,7 @@ typedef struct st_tg_ring_t tg_ring_t;
 typedef enum {
     TG_RING_COUNTER_COLLECTED = 0,          /* records committed by the collector */
     TG_RING_COUNTER_SPILLED = 1,            /* records spilled to the local file */
-    TG_RING_COUNTER_COLLECTOR_LAG_MS = 2,   /* age of the oldest unreleased record, ms */
+    TG_RING_COUNTER_COLLECTOR_LAG_MS = 2,   /* age of the oldest record in the collector's open batch, ms; 0 when empty */
     TG_RING_COUNTER_CONSUMER_HEARTBEAT = 3, /* consumer's last sign of life, unix ms */
     TG_RING_COUNTER_SPARE4 = 4,
     TG_RING_COUNTER_SPARE5 = 5,

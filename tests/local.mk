@@ -50,3 +50,4 @@ include tests/integration/errors_local.mk
 include tests/integration/dashboard_local.mk
 include tests/fuzz/fuzz_local.mk
 include tests/integration/secrets_local.mk
+include tests/integration/contract_local.mk

@@ -2,7 +2,7 @@
 # them by itself with build.mk, so the harness works before configure; this fragment
 # also builds them with the project's flags (-O2, -Werror) so a plain `make` keeps them
 # compiling.
-#   contrib/bench/bare/bare   the bare libh2o hello-world, the yardstick of SPEC §6
+#   contrib/bench/bare/bare   the bare libh2o hello-world, the yardstick of docs/performance.md
 #   contrib/bench/copy_raw    raw COPY BINARY of usage rows, PostgreSQL's ingest ceiling
 noinst_PROGRAMS += contrib/bench/bare/bare contrib/bench/copy_raw
 contrib_bench_bare_bare_SOURCES = contrib/bench/bare/bare.c

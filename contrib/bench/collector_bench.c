@@ -1,5 +1,5 @@
 /*
- * collector_bench: SPEC §6's collector bar, measured side by side in one run on one
+ * collector_bench: the collector bar of docs/performance.md, measured side by side in one run on one
  * private PostgreSQL 15 (fsync on): rows/s of tollgate-collector draining a ring holding N
  * records, against a raw COPY BINARY (and a raw COPY text) of the same rows into the same
  * table, 10k rows per transaction, each phase starting from an empty table.

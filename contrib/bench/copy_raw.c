@@ -1,5 +1,5 @@
 /*
- * copy_raw: the PostgreSQL ingest ceiling that SPEC §6 compares tollgate against. It
+ * copy_raw: the PostgreSQL ingest ceiling that docs/performance.md compares tollgate against. It
  * writes N usage rows shaped like the ones a worker meters for `GET /api/v1/me` from
  * h2load (same columns, same sizes, UUIDv7 ids, current timestamps) into
  * api_token_usage with COPY ... (FORMAT binary), BATCH rows per COPY and per

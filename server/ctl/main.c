@@ -156,8 +156,8 @@ int main(int argc, char **argv)
     /* partitions and ring stats parse their own options (valueless flags like --dry-run) */
     if (strcmp(argv[next_arg], "partitions") == 0)
         status = tg_ctl_partitions_main(ctl.conninfo, argc - next_arg - 1, argv + next_arg + 1);
-    else if (argc - next_arg >= 2 && strcmp(argv[next_arg], "ring") == 0 && strcmp(argv[next_arg + 1], "stats") == 0)
-        status = tg_ctl_ring_stats_main(settings.ring, argc - next_arg - 2, argv + next_arg + 2);
+    else if (strcmp(argv[next_arg], "ring") == 0)
+        status = tg_ctl_ring_main(settings.ring, argc - next_arg - 1, argv + next_arg + 1);
     else
         status = dispatch(&ctl, argc - next_arg, argv + next_arg);
 

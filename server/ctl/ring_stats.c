@@ -13,7 +13,7 @@
 #include "server/ctl/ctl.h"
 #include "shm/ring.h"
 
-/* SPEC §2: the ring's default name. */
+/* The ring's default name, the same as tollgated's and the collector's --ring default. */
 #define TG_CTL_RING_DEFAULT "/tollgate"
 
 static void usage(FILE *out)
@@ -34,12 +34,9 @@ static void print_time(const char *label, uint64_t unix_ms)
     printf("%-18s %s (%.1f s ago)\n", label, when, (double)age_ms / 1000.0);
 }
 
-/**
- * `tollgatectl ring stats ...`: argv are the arguments after "ring stats". `ring_name` is
- * the default ring (NULL: $TOLLGATE_RING, else /tollgate); --ring NAME overrides it.
- * Returns a TG_CTL_EXIT_* status after printing any error as one line.
- */
-int tg_ctl_ring_stats_main(const char *ring_name, int argc, char **argv)
+/* `ring stats ...`: argv are the arguments after "ring stats". `ring_name` is the default
+ * ring (NULL: $TOLLGATE_RING, else /tollgate); --ring NAME overrides it. */
+static int ring_stats(const char *ring_name, int argc, char **argv)
 {
     const char *name = ring_name != NULL                 ? ring_name
                        : getenv("TOLLGATE_RING") != NULL ? getenv("TOLLGATE_RING")
@@ -92,4 +89,27 @@ int tg_ctl_ring_stats_main(const char *ring_name, int argc, char **argv)
     print_time("last commit:", s.counters[TG_COLLECTOR_COUNTER_LAST_COMMIT_MS]);
     print_time("collector alive:", s.counters[TG_COLLECTOR_COUNTER_HEARTBEAT]);
     return TG_CTL_EXIT_OK;
+}
+
+/**
+ * `tollgatectl ring ACTION ...`: argv[0] is the action ("stats"), the rest its arguments;
+ * `ring --help` (or -h) lists the actions. Returns a TG_CTL_EXIT_* status after printing
+ * any error as one line.
+ */
+int tg_ctl_ring_main(const char *ring_name, int argc, char **argv)
+{
+    if (argc >= 1 && (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0)) {
+        printf("usage: tollgatectl [GLOBAL OPTIONS] ring ACTION [ARGS]\n\nactions:\n"
+               "  %-29s %s\n",
+               "ring stats", "Print the usage ring's capacity, depth, counters and collector lag.");
+        return TG_CTL_EXIT_OK;
+    }
+    if (argc < 1) {
+        tg_ctl_error("\"ring\" needs an action (see tollgatectl ring --help)");
+        return TG_CTL_EXIT_USAGE;
+    }
+    if (strcmp(argv[0], "stats") == 0)
+        return ring_stats(ring_name, argc - 1, argv + 1);
+    tg_ctl_error("unknown command \"ring %s\" (see tollgatectl ring --help)", argv[0]);
+    return TG_CTL_EXIT_USAGE;
 }

@@ -14,7 +14,7 @@
 
 enum { OPT_EMAIL, OPT_NAME, OPT_EXPIRES_AT };
 
-/* What `token create` grants: every scope there is (SPEC §3), proxy:* meaning every proxy
+/* What `token create` grants: every scope there is (docs/api.md, "Scopes"), proxy:* meaning every proxy
  * route; the CLI acts as the administrator, so there is no caller's set to narrow it to. */
 #define DEFAULT_SCOPES "{tokens:read,tokens:write,usage:read,proxy:*}"
 

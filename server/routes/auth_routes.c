@@ -1,5 +1,5 @@
 /*
- * Login sessions (SPEC §3): POST /api/v1/auth/login checks an email and password
+ * Login sessions (docs/api.md): POST /api/v1/auth/login checks an email and password
  * (argon2id on the worker's offload threads, never on the event loop) and answers a
  * JWT for a new sessions row; POST /api/v1/auth/logout revokes the caller's session.
  * A failed login costs the same whether or not the email exists: an unknown email
@@ -43,7 +43,8 @@ static const char SQL_REVOKE_SESSION[] =
 
 struct st_login_job_t;
 
-/* One login in progress; lives in the request's pool (notes §10). */
+/* One login in progress; lives in the request's pool, which h2o frees when the
+ * request is disposed, possibly before PostgreSQL answers: the dispose hook then clears r. */
 typedef struct st_login_t {
     tg_request_t *r;            /* NULL once the request is gone */
     tg_db_query_t *query;       /* in flight, or NULL */

@@ -23,7 +23,7 @@ typedef struct st_tg_login_body_t {
 
 /**
  * Parses `len` bytes of a request body (`text` may be NULL when len is 0). 0 with *out
- * filled; otherwise -1 with *out zeroed, *code the SPEC error code to answer 400 with
+ * filled; otherwise -1 with *out zeroed, *code the error code to answer 400 with
  * ("invalid_json" or "invalid_parameter") and *message a fixed sentence naming the field
  * (never a part of the input: the body holds a password).
  */

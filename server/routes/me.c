@@ -4,7 +4,7 @@
  * cached with the credential), so this is the cheapest protected route: no query, no
  * allocation beyond the pool. The body is a function of the credential alone, so the auth
  * middleware renders it once when it caches the credential (tg_route_me_render) and a
- * request copies it. It is the route the SPEC's throughput bar is measured on.
+ * request copies it. It is the route the throughput bar of docs/performance.md is measured on.
  */
 #include "server/routes/routes.h"
 

@@ -54,7 +54,7 @@ static void append_ring(tg_ring_t *ring, char *buf, size_t *pos)
     append(buf, pos, "tollgate_ring_records_total{outcome=\"lost\"} %" PRIu64 "\n", st.lost);
     append(buf, pos, "tollgate_ring_records_total{outcome=\"collected\"} %" PRIu64 "\n", st.counters[TG_RING_COUNTER_COLLECTED]);
     append(buf, pos, "tollgate_ring_records_total{outcome=\"spilled\"} %" PRIu64 "\n", st.counters[TG_RING_COUNTER_SPILLED]);
-    append(buf, pos, "# HELP tollgate_collector_lag_ms Age of the oldest record not yet stored.\n"
+    append(buf, pos, "# HELP tollgate_collector_lag_ms Age of the oldest record in the open batch.\n"
                      "# TYPE tollgate_collector_lag_ms gauge\ntollgate_collector_lag_ms %" PRIu64 "\n",
            st.counters[TG_RING_COUNTER_COLLECTOR_LAG_MS]);
 }

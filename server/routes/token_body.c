@@ -1,5 +1,5 @@
 /*
- * The JSON bodies of the token routes (SPEC §3): POST /api/v1/tokens (name, expiresAt and
+ * The JSON bodies of the token routes (docs/api.md): POST /api/v1/tokens (name, expiresAt and
  * the policies: scopes, allowedIps, rateLimit, quota) and POST /api/v1/tokens/:id/rotate
  * (overlapSeconds), validated and normalised without I/O, so that the fuzz target
  * tests/fuzz/fuzz_token_body.c runs exactly what server/routes/tokens.c runs.

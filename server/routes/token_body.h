@@ -1,6 +1,6 @@
 /*
  * The JSON bodies of POST /api/v1/tokens and POST /api/v1/tokens/:id/rotate, validated
- * and normalised without I/O (SPEC §3, "Token policies"). The bounds below are the
+ * and normalised without I/O (docs/token-policies.md). The bounds below are the
  * documented ranges every accepted value lies in.
  */
 #ifndef TG_ROUTES_TOKEN_BODY_H

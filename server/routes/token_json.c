@@ -1,5 +1,5 @@
 /*
- * Token object encoder (SPEC §3): one api_tokens row, selected with
+ * Token object encoder (docs/openapi.yaml, Token): one api_tokens row, selected with
  * TG_TOKEN_SQL_COLUMNS, to the JSON the token routes answer with. Timestamps are
  * RFC 3339 UTC with milliseconds or null; policies are passed through as stored.
  */

@@ -1,5 +1,5 @@
 /*
- * The API token object of SPEC §3, built from one row of api_tokens: the column list
+ * The API token object (docs/openapi.yaml, Token), built from one row of api_tokens: the column list
  * every token query selects (or returns) and the encoder that turns such a row into
  * {"id","name","prefix","createdAt",...}. Neither the plaintext nor the hash ever
  * reaches this module: the column list does not name token_hash.

@@ -1,5 +1,5 @@
 /*
- * Token CRUD (SPEC §3): POST/GET /api/v1/tokens, GET/DELETE /api/v1/tokens/:id.
+ * Token CRUD (docs/api.md): POST/GET /api/v1/tokens, GET/DELETE /api/v1/tokens/:id.
  * Every statement is parameterised and filtered by the caller's user_id AND tenant_id,
  * so another user's or tenant's token looks exactly like a missing one (404). Only the
  * SHA-256 of a new token and its display prefix are stored; the plaintext is answered
@@ -103,7 +103,8 @@ static const char SQL_ROTATE_RESULT[] =
 
 /* ------------------------------------------------------------------ deferred calls */
 
-/* One route call waiting for PostgreSQL; lives in the request's pool (notes §10). */
+/* One route call waiting for PostgreSQL; lives in the request's pool, which h2o frees
+ * when the request is disposed, possibly before PostgreSQL answers: call_dispose clears r. */
 typedef struct st_tokens_call_t {
     tg_request_t *r;      /* NULL once the request is gone */
     tg_db_query_t *query; /* in flight, or NULL */

@@ -1,8 +1,8 @@
 /*
  * GET /api/v1/tokens/:id/usage (one page of a token's metered requests, newest first)
- * and GET /api/v1/tokens/:id/usage/summary (a time series for charts), SPEC §3. The
+ * and GET /api/v1/tokens/:id/usage/summary (a time series for charts), docs/api.md. The
  * handlers validate, ask server/routes/usage_query.c for one transaction each, and turn
- * its rows into the SPEC's JSON. Another user's or tenant's token is a plain 404.
+ * its rows into the documented JSON. Another user's or tenant's token is a plain 404.
  */
 #include "server/routes/routes.h"
 
@@ -91,7 +91,7 @@ static json_t *json_text_or_null(const char *s)
 
 /* ------------------------------------------------------------------ usage page */
 
-/* One usage entry with the SPEC's names and units (processingTime in ms). */
+/* One usage entry with the documented names and units (processingTime in ms). */
 static json_t *page_entry(const tg_usage_row_t *row, const char *token_id)
 {
     return json_pack("{s:s, s:s, s:o, s:o, s:o, s:i, s:o, s:o, s:f}", "id", row->id, "tokenId", token_id, "endpoint",

@@ -15,7 +15,7 @@
 
 #include "server/db.h"
 
-/* SPEC §3: limit 1..1000, default 50. */
+/* limit 1..1000, default 50 (docs/openapi.yaml, Limit). */
 #define TG_USAGE_DEFAULT_LIMIT 50
 #define TG_USAGE_MAX_LIMIT 1000
 /* Offset pagination skips rows in the index one by one (performance anchors: ~38 ms per

@@ -2,7 +2,7 @@
  * Fuzz target: the bodies of POST /api/v1/tokens (tg_token_body_parse: name, expiresAt,
  * scopes, allowedIps, rateLimit, quota) and of rotation (tg_token_body_parse_rotate).
  * The first input byte picks the caller's scopes; the rest is the body. Oracles: every
- * accepted value lies in its documented range (token_body.h, SPEC §3); the scopes granted
+ * accepted value lies in its documented range (token_body.h, docs/api.md); the scopes granted
  * never exceed the caller's; CIDRs are canonical by an independent check; the normalised
  * result, sent again, is accepted unchanged (nothing accepted that the validator itself
  * would refuse); refusals carry a valid UTF-8 message naming a field.

@@ -42,7 +42,7 @@
 
 extern char **environ;
 
-/* PostgreSQL 15 is the version SPEC §4 names; Debian installs it here. */
+/* PostgreSQL 15 is the version tollgate is built for; Debian installs it here. */
 #define PG_BINDIR "/usr/lib/postgresql/15/bin"
 /* Generous deadlines: initdb + start take ~2 s on a 2-core machine, 20x that under load. */
 #define PG_SETUP_TIMEOUT_MS 60000
@@ -1175,7 +1175,7 @@ static void unregister_server(pid_t pid)
 
 static int write_jwt_secret(const char *path)
 {
-    /* 36 random bytes, base64url-encoded: a 48-byte printable key (SPEC: at least 32 bytes),
+    /* 36 random bytes, base64url-encoded: a 48-byte printable key (tollgated wants at least 32 bytes),
      * so no reader can trip over a NUL or a trailing newline. */
     static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     unsigned char raw[36];

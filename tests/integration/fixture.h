@@ -238,7 +238,7 @@ const char *tg_fx_header(const tg_fx_http_res_t *res, const char *name);
 json_t *tg_fx_json(tg_fx_http_res_t *res);
 
 /**
- * True when the body is {"error":{"code":CODE,"message":non-empty string}} (SPEC §3).
+ * True when the body is {"error":{"code":CODE,"message":non-empty string}} (docs/api.md).
  * `code` NULL accepts any non-empty code.
  */
 int tg_fx_is_error(tg_fx_http_res_t *res, const char *code);

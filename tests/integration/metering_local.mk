@@ -1,4 +1,4 @@
-# tests/integration/test_metering: metering end to end (SPEC §3 "What is metered", §5,
+# tests/integration/test_metering: metering end to end (docs/api.md "What is metered", docs/collector.md,
 # §6) against a real PostgreSQL, a real tollgated and its collector, over HTTP/1.1 and
 # h2c, with h2load for load. Included from tests/local.mk, after the fixture's rules.
 if HAVE_TEST_DEPS

@@ -602,3 +602,40 @@ Test(help, global_and_per_command)
     cr_expect(strstr(run.out, "user create") != NULL, "stdout: %s", run.out);
     tg_fx_run_free(&run);
 }
+
+/* `tollgatectl --help` says "tollgatectl COMMAND --help for details": every command it
+ * lists, and the family word of each ("ring", "partitions", ...), answers --help with its
+ * usage on stdout, nothing on stderr, exit 0. */
+Test(help, every_listed_command_answers_help)
+{
+    tg_fx_run_t run;
+    const char *global[] = {"--help", NULL};
+    cr_assert_eq(ctl_env(NULL, NULL, &run, global), 0);
+    const char *list = strstr(run.out, "\ncommands");
+    cr_assert_not_null(list, "no command list in: %s", run.out);
+    list = strchr(list + 1, '\n');
+    cr_assert_not_null(list);
+    size_t tried = 0;
+    for (const char *line = list + 1; line[0] == ' ' && line[1] == ' '; line = strchr(line, '\n') + 1) {
+        /* "  family action [POSITIONAL]   summary": the lower-case words before the summary */
+        char words[2][32] = {"", ""};
+        int n = sscanf(line, " %31[a-z] %31[a-z]", words[0], words[1]);
+        cr_assert_geq(n, 1, "cannot read a command in \"%.60s\"", line);
+        for (int w = 1; w <= n; ++w) {
+            const char *argv_tail[4] = {words[0], w == 2 ? words[1] : "--help", w == 2 ? "--help" : NULL, NULL};
+            tg_fx_run_t one;
+            int status = ctl_env(NULL, NULL, &one, argv_tail);
+            cr_expect_eq(status, 0, "tollgatectl %s%s%s --help: exit %d, stderr: %s", words[0], w == 2 ? " " : "",
+                         w == 2 ? words[1] : "", status, one.err);
+            cr_expect(strncmp(one.out, "usage: tollgatectl", 18) == 0 && one.err[0] == '\0',
+                      "tollgatectl %s%s%s --help: stdout \"%s\", stderr \"%s\"", words[0], w == 2 ? " " : "",
+                      w == 2 ? words[1] : "", one.out, one.err);
+            tg_fx_run_free(&one);
+            ++tried;
+        }
+        if (strchr(line, '\n') == NULL)
+            break;
+    }
+    cr_expect_geq(tried, 12, "only %zu commands tried; is the list in --help complete?", tried);
+    tg_fx_run_free(&run);
+}

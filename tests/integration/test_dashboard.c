@@ -1,5 +1,5 @@
 /*
- * The token dashboard (SPEC §3 "GET /dashboard/"; server/routes/dashboard.c): its four
+ * The token dashboard (docs/api.md "Token dashboard"; server/routes/dashboard.c): its four
  * files served byte for byte from the build, with their types, security headers, ETag and
  * 304, HEAD, the 308 from /dashboard, 404s and 405s, over HTTP/1.1 and h2c; no database
  * needed and nothing metered; and the page itself in a real browser

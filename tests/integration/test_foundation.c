@@ -26,7 +26,7 @@ static tg_fx_server_t srv;
 
 /* A bound on any single test: start-up, a SIGTERM drain (10 s) and slack. */
 #define TEST_TIMEOUT_S 60
-/* SPEC/issue limits. */
+/* Documented limits (docs/api.md, docs/openapi.yaml). */
 #define HEADER_LIMIT (16 * 1024)
 #define BODY_LIMIT (1024 * 1024)
 

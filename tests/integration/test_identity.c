@@ -164,7 +164,7 @@ static void call(tg_fx_proto_t proto, const char *method, const char *path, cons
     call_headers(proto, method, path, headers, body, res);
 }
 
-/* The response is the SPEC's error with this status and code (401: with WWW-Authenticate: Bearer). */
+/* The response is the JSON error with this status and code (401: with WWW-Authenticate: Bearer). */
 static void expect_error(tg_fx_http_res_t *res, long status, const char *code, const char *what)
 {
     cr_expect_eq(res->status, status, "%s: status %ld, want %ld (body %s)", what, res->status, status, res->body);
@@ -551,7 +551,7 @@ static const char *const TOKEN_FIELDS[] = {"id",        "name",   "prefix",     
                                            "revokedAt", "scopes", "allowedIps", "rateLimit", "quota",     "requestCount"};
 #define NTOKEN_FIELDS (sizeof(TOKEN_FIELDS) / sizeof(TOKEN_FIELDS[0]))
 
-/* Exactly the SPEC's token object (plus "token" when `with_plaintext`). */
+/* Exactly the documented token object (plus "token" when `with_plaintext`). */
 static void expect_token_object(json_t *obj, int with_plaintext, const char *what)
 {
     cr_assert(json_is_object(obj), "%s: not an object", what);

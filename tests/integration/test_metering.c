@@ -1,5 +1,5 @@
 /*
- * Metering end to end (SPEC §3 "What is metered", §5, §6; issue 4's list of tests): a
+ * Metering end to end (docs/api.md "What is metered", docs/collector.md, docs/performance.md; issue 4's list of tests): a
  * real PostgreSQL, a real tollgated with its workers and collector, libcurl over HTTP/1.1
  * and h2c (IPv4 and IPv6), h2load for load. What a request leaves in api_token_usage
  * (every field), what is not metered, a full ring in drop and reject mode (a flood, and
@@ -50,7 +50,7 @@
  * at most ~10 s of load, the collector's restart backoff (~4 s in all) and, when rows are
  * missing, ARRIVE_TIMEOUT_MS of polling. */
 #define TEST_TIMEOUT_S 120
-/* SPEC §3: visible within 1 s (p99, at rest). The test's hard bar is looser so that a
+/* Documented: visible within 1 s (p99, at rest). The test's hard bar is looser so that a
  * loaded CI machine does not fail it; the observed latency is printed. */
 #define VISIBLE_DEADLINE_MS 5000
 /* How long bulk rows (tens of thousands, or after a fault) may take to arrive. */
@@ -1069,7 +1069,7 @@ Test(metering, jwt_and_unknown_tokens_are_not_metered_expired_and_revoked_are, .
     cr_expect_eq(sql_ll("SELECT count(*) FROM api_token_usage WHERE token_id = '%s' AND response_status = 401", rotten.id),
                  ROTTEN_AFTER, "token revoked after use: 401 rows");
     cr_expect_eq(sql_ll("SELECT count(*) FROM api_token_usage WHERE token_id = '%s'", unknown.id), 0, "unknown token rows");
-    /* the 401s carry the user and tenant of their token (SPEC §3: metered whatever the outcome),
+    /* the 401s carry the user and tenant of their token (metered whatever the outcome),
      * and no other request (login, DELETE with the JWT) left a row */
     cr_expect_eq(sql_ll("SELECT count(*) FROM api_token_usage WHERE user_id <> '%s' OR tenant_id <> '%s'", user_id, tenant_id), 0);
     cr_expect_eq(sql_ll("SELECT count(*) FROM api_token_usage WHERE endpoint <> '/api/v1/me' OR method <> 'GET'"), 0);
@@ -1483,7 +1483,7 @@ Test(metering, postgres_down_records_spill_then_arrive_once, .timeout = TEST_TIM
  * PostgreSQL crashes (immediate stop) right after the collector committed a batch and
  * released its ring slots. The fixture's clusters run with synchronous_commit=off (a
  * common ingest tuning); a long wal_writer_delay makes the window deterministic: the
- * COMMIT was acknowledged but its WAL was still in shared memory. SPEC §5/§6: kill -9 of
+ * COMMIT was acknowledged but its WAL was still in shared memory. docs/chaos.md: kill -9 of
  * PostgreSQL loses no record the ring accepted, so the collector must not count on the
  * server's default durability.
  */
@@ -1799,7 +1799,7 @@ static long proc_status_kib(pid_t pid, const char *field)
 static const char *const MEMORY_WARMUP[] = {"-n", "20000", "-c", "16", "-m", "16", "-t", "1", NULL};
 static const char *const MEMORY_LOAD[] = {"-n", "100000", "-c", "16", "-m", "16", "-t", "1", NULL};
 
-/* SPEC: the ring is a fixed-size mapping and nothing in a worker grows with the number of
+/* The ring is a fixed-size mapping and nothing in a worker grows with the number of
  * requests served. After a warm-up, 100,000 more metered requests may not add more than
  * 1 MiB of private memory to the worker; and a worker has the whole ring mapped
  * from the start (tg_ring_prefault), so appends never fault pages in. */

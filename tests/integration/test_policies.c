@@ -1,5 +1,5 @@
 /*
- * Token policies end to end (SPEC §3 "Token policies"): allowedIps over IPv4 and IPv6,
+ * Token policies end to end (docs/token-policies.md): allowedIps over IPv4 and IPv6,
  * the node-wide rate limit with its headers (shared by two workers), quotas with their
  * live "used", live requestCount / lastUsedAt before any collector ran and without double
  * counting after it, rotation with an overlap, the order of the checks, refusals being
@@ -32,7 +32,7 @@ static int v6_port;                       /* a second listener on [::1], 0 when 
 /* Cluster start-up (first test only), one argon2id user creation, a server, a few hundred
  * requests and waits of a few seconds for rate limits, overlaps and the collector. */
 #define TEST_TIMEOUT_S 120
-/* How long the collector may take to store a row and flush counts (1 s by the SPEC, with slack for CI). */
+/* How long the collector may take to store a row and flush counts (1 s documented, with slack for CI). */
 #define COLLECT_TIMEOUT_MS 15000
 /* Quota tests start at least this long before 00:00 UTC, where a quota period ends. */
 #define QUOTA_PERIOD_MARGIN_S 30

@@ -105,7 +105,7 @@ static const char FORGED_JWT[] = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiO
 typedef struct st_reply_t {
     long status;
     long retry_after; /* -1: no Retry-After header */
-    char code[64];    /* the SPEC error body's code, or "" */
+    char code[64];    /* the JSON error body's code, or "" */
     char body[8192];
     size_t body_len;
 } reply_t;
@@ -206,7 +206,7 @@ static void jwt_of(const reply_t *r, char jwt[4096])
     json_decref(doc);
 }
 
-/* The throttle's refusal: 429, the SPEC's error body with rate_limited, a Retry-After in [1, max_s]. */
+/* The throttle's refusal: 429, the JSON error body with rate_limited, a Retry-After in [1, max_s]. */
 static void expect_throttled(const reply_t *r, long max_s, const char *what)
 {
     cr_expect_eq(r->status, 429, "%s: status %ld, body %s", what, r->status, r->body);

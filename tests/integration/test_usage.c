@@ -28,7 +28,7 @@ static tg_fx_server_t srv;
 
 /* Cluster start-up (first test only), a server, and up to a few hundred requests. */
 #define TEST_TIMEOUT_S 120
-/* SPEC §3: a request is visible in the usage page within 1 s (p99, at rest). */
+/* Documented: a request is visible in the usage page within 1 s (p99, at rest). */
 #define VISIBLE_WITHIN_MS 1000
 /* How long the end-to-end test keeps polling before it gives up on correctness. */
 #define VISIBLE_GIVE_UP_MS 10000
@@ -258,7 +258,7 @@ static const char *const ENTRY_KEYS[] = {"id",        "tokenId",   "endpoint",  
 static void expect_entry_shape(json_t *e, const token_t *t)
 {
     cr_assert(json_is_object(e));
-    cr_expect_eq(json_object_size(e), NENTRY_KEYS, "an entry has exactly the SPEC's keys");
+    cr_expect_eq(json_object_size(e), NENTRY_KEYS, "an entry has exactly the documented keys");
     for (size_t k = 0; k < NENTRY_KEYS; ++k)
         cr_expect_not_null(json_object_get(e, ENTRY_KEYS[k]), "entry lacks %s", ENTRY_KEYS[k]);
     cr_expect_str_eq(json_string_value(json_object_get(e, "tokenId")), t->id);
