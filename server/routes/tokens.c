@@ -43,6 +43,17 @@ static const char SQL_INSERT[] =
     " $9::jsonb, $10::jsonb, $11::timestamptz)"
     " RETURNING " TG_TOKEN_SQL_COLUMNS;
 
+/*
+ * The first step of every transaction that links or unlinks parents and children
+ * (minting with an API token, revoking, rotating): a lock per user ($1 user, $2 tenant),
+ * held to the commit. The statement after it takes its snapshot once it holds the lock,
+ * so it sees every such change that committed before: a child is minted either before
+ * its parent's revocation or rotation (and then revoked with it) or after it (and then
+ * bounded by the parent's end). The first key is ASCII "tokn"; the two-key space is not
+ * tollgatectl migrate's single-key one.
+ */
+static const char SQL_LOCK_USER_TOKENS[] = "SELECT pg_advisory_xact_lock(1953459054, hashtext($1 || ' ' || $2))";
+
 /* A token created with an API token ($12, its parent): expiry and policies inherited or
  * confined by schema 0007's tollgate_child_token_policy (SQLSTATE TGC01-TGC04 when wider). */
 static const char SQL_INSERT_CHILD[] =
@@ -393,10 +404,16 @@ static void insert_token(tokens_call_t *c, const tg_token_body_t *in)
                               in->expires_at[0] != '\0' ? in->expires_at : NULL,
                               parent};
     /* created with an API token: confined to it and revoked with it (schema 0007) */
-    if (r->auth.method == TG_AUTH_API_TOKEN)
-        call_query(c, SQL_INSERT_CHILD, 12, params, on_token_created);
-    else
+    if (r->auth.method == TG_AUTH_API_TOKEN) {
+        tg_db_request_t q = {.nsteps = 2, .result_step = 1, .is_transaction = 1};
+        q.steps[0] = (tg_db_step_t){.sql = SQL_LOCK_USER_TOKENS, .nparams = 2, .params = {ids.user, ids.tenant}};
+        q.steps[1] = (tg_db_step_t){.sql = SQL_INSERT_CHILD, .nparams = 12};
+        _Static_assert(sizeof(params) == sizeof(q.steps[1].params), "SQL_INSERT_CHILD's parameters fill a step");
+        memcpy(q.steps[1].params, params, sizeof(params));
+        call_submit(c, &q, on_token_created);
+    } else {
         call_query(c, SQL_INSERT, 11, params, on_token_created);
+    }
 }
 
 void tg_route_tokens_create(tg_request_t *r)
@@ -511,8 +528,9 @@ static void get_query(tokens_call_t *c)
 }
 
 /* Runs `sql` with SQL_IN_REACH's parameters ($1 token id, $2 user, $3 tenant, $4 the
- * caller's token) for the :id routes that change a token. */
-static void query_token_in_reach(tg_request_t *r, const char *sql, tg_db_result_cb cb)
+ * caller's token) for the :id routes that change a token, after SQL_LOCK_USER_TOKENS in
+ * one transaction. */
+static void change_token_in_reach(tg_request_t *r, const char *sql, tg_db_result_cb cb)
 {
     uint8_t id[16];
     char id_text[TG_UUID_STRLEN + 1], caller[TG_UUID_STRLEN + 1];
@@ -522,8 +540,10 @@ static void query_token_in_reach(tg_request_t *r, const char *sql, tg_db_result_
     caller_ids(r, &ids);
     tokens_call_t *c = call_new(r);
     memcpy(c->token_id, id, 16);
-    const char *params[4] = {id_text, ids.user, ids.tenant, caller_token(r, caller)};
-    call_query(c, sql, 4, params, cb);
+    tg_db_request_t q = {.nsteps = 2, .result_step = 1, .is_transaction = 1};
+    q.steps[0] = (tg_db_step_t){.sql = SQL_LOCK_USER_TOKENS, .nparams = 2, .params = {ids.user, ids.tenant}};
+    q.steps[1] = (tg_db_step_t){.sql = sql, .nparams = 4, .params = {id_text, ids.user, ids.tenant, caller_token(r, caller)}};
+    call_submit(c, &q, cb);
 }
 
 void tg_route_tokens_get(tg_request_t *r)
@@ -582,7 +602,7 @@ void tg_route_tokens_delete(tg_request_t *r)
 {
     if (!authorize(r, TG_SCOPE_TOKENS_WRITE))
         return;
-    query_token_in_reach(r, SQL_REVOKE, on_token_revoked);
+    change_token_in_reach(r, SQL_REVOKE, on_token_revoked);
 }
 
 /* ------------------------------------------------------------------ POST /api/v1/tokens/:id/rotate */
@@ -680,10 +700,11 @@ void tg_route_tokens_rotate(tg_request_t *r)
     caller_ids_t ids;
     caller_ids(r, &ids);
     const char *caller = caller_token(r, caller_text);
-    tg_db_request_t q = {.nsteps = 2, .result_step = 1, .is_transaction = 1};
-    q.steps[0] = (tg_db_step_t){.sql = SQL_ROTATE, .nparams = 8,
+    tg_db_request_t q = {.nsteps = 3, .result_step = 2, .is_transaction = 1};
+    q.steps[0] = (tg_db_step_t){.sql = SQL_LOCK_USER_TOKENS, .nparams = 2, .params = {ids.user, ids.tenant}};
+    q.steps[1] = (tg_db_step_t){.sql = SQL_ROTATE, .nparams = 8,
                                 .params = {old_text, ids.user, ids.tenant, caller, overlap_text, new_text, prefix, hash_hex}};
-    q.steps[1] =
+    q.steps[2] =
         (tg_db_step_t){.sql = SQL_ROTATE_RESULT, .nparams = 5, .params = {old_text, ids.user, ids.tenant, caller, new_text}};
     call_submit(c, &q, on_token_rotated);
 }

@@ -9,6 +9,7 @@
 #include "tests/integration/fixture.h"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1057,6 +1058,123 @@ Test(tokens, a_child_never_outlives_its_parents_revocation)
     cr_expect_null(query("SELECT 'confined' FROM tollgate_child_token_policy('%s', NULL, NULL, NULL, NULL)", qid),
                    "the policy gives a revoked parent a child");
     json_decref(succ);
+}
+
+/* One HTTP request on its own thread, for the races below. */
+typedef struct st_bg_call_t {
+    pthread_t thread;
+    tg_fx_proto_t proto;
+    const char *method, *path, *credential, *body;
+    tg_fx_http_res_t res;
+} bg_call_t;
+
+static void *bg_call_run(void *arg)
+{
+    bg_call_t *b = arg;
+    char url[1024], authorization[4200];
+    snprintf(authorization, sizeof(authorization), "Authorization: Bearer %s", b->credential);
+    const char *headers[] = {authorization, "Content-Type: application/json", NULL};
+    tg_fx_server_url(&srv, b->proto, b->path, url, sizeof(url));
+    tg_fx_http_req_t req = {.method = b->method, .url = url, .headers = headers, .body = b->body, .proto = b->proto};
+    if (tg_fx_http(&req, &b->res) != 0)
+        b->res.status = -1;
+    return NULL;
+}
+
+static void bg_call_start(bg_call_t *b)
+{
+    cr_assert_eq(pthread_create(&b->thread, NULL, bg_call_run, b), 0);
+}
+
+static long bg_call_join(bg_call_t *b)
+{
+    pthread_join(b->thread, NULL);
+    long status = b->res.status;
+    return status;
+}
+
+/* Polls until at least `n` backends wait for a lock (or the deadline); 1 when they do. */
+static int wait_lock_waiters(int n, int timeout_ms)
+{
+    long long deadline = tg_fx_now_ms() + timeout_ms;
+    while (tg_fx_now_ms() < deadline) {
+        if (atoi(value("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")) >= n)
+            return 1;
+        usleep(20000);
+    }
+    return 0;
+}
+
+/* A parent's revocation or rotation racing the minting of a child with it: whichever
+ * wins, the child does not outlive the parent. The test holds alice's users row (FOR
+ * UPDATE), which every INSERT into api_tokens needs (its foreign key), so one request
+ * stalls inside its transaction while the other is sent. */
+Test(tokens, a_child_minted_during_its_parents_revocation_or_rotation_does_not_outlive_it)
+{
+    char jwt[4096], pid[TG_UUID_STRLEN + 1], parent[TG_APITOKEN_LEN + 1], path[128];
+    login(TG_FX_HTTP1, ALICE, jwt);
+    PGconn *holder = PQconnectdb(pg.conninfo);
+    cr_assert_eq(PQstatus(holder), CONNECTION_OK, "%s", PQerrorMessage(holder));
+
+    /* 1: the child's INSERT is in flight when the parent is revoked */
+    json_decref(create_token(TG_FX_HTTP1, jwt, "{\"name\":\"parent\"}", pid, parent));
+    PQclear(PQexec(holder, "BEGIN"));
+    PQclear(PQexec(holder, "SELECT 1 FROM users WHERE email = '" ALICE "' FOR UPDATE"));
+    bg_call_t mint = {.proto = TG_FX_HTTP1, .method = "POST", .path = "/api/v1/tokens", .credential = parent,
+                      .body = "{\"name\":\"racing child\"}"};
+    bg_call_start(&mint);
+    cr_assert(wait_lock_waiters(1, 10000), "the child's INSERT never waited");
+    snprintf(path, sizeof(path), "/api/v1/tokens/%s", pid);
+    bg_call_t revoke = {.proto = TG_FX_H2C, .method = "DELETE", .path = path, .credential = jwt};
+    bg_call_start(&revoke);
+    /* the DELETE either waits for the child (2 waiters) or is already done */
+    for (long long deadline = tg_fx_now_ms() + 3000;
+         tg_fx_now_ms() < deadline && atoi(value("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")) < 2 &&
+         strcmp(value("SELECT coalesce((revoked_at <= now())::text, 'f') FROM api_tokens WHERE id = '%s'", pid), "t") != 0;)
+        usleep(20000);
+    PQclear(PQexec(holder, "COMMIT"));
+    long minted = bg_call_join(&mint), revoked = bg_call_join(&revoke);
+    cr_log_info("the create racing its parent's DELETE answered %ld", minted);
+    cr_expect_eq(revoked, 204, "DELETE: %ld %s", revoked, revoke.res.body);
+    cr_expect(minted == 201 || minted == 401, "the racing create: %ld %s", minted, mint.res.body);
+    cr_expect_str_eq(value("SELECT count(*) FROM api_tokens WHERE created_by = '%s' AND (revoked_at IS NULL OR revoked_at > now())",
+                           pid),
+                     "0", "a child of the revoked parent is alive");
+    if (minted == 201) {
+        json_t *child = tg_fx_json(&mint.res);
+        cr_expect_eq(status_of(TG_FX_HTTP1, "GET", "/api/v1/me", json_str(child, "token")), 401, "the racing child works");
+    }
+    tg_fx_http_res_free(&mint.res);
+    tg_fx_http_res_free(&revoke.res);
+
+    /* 2: the parent's rotation is in flight when the child is minted */
+    json_decref(create_token(TG_FX_HTTP1, jwt, "{\"name\":\"parent 2\"}", pid, parent));
+    PQclear(PQexec(holder, "BEGIN"));
+    PQclear(PQexec(holder, "SELECT 1 FROM users WHERE email = '" ALICE "' FOR UPDATE"));
+    char rotate_path[128];
+    snprintf(rotate_path, sizeof(rotate_path), "/api/v1/tokens/%s/rotate", pid);
+    bg_call_t rot = {.proto = TG_FX_HTTP1, .method = "POST", .path = rotate_path, .credential = jwt,
+                     .body = "{\"overlapSeconds\":600}"};
+    bg_call_start(&rot);
+    cr_assert(wait_lock_waiters(1, 10000), "the rotation never waited");
+    bg_call_t mint2 = {.proto = TG_FX_H2C, .method = "POST", .path = "/api/v1/tokens", .credential = parent,
+                       .body = "{\"name\":\"child during rotation\"}"};
+    bg_call_start(&mint2);
+    cr_expect(wait_lock_waiters(2, 10000), "the child's creation never waited");
+    PQclear(PQexec(holder, "COMMIT"));
+    long rotated_status = bg_call_join(&rot), minted2 = bg_call_join(&mint2);
+    cr_expect_eq(rotated_status, 200, "rotate: %ld %s", rotated_status, rot.res.body);
+    cr_expect_eq(minted2, 201, "the create during the rotation: %ld %s", minted2, mint2.res.body);
+    long long end = token_time_us("revoked_at", pid);
+    cr_expect_gt(end, 0);
+    const char *cid = json_str(tg_fx_json(&mint2.res), "id");
+    long long child_end = token_time_us("expires_at", cid), child_revoked = token_time_us("revoked_at", cid);
+    cr_expect((child_end > 0 && child_end <= end) || (child_revoked > 0 && child_revoked <= end),
+              "the child minted during its parent's rotation outlives the overlap (ends %lld, expires %lld, revoked %lld)", end,
+              child_end, child_revoked);
+    tg_fx_http_res_free(&rot.res);
+    tg_fx_http_res_free(&mint2.res);
+    PQfinish(holder);
 }
 
 Test(tokens, scopes_are_enforced_and_cannot_grow)
