@@ -5,7 +5,9 @@
  * SHA-256 of a new token and its display prefix are stored; the plaintext is answered
  * once and wiped from the request's memory when the request goes. Token objects get this
  * node's live figures (server/policy.h); rotation lives here too. Request bodies are
- * validated in token_body.c.
+ * validated in token_body.c. A request authenticated by an API token changes (rotates,
+ * deletes) only that token and the tokens it created (schema 0008's
+ * tollgate_token_in_reach); anything else is the same 404.
  */
 #include "server/routes/routes.h"
 
@@ -41,6 +43,17 @@ static const char SQL_INSERT[] =
     " $9::jsonb, $10::jsonb, $11::timestamptz)"
     " RETURNING " TG_TOKEN_SQL_COLUMNS;
 
+/*
+ * The first step of every transaction that links or unlinks parents and children
+ * (minting with an API token, revoking, rotating): a lock per user ($1 user, $2 tenant),
+ * held to the commit. The statement after it takes its snapshot once it holds the lock,
+ * so it sees every such change that committed before: a child is minted either before
+ * its parent's revocation or rotation (and then revoked with it) or after it (and then
+ * bounded by the parent's end). The first key is ASCII "tokn"; the two-key space is not
+ * tollgatectl migrate's single-key one.
+ */
+static const char SQL_LOCK_USER_TOKENS[] = "SELECT pg_advisory_xact_lock(1953459054, hashtext($1 || ' ' || $2))";
+
 /* A token created with an API token ($12, its parent): expiry and policies inherited or
  * confined by schema 0007's tollgate_child_token_policy (SQLSTATE TGC01-TGC04 when wider). */
 static const char SQL_INSERT_CHILD[] =
@@ -60,46 +73,66 @@ static const char SQL_GET[] = "SELECT " TG_TOKEN_SQL_COLUMNS " FROM api_tokens"
                               " WHERE id = $1::uuid AND user_id = $2::uuid AND tenant_id = $3::uuid";
 
 /*
+ * The tokens a caller may change: ($1 token id, $2 user, $3 tenant, $4 the caller's API
+ * token id, NULL for a session). Owner and tenant, and for an API token only itself and
+ * its descendants (schema 0008). Every statement that changes a token by id uses it.
+ */
+#define SQL_IN_REACH(alias)                                                                                                     \
+    alias ".id = $1::uuid AND " alias ".user_id = $2::uuid AND " alias ".tenant_id = $3::uuid"                                 \
+          " AND tollgate_token_in_reach($4::uuid, " alias ".id)"
+
+/*
  * One statement: revoke the token and every token created with it, directly or not
  * (schema 0007's created_by), if still live (a rotated token inside its overlap has a
  * future revoked_at: revoke it now); NOTIFY the other nodes for each one this call
- * revoked; return a row whenever the caller owns the token, so a repeated DELETE is 204,
- * with the descendants' ids for this node's revocation log.
+ * revoked; return a row whenever the caller may change the token, so a repeated DELETE is
+ * 204, with the descendants' ids for this node's revocation log.
  */
 static const char SQL_REVOKE[] =
-    "WITH RECURSIVE d AS (SELECT id FROM api_tokens WHERE id = $1::uuid AND user_id = $2::uuid AND tenant_id = $3::uuid"
+    "WITH RECURSIVE d AS (SELECT a.id FROM api_tokens a WHERE " SQL_IN_REACH("a")
     " UNION SELECT t.id FROM api_tokens t JOIN d ON t.created_by = d.id),"
     " r AS (UPDATE api_tokens SET revoked_at = now() WHERE id IN (SELECT id FROM d)"
     " AND (revoked_at IS NULL OR revoked_at > now()) RETURNING id),"
     " n AS (SELECT pg_notify('tollgate_revocations', 't:' || id::text) FROM r)"
     " SELECT o.id::text, (SELECT count(*) FROM n), (SELECT string_agg(id::text, ' ') FROM d WHERE id <> $1::uuid)"
-    " FROM api_tokens o WHERE o.id = $1::uuid AND o.user_id = $2::uuid AND o.tenant_id = $3::uuid";
+    " FROM api_tokens o WHERE " SQL_IN_REACH("o");
 
 /*
- * Rotation, step 1: revoke the old token at now() + overlap if it is live (locked, so two
- * rotations of one token cannot both succeed) and insert its successor with the same
- * name, scopes, policies and expiry. The revoked_at change fires 0005's trigger: other
+ * Rotation, step 1 ($5 overlap seconds, $6 new id, $7 prefix, $8 hash): revoke the old
+ * token at now() + overlap if it is live (locked, so two rotations of one token cannot
+ * both succeed) and insert its successor with the same name, scopes, policies and expiry,
+ * the expiry bounded by the parent's revoked_at and expires_at (a child's successor does
+ * not outlive the child's parent); the old token's descendants are revoked at the same
+ * instant (unless revoked sooner). Each revoked_at change fires 0005's trigger: other
  * nodes are told through NOTIFY when this commits.
  */
 static const char SQL_ROTATE[] =
-    "WITH old AS (SELECT id, revoked_at, expires_at FROM api_tokens"
-    " WHERE id = $1::uuid AND user_id = $2::uuid AND tenant_id = $3::uuid FOR UPDATE),"
-    " upd AS (UPDATE api_tokens t SET revoked_at = now() + $4::int * interval '1 second' FROM old"
-    " WHERE t.id = old.id AND old.revoked_at IS NULL AND (old.expires_at IS NULL OR old.expires_at > now())"
-    " RETURNING t.id, t.user_id, t.tenant_id, t.name, t.scopes, t.allowed_ips, t.rate_limit, t.quota, t.expires_at,"
-    " t.created_by)"
+    "WITH RECURSIVE old AS (SELECT a.id, a.revoked_at, a.expires_at,"
+    " least(a.expires_at, (SELECT least(p.expires_at, p.revoked_at) FROM api_tokens p WHERE p.id = a.created_by)) AS new_exp"
+    " FROM api_tokens a WHERE " SQL_IN_REACH("a") " FOR UPDATE OF a),"
+    " upd AS (UPDATE api_tokens t SET revoked_at = now() + $5::int * interval '1 second' FROM old"
+    " WHERE t.id = old.id AND old.revoked_at IS NULL AND (old.new_exp IS NULL OR old.new_exp > now())"
+    " RETURNING t.id, t.user_id, t.tenant_id, t.name, t.scopes, t.allowed_ips, t.rate_limit, t.quota, old.new_exp,"
+    " t.created_by, t.revoked_at),"
+    " d AS (SELECT t.id FROM api_tokens t JOIN upd ON t.created_by = upd.id"
+    " UNION SELECT t.id FROM api_tokens t JOIN d ON t.created_by = d.id),"
+    " dr AS (UPDATE api_tokens t SET revoked_at = upd.revoked_at FROM upd"
+    " WHERE t.id IN (SELECT id FROM d) AND (t.revoked_at IS NULL OR t.revoked_at > upd.revoked_at) RETURNING t.id)"
     " INSERT INTO api_tokens (id, user_id, tenant_id, name, prefix, token_hash, scopes, allowed_ips, rate_limit, quota,"
     " expires_at, rotated_from, created_by)"
-    " SELECT $5::uuid, user_id, tenant_id, name, $6, decode($7, 'hex'), scopes, allowed_ips, rate_limit, quota, expires_at, id,"
+    " SELECT $6::uuid, user_id, tenant_id, name, $7, decode($8, 'hex'), scopes, allowed_ips, rate_limit, quota, new_exp, id,"
     " created_by FROM upd";
 
 /* Rotation, step 2 (same transaction): the successor's token object (it sees its
- * predecessor's quota usage now), or NULLs and why not; no row when the caller does not
- * own the old token. */
+ * predecessor's quota usage now), or NULLs and why not, then the old token's descendants
+ * ("uuid uuid ...", for this node's revocation log); no row when the caller may not
+ * change the old token. */
 static const char SQL_ROTATE_RESULT[] =
-    "SELECT n.*, CASE WHEN n.id IS NOT NULL THEN 'rotated' WHEN o.revoked_at IS NOT NULL THEN 'revoked' ELSE 'expired' END"
-    " FROM api_tokens o LEFT JOIN LATERAL (SELECT " TG_TOKEN_SQL_COLUMNS " FROM api_tokens WHERE id = $4::uuid) n ON true"
-    " WHERE o.id = $1::uuid AND o.user_id = $2::uuid AND o.tenant_id = $3::uuid";
+    "SELECT n.*, CASE WHEN n.id IS NOT NULL THEN 'rotated' WHEN o.revoked_at IS NOT NULL THEN 'revoked' ELSE 'expired' END,"
+    " (WITH RECURSIVE d AS (SELECT t.id FROM api_tokens t WHERE t.created_by = o.id"
+    " UNION SELECT t.id FROM api_tokens t JOIN d ON t.created_by = d.id) SELECT string_agg(id::text, ' ') FROM d)"
+    " FROM api_tokens o LEFT JOIN LATERAL (SELECT " TG_TOKEN_SQL_COLUMNS " FROM api_tokens WHERE id = $5::uuid) n ON true"
+    " WHERE " SQL_IN_REACH("o");
 
 /* ------------------------------------------------------------------ deferred calls */
 
@@ -241,6 +274,16 @@ static void caller_ids(const tg_request_t *r, caller_ids_t *ids)
     tg_uuid_format((const tg_uuid_t *)r->auth.tenant_id, ids->tenant);
 }
 
+/* SQL_IN_REACH's $4: the caller's API token id into `text`, or NULL for a session (which
+ * may change every token of its user). */
+static const char *caller_token(const tg_request_t *r, char text[TG_UUID_STRLEN + 1])
+{
+    if (r->auth.method != TG_AUTH_API_TOKEN)
+        return NULL;
+    tg_uuid_format((const tg_uuid_t *)r->auth.token_id, text);
+    return text;
+}
+
 /* The :id path parameter as a canonical UUID; answers 400 invalid_parameter otherwise. */
 static int path_token_id(tg_request_t *r, uint8_t id[16], char text[TG_UUID_STRLEN + 1])
 {
@@ -302,6 +345,8 @@ static void on_token_created(void *data, PGresult *res, const char *sqlstate, co
     if (res == NULL) {
         if (sqlstate != NULL && strcmp(sqlstate, "23503") == 0) /* the user was deleted meanwhile */
             tg_http_send_error(r->req, 401, "invalid_token", "The access token is missing, malformed, expired or revoked.");
+        else if (sqlstate != NULL && strcmp(sqlstate, "TGC05") == 0) /* the creating token was revoked or expired meanwhile */
+            tg_http_send_error(r->req, 401, "invalid_token", "The access token is missing, malformed, expired or revoked.");
         else if (sqlstate != NULL && strcmp(sqlstate, "23514") == 0) /* expires_at > created_at, by the database's clock */
             tg_http_send_error(r->req, 400, "invalid_parameter", "expiresAt: must be in the future.");
         else if (sqlstate != NULL && strncmp(sqlstate, "TGC0", 4) == 0)
@@ -360,10 +405,16 @@ static void insert_token(tokens_call_t *c, const tg_token_body_t *in)
                               in->expires_at[0] != '\0' ? in->expires_at : NULL,
                               parent};
     /* created with an API token: confined to it and revoked with it (schema 0007) */
-    if (r->auth.method == TG_AUTH_API_TOKEN)
-        call_query(c, SQL_INSERT_CHILD, 12, params, on_token_created);
-    else
+    if (r->auth.method == TG_AUTH_API_TOKEN) {
+        tg_db_request_t q = {.nsteps = 2, .result_step = 1, .is_transaction = 1};
+        q.steps[0] = (tg_db_step_t){.sql = SQL_LOCK_USER_TOKENS, .nparams = 2, .params = {ids.user, ids.tenant}};
+        q.steps[1] = (tg_db_step_t){.sql = SQL_INSERT_CHILD, .nparams = 12};
+        _Static_assert(sizeof(params) == sizeof(q.steps[1].params), "SQL_INSERT_CHILD's parameters fill a step");
+        memcpy(q.steps[1].params, params, sizeof(params));
+        call_submit(c, &q, on_token_created);
+    } else {
         call_query(c, SQL_INSERT, 11, params, on_token_created);
+    }
 }
 
 void tg_route_tokens_create(tg_request_t *r)
@@ -477,19 +528,23 @@ static void get_query(tokens_call_t *c)
     call_query(c, SQL_GET, 3, params, on_token_row);
 }
 
-/* Runs `sql` with ($1 token id, $2 user, $3 tenant) for the :id routes. */
-static void query_own_token(tg_request_t *r, const char *sql, tg_db_result_cb cb)
+/* Runs `sql` with SQL_IN_REACH's parameters ($1 token id, $2 user, $3 tenant, $4 the
+ * caller's token) for the :id routes that change a token, after SQL_LOCK_USER_TOKENS in
+ * one transaction. */
+static void change_token_in_reach(tg_request_t *r, const char *sql, tg_db_result_cb cb)
 {
     uint8_t id[16];
-    char id_text[TG_UUID_STRLEN + 1];
+    char id_text[TG_UUID_STRLEN + 1], caller[TG_UUID_STRLEN + 1];
     if (path_token_id(r, id, id_text) != 0)
         return;
     caller_ids_t ids;
     caller_ids(r, &ids);
     tokens_call_t *c = call_new(r);
     memcpy(c->token_id, id, 16);
-    const char *params[3] = {id_text, ids.user, ids.tenant};
-    call_query(c, sql, 3, params, cb);
+    tg_db_request_t q = {.nsteps = 2, .result_step = 1, .is_transaction = 1};
+    q.steps[0] = (tg_db_step_t){.sql = SQL_LOCK_USER_TOKENS, .nparams = 2, .params = {ids.user, ids.tenant}};
+    q.steps[1] = (tg_db_step_t){.sql = sql, .nparams = 4, .params = {id_text, ids.user, ids.tenant, caller_token(r, caller)}};
+    call_submit(c, &q, cb);
 }
 
 void tg_route_tokens_get(tg_request_t *r)
@@ -548,7 +603,7 @@ void tg_route_tokens_delete(tg_request_t *r)
 {
     if (!authorize(r, TG_SCOPE_TOKENS_WRITE))
         return;
-    query_own_token(r, SQL_REVOKE, on_token_revoked);
+    change_token_in_reach(r, SQL_REVOKE, on_token_revoked);
 }
 
 /* ------------------------------------------------------------------ POST /api/v1/tokens/:id/rotate */
@@ -581,7 +636,7 @@ static void on_token_rotated(void *data, PGresult *res, const char *sqlstate, co
         send_db_failure(r, "rotate", sqlstate, error);
         return;
     }
-    if (PQntuples(res) != 1 || PQnfields(res) != TG_TOKEN_SQL_NCOLUMNS + 1) {
+    if (PQntuples(res) != 1 || PQnfields(res) != TG_TOKEN_SQL_NCOLUMNS + 2) {
         tg_http_send_error(r->req, 404, "not_found", "No such token.");
         return;
     }
@@ -599,10 +654,12 @@ static void on_token_rotated(void *data, PGresult *res, const char *sqlstate, co
         tg_http_send_error(r->req, 500, "internal_error", "The request could not be completed.");
         return;
     }
-    /* Committed. Every worker of this node drops the old token's cached entry and reloads
-     * it with its new revoked_at (it works until then, refused from that second on); other
-     * nodes hear it from 0005's NOTIFY. The successor inherits this node's quota count. */
+    /* Committed. Every worker of this node drops the cached entries of the old token and
+     * its descendants and reloads them with their new revoked_at (they work until then,
+     * refused from that second on); other nodes hear it from 0005's NOTIFY. The successor
+     * inherits this node's quota count. */
     tg_auth_revoke(r->worker, c->token_id, 0);
+    revoke_descendants(r->worker, PQgetvalue(res, 0, TG_TOKEN_SQL_NCOLUMNS + 1));
     int64_t now_us = tg_request_now_us();
     tg_policy_inherit_quota(r->worker->server->token_stats, c->token_id, c->new_token_id,
                             tg_policy_period_kind(json_string_value(json_object_get(json_object_get(obj, "quota"), "period"))),
@@ -634,7 +691,7 @@ void tg_route_tokens_rotate(tg_request_t *r)
     memcpy(c->new_token_id, id.bytes, 16);
     uint8_t hash[TG_APITOKEN_HASH_LEN];
     char hash_hex[2 * TG_APITOKEN_HASH_LEN + 1], prefix[TG_APITOKEN_DISPLAY_LEN + 1], new_text[TG_UUID_STRLEN + 1],
-        overlap_text[24];
+        overlap_text[24], caller_text[TG_UUID_STRLEN + 1];
     tg_apitoken_hash(c->plaintext, TG_APITOKEN_LEN, hash);
     for (size_t i = 0; i < sizeof(hash); ++i)
         snprintf(hash_hex + 2 * i, 3, "%02x", hash[i]);
@@ -643,9 +700,12 @@ void tg_route_tokens_rotate(tg_request_t *r)
     snprintf(overlap_text, sizeof(overlap_text), "%lld", (long long)overlap);
     caller_ids_t ids;
     caller_ids(r, &ids);
-    tg_db_request_t q = {.nsteps = 2, .result_step = 1, .is_transaction = 1};
-    q.steps[0] = (tg_db_step_t){.sql = SQL_ROTATE, .nparams = 7,
-                                .params = {old_text, ids.user, ids.tenant, overlap_text, new_text, prefix, hash_hex}};
-    q.steps[1] = (tg_db_step_t){.sql = SQL_ROTATE_RESULT, .nparams = 4, .params = {old_text, ids.user, ids.tenant, new_text}};
+    const char *caller = caller_token(r, caller_text);
+    tg_db_request_t q = {.nsteps = 3, .result_step = 2, .is_transaction = 1};
+    q.steps[0] = (tg_db_step_t){.sql = SQL_LOCK_USER_TOKENS, .nparams = 2, .params = {ids.user, ids.tenant}};
+    q.steps[1] = (tg_db_step_t){.sql = SQL_ROTATE, .nparams = 8,
+                                .params = {old_text, ids.user, ids.tenant, caller, overlap_text, new_text, prefix, hash_hex}};
+    q.steps[2] =
+        (tg_db_step_t){.sql = SQL_ROTATE_RESULT, .nparams = 5, .params = {old_text, ids.user, ids.tenant, caller, new_text}};
     call_submit(c, &q, on_token_rotated);
 }

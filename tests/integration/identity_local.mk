@@ -8,6 +8,6 @@ TESTS += tests/integration/test_identity
 tests_integration_test_identity_CPPFLAGS = $(AM_CPPFLAGS)
 tests_integration_test_identity_CFLAGS = $(TG_TEST_CFLAGS) $(OPENSSL_CFLAGS)
 tests_integration_test_identity_SOURCES = tests/integration/test_identity.c
-tests_integration_test_identity_LDADD = $(TG_INTEGRATION_LDADD) common/libtgcommon.a $(OPENSSL_LIBS) $(ARGON2_LIBS) $(LIBS)
+tests_integration_test_identity_LDADD = $(TG_INTEGRATION_LDADD) common/libtgcommon.a $(OPENSSL_LIBS) $(ARGON2_LIBS) -lpthread $(LIBS)
 
 endif

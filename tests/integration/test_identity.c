@@ -9,6 +9,7 @@
 #include "tests/integration/fixture.h"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -887,6 +888,295 @@ Test(tokens, revoking_a_token_revokes_the_tokens_created_with_it)
                      "3");
 }
 
+/* ------------------------------------------------------------------ what an API token may change */
+
+/* POST /api/v1/tokens/:id/rotate with `credential` and `body` (NULL: none); the response into res. */
+static void rotate_with(tg_fx_proto_t proto, const char *credential, const char *id, const char *body, tg_fx_http_res_t *res)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "/api/v1/tokens/%s/rotate", id);
+    call(proto, "POST", path, credential, body, res);
+}
+
+/* Rotates `id` with `credential`, expects 200 and returns the successor's object (caller decrefs). */
+static json_t *rotated(tg_fx_proto_t proto, const char *credential, const char *id, const char *body, const char *what)
+{
+    tg_fx_http_res_t res;
+    rotate_with(proto, credential, id, body, &res);
+    cr_assert_eq(res.status, 200, "%s: rotate %ld %s", what, res.status, res.body);
+    json_t *doc = tg_fx_json(&res);
+    cr_assert(doc != NULL && json_is_object(doc), "%s: body %s", what, res.body);
+    json_incref(doc);
+    tg_fx_http_res_free(&res);
+    return doc;
+}
+
+/* `credential` may neither rotate nor delete token `id`: 404 not_found like an unknown id, nothing changed. */
+static void expect_out_of_reach(tg_fx_proto_t proto, const char *credential, const char *id, const char *what)
+{
+    char path[128], label[256];
+    snprintf(path, sizeof(path), "/api/v1/tokens/%s/rotate", id);
+    snprintf(label, sizeof(label), "%s: rotate", what);
+    expect_refused(proto, "POST", path, credential, "{\"overlapSeconds\":604800}", 404, "not_found", label);
+    snprintf(path, sizeof(path), "/api/v1/tokens/%s", id);
+    snprintf(label, sizeof(label), "%s: delete", what);
+    expect_refused(proto, "DELETE", path, credential, NULL, 404, "not_found", label);
+}
+
+/* The issue's reproduction: a narrow token (tokens:read + tokens:write, allowedIps, expiry,
+ * rate limit) must not rotate a full-scope sibling into an unconfined plaintext, nor delete
+ * it; it may still read it; the sibling keeps working. */
+Test(tokens, an_api_token_cannot_rotate_or_delete_a_wider_sibling)
+{
+    char jwt[4096], wid[TG_UUID_STRLEN + 1], weak[TG_APITOKEN_LEN + 1], aid[TG_UUID_STRLEN + 1], admin[TG_APITOKEN_LEN + 1];
+    login(TG_FX_HTTP1, ALICE, jwt);
+    json_decref(create_token(TG_FX_HTTP1, jwt,
+                             "{\"name\":\"weak\",\"scopes\":[\"tokens:read\",\"tokens:write\"],"
+                             "\"allowedIps\":[\"127.0.0.0/8\",\"::1/128\"],\"expiresAt\":\"2099-01-01T00:00:00Z\","
+                             "\"rateLimit\":{\"requests\":100,\"perSeconds\":1,\"burst\":10}}",
+                             wid, weak));
+    json_decref(create_token(TG_FX_HTTP1, jwt, "{\"name\":\"admin\"}", aid, admin));
+    for (size_t p = 0; p < NPROTOS; ++p)
+        expect_out_of_reach(PROTOS[p], weak, aid, "weak against its full-scope sibling");
+    /* the 404 is the one an unknown id gets: the sibling's existence is not revealed */
+    tg_fx_http_res_t a, b;
+    rotate_with(TG_FX_HTTP1, weak, aid, "{\"overlapSeconds\":604800}", &a);
+    rotate_with(TG_FX_HTTP1, weak, "0190f3a4-0000-7000-8000-000000000000", "{\"overlapSeconds\":604800}", &b);
+    cr_expect_str_eq(a.body, b.body);
+    tg_fx_http_res_free(&a);
+    tg_fx_http_res_free(&b);
+    cr_expect_str_eq(value("SELECT count(*) FROM api_tokens"), "2", "no successor was minted");
+    cr_expect_str_eq(value("SELECT coalesce(revoked_at::text, 'live') FROM api_tokens WHERE id = '%s'", aid), "live");
+    /* reads stay as they were: weak sees its sibling's metadata */
+    char path[128];
+    snprintf(path, sizeof(path), "/api/v1/tokens/%s", aid);
+    cr_expect_eq(status_of(TG_FX_H2C, "GET", path, weak), 200, "tokens:read still reads a sibling");
+    cr_expect_eq(status_of(TG_FX_HTTP1, "GET", "/api/v1/me", admin), 200, "admin still works");
+    /* and revoking weak leaves nothing of it behind */
+    snprintf(path, sizeof(path), "/api/v1/tokens/%s", wid);
+    cr_assert_eq(status_of(TG_FX_HTTP1, "DELETE", path, jwt), 204);
+    cr_expect_eq(status_of(TG_FX_H2C, "GET", "/api/v1/me", weak), 401);
+    cr_expect_eq(status_of(TG_FX_H2C, "GET", "/api/v1/me", admin), 200);
+}
+
+/* An API token may rotate and delete itself and the tokens it created, grandchildren
+ * included; nothing above or beside it. A session may change every token of its user. */
+Test(tokens, an_api_token_changes_only_itself_and_its_descendants)
+{
+    char jwt[4096], wid[TG_UUID_STRLEN + 1], weak[TG_APITOKEN_LEN + 1], c1id[TG_UUID_STRLEN + 1], c1[TG_APITOKEN_LEN + 1],
+        c2id[TG_UUID_STRLEN + 1], c2[TG_APITOKEN_LEN + 1], gid[TG_UUID_STRLEN + 1], g[TG_APITOKEN_LEN + 1],
+        sid[TG_UUID_STRLEN + 1], sibling[TG_APITOKEN_LEN + 1], path[128];
+    login(TG_FX_HTTP1, ALICE, jwt);
+    json_decref(create_token(TG_FX_HTTP1, jwt, "{\"name\":\"weak\",\"scopes\":[\"tokens:read\",\"tokens:write\"]}", wid, weak));
+    json_decref(create_token(TG_FX_HTTP1, jwt, "{\"name\":\"sibling\"}", sid, sibling));
+    json_decref(create_token(TG_FX_H2C, weak, "{\"name\":\"c1\"}", c1id, c1));
+    json_decref(create_token(TG_FX_HTTP1, weak, "{\"name\":\"c2\"}", c2id, c2));
+    json_decref(create_token(TG_FX_H2C, c1, "{\"name\":\"g\"}", gid, g));
+    /* up and sideways: 404 */
+    expect_out_of_reach(TG_FX_HTTP1, c1, wid, "a child against its parent");
+    expect_out_of_reach(TG_FX_H2C, g, wid, "a grandchild against its grandparent");
+    expect_out_of_reach(TG_FX_HTTP1, g, c1id, "a grandchild against its parent");
+    expect_out_of_reach(TG_FX_H2C, c1, c2id, "a child against its sibling");
+    expect_out_of_reach(TG_FX_HTTP1, c2, gid, "a child against its nephew");
+    expect_out_of_reach(TG_FX_H2C, weak, sid, "a token against a sibling the session made");
+    /* down: allowed, grandchildren included, and the successors stay in reach */
+    json_t *g2 = rotated(TG_FX_HTTP1, weak, gid, NULL, "weak rotates its grandchild");
+    cr_expect_str_eq(value("SELECT created_by FROM api_tokens WHERE id = '%s'", json_str(g2, "id")), c1id);
+    json_t *g3 = rotated(TG_FX_H2C, c1, json_str(g2, "id"), NULL, "c1 rotates its child's successor");
+    snprintf(path, sizeof(path), "/api/v1/tokens/%s", json_str(g3, "id"));
+    cr_expect_eq(status_of(TG_FX_HTTP1, "DELETE", path, weak), 204, "weak deletes its grandchild");
+    json_t *c2b = rotated(TG_FX_HTTP1, weak, c2id, "{\"overlapSeconds\":60}", "weak rotates its child");
+    json_t *c1b = rotated(TG_FX_H2C, c1, c1id, NULL, "c1 rotates itself");
+    cr_expect_eq(status_of(TG_FX_HTTP1, "GET", "/api/v1/me", json_str(c1b, "token")), 200);
+    snprintf(path, sizeof(path), "/api/v1/tokens/%s", json_str(c1b, "id"));
+    cr_expect_eq(status_of(TG_FX_H2C, "DELETE", path, weak), 204, "weak deletes its child's successor");
+    /* the session: every token of its user, whoever created it */
+    json_t *c2c = rotated(TG_FX_HTTP1, jwt, json_str(c2b, "id"), NULL, "the session rotates a child of weak");
+    json_t *w2 = rotated(TG_FX_H2C, jwt, wid, "{\"overlapSeconds\":60}", "the session rotates weak");
+    snprintf(path, sizeof(path), "/api/v1/tokens/%s", json_str(c2c, "id"));
+    cr_expect_eq(status_of(TG_FX_HTTP1, "DELETE", path, jwt), 204, "the session deletes a child of weak");
+    /* weak, inside its overlap, still reaches itself; then deletes itself */
+    snprintf(path, sizeof(path), "/api/v1/tokens/%s", wid);
+    cr_expect_eq(status_of(TG_FX_HTTP1, "DELETE", path, weak), 204, "weak deletes itself");
+    cr_expect_eq(status_of(TG_FX_H2C, "GET", "/api/v1/me", weak), 401);
+    cr_expect_eq(status_of(TG_FX_H2C, "GET", "/api/v1/me", json_str(w2, "token")), 200, "its successor was the session's");
+    cr_expect_eq(status_of(TG_FX_H2C, "GET", "/api/v1/me", sibling), 200, "the session's other token is untouched");
+    json_decref(g2);
+    json_decref(g3);
+    json_decref(c2b);
+    json_decref(c1b);
+    json_decref(c2c);
+    json_decref(w2);
+}
+
+/* Microseconds since the epoch of a timestamptz column `col` of token `id` (0 when NULL). */
+static long long token_time_us(const char *col, const char *id)
+{
+    return atoll(value("SELECT coalesce((extract(epoch FROM %s) * 1000000)::bigint, 0) FROM api_tokens WHERE id = '%s'", col, id));
+}
+
+/* A token being rotated (its revoked_at in the future) or revoked mints nothing that
+ * outlives it, and a child's successor does not outlive the child's parent. */
+Test(tokens, a_child_never_outlives_its_parents_revocation)
+{
+    char jwt[4096], pid[TG_UUID_STRLEN + 1], parent[TG_APITOKEN_LEN + 1], cid[TG_UUID_STRLEN + 1], child[TG_APITOKEN_LEN + 1];
+    login(TG_FX_HTTP1, ALICE, jwt);
+    json_decref(create_token(TG_FX_HTTP1, jwt, "{\"name\":\"parent\"}", pid, parent));
+    json_t *succ = rotated(TG_FX_HTTP1, jwt, pid, "{\"overlapSeconds\":600}", "rotate the parent");
+    long long overlap_end = token_time_us("revoked_at", pid);
+    cr_assert_gt(overlap_end, 0);
+    /* minted inside the overlap: expires when the parent stops, whatever the body asks */
+    json_t *c = create_token(TG_FX_H2C, parent, "{\"name\":\"inside the overlap\"}", cid, child);
+    cr_expect(json_is_string(json_object_get(c, "expiresAt")), "the child has an expiry: %s", json_str(c, "expiresAt"));
+    long long child_exp = token_time_us("expires_at", cid);
+    cr_expect(child_exp > 0 && child_exp <= overlap_end, "the child expires at %lld, after its parent's overlap end %lld",
+              child_exp, overlap_end);
+    json_decref(c);
+    expect_refused(TG_FX_HTTP1, "POST", "/api/v1/tokens", parent, "{\"name\":\"later\",\"expiresAt\":\"2099-01-01T00:00:00Z\"}",
+                   400, "invalid_parameter", "a child asking to outlive its rotating parent");
+    /* its successor (rotated by the session) keeps that bound */
+    json_t *cs = rotated(TG_FX_HTTP1, jwt, cid, NULL, "rotate the child");
+    long long succ_exp = token_time_us("expires_at", json_str(cs, "id"));
+    cr_expect(succ_exp > 0 && succ_exp <= overlap_end, "the child's successor expires at %lld, after %lld", succ_exp, overlap_end);
+    json_decref(cs);
+    /* a parent whose revocation is scheduled by hand: a child minted before it, rotated
+     * afterwards, gets a successor that stops with the parent */
+    char qid[TG_UUID_STRLEN + 1], q[TG_APITOKEN_LEN + 1], kid[TG_UUID_STRLEN + 1], kid_token[TG_APITOKEN_LEN + 1];
+    json_decref(create_token(TG_FX_HTTP1, jwt, "{\"name\":\"scheduled\"}", qid, q));
+    json_decref(create_token(TG_FX_H2C, q, "{\"name\":\"kid\"}", kid, kid_token));
+    free(query("UPDATE api_tokens SET revoked_at = now() + interval '1 hour' WHERE id = '%s' RETURNING 1", qid));
+    long long q_end = token_time_us("revoked_at", qid);
+    json_t *ks = rotated(TG_FX_HTTP1, jwt, kid, NULL, "rotate a child of a token due to be revoked");
+    long long ks_exp = token_time_us("expires_at", json_str(ks, "id"));
+    cr_expect(ks_exp > 0 && ks_exp <= q_end, "the successor expires at %lld, after its parent stops at %lld", ks_exp, q_end);
+    json_decref(ks);
+    /* revoked now: refused at the door, and the database refuses to confine anything to it */
+    char path[128];
+    snprintf(path, sizeof(path), "/api/v1/tokens/%s", qid);
+    cr_assert_eq(status_of(TG_FX_HTTP1, "DELETE", path, jwt), 204);
+    expect_refused(TG_FX_H2C, "POST", "/api/v1/tokens", q, "{\"name\":\"after\"}", 401, "invalid_token", "a revoked token mints");
+    cr_expect_null(query("SELECT 'confined' FROM tollgate_child_token_policy('%s', NULL, NULL, NULL, NULL)", qid),
+                   "the policy gives a revoked parent a child");
+    json_decref(succ);
+}
+
+/* One HTTP request on its own thread, for the races below. */
+typedef struct st_bg_call_t {
+    pthread_t thread;
+    tg_fx_proto_t proto;
+    const char *method, *path, *credential, *body;
+    tg_fx_http_res_t res;
+} bg_call_t;
+
+static void *bg_call_run(void *arg)
+{
+    bg_call_t *b = arg;
+    char url[1024], authorization[4200];
+    snprintf(authorization, sizeof(authorization), "Authorization: Bearer %s", b->credential);
+    const char *headers[] = {authorization, "Content-Type: application/json", NULL};
+    tg_fx_server_url(&srv, b->proto, b->path, url, sizeof(url));
+    tg_fx_http_req_t req = {.method = b->method, .url = url, .headers = headers, .body = b->body, .proto = b->proto};
+    if (tg_fx_http(&req, &b->res) != 0)
+        b->res.status = -1;
+    return NULL;
+}
+
+static void bg_call_start(bg_call_t *b)
+{
+    cr_assert_eq(pthread_create(&b->thread, NULL, bg_call_run, b), 0);
+}
+
+static long bg_call_join(bg_call_t *b)
+{
+    pthread_join(b->thread, NULL);
+    long status = b->res.status;
+    return status;
+}
+
+/* Polls until at least `n` backends wait for a lock (or the deadline); 1 when they do. */
+static int wait_lock_waiters(int n, int timeout_ms)
+{
+    long long deadline = tg_fx_now_ms() + timeout_ms;
+    while (tg_fx_now_ms() < deadline) {
+        if (atoi(value("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")) >= n)
+            return 1;
+        usleep(20000);
+    }
+    return 0;
+}
+
+/* A parent's revocation or rotation racing the minting of a child with it: whichever
+ * wins, the child does not outlive the parent. The test holds alice's users row (FOR
+ * UPDATE), which every INSERT into api_tokens needs (its foreign key), so one request
+ * stalls inside its transaction while the other is sent. */
+Test(tokens, a_child_minted_during_its_parents_revocation_or_rotation_does_not_outlive_it)
+{
+    char jwt[4096], pid[TG_UUID_STRLEN + 1], parent[TG_APITOKEN_LEN + 1], path[128];
+    login(TG_FX_HTTP1, ALICE, jwt);
+    PGconn *holder = PQconnectdb(pg.conninfo);
+    cr_assert_eq(PQstatus(holder), CONNECTION_OK, "%s", PQerrorMessage(holder));
+
+    /* 1: the child's INSERT is in flight when the parent is revoked */
+    json_decref(create_token(TG_FX_HTTP1, jwt, "{\"name\":\"parent\"}", pid, parent));
+    PQclear(PQexec(holder, "BEGIN"));
+    PQclear(PQexec(holder, "SELECT 1 FROM users WHERE email = '" ALICE "' FOR UPDATE"));
+    bg_call_t mint = {.proto = TG_FX_HTTP1, .method = "POST", .path = "/api/v1/tokens", .credential = parent,
+                      .body = "{\"name\":\"racing child\"}"};
+    bg_call_start(&mint);
+    cr_assert(wait_lock_waiters(1, 10000), "the child's INSERT never waited");
+    snprintf(path, sizeof(path), "/api/v1/tokens/%s", pid);
+    bg_call_t revoke = {.proto = TG_FX_H2C, .method = "DELETE", .path = path, .credential = jwt};
+    bg_call_start(&revoke);
+    /* the DELETE either waits for the child (2 waiters) or is already done */
+    for (long long deadline = tg_fx_now_ms() + 3000;
+         tg_fx_now_ms() < deadline && atoi(value("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")) < 2 &&
+         strcmp(value("SELECT coalesce((revoked_at <= now())::text, 'f') FROM api_tokens WHERE id = '%s'", pid), "t") != 0;)
+        usleep(20000);
+    PQclear(PQexec(holder, "COMMIT"));
+    long minted = bg_call_join(&mint), revoked = bg_call_join(&revoke);
+    cr_log_info("the create racing its parent's DELETE answered %ld", minted);
+    cr_expect_eq(revoked, 204, "DELETE: %ld %s", revoked, revoke.res.body);
+    cr_expect(minted == 201 || minted == 401, "the racing create: %ld %s", minted, mint.res.body);
+    cr_expect_str_eq(value("SELECT count(*) FROM api_tokens WHERE created_by = '%s' AND (revoked_at IS NULL OR revoked_at > now())",
+                           pid),
+                     "0", "a child of the revoked parent is alive");
+    if (minted == 201) {
+        json_t *child = tg_fx_json(&mint.res);
+        cr_expect_eq(status_of(TG_FX_HTTP1, "GET", "/api/v1/me", json_str(child, "token")), 401, "the racing child works");
+    }
+    tg_fx_http_res_free(&mint.res);
+    tg_fx_http_res_free(&revoke.res);
+
+    /* 2: the parent's rotation is in flight when the child is minted */
+    json_decref(create_token(TG_FX_HTTP1, jwt, "{\"name\":\"parent 2\"}", pid, parent));
+    PQclear(PQexec(holder, "BEGIN"));
+    PQclear(PQexec(holder, "SELECT 1 FROM users WHERE email = '" ALICE "' FOR UPDATE"));
+    char rotate_path[128];
+    snprintf(rotate_path, sizeof(rotate_path), "/api/v1/tokens/%s/rotate", pid);
+    bg_call_t rot = {.proto = TG_FX_HTTP1, .method = "POST", .path = rotate_path, .credential = jwt,
+                     .body = "{\"overlapSeconds\":600}"};
+    bg_call_start(&rot);
+    cr_assert(wait_lock_waiters(1, 10000), "the rotation never waited");
+    bg_call_t mint2 = {.proto = TG_FX_H2C, .method = "POST", .path = "/api/v1/tokens", .credential = parent,
+                       .body = "{\"name\":\"child during rotation\"}"};
+    bg_call_start(&mint2);
+    cr_expect(wait_lock_waiters(2, 10000), "the child's creation never waited");
+    PQclear(PQexec(holder, "COMMIT"));
+    long rotated_status = bg_call_join(&rot), minted2 = bg_call_join(&mint2);
+    cr_expect_eq(rotated_status, 200, "rotate: %ld %s", rotated_status, rot.res.body);
+    cr_expect_eq(minted2, 201, "the create during the rotation: %ld %s", minted2, mint2.res.body);
+    long long end = token_time_us("revoked_at", pid);
+    cr_expect_gt(end, 0);
+    const char *cid = json_str(tg_fx_json(&mint2.res), "id");
+    long long child_end = token_time_us("expires_at", cid), child_revoked = token_time_us("revoked_at", cid);
+    cr_expect((child_end > 0 && child_end <= end) || (child_revoked > 0 && child_revoked <= end),
+              "the child minted during its parent's rotation outlives the overlap (ends %lld, expires %lld, revoked %lld)", end,
+              child_end, child_revoked);
+    tg_fx_http_res_free(&rot.res);
+    tg_fx_http_res_free(&mint2.res);
+    PQfinish(holder);
+}
+
 Test(tokens, scopes_are_enforced_and_cannot_grow)
 {
     char jwt[4096], id[TG_UUID_STRLEN + 1], reader[TG_APITOKEN_LEN + 1], writer[TG_APITOKEN_LEN + 1];
@@ -1158,6 +1448,89 @@ Test(nodes, delete_and_logout_reach_another_node_within_a_second)
     ms = ms_until_401(&node_b, jwt, 3000);
     cr_expect(ms >= 0 && ms <= 1000, "node B rejected the logged-out JWT after %lld ms (want <= 1000)", ms);
     cr_log_info("node B rejected the logged-out JWT %lld ms after the 204", ms);
+
+    PQfinish(listener);
+    tg_fx_server_stop(&node_b, 0);
+}
+
+/* GET /api/v1/me on `node` over `proto` with `credential`: the status. */
+static long node_status(const tg_fx_server_t *node, tg_fx_proto_t proto, const char *credential)
+{
+    char url[256], authorization[4200];
+    snprintf(authorization, sizeof(authorization), "Authorization: Bearer %s", credential);
+    const char *headers[] = {authorization, NULL};
+    tg_fx_server_url(node, proto, "/api/v1/me", url, sizeof(url));
+    tg_fx_http_req_t req = {.url = url, .headers = headers, .proto = proto};
+    tg_fx_http_res_t res;
+    cr_assert_eq(tg_fx_http(&req, &res), 0, "GET /api/v1/me: %s", res.error);
+    long status = res.status;
+    tg_fx_http_res_free(&res);
+    return status;
+}
+
+static long long wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Rotating a token revokes the tokens it created, grandchildren included, at the end of
+ * the overlap (at once without one): on every worker of this node and on another node. */
+Test(nodes, rotation_revokes_descendants_at_the_overlap_end_everywhere)
+{
+    static tg_fx_server_t node_b;
+    const char *const same_key[] = {"--jwt-secret-file", srv.jwt_secret_path, NULL};
+    tg_fx_server_opts_t opts = {.workers = 2, .pg = &pg, .node_id = "node-b", .extra_args = same_key};
+    cr_assert_eq(tg_fx_server_start(&node_b, &opts), 0, "second node did not start");
+    PGconn *listener = PQconnectdb(pg.conninfo);
+    cr_assert_eq(PQstatus(listener), CONNECTION_OK, "%s", PQerrorMessage(listener));
+    PQclear(PQexec(listener, "LISTEN tollgate_revocations"));
+
+    char jwt[4096], pid[TG_UUID_STRLEN + 1], parent[TG_APITOKEN_LEN + 1], cid[TG_UUID_STRLEN + 1], child[TG_APITOKEN_LEN + 1],
+        gid[TG_UUID_STRLEN + 1], grandchild[TG_APITOKEN_LEN + 1], payload[64];
+    login(TG_FX_HTTP1, ALICE, jwt);
+    json_decref(create_token(TG_FX_HTTP1, jwt, "{\"name\":\"parent\"}", pid, parent));
+    json_decref(create_token(TG_FX_HTTP1, parent, "{\"name\":\"child\"}", cid, child));
+    json_decref(create_token(TG_FX_H2C, child, "{\"name\":\"grandchild\"}", gid, grandchild));
+    const char *const kin[] = {child, grandchild};
+    for (int i = 0; i < 8; ++i) { /* cached on every worker of both nodes */
+        cr_assert_eq(status_of(PROTOS[i % NPROTOS], "GET", "/api/v1/me", kin[i / 4 % 2]), 200);
+        cr_assert_eq(node_status(&node_b, PROTOS[i % NPROTOS], kin[i / 4 % 2]), 200);
+    }
+    json_t *n = rotated(TG_FX_H2C, jwt, pid, "{\"overlapSeconds\":2}", "rotate the parent");
+    snprintf(payload, sizeof(payload), "t:%s", gid);
+    cr_expect(wait_notify(listener, payload, 1000), "no NOTIFY %s within 1 s of the rotation", payload);
+    long long end_ms = token_time_us("revoked_at", pid) / 1000;
+    cr_expect_eq(token_time_us("revoked_at", cid) / 1000, end_ms, "the child stops with its parent");
+    cr_expect_eq(token_time_us("revoked_at", gid) / 1000, end_ms, "the grandchild stops with its grandparent");
+    for (int i = 0; i < 4 && wall_ms() < end_ms - 500; ++i) {
+        cr_expect_eq(status_of(PROTOS[i % NPROTOS], "GET", "/api/v1/me", child), 200, "the child inside the overlap");
+        cr_expect_eq(node_status(&node_b, PROTOS[i % NPROTOS], grandchild), 200, "the grandchild inside the overlap, node B");
+    }
+    while (wall_ms() < end_ms + 100) /* the clock reaching the overlap's end: nothing to poll */
+        usleep(20000);
+    for (int i = 0; i < 8; ++i) {
+        const char *token = kin[i / 4 % 2];
+        tg_fx_http_res_t res;
+        call(PROTOS[i % NPROTOS], "GET", "/api/v1/me", token, NULL, &res);
+        expect_error(&res, 401, "invalid_token", "a descendant after its ancestor's overlap");
+        tg_fx_http_res_free(&res);
+        cr_expect_eq(node_status(&node_b, PROTOS[i % NPROTOS], token), 401, "a descendant after the overlap, node B, try %d", i);
+    }
+    cr_expect_eq(status_of(TG_FX_HTTP1, "GET", "/api/v1/me", json_str(n, "token")), 200, "the successor lives on");
+    json_decref(n);
+
+    /* without an overlap the descendants stop before the 200, on every worker */
+    json_decref(create_token(TG_FX_HTTP1, jwt, "{\"name\":\"parent 2\"}", pid, parent));
+    json_decref(create_token(TG_FX_H2C, parent, "{\"name\":\"child 2\"}", cid, child));
+    for (int i = 0; i < 8; ++i)
+        cr_assert_eq(status_of(PROTOS[i % NPROTOS], "GET", "/api/v1/me", child), 200);
+    json_decref(rotated(TG_FX_HTTP1, jwt, pid, NULL, "rotate without overlap"));
+    int refused = 0;
+    for (int i = 0; i < 20; ++i)
+        refused += status_of(PROTOS[i % NPROTOS], "GET", "/api/v1/me", child) == 401;
+    cr_expect_eq(refused, 20, "%d of 20 requests of the child after its parent's rotation were refused", refused);
 
     PQfinish(listener);
     tg_fx_server_stop(&node_b, 0);
