@@ -57,8 +57,18 @@ typedef enum {
 } caller_kind_t;
 
 static const char *const CALLER_NAMES[NCALLERS] = {
-    "session JWT", "full token", "narrow sibling", "child",   "parent",  "other user",
-    "other tenant", "revoked",   "expired",        "rotating (in overlap)", "rotated (overlap over)", "outside allowedIps",
+    "session JWT",
+    "full token",
+    "narrow sibling",
+    "child",
+    "parent",
+    "other user",
+    "other tenant",
+    "revoked",
+    "expired",
+    "rotating (in overlap)",
+    "rotated (overlap over)",
+    "outside allowedIps",
 };
 
 typedef struct st_caller_t {
@@ -180,7 +190,9 @@ static void caller_make(caller_kind_t kind, caller_t *c)
     if (kind == C_REVOKED) {
         expect_status("DELETE", path, alice_jwt, NULL, 204);
     } else if (kind == C_EXPIRED) {
-        sql("UPDATE api_tokens SET created_at = now() - interval '1 minute', expires_at = now() - interval '1 second' WHERE id = '%s'", c->id);
+        sql("UPDATE api_tokens SET created_at = now() - interval '1 minute', expires_at = now() - interval '1 second' WHERE id = "
+            "'%s'",
+            c->id);
     } else if (kind == C_ROTATING || kind == C_ROTATED) {
         strcat(path, "/rotate");
         expect_status("POST", path, alice_jwt, kind == C_ROTATING ? "{\"overlapSeconds\":3600}" : "{\"overlapSeconds\":0}", 200);
@@ -198,7 +210,8 @@ typedef enum {
     T_PARENT,  /* the token that made the caller */
 } target_t;
 
-static const char *const TARGET_NAMES[] = {"", "a token made by the session", "itself", "a token it made", "the token that made it"};
+static const char *const TARGET_NAMES[] = {"", "a token made by the session", "itself", "a token it made",
+                                           "the token that made it"};
 
 /* Statuses in caller order; NA: the caller has no such target (or cannot make one). */
 #define NA 0
