@@ -44,6 +44,7 @@ typedef enum {
     C_SESSION,      /* alice's session JWT */
     C_FULL,         /* alice's API token with every scope, made by her session */
     C_NARROW,       /* alice's sibling token holding only tokens:read and tokens:write */
+    C_USAGE_ONLY,   /* alice's sibling token holding only usage:read */
     C_CHILD,        /* a token made with another of alice's tokens (its parent) */
     C_PARENT,       /* a token that has made a child */
     C_OTHER_USER,   /* bob's session: same tenant, another user */
@@ -60,6 +61,7 @@ static const char *const CALLER_NAMES[NCALLERS] = {
     "session JWT",
     "full token",
     "narrow sibling",
+    "usage:read only",
     "child",
     "parent",
     "other user",
@@ -168,6 +170,9 @@ static void caller_make(caller_kind_t kind, caller_t *c)
         create_token(alice_jwt, "{\"name\":\"narrow\",\"scopes\":[\"tokens:read\",\"tokens:write\"]}", c->id, c->credential,
                      sizeof(c->credential));
         return;
+    case C_USAGE_ONLY:
+        create_token(alice_jwt, "{\"name\":\"reader\",\"scopes\":[\"usage:read\"]}", c->id, c->credential, sizeof(c->credential));
+        return;
     case C_IP_OUTSIDE:
         create_token(alice_jwt, "{\"name\":\"elsewhere\",\"allowedIps\":[\"192.0.2.0/24\"]}", c->id, c->credential,
                      sizeof(c->credential));
@@ -227,36 +232,36 @@ typedef struct st_row_t {
 
 /* clang-format off */
 static const row_t ROWS[] = {
-    /*                                                                                    session full narrow child parent user tenant revoked expired rotating rotated ip */
-    {"GET", "/healthz", "/healthz", NULL, T_NONE,                                          {200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200}},
-    {"GET", "/metrics", "/metrics", NULL, T_NONE,                                          {200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200}},
+    /*                                                                                    session full narrow usage child parent user tenant revoked expired rotating rotated ip */
+    {"GET", "/healthz", "/healthz", NULL, T_NONE,                                          {200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200}},
+    {"GET", "/metrics", "/metrics", NULL, T_NONE,                                          {200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200}},
     {"POST", "/api/v1/auth/login", "/api/v1/auth/login", "{\"email\":\"" ALICE "\",\"password\":\"wrong password!\"}", T_NONE,
-                                                                                           {401, 401, 401, 401, 401, 401, 401, 401, 401, 401, 401, 401}},
-    {"POST", "/api/v1/auth/logout", "/api/v1/auth/logout", NULL, T_NONE,                   {204, 403, 403, 403, 403, 204, 403, 401, 401, 403, 401, 403}},
-    {"GET", "/api/v1/me", "/api/v1/me", NULL, T_NONE,                                      {200, 200, 200, 200, 200, 200, 200, 401, 401, 200, 401, 403}},
-    {"POST", "/api/v1/tokens", "/api/v1/tokens", "{\"name\":\"made\"}", T_NONE,            {201, 201, 201, 201, 201, 201, 201, 401, 401, 201, 401, 403}},
-    {"GET", "/api/v1/tokens", "/api/v1/tokens", NULL, T_NONE,                              {200, 200, 200, 200, 200, 200, 200, 401, 401, 200, 401, 403}},
-    {"GET", "/api/v1/tokens/:id", "/api/v1/tokens/:id", NULL, T_SIBLING,                   {200, 200, 200, 200, 200, 404, 404, 401, 401, 200, 401, 403}},
-    {"GET", "/api/v1/tokens/:id", "/api/v1/tokens/:id", NULL, T_SELF,                      {NA,  200, 200, 200, 200, NA,  200, 401, 401, 200, 401, 403}},
-    {"DELETE", "/api/v1/tokens/:id", "/api/v1/tokens/:id", NULL, T_SIBLING,                {204, 404, 404, 404, 404, 404, 404, 401, 401, 404, 401, 403}},
-    {"DELETE", "/api/v1/tokens/:id", "/api/v1/tokens/:id", NULL, T_SELF,                   {NA,  204, 204, 204, 204, NA,  204, 401, 401, 204, 401, 403}},
-    {"DELETE", "/api/v1/tokens/:id", "/api/v1/tokens/:id", NULL, T_CHILD,                  {NA,  204, 204, 204, 204, NA,  204, NA,  NA,  204, NA,  NA}},
-    {"DELETE", "/api/v1/tokens/:id", "/api/v1/tokens/:id", NULL, T_PARENT,                 {NA,  NA,  NA,  404, NA,  NA,  NA,  NA,  NA,  NA,  NA,  NA}},
+                                                                                           {401, 401, 401, 401, 401, 401, 401, 401, 401, 401, 401, 401, 401}},
+    {"POST", "/api/v1/auth/logout", "/api/v1/auth/logout", NULL, T_NONE,                   {204, 403, 403, 403, 403, 403, 204, 403, 401, 401, 403, 401, 403}},
+    {"GET", "/api/v1/me", "/api/v1/me", NULL, T_NONE,                                      {200, 200, 200, 200, 200, 200, 200, 200, 401, 401, 200, 401, 403}},
+    {"POST", "/api/v1/tokens", "/api/v1/tokens", "{\"name\":\"made\"}", T_NONE,            {201, 201, 201, 403, 201, 201, 201, 201, 401, 401, 201, 401, 403}},
+    {"GET", "/api/v1/tokens", "/api/v1/tokens", NULL, T_NONE,                              {200, 200, 200, 403, 200, 200, 200, 200, 401, 401, 200, 401, 403}},
+    {"GET", "/api/v1/tokens/:id", "/api/v1/tokens/:id", NULL, T_SIBLING,                   {200, 200, 200, 403, 200, 200, 404, 404, 401, 401, 200, 401, 403}},
+    {"GET", "/api/v1/tokens/:id", "/api/v1/tokens/:id", NULL, T_SELF,                      {NA , 200, 200, 403, 200, 200, NA , 200, 401, 401, 200, 401, 403}},
+    {"DELETE", "/api/v1/tokens/:id", "/api/v1/tokens/:id", NULL, T_SIBLING,                {204, 404, 404, 403, 404, 404, 404, 404, 401, 401, 404, 401, 403}},
+    {"DELETE", "/api/v1/tokens/:id", "/api/v1/tokens/:id", NULL, T_SELF,                   {NA , 204, 204, 403, 204, 204, NA , 204, 401, 401, 204, 401, 403}},
+    {"DELETE", "/api/v1/tokens/:id", "/api/v1/tokens/:id", NULL, T_CHILD,                  {NA , 204, 204, NA , 204, 204, NA , 204, NA , NA , 204, NA, NA}},
+    {"DELETE", "/api/v1/tokens/:id", "/api/v1/tokens/:id", NULL, T_PARENT,                 {NA , NA , NA , NA , 404, NA , NA , NA , NA , NA , NA , NA, NA}},
     {"POST", "/api/v1/tokens/:id/rotate", "/api/v1/tokens/:id/rotate", "{\"overlapSeconds\":604800}", T_SIBLING,
-                                                                                           {200, 404, 404, 404, 404, 404, 404, 401, 401, 404, 401, 403}},
-    {"POST", "/api/v1/tokens/:id/rotate", "/api/v1/tokens/:id/rotate", "{}", T_SELF,       {NA,  200, 200, 200, 200, NA,  200, 401, 401, 409, 401, 403}},
-    {"POST", "/api/v1/tokens/:id/rotate", "/api/v1/tokens/:id/rotate", "{}", T_CHILD,      {NA,  200, 200, 200, 200, NA,  200, NA,  NA,  200, NA,  NA}},
-    {"POST", "/api/v1/tokens/:id/rotate", "/api/v1/tokens/:id/rotate", "{}", T_PARENT,     {NA,  NA,  NA,  404, NA,  NA,  NA,  NA,  NA,  NA,  NA,  NA}},
-    {"GET", "/api/v1/tokens/:id/usage", "/api/v1/tokens/:id/usage", NULL, T_SIBLING,       {200, 200, 403, 200, 200, 404, 404, 401, 401, 200, 401, 403}},
-    {"GET", "/api/v1/tokens/:id/usage", "/api/v1/tokens/:id/usage", NULL, T_SELF,          {NA,  200, 403, 200, 200, NA,  200, 401, 401, 200, 401, 403}},
+                                                                                           {200, 404, 404, 403, 404, 404, 404, 404, 401, 401, 404, 401, 403}},
+    {"POST", "/api/v1/tokens/:id/rotate", "/api/v1/tokens/:id/rotate", "{}", T_SELF,       {NA , 200, 200, 403, 200, 200, NA , 200, 401, 401, 409, 401, 403}},
+    {"POST", "/api/v1/tokens/:id/rotate", "/api/v1/tokens/:id/rotate", "{}", T_CHILD,      {NA , 200, 200, NA , 200, 200, NA , 200, NA , NA , 200, NA, NA}},
+    {"POST", "/api/v1/tokens/:id/rotate", "/api/v1/tokens/:id/rotate", "{}", T_PARENT,     {NA , NA , NA , NA , 404, NA , NA , NA , NA , NA , NA , NA, NA}},
+    {"GET", "/api/v1/tokens/:id/usage", "/api/v1/tokens/:id/usage", NULL, T_SIBLING,       {200, 200, 403, 200, 200, 200, 404, 404, 401, 401, 200, 401, 403}},
+    {"GET", "/api/v1/tokens/:id/usage", "/api/v1/tokens/:id/usage", NULL, T_SELF,          {NA , 200, 403, 200, 200, 200, NA , 200, 401, 401, 200, 401, 403}},
     {"GET", "/api/v1/tokens/:id/usage/summary", "/api/v1/tokens/:id/usage/summary", NULL, T_SIBLING,
-                                                                                           {200, 200, 403, 200, 200, 404, 404, 401, 401, 200, 401, 403}},
-    {"GET", "/dashboard", "/dashboard/", NULL, T_NONE,                                     {200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200}},
-    {"GET", "/dashboard/app.js", "/dashboard/app.js", NULL, T_NONE,                        {200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200}},
-    {"GET", "/dashboard/app.css", "/dashboard/app.css", NULL, T_NONE,                      {200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200}},
-    {"GET", "/dashboard/favicon.svg", "/dashboard/favicon.svg", NULL, T_NONE,              {200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200}},
-    {"GET", "--route", PROXY_PREFIX "/x", NULL, T_NONE,                                    {502, 502, 403, 502, 502, 502, 502, 401, 401, 502, 401, 403}},
-    {"DELETE", "--route", PROXY_PREFIX "/x", NULL, T_NONE,                                 {502, 502, 403, 502, 502, 502, 502, 401, 401, 502, 401, 403}},
+                                                                                           {200, 200, 403, 200, 200, 200, 404, 404, 401, 401, 200, 401, 403}},
+    {"GET", "/dashboard", "/dashboard/", NULL, T_NONE,                                     {200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200}},
+    {"GET", "/dashboard/app.js", "/dashboard/app.js", NULL, T_NONE,                        {200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200}},
+    {"GET", "/dashboard/app.css", "/dashboard/app.css", NULL, T_NONE,                      {200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200}},
+    {"GET", "/dashboard/favicon.svg", "/dashboard/favicon.svg", NULL, T_NONE,              {200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200}},
+    {"GET", "--route", PROXY_PREFIX "/x", NULL, T_NONE,                                    {502, 502, 403, 403, 502, 502, 502, 502, 401, 401, 502, 401, 403}},
+    {"DELETE", "--route", PROXY_PREFIX "/x", NULL, T_NONE,                                 {502, 502, 403, 403, 502, 502, 502, 502, 401, 401, 502, 401, 403}},
 };
 /* clang-format on */
 #define NROWS (sizeof(ROWS) / sizeof(ROWS[0]))
