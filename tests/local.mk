@@ -37,6 +37,7 @@ include tests/integration/ctl_local.mk
 include tests/unit/ring_local.mk
 include tests/unit/jwt_local.mk
 include tests/integration/identity_local.mk
+include tests/integration/authz_local.mk
 include tests/integration/collector_local.mk
 include tests/integration/metering_local.mk
 include tests/integration/usage_local.mk
