@@ -221,7 +221,7 @@ static void tokens(tg_fx_proto_t p, const char *jwt)
     create_token(p, jwt, "{\"name\":\"to rotate with overlap\"}", rot_id, rot);
     snprintf(path, sizeof(path), "/api/v1/tokens/%s/rotate", rot_id);
     expect(p, "POST", "/api/v1/tokens/{id}/rotate", path, jwt, "{\"overlapSeconds\":604801}", 400);
-    expect(p, "POST", "/api/v1/tokens/{id}/rotate", path, master, "{\"overlapSeconds\":604800}", 200);
+    expect(p, "POST", "/api/v1/tokens/{id}/rotate", path, rot, "{\"overlapSeconds\":604800}", 200);
     create_token(p, jwt, "{\"name\":\"expired\"}", rot_id, rot);
     char sql[512];
     snprintf(sql, sizeof(sql),
