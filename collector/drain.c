@@ -688,9 +688,12 @@ static int recover(tg_drain_t *d)
     if (!instance_eq(row.instance, d->ring_instance) && !old_instance_files) {
         uint64_t start = spill_start(files, nfiles, d->ring_instance, tail);
         free(files);
+        files = NULL; /* tg_spill_list leaves it untouched when it fails: never free it twice */
+        nfiles = 0;
         if (switch_instance(d, start, "new ring instance: starting at its oldest record") != 0)
             return -1;
-        tg_spill_list(d->spill, &files, &nfiles);
+        if (tg_spill_list(d->spill, &files, &nfiles) != 0)
+            return -1; /* position_known stays 0: the next turn recovers again */
     }
     if (instance_eq(d->committed.instance, d->ring_instance) && d->committed.position > tg_ring_head(d->ring)) {
         /* the database says we committed records this ring never held (a database restored

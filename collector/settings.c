@@ -5,6 +5,8 @@
  */
 #include "collector/settings.h"
 
+#include "common/node_id.h"
+
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,18 +29,6 @@ static const char *check_log_level(const char *value)
                : "expected debug, info, warn or error";
 }
 
-/* node ids are stored in collector_positions.node_id and in spill file headers (64 bytes) */
-static const char *check_node_id(const char *value)
-{
-    size_t len = strlen(value);
-    if (len == 0 || len > 63)
-        return "expected 1 to 63 bytes";
-    for (const char *p = value; *p != '\0'; ++p)
-        if ((unsigned char)*p < 0x20 || *p == 0x7f)
-            return "control characters are not allowed";
-    return NULL;
-}
-
 static const char *check_path(const char *value)
 {
     return value[0] == '\0' ? "must not be empty" : NULL;
@@ -59,7 +49,7 @@ const tg_setting_t tg_collector_settings[] = {
     {"retention-days", TG_SETTING_INT, "TOLLGATE_RETENTION_DAYS", "90",
      "usage partitions wholly older than this many days are pruned", OFF(retention_days), 1, 36500, NULL},
     {"node-id", TG_SETTING_STRING, "TOLLGATE_NODE_ID", NULL, "this host's row in collector_positions (default: host name)",
-     OFF(node_id), 0, 0, check_node_id},
+     OFF(node_id), 0, 0, tg_node_id_check},
     {"log-level", TG_SETTING_STRING, "TOLLGATE_LOG_LEVEL", "info", "debug, info, warn or error", OFF(log_level), 0, 0,
      check_log_level},
     {"partitions-ahead", TG_SETTING_INT, "TOLLGATE_PARTITIONS_AHEAD", "7", "daily partitions made ahead of today",
@@ -99,13 +89,8 @@ tg_config_result_t tg_collector_config_load(tg_collector_config_t *cfg, int argc
         const char *env = getenv("DATABASE_URL");
         cfg->database_url = strdup(env != NULL ? env : "");
     }
-    if (cfg->node_id == NULL) {
-        char host[HOST_NAME_MAX + 1] = "localhost";
-        gethostname(host, sizeof(host));
-        host[HOST_NAME_MAX] = '\0';
-        host[63] = '\0'; /* check_node_id's bound */
-        cfg->node_id = strdup(host);
-    }
+    if (cfg->node_id == NULL)
+        cfg->node_id = tg_node_id_default();
     if (cfg->database_url == NULL || cfg->node_id == NULL) {
         snprintf(err, errlen, "out of memory");
         return TG_CONFIG_ERROR;

@@ -5,6 +5,8 @@
  */
 #include "common/config.h"
 
+#include "common/suite_settings.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -137,8 +139,10 @@ static int load_file(const tg_setting_t *table, void *cfg, const char *path, uns
         *eq = '\0';
         char *key = trim(l), *value = trim(eq + 1);
         const tg_setting_t *s = find_setting(table, key, strlen(key));
+        if (s == NULL && tg_suite_setting_known(key, strlen(key)))
+            continue; /* another program's setting: one file serves the whole suite */
         if (s == NULL) {
-            set_err(err, errlen, "config file %s line %d: unknown setting %s", path, lineno, key);
+            set_err(err, errlen, "config file %s line %d: unknown setting %s (no tollgate program takes it)", path, lineno, key);
             ret = -1;
             break;
         }
@@ -179,7 +183,7 @@ static int load_env(const tg_setting_t *table, void *cfg, char *err, size_t errl
     return 0;
 }
 
-static const char *find_config_flag(int argc, char **argv)
+const char *tg_config_file(int argc, char **argv)
 {
     /* every argument is looked at (flag values included): the file must be known
      * before the flags that override it are applied */
@@ -191,7 +195,8 @@ static const char *find_config_flag(int argc, char **argv)
         if (strncmp(argv[i], "--config=", 9) == 0)
             return argv[i] + 9;
     }
-    return NULL;
+    const char *env = getenv("TOLLGATE_CONFIG");
+    return env != NULL && *env != '\0' ? env : NULL;
 }
 
 static int load_flags(const tg_setting_t *table, void *cfg, int argc, char **argv, int *next_arg, int *help, char *err,
@@ -258,10 +263,14 @@ tg_config_result_t tg_config_load(const tg_setting_t *table, void *cfg, int argc
     for (const tg_setting_t *s = table; s->name != NULL; ++s)
         if (s->default_value != NULL && apply(s, cfg, s->default_value, 1, "default", err, errlen) != 0)
             return TG_CONFIG_ERROR;
-    const char *file = find_config_flag(argc, argv);
-    if (file == NULL)
-        file = getenv("TOLLGATE_CONFIG");
-    if (file != NULL && *file != '\0') {
+    for (const tg_setting_t *s = table; s->name != NULL; ++s) {
+        if (!tg_suite_setting_known(s->name, strlen(s->name))) {
+            set_err(err, errlen, "setting %s is missing from the suite's list (common/suite_settings.c): add it there", s->name);
+            return TG_CONFIG_ERROR;
+        }
+    }
+    const char *file = tg_config_file(argc, argv);
+    if (file != NULL) {
         unsigned char *seen = calloc(nrows + 1, 1);
         int r = load_file(table, cfg, file, seen, err, errlen);
         free(seen);
@@ -278,7 +287,8 @@ tg_config_result_t tg_config_load(const tg_setting_t *table, void *cfg, int argc
 
 void tg_config_print_help(FILE *out, const tg_setting_t *table)
 {
-    fprintf(out, "  --config FILE                 read settings from FILE (name = value lines; env TOLLGATE_CONFIG)\n");
+    fprintf(out, "  --config FILE                 read settings from FILE (name = value lines; env TOLLGATE_CONFIG); one file\n"
+                 "                                serves tollgated, tollgate-collector and tollgatectl, each taking its own keys\n");
     for (const tg_setting_t *s = table; s->name != NULL; ++s) {
         char flag[64];
         const char *arg = s->type == TG_SETTING_BOOL ? "" : s->type == TG_SETTING_INT ? " N" : " VALUE";

@@ -41,11 +41,21 @@ typedef enum { TG_CONFIG_OK = 0, TG_CONFIG_HELP = 1, TG_CONFIG_ERROR = -1 } tg_c
  * Fills `cfg` from defaults, then the file named by --config (if any), then the
  * environment, then argv flags. Parsing stops at the first argument that is not a
  * flag (or after "--"); its index is stored in *next_arg (argc when none).
- * "--config FILE" and "--help"/"-h" are understood without table rows.
+ * "--config FILE" and "--help"/"-h" are understood without table rows. The file may hold
+ * the settings of every program of the suite (common/suite_settings.h): keys of other
+ * programs are passed over, keys no program takes are refused with their line.
+ * A table row missing from the suite's list is an error too (a program's own bug).
  * On TG_CONFIG_ERROR, err holds one line that names the setting.
  */
 tg_config_result_t tg_config_load(const tg_setting_t *table, void *cfg, int argc, char **argv, int *next_arg, char *err,
                                   size_t errlen);
+
+/**
+ * The configuration file tg_config_load reads: the value of --config FILE (or
+ * --config=FILE) in argv, else $TOLLGATE_CONFIG, else NULL. Points into argv or the
+ * environment.
+ */
+const char *tg_config_file(int argc, char **argv);
 
 /** Prints one line per setting: flag, environment variable, default, help. */
 void tg_config_print_help(FILE *out, const tg_setting_t *table);

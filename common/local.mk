@@ -5,6 +5,8 @@ common_libtgcommon_a_CFLAGS = $(AM_CFLAGS) $(OPENSSL_CFLAGS)
 common_libtgcommon_a_SOURCES = \
 	common/log.c common/log.h \
 	common/config.c common/config.h \
+	common/suite_settings.c common/suite_settings.h \
+	common/node_id.c common/node_id.h \
 	common/random.c common/random.h \
 	common/uuid.c common/uuid.h \
 	common/timefmt.c common/timefmt.h \

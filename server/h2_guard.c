@@ -15,6 +15,12 @@
 
 #include <h2o/http2.h>
 #include <h2o/http2_internal.h> /* needs server/compat/khash.h on the include path */
+#include <h2o/version.h>
+
+/* The private structs read and written here are h2o 2.2.5's (configure refuses other versions). */
+#if !defined(H2O_VERSION_MAJOR) || H2O_VERSION_MAJOR != 2 || H2O_VERSION_MINOR != 2 || H2O_VERSION_PATCH != 5
+#error "server/h2_guard.c is written for h2o 2.2.5 (libh2o-evloop 0.13.5): <h2o/http2_internal.h> differs in other releases"
+#endif
 
 #include "common/log.h"
 #include "server/stats.h"

@@ -5,6 +5,8 @@
  */
 #include "server/settings.h"
 
+#include "common/node_id.h"
+
 #include <limits.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -76,7 +78,7 @@ const tg_setting_t tg_server_settings[] = {
      NULL},
     {"no-metering", TG_SETTING_BOOL, NULL, NULL, "append no usage records (benchmarks only)", OFF(no_metering), 0, 0, NULL},
     {"node-id", TG_SETTING_STRING, "TOLLGATE_NODE_ID", NULL, "this host's name in the collector's position table (default: host name)",
-     OFF(node_id), 0, 0, NULL},
+     OFF(node_id), 0, 0, tg_node_id_check},
     {"route", TG_SETTING_LIST, NULL, NULL, "protected reverse-proxy route PREFIX=URL", OFF(routes), 0, 0, check_route},
     {"collector-path", TG_SETTING_STRING, "TOLLGATE_COLLECTOR_PATH", NULL,
      "tollgate-collector binary (default: next to tollgated)", OFF(collector_path), 0, 0, NULL},
@@ -136,14 +138,12 @@ static int fill_derived(tg_server_config_t *cfg, char *err, size_t errlen)
         const char *env = getenv("DATABASE_URL");
         cfg->database_url = strdup(env != NULL ? env : "");
     }
-    if (cfg->node_id == NULL) {
-        char host[HOST_NAME_MAX + 1] = "localhost";
-        gethostname(host, sizeof(host));
-        host[HOST_NAME_MAX] = '\0';
-        cfg->node_id = strdup(host);
+    if (cfg->node_id == NULL)
+        cfg->node_id = tg_node_id_default(); /* the collector's own default, so both agree */
+    if (cfg->database_url == NULL || cfg->node_id == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
     }
-    (void)err;
-    (void)errlen;
     return 0;
 }
 
@@ -176,5 +176,12 @@ tg_config_result_t tg_server_config_load(tg_server_config_t *cfg, int argc, char
     }
     if (fill_derived(cfg, err, errlen) != 0 || check_combination(cfg, err, errlen) != 0)
         return TG_CONFIG_ERROR;
+    /* the collector reads the same file (its own keys in it), named absolutely since
+     * it is only opened again after the fork */
+    const char *file = tg_config_file(argc, argv);
+    if (file != NULL && (cfg->config_file = realpath(file, NULL)) == NULL) {
+        snprintf(err, errlen, "cannot resolve config file %s", file);
+        return TG_CONFIG_ERROR;
+    }
     return TG_CONFIG_OK;
 }

@@ -38,6 +38,7 @@ typedef struct st_tg_server_config_t {
     long h2_max_concurrent_requests; /* requests of one HTTP/2 connection served at once */
     long h2_reset_budget;            /* HTTP/2 Rapid Reset allowance per connection (server/h2_guard.h) */
     long max_request_headers;        /* header fields per request; more is 431 */
+    char *config_file;               /* not a setting: the absolute path of the file read, or NULL; passed to the collector */
 } tg_server_config_t;
 
 /** The settings table of tollgated. */

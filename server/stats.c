@@ -31,4 +31,7 @@ const tg_stat_desc_t tg_stat_descs[TG_STAT_COUNT] = {
     {"tollgate_connections_closed_total", "reason=\"h2_reset_flood\"",
      "Connections tollgate closed itself: HTTP/2 reset budget spent (Rapid Reset), HTTP/2 request too slow."},
     {"tollgate_connections_closed_total", "reason=\"h2_request_timeout\"", NULL},
+    {"tollgate_child_restarts_total", "child=\"worker\"",
+     "Children the master restarted after they died (a crash loop backs off: 250 ms doubling to 10 s)."},
+    {"tollgate_child_restarts_total", "child=\"collector\"", NULL},
 };

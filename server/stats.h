@@ -32,6 +32,8 @@ typedef enum {
     TG_STAT_H2_CLIENT_RESETS,           /* HTTP/2 streams the client cancelled before their response was complete */
     TG_STAT_H2_RESET_FLOOD_CLOSED,      /* HTTP/2 connections closed past their reset budget (server/h2_guard.h) */
     TG_STAT_H2_REQUEST_TIMEOUT_CLOSED,  /* HTTP/2 connections closed because a request did not arrive in time */
+    TG_STAT_CHILD_RESTARTS_WORKER,      /* workers the master restarted after they died (server/supervisor.c) */
+    TG_STAT_CHILD_RESTARTS_COLLECTOR,   /* collectors the master restarted after they died */
     TG_STAT_COUNT
 } tg_stat_t;
 

@@ -2,7 +2,9 @@
  * Master process supervision. Signals arrive through a signalfd polled with a
  * timeout, so restarts due later and the shutdown deadline need no timers or
  * signal-handler state. A child that dies is restarted at once the first time and
- * with exponential backoff while it keeps dying soon after starting.
+ * with exponential backoff while it keeps dying soon after starting (each restart is
+ * counted for /metrics). A collector that exits 2 refused its settings: restarting
+ * cannot help, and without it nothing is metered, so tollgated stops and exits 2.
  */
 #include "server/supervisor.h"
 
@@ -19,6 +21,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "server/stats.h"
 #include "server/worker.h"
 
 /* A child that lived this long is healthy again: its next death restarts at once. */
@@ -27,6 +30,9 @@
 #define TG_SUPERVISOR_BACKOFF_BASE_MS 250
 #define TG_SUPERVISOR_BACKOFF_MAX_MS 10000
 /* SIGTERM must end the master within 10 s (Foundation issue): children get 9.5 s. */
+/* tollgate-collector's exit status for settings it refuses (collector/main.c), before it
+ * touches the ring or the database. */
+#define TG_SUPERVISOR_COLLECTOR_EXIT_SETTINGS 2
 #define TG_SUPERVISOR_STOP_GRACE_MS 9500
 
 static uint64_t now_ms(void)
@@ -70,6 +76,8 @@ static void exec_collector(tg_supervisor_t *sup)
                     "--retention-days", retention,
                     "--node-id", c->node_id,
                     "--log-level", c->log_level,
+                    /* the collector's own keys (batch-size, ...) come from tollgated's file */
+                    c->config_file != NULL ? "--config" : NULL, c->config_file,
                     NULL};
     execv(sup->collector_path, argv);
     tg_log_error("master", "cannot exec the collector", "path=%s error=%s", sup->collector_path, strerror(errno));
@@ -108,6 +116,8 @@ static tg_child_t *find_child(tg_supervisor_t *sup, pid_t pid)
     return NULL;
 }
 
+static void begin_stop(tg_supervisor_t *sup, int signo);
+
 static void on_child_exit(tg_supervisor_t *sup, tg_child_t *ch, int status)
 {
     const char *what = ch->kind == TG_CHILD_WORKER ? "worker" : "collector";
@@ -123,6 +133,15 @@ static void on_child_exit(tg_supervisor_t *sup, tg_child_t *ch, int status)
         tg_log_info("master", "child stopped", "kind=%s index=%d exit_code=%d signal=%d", what, ch->index, code, sig);
         return;
     }
+    if (ch->kind == TG_CHILD_COLLECTOR && code == TG_SUPERVISOR_COLLECTOR_EXIT_SETTINGS) {
+        tg_log_error("master", "the collector refused its settings (see its message above): metering is off, stopping",
+                     "pid=%d exit_code=%d", (int)dead_pid, code);
+        sup->exit_status = 2;
+        begin_stop(sup, 0);
+        return;
+    }
+    tg_counters_add(sup->server->counters, 0,
+                    ch->kind == TG_CHILD_WORKER ? TG_STAT_CHILD_RESTARTS_WORKER : TG_STAT_CHILD_RESTARTS_COLLECTOR, 1);
     ch->quick_deaths = lived >= TG_SUPERVISOR_HEALTHY_MS ? 0 : ch->quick_deaths;
     uint64_t delay = tg_supervisor_backoff_ms(ch->quick_deaths);
     ++ch->quick_deaths;
@@ -158,7 +177,7 @@ static void begin_stop(tg_supervisor_t *sup, int signo)
         return;
     sup->stopping = 1;
     sup->stop_deadline_ms = now_ms() + TG_SUPERVISOR_STOP_GRACE_MS;
-    tg_log_info("master", "stopping", "signal=%d", signo);
+    tg_log_info("master", "stopping", "signal=%d", signo); /* 0: not a signal (a child that cannot run) */
     /* The workers still hold their copies of the listeners and accept what is queued
      * before they close them; the master's copies can go now. */
     close_listeners(sup->server);
@@ -254,6 +273,6 @@ int tg_supervisor_run(tg_supervisor_t *sup)
         }
     }
     close(sfd);
-    tg_log_info("master", "stopped", NULL);
-    return 0;
+    tg_log_info("master", "stopped", "exit_status=%d", sup->exit_status);
+    return sup->exit_status;
 }

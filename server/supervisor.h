@@ -34,9 +34,13 @@ typedef struct st_tg_supervisor_t {
     size_t nchildren;
     int stopping;
     uint64_t stop_deadline_ms;
+    int exit_status; /* 0, or 2 when a child could not start (the collector refused its settings) */
 } tg_supervisor_t;
 
-/** Runs the master loop until every child has stopped after SIGTERM/SIGINT. Returns the exit code. */
+/**
+ * Runs the master loop until every child has stopped after SIGTERM/SIGINT, or after the
+ * collector refused its settings. Returns the exit code: 0, or 2 in that last case.
+ */
 int tg_supervisor_run(tg_supervisor_t *sup);
 
 /** The restart delay after `quick_deaths` consecutive quick deaths (0 for the first). */

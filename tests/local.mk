@@ -32,6 +32,9 @@ endif
 
 # Per-module test fragments (each wraps its own rules in `if HAVE_TEST_DEPS`); keep
 # these includes last so the variables above exist for them.
+include tests/build/local.mk
+include tests/integration/config_local.mk
+include tests/contrib/local.mk
 include tests/unit/common_local.mk
 include tests/integration/ctl_local.mk
 include tests/unit/ring_local.mk

@@ -1,18 +1,24 @@
 # shellcheck shell=bash
-# The Debian bookworm packages tollgate needs to build, test and run, installed only when
-# missing: `apt-get update` once, then one `apt-get install`. Source after common.sh.
+# The Debian bookworm packages tollgate needs to build and run, and those its tests add,
+# installed only when missing: `apt-get update` once, then one `apt-get install`. Source
+# after common.sh.
 
-# Build: toolchain and the libraries configure.ac asks pkg-config for. Tests: Criterion,
-# libcurl, a PostgreSQL 15 server to start throwaway clusters with, and real clients
-# (curl, h2load from nghttp2-client, python3-h2 for frame-level HTTP/2). clang for the
-# analyzer and for building with another compiler. chromium for the dashboard's browser
-# test (tests/browser: playwright-core drives /usr/bin/chromium); node >= 20 and npm come
-# with the machine (not Debian's older nodejs, whose npm package would conflict).
-TG_PACKAGES=(
+# Two lists, so that a machine that only runs tollgate gets nothing it does not need.
+# Build and run (contrib/quickstart): the toolchain, the libraries configure.ac asks
+# pkg-config for, a PostgreSQL 15 server (the quickstart starts one of its own), openssl
+# (JWT secret, self-signed certificate) and curl (the commands the quickstart prints).
+TG_PACKAGES_BUILD=(
     build-essential autoconf automake libtool pkg-config
     libh2o-evloop-dev libpq-dev libjansson-dev libjwt-dev libssl-dev libargon2-dev
-    libcriterion-dev libcurl4-openssl-dev
-    postgresql-15 nghttp2-client curl openssl python3-h2 clang chromium
+    postgresql-15 openssl curl
+)
+# Tests only (contrib/test): Criterion, libcurl, real clients (h2load from
+# nghttp2-client, python3-h2 for frame-level HTTP/2), clang for the analyzer and for
+# building with another compiler, chromium for the dashboard's browser test (tests/browser:
+# playwright-core drives /usr/bin/chromium); node >= 20 and npm come with the machine (not
+# Debian's older nodejs, whose npm package would conflict).
+TG_PACKAGES_TEST=(
+    libcriterion-dev libcurl4-openssl-dev nghttp2-client python3-h2 clang chromium
 )
 
 # libjwt 1.10.2 as first released in bookworm has a security bug that Debian fixed in
@@ -56,12 +62,20 @@ tg_check_libjwt() {
     fi
 }
 
+# Installs the missing packages of the lists named by "$@" (build, test).
 tg_install_packages() {
-    local missing
-    mapfile -t missing < <(tg_missing_packages "${TG_PACKAGES[@]}")
+    local list wanted=() missing
+    for list in "$@"; do
+        case $list in
+        build) wanted+=("${TG_PACKAGES_BUILD[@]}") ;;
+        test) wanted+=("${TG_PACKAGES_TEST[@]}") ;;
+        *) tg_die "tg_install_packages: unknown package list $list" ;;
+        esac
+    done
+    mapfile -t missing < <(tg_missing_packages "${wanted[@]}")
     if [ "${#missing[@]}" -gt 0 ]; then
         tg_apt "${missing[@]}"
-        mapfile -t missing < <(tg_missing_packages "${TG_PACKAGES[@]}")
+        mapfile -t missing < <(tg_missing_packages "${wanted[@]}")
         [ "${#missing[@]}" -eq 0 ] || tg_die "still missing after apt-get install: ${missing[*]}"
     fi
     tg_check_libjwt

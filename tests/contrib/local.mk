@@ -1,0 +1,5 @@
+# tests/contrib: the contrib/ scripts, run for real with stubbed system tools.
+
+# Issue 12: contrib/quickstart installs the build-and-run packages, not the test tools.
+TESTS += tests/contrib/test_quickstart_packages.sh
+EXTRA_DIST += tests/contrib/test_quickstart_packages.sh
