@@ -1668,6 +1668,8 @@ int tg_fx_http(const tg_fx_http_req_t *req, tg_fx_http_res_t *res)
     int timeout_ms = req->timeout_ms > 0 ? req->timeout_ms : 10000;
 
     curl_easy_setopt(curl, CURLOPT_URL, req->url);
+    if (req->path_as_is)
+        curl_easy_setopt(curl, CURLOPT_PATH_AS_IS, 1L);
     curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
     curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, (long)timeout_ms);
