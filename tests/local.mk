@@ -47,5 +47,6 @@ include tests/unit/token_cache_local.mk
 include tests/integration/throttle_local.mk
 include tests/integration/hardening_local.mk
 include tests/integration/dashboard_local.mk
+include tests/integration/proxy_local.mk
 include tests/fuzz/fuzz_local.mk
 include tests/integration/secrets_local.mk
