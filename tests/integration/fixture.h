@@ -109,7 +109,7 @@ typedef struct st_tg_fx_server_opts_t {
     int workers;                   /* --workers; 0 means 2 */
     int tls;                       /* add --tls-listen with a self-signed certificate */
     int ring_capacity;             /* --ring-capacity; 0 means 4096 */
-    const tg_fx_pg_t *pg;          /* --database-url of this database; NULL: a URL that cannot connect */
+    const tg_fx_pg_t *pg;          /* TOLLGATE_DATABASE_URL of this database; NULL: a URL that cannot connect */
     const char *node_id;           /* --node-id, or NULL */
     const char *const *extra_args; /* more argv entries, NULL-terminated, or NULL */
     const char *const *extra_env;  /* "NAME=VALUE" entries, NULL-terminated, or NULL */
@@ -131,7 +131,7 @@ typedef struct st_tg_fx_server_t {
 /**
  * Starts TG_BUILDDIR's tollgated as a child in its own process group with --listen
  * 127.0.0.1:<free port>, --workers, --jwt-secret-file (a fresh 48-byte secret),
- * --ring /tg-test-<pid>-<n>, --ring-capacity, --spool-dir, --database-url,
+ * --ring /tg-test-<pid>-<n>, --ring-capacity, --spool-dir, TOLLGATE_DATABASE_URL (in the environment),
  * --auth-throttle-failures 0 (the failure throttle off; extra_args may turn it on), and
  * optionally --tls-listen/--tls-cert/--tls-key (a self-signed localhost certificate
  * made once per binary), --node-id and opts->extra_args. The environment is cleaned of
