@@ -33,7 +33,7 @@ server_libtgserver_a_SOURCES = \
 	server/authz.c server/authz.h \
 	server/policy.c server/policy.h \
 	server/jwt.c server/jwt.h \
-	server/proxy.c server/proxy.h \
+	server/proxy.c server/proxy.h server/proxy_path.c server/proxy_path.h \
 	server/metering.c server/metering.h
 
 # The token dashboard's files, compiled in: embed.sh turns them into

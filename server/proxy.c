@@ -13,6 +13,7 @@
 #include "server/auth.h"
 #include "server/http.h"
 #include "server/metering.h"
+#include "server/proxy_path.h"
 #include "server/worker.h"
 
 /* Upstream I/O timeout: an API answers well within this or is broken. */
@@ -29,18 +30,33 @@ static const h2o_iovec_t identity_headers[] = {{H2O_STRLIT("x-tollgate-user-id")
                                                {H2O_STRLIT("x-tollgate-tenant-id")},
                                                {H2O_STRLIT("x-tollgate-token-id")}};
 
-static void delete_all(h2o_req_t *req, const h2o_token_t *token)
+/* Headers an upstream may trust, so only tollgated sets them: the identity it
+ * authenticated (x-tollgate-*), the credential (never forwarded), and where the request
+ * came from (h2o adds its own x-forwarded-for with the TCP peer, x-forwarded-proto and
+ * via after this; a client's copies would otherwise be merged into them or sent as is). */
+static int is_ours_to_set(const h2o_iovec_t *name)
 {
-    ssize_t i;
-    while ((i = h2o_find_header(&req->headers, token, -1)) >= 0)
-        h2o_delete_header(&req->headers, i);
+    static const h2o_iovec_t prefixes[] = {{H2O_STRLIT("x-tollgate-")}, {H2O_STRLIT("x-forwarded-")}};
+    static const h2o_iovec_t exact[] = {{H2O_STRLIT("authorization")},
+                                        {H2O_STRLIT("forwarded")},
+                                        {H2O_STRLIT("x-real-ip")},
+                                        {H2O_STRLIT("x-client-ip")},
+                                        {H2O_STRLIT("true-client-ip")}};
+    for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); ++i)
+        if (name->len >= prefixes[i].len && h2o_lcstris(name->base, prefixes[i].len, prefixes[i].base, prefixes[i].len))
+            return 1;
+    for (size_t i = 0; i < sizeof(exact) / sizeof(exact[0]); ++i)
+        if (h2o_lcstris(name->base, name->len, exact[i].base, exact[i].len))
+            return 1;
+    return 0;
 }
 
-static void delete_all_by_name(h2o_req_t *req, h2o_iovec_t name)
+/* Backwards, so a deletion never skips the header that moved into its place. */
+static void delete_client_trust_headers(h2o_req_t *req)
 {
-    ssize_t i;
-    while ((i = h2o_find_header_by_str(&req->headers, name.base, name.len, -1)) >= 0)
-        h2o_delete_header(&req->headers, i);
+    for (size_t i = req->headers.size; i-- > 0;)
+        if (is_ours_to_set(req->headers.entries[i].name))
+            h2o_delete_header(&req->headers, (ssize_t)i);
 }
 
 static void add_uuid_header(h2o_req_t *req, h2o_iovec_t name, const uint8_t id[16])
@@ -60,10 +76,7 @@ static void on_authenticated(tg_request_t *r)
     }
     if (!tg_auth_admit(r)) /* the token's rate limit and quota, after its scope */
         return;
-    /* the upstream trusts these headers, so a client's own copies never pass */
-    delete_all(req, H2O_TOKEN_AUTHORIZATION);
-    for (size_t i = 0; i < sizeof(identity_headers) / sizeof(identity_headers[0]); ++i)
-        delete_all_by_name(req, identity_headers[i]);
+    delete_client_trust_headers(req);
     add_uuid_header(req, identity_headers[0], r->auth.user_id);
     add_uuid_header(req, identity_headers[1], r->auth.tenant_id);
     if (r->auth.method == TG_AUTH_API_TOKEN)
@@ -75,6 +88,13 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     if (tg_http_reject_oversize(req))
         return 0;
+    /* before authentication: a path an upstream could read as another route's is
+     * refused for every caller, and nothing is forwarded or charged */
+    const char *why = tg_proxy_path_check(req->path.base, req->path.len);
+    if (why != NULL) {
+        tg_http_send_error(req, 400, "invalid_path", why);
+        return 0;
+    }
     tg_request_t *r = h2o_mem_alloc_pool(&req->pool, sizeof(*r));
     memset(r, 0, sizeof(*r));
     r->req = req;

@@ -17,7 +17,7 @@ noinst_LIBRARIES += tests/integration/libtgfixture.a
 tests_integration_libtgfixture_a_CPPFLAGS = $(AM_CPPFLAGS)
 tests_integration_libtgfixture_a_CFLAGS = $(TG_TEST_CFLAGS)
 tests_integration_libtgfixture_a_SOURCES = \
-	tests/integration/fixture.c tests/integration/fixture.h
+	tests/integration/fixture.c tests/integration/fixture.h tests/integration/fixture_upstream.c
 TG_INTEGRATION_LDADD = tests/integration/libtgfixture.a $(TG_TEST_LIBS)
 
 # Issue 2: the server's process model, protocols, limits and bad input, end to end.
@@ -52,6 +52,7 @@ include tests/integration/throttle_local.mk
 include tests/integration/hardening_local.mk
 include tests/integration/errors_local.mk
 include tests/integration/dashboard_local.mk
+include tests/integration/proxy_local.mk
 include tests/fuzz/fuzz_local.mk
 include tests/integration/secrets_local.mk
 include tests/integration/contract_local.mk

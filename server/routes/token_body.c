@@ -246,6 +246,17 @@ static int canonical_cidr(const char *s, size_t len, char out[TOKEN_CIDR_MAX])
     }
     if (!host_bits_zero(bytes, max / 8, prefix))
         return -1;
+    /* ::ffff:a.b.c.d/n (n >= 96) is stored as the IPv4 prefix a.b.c.d/(n-96), which is how
+     * the runtime matches it (tg_policy_parse_cidr), so PostgreSQL compares it with a
+     * parent's CIDRs as IPv4 too. A shorter IPv6 prefix cannot hold the ffff (its host
+     * bits would not be zero) unless it is all of ::/n, which stays IPv6: IPv6 prefixes
+     * admit no IPv4 client. */
+    static const unsigned char v4_mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    if (family == AF_INET6 && prefix >= 96 && memcmp(bytes, v4_mapped, sizeof(v4_mapped)) == 0) {
+        memmove(bytes, bytes + 12, 4);
+        family = AF_INET;
+        prefix -= 96;
+    }
     char text[INET6_ADDRSTRLEN];
     if (inet_ntop(family, bytes, text, sizeof(text)) == NULL)
         return -1;

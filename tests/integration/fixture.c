@@ -1247,8 +1247,6 @@ static int spawn_server(tg_fx_server_t *srv, const tg_fx_server_opts_t *opts, co
      * default socket must not leak into a test. */
     char no_database[400];
     snprintf(no_database, sizeof(no_database), "host=%s/no-database port=1 dbname=none connect_timeout=1", srv->dir);
-    argv[n++] = "--database-url";
-    argv[n++] = opts->pg != NULL ? opts->pg->conninfo : no_database;
     if (opts->node_id != NULL) {
         argv[n++] = "--node-id";
         argv[n++] = opts->node_id;
@@ -1262,7 +1260,17 @@ static int spawn_server(tg_fx_server_t *srv, const tg_fx_server_opts_t *opts, co
         argv[n++] = opts->extra_args[i];
     argv[n] = NULL;
 
-    char **env = clean_env(opts->extra_env);
+    /* The database URL in the environment, as operators are told to pass it (a flag would
+     * show it in `ps`); a --database-url in extra_args still wins. */
+    char database_url[sizeof(no_database) + sizeof(opts->pg->conninfo) + 32];
+    snprintf(database_url, sizeof(database_url), "TOLLGATE_DATABASE_URL=%s", opts->pg != NULL ? opts->pg->conninfo : no_database);
+    const char *env_extra[64];
+    size_t n_env = 0;
+    for (size_t i = 0; opts->extra_env != NULL && opts->extra_env[i] != NULL && n_env < 62; ++i)
+        env_extra[n_env++] = opts->extra_env[i];
+    env_extra[n_env++] = database_url;
+    env_extra[n_env] = NULL;
+    char **env = clean_env(env_extra);
     if (env == NULL)
         return -1;
     int log_fd = open(srv->log_path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
@@ -1668,6 +1676,8 @@ int tg_fx_http(const tg_fx_http_req_t *req, tg_fx_http_res_t *res)
     int timeout_ms = req->timeout_ms > 0 ? req->timeout_ms : 10000;
 
     curl_easy_setopt(curl, CURLOPT_URL, req->url);
+    if (req->path_as_is)
+        curl_easy_setopt(curl, CURLOPT_PATH_AS_IS, 1L);
     curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
     curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, (long)timeout_ms);

@@ -26,6 +26,7 @@
 #ifndef TG_TESTS_FIXTURE_H
 #define TG_TESTS_FIXTURE_H
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <sys/types.h>
@@ -108,7 +109,7 @@ typedef struct st_tg_fx_server_opts_t {
     int workers;                   /* --workers; 0 means 2 */
     int tls;                       /* add --tls-listen with a self-signed certificate */
     int ring_capacity;             /* --ring-capacity; 0 means 4096 */
-    const tg_fx_pg_t *pg;          /* --database-url of this database; NULL: a URL that cannot connect */
+    const tg_fx_pg_t *pg;          /* TOLLGATE_DATABASE_URL of this database; NULL: a URL that cannot connect */
     const char *node_id;           /* --node-id, or NULL */
     const char *const *extra_args; /* more argv entries, NULL-terminated, or NULL */
     const char *const *extra_env;  /* "NAME=VALUE" entries, NULL-terminated, or NULL */
@@ -130,7 +131,7 @@ typedef struct st_tg_fx_server_t {
 /**
  * Starts TG_BUILDDIR's tollgated as a child in its own process group with --listen
  * 127.0.0.1:<free port>, --workers, --jwt-secret-file (a fresh 48-byte secret),
- * --ring /tg-test-<pid>-<n>, --ring-capacity, --spool-dir, --database-url,
+ * --ring /tg-test-<pid>-<n>, --ring-capacity, --spool-dir, TOLLGATE_DATABASE_URL (in the environment),
  * --auth-throttle-failures 0 (the failure throttle off; extra_args may turn it on), and
  * optionally --tls-listen/--tls-cert/--tls-key (a self-signed localhost certificate
  * made once per binary), --node-id and opts->extra_args. The environment is cleaned of
@@ -200,6 +201,7 @@ typedef struct st_tg_fx_http_req_t {
     int chunked;                /* send the body with Transfer-Encoding: chunked (HTTP/1.1) */
     tg_fx_proto_t proto;
     int timeout_ms; /* whole transfer; 0 means 10000 */
+    int path_as_is; /* send "/./" and "/../" as written (curl resolves them otherwise) */
 } tg_fx_http_req_t;
 
 typedef struct st_tg_fx_header_t {
@@ -266,6 +268,50 @@ ssize_t tg_fx_raw(int port, const void *bytes, size_t len, char *response, size_
 
 /** Connects a blocking TCP socket to 127.0.0.1:port. Returns the fd or -1. */
 int tg_fx_connect(int port);
+
+/* ------------------------------------------------------------------ upstream (fixture_upstream.c) */
+
+/* Requests one upstream keeps; tests send tens. Past it requests are answered, not kept. */
+#define TG_FX_UPSTREAM_MAX_REQUESTS 512
+
+/**
+ * A real HTTP/1.1 upstream for --route tests: a thread in the test process listening on
+ * 127.0.0.1:<free port>. It reads each request's head (and a Content-Length body), keeps
+ * the head as received, and answers 200 "upstream" with Connection: close. It records
+ * before it answers, so once the client has the proxied response the request is there.
+ * Fields starting with '_' are private.
+ */
+typedef struct st_tg_fx_upstream_t {
+    int port;
+    int _fd;
+    int _started;
+    pthread_t _thread;
+    volatile int _stop;
+    pthread_mutex_t _lock;
+    char *_heads[TG_FX_UPSTREAM_MAX_REQUESTS];
+    size_t _count;
+} tg_fx_upstream_t;
+
+/** Starts the upstream. 0, or -1 with the reason on stderr. */
+int tg_fx_upstream_start(tg_fx_upstream_t *up);
+
+/** Stops the thread and frees what it kept. Safe twice and on a zeroed struct. */
+void tg_fx_upstream_stop(tg_fx_upstream_t *up);
+
+/** How many requests it has received so far. Thread-safe. */
+size_t tg_fx_upstream_count(tg_fx_upstream_t *up);
+
+/** Request `i`'s request line ("GET /path HTTP/1.1"), malloc'd, or NULL when there is no request `i`. */
+char *tg_fx_upstream_request_line(tg_fx_upstream_t *up, size_t i);
+
+/**
+ * The values of every header of request `i` named `name` (case-insensitive), joined by
+ * "\n" in the order received, malloc'd; NULL when it has no such header (or no request `i`).
+ */
+char *tg_fx_upstream_header(tg_fx_upstream_t *up, size_t i, const char *name);
+
+/** Request `i`'s whole head (request line and header lines, CRLF-separated), malloc'd, or NULL. */
+char *tg_fx_upstream_head(tg_fx_upstream_t *up, size_t i);
 
 /* ------------------------------------------------------------------ processes and time */
 

@@ -855,3 +855,60 @@ Test(flags, missing_config_file)
 {
     expect_bad_config("config", (const char *[]){"--config", "/nonexistent/tollgate.conf", NULL}, 1, 1, NULL);
 }
+
+/* ------------------------------------------------------------------ the database URL in argv */
+
+/* /proc/PID/cmdline (any local user can read it), NULs as spaces, into buf. */
+static void read_cmdline(pid_t pid, char *buf, size_t cap)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f, "cannot read %s", path);
+    size_t n = fread(buf, 1, cap - 1, f);
+    fclose(f);
+    for (size_t i = 0; i < n; ++i)
+        if (buf[i] == '\0')
+            buf[i] = ' ';
+    buf[n] = '\0';
+}
+
+/* Issue 11 finding 7: a password given with --database-url leaves the master's command line
+ * once it has started, and the master warns that it was there. PostgreSQL here trusts
+ * local connections, so it ignores the password. */
+Test(flags, a_database_url_flag_leaves_the_masters_command_line)
+{
+    tg_fx_pg_t pg;
+    cr_assert_eq(tg_fx_pg_start(&pg), 0, "no PostgreSQL (see above)");
+    char conninfo[sizeof(pg.conninfo) + 32], uri[1024];
+    snprintf(conninfo, sizeof(conninfo), "%s password=secretpw", pg.conninfo);
+    snprintf(uri, sizeof(uri), "postgresql://postgres:secretpw@/%s?host=%s&port=%d", pg.dbname, pg.dir, pg.port);
+    const char *urls[] = {conninfo, uri};
+    for (size_t i = 0; i < 2; ++i) {
+        const char *const args[] = {"--database-url", urls[i], "--no-collector", NULL};
+        tg_fx_server_opts_t opts = {.workers = 1, .extra_args = args};
+        cr_assert_eq(tg_fx_server_start(&srv, &opts), 0, "tollgated did not start (see the log above)");
+        char cmdline[8192];
+        read_cmdline(srv.pid, cmdline, sizeof(cmdline));
+        cr_expect_null(strstr(cmdline, "secretpw"), "the password is in the master's command line: %s", cmdline);
+        cr_expect_null(strstr(cmdline, "database-url"), "the master's command line: %s", cmdline);
+        cr_expect(strncmp(cmdline, "tollgated: master", 17) == 0, "the master's title: %s", cmdline);
+        char *log = tg_fx_server_log(&srv);
+        cr_expect_not_null(strstr(log, "carries a password"), "no warning for a password in --database-url:\n%s", log);
+        cr_expect_null(strstr(log, "secretpw"), "the password is in the log");
+        free(log);
+        tg_fx_server_stop(&srv, 0);
+    }
+    /* the same URL through the environment: nothing to warn about */
+    char env_url[1100];
+    snprintf(env_url, sizeof(env_url), "TOLLGATE_DATABASE_URL=%s", conninfo);
+    const char *const env[] = {env_url, NULL};
+    const char *const args[] = {"--no-collector", NULL};
+    tg_fx_server_opts_t opts = {.workers = 1, .extra_args = args, .extra_env = env};
+    cr_assert_eq(tg_fx_server_start(&srv, &opts), 0, "tollgated did not start (see the log above)");
+    char *log = tg_fx_server_log(&srv);
+    cr_expect_null(strstr(log, "carries a password"), "a warning without the flag:\n%s", log);
+    free(log);
+    tg_fx_server_stop(&srv, 0);
+    tg_fx_pg_stop(&pg);
+}

@@ -289,6 +289,67 @@ Test(allowed_ips, ipv6_loopback)
     }
 }
 
+/* Issue 11 finding 6: a v4-mapped range (::ffff:a.b.c.d/n, n >= 96) is an IPv4 range to the
+ * runtime, so it is stored as one: a child of an IPv6-only parent cannot use it to reach
+ * IPv4 clients, and a child of an IPv4 parent may use it to narrow. */
+Test(allowed_ips, v4_mapped_ranges_are_stored_as_ipv4)
+{
+    v6_port = tg_fx_free_port();
+    char listen[64], url[128];
+    snprintf(listen, sizeof(listen), "[::1]:%d", v6_port);
+    const char *const args[] = {"--listen", listen, NULL};
+    start_server(args, 2);
+    char id[64], token[64];
+    json_t *made = create_token("{\"name\":\"mapped\",\"allowedIps\":[\"::ffff:10.0.0.0/104\",\"::FFFF:127.0.0.1\"]}", id, token);
+    char *ips = json_dumps(json_object_get(made, "allowedIps"), JSON_COMPACT);
+    cr_expect_str_eq(ips, "[\"10.0.0.0/8\",\"127.0.0.1/32\"]");
+    free(ips);
+    json_decref(made);
+    cr_expect_str_eq(value("SELECT allowed_ips::text FROM api_tokens WHERE id = '%s'", id), "{10.0.0.0/8,127.0.0.1/32}");
+    cr_expect_eq(status_of(TG_FX_HTTP1, "GET", "/api/v1/me", token), 200);
+    /* the reproduction: a parent limited to IPv6, used from ::1, asks for every v4-mapped address */
+    char v6_id[64], v6[64];
+    json_decref(create_token("{\"name\":\"v6 only\",\"allowedIps\":[\"::/0\"]}", v6_id, v6));
+    snprintf(url, sizeof(url), "http://[::1]:%d/api/v1/tokens", v6_port);
+    const char *escapes[] = {"::ffff:0.0.0.0/96", "::ffff:127.0.0.0/104", "::ffff:127.0.0.1/128"};
+    for (size_t i = 0; i < sizeof(escapes) / sizeof(escapes[0]); ++i) {
+        char body[256];
+        snprintf(body, sizeof(body), "{\"name\":\"escape\",\"allowedIps\":[\"%s\"]}", escapes[i]);
+        const char *before = value("SELECT count(*) FROM api_tokens");
+        char *count_before = strdup(before);
+        tg_fx_http_res_t res;
+        call_url(PROTOS[i % NPROTOS], "POST", url, v6, body, &res);
+        expect_error(&res, 400, "invalid_parameter", escapes[i]);
+        tg_fx_http_res_free(&res);
+        cr_expect_str_eq(value("SELECT count(*) FROM api_tokens"), count_before, "%s: a token was stored", escapes[i]);
+        free(count_before);
+    }
+    /* an IPv6 prefix that is no mapped range stays IPv6 (and admits no IPv4 client) */
+    char child_id[64], child[64];
+    snprintf(url, sizeof(url), "http://[::1]:%d/api/v1/tokens", v6_port);
+    tg_fx_http_res_t res;
+    call_url(TG_FX_HTTP1, "POST", url, v6, "{\"name\":\"v6 child\",\"allowedIps\":[\"::/80\"]}", &res);
+    cr_assert_eq(res.status, 201, "::/80 under ::/0: %ld %s", res.status, res.body);
+    snprintf(child_id, sizeof(child_id), "%s", json_str(tg_fx_json(&res), "id"));
+    snprintf(child, sizeof(child), "%s", json_str(tg_fx_json(&res), "token"));
+    tg_fx_http_res_free(&res);
+    cr_expect_str_eq(value("SELECT allowed_ips::text FROM api_tokens WHERE id = '%s'", child_id), "{::/80}");
+    call(TG_FX_HTTP1, "GET", "/api/v1/me", child, NULL, &res);
+    expect_error(&res, 403, "ip_not_allowed", "127.0.0.1 under ::/80");
+    tg_fx_http_res_free(&res);
+    /* a child of an IPv4 parent may narrow it with the mapped spelling */
+    char v4_id[64], v4[64];
+    json_decref(create_token("{\"name\":\"v4\",\"allowedIps\":[\"127.0.0.0/8\"]}", v4_id, v4));
+    call(TG_FX_H2C, "POST", "/api/v1/tokens", v4, "{\"name\":\"narrower\",\"allowedIps\":[\"::ffff:127.0.0.0/120\"]}", &res);
+    cr_assert_eq(res.status, 201, "::ffff:127.0.0.0/120 under 127.0.0.0/8: %ld %s", res.status, res.body);
+    ips = json_dumps(json_object_get(tg_fx_json(&res), "allowedIps"), JSON_COMPACT);
+    cr_expect_str_eq(ips, "[\"127.0.0.0/24\"]");
+    free(ips);
+    snprintf(child, sizeof(child), "%s", json_str(tg_fx_json(&res), "token"));
+    tg_fx_http_res_free(&res);
+    cr_expect_eq(status_of(TG_FX_HTTP1, "GET", "/api/v1/me", child), 200);
+}
+
 /* ------------------------------------------------------------------ rate limit */
 
 TestSuite(rate_limit, .init = start_world, .fini = stop_world, .timeout = TEST_TIMEOUT_S);
