@@ -406,3 +406,20 @@ Test(contract, self_contained, .timeout = 60)
     char *argv[] = {"sh", "-c", cmd, NULL};
     cr_assert_eq(run_tool(argv), 0, "citations of files outside the repository (above): state the fact, or cite a file in it");
 }
+
+/* Every error code the server can send is in the ErrorCode enum: the codes are read from
+ * the source (each tg_http_send_error call and the error filter's table), so a new code
+ * without a line in docs/openapi.yaml fails here even before a test provokes it. */
+Test(contract, every_error_code_the_server_sends_is_documented, .timeout = 60)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof(cmd),
+             "cd '%s' && codes=$( { grep -rhoE 'send_error\\([^,]+, *[0-9]+, *\"[a-z_]+\"' server;"
+             " grep -hoE 'code = \"[a-z_]+\"' server/error_filter.c; } | grep -oE '\"[a-z_]+\"$|\"[a-z_]+\"' | tr -d '\"' | sort -u);"
+             " [ $(printf '%%s\\n' $codes | wc -l) -gt 20 ] || { echo \"found too few codes: $codes\"; exit 1; };"
+             " missing=0; for c in $codes; do grep -qE \"^ +- $c$\" docs/openapi.yaml || { echo \"undocumented error code: $c\"; missing=1; };"
+             " done; exit $missing",
+             TG_SRCDIR);
+    char *argv[] = {"sh", "-c", cmd, NULL};
+    cr_assert_eq(run_tool(argv), 0, "error codes the server sends but docs/openapi.yaml's ErrorCode enum lacks (above)");
+}
