@@ -11,3 +11,13 @@ tests_integration_test_collector_LDADD = $(TG_INTEGRATION_LDADD) collector/libtg
 	common/libtgcommon.a $(PQ_LIBS) $(LIBS)
 
 endif
+
+# An LD_PRELOAD shim that fails one fdopendir() call (collector/recovery_survives_a_failed_spool_listing).
+# Built without the sanitizers: it is preloaded into a sanitized collector too.
+if HAVE_TEST_DEPS
+EXTRA_tests_integration_test_collector_DEPENDENCIES = tests/integration/fail_fdopendir.so
+tests/integration/fail_fdopendir.so: $(srcdir)/tests/integration/fail_fdopendir.c
+	$(AM_V_CC)$(MKDIR_P) tests/integration && $(CC) -shared -fPIC -O2 -Wall -Wextra -Werror -o $@ $(srcdir)/tests/integration/fail_fdopendir.c -ldl
+CLEANFILES += tests/integration/fail_fdopendir.so
+EXTRA_DIST += tests/integration/fail_fdopendir.c
+endif

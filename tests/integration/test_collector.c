@@ -53,6 +53,7 @@ typedef struct st_cx_t {
     uint64_t next_id;
     uint8_t tenant[16], user[16], token[16];
     int spool_mounted; /* a small tmpfs is mounted on spool (the ENOSPC test) */
+    int fail_fdopendir_call; /* > 0: cx_start preloads tests/integration/fail_fdopendir.so to fail that call */
 } cx_t;
 
 static cx_t *current; /* for the atexit cleanup only */
@@ -198,7 +199,16 @@ static void cx_start(cx_t *cx, ...)
             dup2(fd, 1);
             dup2(fd, 2);
         }
-        char *env[] = {"PATH=/usr/bin:/bin", NULL};
+        char *env[5] = {"PATH=/usr/bin:/bin", NULL};
+        char preload[600], call[64];
+        if (cx->fail_fdopendir_call > 0) {
+            snprintf(preload, sizeof(preload), "LD_PRELOAD=%s/tests/integration/fail_fdopendir.so", TG_BUILDDIR);
+            snprintf(call, sizeof(call), "TG_FAIL_FDOPENDIR_CALL=%d", cx->fail_fdopendir_call);
+            env[1] = preload;
+            env[2] = call;
+            /* a sanitizer build's runtime would refuse to come after the shim */
+            env[3] = "ASAN_OPTIONS=verify_asan_link_order=0";
+        }
         execve(bin, argv, env);
         _exit(127);
     }
@@ -844,6 +854,44 @@ Test(collector, ring_recreated, .timeout = TEST_TIMEOUT_S)
     cx_start(&cx, NULL);
     cr_assert_eq(wait_count(&cx, COUNT_ROWS, 155, ARRIVE_TIMEOUT_MS), 155);
     cr_assert_eq(q_ll(&cx, COUNT_DISTINCT), 155);
+    cx_teardown(&cx);
+}
+
+/* Issue 12: recovery lists the spool twice when the ring was replaced; when the second
+ * listing failed, the first list was freed twice (a crash, or heap corruption). The shim
+ * fails exactly that listing: the collector must live on, recover on its next turn and
+ * store every record once. */
+Test(collector, recovery_survives_a_failed_spool_listing, .timeout = TEST_TIMEOUT_S)
+{
+    static cx_t cx;
+    cx_setup(&cx, 0, 4096);
+    cx_start(&cx, NULL);
+    append_n(&cx, 20);
+    cr_assert_eq(wait_count(&cx, COUNT_ROWS, 20, ARRIVE_TIMEOUT_MS), 20);
+    cr_assert_eq(cx_stop(&cx, 10000), 0);
+    char err[TG_RING_ERR_SIZE];
+    tg_ring_t *old = cx.ring;
+    cr_assert_eq(tg_ring_unlink(cx.ring_name, err, sizeof(err)), 0, "%s", err);
+    cx.ring = tg_ring_open_producer(cx.ring_name, 4096, 256, err, sizeof(err));
+    cr_assert_not_null(cx.ring, "%s", err);
+    tg_ring_close(old);
+    append_n(&cx, 30);
+    /* a spill file of a ring instance nobody knows: the first listing is not empty (it is
+     * set aside as *.orphan), so a list freed twice is a real double free */
+    char orphan[600];
+    snprintf(orphan, sizeof(orphan), "%s/spill-%s-%020d-%013d.tgs", cx.spool, "abababababababababababababababab", 1, 1);
+    int fd = open(orphan, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    cr_assert_geq(fd, 0, "%s: %s", orphan, strerror(errno));
+    close(fd);
+    /* listing 1: recovery's first; listing 2: its second, after switching to the new ring */
+    cx.fail_fdopendir_call = 2;
+    cx_start(&cx, NULL);
+    cr_assert_eq(wait_count(&cx, COUNT_ROWS, 50, ARRIVE_TIMEOUT_MS), 50, "the collector did not recover (log: %s)", cx.log);
+    cr_assert_eq(q_ll(&cx, COUNT_DISTINCT), 50);
+    cr_assert_eq(waitpid(cx.collector, NULL, WNOHANG), 0, "the collector died");
+    cr_assert(log_has(&cx, "cannot read the spool directory"), "the shim did not fail the second listing");
+    cr_assert(log_has(&cx, "set aside"), "the orphan spill file was not listed");
+    cr_assert_eq(cx_stop(&cx, 10000), 0);
     cx_teardown(&cx);
 }
 
