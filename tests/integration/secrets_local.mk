@@ -26,6 +26,7 @@ TG_CHECK_SECRETS_LOG = tests/integration/check_secrets.log
 $(TG_CHECK_SECRETS_LOG): tests/integration/test_foundation.log tests/integration/test_collector.log \
 	tests/integration/test_ctl.log tests/integration/test_identity.log tests/integration/test_metering.log \
 	tests/integration/test_policies.log tests/integration/test_throttle.log tests/integration/test_usage.log \
-	tests/integration/test_hardening.log tests/integration/test_dashboard.log
+	tests/integration/test_hardening.log tests/integration/test_dashboard.log \
+	tests/integration/test_revocation.log
 
 endif
