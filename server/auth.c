@@ -388,9 +388,9 @@ static void land_waiter(tg_request_t *r, tg_auth_next_fn next, const uint8_t key
     }
 }
 
-/* Whether a row read by a lookup sent at `generation` is as new as every revocation this
- * worker has applied since (the cache synced first): its snapshot may predate one, and then
- * it says a revoked credential is live. 0 when it may be used; -1 when the lookup must be
+/* Whether a row of `id` read by a lookup sent at `generation` may be used: after applying
+ * what was published meanwhile, no revocation of `id` since then. Otherwise its snapshot
+ * may predate the revocation and say a revoked credential is live: -1, the lookup must be
  * sent again. */
 static int answer_current(tg_worker_t *w, uint64_t generation, const uint8_t id[16])
 {
@@ -447,18 +447,20 @@ static void release_flight(tg_auth_flight_t *f)
         f->busy = 0;
 }
 
-/* An outdated answer: its waiters wait for a new lookup, sent now, which reads the row as
- * the revocation left it (revoked, or for a rotation, revoked at the end of its overlap).
- * Nobody waiting (a refresh): nothing to do, the revocation already dropped the entry.
- * 1 when the waiters were moved and `f` released; 0 when they are to be answered 503. */
+/* An outdated answer: its waiters wait for a lookup sent after the revocation (one a later
+ * request started already, or a new one), which reads the row as the revocation left it
+ * (revoked, or for a rotation, revoked at the end of its overlap). Nobody waiting (a
+ * refresh): nothing to do, the revocation already dropped the entry. 1 when the waiters
+ * were moved and `f` released; 0 when they are to be answered 503. */
 static int resend_flight(tg_worker_t *w, tg_auth_flight_t *f)
 {
     if (h2o_linklist_is_empty(&f->waiters) || f->attempts >= TG_AUTH_LOOKUP_ATTEMPTS)
         return 0;
-    tg_auth_flight_t *again = start_flight(w, f->key, f->digest, 0);
-    if (again == NULL)
+    tg_auth_flight_t *again = find_flight(w->auth_state, f->key);
+    if (again == NULL && (again = start_flight(w, f->key, f->digest, 0)) == NULL)
         return 0;
-    again->attempts = f->attempts + 1;
+    if (again->attempts < f->attempts + 1)
+        again->attempts = f->attempts + 1;
     h2o_linklist_insert_list(&again->waiters, &f->waiters);
     for (h2o_linklist_t *n = again->waiters.next; n != &again->waiters; n = n->next)
         H2O_STRUCT_FROM_MEMBER(tg_auth_lookup_t, waiting, n)->flight = again;
