@@ -456,7 +456,9 @@ static int resend_flight(tg_worker_t *w, tg_auth_flight_t *f)
 {
     if (h2o_linklist_is_empty(&f->waiters) || f->attempts >= TG_AUTH_LOOKUP_ATTEMPTS)
         return 0;
-    tg_auth_flight_t *again = find_flight(w->auth_state, f->key);
+    tg_auth_flight_t *again = find_flight(w->auth_state, f->key); /* never f: sent before a revocation */
+    if (again == f)
+        again = NULL; /* (cannot happen while find_flight() skips older generations; were it to, the waiters would be lost) */
     if (again == NULL && (again = start_flight(w, f->key, f->digest, 0)) == NULL)
         return 0;
     if (again->attempts < f->attempts + 1)

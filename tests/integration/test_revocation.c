@@ -10,7 +10,6 @@
 #include "tests/integration/fixture.h"
 
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
