@@ -3,8 +3,9 @@
  * revocation must not bring the revoked credential back, and no request sent after the
  * revocation's 204 may take its answer. Made deterministic by stalling the lookup inside
  * PostgreSQL after it took its snapshot (see "the stall"), with a real tollgated (one
- * worker, so the stalled lookup and the later requests meet in one cache) and, for the
- * NOTIFY path, a second node on the same database.
+ * worker, so the stalled lookup and the later requests meet in one cache), for the
+ * NOTIFY path a second node on the same database, and for the stale-while-revalidate
+ * refresh a third with a 1 s credential TTL.
  */
 #define _GNU_SOURCE
 #include "tests/integration/fixture.h"
@@ -40,6 +41,7 @@
 
 static tg_fx_pg_t pg;
 static tg_fx_server_t node_a, node_b;
+static tg_fx_server_t node_c; /* started by the refresh test only: a 1 s credential TTL */
 
 /* ------------------------------------------------------------------ HTTP */
 
@@ -281,6 +283,8 @@ static void stop_world(void)
 {
     if (stall_conn != NULL)
         PQfinish(stall_conn); /* a failed assertion left the stall on: ending the session ends it */
+    if (node_c.pid > 0)
+        tg_fx_server_stop(&node_c, 0);
     tg_fx_server_stop(&node_b, 0);
     tg_fx_server_stop(&node_a, 0);
     tg_fx_pg_stop(&pg);
@@ -381,4 +385,51 @@ Test(revocation_race, a_session_logged_out_while_its_lookup_is_stalled_stays_dea
     expect_answered(status_a);
     cr_log_info("sent before the logout: %ld", status_a);
     expect_refused_from_now_on(&node_a, jwt, "logged-out JWT");
+}
+
+/* The stale-while-revalidate refresh: node C (credential TTL 1 s) serves the token from
+ * its cache while the token's background refresh stalls; the token is deleted on node A
+ * meanwhile. A request after node C heard of it must not take the refresh's answer. */
+Test(revocation_race, a_token_deleted_while_its_refresh_is_stalled_stays_dead)
+{
+    const char *const short_ttl[] = {"--jwt-secret-file", node_a.jwt_secret_path, "--credential-cache-ttl", "1", NULL};
+    tg_fx_server_opts_t c = {.workers = 1, .pg = &pg, .node_id = "node-c", .extra_args = short_ttl};
+    cr_assert_eq(tg_fx_server_start(&node_c, &c), 0, "node C did not start (see the log above)");
+    char jwt[4096], probe_jwt[4096], id[TG_UUID_STRLEN + 1], token[TG_APITOKEN_LEN + 1];
+    char probe_id[TG_UUID_STRLEN + 1], probe[TG_APITOKEN_LEN + 1], path[128];
+    login(&node_a, STALLED, jwt);
+    create_token(&node_a, jwt, id, token);
+    login(&node_a, PROBE, probe_jwt);
+    create_token(&node_a, probe_jwt, probe_id, probe);
+    stall_prepare();
+    cr_assert_eq(status_of(&node_a, "GET", "/api/v1/me", jwt), 200, "the session is cached on node A before the stall");
+    cr_assert_eq(status_of(&node_c, "GET", "/api/v1/me", token), 200, "the token is cached on node C");
+    cr_assert_eq(status_of(&node_c, "GET", "/api/v1/me", probe), 200, "the probe is cached on node C");
+
+    stall_begin();
+    /* served from node C's cache; once past its TTL, one of these starts the refresh, which stalls */
+    long long deadline = tg_fx_now_ms() + STALL_DEADLINE_MS;
+    int refreshing = 0;
+    while (!refreshing && tg_fx_now_ms() < deadline) {
+        cr_assert_eq(status_of(&node_c, "GET", "/api/v1/me", token), 200, "a cached token is served while it is refreshed");
+        refreshing = stalled_lookups() >= 1;
+    }
+    cr_assert(refreshing, "the token's refresh did not reach the stall");
+    long long stalled_at = tg_fx_now_ms();
+    snprintf(path, sizeof(path), "/api/v1/tokens/%s", id);
+    cr_assert_eq(status_of(&node_a, "DELETE", path, jwt), 204);
+    snprintf(path, sizeof(path), "/api/v1/tokens/%s", probe_id);
+    cr_assert_eq(status_of(&node_a, "DELETE", path, probe_jwt), 204);
+    cr_assert(poll_until_refused(&node_c, probe, budget_left(stalled_at)), "node C did not hear of the probe's revocation in time");
+    async_get_t b;
+    async_get(&b, &node_c, token);
+    int own_lookup = wait_stalled(2, budget_left(stalled_at));
+    cr_expect(own_lookup, "a request sent after node C heard of the revocation joined the refresh sent before it");
+    stall_end();
+
+    long status_b = async_wait(&b);
+    cr_log_info("sent after node C heard of the DELETE: %ld", status_b);
+    cr_expect_eq(status_b, 401, "a request sent after the revocation took the answer of a refresh that predates it");
+    expect_refused_from_now_on(&node_c, token, "token deleted while its refresh was out");
+    tg_fx_server_stop(&node_c, 0);
 }
