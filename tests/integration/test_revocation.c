@@ -314,6 +314,7 @@ Test(revocation_race, a_token_deleted_while_its_lookup_is_stalled_stays_dead)
     int own_lookup = wait_stalled(2, budget_left(stalled_at));
     cr_expect(own_lookup, "a request sent after the 204 joined the lookup sent before the revocation");
     stall_end();
+    cr_log_info("lookup held %lld ms (budget %d)", tg_fx_now_ms() - stalled_at, STALL_BUDGET_MS);
 
     long status_a = async_wait(&a), status_b = async_wait(&b);
     expect_answered(status_a);
@@ -351,6 +352,7 @@ Test(revocation_race, a_token_deleted_on_another_node_while_its_lookup_is_stalle
     int own_lookup = wait_stalled(2, budget_left(stalled_at));
     cr_expect(own_lookup, "a request sent after node A heard of the revocation joined the lookup sent before it");
     stall_end();
+    cr_log_info("lookup held %lld ms (budget %d)", tg_fx_now_ms() - stalled_at, STALL_BUDGET_MS);
 
     long status_a = async_wait(&a), status_b = async_wait(&b);
     expect_answered(status_a);
@@ -380,6 +382,7 @@ Test(revocation_race, a_session_logged_out_while_its_lookup_is_stalled_stays_dea
     cr_assert_eq(status_of(&node_b, "DELETE", path, probe_jwt), 204);
     cr_assert(poll_until_refused(&node_a, probe, budget_left(stalled_at)), "node A did not hear of the probe's revocation in time");
     stall_end();
+    cr_log_info("lookup held %lld ms (budget %d)", tg_fx_now_ms() - stalled_at, STALL_BUDGET_MS);
 
     long status_a = async_wait(&a);
     expect_answered(status_a);
@@ -426,6 +429,7 @@ Test(revocation_race, a_token_deleted_while_its_refresh_is_stalled_stays_dead)
     int own_lookup = wait_stalled(2, budget_left(stalled_at));
     cr_expect(own_lookup, "a request sent after node C heard of the revocation joined the refresh sent before it");
     stall_end();
+    cr_log_info("lookup held %lld ms (budget %d)", tg_fx_now_ms() - stalled_at, STALL_BUDGET_MS);
 
     long status_b = async_wait(&b);
     cr_log_info("sent after node C heard of the DELETE: %ld", status_b);
