@@ -47,6 +47,8 @@ typedef struct st_tg_auth_lookup_t {
     tg_auth_next_fn next;
     tg_db_query_t *query;
     tg_cached_token_t entry;            /* sessions: key filled before the query */
+    uint64_t generation;                /* sessions: the cache's revocation generation when the query was sent */
+    unsigned attempts;                  /* sessions: queries sent for this request */
     struct st_tg_auth_flight_t *flight; /* API tokens: the shared lookup this request waits for, or NULL */
     h2o_linklist_t waiting;             /* in flight->waiters */
 } tg_auth_lookup_t;
@@ -215,6 +217,12 @@ static void finish_with_entry(tg_request_t *r, const tg_cached_token_t *e, tg_au
     next(r);
 }
 
+/* A lookup whose answer may predate a revocation is sent again, at most this many times in
+ * all: each resend needs another revocation of the same credential (or a lost revocation
+ * history) while it is out, so a third outdated answer means the revocations do not stop;
+ * the request is then answered 503, never from the outdated row. */
+#define TG_AUTH_LOOKUP_ATTEMPTS 3
+
 static void on_lookup_dispose(void *p)
 {
     tg_auth_lookup_t *l = p;
@@ -303,6 +311,8 @@ typedef struct st_tg_auth_flight_t {
     uint8_t key[32];          /* the cache key (tg_token_cache_credential_key) */
     uint8_t digest[32];       /* the SHA-256 the row is found by, and the throttle knows */
     uint64_t throttle_charge; /* taken once, by the request that started the flight (0: none) */
+    uint64_t generation;      /* the cache's revocation generation when the query was sent */
+    unsigned attempts;        /* queries sent for the requests waiting (TG_AUTH_LOOKUP_ATTEMPTS) */
     h2o_linklist_t waiters;   /* tg_auth_lookup_t.waiting */
 } tg_auth_flight_t;
 
@@ -328,11 +338,15 @@ tg_auth_state_t *tg_auth_state_create(tg_worker_t *w)
     return st;
 }
 
-/* The slot looking up `key`, or NULL. Scanned on a cache miss or a stale entry only. */
+/* The slot looking up `key` that was sent after every revocation this worker applied, or
+ * NULL. A lookup sent before one may read the row as it was before it: a request that
+ * knows of the revocation must not take that answer, so it starts a lookup of its own.
+ * Scanned on a cache miss or a stale entry only. */
 static tg_auth_flight_t *find_flight(tg_auth_state_t *st, const uint8_t key[32])
 {
+    uint64_t generation = tg_token_cache_generation(st->worker->tokens);
     for (size_t i = 0; i < TG_AUTH_FLIGHTS; ++i)
-        if (st->flights[i].busy && memcmp(st->flights[i].key, key, 32) == 0)
+        if (st->flights[i].busy && st->flights[i].generation == generation && memcmp(st->flights[i].key, key, 32) == 0)
             return &st->flights[i];
     return NULL;
 }
@@ -374,13 +388,36 @@ static void land_waiter(tg_request_t *r, tg_auth_next_fn next, const uint8_t key
     }
 }
 
+/* Whether a row of `id` read by a lookup sent at `generation` may be used: after applying
+ * what was published meanwhile, no revocation of `id` since then. Otherwise its snapshot
+ * may predate the revocation and say a revoked credential is live: -1, the lookup must be
+ * sent again. */
+static int answer_current(tg_worker_t *w, uint64_t generation, const uint8_t id[16])
+{
+    tg_token_cache_sync(w->tokens, h2o_now(w->loop));
+    switch (tg_token_cache_revoked_since(w->tokens, generation, id)) {
+    case TG_CACHE_NOT_REVOKED:
+        return 0;
+    case TG_CACHE_REVOKED_SINCE:
+        tg_log_debug("auth", "credential revoked while its lookup was out; looking it up again", NULL);
+        return -1;
+    case TG_CACHE_HISTORY_LOST:
+        break;
+    }
+    tg_log_debug("auth", "revocations missed while a credential lookup was out; looking it up again", NULL);
+    return -1;
+}
+
+typedef enum { ANSWER_CACHED, ANSWER_FAILED, ANSWER_OUTDATED } answer_t;
+
 /* The answer goes into the cache (a row, or "unknown"); a failed lookup leaves a stale
- * entry as it was, to be offered for a refresh again after the retry interval. */
-static void cache_answer(tg_worker_t *w, const tg_auth_flight_t *f, PGresult **res, const char **error)
+ * entry as it was, to be offered for a refresh again after the retry interval. A row that
+ * may predate a revocation of its token is not cached (ANSWER_OUTDATED). */
+static answer_t cache_answer(tg_worker_t *w, const tg_auth_flight_t *f, PGresult **res, const char **error)
 {
     if (*res == NULL) {
         tg_log_debug("auth", "credential lookup failed", "error=%s", *error != NULL ? *error : "unavailable");
-        return;
+        return ANSWER_FAILED;
     }
     tg_cached_token_t e;
     memset(&e, 0, sizeof(e));
@@ -388,13 +425,49 @@ static void cache_answer(tg_worker_t *w, const tg_auth_flight_t *f, PGresult **r
     e.kind = 1;
     const char *why = NULL;
     if (PQntuples(*res) != 1)
-        e.negative = 1; /* no such token (any more) */
+        e.negative = 1; /* no such token (any more): no revocation makes that outdated */
+    else if (parse_uuid_field(*res, 0, e.id) == 0 && answer_current(w, f->generation, e.id) != 0)
+        return ANSWER_OUTDATED;
     else if (token_entry_from_row(w, *res, &e, &why) != 0) {
         tg_log_warn("auth", "credential row unusable", "error=%s", why);
         *res = NULL, *error = why; /* fail closed, uncached: looked up again next time */
-        return;
+        return ANSWER_FAILED;
     }
     tg_token_cache_put(w->tokens, &e, h2o_now(w->loop)); /* takes over e.policy */
+    return ANSWER_CACHED;
+}
+
+static tg_auth_flight_t *start_flight(tg_worker_t *w, const uint8_t key[32], const uint8_t digest[32], uint64_t throttle_charge);
+
+static void release_flight(tg_auth_flight_t *f)
+{
+    if (f->on_heap)
+        free(f);
+    else
+        f->busy = 0;
+}
+
+/* An outdated answer: its waiters wait for a lookup sent after the revocation (one a later
+ * request started already, or a new one), which reads the row as the revocation left it
+ * (revoked, or for a rotation, revoked at the end of its overlap). Nobody waiting (a
+ * refresh): nothing to do, the revocation already dropped the entry. 1 when the waiters
+ * were moved and `f` released; 0 when they are to be answered 503. */
+static int resend_flight(tg_worker_t *w, tg_auth_flight_t *f)
+{
+    if (h2o_linklist_is_empty(&f->waiters) || f->attempts >= TG_AUTH_LOOKUP_ATTEMPTS)
+        return 0;
+    tg_auth_flight_t *again = find_flight(w->auth_state, f->key); /* never f: sent before a revocation */
+    if (again == f)
+        again = NULL; /* (cannot happen while find_flight() skips older generations; were it to, the waiters would be lost) */
+    if (again == NULL && (again = start_flight(w, f->key, f->digest, 0)) == NULL)
+        return 0;
+    if (again->attempts < f->attempts + 1)
+        again->attempts = f->attempts + 1;
+    h2o_linklist_insert_list(&again->waiters, &f->waiters);
+    for (h2o_linklist_t *n = again->waiters.next; n != &again->waiters; n = n->next)
+        H2O_STRUCT_FROM_MEMBER(tg_auth_lookup_t, waiting, n)->flight = again;
+    release_flight(f);
+    return 1;
 }
 
 static void on_flight_row(void *data, PGresult *res, const char *sqlstate, const char *error)
@@ -403,17 +476,18 @@ static void on_flight_row(void *data, PGresult *res, const char *sqlstate, const
     tg_auth_flight_t *f = data;
     tg_worker_t *w = f->owner->worker;
     tg_auth_throttle_settle(w, f->throttle_charge, lookup_outcome(res), f->digest);
-    cache_answer(w, f, &res, &error);
+    if (cache_answer(w, f, &res, &error) == ANSWER_OUTDATED) {
+        if (resend_flight(w, f))
+            return;
+        res = NULL, error = "the credential kept being revoked while it was looked up";
+    }
     /* the flight is over before any waiter runs: a route may start lookups of its own */
     uint8_t key[32];
     memcpy(key, f->key, 32);
     h2o_linklist_t waiters;
     h2o_linklist_init_anchor(&waiters);
     h2o_linklist_insert_list(&waiters, &f->waiters);
-    if (f->on_heap)
-        free(f);
-    else
-        f->busy = 0;
+    release_flight(f);
     while (!h2o_linklist_is_empty(&waiters)) {
         tg_auth_lookup_t *l = H2O_STRUCT_FROM_MEMBER(tg_auth_lookup_t, waiting, waiters.next);
         h2o_linklist_unlink(&l->waiting);
@@ -434,6 +508,8 @@ static tg_auth_flight_t *start_flight(tg_worker_t *w, const uint8_t key[32], con
     memcpy(f->key, key, 32);
     memcpy(f->digest, digest, 32);
     f->throttle_charge = throttle_charge;
+    f->generation = tg_token_cache_generation(w->tokens);
+    f->attempts = 1;
     tg_db_request_t q = {.nsteps = 1};
     q.steps[0] = (tg_db_step_t){.sql = SQL_TOKEN_BY_HASH, .nparams = 1, .prepare = 1};
     q.steps[0].params[0] = (const char *)f->digest;
@@ -521,6 +597,8 @@ static void auth_api_token(tg_request_t *r, h2o_iovec_t credential, tg_auth_next
 
 /* ------------------------------------------------------------------ JWT sessions */
 
+static int send_session_query(tg_auth_lookup_t *l);
+
 static void on_session_row(void *data, PGresult *res, const char *sqlstate, const char *error)
 {
     tg_auth_lookup_t *l = data;
@@ -528,6 +606,12 @@ static void on_session_row(void *data, PGresult *res, const char *sqlstate, cons
     l->query = NULL;
     if (r == NULL)
         return;
+    if (res != NULL && answer_current(r->worker, l->generation, l->entry.id) != 0) {
+        /* the row may predate a logout this worker knows of: read it again */
+        if (l->attempts < TG_AUTH_LOOKUP_ATTEMPTS && send_session_query(l) == 0)
+            return;
+        res = NULL, error = "the session kept being revoked while it was looked up";
+    }
     l->r = NULL;
     if (res == NULL) {
         lookup_failed(r, error);
@@ -549,6 +633,20 @@ static void on_session_row(void *data, PGresult *res, const char *sqlstate, cons
     render_me(e);
     tg_token_cache_put(r->worker->tokens, e, h2o_now(r->worker->loop));
     finish_with_entry(r, e, l->next);
+}
+
+/* Sends (or sends again) l's session lookup, remembering the revocation generation it was
+ * sent at. 0, or -1 when PostgreSQL is unavailable now. */
+static int send_session_query(tg_auth_lookup_t *l)
+{
+    tg_worker_t *w = l->r->worker;
+    char sid[TG_UUID_STRLEN + 1];
+    tg_uuid_format((const tg_uuid_t *)l->entry.id, sid);
+    const char *params[1] = {sid};
+    l->generation = tg_token_cache_generation(w->tokens);
+    ++l->attempts;
+    l->query = tg_db_query(w->db, SQL_SESSION_BY_ID, 1, params, on_session_row, l);
+    return l->query != NULL ? 0 : -1;
 }
 
 /* Signature and claims of a JWT, from the cache of verified JWTs when this exact token
@@ -619,10 +717,7 @@ static void auth_jwt(tg_request_t *r, h2o_iovec_t credential, tg_auth_next_fn ne
     memcpy(l->entry.id, claims.session_id, 16);
     memcpy(l->entry.user_id, claims.user_id, 16);
     memcpy(l->entry.tenant_id, claims.tenant_id, 16);
-    char sid[TG_UUID_STRLEN + 1];
-    tg_uuid_format((const tg_uuid_t *)claims.session_id, sid);
-    const char *params[1] = {sid};
-    if ((l->query = tg_db_query(r->worker->db, SQL_SESSION_BY_ID, 1, params, on_session_row, l)) == NULL) {
+    if (send_session_query(l) != 0) {
         l->r = NULL;
         lookup_failed(r, NULL);
     }

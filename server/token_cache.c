@@ -2,7 +2,8 @@
  * The credential cache: linear probing over a power-of-two table with a short probe
  * window, eviction of the oldest entry in the window, and a cursor into the node's
  * revocation log. Forgetting by id scans the table; revocations are rare, lookups
- * are not, so lookups stay O(1) and revocations pay.
+ * are not, so lookups stay O(1) and revocations pay. The ids revoked lately are kept in
+ * a ring for the answers of lookups that were sent before them.
  */
 #include "server/token_cache.h"
 
@@ -31,6 +32,12 @@ struct st_tg_token_cache_t {
     uint64_t pending_since_ms;
     uint64_t ttl_ms;
     uint64_t grace_ms;
+    /* Revocations applied: the id applied as generation g (g >= 1) is in
+     * revoked[(g - 1) % TG_TOKEN_CACHE_HISTORY]; from history_from on, none is missing
+     * (a flush or expire_all moves it to the current generation: what it dropped is unknown). */
+    uint64_t generation;
+    uint64_t history_from;
+    uint8_t revoked[TG_TOKEN_CACHE_HISTORY][16];
 };
 
 tg_token_cache_t *tg_token_cache_create(size_t capacity, tg_revocations_t *revocations, uint64_t ttl_ms, uint64_t grace_ms)
@@ -73,8 +80,16 @@ static size_t slot_of(const uint8_t key[32])
     return (size_t)(h ^ (h >> 29));
 }
 
+/* Everything cached was dropped or must be confirmed again for reasons not recorded by
+ * id: a lookup sent before now cannot tell whether its answer is outdated. */
+static void history_lost(tg_token_cache_t *c)
+{
+    c->history_from = ++c->generation;
+}
+
 void tg_token_cache_flush(tg_token_cache_t *c)
 {
+    history_lost(c);
     for (size_t i = 0; i <= c->mask; ++i)
         if (c->entries[i].kind != KIND_EMPTY)
             entry_clear(&c->entries[i]);
@@ -82,6 +97,7 @@ void tg_token_cache_flush(tg_token_cache_t *c)
 
 void tg_token_cache_expire_all(tg_token_cache_t *c)
 {
+    history_lost(c);
     for (size_t i = 0; i <= c->mask; ++i) {
         tg_cached_token_t *e = &c->entries[i];
         if (e->kind == KIND_TOKEN && !e->negative && c->grace_ms > 0) {
@@ -100,6 +116,30 @@ void tg_token_cache_forget_id(tg_token_cache_t *c, const uint8_t id[16])
             entry_clear(&c->entries[i]);
 }
 
+void tg_token_cache_revoke(tg_token_cache_t *c, const uint8_t id[16])
+{
+    tg_token_cache_forget_id(c, id);
+    memcpy(c->revoked[c->generation % TG_TOKEN_CACHE_HISTORY], id, 16);
+    ++c->generation;
+}
+
+uint64_t tg_token_cache_generation(const tg_token_cache_t *c)
+{
+    return c->generation;
+}
+
+tg_cache_revoked_since_t tg_token_cache_revoked_since(const tg_token_cache_t *c, uint64_t generation, const uint8_t id[16])
+{
+    if (generation == c->generation)
+        return TG_CACHE_NOT_REVOKED;
+    if (generation < c->history_from || c->generation - generation > TG_TOKEN_CACHE_HISTORY)
+        return TG_CACHE_HISTORY_LOST;
+    for (uint64_t g = generation; g < c->generation; ++g)
+        if (memcmp(c->revoked[g % TG_TOKEN_CACHE_HISTORY], id, 16) == 0)
+            return TG_CACHE_REVOKED_SINCE;
+    return TG_CACHE_NOT_REVOKED;
+}
+
 void tg_token_cache_sync(tg_token_cache_t *c, uint64_t now_ms)
 {
     if (c->revocations == NULL)
@@ -110,7 +150,7 @@ void tg_token_cache_sync(tg_token_cache_t *c, uint64_t now_ms)
         int kind;
         switch (tg_revocations_read(c->revocations, c->revocations_seen, id, &kind)) {
         case TG_REVOCATION_OK:
-            tg_token_cache_forget_id(c, id);
+            tg_token_cache_revoke(c, id);
             ++c->revocations_seen;
             c->pending_since_ms = 0;
             break;

@@ -4,7 +4,8 @@
  * plaintext (SipHash-2-4-128 under a random key of this worker's), sessions by session
  * id. Fixed-size open addressing, no allocation after creation,
  * no locks (one worker, one thread). Revocations published node-wide through
- * shm/revocations are applied before every lookup.
+ * shm/revocations are applied before every lookup, and remembered (by generation) so
+ * that the answer of a lookup sent before one is not cached as valid.
  */
 #ifndef TG_TOKEN_CACHE_H
 #define TG_TOKEN_CACHE_H
@@ -29,6 +30,10 @@
 #define TG_TOKEN_CACHE_REFRESH_RETRY_MS 1000
 /* Unknown tokens are remembered briefly so a flood of one bad token costs one query. */
 #define TG_TOKEN_CACHE_NEGATIVE_TTL_MS 5000
+/* Revoked ids remembered for lookups still out (16 KiB per worker): a lookup's round trip
+ * is milliseconds, so more revocations than this during one is a burst (a user with a
+ * thousand tokens deleted), after which the lookups then out are simply sent again. */
+#define TG_TOKEN_CACHE_HISTORY 1024
 
 /* TG_CACHE_STALE: the entry is valid and served, and the caller should refresh it now
  * (returned to one caller per refresh interval). */
@@ -109,6 +114,36 @@ void tg_token_cache_put(tg_token_cache_t *cache, const tg_cached_token_t *entry,
 
 /** Forgets entries whose id (token id or session id) matches. */
 void tg_token_cache_forget_id(tg_token_cache_t *cache, const uint8_t id[16]);
+
+/**
+ * Applies a revocation heard of outside the node's log (a NOTIFY from another node):
+ * forgets the id's entries, as tg_token_cache_forget_id(), and records it for
+ * tg_token_cache_revoked_since(). Revocations from the log are recorded by
+ * tg_token_cache_sync().
+ */
+void tg_token_cache_revoke(tg_token_cache_t *cache, const uint8_t id[16]);
+
+/**
+ * The revocation generation: how many revocations this cache has applied (each id from
+ * the log or tg_token_cache_revoke, each flush or expire_all). A credential lookup
+ * remembers it when it is sent; a lookup sent at the current generation may be joined.
+ */
+uint64_t tg_token_cache_generation(const tg_token_cache_t *cache);
+
+typedef enum {
+    TG_CACHE_NOT_REVOKED = 0, /* nothing revoked since `generation` concerns this id */
+    TG_CACHE_REVOKED_SINCE,   /* the id was revoked after the lookup was sent */
+    TG_CACHE_HISTORY_LOST,    /* a flush, an expire_all or more than TG_TOKEN_CACHE_HISTORY revocations since: unknown */
+} tg_cache_revoked_since_t;
+
+/**
+ * Whether a row read by a lookup sent at `generation` may be outdated for `id`: its
+ * PostgreSQL snapshot can predate a revocation this cache applied since, and caching it
+ * would bring a revoked credential back. Call tg_token_cache_sync() first. O(1) when no
+ * revocation happened since; else a scan of the ids revoked since (at most
+ * TG_TOKEN_CACHE_HISTORY).
+ */
+tg_cache_revoked_since_t tg_token_cache_revoked_since(const tg_token_cache_t *cache, uint64_t generation, const uint8_t id[16]);
 
 /** Forgets everything (a revocation feed this node could not follow). */
 void tg_token_cache_flush(tg_token_cache_t *cache);

@@ -171,7 +171,7 @@ static void on_notify(void *data, const char *channel, const char *payload)
     tg_uuid_t id;
     if (payload != NULL && strlen(payload) == 2 + TG_UUID_STRLEN && payload[1] == ':' &&
         tg_uuid_parse(payload + 2, TG_UUID_STRLEN, &id) == 0)
-        tg_token_cache_forget_id(w->tokens, id.bytes);
+        tg_token_cache_revoke(w->tokens, id.bytes); /* remembered for lookups still out */
     else
         tg_token_cache_flush(w->tokens);
 }

@@ -11,3 +11,16 @@ tests_integration_test_identity_SOURCES = tests/integration/test_identity.c
 tests_integration_test_identity_LDADD = $(TG_INTEGRATION_LDADD) common/libtgcommon.a $(OPENSSL_LIBS) $(ARGON2_LIBS) -lpthread $(LIBS)
 
 endif
+
+# tests/integration/test_revocation: issue 11's revocation races (a lookup stalled inside
+# PostgreSQL while its credential is revoked on this node or another).
+if HAVE_TEST_DEPS
+
+check_PROGRAMS += tests/integration/test_revocation
+TESTS += tests/integration/test_revocation
+tests_integration_test_revocation_CPPFLAGS = $(AM_CPPFLAGS)
+tests_integration_test_revocation_CFLAGS = $(TG_TEST_CFLAGS)
+tests_integration_test_revocation_SOURCES = tests/integration/test_revocation.c
+tests_integration_test_revocation_LDADD = $(TG_INTEGRATION_LDADD) $(LIBS)
+
+endif

@@ -1,7 +1,8 @@
 /*
  * server/token_cache.c with an injected clock: freshness, stale-while-revalidate for API
  * tokens (one refresh per retry interval, served within the grace, gone after it),
- * negative entries, sessions never served stale, and expire_all after a missed NOTIFY.
+ * negative entries, sessions never served stale, expire_all after a missed NOTIFY, and the
+ * revocation history that lookups sent before a revocation are judged by.
  */
 #include <criterion/criterion.h>
 #include <string.h>
@@ -142,4 +143,57 @@ Test(token_cache, forget_id_and_flush_leave_nothing_to_serve)
     cr_expect_eq(find_token(c, 8, T0 + 1), TG_CACHE_VALID);
     tg_token_cache_flush(c);
     cr_expect_eq(find_token(c, 8, T0 + 1), TG_CACHE_MISS);
+}
+
+/* Issue 11, finding 2: the answer of a lookup sent before a revocation must be told apart. */
+Test(token_cache, a_revocation_after_a_lookup_was_sent_is_reported_for_its_id_only)
+{
+    tg_token_cache_t *c = tg_token_cache_create(64, NULL, TTL, GRACE);
+    uint8_t revoked[16], other[16];
+    memset(revoked, 7, 16);
+    memset(other, 8, 16);
+    uint64_t sent = tg_token_cache_generation(c);
+    cr_expect_eq(tg_token_cache_revoked_since(c, sent, revoked), TG_CACHE_NOT_REVOKED, "nothing happened yet");
+    tg_token_cache_revoke(c, revoked);
+    cr_expect_eq(tg_token_cache_generation(c), sent + 1);
+    cr_expect_eq(tg_token_cache_revoked_since(c, sent, revoked), TG_CACHE_REVOKED_SINCE);
+    cr_expect_eq(tg_token_cache_revoked_since(c, sent, other), TG_CACHE_NOT_REVOKED, "another credential's answer stands");
+    cr_expect_eq(tg_token_cache_revoked_since(c, sent + 1, revoked), TG_CACHE_NOT_REVOKED, "a lookup sent after it reads it");
+}
+
+Test(token_cache, revocations_from_the_node_log_count_as_well)
+{
+    tg_revocations_t *log = tg_revocations_create();
+    cr_assert_not_null(log);
+    tg_token_cache_t *c = tg_token_cache_create(64, log, TTL, GRACE);
+    tg_cached_token_t a = entry(1, 7, 0);
+    tg_token_cache_put(c, &a, T0);
+    uint64_t sent = tg_token_cache_generation(c);
+    tg_revocations_publish(log, a.id, TG_REVOKED_TOKEN);
+    tg_token_cache_sync(c, T0 + 1);
+    cr_expect_eq(find_token(c, 7, T0 + 1), TG_CACHE_MISS);
+    cr_expect_eq(tg_token_cache_revoked_since(c, sent, a.id), TG_CACHE_REVOKED_SINCE);
+}
+
+Test(token_cache, a_flush_an_expire_all_or_a_long_burst_loses_the_history)
+{
+    tg_token_cache_t *c = tg_token_cache_create(64, NULL, TTL, GRACE);
+    uint8_t id[16], other[16];
+    memset(id, 7, 16);
+    memset(other, 8, 16);
+    uint64_t sent = tg_token_cache_generation(c);
+    tg_token_cache_flush(c);
+    cr_expect_eq(tg_token_cache_revoked_since(c, sent, id), TG_CACHE_HISTORY_LOST, "after a flush");
+    sent = tg_token_cache_generation(c);
+    cr_expect_eq(tg_token_cache_revoked_since(c, sent, id), TG_CACHE_NOT_REVOKED, "a lookup sent after the flush");
+    tg_token_cache_expire_all(c);
+    cr_expect_eq(tg_token_cache_revoked_since(c, sent, id), TG_CACHE_HISTORY_LOST, "after expire_all");
+    sent = tg_token_cache_generation(c);
+    tg_token_cache_revoke(c, id);
+    for (int i = 1; i < TG_TOKEN_CACHE_HISTORY; ++i)
+        tg_token_cache_revoke(c, other);
+    cr_expect_eq(tg_token_cache_revoked_since(c, sent, id), TG_CACHE_REVOKED_SINCE, "the history holds exactly its size");
+    tg_token_cache_revoke(c, other);
+    cr_expect_eq(tg_token_cache_revoked_since(c, sent, id), TG_CACHE_HISTORY_LOST, "one more and it is lost");
+    cr_expect_eq(tg_token_cache_revoked_since(c, sent + 1, id), TG_CACHE_NOT_REVOKED, "a later lookup is still judged");
 }
