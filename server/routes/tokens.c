@@ -33,12 +33,31 @@
  * overlap in a row means something odd: answer with what we have. */
 #define TOKEN_LIVE_ATTEMPTS 3
 
+/*
+ * Caps on live (not revoked, not expired) tokens, step 1 of a create: lock the tenant's
+ * row, so the creates of one tenant run one after another and the count in step 2 (a new
+ * statement: a snapshot taken after the lock) sees every token committed before; the
+ * caps travel as transaction-local settings (the INSERTs already use 12 parameters).
+ */
+static const char SQL_CAP_LOCK[] =
+    "SELECT set_config('tollgate.max_tokens_per_user', $1, true), set_config('tollgate.max_tokens_per_tenant', $2, true)"
+    " FROM tenants WHERE id = $3::uuid FOR UPDATE";
+
+/* Step 2's guard ($2 user, $3 tenant): no row is inserted past a cap. The tenant's count
+ * goes through its users so that it uses the (user_id, created_at) index. */
+#define SQL_CAP_GUARD                                                                                                  \
+    " (SELECT count(*) FROM api_tokens t WHERE t.user_id = $2::uuid AND t.tenant_id = $3::uuid" SQL_LIVE_TOKEN ")"     \
+    " < current_setting('tollgate.max_tokens_per_user')::bigint"                                                       \
+    " AND (SELECT count(*) FROM users u JOIN api_tokens t ON t.user_id = u.id WHERE u.tenant_id = $3::uuid"            \
+    " AND t.tenant_id = $3::uuid" SQL_LIVE_TOKEN ") < current_setting('tollgate.max_tokens_per_tenant')::bigint"
+#define SQL_LIVE_TOKEN " AND (t.revoked_at IS NULL OR t.revoked_at > now()) AND (t.expires_at IS NULL OR t.expires_at > now())"
+
 static const char SQL_INSERT[] =
     "INSERT INTO api_tokens (id, user_id, tenant_id, name, prefix, token_hash, scopes, allowed_ips, rate_limit, quota,"
-    " expires_at) VALUES ($1::uuid, $2::uuid, $3::uuid, $4, $5, decode($6, 'hex'),"
+    " expires_at) SELECT $1::uuid, $2::uuid, $3::uuid, $4, $5, decode($6, 'hex'),"
     " ARRAY(SELECT e FROM jsonb_array_elements_text($7::jsonb) WITH ORDINALITY AS t(e, i) ORDER BY i),"
     " (SELECT array_agg(e::cidr ORDER BY i) FROM jsonb_array_elements_text($8::jsonb) WITH ORDINALITY AS t(e, i)),"
-    " $9::jsonb, $10::jsonb, $11::timestamptz)"
+    " $9::jsonb, $10::jsonb, $11::timestamptz WHERE" SQL_CAP_GUARD
     " RETURNING " TG_TOKEN_SQL_COLUMNS;
 
 /* A token created with an API token ($12, its parent): expiry and policies inherited or
@@ -50,7 +69,7 @@ static const char SQL_INSERT_CHILD[] =
     " c.allowed_ips, c.rate_limit, c.quota, c.expires_at, $12::uuid"
     " FROM tollgate_child_token_policy($12::uuid, $11::timestamptz,"
     " (SELECT array_agg(e::cidr ORDER BY i) FROM jsonb_array_elements_text($8::jsonb) WITH ORDINALITY AS t(e, i)),"
-    " $9::jsonb, $10::jsonb) AS c"
+    " $9::jsonb, $10::jsonb) AS c WHERE" SQL_CAP_GUARD
     " RETURNING " TG_TOKEN_SQL_COLUMNS;
 
 static const char SQL_LIST[] = "SELECT " TG_TOKEN_SQL_COLUMNS " FROM api_tokens"
@@ -309,6 +328,15 @@ static void on_token_created(void *data, PGresult *res, const char *sqlstate, co
             send_db_failure(r, "create", sqlstate, error);
         return;
     }
+    if (PQntuples(res) == 0) { /* SQL_CAP_GUARD: nothing was stored */
+        const tg_server_config_t *cfg = &r->worker->server->config;
+        char message[200];
+        snprintf(message, sizeof(message),
+                 "Too many live tokens: at most %ld per user and %ld per tenant; revoke unused tokens first.",
+                 cfg->max_tokens_per_user, cfg->max_tokens_per_tenant);
+        tg_http_send_error(r->req, 409, "token_limit_reached", message);
+        return;
+    }
     json_t *obj = PQntuples(res) == 1 ? tg_token_json_from_row(res, 0) : NULL;
     if (obj == NULL) {
         tg_http_send_error(r->req, 500, "internal_error", "The request could not be completed.");
@@ -358,11 +386,16 @@ static void insert_token(tokens_call_t *c, const tg_token_body_t *in)
                               pool_dump(pool, in->quota),
                               in->expires_at[0] != '\0' ? in->expires_at : NULL,
                               parent};
+    char max_user[24], max_tenant[24];
+    snprintf(max_user, sizeof(max_user), "%ld", r->worker->server->config.max_tokens_per_user);
+    snprintf(max_tenant, sizeof(max_tenant), "%ld", r->worker->server->config.max_tokens_per_tenant);
+    tg_db_request_t q = {.nsteps = 2, .result_step = 1, .is_transaction = 1};
+    q.steps[0] = (tg_db_step_t){.sql = SQL_CAP_LOCK, .nparams = 3, .params = {max_user, max_tenant, ids.tenant}};
     /* created with an API token: confined to it and revoked with it (schema 0007) */
-    if (r->auth.method == TG_AUTH_API_TOKEN)
-        call_query(c, SQL_INSERT_CHILD, 12, params, on_token_created);
-    else
-        call_query(c, SQL_INSERT, 11, params, on_token_created);
+    int child = r->auth.method == TG_AUTH_API_TOKEN;
+    q.steps[1] = (tg_db_step_t){.sql = child ? SQL_INSERT_CHILD : SQL_INSERT, .nparams = child ? 12 : 11};
+    memcpy(q.steps[1].params, params, sizeof(params));
+    call_submit(c, &q, on_token_created);
 }
 
 void tg_route_tokens_create(tg_request_t *r)

@@ -760,3 +760,122 @@ Test(input, bad_policies_are_400_and_change_nothing)
     json_decref(t);
     cr_expect_eq(status_of(TG_FX_HTTP1, "GET", "/api/v1/me", token), 200, "the 64th prefix matches");
 }
+
+/* ------------------------------------------------------------------ the node's token table */
+
+TestSuite(slots, .init = start_world, .fini = stop_world, .timeout = TEST_TIMEOUT_S);
+
+/* With a table of 4 slots taken by the master and three fresh tokens, a rate-limited
+ * token finds no slot (none idle for long): it is refused with 503, never served without
+ * its limit; tokens without limits are still served. */
+Test(slots, a_limited_token_is_never_served_unlimited_when_the_table_is_full)
+{
+    const char *const args[] = {"--token-stats-capacity", "4", NULL};
+    start_server(args, 2);
+    cr_assert_eq(status_of(TG_FX_HTTP1, "GET", "/api/v1/me", master), 200);
+    char id[64], token[64], fill_id[4][64], fill[4][64];
+    for (int i = 0; i < 4; ++i) {
+        json_decref(create_token("{\"name\":\"filler\"}", fill_id[i], fill[i]));
+        for (size_t p = 0; p < NPROTOS; ++p)
+            cr_assert_eq(status_of(PROTOS[p], "GET", "/api/v1/me", fill[i]), 200, "a token without limits needs no slot");
+    }
+    json_decref(create_token("{\"name\":\"one an hour\",\"rateLimit\":{\"requests\":1,\"perSeconds\":3600}}", id, token));
+    int served = 0;
+    for (int i = 0; i < 6; ++i) {
+        tg_fx_http_res_t res;
+        call(PROTOS[i % NPROTOS], "GET", "/api/v1/me", token, NULL, &res);
+        if (res.status == 200)
+            ++served;
+        else if (res.status == 429)
+            cr_expect(tg_fx_is_error(&res, "rate_limited"), "body %s", res.body);
+        else {
+            expect_error(&res, 503, "limits_unavailable", "a limited token without a slot");
+            cr_expect_not_null(tg_fx_header(&res, "retry-after"), "a 503 limits_unavailable says when to retry");
+        }
+        tg_fx_http_res_free(&res);
+    }
+    cr_expect_leq(served, 1, "%d requests served to a token limited to 1 an hour", served);
+    cr_expect_eq(status_of(TG_FX_H2C, "GET", "/api/v1/me", fill[3]), 200);
+}
+
+/* ------------------------------------------------------------------ caps on live tokens */
+
+TestSuite(caps, .init = start_world, .fini = stop_world, .timeout = TEST_TIMEOUT_S);
+
+static const char *live_tokens(void)
+{
+    return value("SELECT count(*) FROM api_tokens WHERE revoked_at IS NULL OR revoked_at > now()");
+}
+
+/* The master (made by tollgatectl) is one of alice's 3: the 3rd made through the API is
+ * refused and stores nothing; revoking one makes room again. */
+Test(caps, the_token_past_the_users_cap_is_409_and_nothing_is_stored)
+{
+    const char *const args[] = {"--max-tokens-per-user", "3", NULL};
+    start_server(args, 2);
+    char id[2][64], token[2][64];
+    json_decref(create_token("{\"name\":\"one\"}", id[0], token[0]));
+    json_decref(create_token("{\"name\":\"two\"}", id[1], token[1]));
+    cr_assert_str_eq(live_tokens(), "3");
+    tg_fx_http_res_t res;
+    for (size_t p = 0; p < NPROTOS; ++p) {
+        call(PROTOS[p], "POST", "/api/v1/tokens", master, "{\"name\":\"three\"}", &res);
+        expect_error(&res, 409, "token_limit_reached", "the user's 4th live token");
+        tg_fx_http_res_free(&res);
+    }
+    cr_expect_str_eq(value("SELECT count(*) FROM api_tokens"), "3", "nothing stored");
+    /* a child made with an API token counts too */
+    call(TG_FX_HTTP1, "POST", "/api/v1/tokens", token[0], "{\"name\":\"child\"}", &res);
+    expect_error(&res, 409, "token_limit_reached", "a child past the cap");
+    tg_fx_http_res_free(&res);
+    char path[128];
+    snprintf(path, sizeof(path), "/api/v1/tokens/%s", id[1]);
+    cr_assert_eq(status_of(TG_FX_HTTP1, "DELETE", path, master), 204);
+    char again_id[64], again[64];
+    json_decref(create_token("{\"name\":\"after a revocation\"}", again_id, again));
+    cr_expect_str_eq(live_tokens(), "3");
+}
+
+typedef struct st_creator_t {
+    int created, refused, other;
+} creator_t;
+
+static void *create_once(void *arg)
+{
+    creator_t *c = arg;
+    tg_fx_http_res_t res;
+    call(TG_FX_HTTP1, "POST", "/api/v1/tokens", master, "{\"name\":\"racer\"}", &res);
+    if (res.status == 201)
+        ++c->created;
+    else if (res.status == 409 && tg_fx_is_error(&res, "token_limit_reached"))
+        ++c->refused;
+    else
+        ++c->other;
+    tg_fx_http_res_free(&res);
+    return NULL;
+}
+
+/* Concurrent creates on two workers cannot overshoot the tenant's cap: the count and
+ * the insert run under a lock on the tenant's row. */
+Test(caps, concurrent_creates_stop_exactly_at_the_tenants_cap)
+{
+    const char *const args[] = {"--max-tokens-per-user", "100", "--max-tokens-per-tenant", "4", NULL};
+    start_server(args, 2);
+    enum { THREADS = 8 };
+    creator_t c[THREADS];
+    pthread_t threads[THREADS];
+    memset(c, 0, sizeof(c));
+    for (int t = 0; t < THREADS; ++t)
+        cr_assert_eq(pthread_create(&threads[t], NULL, create_once, &c[t]), 0);
+    int created = 0, refused = 0, other = 0;
+    for (int t = 0; t < THREADS; ++t) {
+        pthread_join(threads[t], NULL);
+        created += c[t].created;
+        refused += c[t].refused;
+        other += c[t].other;
+    }
+    cr_expect_eq(other, 0);
+    cr_expect_eq(created, 3, "%d created next to the master under a cap of 4", created);
+    cr_expect_eq(refused, THREADS - 3);
+    cr_expect_str_eq(live_tokens(), "4");
+}
