@@ -26,6 +26,7 @@
 #include "server/policy.h"
 #include "server/routes/token_body.h"
 #include "server/routes/token_json.h"
+#include "server/routes/token_list.h"
 #include "server/worker.h"
 
 /* Queries for token objects run again when a collector flush overlapped them (the live
@@ -72,8 +73,14 @@ static const char SQL_INSERT_CHILD[] =
     " $9::jsonb, $10::jsonb) AS c WHERE" SQL_CAP_GUARD
     " RETURNING " TG_TOKEN_SQL_COLUMNS;
 
-static const char SQL_LIST[] = "SELECT " TG_TOKEN_SQL_COLUMNS " FROM api_tokens"
-                               " WHERE user_id = $1::uuid AND tenant_id = $2::uuid ORDER BY created_at DESC, id DESC";
+/* One page of the list, one row more than asked (is there a next page?), with each row's
+ * created_at in microseconds for the keyset cursor (api_tokens_user_created_idx). */
+#define SQL_LIST_PAGE(after)                                                                                           \
+    "SELECT " TG_TOKEN_SQL_COLUMNS ", (extract(epoch FROM created_at) * 1000000)::bigint FROM api_tokens"              \
+    " WHERE user_id = $1::uuid AND tenant_id = $2::uuid" after " ORDER BY created_at DESC, id DESC LIMIT $3::int"
+static const char SQL_LIST[] = SQL_LIST_PAGE("");
+static const char SQL_LIST_AFTER[] = SQL_LIST_PAGE(
+    " AND (created_at, id) < (timestamptz 'epoch' + $4::bigint * interval '1 microsecond', $5::uuid)");
 
 static const char SQL_GET[] = "SELECT " TG_TOKEN_SQL_COLUMNS " FROM api_tokens"
                               " WHERE id = $1::uuid AND user_id = $2::uuid AND tenant_id = $3::uuid";
@@ -132,6 +139,8 @@ typedef struct st_tokens_call_t {
     uint8_t token_id[16];
     uint8_t new_token_id[16]; /* rotation: the successor */
     char plaintext[TG_APITOKEN_LEN + 1]; /* POST and rotate only; wiped on dispose */
+    tg_token_list_params_t list;         /* GET /api/v1/tokens */
+    uint8_t list_key[TG_TOKEN_LIST_KEY_LEN];
 } tokens_call_t;
 
 static void call_dispose(void *p)
@@ -431,8 +440,11 @@ static void on_token_list(void *data, PGresult *res, const char *sqlstate, const
         send_db_failure(r, "list", sqlstate, error);
         return;
     }
-    json_t *tokens = json_array();
-    for (int row = 0; row < PQntuples(res); ++row) {
+    int rows = PQntuples(res), more = rows > (int)c->list.limit;
+    if (more)
+        rows = (int)c->list.limit;
+    json_t *tokens = json_array(), *next = json_null();
+    for (int row = 0; row < rows; ++row) {
         json_t *obj = tg_token_json_from_row(res, row);
         if (obj == NULL) {
             json_decref(tokens);
@@ -447,23 +459,63 @@ static void on_token_list(void *data, PGresult *res, const char *sqlstate, const
         list_query(c);
         return;
     }
-    tg_http_send_jansson(r->req, 200, json_pack("{so}", "tokens", tokens));
+    if (more) {
+        tg_uuid_t id;
+        char cursor[TG_TOKEN_LIST_CURSOR_LEN + 1];
+        const char *id_text = PQgetvalue(res, rows - 1, 0);
+        if (tg_uuid_parse(id_text, strlen(id_text), &id) != 0) {
+            json_decref(tokens);
+            tg_http_send_error(r->req, 500, "internal_error", "The request could not be completed.");
+            return;
+        }
+        tg_token_list_cursor(c->list_key, r->auth.user_id, r->auth.tenant_id,
+                             strtoll(PQgetvalue(res, rows - 1, TG_TOKEN_SQL_NCOLUMNS), NULL, 10), id.bytes, cursor);
+        next = json_string(cursor);
+    }
+    tg_http_send_jansson(r->req, 200,
+                         json_pack("{s:o, s:{s:I, s:o}}", "tokens", tokens, "pagination", "limit", (json_int_t)c->list.limit,
+                                   "nextCursor", next));
 }
 
 static void list_query(tokens_call_t *c)
 {
     caller_ids_t ids;
     caller_ids(c->r, &ids);
-    const char *params[2] = {ids.user, ids.tenant};
+    char limit[16], after_us[24], after_id[TG_UUID_STRLEN + 1];
+    snprintf(limit, sizeof(limit), "%u", c->list.limit + 1);
+    snprintf(after_us, sizeof(after_us), "%lld", (long long)c->list.after_created_us);
+    tg_uuid_format((const tg_uuid_t *)c->list.after_id, after_id);
+    const char *params[5] = {ids.user, ids.tenant, limit, after_us, after_id};
     live_begin(c);
-    call_query(c, SQL_LIST, 2, params, on_token_list);
+    if (c->list.has_cursor)
+        call_query(c, SQL_LIST_AFTER, 5, params, on_token_list);
+    else
+        call_query(c, SQL_LIST, 3, params, on_token_list);
+}
+
+/* The query string after '?', or an empty one. */
+static h2o_iovec_t query_string(h2o_req_t *req)
+{
+    if (req->query_at == SIZE_MAX || req->query_at + 1 > req->path.len)
+        return h2o_iovec_init("", 0);
+    return h2o_iovec_init(req->path.base + req->query_at + 1, req->path.len - req->query_at - 1);
 }
 
 void tg_route_tokens_list(tg_request_t *r)
 {
     if (!authorize(r, TG_SCOPE_TOKENS_READ))
         return;
-    list_query(call_new(r));
+    tokens_call_t *c = call_new(r);
+    const tg_server_t *server = r->worker->server;
+    tg_token_list_key(server->jwt_secret, server->jwt_secret_len, c->list_key);
+    h2o_iovec_t query = query_string(r->req);
+    tg_token_list_error_t err;
+    if (tg_token_list_parse(query.base, query.len, c->list_key, r->auth.user_id, r->auth.tenant_id, &c->list, &err) != 0) {
+        c->r = NULL;
+        tg_http_send_error(r->req, 400, "invalid_parameter", err.message);
+        return;
+    }
+    list_query(c);
 }
 
 /* ------------------------------------------------------------------ GET /api/v1/tokens/:id */
