@@ -256,7 +256,8 @@ static uint32_t claim_stats_slot(tg_worker_t *w, const uint8_t id[16])
     if (slot == TG_TOKEN_STATS_NO_SLOT) {
         uint64_t refused = tg_token_stats_full(stats);
         if ((refused & (refused - 1)) == 0) /* 1st, 2nd, 4th, 8th ...: the log stays quiet under a flood */
-            tg_log_warn("auth", "token table full: a token without limits is served without live counts, one with limits "
+            tg_log_warn("auth",
+                        "token table full: a token without limits is served without live counts, one with limits "
                         "gets a slot when one has been idle long enough, else 503",
                         "refused=%llu capacity=%ld", (unsigned long long)refused, w->server->config.token_stats_capacity);
     }

@@ -469,7 +469,10 @@ uint32_t tg_token_stats_acquire(tg_token_stats_t *s, const uint8_t id[16], uint3
     uint32_t slot = probe(s, id, 1);
     if (slot != TG_TOKEN_STATS_NO_SLOT)
         return touch(&s->slots[slot], now_s) ? slot : TG_TOKEN_STATS_NO_SLOT; /* 0: changing hands this very moment */
-    if (may_evict && (slot = evict(s, id, key, hi, now_ns, now_ms)) != TG_TOKEN_STATS_NO_SLOT) {
+    if (!may_evict)
+        return TG_TOKEN_STATS_NO_SLOT; /* not counted: a token without limits is served anyway, and a shared
+                                        * counter bumped on each of its requests would be a contended line */
+    if ((slot = evict(s, id, key, hi, now_ns, now_ms)) != TG_TOKEN_STATS_NO_SLOT) {
         atomic_fetch_add_explicit(&s->header->evicted, 1, memory_order_relaxed); /* a statistic */
         return slot;
     }

@@ -59,7 +59,8 @@ void tg_token_stats_close(tg_token_stats_t *s);
 /** Removes the name (mappings stay valid). 0 or -1. */
 int tg_token_stats_unlink(const char *name);
 
-/** Number of claims refused because the table was full, since creation. */
+/** Number of claims refused because the table was full, since creation (tg_token_stats_slot
+ * with claim, and tg_token_stats_acquire with may_evict). */
 uint64_t tg_token_stats_full(const tg_token_stats_t *s);
 
 /* ------------------------------------------------------------------ slots */

@@ -46,10 +46,10 @@ static const char SQL_CAP_LOCK[] =
 
 /* Step 2's guard ($2 user, $3 tenant): no row is inserted past a cap. The tenant's count
  * goes through its users so that it uses the (user_id, created_at) index. */
-#define SQL_CAP_GUARD                                                                                                  \
-    " (SELECT count(*) FROM api_tokens t WHERE t.user_id = $2::uuid AND t.tenant_id = $3::uuid" SQL_LIVE_TOKEN ")"     \
-    " < current_setting('tollgate.max_tokens_per_user')::bigint"                                                       \
-    " AND (SELECT count(*) FROM users u JOIN api_tokens t ON t.user_id = u.id WHERE u.tenant_id = $3::uuid"            \
+#define SQL_CAP_GUARD                                                                                                              \
+    " (SELECT count(*) FROM api_tokens t WHERE t.user_id = $2::uuid AND t.tenant_id = $3::uuid" SQL_LIVE_TOKEN ")"                 \
+    " < current_setting('tollgate.max_tokens_per_user')::bigint"                                                                   \
+    " AND (SELECT count(*) FROM users u JOIN api_tokens t ON t.user_id = u.id WHERE u.tenant_id = $3::uuid"                        \
     " AND t.tenant_id = $3::uuid" SQL_LIVE_TOKEN ") < current_setting('tollgate.max_tokens_per_tenant')::bigint"
 #define SQL_LIVE_TOKEN " AND (t.revoked_at IS NULL OR t.revoked_at > now()) AND (t.expires_at IS NULL OR t.expires_at > now())"
 
@@ -58,8 +58,7 @@ static const char SQL_INSERT[] =
     " expires_at) SELECT $1::uuid, $2::uuid, $3::uuid, $4, $5, decode($6, 'hex'),"
     " ARRAY(SELECT e FROM jsonb_array_elements_text($7::jsonb) WITH ORDINALITY AS t(e, i) ORDER BY i),"
     " (SELECT array_agg(e::cidr ORDER BY i) FROM jsonb_array_elements_text($8::jsonb) WITH ORDINALITY AS t(e, i)),"
-    " $9::jsonb, $10::jsonb, $11::timestamptz WHERE" SQL_CAP_GUARD
-    " RETURNING " TG_TOKEN_SQL_COLUMNS;
+    " $9::jsonb, $10::jsonb, $11::timestamptz WHERE" SQL_CAP_GUARD " RETURNING " TG_TOKEN_SQL_COLUMNS;
 
 /* A token created with an API token ($12, its parent): expiry and policies inherited or
  * confined by schema 0007's tollgate_child_token_policy (SQLSTATE TGC01-TGC04 when wider). */
@@ -70,17 +69,16 @@ static const char SQL_INSERT_CHILD[] =
     " c.allowed_ips, c.rate_limit, c.quota, c.expires_at, $12::uuid"
     " FROM tollgate_child_token_policy($12::uuid, $11::timestamptz,"
     " (SELECT array_agg(e::cidr ORDER BY i) FROM jsonb_array_elements_text($8::jsonb) WITH ORDINALITY AS t(e, i)),"
-    " $9::jsonb, $10::jsonb) AS c WHERE" SQL_CAP_GUARD
-    " RETURNING " TG_TOKEN_SQL_COLUMNS;
+    " $9::jsonb, $10::jsonb) AS c WHERE" SQL_CAP_GUARD " RETURNING " TG_TOKEN_SQL_COLUMNS;
 
 /* One page of the list, one row more than asked (is there a next page?), with each row's
  * created_at in microseconds for the keyset cursor (api_tokens_user_created_idx). */
-#define SQL_LIST_PAGE(after)                                                                                           \
-    "SELECT " TG_TOKEN_SQL_COLUMNS ", (extract(epoch FROM created_at) * 1000000)::bigint FROM api_tokens"              \
+#define SQL_LIST_PAGE(after)                                                                                                       \
+    "SELECT " TG_TOKEN_SQL_COLUMNS ", (extract(epoch FROM created_at) * 1000000)::bigint FROM api_tokens"                          \
     " WHERE user_id = $1::uuid AND tenant_id = $2::uuid" after " ORDER BY created_at DESC, id DESC LIMIT $3::int"
 static const char SQL_LIST[] = SQL_LIST_PAGE("");
-static const char SQL_LIST_AFTER[] = SQL_LIST_PAGE(
-    " AND (created_at, id) < (timestamptz 'epoch' + $4::bigint * interval '1 microsecond', $5::uuid)");
+static const char SQL_LIST_AFTER[] =
+    SQL_LIST_PAGE(" AND (created_at, id) < (timestamptz 'epoch' + $4::bigint * interval '1 microsecond', $5::uuid)");
 
 static const char SQL_GET[] = "SELECT " TG_TOKEN_SQL_COLUMNS " FROM api_tokens"
                               " WHERE id = $1::uuid AND user_id = $2::uuid AND tenant_id = $3::uuid";
@@ -472,9 +470,9 @@ static void on_token_list(void *data, PGresult *res, const char *sqlstate, const
                              strtoll(PQgetvalue(res, rows - 1, TG_TOKEN_SQL_NCOLUMNS), NULL, 10), id.bytes, cursor);
         next = json_string(cursor);
     }
-    tg_http_send_jansson(r->req, 200,
-                         json_pack("{s:o, s:{s:I, s:o}}", "tokens", tokens, "pagination", "limit", (json_int_t)c->list.limit,
-                                   "nextCursor", next));
+    tg_http_send_jansson(
+        r->req, 200,
+        json_pack("{s:o, s:{s:I, s:o}}", "tokens", tokens, "pagination", "limit", (json_int_t)c->list.limit, "nextCursor", next));
 }
 
 static void list_query(tokens_call_t *c)
