@@ -375,6 +375,10 @@ int tg_policy_charge(tg_request_t *r)
     tg_token_stats_t *stats = r->worker->server->token_stats;
     if (stats == NULL || l->stats_slot == TG_TOKEN_STATS_NO_SLOT) {
         /* nowhere to count: refused, never served unlimited (counted in tg_token_stats_full()) */
+        uint64_t refused = stats != NULL ? tg_token_stats_full(stats) : 0;
+        if ((refused & (refused - 1)) == 0) /* 1st, 2nd, 4th, 8th ...: quiet under a flood */
+            tg_log_warn("policy", "token table full: a token with a rate limit or quota is refused with 503 limits_unavailable",
+                        "refused=%llu capacity=%ld", (unsigned long long)refused, r->worker->server->config.token_stats_capacity);
         const h2o_iovec_t *name = &H2O_TOKEN_RETRY_AFTER->buf;
         add_numbers(r->req, &name, &(uint64_t){TG_POLICY_NO_SLOT_RETRY_S}, 1);
         tg_http_send_error(r->req, 503, "limits_unavailable",
