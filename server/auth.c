@@ -162,24 +162,34 @@ static void render_me(tg_cached_token_t *e)
     memcpy(e->me_json, body, e->me_json_len);
 }
 
+/* The token's slot in the node-wide table for this request (server/policy.h); only a token
+ * with a rate limit or quota, on its way to being served, may take an idle one over. */
+static uint32_t request_slot(tg_request_t *r, const tg_cached_token_t *e, int served)
+{
+    if (e->kind != 1)
+        return TG_TOKEN_STATS_NO_SLOT;
+    int limited = served && (e->policy.flags & (TG_POLICY_RATE | TG_POLICY_QUOTA)) != 0;
+    return tg_policy_stats_slot(r, e->id, e->stats_slot, limited);
+}
+
 /* A metered request of a known token counts in its live figures (lastUsedAt,
  * requestCount) exactly when it will have a usage record: a load and two stores on this
- * worker's own row of the shared table. */
-static void count_use(tg_request_t *r, const tg_cached_token_t *e)
+ * worker's own row of the shared table. A token without a slot loses only those figures. */
+static void count_use(tg_request_t *r, const tg_cached_token_t *e, uint32_t slot)
 {
     tg_token_stats_t *stats = r->worker->server->token_stats;
-    if (e->kind == 1 && e->stats_slot != TG_TOKEN_STATS_NO_SLOT && stats != NULL)
-        tg_token_stats_count(stats, (size_t)r->worker->index, e->stats_slot, r->start_us / 1000);
+    if (e->kind == 1 && slot != TG_TOKEN_STATS_NO_SLOT && stats != NULL)
+        tg_token_stats_count(stats, (size_t)r->worker->index, slot, r->start_us / 1000);
 }
 
 /* A token with a rate limit or quota carries them to tg_policy_charge(), in the request's
  * pool; a token without them pays one flag test. */
-static void carry_limits(tg_request_t *r, const tg_cached_token_t *e)
+static void carry_limits(tg_request_t *r, const tg_cached_token_t *e, uint32_t slot)
 {
     if ((e->policy.flags & (TG_POLICY_RATE | TG_POLICY_QUOTA)) != 0) {
         tg_token_limits_t *limits = h2o_mem_alloc_pool(&r->req->pool, sizeof(*limits));
         *limits = e->policy.limits;
-        limits->stats_slot = e->stats_slot;
+        limits->stats_slot = slot;
         r->auth.limits = limits;
     }
 }
@@ -196,12 +206,12 @@ static void finish_with_entry(tg_request_t *r, const tg_cached_token_t *e, tg_au
     if (expired || revoked) {
         if (e->kind == 2)
             r->auth.method = TG_AUTH_NONE;
-        count_use(r, e);
+        count_use(r, e, request_slot(r, e, 0));
         send_invalid(r);
         return;
     }
     if ((e->policy.flags & TG_POLICY_IPS) != 0 && !tg_policy_peer_allowed(&e->policy, r->req)) {
-        count_use(r, e);
+        count_use(r, e, request_slot(r, e, 0));
         send_ip_not_allowed(r);
         return;
     }
@@ -212,8 +222,9 @@ static void finish_with_entry(tg_request_t *r, const tg_cached_token_t *e, tg_au
         tg_http_send_error(r->req, 503, "metering_unavailable", "Usage cannot be recorded right now; retry shortly.");
         return;
     }
-    count_use(r, e);
-    carry_limits(r, e);
+    uint32_t slot = request_slot(r, e, 1);
+    count_use(r, e, slot);
+    carry_limits(r, e, slot);
     next(r);
 }
 
@@ -253,8 +264,10 @@ static uint32_t claim_stats_slot(tg_worker_t *w, const uint8_t id[16])
     if (slot == TG_TOKEN_STATS_NO_SLOT) {
         uint64_t refused = tg_token_stats_full(stats);
         if ((refused & (refused - 1)) == 0) /* 1st, 2nd, 4th, 8th ...: the log stays quiet under a flood */
-            tg_log_warn("auth", "token table full: token served without live counts, rate limit or quota",
-                        "refused=%llu capacity=%d", (unsigned long long)refused, TG_TOKEN_STATS_CAPACITY);
+            tg_log_warn("auth",
+                        "token table full: a token without limits is served without live counts, one with limits "
+                        "gets a slot when one has been idle long enough, else 503",
+                        "refused=%llu capacity=%ld", (unsigned long long)refused, w->server->config.token_stats_capacity);
     }
     return slot;
 }

@@ -19,6 +19,7 @@ server_libtgserver_a_SOURCES = \
 	server/routes/auth_routes.c server/routes/login_body.c server/routes/login_body.h server/routes/me.c \
 	server/routes/tokens.c server/routes/token_body.c server/routes/token_body.h \
 	server/routes/token_json.c server/routes/token_json.h \
+	server/routes/token_list.c server/routes/token_list.h \
 	server/routes/usage.c server/routes/usage_query.c server/routes/usage_query.h \
 	server/routes/dashboard.c server/dashboard/assets.h \
 	server/handler.c \

@@ -123,7 +123,8 @@ static tg_token_stats_t *open_token_stats(const tg_server_t *server, char *name,
         snprintf(err, errlen, "invalid value for ring: %s is too long", server->config.ring);
         return NULL;
     }
-    return tg_token_stats_create(name, TG_TOKEN_STATS_CAPACITY, (size_t)server->config.workers + 1, instance, start, err, errlen);
+    return tg_token_stats_create(name, (size_t)server->config.token_stats_capacity, (size_t)server->config.workers + 1, instance,
+                                 start, err, errlen);
 }
 
 /* Does a libpq URI ("postgresql://user:PASSWORD@host/db?password=...") or conninfo

@@ -357,6 +357,15 @@ static void add_rate_headers(h2o_req_t *req, const tg_token_limits_t *l, const t
     add_numbers(req, names, values, v->allowed ? 3 : 4);
 }
 
+uint32_t tg_policy_stats_slot(tg_request_t *r, const uint8_t id[16], uint32_t hint, int may_evict)
+{
+    tg_token_stats_t *stats = r->worker->server->token_stats;
+    if (stats == NULL)
+        return TG_TOKEN_STATS_NO_SLOT;
+    int64_t now_us = r->start_us != 0 ? r->start_us : tg_request_now_us();
+    return tg_token_stats_acquire(stats, id, hint, may_evict, monotonic_ns(), now_us / 1000);
+}
+
 int tg_policy_charge(tg_request_t *r)
 {
     const tg_token_limits_t *l = r->auth.limits;
@@ -364,8 +373,18 @@ int tg_policy_charge(tg_request_t *r)
         return 1;
     r->auth.limits = NULL; /* charged once */
     tg_token_stats_t *stats = r->worker->server->token_stats;
-    if (stats == NULL || l->stats_slot == TG_TOKEN_STATS_NO_SLOT)
-        return 1; /* no shared table (full): served unlimited, counted in tg_token_stats_full() */
+    if (stats == NULL || l->stats_slot == TG_TOKEN_STATS_NO_SLOT) {
+        /* nowhere to count: refused, never served unlimited (counted in tg_token_stats_full()) */
+        uint64_t refused = stats != NULL ? tg_token_stats_full(stats) : 0;
+        if ((refused & (refused - 1)) == 0) /* 1st, 2nd, 4th, 8th ...: quiet under a flood */
+            tg_log_warn("policy", "token table full: a token with a rate limit or quota is refused with 503 limits_unavailable",
+                        "refused=%llu capacity=%ld", (unsigned long long)refused, r->worker->server->config.token_stats_capacity);
+        const h2o_iovec_t *name = &H2O_TOKEN_RETRY_AFTER->buf;
+        add_numbers(r->req, &name, &(uint64_t){TG_POLICY_NO_SLOT_RETRY_S}, 1);
+        tg_http_send_error(r->req, 503, "limits_unavailable",
+                           "This node cannot track this token's rate limit or quota right now; retry after Retry-After seconds.");
+        return 0;
+    }
     if (l->has_rate) {
         tg_gcra_verdict_t v;
         int allowed = tg_token_stats_rate(stats, l->stats_slot, &l->gcra, monotonic_ns(), &v);

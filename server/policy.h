@@ -70,10 +70,23 @@ int tg_policy_cidrs_match(const tg_cidr_t *cidrs, size_t n, const uint8_t *addr,
 /** Parses "a.b.c.d/n" or "x::y/n" (n optional) into *out. 0 or -1. */
 int tg_policy_parse_cidr(const char *s, size_t len, tg_cidr_t *out);
 
+/* Retry-After of a 503 limits_unavailable: a limited token found no slot in the node's
+ * token table; one frees when a token has been idle for TG_TOKEN_STATS_IDLE_S. */
+#define TG_POLICY_NO_SLOT_RETRY_S 10
+
+/**
+ * The slot of token `id` in the node's table for request `r` (tg_token_stats_acquire with
+ * the worker's clocks): `hint` if it still holds the token, else found, claimed, or (with
+ * `may_evict`: the token has limits and is being served) taken over from an idle token.
+ * TG_TOKEN_STATS_NO_SLOT when none (or no table).
+ */
+uint32_t tg_policy_stats_slot(tg_request_t *r, const uint8_t id[16], uint32_t hint, int may_evict);
+
 /**
  * Charges rate limit, then quota, for a request whose r->auth.limits is set (once: it
  * clears it). Adds RateLimit-* headers for rate-limited tokens. 1 to go on; 0
- * when it answered 429 (rate_limited or quota_exceeded, with Retry-After). Lock-free and
+ * when it answered 429 (rate_limited or quota_exceeded, with Retry-After), or 503
+ * limits_unavailable when the token has no slot to count in (never served unlimited). Lock-free and
  * allocation-free except for header values in the request's pool; the first request of a
  * quota period also submits an asynchronous count to PostgreSQL that it does not wait for.
  */

@@ -120,6 +120,19 @@ const tg_setting_t tg_server_settings[] = {
      OFF(h2_reset_budget), 16, 1000000, NULL},
     {"max-request-headers", TG_SETTING_INT, "TOLLGATE_MAX_REQUEST_HEADERS", "100", "header fields per request; more is 431",
      OFF(max_request_headers), 1, 100, NULL},
+    /* Token limits (docs/operations.md, "Tokens"). The table's default is 4 MiB plus 1 MiB
+     * per worker of shared memory. 1000 live tokens a user covers a service per customer
+     * and per CI job with room to spare; 100000 a tenant keeps one tenant from filling
+     * more than 1.5 node tables. */
+    {"token-stats-capacity", TG_SETTING_INT, "TOLLGATE_TOKEN_STATS_CAPACITY", "65536",
+     "slots of the node's token table (rate limits, quotas, live counts), a power of two", OFF(token_stats_capacity), 2,
+     1L << 24, NULL},
+    {"max-tokens-per-user", TG_SETTING_INT, "TOLLGATE_MAX_TOKENS_PER_USER", "1000",
+     "live (not revoked, not expired) API tokens one user may hold; creating more is 409 token_limit_reached",
+     OFF(max_tokens_per_user), 1, 100000000, NULL},
+    {"max-tokens-per-tenant", TG_SETTING_INT, "TOLLGATE_MAX_TOKENS_PER_TENANT", "100000",
+     "live API tokens one tenant may hold; creating more is 409 token_limit_reached", OFF(max_tokens_per_tenant), 1,
+     100000000, NULL},
     TG_SETTINGS_END,
 };
 
@@ -151,6 +164,10 @@ static int check_combination(const tg_server_config_t *cfg, char *err, size_t er
 {
     if (!is_power_of_two(cfg->ring_capacity)) {
         snprintf(err, errlen, "invalid value for ring-capacity: %ld is not a power of two", cfg->ring_capacity);
+        return -1;
+    }
+    if (!is_power_of_two(cfg->token_stats_capacity)) {
+        snprintf(err, errlen, "invalid value for token-stats-capacity: %ld is not a power of two", cfg->token_stats_capacity);
         return -1;
     }
     if (cfg->jwt_secret_file == NULL) {

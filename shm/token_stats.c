@@ -1,10 +1,10 @@
 /*
  * The per-token table in shared memory: a header, `capacity` 64-byte slots (linear
- * probing, claimed with a CAS on the key word, never freed, so an index stays valid for
- * the segment's life and callers cache it), then one row of 16-byte request counters per
- * worker. The shared words of a slot change with single-word CAS loops; the counters have
- * one writer each. No locks anywhere, so a process killed at any instruction leaves every
- * word meaningful (at worst one request's increment is missing).
+ * probing, claimed with a CAS on the key word; a slot never becomes empty again, but an
+ * idle one is taken over by another token when its probe window is full), then one row of
+ * 16-byte request counters per worker. The shared words of a slot change with single-word
+ * CAS loops; a takeover is guarded by a generation (seqlock) in the slot's use word; the
+ * counters have one writer each. No locks anywhere.
  */
 #include "shm/token_stats.h"
 
@@ -21,7 +21,7 @@
 
 /* "tgtoken1": a segment of this module, first layout. */
 #define TG_TOKEN_STATS_MAGIC UINT64_C(0x7467746f6b656e31)
-#define TG_TOKEN_STATS_LAYOUT 1
+#define TG_TOKEN_STATS_LAYOUT 2
 /* Linear probing gives up after this many slots. At 90 % load an unsuccessful search
  * probes ~50 slots on average (Knuth: (1 + 1/(1-a)^2) / 2), so 128 only fails on a table
  * that is effectively full. */
@@ -44,6 +44,7 @@ typedef struct st_tg_token_stats_header_t {
     uint64_t ring_start;
     alignas(64) _Atomic uint64_t flush_seq; /* odd while the collector flushes (tg_token_stats_flush_begin) */
     alignas(64) _Atomic uint64_t full;      /* claims refused: table full */
+    _Atomic uint64_t evicted;               /* idle slots taken over by another token */
 } tg_token_stats_header_t;
 
 /* One token. Written by any worker (tat_ns, quota, seed), the collector (committed) and
@@ -56,7 +57,8 @@ typedef struct st_tg_token_stats_slot_t {
     _Atomic uint64_t quota;     /* period key << 40 | requests admitted in that period */
     _Atomic uint64_t seed;      /* period key << 40 | wall-clock second from which the next seed may run */
     _Atomic uint64_t committed; /* requests credited by the collector (now in api_tokens.request_count) */
-    uint64_t _reserved[2];
+    _Atomic uint64_t use;       /* generation << 32 | CLOCK_MONOTONIC second of the last use; odd generation: being taken over */
+    _Atomic int64_t since_ms;   /* wall-clock ms of the takeover; counters' last_used_ms before it are the previous owner's */
 } tg_token_stats_slot_t;
 
 _Static_assert(sizeof(tg_token_stats_slot_t) == 64, "a slot is one cache line");
@@ -258,7 +260,8 @@ static uint64_t mix64(uint64_t x)
     return x;
 }
 
-uint32_t tg_token_stats_slot(tg_token_stats_t *s, const uint8_t id[16], int claim)
+/* tg_token_stats_slot() without the statistic. */
+static uint32_t probe(tg_token_stats_t *s, const uint8_t id[16], int claim)
 {
     /* RFC 9562 ids have the variant's top bit set in byte 8 anyway: forcing it keeps 0 free
      * for "empty" and costs nothing for our ids */
@@ -287,9 +290,199 @@ uint32_t tg_token_stats_slot(tg_token_stats_t *s, const uint8_t id[16], int clai
         if (h == 0 || h == hi)
             return (uint32_t)i;
     }
-    if (claim)
-        atomic_fetch_add_explicit(&s->header->full, 1, memory_order_relaxed); /* a statistic: relaxed */
     return TG_TOKEN_STATS_NO_SLOT;
+}
+
+static void count_full(tg_token_stats_t *s)
+{
+    atomic_fetch_add_explicit(&s->header->full, 1, memory_order_relaxed); /* a statistic: relaxed */
+}
+
+uint32_t tg_token_stats_slot(tg_token_stats_t *s, const uint8_t id[16], int claim)
+{
+    uint32_t slot = probe(s, id, claim);
+    if (slot == TG_TOKEN_STATS_NO_SLOT && claim)
+        count_full(s);
+    return slot;
+}
+
+/* ------------------------------------------------------------------ reuse of idle slots */
+
+/* A slot given up after a duplicate takeover: never matches an id (bit 63 clear), never
+ * ends a probe chain (not 0), and is reclaimable at once. */
+#define TG_TOKEN_STATS_TOMBSTONE UINT64_C(1)
+
+static uint32_t use_gen(uint64_t w)
+{
+    return (uint32_t)(w >> 32);
+}
+
+static uint64_t use_word(uint32_t gen, uint64_t now_s)
+{
+    return (uint64_t)gen << 32 | (now_s & UINT32_MAX);
+}
+
+static void id_words(const uint8_t id[16], uint64_t *key, uint64_t *hi)
+{
+    *key = load_be64(id + 8) | (UINT64_C(1) << 63);
+    *hi = load_be64(id);
+}
+
+static int holds(const tg_token_stats_slot_t *slot, uint64_t key, uint64_t hi)
+{
+    if (atomic_load_explicit(&slot->key, memory_order_acquire) != key)
+        return 0;
+    uint64_t h = atomic_load_explicit(&slot->id_hi, memory_order_acquire);
+    return h == hi;
+}
+
+/* Marks the slot used at `now_s` unless a takeover holds it: 1, or 0 while it is taken over. */
+static int touch(tg_token_stats_slot_t *slot, uint64_t now_s)
+{
+    uint64_t cur = atomic_load_explicit(&slot->use, memory_order_acquire);
+    for (;;) {
+        if (use_gen(cur) & 1)
+            return 0;
+        if ((cur & UINT32_MAX) == (now_s & UINT32_MAX))
+            return 1; /* already this second: no write, no cache-line traffic */
+        /* seq_cst: an evictor that read the old second fails its CAS on this word */
+        if (atomic_compare_exchange_weak_explicit(&slot->use, &cur, use_word(use_gen(cur), now_s), memory_order_seq_cst,
+                                                  memory_order_acquire))
+            return 1;
+    }
+}
+
+/* The seconds slot `i` has been idle at `now_s`, or -1 when it must stay (in use within
+ * TG_TOKEN_STATS_IDLE_S, its rate bucket not yet full again, or being taken over). */
+static int64_t idle_for(tg_token_stats_t *s, size_t i, uint64_t now_s, int64_t now_ns, uint64_t *seen)
+{
+    tg_token_stats_slot_t *slot = &s->slots[i];
+    uint64_t w = atomic_load_explicit(&slot->use, memory_order_acquire);
+    *seen = w;
+    if (use_gen(w) & 1)
+        return -1;
+    uint64_t key = atomic_load_explicit(&slot->key, memory_order_acquire);
+    if (key == 0)
+        return -1; /* empty: left to a claimer's CAS on the key */
+    if (key == TG_TOKEN_STATS_TOMBSTONE)
+        return INT64_MAX;
+    /* signed: a process whose clock read is a moment older than the last toucher's sees a
+     * negative idle time, not a wrapped huge one */
+    int64_t idle = (int32_t)(uint32_t)((now_s - (w & UINT32_MAX)) & UINT32_MAX);
+    if (idle < TG_TOKEN_STATS_IDLE_S || atomic_load_explicit(&slot->tat_ns, memory_order_relaxed) > now_ns)
+        return -1;
+    return idle;
+}
+
+/* Takes slot `i` over for (key, hi) if it is still as idle as when `seen` was read: the
+ * new owner starts with a full rate bucket, no quota count (the next request elects a
+ * seed from PostgreSQL) and no live counts. 1 when taken. */
+static int take_over(tg_token_stats_t *s, size_t i, uint64_t seen, uint64_t key, uint64_t hi, uint64_t now_s, int64_t now_ms)
+{
+    tg_token_stats_slot_t *slot = &s->slots[i];
+    uint32_t gen = use_gen(seen);
+    /* the seqlock's write side: odd while the slot changes hands; fails if anyone touched it since */
+    if (!atomic_compare_exchange_strong_explicit(&slot->use, &seen, use_word(gen + 1, now_s), memory_order_seq_cst,
+                                                 memory_order_relaxed))
+        return 0;
+    atomic_store_explicit(&slot->id_hi, 0, memory_order_seq_cst);
+    atomic_store_explicit(&slot->key, key, memory_order_seq_cst);
+    atomic_store_explicit(&slot->tat_ns, 0, memory_order_relaxed);
+    atomic_store_explicit(&slot->quota, 0, memory_order_relaxed);
+    atomic_store_explicit(&slot->seed, 0, memory_order_relaxed);
+    uint64_t counted = 0;
+    for (size_t row = 0; row < s->nrows; ++row)
+        counted += atomic_load_explicit(&s->counters[row * s->capacity + i].requests, memory_order_relaxed);
+    /* the previous owner's uncounted requests become the new owner's baseline */
+    atomic_store_explicit(&slot->committed, counted, memory_order_relaxed);
+    atomic_store_explicit(&slot->since_ms, now_ms, memory_order_relaxed);
+    atomic_store_explicit(&slot->id_hi, hi, memory_order_seq_cst);
+    /* release: a reader that sees the even generation sees the fresh state above */
+    atomic_store_explicit(&slot->use, use_word(gen + 2, now_s), memory_order_seq_cst);
+    return 1;
+}
+
+/* Gives slot `i` up after a takeover raced with another one for the same token. */
+static void give_up(tg_token_stats_t *s, size_t i, uint64_t key)
+{
+    tg_token_stats_slot_t *slot = &s->slots[i];
+    uint64_t w = atomic_load_explicit(&slot->use, memory_order_acquire);
+    if ((use_gen(w) & 1) != 0 || atomic_load_explicit(&slot->key, memory_order_acquire) != key ||
+        !atomic_compare_exchange_strong_explicit(&slot->use, &w, use_word(use_gen(w) + 1, w), memory_order_seq_cst,
+                                                 memory_order_relaxed))
+        return;
+    atomic_store_explicit(&slot->key, TG_TOKEN_STATS_TOMBSTONE, memory_order_seq_cst);
+    atomic_store_explicit(&slot->id_hi, 0, memory_order_seq_cst);
+    atomic_store_explicit(&slot->use, use_word(use_gen(w) + 2, 0), memory_order_seq_cst);
+}
+
+/* No slot holds the token and its probe window has no empty one: take the idlest
+ * reclaimable slot of the window over; then, if another process did the same for this
+ * token meanwhile, keep one of the two. */
+static uint32_t evict(tg_token_stats_t *s, const uint8_t id[16], uint64_t key, uint64_t hi, int64_t now_ns, int64_t now_ms)
+{
+    uint64_t now_s = (uint64_t)(now_ns / 1000000000);
+    size_t mask = s->capacity - 1, start = (size_t)mix64(key ^ hi) & mask;
+    size_t window = s->capacity < TG_TOKEN_STATS_PROBE ? s->capacity : TG_TOKEN_STATS_PROBE;
+    for (int attempt = 0; attempt < 4; ++attempt) {
+        size_t best = SIZE_MAX;
+        int64_t best_idle = -1;
+        uint64_t best_seen = 0, seen;
+        for (size_t n = 0; n < window; ++n) {
+            size_t i = (start + n) & mask;
+            int64_t idle = idle_for(s, i, now_s, now_ns, &seen);
+            if (idle > best_idle) {
+                best = i;
+                best_idle = idle;
+                best_seen = seen;
+            }
+        }
+        if (best == SIZE_MAX)
+            return TG_TOKEN_STATS_NO_SLOT;
+        if (!take_over(s, best, best_seen, key, hi, now_s, now_ms)) {
+            uint32_t found = probe(s, id, 0); /* taken meanwhile, perhaps for this very token */
+            if (found != TG_TOKEN_STATS_NO_SLOT)
+                return found;
+            continue; /* used or taken meanwhile: look again */
+        }
+        for (size_t n = 0; n < window; ++n) {
+            size_t i = (start + n) & mask;
+            if (i != best && holds(&s->slots[i], key, hi)) {
+                give_up(s, best, key);
+                return (uint32_t)i;
+            }
+        }
+        return (uint32_t)best;
+    }
+    return TG_TOKEN_STATS_NO_SLOT;
+}
+
+uint32_t tg_token_stats_acquire(tg_token_stats_t *s, const uint8_t id[16], uint32_t hint, int may_evict, int64_t now_ns,
+                                int64_t now_ms)
+{
+    uint64_t key, hi, now_s = (uint64_t)(now_ns / 1000000000);
+    id_words(id, &key, &hi);
+    /* touch first, then check the owner: a takeover either fails on the touched word or
+     * is seen by the check */
+    if (hint < s->capacity && touch(&s->slots[hint], now_s) && holds(&s->slots[hint], key, hi))
+        return hint;
+    uint32_t slot = probe(s, id, 1);
+    if (slot != TG_TOKEN_STATS_NO_SLOT)
+        return touch(&s->slots[slot], now_s) ? slot : TG_TOKEN_STATS_NO_SLOT; /* 0: changing hands this very moment */
+    if (!may_evict)
+        return TG_TOKEN_STATS_NO_SLOT; /* not counted: a token without limits is served anyway, and a shared
+                                        * counter bumped on each of its requests would be a contended line */
+    if ((slot = evict(s, id, key, hi, now_ns, now_ms)) != TG_TOKEN_STATS_NO_SLOT) {
+        atomic_fetch_add_explicit(&s->header->evicted, 1, memory_order_relaxed); /* a statistic */
+        return slot;
+    }
+    count_full(s);
+    return TG_TOKEN_STATS_NO_SLOT;
+}
+
+uint64_t tg_token_stats_evicted(const tg_token_stats_t *s)
+{
+    return atomic_load_explicit(&s->header->evicted, memory_order_relaxed);
 }
 
 void tg_token_stats_count(tg_token_stats_t *s, size_t row, uint32_t slot, int64_t now_ms)
@@ -457,6 +650,14 @@ int tg_token_stats_live(const tg_token_stats_t *s, const uint8_t id[16], tg_toke
     uint32_t slot = tg_token_stats_slot((tg_token_stats_t *)s, id, 0);
     if (slot == TG_TOKEN_STATS_NO_SLOT)
         return -1;
+    const tg_token_stats_slot_t *sl = &s->slots[slot];
+    uint64_t key, hi;
+    id_words(id, &key, &hi);
+    /* the seqlock's read side: the figures belong to this token only if no takeover began
+     * or ended while they were read */
+    uint32_t gen = use_gen(atomic_load_explicit(&sl->use, memory_order_acquire));
+    if ((gen & 1) != 0 || !holds(sl, key, hi))
+        return -1;
     uint64_t requests = 0;
     int64_t last = 0;
     for (size_t row = 0; row < s->nrows; ++row) {
@@ -467,10 +668,14 @@ int tg_token_stats_live(const tg_token_stats_t *s, const uint8_t id[16], tg_toke
             last = t;
     }
     /* relaxed: exactness comes from the caller's flush_seq check (see the header) */
-    uint64_t committed = atomic_load_explicit(&s->slots[slot].committed, memory_order_relaxed);
+    uint64_t committed = atomic_load_explicit(&sl->committed, memory_order_relaxed);
+    int64_t since = atomic_load_explicit(&sl->since_ms, memory_order_relaxed);
+    atomic_thread_fence(memory_order_acquire);
+    if (use_gen(atomic_load_explicit(&sl->use, memory_order_relaxed)) != gen)
+        return -1;
     live->slot = slot;
     live->uncommitted = requests > committed ? requests - committed : 0;
-    live->last_used_ms = last;
+    live->last_used_ms = last >= since ? last : 0;
     return 0;
 }
 
@@ -502,9 +707,9 @@ void tg_token_stats_credit(tg_token_stats_t *s, const uint8_t id[16], uint64_t c
     uint32_t slot = tg_token_stats_slot(s, id, 0);
     if (slot == TG_TOKEN_STATS_NO_SLOT || count == 0)
         return; /* never counted here (table full): nothing to subtract */
-    _Atomic uint64_t *c = &s->slots[slot].committed;
-    /* one writer (the collector): load and store; published by flush_end's release */
-    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + count, memory_order_relaxed);
+    /* an add, not a load and store: a takeover (any worker) also writes the word; published
+     * by flush_end's release */
+    atomic_fetch_add_explicit(&s->slots[slot].committed, count, memory_order_relaxed);
 }
 
 void tg_token_stats_flush_end(tg_token_stats_t *s)

@@ -3,8 +3,9 @@
  * of a node and by the collector: the rate limiter's GCRA state, the quota's count for the
  * current period, and the live request counts behind the token object's requestCount and
  * lastUsedAt. One fixed-size open-addressing table keyed by token id; entries are claimed
- * with a CAS and never freed; every update is one lock-free atomic (or a CAS loop) on
- * memory nobody else locks. Depends on nothing else of ours.
+ * with a CAS, and an idle one is taken over by another token when the table is full;
+ * every update is one lock-free atomic (or a CAS loop) on memory nobody else locks.
+ * Depends on nothing else of ours.
  */
 #ifndef TG_TOKEN_STATS_H
 #define TG_TOKEN_STATS_H
@@ -16,11 +17,15 @@ typedef struct st_tg_token_stats_t tg_token_stats_t;
 
 /* No slot: the table is full (or, for readers, the token was never used on this node). */
 #define TG_TOKEN_STATS_NO_SLOT UINT32_MAX
-/* Distinct tokens one node can track between two tollgated starts: 65536 slots of 64 bytes
- * (4 MiB) plus 16 bytes per slot per worker row. Slots are never freed; when the table is
- * full, further tokens are served without live counts, rate limit or quota (counted in
- * tg_token_stats_full() and logged by the caller). */
+/* Default slots (tollgated's --token-stats-capacity): 64 bytes each (4 MiB) plus 16 bytes
+ * per slot per worker row. When a token's probe window is full, a slot idle for
+ * TG_TOKEN_STATS_IDLE_S (whose rate bucket is full again) is taken over; a limited token
+ * that still finds none is refused by the caller (counted in tg_token_stats_full()). */
 #define TG_TOKEN_STATS_CAPACITY 65536
+/* A slot unused this long may be taken over. Long enough that the collector (which stores
+ * every second) has written the previous owner's requests to PostgreSQL, from where its
+ * quota count is seeded again when it gets a slot back. */
+#define TG_TOKEN_STATS_IDLE_S 60
 /* Segment name suffix after the ring's name: "/tollgate" -> "/tollgate.tokens". */
 #define TG_TOKEN_STATS_SUFFIX ".tokens"
 /* Quota counts are 40 bits wide (they share a word with the period): they saturate here. */
@@ -54,17 +59,34 @@ void tg_token_stats_close(tg_token_stats_t *s);
 /** Removes the name (mappings stay valid). 0 or -1. */
 int tg_token_stats_unlink(const char *name);
 
-/** Number of claims refused because the table was full, since creation. */
+/** Number of claims refused because the table was full, since creation (tg_token_stats_slot
+ * with claim, and tg_token_stats_acquire with may_evict). */
 uint64_t tg_token_stats_full(const tg_token_stats_t *s);
 
 /* ------------------------------------------------------------------ slots */
 
 /**
  * The slot of token `id`: found, or (with `claim`) claimed with one CAS on an empty slot.
- * TG_TOKEN_STATS_NO_SLOT when absent (claim 0) or the table is full. A slot never moves or
- * goes away while the segment exists, so callers cache the index. Any process, any time.
+ * TG_TOKEN_STATS_NO_SLOT when absent (claim 0) or the table is full. A slot can change
+ * hands (tg_token_stats_acquire): an index cached across requests is only a hint to
+ * tg_token_stats_acquire. Any process, any time.
  */
 uint32_t tg_token_stats_slot(tg_token_stats_t *s, const uint8_t id[16], int claim);
+
+/**
+ * The slot of token `id` for a request at CLOCK_MONOTONIC `now_ns` (wall clock `now_ms`):
+ * `hint` (a slot found earlier, or TG_TOKEN_STATS_NO_SLOT) when it still holds the token,
+ * else found or claimed, else (with `may_evict`) a slot of the probe window idle for
+ * TG_TOKEN_STATS_IDLE_S whose rate bucket is full is taken over: its new owner starts
+ * with a full bucket, no quota count (seeded again from PostgreSQL) and no live counts.
+ * Marks the slot used. TG_TOKEN_STATS_NO_SLOT when nothing is free. Lock-free; a few
+ * loads on the hint's cache line when it holds.
+ */
+uint32_t tg_token_stats_acquire(tg_token_stats_t *s, const uint8_t id[16], uint32_t hint, int may_evict, int64_t now_ns,
+                                int64_t now_ms);
+
+/** Number of idle slots taken over by another token, since creation. */
+uint64_t tg_token_stats_evicted(const tg_token_stats_t *s);
 
 /**
  * Counts one metered request of the token in `slot` at wall-clock `now_ms` in row `row`

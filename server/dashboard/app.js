@@ -257,12 +257,27 @@
 
     /* ------------------------------------------------------------ tokens */
 
+    /* Every page of the list, following pagination.nextCursor (a bounded number of pages:
+     * the server caps live tokens per user, revoked ones add up slowly). */
+    var TOKEN_PAGES_MAX = 50;
+
     function loadTokens() {
         var generation = state.generation;
-        return api('GET', '/api/v1/tokens')
-            .then(function (data) {
-                if (generation !== state.generation) return;
-                state.tokens = data && Array.isArray(data.tokens) ? data.tokens : [];
+        var all = [];
+        function page(cursor, n) {
+            var path = '/api/v1/tokens?limit=1000' + (cursor ? '&cursor=' + encodeURIComponent(cursor) : '');
+            return api('GET', path).then(function (data) {
+                if (generation !== state.generation) return null;
+                if (data && Array.isArray(data.tokens)) all = all.concat(data.tokens);
+                var next = data && data.pagination ? data.pagination.nextCursor : null;
+                if (typeof next === 'string' && next && n + 1 < TOKEN_PAGES_MAX) return page(next, n + 1);
+                return all;
+            });
+        }
+        return page(null, 0)
+            .then(function (tokens) {
+                if (tokens === null || generation !== state.generation) return;
+                state.tokens = tokens;
                 renderTokens();
             })
             .catch(failed(generation));

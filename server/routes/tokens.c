@@ -28,6 +28,7 @@
 #include "server/policy.h"
 #include "server/routes/token_body.h"
 #include "server/routes/token_json.h"
+#include "server/routes/token_list.h"
 #include "server/worker.h"
 
 /* Queries for token objects run again when a collector flush overlapped them (the live
@@ -35,13 +36,31 @@
  * overlap in a row means something odd: answer with what we have. */
 #define TOKEN_LIVE_ATTEMPTS 3
 
+/*
+ * Caps on live (not revoked, not expired) tokens, step 1 of a create: lock the tenant's
+ * row, so the creates of one tenant run one after another and the count in step 2 (a new
+ * statement: a snapshot taken after the lock) sees every token committed before; the
+ * caps travel as transaction-local settings (the INSERTs already use 12 parameters).
+ */
+static const char SQL_CAP_LOCK[] =
+    "SELECT set_config('tollgate.max_tokens_per_user', $1, true), set_config('tollgate.max_tokens_per_tenant', $2, true)"
+    " FROM tenants WHERE id = $3::uuid FOR UPDATE";
+
+/* Step 2's guard ($2 user, $3 tenant): no row is inserted past a cap. The tenant's count
+ * goes through its users so that it uses the (user_id, created_at) index. */
+#define SQL_CAP_GUARD                                                                                                              \
+    " (SELECT count(*) FROM api_tokens t WHERE t.user_id = $2::uuid AND t.tenant_id = $3::uuid" SQL_LIVE_TOKEN ")"                 \
+    " < current_setting('tollgate.max_tokens_per_user')::bigint"                                                                   \
+    " AND (SELECT count(*) FROM users u JOIN api_tokens t ON t.user_id = u.id WHERE u.tenant_id = $3::uuid"                        \
+    " AND t.tenant_id = $3::uuid" SQL_LIVE_TOKEN ") < current_setting('tollgate.max_tokens_per_tenant')::bigint"
+#define SQL_LIVE_TOKEN " AND (t.revoked_at IS NULL OR t.revoked_at > now()) AND (t.expires_at IS NULL OR t.expires_at > now())"
+
 static const char SQL_INSERT[] =
     "INSERT INTO api_tokens (id, user_id, tenant_id, name, prefix, token_hash, scopes, allowed_ips, rate_limit, quota,"
-    " expires_at) VALUES ($1::uuid, $2::uuid, $3::uuid, $4, $5, decode($6, 'hex'),"
+    " expires_at) SELECT $1::uuid, $2::uuid, $3::uuid, $4, $5, decode($6, 'hex'),"
     " ARRAY(SELECT e FROM jsonb_array_elements_text($7::jsonb) WITH ORDINALITY AS t(e, i) ORDER BY i),"
     " (SELECT array_agg(e::cidr ORDER BY i) FROM jsonb_array_elements_text($8::jsonb) WITH ORDINALITY AS t(e, i)),"
-    " $9::jsonb, $10::jsonb, $11::timestamptz)"
-    " RETURNING " TG_TOKEN_SQL_COLUMNS;
+    " $9::jsonb, $10::jsonb, $11::timestamptz WHERE" SQL_CAP_GUARD " RETURNING " TG_TOKEN_SQL_COLUMNS;
 
 /*
  * The first step of every transaction that links or unlinks parents and children
@@ -63,11 +82,16 @@ static const char SQL_INSERT_CHILD[] =
     " c.allowed_ips, c.rate_limit, c.quota, c.expires_at, $12::uuid"
     " FROM tollgate_child_token_policy($12::uuid, $11::timestamptz,"
     " (SELECT array_agg(e::cidr ORDER BY i) FROM jsonb_array_elements_text($8::jsonb) WITH ORDINALITY AS t(e, i)),"
-    " $9::jsonb, $10::jsonb) AS c"
-    " RETURNING " TG_TOKEN_SQL_COLUMNS;
+    " $9::jsonb, $10::jsonb) AS c WHERE" SQL_CAP_GUARD " RETURNING " TG_TOKEN_SQL_COLUMNS;
 
-static const char SQL_LIST[] = "SELECT " TG_TOKEN_SQL_COLUMNS " FROM api_tokens"
-                               " WHERE user_id = $1::uuid AND tenant_id = $2::uuid ORDER BY created_at DESC, id DESC";
+/* One page of the list, one row more than asked (is there a next page?), with each row's
+ * created_at in microseconds for the keyset cursor (api_tokens_user_created_idx). */
+#define SQL_LIST_PAGE(after)                                                                                                       \
+    "SELECT " TG_TOKEN_SQL_COLUMNS ", (extract(epoch FROM created_at) * 1000000)::bigint FROM api_tokens"                          \
+    " WHERE user_id = $1::uuid AND tenant_id = $2::uuid" after " ORDER BY created_at DESC, id DESC LIMIT $3::int"
+static const char SQL_LIST[] = SQL_LIST_PAGE("");
+static const char SQL_LIST_AFTER[] =
+    SQL_LIST_PAGE(" AND (created_at, id) < (timestamptz 'epoch' + $4::bigint * interval '1 microsecond', $5::uuid)");
 
 static const char SQL_GET[] = "SELECT " TG_TOKEN_SQL_COLUMNS " FROM api_tokens"
                               " WHERE id = $1::uuid AND user_id = $2::uuid AND tenant_id = $3::uuid";
@@ -147,6 +171,8 @@ typedef struct st_tokens_call_t {
     uint8_t token_id[16];
     uint8_t new_token_id[16]; /* rotation: the successor */
     char plaintext[TG_APITOKEN_LEN + 1]; /* POST and rotate only; wiped on dispose */
+    tg_token_list_params_t list;         /* GET /api/v1/tokens */
+    uint8_t list_key[TG_TOKEN_LIST_KEY_LEN];
 } tokens_call_t;
 
 static void call_dispose(void *p)
@@ -355,6 +381,15 @@ static void on_token_created(void *data, PGresult *res, const char *sqlstate, co
             send_db_failure(r, "create", sqlstate, error);
         return;
     }
+    if (PQntuples(res) == 0) { /* SQL_CAP_GUARD: nothing was stored */
+        const tg_server_config_t *cfg = &r->worker->server->config;
+        char message[200];
+        snprintf(message, sizeof(message),
+                 "Too many live tokens: at most %ld per user and %ld per tenant; revoke unused tokens first.",
+                 cfg->max_tokens_per_user, cfg->max_tokens_per_tenant);
+        tg_http_send_error(r->req, 409, "token_limit_reached", message);
+        return;
+    }
     json_t *obj = PQntuples(res) == 1 ? tg_token_json_from_row(res, 0) : NULL;
     if (obj == NULL) {
         tg_http_send_error(r->req, 500, "internal_error", "The request could not be completed.");
@@ -404,17 +439,24 @@ static void insert_token(tokens_call_t *c, const tg_token_body_t *in)
                               pool_dump(pool, in->quota),
                               in->expires_at[0] != '\0' ? in->expires_at : NULL,
                               parent};
+    char max_user[24], max_tenant[24];
+    snprintf(max_user, sizeof(max_user), "%ld", r->worker->server->config.max_tokens_per_user);
+    snprintf(max_tenant, sizeof(max_tenant), "%ld", r->worker->server->config.max_tokens_per_tenant);
+    tg_db_request_t q = {.nsteps = 2, .result_step = 1, .is_transaction = 1};
+    q.steps[0] = (tg_db_step_t){.sql = SQL_CAP_LOCK, .nparams = 3, .params = {max_user, max_tenant, ids.tenant}};
     /* created with an API token: confined to it and revoked with it (schema 0007) */
     if (r->auth.method == TG_AUTH_API_TOKEN) {
-        tg_db_request_t q = {.nsteps = 2, .result_step = 1, .is_transaction = 1};
-        q.steps[0] = (tg_db_step_t){.sql = SQL_LOCK_USER_TOKENS, .nparams = 2, .params = {ids.user, ids.tenant}};
-        q.steps[1] = (tg_db_step_t){.sql = SQL_INSERT_CHILD, .nparams = 12};
-        _Static_assert(sizeof(params) == sizeof(q.steps[1].params), "SQL_INSERT_CHILD's parameters fill a step");
-        memcpy(q.steps[1].params, params, sizeof(params));
-        call_submit(c, &q, on_token_created);
+        q.nsteps = 3;
+        q.result_step = 2;
+        q.steps[1] = (tg_db_step_t){.sql = SQL_LOCK_USER_TOKENS, .nparams = 2, .params = {ids.user, ids.tenant}};
+        q.steps[2] = (tg_db_step_t){.sql = SQL_INSERT_CHILD, .nparams = 12};
+        _Static_assert(sizeof(params) == sizeof(q.steps[2].params), "SQL_INSERT_CHILD's parameters fill a step");
+        memcpy(q.steps[2].params, params, sizeof(params));
     } else {
-        call_query(c, SQL_INSERT, 11, params, on_token_created);
+        q.steps[1] = (tg_db_step_t){.sql = SQL_INSERT, .nparams = 11};
+        memcpy(q.steps[1].params, params, sizeof(params));
     }
+    call_submit(c, &q, on_token_created);
 }
 
 void tg_route_tokens_create(tg_request_t *r)
@@ -450,8 +492,11 @@ static void on_token_list(void *data, PGresult *res, const char *sqlstate, const
         send_db_failure(r, "list", sqlstate, error);
         return;
     }
-    json_t *tokens = json_array();
-    for (int row = 0; row < PQntuples(res); ++row) {
+    int rows = PQntuples(res), more = rows > (int)c->list.limit;
+    if (more)
+        rows = (int)c->list.limit;
+    json_t *tokens = json_array(), *next = json_null();
+    for (int row = 0; row < rows; ++row) {
         json_t *obj = tg_token_json_from_row(res, row);
         if (obj == NULL) {
             json_decref(tokens);
@@ -466,23 +511,63 @@ static void on_token_list(void *data, PGresult *res, const char *sqlstate, const
         list_query(c);
         return;
     }
-    tg_http_send_jansson(r->req, 200, json_pack("{so}", "tokens", tokens));
+    if (more) {
+        tg_uuid_t id;
+        char cursor[TG_TOKEN_LIST_CURSOR_LEN + 1];
+        const char *id_text = PQgetvalue(res, rows - 1, 0);
+        if (tg_uuid_parse(id_text, strlen(id_text), &id) != 0) {
+            json_decref(tokens);
+            tg_http_send_error(r->req, 500, "internal_error", "The request could not be completed.");
+            return;
+        }
+        tg_token_list_cursor(c->list_key, r->auth.user_id, r->auth.tenant_id,
+                             strtoll(PQgetvalue(res, rows - 1, TG_TOKEN_SQL_NCOLUMNS), NULL, 10), id.bytes, cursor);
+        next = json_string(cursor);
+    }
+    tg_http_send_jansson(
+        r->req, 200,
+        json_pack("{s:o, s:{s:I, s:o}}", "tokens", tokens, "pagination", "limit", (json_int_t)c->list.limit, "nextCursor", next));
 }
 
 static void list_query(tokens_call_t *c)
 {
     caller_ids_t ids;
     caller_ids(c->r, &ids);
-    const char *params[2] = {ids.user, ids.tenant};
+    char limit[16], after_us[24], after_id[TG_UUID_STRLEN + 1];
+    snprintf(limit, sizeof(limit), "%u", c->list.limit + 1);
+    snprintf(after_us, sizeof(after_us), "%lld", (long long)c->list.after_created_us);
+    tg_uuid_format((const tg_uuid_t *)c->list.after_id, after_id);
+    const char *params[5] = {ids.user, ids.tenant, limit, after_us, after_id};
     live_begin(c);
-    call_query(c, SQL_LIST, 2, params, on_token_list);
+    if (c->list.has_cursor)
+        call_query(c, SQL_LIST_AFTER, 5, params, on_token_list);
+    else
+        call_query(c, SQL_LIST, 3, params, on_token_list);
+}
+
+/* The query string after '?', or an empty one. */
+static h2o_iovec_t query_string(h2o_req_t *req)
+{
+    if (req->query_at == SIZE_MAX || req->query_at + 1 > req->path.len)
+        return h2o_iovec_init("", 0);
+    return h2o_iovec_init(req->path.base + req->query_at + 1, req->path.len - req->query_at - 1);
 }
 
 void tg_route_tokens_list(tg_request_t *r)
 {
     if (!authorize(r, TG_SCOPE_TOKENS_READ))
         return;
-    list_query(call_new(r));
+    tokens_call_t *c = call_new(r);
+    const tg_server_t *server = r->worker->server;
+    tg_token_list_key(server->jwt_secret, server->jwt_secret_len, c->list_key);
+    h2o_iovec_t query = query_string(r->req);
+    tg_token_list_error_t err;
+    if (tg_token_list_parse(query.base, query.len, c->list_key, r->auth.user_id, r->auth.tenant_id, &c->list, &err) != 0) {
+        c->r = NULL;
+        tg_http_send_error(r->req, 400, "invalid_parameter", err.message);
+        return;
+    }
+    list_query(c);
 }
 
 /* ------------------------------------------------------------------ GET /api/v1/tokens/:id */

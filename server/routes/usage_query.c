@@ -231,7 +231,7 @@ static int parse_range(const query_param_t *from, const query_param_t *to, tg_us
 
 static const char B64URL[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
-static void b64url_encode(const uint8_t *in, size_t len, char *out)
+void tg_usage_b64url_encode(const uint8_t *in, size_t len, char *out)
 {
     size_t o = 0;
     uint32_t acc = 0;
@@ -251,7 +251,7 @@ static void b64url_encode(const uint8_t *in, size_t len, char *out)
 
 /* Strict: exactly the characters b64url_encode would write for `len` bytes (no padding,
  * unused low bits zero), so one cursor has one spelling. */
-static int b64url_decode(const char *in, size_t in_len, uint8_t *out, size_t len)
+int tg_usage_b64url_decode(const char *in, size_t in_len, uint8_t *out, size_t len)
 {
     if (in_len != (len * 8 + 5) / 6)
         return -1;
@@ -319,7 +319,7 @@ void tg_usage_cursor_make(const uint8_t key[TG_USAGE_CURSOR_KEY_LEN], const tg_u
     p = put_be64(p, (uint64_t)range->from_us);
     p = put_be64(p, (uint64_t)range->to_us);
     cursor_tag(key, scope, raw, p);
-    b64url_encode(raw, sizeof(raw), out);
+    tg_usage_b64url_encode(raw, sizeof(raw), out);
 }
 
 /* Opens a cursor: authentic, ours, for this scope, and for the request's range when it
@@ -328,7 +328,7 @@ static int cursor_open(const query_param_t *cursor, const uint8_t key[TG_USAGE_C
                        int range_given, tg_usage_page_params_t *out, tg_usage_error_t *err)
 {
     uint8_t raw[CURSOR_RAW_LEN], tag[CURSOR_TAG_LEN];
-    if (b64url_decode(cursor->value, cursor->len, raw, sizeof(raw)) != 0 || raw[0] != CURSOR_VERSION)
+    if (tg_usage_b64url_decode(cursor->value, cursor->len, raw, sizeof(raw)) != 0 || raw[0] != CURSOR_VERSION)
         goto Invalid;
     cursor_tag(key, scope, raw, tag);
     if (CRYPTO_memcmp(tag, raw + CURSOR_PAYLOAD_LEN, CURSOR_TAG_LEN) != 0)

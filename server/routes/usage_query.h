@@ -84,6 +84,12 @@ typedef struct st_tg_usage_summary_params_t {
     uint32_t nbuckets;
 } tg_usage_summary_params_t;
 
+/** base64url without padding of `len` bytes into `out` ((len * 8 + 5) / 6 characters and a NUL). */
+void tg_usage_b64url_encode(const uint8_t *in, size_t len, char *out);
+
+/** Strict inverse: exactly the spelling tg_usage_b64url_encode writes for `len` bytes. 0 or -1. */
+int tg_usage_b64url_decode(const char *in, size_t in_len, uint8_t *out, size_t len);
+
 /**
  * Derives the cursor key from the server's JWT secret (HMAC-SHA256 with a fixed label, so
  * the key proves nothing about the secret and a cursor is never a valid JWT signature).

@@ -1,6 +1,6 @@
 /*
  * Writes the seeds of tests/fuzz/corpus/ that need the product's own code to be valid:
- * API tokens (checksum), signed JWTs, HMAC-authenticated usage cursors and spill files
+ * API tokens (checksum), signed JWTs, HMAC-authenticated usage and token-list cursors and spill files
  * with correct CRC-32C. Run from the top of the tree (see tests/fuzz/README.md); the
  * hand-written seeds beside them are checked in as they are.
  */
@@ -12,9 +12,10 @@
 #include "collector/spill.h"
 #include "common/apitoken.h"
 #include "server/jwt.h"
+#include "server/routes/token_list.h"
 #include "server/routes/usage_query.h"
 
-/* Must match fuzz_jwt.c and fuzz_usage_query.c. */
+/* Must match fuzz_jwt.c, fuzz_usage_query.c and fuzz_token_list.c. */
 static const unsigned char fuzz_key[48] = "tollgate-fuzz-key-0123456789abcdef0123456789abcd";
 #define FUZZ_NOW INT64_C(1764028800)
 
@@ -135,6 +136,21 @@ int main(void)
     put(path, buf, (size_t)n);
     n = snprintf(buf, sizeof(buf), "from=2025-11-23T00:00:00Z&to=2025-11-25T00:00:00Z&limit=10&cursor=%s", cursor);
     snprintf(path, sizeof(path), "%s/usage_query/cursor-other-range", c);
+    put(path, buf, (size_t)n);
+
+    uint8_t list_key[TG_TOKEN_LIST_KEY_LEN], user[16], tenant[16];
+    tg_token_list_key(fuzz_key, sizeof(fuzz_key), list_key);
+    memset(user, 0x22, 16);
+    memset(tenant, 0x11, 16);
+    char list_cursor[TG_TOKEN_LIST_CURSOR_LEN + 1];
+    tg_token_list_cursor(list_key, user, tenant, FUZZ_NOW * 1000000 + 123, last_id, list_cursor);
+    n = snprintf(buf, sizeof(buf), "limit=5&cursor=%s", list_cursor);
+    snprintf(path, sizeof(path), "%s/token_list/cursor-valid", c);
+    put(path, buf, (size_t)n);
+    memset(user, 0x23, 16);
+    tg_token_list_cursor(list_key, user, tenant, FUZZ_NOW * 1000000, last_id, list_cursor);
+    n = snprintf(buf, sizeof(buf), "cursor=%s", list_cursor);
+    snprintf(path, sizeof(path), "%s/token_list/cursor-other-user", c);
     put(path, buf, (size_t)n);
 
     uint64_t ok[] = {1, 2, 3, 4, 5};

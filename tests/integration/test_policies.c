@@ -821,3 +821,250 @@ Test(input, bad_policies_are_400_and_change_nothing)
     json_decref(t);
     cr_expect_eq(status_of(TG_FX_HTTP1, "GET", "/api/v1/me", token), 200, "the 64th prefix matches");
 }
+
+/* ------------------------------------------------------------------ the node's token table */
+
+TestSuite(slots, .init = start_world, .fini = stop_world, .timeout = TEST_TIMEOUT_S);
+
+/* With a table of 4 slots taken by the master and three fresh tokens, a rate-limited
+ * token finds no slot (none idle for long): it is refused with 503, never served without
+ * its limit; tokens without limits are still served. */
+Test(slots, a_limited_token_is_never_served_unlimited_when_the_table_is_full)
+{
+    const char *const args[] = {"--token-stats-capacity", "4", NULL};
+    start_server(args, 2);
+    cr_assert_eq(status_of(TG_FX_HTTP1, "GET", "/api/v1/me", master), 200);
+    char id[64], token[64], fill_id[4][64], fill[4][64];
+    for (int i = 0; i < 4; ++i) {
+        json_decref(create_token("{\"name\":\"filler\"}", fill_id[i], fill[i]));
+        for (size_t p = 0; p < NPROTOS; ++p)
+            cr_assert_eq(status_of(PROTOS[p], "GET", "/api/v1/me", fill[i]), 200, "a token without limits needs no slot");
+    }
+    json_decref(create_token("{\"name\":\"one an hour\",\"rateLimit\":{\"requests\":1,\"perSeconds\":3600}}", id, token));
+    int served = 0;
+    for (int i = 0; i < 6; ++i) {
+        tg_fx_http_res_t res;
+        call(PROTOS[i % NPROTOS], "GET", "/api/v1/me", token, NULL, &res);
+        if (res.status == 200)
+            ++served;
+        else if (res.status == 429)
+            cr_expect(tg_fx_is_error(&res, "rate_limited"), "body %s", res.body);
+        else {
+            expect_error(&res, 503, "limits_unavailable", "a limited token without a slot");
+            cr_expect_not_null(tg_fx_header(&res, "retry-after"), "a 503 limits_unavailable says when to retry");
+        }
+        tg_fx_http_res_free(&res);
+    }
+    cr_expect_leq(served, 1, "%d requests served to a token limited to 1 an hour", served);
+    cr_expect_eq(status_of(TG_FX_H2C, "GET", "/api/v1/me", fill[3]), 200);
+}
+
+/* ------------------------------------------------------------------ caps on live tokens */
+
+TestSuite(caps, .init = start_world, .fini = stop_world, .timeout = TEST_TIMEOUT_S);
+
+static const char *live_tokens(void)
+{
+    return value("SELECT count(*) FROM api_tokens WHERE revoked_at IS NULL OR revoked_at > now()");
+}
+
+/* The master (made by tollgatectl) is one of alice's 3: the 3rd made through the API is
+ * refused and stores nothing; revoking one makes room again. */
+Test(caps, the_token_past_the_users_cap_is_409_and_nothing_is_stored)
+{
+    const char *const args[] = {"--max-tokens-per-user", "3", NULL};
+    start_server(args, 2);
+    char id[2][64], token[2][64];
+    json_decref(create_token("{\"name\":\"one\"}", id[0], token[0]));
+    json_decref(create_token("{\"name\":\"two\"}", id[1], token[1]));
+    cr_assert_str_eq(live_tokens(), "3");
+    tg_fx_http_res_t res;
+    for (size_t p = 0; p < NPROTOS; ++p) {
+        call(PROTOS[p], "POST", "/api/v1/tokens", master, "{\"name\":\"three\"}", &res);
+        expect_error(&res, 409, "token_limit_reached", "the user's 4th live token");
+        tg_fx_http_res_free(&res);
+    }
+    cr_expect_str_eq(value("SELECT count(*) FROM api_tokens"), "3", "nothing stored");
+    /* a child made with an API token counts too */
+    call(TG_FX_HTTP1, "POST", "/api/v1/tokens", token[0], "{\"name\":\"child\"}", &res);
+    expect_error(&res, 409, "token_limit_reached", "a child past the cap");
+    tg_fx_http_res_free(&res);
+    char path[128];
+    snprintf(path, sizeof(path), "/api/v1/tokens/%s", id[1]);
+    cr_assert_eq(status_of(TG_FX_HTTP1, "DELETE", path, master), 204);
+    char again_id[64], again[64];
+    json_decref(create_token("{\"name\":\"after a revocation\"}", again_id, again));
+    cr_expect_str_eq(live_tokens(), "3");
+}
+
+typedef struct st_creator_t {
+    int created, refused, other;
+} creator_t;
+
+static void *create_once(void *arg)
+{
+    creator_t *c = arg;
+    tg_fx_http_res_t res;
+    call(TG_FX_HTTP1, "POST", "/api/v1/tokens", master, "{\"name\":\"racer\"}", &res);
+    if (res.status == 201)
+        ++c->created;
+    else if (res.status == 409 && tg_fx_is_error(&res, "token_limit_reached"))
+        ++c->refused;
+    else
+        ++c->other;
+    tg_fx_http_res_free(&res);
+    return NULL;
+}
+
+/* Concurrent creates on two workers cannot overshoot the tenant's cap: the count and
+ * the insert run under a lock on the tenant's row. */
+Test(caps, concurrent_creates_stop_exactly_at_the_tenants_cap)
+{
+    const char *const args[] = {"--max-tokens-per-user", "100", "--max-tokens-per-tenant", "4", NULL};
+    start_server(args, 2);
+    enum { THREADS = 8 };
+    creator_t c[THREADS];
+    pthread_t threads[THREADS];
+    memset(c, 0, sizeof(c));
+    for (int t = 0; t < THREADS; ++t)
+        cr_assert_eq(pthread_create(&threads[t], NULL, create_once, &c[t]), 0);
+    int created = 0, refused = 0, other = 0;
+    for (int t = 0; t < THREADS; ++t) {
+        pthread_join(threads[t], NULL);
+        created += c[t].created;
+        refused += c[t].refused;
+        other += c[t].other;
+    }
+    cr_expect_eq(other, 0);
+    cr_expect_eq(created, 3, "%d created next to the master under a cap of 4", created);
+    cr_expect_eq(refused, THREADS - 3);
+    cr_expect_str_eq(live_tokens(), "4");
+}
+
+/* ------------------------------------------------------------------ the token list's pages */
+
+TestSuite(list, .init = start_world, .fini = stop_world, .timeout = TEST_TIMEOUT_S);
+
+/* GET /api/v1/tokens?limit=N&cursor=... with the master; the parsed body (caller decrefs). */
+static json_t *list_page(tg_fx_proto_t proto, const char *query, long want_status, tg_fx_http_res_t *res_out)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "/api/v1/tokens%s", query);
+    tg_fx_http_res_t res;
+    call(proto, "GET", path, master, NULL, &res);
+    cr_assert_eq(res.status, want_status, "GET %s: %ld %s", path, res.status, res.body);
+    json_t *doc = tg_fx_json(&res);
+    cr_assert_not_null(doc, "GET %s: %s", path, res.body);
+    json_incref(doc);
+    if (res_out != NULL)
+        *res_out = res;
+    else
+        tg_fx_http_res_free(&res);
+    return doc;
+}
+
+/* 23 tokens (the master and 22 more, some revoked) in pages of 5: every token exactly
+ * once, newest first, across both protocols; the last page says nextCursor null. */
+Test(list, pages_cover_every_token_exactly_once)
+{
+    start_server(NULL, 2);
+    enum { MADE = 22, TOTAL = MADE + 1, LIMIT = 5 };
+    char ids[MADE][64], token[64];
+    for (int i = 0; i < MADE; ++i) {
+        json_decref(create_token("{\"name\":\"paged\"}", ids[i], token));
+        if (i % 7 == 3) {
+            char path[1500];
+            snprintf(path, sizeof(path), "/api/v1/tokens/%s", ids[i]);
+            cr_assert_eq(status_of(TG_FX_HTTP1, "DELETE", path, master), 204);
+        }
+    }
+    char seen[TOTAL][64], cursor[256] = "";
+    int n = 0, pages = 0;
+    for (;;) {
+        char query[400];
+        snprintf(query, sizeof(query), "?limit=%d%s%s", LIMIT, cursor[0] != '\0' ? "&cursor=" : "", cursor);
+        json_t *doc = list_page(PROTOS[pages % NPROTOS], query, 200, NULL);
+        ++pages;
+        json_t *tokens = json_object_get(doc, "tokens"), *pagination = json_object_get(doc, "pagination");
+        cr_assert(json_is_array(tokens) && json_is_object(pagination), "shape");
+        cr_expect_eq(integer_at(pagination, "limit"), LIMIT);
+        cr_assert_leq(json_array_size(tokens), LIMIT);
+        for (size_t i = 0; i < json_array_size(tokens); ++i) {
+            cr_assert_lt(n, TOTAL, "more tokens listed than exist");
+            snprintf(seen[n++], 64, "%s", json_str(json_array_get(tokens, i), "id"));
+        }
+        json_t *next = json_object_get(pagination, "nextCursor");
+        cr_assert(next != NULL && (json_is_null(next) || json_is_string(next)), "nextCursor present");
+        if (json_is_null(next)) {
+            json_decref(doc);
+            break;
+        }
+        snprintf(cursor, sizeof(cursor), "%s", json_string_value(next));
+        json_decref(doc);
+        cr_assert_leq(pages, TOTAL, "the pages never end");
+    }
+    cr_expect_eq(n, TOTAL, "%d tokens listed, %d exist", n, TOTAL);
+    cr_expect_eq(pages, (TOTAL + LIMIT - 1) / LIMIT);
+    for (int i = 0; i < n; ++i)
+        for (int k = 0; k < i; ++k)
+            cr_expect_str_neq(seen[i], seen[k], "token %s listed twice", seen[i]);
+    for (int i = 0; i < MADE; ++i) /* UUIDv7 ids made one after another: newest first is reverse order */
+        cr_expect_str_eq(seen[i], ids[MADE - 1 - i], "position %d", i);
+    /* the default page holds all 23; no cursor then */
+    json_t *doc = list_page(TG_FX_H2C, "", 200, NULL);
+    cr_expect_eq(json_array_size(json_object_get(doc, "tokens")), TOTAL);
+    cr_expect_eq(integer_at(json_object_get(doc, "pagination"), "limit"), 100);
+    cr_expect(json_is_null(json_object_get(json_object_get(doc, "pagination"), "nextCursor")));
+    json_decref(doc);
+}
+
+/* Bad limits and cursors are 400 invalid_parameter naming the parameter; a cursor is
+ * bound to its caller: another user's cursor is refused. */
+Test(list, bad_parameters_are_400_naming_them)
+{
+    start_server(NULL, 1);
+    char id[64], token[64];
+    for (int i = 0; i < 3; ++i)
+        json_decref(create_token("{\"name\":\"x\"}", id, token));
+    json_t *doc = list_page(TG_FX_HTTP1, "?limit=1", 200, NULL);
+    char cursor[256];
+    snprintf(cursor, sizeof(cursor), "%s", json_string_value(json_object_get(json_object_get(doc, "pagination"), "nextCursor")));
+    json_decref(doc);
+    cr_assert_gt(strlen(cursor), 10);
+    char tampered[256];
+    snprintf(tampered, sizeof(tampered), "%s", cursor);
+    tampered[5] = tampered[5] == 'A' ? 'B' : 'A';
+    char q[8][400];
+    snprintf(q[0], 400, "?limit=0");
+    snprintf(q[1], 400, "?limit=1001");
+    snprintf(q[2], 400, "?limit=ten");
+    snprintf(q[3], 400, "?limit=1&limit=2");
+    snprintf(q[4], 400, "?cursor=%s", tampered);
+    snprintf(q[5], 400, "?cursor=");
+    snprintf(q[6], 400, "?cursor=%sA", cursor);
+    snprintf(q[7], 400, "?limit=-1");
+    static const char *const names[8] = {"limit", "limit", "limit", "limit", "cursor", "cursor", "cursor", "limit"};
+    for (int i = 0; i < 8; ++i) {
+        tg_fx_http_res_t res;
+        json_decref(list_page(TG_FX_HTTP1, q[i], 400, &res));
+        expect_error(&res, 400, "invalid_parameter", q[i]);
+        cr_expect(strstr(res.body, names[i]) != NULL, "%s: the message names %s: %s", q[i], names[i], res.body);
+        tg_fx_http_res_free(&res);
+    }
+    /* bob, same tenant: alice's cursor is not his */
+    tg_fx_run_t run;
+    cr_assert_eq(ctl(PASSWORD "\n", &run, "user", "create", "--tenant", "Acme", "--email", "bob@acme.example", NULL), 0,
+                 "user create: %s", run.err);
+    tg_fx_run_free(&run);
+    cr_assert_eq(ctl(NULL, &run, "token", "create", "--email", "bob@acme.example", "--name", "bob", NULL), 0, "%s", run.err);
+    char bob[TG_APITOKEN_LEN + 1];
+    memcpy(bob, run.out, TG_APITOKEN_LEN);
+    bob[TG_APITOKEN_LEN] = '\0';
+    tg_fx_run_free(&run);
+    char path[400];
+    snprintf(path, sizeof(path), "/api/v1/tokens?cursor=%s", cursor);
+    tg_fx_http_res_t res;
+    call(TG_FX_HTTP1, "GET", path, bob, NULL, &res);
+    expect_error(&res, 400, "invalid_parameter", "another user's cursor");
+    tg_fx_http_res_free(&res);
+}

@@ -460,3 +460,151 @@ Test(token_stats, counting_from_many_workers_loses_nothing)
     cr_assert_eq(live.last_used_ms, 1000 + 99999);
     tg_token_stats_close(s);
 }
+
+/* ------------------------------------------------------------------ reuse of idle slots */
+
+#define T0 (INT64_C(100000) * NS_PER_S) /* a CLOCK_MONOTONIC reading */
+#define AFTER_IDLE (T0 + (TG_TOKEN_STATS_IDLE_S + 1) * NS_PER_S)
+
+/* A full table of unlimited tokens used at T0: a limited token's claim fails while they
+ * are fresh, then takes the idlest one over with fresh state; the old owner loses only
+ * its live figures, and gets a slot back (a fresh one) by the same rule. */
+Test(token_stats, an_idle_slot_is_taken_over_with_fresh_state)
+{
+    tg_token_stats_t *s = make(8, 2);
+    uint8_t id[16];
+    uint32_t slot[8];
+    tg_gcra_t g;
+    tg_gcra_init(&g, 2, 3600, 0);
+    tg_gcra_verdict_t v;
+    for (uint64_t n = 0; n < 8; ++n) {
+        make_id(id, n);
+        slot[n] = tg_token_stats_acquire(s, id, TG_TOKEN_STATS_NO_SLOT, 0, T0, 5000);
+        cr_assert_lt(slot[n], 8u);
+        tg_token_stats_count(s, 1, slot[n], 5000);
+        uint64_t used;
+        cr_assert(tg_token_stats_quota_take(s, slot[n], DAY(1), 10, &used));
+    }
+    /* token 7 is used again later: the idlest (0..6) go first */
+    make_id(id, 7);
+    cr_assert_eq(tg_token_stats_acquire(s, id, slot[7], 0, T0 + 30 * NS_PER_S, 6000), slot[7], "the hint holds");
+
+    uint8_t limited[16];
+    make_id(limited, 100);
+    cr_assert_eq(tg_token_stats_acquire(s, limited, TG_TOKEN_STATS_NO_SLOT, 1, T0 + 30 * NS_PER_S, 6000), TG_TOKEN_STATS_NO_SLOT,
+                 "nothing idle for long enough");
+    cr_assert_eq(tg_token_stats_acquire(s, limited, TG_TOKEN_STATS_NO_SLOT, 1, T0 - NS_PER_S, 6000), TG_TOKEN_STATS_NO_SLOT,
+                 "a clock read a moment before the last use sees nothing idle");
+    cr_assert_eq(tg_token_stats_acquire(s, limited, TG_TOKEN_STATS_NO_SLOT, 0, AFTER_IDLE, 9000), TG_TOKEN_STATS_NO_SLOT,
+                 "without may_evict nothing is taken over");
+    cr_assert_eq(tg_token_stats_evicted(s), 0);
+    cr_assert_eq(tg_token_stats_full(s), 2, "refusals of a token that may evict are counted, others not");
+
+    uint32_t got = tg_token_stats_acquire(s, limited, TG_TOKEN_STATS_NO_SLOT, 1, AFTER_IDLE, 9000);
+    cr_assert_lt(got, 8u, "an idle slot is taken over");
+    cr_assert_neq(got, slot[7], "not the one used recently");
+    cr_assert_eq(tg_token_stats_evicted(s), 1);
+    cr_assert_eq(tg_token_stats_slot(s, limited, 0), got, "found by its id");
+    cr_assert_eq(tg_token_stats_acquire(s, limited, got, 1, AFTER_IDLE, 9000), got, "the hint holds for the new owner");
+    /* fresh state: a full bucket, no quota count, no live figures of the previous owner */
+    cr_assert(tg_token_stats_rate(s, got, &g, AFTER_IDLE, &v));
+    cr_assert_eq(v.remaining, 1, "a full bucket of 2");
+    cr_assert_eq(tg_token_stats_quota_used(s, got, DAY(1)), 0);
+    cr_assert(tg_token_stats_seed_claim(s, got, DAY(1), 9, 10), "the quota is seeded again from PostgreSQL");
+    tg_token_stats_live_t live;
+    cr_assert_eq(tg_token_stats_live(s, limited, &live), 0);
+    cr_assert_eq(live.uncommitted, 0);
+    cr_assert_eq(live.last_used_ms, 0);
+    tg_token_stats_count(s, 0, got, 9000);
+    cr_assert_eq(tg_token_stats_live(s, limited, &live), 0);
+    cr_assert_eq(live.uncommitted, 1);
+    cr_assert_eq(live.last_used_ms, 9000);
+
+    /* the previous owner: no slot, no live figures; its cached index no longer holds it */
+    uint64_t old = 8;
+    for (uint64_t n = 0; n < 8; ++n)
+        if (slot[n] == got)
+            old = n;
+    cr_assert_lt(old, 8);
+    make_id(id, old);
+    cr_assert_eq(tg_token_stats_slot(s, id, 0), TG_TOKEN_STATS_NO_SLOT);
+    cr_assert_eq(tg_token_stats_live(s, id, &live), -1);
+    uint32_t back = tg_token_stats_acquire(s, id, slot[old], 1, AFTER_IDLE, 9000);
+    cr_assert_lt(back, 8u);
+    cr_assert_neq(back, got, "the new owner keeps its slot");
+    cr_assert_eq(tg_token_stats_quota_used(s, back, DAY(1)), 0);
+    cr_assert_eq(tg_token_stats_evicted(s), 2);
+    tg_token_stats_close(s);
+}
+
+/* A slot whose rate bucket has not refilled yet stays with its token, however idle:
+ * refilling it with a full bucket would hand out requests the limit forbids. */
+Test(token_stats, a_slot_with_a_bucket_not_yet_full_is_not_taken)
+{
+    tg_token_stats_t *s = make(2, 1);
+    uint8_t a[16], b[16], c[16], d[16];
+    make_id(a, 1);
+    make_id(b, 2);
+    make_id(c, 3);
+    make_id(d, 4);
+    tg_gcra_t hourly;
+    tg_gcra_init(&hourly, 1, 3600, 0);
+    tg_gcra_verdict_t v;
+    uint32_t sa = tg_token_stats_acquire(s, a, TG_TOKEN_STATS_NO_SLOT, 1, T0, 1);
+    uint32_t sb = tg_token_stats_acquire(s, b, TG_TOKEN_STATS_NO_SLOT, 1, T0, 1);
+    cr_assert(sa < 2 && sb < 2 && sa != sb);
+    cr_assert(tg_token_stats_rate(s, sa, &hourly, T0, &v)); /* a's bucket is empty for an hour */
+    uint32_t sc = tg_token_stats_acquire(s, c, TG_TOKEN_STATS_NO_SLOT, 1, AFTER_IDLE, 2);
+    cr_assert_eq(sc, sb, "b's slot (bucket full) is taken, not a's");
+    cr_assert_eq(tg_token_stats_acquire(s, a, sa, 1, AFTER_IDLE, 2), sa, "a keeps its slot and its empty bucket");
+    cr_assert_not(tg_token_stats_rate(s, sa, &hourly, AFTER_IDLE, &v), "still limited");
+    cr_assert_eq(tg_token_stats_acquire(s, d, TG_TOKEN_STATS_NO_SLOT, 1, AFTER_IDLE + NS_PER_S, 2), TG_TOKEN_STATS_NO_SLOT,
+                 "c was just used and a's bucket is empty: no slot");
+    tg_token_stats_close(s);
+}
+
+#define TAKEOVER_IDS 48
+
+/* Processes taking idle slots over for the same tokens at once end with one slot per
+ * token: whatever index each was handed, acquiring again with it as the hint lands on the
+ * slot the token is found in, and no slot holds two tokens. */
+Test(token_stats, racing_takeovers_leave_one_slot_per_token)
+{
+    tg_token_stats_t *s = make(64, 1);
+    uint8_t id[16];
+    for (uint64_t n = 0; n < 64; ++n) {
+        make_id(id, 1000 + n);
+        cr_assert_lt(tg_token_stats_acquire(s, id, TG_TOKEN_STATS_NO_SLOT, 0, T0, 1), 64u);
+    }
+    uint32_t(*slots)[TAKEOVER_IDS] = shared_page(sizeof(uint32_t) * NPROCS * TAKEOVER_IDS);
+    _Atomic int *go = shared_page(sizeof(int));
+    pid_t pids[NPROCS];
+    for (int p = 0; p < NPROCS; ++p) {
+        if ((pids[p] = fork()) == 0) {
+            uint8_t mine[16];
+            while (!*go)
+                ; /* all start together and walk the ids in the same order: their takeovers collide */
+            for (uint64_t n = 0; n < TAKEOVER_IDS; ++n) {
+                make_id(mine, n);
+                slots[p][n] = tg_token_stats_acquire(s, mine, TG_TOKEN_STATS_NO_SLOT, 1, AFTER_IDLE, 2);
+            }
+            _exit(0);
+        }
+    }
+    *go = 1;
+    reap(pids, NPROCS);
+    uint32_t final[TAKEOVER_IDS];
+    for (uint64_t n = 0; n < TAKEOVER_IDS; ++n) {
+        make_id(id, n);
+        for (int p = 0; p < NPROCS; ++p) {
+            uint32_t again = tg_token_stats_acquire(s, id, slots[p][n], 1, AFTER_IDLE, 2);
+            cr_assert_lt(again, 64u, "id %" PRIu64 " has no slot", n);
+            cr_assert_eq(again, tg_token_stats_slot(s, id, 0), "id %" PRIu64 ": process %d's index %u is a second slot", n, p,
+                         slots[p][n]);
+            final[n] = again;
+        }
+        for (uint64_t k = 0; k < n; ++k)
+            cr_assert_neq(final[k], final[n], "ids %" PRIu64 " and %" PRIu64 " share slot %u", k, n, final[n]);
+    }
+    tg_token_stats_close(s);
+}
