@@ -13,7 +13,7 @@
 
 #include "collector/partitions.h"
 #include "common/timefmt.h"
-#include "server/ctl/ctl.h"
+#include "ctl/ctl.h"
 
 /* Same bounds and default as the collector's --retention-days (collector/settings.c). */
 #define TG_CTL_RETENTION_MIN 1

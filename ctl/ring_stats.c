@@ -10,7 +10,7 @@
 
 #include "collector/counters.h"
 #include "common/timefmt.h"
-#include "server/ctl/ctl.h"
+#include "ctl/ctl.h"
 #include "shm/ring.h"
 
 /* The ring's default name, the same as tollgated's and the collector's --ring default. */
