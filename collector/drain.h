@@ -54,7 +54,7 @@ typedef struct st_tg_drain_batch_t {
     tg_copy_buf_t copy;
 } tg_drain_batch_t;
 
-/** Totals since start (also published in the ring header, collector/counters.h). */
+/** Totals since start (also published in the ring header, shm/ring.h). */
 typedef struct st_tg_drain_stats_t {
     uint64_t collected, spilled, replayed, invalid, corrupt, lost, commits, failures;
 } tg_drain_stats_t;

@@ -10,8 +10,7 @@ collector_libtgcollector_a_SOURCES = \
 	collector/partitions.c collector/partitions.h \
 	collector/prune.c collector/prune.h \
 	collector/spill.c collector/spill.h \
-	collector/drain.c collector/drain.h \
-	collector/counters.h
+	collector/drain.c collector/drain.h
 
 TG_COLLECTOR_LIBS = collector/libtgcollector.a shm/libtgshm.a common/libtgcommon.a $(PQ_LIBS) $(LIBS)
 

@@ -25,7 +25,6 @@
 #include <criterion/criterion.h>
 
 #include "collector/copy_binary.h"
-#include "collector/counters.h"
 #include "collector/partitions.h"
 #include "collector/spill.h"
 #include "common/timefmt.h"
@@ -394,8 +393,8 @@ Test(collector, fields_arrive_once, .timeout = TEST_TIMEOUT_S)
     snprintf(want, sizeof(want), "4|%" PRId64, r[0].ts_us);
     cr_assert_str_eq(v, want);
     free(v);
-    cr_assert_eq(tg_ring_counter_get(cx.ring, TG_COLLECTOR_COUNTER_INVALID), 1);
-    cr_assert_eq(tg_ring_counter_get(cx.ring, TG_COLLECTOR_COUNTER_COLLECTED), 4);
+    cr_assert_eq(tg_ring_counter_get(cx.ring, TG_RING_COUNTER_INVALID), 1);
+    cr_assert_eq(tg_ring_counter_get(cx.ring, TG_RING_COUNTER_COLLECTED), 4);
     long long deadline = tg_fx_now_ms() + 5000;
     while (tg_ring_tail(cx.ring) != tg_ring_head(cx.ring) && tg_fx_now_ms() < deadline)
         usleep(10000);
@@ -453,7 +452,7 @@ Test(collector, partitions_by_day, .timeout = TEST_TIMEOUT_S)
         free(v);
     }
     cr_assert_eq(q_ll(&cx, "SELECT count(*) FROM pg_inherits WHERE inhparent = 'api_token_usage'::regclass"), 10);
-    cr_assert_eq(tg_ring_counter_get(cx.ring, TG_COLLECTOR_COUNTER_INVALID), 2);
+    cr_assert_eq(tg_ring_counter_get(cx.ring, TG_RING_COUNTER_INVALID), 2);
     cx_teardown(&cx);
 }
 
@@ -540,12 +539,12 @@ Test(collector, spill_while_postgres_down, .timeout = TEST_TIMEOUT_S)
     stop_postgres(&cx);
     append_while_down(&cx, 6000);
     wait_spill_files(&cx, 1, 8);
-    cr_assert_gt(tg_ring_counter_get(cx.ring, TG_COLLECTOR_COUNTER_SPILLED), 2000);
+    cr_assert_gt(tg_ring_counter_get(cx.ring, TG_RING_COUNTER_SPILLED), 2000);
     cr_assert_eq(tg_fx_pg_restart(&cx.pg), 0);
     cr_assert_eq(wait_count(&cx, COUNT_ROWS, 6100, 30000), 6100);
     cr_assert_eq(q_ll(&cx, COUNT_DISTINCT), 6100);
     wait_spill_files(&cx, 0, 0);
-    cr_assert_gt(tg_ring_counter_get(cx.ring, TG_COLLECTOR_COUNTER_SPILL_REPLAYED), 2000);
+    cr_assert_gt(tg_ring_counter_get(cx.ring, TG_RING_COUNTER_SPILL_REPLAYED), 2000);
 
     /* again, then damage the spill file while the collector is stopped */
     stop_postgres(&cx);
@@ -587,7 +586,7 @@ Test(collector, spill_while_postgres_down, .timeout = TEST_TIMEOUT_S)
         cr_assert_eq(q_ll(&cx, sql), 0, "a damaged frame is never replayed");
     }
     wait_spill_files(&cx, 0, 0);
-    cr_assert_eq(tg_ring_counter_get(cx.ring, TG_COLLECTOR_COUNTER_SPILL_CORRUPT), 2);
+    cr_assert_eq(tg_ring_counter_get(cx.ring, TG_RING_COUNTER_SPILL_CORRUPT), 2);
     tg_ring_stats_t rs;
     tg_ring_stats(cx.ring, &rs);
     cr_assert_eq(rs.dropped, 0);
