@@ -336,7 +336,7 @@ void tg_drain_dispose(tg_drain_t *d)
 {
     tg_collector_db_close(&d->db);
     tg_spill_close(d->spill);
-    tg_partitions_cache_free(&d->partitions);
+    tg_partition_cache_free(&d->partitions);
     tg_token_stats_close(d->token_stats);
     for (int i = 0; i < 2; ++i) {
         tg_copy_buf_free(&d->_batches[i].copy);
@@ -525,7 +525,7 @@ static void commit_failed(tg_drain_t *d, const char *why)
                 d->batch->rows);
     batches_discard(d);
     /* the partition may have been pruned by another node, or our COMMIT may have landed: ask again */
-    tg_partitions_cache_clear(&d->partitions);
+    tg_partition_cache_clear(&d->partitions);
     d->position_known = 0;
     d->retry_delay_ms = d->retry_delay_ms == 0 ? TG_DRAIN_RETRY_MIN_MS : d->retry_delay_ms * 2;
     if (d->retry_delay_ms > TG_DRAIN_RETRY_MAX_MS)
@@ -557,7 +557,7 @@ static int commit_batch(tg_drain_t *d, int final)
     int64_t now = tg_collector_now_ms();
     int flush_tokens = final || d->cfg->last_used_interval_ms == 0 || now - d->tokens_flushed_ms >= d->cfg->last_used_interval_ms;
     d->in_commit = 1;
-    if (b->rows != 0 && tg_partitions_ensure(&d->db, &d->partitions, b->days, b->ndays) != 0)
+    if (b->rows != 0 && tg_partition_cache_ensure(&d->db, &d->partitions, b->days, b->ndays) != 0)
         goto Error;
     if (tg_collector_db_command(&d->db, "BEGIN", 0, NULL) < 0)
         goto Error;
@@ -823,7 +823,7 @@ int tg_drain_premake(tg_drain_t *d)
 {
     if (tg_collector_db_connect(&d->db) != 0)
         return -1;
-    return tg_partitions_premake(&d->db, &d->partitions, tg_partitions_day_of(tg_time_now_us()), d->cfg->partitions_ahead);
+    return tg_partition_cache_premake(&d->db, &d->partitions, tg_partitions_day_of(tg_time_now_us()), d->cfg->partitions_ahead);
 }
 
 static void update_lag(tg_drain_t *d)

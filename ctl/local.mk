@@ -16,4 +16,4 @@ tollgatectl_SOURCES = \
 	ctl/ring_stats.c \
 	schema/migrations.h
 nodist_tollgatectl_SOURCES = schema/migrations_data.c
-tollgatectl_LDADD = collector/libtgcollector.a shm/libtgshm.a common/libtgcommon.a $(PQ_LIBS) $(OPENSSL_LIBS) $(ARGON2_LIBS) $(LIBS)
+tollgatectl_LDADD = partitions/libtgpartitions.a shm/libtgshm.a common/libtgcommon.a $(PQ_LIBS) $(OPENSSL_LIBS) $(ARGON2_LIBS) $(LIBS)

@@ -22,9 +22,9 @@
 #include <libpq-fe.h>
 
 #include "collector/copy_binary.h"
-#include "collector/partitions.h"
 #include "common/timefmt.h"
 #include "common/usage_record.h"
+#include "partitions/partitions.h"
 #include "shm/ring.h"
 #include "tests/integration/fixture.h"
 
