@@ -38,10 +38,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "collector/counters.h"
 #include "common/log.h"
 #include "common/timefmt.h"
 #include "common/uuid.h"
+#include "shm/ring.h"
 
 /* Delay after a failed commit that left the connection up (an SQL error): doubles up to the cap. */
 #define TG_DRAIN_RETRY_MIN_MS 100
@@ -336,7 +336,7 @@ void tg_drain_dispose(tg_drain_t *d)
 {
     tg_collector_db_close(&d->db);
     tg_spill_close(d->spill);
-    tg_partitions_cache_free(&d->partitions);
+    tg_partition_cache_free(&d->partitions);
     tg_token_stats_close(d->token_stats);
     for (int i = 0; i < 2; ++i) {
         tg_copy_buf_free(&d->_batches[i].copy);
@@ -505,13 +505,13 @@ static void count(tg_drain_t *d, uint64_t rows, uint64_t replayed, uint64_t inva
     d->stats.invalid += invalid;
     d->stats.corrupt += corrupt;
     if (rows != 0)
-        tg_ring_counter_add(d->ring, TG_COLLECTOR_COUNTER_COLLECTED, rows);
+        tg_ring_counter_add(d->ring, TG_RING_COUNTER_COLLECTED, rows);
     if (replayed != 0)
-        tg_ring_counter_add(d->ring, TG_COLLECTOR_COUNTER_SPILL_REPLAYED, replayed);
+        tg_ring_counter_add(d->ring, TG_RING_COUNTER_SPILL_REPLAYED, replayed);
     if (invalid != 0)
-        tg_ring_counter_add(d->ring, TG_COLLECTOR_COUNTER_INVALID, invalid);
+        tg_ring_counter_add(d->ring, TG_RING_COUNTER_INVALID, invalid);
     if (corrupt != 0)
-        tg_ring_counter_add(d->ring, TG_COLLECTOR_COUNTER_SPILL_CORRUPT, corrupt);
+        tg_ring_counter_add(d->ring, TG_RING_COUNTER_SPILL_CORRUPT, corrupt);
 }
 
 static void commit_failed(tg_drain_t *d, const char *why)
@@ -525,7 +525,7 @@ static void commit_failed(tg_drain_t *d, const char *why)
                 d->batch->rows);
     batches_discard(d);
     /* the partition may have been pruned by another node, or our COMMIT may have landed: ask again */
-    tg_partitions_cache_clear(&d->partitions);
+    tg_partition_cache_clear(&d->partitions);
     d->position_known = 0;
     d->retry_delay_ms = d->retry_delay_ms == 0 ? TG_DRAIN_RETRY_MIN_MS : d->retry_delay_ms * 2;
     if (d->retry_delay_ms > TG_DRAIN_RETRY_MAX_MS)
@@ -557,7 +557,7 @@ static int commit_batch(tg_drain_t *d, int final)
     int64_t now = tg_collector_now_ms();
     int flush_tokens = final || d->cfg->last_used_interval_ms == 0 || now - d->tokens_flushed_ms >= d->cfg->last_used_interval_ms;
     d->in_commit = 1;
-    if (b->rows != 0 && tg_partitions_ensure(&d->db, &d->partitions, b->days, b->ndays) != 0)
+    if (b->rows != 0 && tg_partition_cache_ensure(&d->db, &d->partitions, b->days, b->ndays) != 0)
         goto Error;
     if (tg_collector_db_command(&d->db, "BEGIN", 0, NULL) < 0)
         goto Error;
@@ -597,7 +597,7 @@ static int commit_batch(tg_drain_t *d, int final)
         if (tg_ring_release(d->ring, to.position, err, sizeof(err)) != 0)
             tg_log_error("collector", "ring release failed", "error=%s upto=%" PRIu64, err, to.position);
     }
-    tg_ring_counter_set(d->ring, TG_COLLECTOR_COUNTER_LAST_COMMIT_MS, (uint64_t)unix_ms());
+    tg_ring_counter_set(d->ring, TG_RING_COUNTER_LAST_COMMIT_MS, (uint64_t)unix_ms());
     tg_log_debug("collector", "batch committed", "rows=%zu position=%" PRIu64, b->rows, to.position);
     /* the next batch, read while this one committed, becomes the current one */
     batch_reset(b);
@@ -756,7 +756,7 @@ void tg_drain_spill_check(tg_drain_t *d)
     }
     if (written != 0) {
         d->stats.spilled += written;
-        tg_ring_counter_add(d->ring, TG_COLLECTOR_COUNTER_SPILLED, written);
+        tg_ring_counter_add(d->ring, TG_RING_COUNTER_SPILLED, written);
         tg_log_info("collector", "ring above the spill threshold: records spilled", "records=%" PRIu64 " depth=%" PRIu64, written,
                     tg_ring_depth(d->ring));
     }
@@ -819,14 +819,14 @@ void tg_drain_finish(tg_drain_t *d)
 {
     if (d->pending.used != 0 && tg_collector_db_connect(&d->db) == 0)
         flush_tokens_alone(d);
-    tg_ring_counter_set(d->ring, TG_COLLECTOR_COUNTER_LAG_MS, 0);
+    tg_ring_counter_set(d->ring, TG_RING_COUNTER_COLLECTOR_LAG_MS, 0);
 }
 
 int tg_drain_premake(tg_drain_t *d)
 {
     if (tg_collector_db_connect(&d->db) != 0)
         return -1;
-    return tg_partitions_premake(&d->db, &d->partitions, tg_partitions_day_of(tg_time_now_us()), d->cfg->partitions_ahead);
+    return tg_partition_cache_premake(&d->db, &d->partitions, tg_partitions_day_of(tg_time_now_us()), d->cfg->partitions_ahead);
 }
 
 static void update_lag(tg_drain_t *d)
@@ -836,8 +836,8 @@ static void update_lag(tg_drain_t *d)
         int64_t age = tg_time_now_us() - d->batch->oldest_ts_us;
         lag = age > 0 ? (uint64_t)(age / 1000) : 0;
     }
-    tg_ring_counter_set(d->ring, TG_COLLECTOR_COUNTER_LAG_MS, lag);
-    tg_ring_counter_set(d->ring, TG_COLLECTOR_COUNTER_HEARTBEAT, (uint64_t)unix_ms());
+    tg_ring_counter_set(d->ring, TG_RING_COUNTER_COLLECTOR_LAG_MS, lag);
+    tg_ring_counter_set(d->ring, TG_RING_COUNTER_CONSUMER_HEARTBEAT, (uint64_t)unix_ms());
 }
 
 int tg_drain_step(tg_drain_t *d, int final)

@@ -11,10 +11,11 @@
 
 #include "collector/copy_binary.h"
 #include "collector/db.h"
-#include "collector/partitions.h"
+#include "collector/partition_cache.h"
 #include "collector/position.h"
 #include "collector/settings.h"
 #include "collector/spill.h"
+#include "partitions/partitions.h"
 #include "shm/ring.h"
 #include "shm/token_stats.h"
 
@@ -54,7 +55,7 @@ typedef struct st_tg_drain_batch_t {
     tg_copy_buf_t copy;
 } tg_drain_batch_t;
 
-/** Totals since start (also published in the ring header, collector/counters.h). */
+/** Totals since start (also published in the ring header, shm/ring.h). */
 typedef struct st_tg_drain_stats_t {
     uint64_t collected, spilled, replayed, invalid, corrupt, lost, commits, failures;
 } tg_drain_stats_t;
@@ -66,7 +67,7 @@ typedef struct st_tg_drain_t {
     uint64_t spill_depth; /* ring depth above which records are spilled */
     tg_collector_db_t db;
     tg_spill_t *spill;
-    tg_partitions_cache_t partitions;
+    tg_partition_cache_t partitions;
     /* committed position, valid when position_known */
     int position_known;
     tg_position_t committed;

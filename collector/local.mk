@@ -1,5 +1,5 @@
-# collector/: tollgate-collector, which drains the ring into PostgreSQL. It never depends
-# on server/; libtgcollector.a is also linked by tollgatectl (partitions list/prune).
+# collector/: tollgate-collector, which drains the ring into PostgreSQL. It links the
+# libraries below it (partitions/, shm/, common/) and no other program's code.
 noinst_LIBRARIES += collector/libtgcollector.a
 collector_libtgcollector_a_CFLAGS = $(AM_CFLAGS) $(PQ_CFLAGS)
 collector_libtgcollector_a_SOURCES = \
@@ -7,13 +7,12 @@ collector_libtgcollector_a_SOURCES = \
 	collector/db.c collector/db.h \
 	collector/copy_binary.c collector/copy_binary.h \
 	collector/position.c collector/position.h \
-	collector/partitions.c collector/partitions.h \
+	collector/partition_cache.c collector/partition_cache.h \
 	collector/prune.c collector/prune.h \
 	collector/spill.c collector/spill.h \
-	collector/drain.c collector/drain.h \
-	collector/counters.h
+	collector/drain.c collector/drain.h
 
-TG_COLLECTOR_LIBS = collector/libtgcollector.a shm/libtgshm.a common/libtgcommon.a $(PQ_LIBS) $(LIBS)
+TG_COLLECTOR_LIBS = collector/libtgcollector.a partitions/libtgpartitions.a shm/libtgshm.a common/libtgcommon.a $(PQ_LIBS) $(LIBS)
 
 bin_PROGRAMS += tollgate-collector
 tollgate_collector_SOURCES = collector/main.c

@@ -1,7 +1,7 @@
 /*
- * Retention pruning as a nonblocking state machine on a dedicated libpq connection:
- * connect -> SET lock_timeout -> list partitions -> for each one wholly past the
- * retention: DETACH CONCURRENTLY (or FINALIZE) -> DROP (unless --keep-detached).
+ * Driving a retention prune round from the collector's main loop without blocking: a
+ * dedicated libpq connection, connected with PQconnectPoll, then each statement that
+ * partitions/prune.c names is sent and its result collected once it has arrived.
  */
 #include "collector/prune.h"
 
@@ -10,10 +10,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "collector/db.h"
 #include "common/log.h"
 #include "common/timefmt.h"
 
-enum { PR_IDLE = 0, PR_CONNECTING, PR_SETUP, PR_LISTING, PR_DETACHING, PR_DROPPING, PR_ROLLUPS };
+enum { PR_IDLE = 0, PR_CONNECTING, PR_RUNNING };
 
 void tg_prune_init(tg_prune_t *pr, const char *conninfo, long retention_days, int keep_detached, long interval_s)
 {
@@ -27,6 +28,15 @@ void tg_prune_init(tg_prune_t *pr, const char *conninfo, long retention_days, in
         tg_collector_now_ms() + (pr->_interval_ms < TG_PRUNE_FIRST_DELAY_MS ? pr->_interval_ms : TG_PRUNE_FIRST_DELAY_MS);
 }
 
+void tg_prune_close(tg_prune_t *pr)
+{
+    if (pr->_conn != NULL)
+        PQfinish(pr->_conn);
+    pr->_conn = NULL;
+    tg_partitions_prune_dispose(&pr->_round);
+    pr->_state = PR_IDLE;
+}
+
 static void end_round(tg_prune_t *pr, const char *error)
 {
     if (error != NULL) {
@@ -38,24 +48,8 @@ static void end_round(tg_prune_t *pr, const char *error)
     } else {
         ++pr->rounds;
     }
-    if (pr->_conn != NULL)
-        PQfinish(pr->_conn);
-    pr->_conn = NULL;
-    free(pr->_list);
-    pr->_list = NULL;
-    pr->_count = pr->_index = 0;
-    pr->_state = PR_IDLE;
+    tg_prune_close(pr);
     pr->_next_run_ms = tg_collector_now_ms() + pr->_interval_ms;
-}
-
-void tg_prune_close(tg_prune_t *pr)
-{
-    if (pr->_conn != NULL)
-        PQfinish(pr->_conn);
-    pr->_conn = NULL;
-    free(pr->_list);
-    pr->_list = NULL;
-    pr->_state = PR_IDLE;
 }
 
 /* Nonzero while the statement in flight has not produced all of its results. */
@@ -79,92 +73,34 @@ static PGresult *finish(tg_prune_t *pr)
     return first;
 }
 
-static int send_sql(tg_prune_t *pr, const char *sql, int state)
+/* Logs each partition the round prunes (a failure is logged once, by end_round). */
+static void on_partition(void *ctx, const tg_partition_info_t *p, const char *action, const char *error)
 {
-    if (!PQsendQuery(pr->_conn, sql))
-        return -1;
-    pr->_state = state;
-    return 0;
-}
-
-/* Sends the next step of the current partition, or the next partition's detach, or ends the round. */
-static void next_step(tg_prune_t *pr)
-{
-    char sql[256];
-    if (pr->_index < pr->_count) {
-        const tg_partition_info_t *p = &pr->_list[pr->_index];
-        tg_partitions_detach_sql(p->name, p->detach_pending, sql, sizeof(sql));
-        if (send_sql(pr, sql, PR_DETACHING) != 0)
-            return end_round(pr, PQerrorMessage(pr->_conn));
+    tg_prune_t *pr = ctx;
+    if (error != NULL)
         return;
-    }
-    /* the rollups of the pruned days go too (readers ignore them anyway once the days are gone) */
-    char rollups[512];
-    tg_partitions_rollups_sql(tg_partitions_day_of(tg_time_now_us()), pr->_retention_days, rollups, sizeof(rollups));
-    if (send_sql(pr, rollups, PR_ROLLUPS) != 0)
-        return end_round(pr, PQerrorMessage(pr->_conn));
-}
-
-static void on_result(tg_prune_t *pr, PGresult *res)
-{
-    ExecStatusType st = PQresultStatus(res);
-    switch (pr->_state) {
-    case PR_SETUP:
-        if (st != PGRES_COMMAND_OK)
-            return end_round(pr, PQresultErrorMessage(res));
-        if (send_sql(pr, TG_PARTITIONS_LIST_SQL, PR_LISTING) != 0)
-            return end_round(pr, PQerrorMessage(pr->_conn));
-        return;
-    case PR_LISTING: {
-        if (st != PGRES_TUPLES_OK)
-            return end_round(pr, PQresultErrorMessage(res));
-        tg_partition_info_t *all;
-        size_t n;
-        if (tg_partitions_from_result(res, &all, &n) != 0)
-            return end_round(pr, "out of memory");
-        int32_t today = tg_partitions_day_of(tg_time_now_us());
-        size_t keep = 0;
-        for (size_t i = 0; i < n; ++i)
-            if (tg_partitions_prunable(&all[i], today, pr->_retention_days))
-                all[keep++] = all[i];
-        pr->_list = all;
-        pr->_count = keep;
-        pr->_index = 0;
-        return next_step(pr);
-    }
-    case PR_DETACHING: {
-        const tg_partition_info_t *p = &pr->_list[pr->_index];
-        if (st != PGRES_COMMAND_OK)
-            return end_round(pr, PQresultErrorMessage(res));
-        if (pr->_keep_detached) {
-            tg_log_info("collector", "partition detached and kept", "partition=%s", p->name);
-            ++pr->pruned;
-            ++pr->_index;
-            return next_step(pr);
-        }
-        char sql[256];
-        tg_partitions_drop_sql(p->name, sql, sizeof(sql));
-        if (send_sql(pr, sql, PR_DROPPING) != 0)
-            return end_round(pr, PQerrorMessage(pr->_conn));
-        return;
-    }
-    case PR_DROPPING: {
-        const tg_partition_info_t *p = &pr->_list[pr->_index];
-        if (st != PGRES_COMMAND_OK)
-            return end_round(pr, PQresultErrorMessage(res));
+    ++pr->pruned;
+    if (strcmp(action, "drop") == 0)
         tg_log_info("collector", "partition dropped", "partition=%s", p->name);
-        ++pr->pruned;
-        ++pr->_index;
-        return next_step(pr);
-    }
-    case PR_ROLLUPS:
-        if (st != PGRES_COMMAND_OK)
-            return end_round(pr, PQresultErrorMessage(res));
+    else
+        tg_log_info("collector", "partition detached and kept", "partition=%s", p->name);
+}
+
+/* Sends the round's next statement, or ends the round when there is none. */
+static void send_next(tg_prune_t *pr)
+{
+    const char *sql = tg_partitions_prune_next(&pr->_round);
+    if (sql == NULL) {
+        if (pr->_round.failed)
+            return end_round(pr, pr->_round.error);
         tg_log_info("collector", "prune round done", "pruned_total=%zu retention_days=%ld", pr->pruned, pr->_retention_days);
         return end_round(pr, NULL);
-    default:
-        return end_round(pr, "unexpected result");
     }
+    if (!PQsendQuery(pr->_conn, sql)) {
+        tg_partitions_prune_result(&pr->_round, NULL, PQerrorMessage(pr->_conn));
+        return send_next(pr);
+    }
+    pr->_state = PR_RUNNING;
 }
 
 static void start_round(tg_prune_t *pr, int64_t now)
@@ -196,10 +132,10 @@ void tg_prune_poll(tg_prune_t *pr)
             return;
         switch (PQconnectPoll(pr->_conn)) {
         case PGRES_POLLING_OK:
-            if (PQsetnonblocking(pr->_conn, 1) != 0 ||
-                send_sql(pr, "SET lock_timeout = '" TG_PRUNE_LOCK_TIMEOUT "'", PR_SETUP) != 0)
+            if (PQsetnonblocking(pr->_conn, 1) != 0)
                 return end_round(pr, PQerrorMessage(pr->_conn));
-            return;
+            tg_partitions_prune_init(&pr->_round, pr->_retention_days, pr->_keep_detached, 0, tg_time_now_us(), on_partition, pr);
+            return send_next(pr);
         case PGRES_POLLING_FAILED:
             return end_round(pr, PQerrorMessage(pr->_conn));
         case PGRES_POLLING_READING:
@@ -218,8 +154,7 @@ void tg_prune_poll(tg_prune_t *pr)
     if (b)
         return;
     PGresult *res = finish(pr);
-    if (res == NULL)
-        return end_round(pr, "no result");
-    on_result(pr, res);
+    tg_partitions_prune_result(&pr->_round, res, res == NULL ? "no result" : NULL);
     PQclear(res);
+    send_next(pr);
 }

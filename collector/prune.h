@@ -1,8 +1,9 @@
 /*
- * The collector's retention pruner: its own connection and its own transactions, driven
- * without blocking from the main loop, so a slow DETACH ... CONCURRENTLY (it waits for
- * every transaction that may still see the partition) never delays inserts or partition
- * creation, and a failed prune is only logged and retried at the next interval.
+ * The collector's retention pruner: its own connection, driven without blocking from the
+ * main loop, so a slow DETACH ... CONCURRENTLY (it waits for every transaction that may
+ * still see the partition) never delays inserts or partition creation. The statements and
+ * the failure rule are partitions/prune.h's; a failed round is logged and retried at the
+ * next interval.
  */
 #ifndef TG_COLLECTOR_PRUNE_H
 #define TG_COLLECTOR_PRUNE_H
@@ -12,14 +13,11 @@
 
 #include <libpq-fe.h>
 
-#include "collector/partitions.h"
+#include "partitions/prune.h"
 
 /* A prune round that is not finished after this long is abandoned (the connection is
  * closed: the server rolls back, an interrupted detach is finalized next round). */
 #define TG_PRUNE_ROUND_TIMEOUT_MS (10 * 60 * 1000)
-/* lock_timeout of the pruner's session: it yields to inserts and readers rather than
- * queueing exclusive locks in front of them; the round is retried at the next interval. */
-#define TG_PRUNE_LOCK_TIMEOUT "5s"
 /* The first round runs this long after start (or after one interval, if shorter). */
 #define TG_PRUNE_FIRST_DELAY_MS (10 * 1000)
 
@@ -33,8 +31,7 @@ typedef struct st_tg_prune_t {
     PGconn *_conn;
     int _state;
     int _connect_wants_read;
-    tg_partition_info_t *_list; /* this round's prunable partitions */
-    size_t _count, _index;
+    tg_partitions_prune_t _round; /* the statements of the round in flight */
     size_t rounds;   /* completed rounds (for tests and logs) */
     size_t pruned;   /* partitions pruned since start */
     size_t failures; /* failed rounds since start */

@@ -13,6 +13,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/retention.h"
+
 #define OFF(f) offsetof(tg_collector_config_t, f)
 
 static const char *check_ring_name(const char *value)
@@ -35,7 +37,7 @@ static const char *check_path(const char *value)
 }
 
 /*
- * Bounds: retention 1..36500 days matches tollgated's table; batch-size 100..100000
+ * Bounds: retention as common/retention.h; batch-size 100..100000
  * rows (anchors: 10k rows per COPY transaction is where COPY BINARY reaches ~185k rows/s;
  * beyond 100k a batch's memory, 25 MB, buys nothing); flush-interval 1..1000 ms (docs/api.md:
  * a request is visible within about a second); partitions-ahead 1..90 days; spill-threshold 1..99 %.
@@ -46,8 +48,9 @@ const tg_setting_t tg_collector_settings[] = {
     {"ring", TG_SETTING_STRING, "TOLLGATE_RING", "/tollgate", "shared-memory ring name", OFF(ring), 0, 0, check_ring_name},
     {"spool-dir", TG_SETTING_STRING, "TOLLGATE_SPOOL_DIR", "/var/lib/tollgate/spool",
      "where records are spilled when the ring fills past --spill-threshold (created 0700)", OFF(spool_dir), 0, 0, check_path},
-    {"retention-days", TG_SETTING_INT, "TOLLGATE_RETENTION_DAYS", "90",
-     "usage partitions wholly older than this many days are pruned", OFF(retention_days), 1, 36500, NULL},
+    {"retention-days", TG_SETTING_INT, "TOLLGATE_RETENTION_DAYS", TG_RETENTION_DAYS_DEFAULT_TEXT,
+     "usage partitions wholly older than this many days are pruned", OFF(retention_days), TG_RETENTION_DAYS_MIN,
+     TG_RETENTION_DAYS_MAX, NULL},
     {"node-id", TG_SETTING_STRING, "TOLLGATE_NODE_ID", NULL, "this host's row in collector_positions (default: host name)",
      OFF(node_id), 0, 0, tg_node_id_check},
     {"log-level", TG_SETTING_STRING, "TOLLGATE_LOG_LEVEL", "info", "debug, info, warn or error", OFF(log_level), 0, 0,

@@ -17,3 +17,5 @@ common_libtgcommon_a_SOURCES = \
 # password.c includes <argon2.h>; apitoken.c uses OpenSSL (above). Programs linking
 # libtgcommon.a add $(OPENSSL_LIBS) $(ARGON2_LIBS).
 common_libtgcommon_a_CFLAGS += $(ARGON2_CFLAGS)
+# --retention-days bounds, read by tollgated, tollgate-collector and tollgatectl.
+common_libtgcommon_a_SOURCES += common/retention.h

@@ -1,7 +1,7 @@
 /*
- * RFC 3339 in and out without the C library's time zone machinery: calendar arithmetic
- * on day numbers (Howard Hinnant's days_from_civil / civil_from_days, public domain
- * algorithms), so formatting is allocation-free, locale-free and thread-safe.
+ * RFC 3339 in and out without the C library's time zone machinery, and the calendar
+ * arithmetic on day numbers the rest of tollgate shares (Howard Hinnant's days_from_civil
+ * / civil_from_days, public domain algorithms): allocation-free, locale-free, thread-safe.
  */
 #include "common/timefmt.h"
 
@@ -13,19 +13,13 @@
  * producer (Go, Java) writes. Digits past the sixth are truncated. */
 #define MAX_FRACTION_DIGITS 9
 
-typedef struct st_civil_t {
-    int64_t year;
-    int month, day;
-} civil_t;
-
 static int64_t floor_div(int64_t a, int64_t b)
 {
     int64_t q = a / b;
     return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
 }
 
-/* Days since 1970-01-01 of a proleptic Gregorian date. */
-static int64_t days_from_civil(int64_t y, int m, int d)
+int64_t tg_time_days_from_civil(int64_t y, int m, int d)
 {
     y -= m <= 2;
     int64_t era = floor_div(y, 400);
@@ -35,7 +29,7 @@ static int64_t days_from_civil(int64_t y, int m, int d)
     return era * 146097 + doe - 719468;
 }
 
-static civil_t civil_from_days(int64_t z)
+tg_time_civil_t tg_time_civil_from_days(int64_t z)
 {
     z += 719468;
     int64_t era = floor_div(z, 146097);
@@ -43,7 +37,7 @@ static civil_t civil_from_days(int64_t z)
     int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
     int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
     int64_t mp = (5 * doy + 2) / 153;
-    civil_t c;
+    tg_time_civil_t c;
     c.day = (int)(doy - (153 * mp + 2) / 5 + 1);
     c.month = (int)(mp < 10 ? mp + 3 : mp - 9);
     c.year = yoe + era * 400 + (c.month <= 2);
@@ -55,10 +49,17 @@ static int is_leap_year(int64_t y)
     return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
 }
 
-static int days_in_month(int64_t y, int m)
+int tg_time_is_date(int64_t y, int m, int d)
 {
     static const int days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    return m == 2 && is_leap_year(y) ? 29 : days[m - 1];
+    if (m < 1 || m > 12 || d < 1)
+        return 0;
+    return d <= (m == 2 && is_leap_year(y) ? 29 : days[m - 1]);
+}
+
+int64_t tg_time_day_of(int64_t us)
+{
+    return floor_div(us, TG_TIME_US_PER_DAY);
 }
 
 int64_t tg_time_now_us(void)
@@ -79,7 +80,7 @@ static int format_utc(int64_t us, int digits, char *out, size_t outsize)
     int64_t frac = us - secs * TG_TIME_US_PER_SEC;
     int64_t days = floor_div(secs, SECS_PER_DAY);
     int64_t sod = secs - days * SECS_PER_DAY;
-    civil_t c = civil_from_days(days);
+    tg_time_civil_t c = tg_time_civil_from_days(days);
     if (digits == 3)
         frac /= 1000;
     int n = snprintf(out, outsize, "%04lld-%02d-%02dT%02d:%02d:%02d.%0*lldZ", (long long)c.year, c.month, c.day, (int)(sod / 3600),
@@ -129,9 +130,9 @@ static int parse_date(const char *s, size_t len, size_t *pos, int64_t *days)
     if (read_digits(s, len, pos, 4, &y) != 0 || expect_char(s, len, pos, '-', '-') != 0 || read_digits(s, len, pos, 2, &m) != 0 ||
         expect_char(s, len, pos, '-', '-') != 0 || read_digits(s, len, pos, 2, &d) != 0)
         return -1;
-    if (m < 1 || m > 12 || d < 1 || d > days_in_month(y, m))
+    if (!tg_time_is_date(y, m, d))
         return -1;
-    *days = days_from_civil(y, m, d);
+    *days = tg_time_days_from_civil(y, m, d);
     return 0;
 }
 

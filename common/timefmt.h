@@ -27,6 +27,27 @@ typedef enum {
     TG_TIME_FORM_DATE = 1,      /* bare YYYY-MM-DD: the result is that day's 00:00:00Z */
 } tg_time_form_t;
 
+/**
+ * Calendar arithmetic on day numbers: day 0 is 1970-01-01, proleptic Gregorian, UTC, no
+ * table and no libc call (Howard Hinnant's public-domain days_from_civil /
+ * civil_from_days). The one home of day math: usage partitions, quota periods and the
+ * formatters below use these.
+ */
+typedef struct st_tg_time_civil_t {
+    int64_t year;
+    int month; /* 1..12 */
+    int day;   /* 1..31 */
+} tg_time_civil_t;
+
+/** Day number of a date (month 1..12, day 1..31; an invalid date such as Feb 30 rolls over). */
+int64_t tg_time_days_from_civil(int64_t year, int month, int day);
+/** Date of a day number (negative before 1970). */
+tg_time_civil_t tg_time_civil_from_days(int64_t days);
+/** Whether year-month-day is a calendar date (months 1..12, days per month, leap years). */
+int tg_time_is_date(int64_t year, int month, int day);
+/** Day number of an instant in microseconds: floor(us / TG_TIME_US_PER_DAY), also before 1970. */
+int64_t tg_time_day_of(int64_t us);
+
 /** Wall clock (CLOCK_REALTIME) in microseconds since the epoch. */
 int64_t tg_time_now_us(void);
 

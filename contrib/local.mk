@@ -4,3 +4,7 @@ include contrib/bench/collector_bench.mk
 include contrib/bench/bench_local.mk
 include contrib/bench/usage_local.mk
 include contrib/chaos.d/chaos_local.mk
+
+# The folder rules (docs/architecture.md): a script test, one result in `make check`.
+TESTS += contrib/check-layout
+EXTRA_DIST += contrib/check-layout

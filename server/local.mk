@@ -58,4 +58,3 @@ bin_PROGRAMS += tollgated
 tollgated_SOURCES = server/main.c
 tollgated_CFLAGS = $(server_libtgserver_a_CFLAGS)
 tollgated_LDADD = $(TG_SERVER_LIBS)
-include server/ctl/local.mk

@@ -190,48 +190,19 @@ void tg_policy_dispose(tg_token_policy_t *p)
 
 /* ------------------------------------------------------------------ quota periods */
 
-/* Howard Hinnant's days_from_civil / civil_from_days (public domain): proleptic Gregorian
- * calendar, day 0 = 1970-01-01, no table, no time zone, no libc call. */
-static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    unsigned yoe = (unsigned)(y - era * 400);
-    unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
-    unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + (int64_t)doe - 719468;
-}
-
-static void civil_from_days(int64_t z, int64_t *y, unsigned *m)
-{
-    z += 719468;
-    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-    unsigned doe = (unsigned)(z - era * 146097);
-    unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    unsigned mp = (5 * doy + 2) / 153;
-    *m = mp < 10 ? mp + 3 : mp - 9;
-    *y = (int64_t)yoe + era * 400 + (*m <= 2);
-}
-
-static int64_t floor_div(int64_t a, int64_t b)
-{
-    return a / b - (a % b != 0 && (a < 0) != (b < 0));
-}
-
 uint32_t tg_policy_period(int kind, int64_t now_us, int64_t *start_us, int64_t *end_us)
 {
-    int64_t day = floor_div(now_us, TG_TIME_US_PER_DAY);
+    int64_t day = tg_time_day_of(now_us);
     if (kind != TG_QUOTA_MONTH) {
         *start_us = day * TG_TIME_US_PER_DAY;
         *end_us = *start_us + TG_TIME_US_PER_DAY;
         return (uint32_t)day & (TG_QUOTA_MONTH_KEY_BIT - 1);
     }
-    int64_t y;
-    unsigned m;
-    civil_from_days(day, &y, &m);
-    *start_us = days_from_civil(y, m, 1) * TG_TIME_US_PER_DAY;
-    *end_us = (m == 12 ? days_from_civil(y + 1, 1, 1) : days_from_civil(y, m + 1, 1)) * TG_TIME_US_PER_DAY;
+    tg_time_civil_t c = tg_time_civil_from_days(day);
+    int64_t y = c.year;
+    int m = c.month;
+    *start_us = tg_time_days_from_civil(y, m, 1) * TG_TIME_US_PER_DAY;
+    *end_us = (m == 12 ? tg_time_days_from_civil(y + 1, 1, 1) : tg_time_days_from_civil(y, m + 1, 1)) * TG_TIME_US_PER_DAY;
     return ((uint32_t)((y - 1970) * 12 + (int64_t)m - 1) & (TG_QUOTA_MONTH_KEY_BIT - 1)) | TG_QUOTA_MONTH_KEY_BIT;
 }
 

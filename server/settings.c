@@ -14,6 +14,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/retention.h"
+
 #define OFF(f) offsetof(tg_server_config_t, f)
 
 static const char *check_route(const char *value)
@@ -72,8 +74,8 @@ const tg_setting_t tg_server_settings[] = {
      check_on_ring_full},
     {"spool-dir", TG_SETTING_STRING, "TOLLGATE_SPOOL_DIR", "/var/lib/tollgate/spool",
      "where the collector spills records when the ring fills", OFF(spool_dir), 0, 0, NULL},
-    {"retention-days", TG_SETTING_INT, "TOLLGATE_RETENTION_DAYS", "90", "drop usage partitions older than this",
-     OFF(retention_days), 1, 36500, NULL},
+    {"retention-days", TG_SETTING_INT, "TOLLGATE_RETENTION_DAYS", TG_RETENTION_DAYS_DEFAULT_TEXT,
+     "drop usage partitions older than this", OFF(retention_days), TG_RETENTION_DAYS_MIN, TG_RETENTION_DAYS_MAX, NULL},
     {"no-collector", TG_SETTING_BOOL, NULL, NULL, "do not start the collector (it runs elsewhere)", OFF(no_collector), 0, 0,
      NULL},
     {"no-metering", TG_SETTING_BOOL, NULL, NULL, "append no usage records (benchmarks only)", OFF(no_metering), 0, 0, NULL},

@@ -18,16 +18,22 @@ typedef struct st_tg_ring_t tg_ring_t;
 /* A good size for error buffers passed to this module. */
 #define TG_RING_ERR_SIZE 256
 
-/** Counters the application may use to publish its own state through the ring's header. */
+/**
+ * The counter slots of the ring's header: the collector (the consumer) publishes its state
+ * here, and tollgated's /metrics and `tollgatectl ring stats` read it. The slot numbers
+ * are part of the layout (a reader and a writer of another build must agree), so they are
+ * named here, beside the layout, and nowhere else. Each slot is a uint64 written with
+ * relaxed stores: a reader sees some recent value of each, not a consistent snapshot.
+ */
 typedef enum {
-    TG_RING_COUNTER_COLLECTED = 0,          /* records committed by the collector */
-    TG_RING_COUNTER_SPILLED = 1,            /* records spilled to the local file */
+    TG_RING_COUNTER_COLLECTED = 0,          /* records committed into api_token_usage (from the ring or a spill file) */
+    TG_RING_COUNTER_SPILLED = 1,            /* records written to a spill file */
     TG_RING_COUNTER_COLLECTOR_LAG_MS = 2,   /* age of the oldest record in the collector's open batch, ms; 0 when empty */
-    TG_RING_COUNTER_CONSUMER_HEARTBEAT = 3, /* consumer's last sign of life, unix ms */
-    TG_RING_COUNTER_SPARE4 = 4,
-    TG_RING_COUNTER_SPARE5 = 5,
-    TG_RING_COUNTER_SPARE6 = 6,
-    TG_RING_COUNTER_SPARE7 = 7,
+    TG_RING_COUNTER_CONSUMER_HEARTBEAT = 3, /* consumer's last main-loop turn, unix ms */
+    TG_RING_COUNTER_SPILL_REPLAYED = 4,     /* records committed from a spill file (a subset of collected) */
+    TG_RING_COUNTER_INVALID = 5,            /* records skipped: failed validation, or stamped outside retention .. today+7 */
+    TG_RING_COUNTER_LAST_COMMIT_MS = 6,     /* the collector's last successful COMMIT, unix ms; 0 before the first */
+    TG_RING_COUNTER_SPILL_CORRUPT = 7,      /* spill frames skipped as corrupt (checksum, length, order) or torn */
     TG_RING_COUNTER_SLOTS = 8 /* number of counters; part of the layout */
 } tg_ring_counter_t;
 

@@ -22,10 +22,9 @@
 #include <libpq-fe.h>
 
 #include "collector/copy_binary.h"
-#include "collector/counters.h"
-#include "collector/partitions.h"
 #include "common/timefmt.h"
 #include "common/usage_record.h"
+#include "partitions/partitions.h"
 #include "shm/ring.h"
 #include "tests/integration/fixture.h"
 
@@ -199,7 +198,7 @@ static double collector_drain(const tg_fx_pg_t *pg, tg_ring_t *ring, const char 
     for (size_t i = 0; i < n; ++i)
         if (tg_ring_append(ring, &rows[i], sizeof(rows[i])) != TG_RING_OK)
             die("ring full: make it larger than -n");
-    uint64_t before = tg_ring_counter_get(ring, TG_COLLECTOR_COUNTER_COLLECTED);
+    uint64_t before = tg_ring_counter_get(ring, TG_RING_COUNTER_COLLECTED);
     char bin[512];
     if (tg_fx_bin("tollgate-collector", bin, sizeof(bin)) != 0)
         die("tollgate-collector is not built");
@@ -214,7 +213,7 @@ static double collector_drain(const tg_fx_pg_t *pg, tg_ring_t *ring, const char 
     }
     long long first = 0;
     uint64_t done;
-    while ((done = tg_ring_counter_get(ring, TG_COLLECTOR_COUNTER_COLLECTED) - before) < n) {
+    while ((done = tg_ring_counter_get(ring, TG_RING_COUNTER_COLLECTED) - before) < n) {
         if (done != 0 && first == 0)
             first = tg_fx_now_ms();
         if (tg_fx_now_ms() - t0 > 300000)

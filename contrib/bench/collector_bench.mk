@@ -7,6 +7,6 @@ noinst_PROGRAMS += contrib/bench/collector_bench
 contrib_bench_collector_bench_CPPFLAGS = $(AM_CPPFLAGS)
 contrib_bench_collector_bench_CFLAGS = $(TG_TEST_CFLAGS)
 contrib_bench_collector_bench_SOURCES = contrib/bench/collector_bench.c
-contrib_bench_collector_bench_LDADD = $(TG_INTEGRATION_LDADD) collector/libtgcollector.a shm/libtgshm.a \
+contrib_bench_collector_bench_LDADD = $(TG_INTEGRATION_LDADD) collector/libtgcollector.a partitions/libtgpartitions.a shm/libtgshm.a \
 	common/libtgcommon.a $(PQ_LIBS) $(LIBS)
 endif

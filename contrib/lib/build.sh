@@ -71,7 +71,7 @@ tg_build() {
 # Path of a built program in DIR (top level or a module folder), or nothing.
 tg_built_program() {
     local dir=$1 name=$2 sub
-    for sub in "" server/ server/ctl/ collector/; do
+    for sub in "" server/ ctl/ collector/; do
         if [ -x "$TG_ROOT/$dir/$sub$name" ] && [ ! -d "$TG_ROOT/$dir/$sub$name" ]; then
             printf '%s\n' "$TG_ROOT/$dir/$sub$name"
             return 0

@@ -1,6 +1,7 @@
 /*
  * GET /metrics (loopback peers only): Prometheus text exposition of the node-wide
- * counters (all workers summed from shared memory) and of the usage ring.
+ * counters (all workers summed from shared memory), of the usage ring and of every
+ * counter the collector publishes in the ring's header (times in seconds).
  */
 #include <inttypes.h>
 #include <stdarg.h>
@@ -40,6 +41,42 @@ static void append_counters(const tg_server_t *s, char *buf, size_t *pos)
     }
 }
 
+/* A counter slot holding milliseconds, printed in seconds (Prometheus' base unit). */
+static void append_ms_as_seconds(char *buf, size_t *pos, const char *name, const char *help, const char *type, uint64_t ms)
+{
+    append(buf, pos, "# HELP %s %s\n# TYPE %s %s\n%s %" PRIu64 ".%03u\n", name, help, name, type, name, ms / 1000,
+           (unsigned)(ms % 1000));
+}
+
+/* The rest of what the collector publishes in the ring's header (shm/ring.h's counter slots). */
+static void append_collector(const tg_ring_stats_t *st, char *buf, size_t *pos)
+{
+    append_ms_as_seconds(buf, pos, "tollgate_collector_lag_seconds",
+                         "Age of the oldest record in the batch the collector is building, in seconds; 0 when empty.", "gauge",
+                         st->counters[TG_RING_COUNTER_COLLECTOR_LAG_MS]);
+    append_ms_as_seconds(buf, pos, "tollgate_collector_heartbeat_timestamp_seconds",
+                         "Unix time in seconds of the collector's last main-loop turn; 0 before it first ran.", "gauge",
+                         st->counters[TG_RING_COUNTER_CONSUMER_HEARTBEAT]);
+    append_ms_as_seconds(buf, pos, "tollgate_collector_last_commit_timestamp_seconds",
+                         "Unix time in seconds of the collector's last successful commit; 0 before the first.", "gauge",
+                         st->counters[TG_RING_COUNTER_LAST_COMMIT_MS]);
+    append(buf, pos,
+           "# HELP tollgate_collector_spill_replayed_records_total Records committed from a spill file (also counted as collected).\n"
+           "# TYPE tollgate_collector_spill_replayed_records_total counter\ntollgate_collector_spill_replayed_records_total %" PRIu64
+           "\n",
+           st->counters[TG_RING_COUNTER_SPILL_REPLAYED]);
+    append(buf, pos,
+           "# HELP tollgate_collector_invalid_records_total Records the collector skipped: failed validation, or stamped "
+           "outside the retention .. today+7 days.\n# TYPE tollgate_collector_invalid_records_total counter\n"
+           "tollgate_collector_invalid_records_total %" PRIu64 "\n",
+           st->counters[TG_RING_COUNTER_INVALID]);
+    append(buf, pos,
+           "# HELP tollgate_collector_spill_corrupt_frames_total Spill-file frames skipped as corrupt or torn.\n"
+           "# TYPE tollgate_collector_spill_corrupt_frames_total counter\ntollgate_collector_spill_corrupt_frames_total %" PRIu64
+           "\n",
+           st->counters[TG_RING_COUNTER_SPILL_CORRUPT]);
+}
+
 static void append_ring(tg_ring_t *ring, char *buf, size_t *pos)
 {
     tg_ring_stats_t st;
@@ -54,9 +91,7 @@ static void append_ring(tg_ring_t *ring, char *buf, size_t *pos)
     append(buf, pos, "tollgate_ring_records_total{outcome=\"lost\"} %" PRIu64 "\n", st.lost);
     append(buf, pos, "tollgate_ring_records_total{outcome=\"collected\"} %" PRIu64 "\n", st.counters[TG_RING_COUNTER_COLLECTED]);
     append(buf, pos, "tollgate_ring_records_total{outcome=\"spilled\"} %" PRIu64 "\n", st.counters[TG_RING_COUNTER_SPILLED]);
-    append(buf, pos, "# HELP tollgate_collector_lag_ms Age of the oldest record in the open batch.\n"
-                     "# TYPE tollgate_collector_lag_ms gauge\ntollgate_collector_lag_ms %" PRIu64 "\n",
-           st.counters[TG_RING_COUNTER_COLLECTOR_LAG_MS]);
+    append_collector(&st, buf, pos);
 }
 
 void tg_route_metrics(tg_request_t *r)

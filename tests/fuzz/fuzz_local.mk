@@ -9,7 +9,7 @@ if HAVE_TEST_DEPS
 
 TG_FUZZ_CFLAGS = $(AM_CFLAGS) $(OPENSSL_CFLAGS) $(JANSSON_CFLAGS) $(JWT_CFLAGS) $(PQ_CFLAGS) $(H2O_CFLAGS)
 # One link line for all: the archives each target does not use cost nothing.
-TG_FUZZ_LDADD = server/libtgserver.a collector/libtgcollector.a shm/libtgshm.a common/libtgcommon.a \
+TG_FUZZ_LDADD = server/libtgserver.a collector/libtgcollector.a partitions/libtgpartitions.a shm/libtgshm.a common/libtgcommon.a \
 	$(JWT_LIBS) $(JANSSON_LIBS) $(PQ_LIBS) $(OPENSSL_LIBS) $(ARGON2_LIBS) $(LIBS)
 TG_FUZZ_CORPUS_DIR = $(abs_top_srcdir)/tests/fuzz/corpus
 

@@ -7,7 +7,7 @@ TESTS += tests/integration/test_collector
 tests_integration_test_collector_CPPFLAGS = $(AM_CPPFLAGS)
 tests_integration_test_collector_CFLAGS = $(TG_TEST_CFLAGS)
 tests_integration_test_collector_SOURCES = tests/integration/test_collector.c
-tests_integration_test_collector_LDADD = $(TG_INTEGRATION_LDADD) collector/libtgcollector.a shm/libtgshm.a \
+tests_integration_test_collector_LDADD = $(TG_INTEGRATION_LDADD) collector/libtgcollector.a partitions/libtgpartitions.a shm/libtgshm.a \
 	common/libtgcommon.a $(PQ_LIBS) $(LIBS)
 
 endif

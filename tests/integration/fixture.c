@@ -716,7 +716,7 @@ static int run_checked(char *const *argv, char *const *env, const char *input, i
 
 int tg_fx_bin(const char *name, char *buf, size_t cap)
 {
-    static const char *const subdirs[] = {"", "server/", "server/ctl/", "collector/", NULL};
+    static const char *const subdirs[] = {"", "server/", "ctl/", "collector/", NULL};
     for (size_t i = 0; subdirs[i] != NULL; ++i) {
         snprintf(buf, cap, "%s/%s%s", TG_BUILDDIR, subdirs[i], name);
         if (access(buf, X_OK) == 0)

@@ -332,7 +332,7 @@ void tg_fx_run_free(tg_fx_run_t *run);
 
 /**
  * Finds a program built in this tree ("tollgated", "tollgatectl", "tollgate-collector")
- * under TG_BUILDDIR (top level, then server/, server/ctl/, collector/) and writes its
+ * under TG_BUILDDIR (top level, then server/, ctl/, collector/) and writes its
  * path into buf. Returns 0, or -1 (with the reason on stderr) when it is not built.
  */
 int tg_fx_bin(const char *name, char *buf, size_t cap);

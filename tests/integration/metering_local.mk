@@ -8,6 +8,6 @@ TESTS += tests/integration/test_metering
 tests_integration_test_metering_CPPFLAGS = $(AM_CPPFLAGS)
 tests_integration_test_metering_CFLAGS = $(TG_TEST_CFLAGS)
 tests_integration_test_metering_SOURCES = tests/integration/test_metering.c
-tests_integration_test_metering_LDADD = $(TG_INTEGRATION_LDADD) $(LIBS)
+tests_integration_test_metering_LDADD = $(TG_INTEGRATION_LDADD) shm/libtgshm.a $(LIBS)
 
 endif

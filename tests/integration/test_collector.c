@@ -25,12 +25,11 @@
 #include <criterion/criterion.h>
 
 #include "collector/copy_binary.h"
-#include "collector/counters.h"
-#include "collector/partitions.h"
 #include "collector/spill.h"
 #include "common/timefmt.h"
 #include "common/usage_record.h"
 #include "common/uuid.h"
+#include "partitions/partitions.h"
 #include "shm/ring.h"
 
 /* Budget per test: the spill test restarts a private cluster twice (~2 s each). */
@@ -404,8 +403,8 @@ Test(collector, fields_arrive_once, .timeout = TEST_TIMEOUT_S)
     snprintf(want, sizeof(want), "4|%" PRId64, r[0].ts_us);
     cr_assert_str_eq(v, want);
     free(v);
-    cr_assert_eq(tg_ring_counter_get(cx.ring, TG_COLLECTOR_COUNTER_INVALID), 1);
-    cr_assert_eq(tg_ring_counter_get(cx.ring, TG_COLLECTOR_COUNTER_COLLECTED), 4);
+    cr_assert_eq(tg_ring_counter_get(cx.ring, TG_RING_COUNTER_INVALID), 1);
+    cr_assert_eq(tg_ring_counter_get(cx.ring, TG_RING_COUNTER_COLLECTED), 4);
     long long deadline = tg_fx_now_ms() + 5000;
     while (tg_ring_tail(cx.ring) != tg_ring_head(cx.ring) && tg_fx_now_ms() < deadline)
         usleep(10000);
@@ -463,7 +462,7 @@ Test(collector, partitions_by_day, .timeout = TEST_TIMEOUT_S)
         free(v);
     }
     cr_assert_eq(q_ll(&cx, "SELECT count(*) FROM pg_inherits WHERE inhparent = 'api_token_usage'::regclass"), 10);
-    cr_assert_eq(tg_ring_counter_get(cx.ring, TG_COLLECTOR_COUNTER_INVALID), 2);
+    cr_assert_eq(tg_ring_counter_get(cx.ring, TG_RING_COUNTER_INVALID), 2);
     cx_teardown(&cx);
 }
 
@@ -550,12 +549,12 @@ Test(collector, spill_while_postgres_down, .timeout = TEST_TIMEOUT_S)
     stop_postgres(&cx);
     append_while_down(&cx, 6000);
     wait_spill_files(&cx, 1, 8);
-    cr_assert_gt(tg_ring_counter_get(cx.ring, TG_COLLECTOR_COUNTER_SPILLED), 2000);
+    cr_assert_gt(tg_ring_counter_get(cx.ring, TG_RING_COUNTER_SPILLED), 2000);
     cr_assert_eq(tg_fx_pg_restart(&cx.pg), 0);
     cr_assert_eq(wait_count(&cx, COUNT_ROWS, 6100, 30000), 6100);
     cr_assert_eq(q_ll(&cx, COUNT_DISTINCT), 6100);
     wait_spill_files(&cx, 0, 0);
-    cr_assert_gt(tg_ring_counter_get(cx.ring, TG_COLLECTOR_COUNTER_SPILL_REPLAYED), 2000);
+    cr_assert_gt(tg_ring_counter_get(cx.ring, TG_RING_COUNTER_SPILL_REPLAYED), 2000);
 
     /* again, then damage the spill file while the collector is stopped */
     stop_postgres(&cx);
@@ -597,7 +596,7 @@ Test(collector, spill_while_postgres_down, .timeout = TEST_TIMEOUT_S)
         cr_assert_eq(q_ll(&cx, sql), 0, "a damaged frame is never replayed");
     }
     wait_spill_files(&cx, 0, 0);
-    cr_assert_eq(tg_ring_counter_get(cx.ring, TG_COLLECTOR_COUNTER_SPILL_CORRUPT), 2);
+    cr_assert_eq(tg_ring_counter_get(cx.ring, TG_RING_COUNTER_SPILL_CORRUPT), 2);
     tg_ring_stats_t rs;
     tg_ring_stats(cx.ring, &rs);
     cr_assert_eq(rs.dropped, 0);
@@ -787,6 +786,54 @@ Test(collector, ctl_partitions_and_ring_stats, .timeout = TEST_TIMEOUT_S)
     cr_assert_eq(ctl_run(&cx, &run, (const char *const[]){"ring", "stats", "--ring", "/tg-no-such-ring", NULL}), 1);
     cr_assert_eq(tg_fx_count_lines(run.err), 1, "%s", run.err);
     tg_fx_run_free(&run);
+    cx_teardown(&cx);
+}
+
+/* `tollgatectl partitions prune` behind a lock it cannot get (the one a VACUUM or ANALYZE
+ * holds): the one prune sequence (partitions/prune.c) gives up after its lock_timeout,
+ * stops at that partition (the newer one stays: retained days stay contiguous) and exits
+ * 1; run again, it finishes. */
+Test(collector, ctl_prune_stops_at_a_lock_it_cannot_get, .timeout = TEST_TIMEOUT_S)
+{
+    static cx_t cx;
+    tg_fx_clear_of_utc_midnight(DAY_BOUNDARY_MARGIN_S);
+    cx_setup(&cx, 0, 4096);
+    const int old[] = {-9, -8};
+    make_old_partitions(&cx, old, 2);
+    char nine[TG_PARTITION_NAME_SIZE], eight[TG_PARTITION_NAME_SIZE];
+    int32_t day = tg_partitions_day_of(tg_time_now_us());
+    tg_partitions_day_name(day - 9, nine);
+    tg_partitions_day_name(day - 8, eight);
+
+    PGconn *holder = PQconnectdb(cx.pg.conninfo);
+    cr_assert_eq(PQstatus(holder), CONNECTION_OK, "%s", PQerrorMessage(holder));
+    char sql[200];
+    snprintf(sql, sizeof(sql), "BEGIN; LOCK TABLE %s IN SHARE UPDATE EXCLUSIVE MODE", nine);
+    PGresult *res = PQexec(holder, sql);
+    cr_assert_eq(PQresultStatus(res), PGRES_COMMAND_OK, "%s", PQerrorMessage(holder));
+    PQclear(res);
+
+    tg_fx_run_t run;
+    long long started = tg_fx_now_ms();
+    cr_assert_eq(ctl_run(&cx, &run, (const char *const[]){"partitions", "prune", "--retention-days", "5", NULL}), 1,
+                 "out: %s\nerr: %s", run.out, run.err);
+    printf("[collector] prune behind a held lock gave up after %lld ms\n", tg_fx_now_ms() - started);
+    cr_expect_not_null(strstr(run.err, nine), "%s", run.err);
+    cr_expect_not_null(strstr(run.err, "lock timeout"), "%s", run.err);
+    cr_expect_eq(tg_fx_count_lines(run.err), 1, "one line for the one failure:\n%s", run.err);
+    cr_expect_eq(run.out[0], '\0', "nothing pruned:\n%s", run.out);
+    tg_fx_run_free(&run);
+    cr_assert(attached(&cx, -9) && attached(&cx, -8), "stopped at the first failure: the newer partition stays");
+
+    res = PQexec(holder, "ROLLBACK");
+    PQclear(res);
+    PQfinish(holder);
+    cr_assert_eq(ctl_run(&cx, &run, (const char *const[]){"partitions", "prune", "--retention-days", "5", NULL}), 0, "%s", run.err);
+    cr_expect_eq(tg_fx_count_lines(run.out), 2, "dropped, oldest first:\n%s", run.out);
+    cr_expect(strstr(run.out, nine) != NULL && strstr(run.out, eight) != NULL && strstr(run.out, nine) < strstr(run.out, eight),
+              "%s", run.out);
+    tg_fx_run_free(&run);
+    cr_assert(!exists(&cx, -9) && !exists(&cx, -8));
     cx_teardown(&cx);
 }
 

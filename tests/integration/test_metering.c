@@ -34,6 +34,8 @@
 #include <criterion/criterion.h>
 #include <libpq-fe.h>
 
+#include "shm/ring.h"
+
 /* The sanitizer build runs the same file: load sizes shrink there, assertions do not. */
 #if defined(__SANITIZE_ADDRESS__)
 #define TG_UNDER_SANITIZER 1
@@ -1734,6 +1736,46 @@ Test(metering, second_server_on_the_same_ring_refuses_to_start, .timeout = TEST_
         cr_expect_eq(get_status(&srv, i % 2 ? TG_FX_H2C : TG_FX_HTTP1, "/api/v1/me", tok.plain), 200);
     cr_expect_eq(wait_rows(tok.id, 5, VISIBLE_DEADLINE_MS), 5, "rows after the refused start");
     cr_expect_eq(ring_stat(srv.ring, "appended"), 5);
+    world_stop();
+}
+
+/* Every counter slot the collector publishes in the ring's header (shm/ring.h) is on
+ * /metrics, times in seconds. No collector runs: the test writes the slots itself. */
+Test(metering, metrics_export_every_collector_counter, .timeout = TEST_TIMEOUT_S)
+{
+    world_db(0);
+    const char *args[] = {"--no-collector", NULL};
+    server_start(&srv, 0, args, NULL);
+    char err[TG_RING_ERR_SIZE];
+    tg_ring_t *ring = tg_ring_attach(srv.ring, NULL, err, sizeof(err));
+    cr_assert_not_null(ring, "%s", err);
+    static const struct {
+        tg_ring_counter_t slot;
+        uint64_t value;
+        const char *line; /* as /metrics must print it */
+    } want[] = {
+        {TG_RING_COUNTER_COLLECTED, 11, "tollgate_ring_records_total{outcome=\"collected\"} 11\n"},
+        {TG_RING_COUNTER_SPILLED, 12, "tollgate_ring_records_total{outcome=\"spilled\"} 12\n"},
+        {TG_RING_COUNTER_COLLECTOR_LAG_MS, 1500, "tollgate_collector_lag_seconds 1.500\n"},
+        {TG_RING_COUNTER_CONSUMER_HEARTBEAT, 1700000000250, "tollgate_collector_heartbeat_timestamp_seconds 1700000000.250\n"},
+        {TG_RING_COUNTER_SPILL_REPLAYED, 13, "tollgate_collector_spill_replayed_records_total 13\n"},
+        {TG_RING_COUNTER_INVALID, 14, "tollgate_collector_invalid_records_total 14\n"},
+        {TG_RING_COUNTER_LAST_COMMIT_MS, 1700000000007, "tollgate_collector_last_commit_timestamp_seconds 1700000000.007\n"},
+        {TG_RING_COUNTER_SPILL_CORRUPT, 15, "tollgate_collector_spill_corrupt_frames_total 15\n"},
+    };
+    cr_assert_eq(sizeof(want) / sizeof(want[0]), TG_RING_COUNTER_SLOTS, "a slot without an expected line");
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); ++i)
+        cr_assert_eq(tg_ring_counter_set(ring, want[i].slot, want[i].value), 0);
+    tg_ring_close(ring);
+
+    tg_fx_http_res_t res;
+    cr_assert_eq(tg_fx_get(&srv, TG_FX_HTTP1, "/metrics", &res), 0);
+    cr_assert_eq(res.status, 200);
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); ++i)
+        cr_expect_not_null(strstr(res.body, want[i].line), "missing \"%.*s\" in:\n%s", (int)strlen(want[i].line) - 1, want[i].line,
+                           res.body);
+    cr_expect_not_null(strstr(res.body, "\ntollgate_workers 2\n"), "the exposition was cut short:\n%s", res.body);
+    tg_fx_http_res_free(&res);
     world_stop();
 }
 

@@ -1,6 +1,6 @@
 /*
- * Unit tests of common/timefmt.c: RFC 3339 formatting checked against gmtime_r over a
- * wide range, and the strict parser's accepted forms, offsets and refusals.
+ * Unit tests of common/timefmt.c: RFC 3339 formatting and day numbers checked against
+ * gmtime_r over a wide range, and the strict parser's accepted forms, offsets and refusals.
  */
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -196,4 +196,28 @@ Test(timefmt, now_is_near_time)
     int64_t a = (int64_t)time(NULL) * TG_TIME_US_PER_SEC;
     int64_t now = tg_time_now_us();
     cr_assert(now >= a && now < a + 2 * TG_TIME_US_PER_SEC);
+}
+
+/* The shared day math (partitions, quota periods) against gmtime_r, day by day over four
+ * centuries either side of 1970, and its edges: floor before 1970, leap days, rollover. */
+Test(timefmt, day_numbers_match_gmtime)
+{
+    for (int64_t day = -146097 * 4; day <= 146097 * 4; day += 7) {
+        time_t t = (time_t)(day * 86400);
+        struct tm tm;
+        cr_assert_not_null(gmtime_r(&t, &tm));
+        tg_time_civil_t c = tg_time_civil_from_days(day);
+        cr_assert(c.year == tm.tm_year + 1900 && c.month == tm.tm_mon + 1 && c.day == tm.tm_mday, "day %lld", (long long)day);
+        cr_assert_eq(tg_time_days_from_civil(c.year, c.month, c.day), day);
+        cr_assert(tg_time_is_date(c.year, c.month, c.day));
+    }
+    cr_assert_eq(tg_time_day_of(0), 0);
+    cr_assert_eq(tg_time_day_of(-1), -1, "floor before 1970");
+    cr_assert_eq(tg_time_day_of(TG_TIME_US_PER_DAY - 1), 0);
+    cr_assert_eq(tg_time_day_of(-TG_TIME_US_PER_DAY), -1);
+    cr_assert_eq(tg_time_days_from_civil(2000, 2, 29), 11016, "leap day 2000");
+    cr_assert(tg_time_is_date(2024, 2, 29) && !tg_time_is_date(2023, 2, 29) && !tg_time_is_date(1900, 2, 29));
+    cr_assert(!tg_time_is_date(2026, 4, 31) && !tg_time_is_date(2026, 13, 1) && !tg_time_is_date(2026, 0, 1) &&
+              !tg_time_is_date(2026, 1, 0));
+    cr_assert_eq(tg_time_days_from_civil(2026, 12, 32), tg_time_days_from_civil(2027, 1, 1), "documented rollover");
 }

@@ -3,7 +3,7 @@
  * option table, the help printed from that same table, validation of user-supplied
  * values, and the one-line error printer every failure goes through.
  */
-#include "server/ctl/ctl.h"
+#include "ctl/ctl.h"
 
 #include <stdarg.h>
 #include <string.h>

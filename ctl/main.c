@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "common/config.h"
-#include "server/ctl/ctl.h"
+#include "ctl/ctl.h"
 
 typedef struct st_tg_ctl_settings_t {
     char *database_url;

@@ -6,8 +6,8 @@
 #include <string.h>
 
 #include "common/uuid.h"
-#include "server/ctl/ctl.h"
-#include "server/ctl/db.h"
+#include "ctl/ctl.h"
+#include "ctl/db.h"
 
 static int run_tenant_create(tg_ctl_t *ctl, const tg_ctl_args_t *args)
 {

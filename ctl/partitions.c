@@ -1,7 +1,7 @@
 /*
  * `tollgatectl partitions list` and `tollgatectl partitions prune`: the daily partitions
  * of api_token_usage as the collector makes them, and retention pruning on demand. The
- * logic lives in collector/partitions.c, shared with the collector's own pruner.
+ * logic lives in partitions/ (libtgpartitions.a), shared with the collector's own pruner.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -11,14 +11,11 @@
 
 #include <libpq-fe.h>
 
-#include "collector/partitions.h"
+#include "common/retention.h"
 #include "common/timefmt.h"
-#include "server/ctl/ctl.h"
-
-/* Same bounds and default as the collector's --retention-days (collector/settings.c). */
-#define TG_CTL_RETENTION_MIN 1
-#define TG_CTL_RETENTION_MAX 36500
-#define TG_CTL_RETENTION_DEFAULT 90
+#include "ctl/ctl.h"
+#include "partitions/partitions.h"
+#include "partitions/prune.h"
 
 static void usage(FILE *out)
 {
@@ -27,8 +24,9 @@ static void usage(FILE *out)
                  "list: one line per daily partition of api_token_usage: name, range [from, to) in UTC, estimated\n"
                  "  rows (pg_class.reltuples; \"-\" before the first ANALYZE) and total size.\n"
                  "prune: detaches (DETACH PARTITION ... CONCURRENTLY) and drops every partition wholly older than\n"
-                 "  --retention-days (default $TOLLGATE_RETENTION_DAYS, else 90); --keep-detached keeps the tables,\n"
-                 "  --dry-run only prints what would go. Prints one line per partition; exit 1 if any step failed.\n");
+                 "  --retention-days (default $TOLLGATE_RETENTION_DAYS, else " TG_RETENTION_DAYS_DEFAULT_TEXT "); --keep-detached keeps the tables,\n"
+                 "  --dry-run only prints what would go. Prints one line per partition, oldest first, and stops at the\n"
+                 "  first step that fails (a lock not granted within " TG_PARTITIONS_PRUNE_LOCK_TIMEOUT ", say): exit 1, run it again later.\n");
 }
 
 static void format_size(int64_t bytes, char *out, size_t cap)
@@ -117,7 +115,7 @@ static int parse_retention(const char *text, long *out)
     char *end;
     errno = 0;
     long v = strtol(text, &end, 10);
-    if (errno != 0 || end == text || *end != '\0' || v < TG_CTL_RETENTION_MIN || v > TG_CTL_RETENTION_MAX)
+    if (errno != 0 || end == text || *end != '\0' || v < TG_RETENTION_DAYS_MIN || v > TG_RETENTION_DAYS_MAX)
         return -1;
     *out = v;
     return 0;
@@ -125,12 +123,12 @@ static int parse_retention(const char *text, long *out)
 
 static int run_prune(const char *conninfo, int argc, char **argv)
 {
-    long retention = TG_CTL_RETENTION_DEFAULT;
+    long retention = TG_RETENTION_DAYS_DEFAULT;
     const char *env = getenv("TOLLGATE_RETENTION_DAYS");
     int dry_run = 0, keep = 0;
     if (env != NULL && parse_retention(env, &retention) != 0) {
-        tg_ctl_error("partitions prune: TOLLGATE_RETENTION_DAYS=\"%s\" is not an integer in %d..%d", env, TG_CTL_RETENTION_MIN,
-                     TG_CTL_RETENTION_MAX);
+        tg_ctl_error("partitions prune: TOLLGATE_RETENTION_DAYS=\"%s\" is not an integer in %d..%d", env, TG_RETENTION_DAYS_MIN,
+                     TG_RETENTION_DAYS_MAX);
         return TG_CTL_EXIT_USAGE;
     }
     for (int i = 0; i < argc; ++i) {
@@ -142,8 +140,8 @@ static int run_prune(const char *conninfo, int argc, char **argv)
         } else if (strcmp(a, "--retention-days") == 0 || strncmp(a, "--retention-days=", 17) == 0) {
             value = a[16] == '=' ? a + 17 : i + 1 < argc ? argv[++i] : NULL;
             if (value == NULL || parse_retention(value, &retention) != 0) {
-                tg_ctl_error("partitions prune: --retention-days needs an integer in %d..%d", TG_CTL_RETENTION_MIN,
-                             TG_CTL_RETENTION_MAX);
+                tg_ctl_error("partitions prune: --retention-days needs an integer in %d..%d", TG_RETENTION_DAYS_MIN,
+                             TG_RETENTION_DAYS_MAX);
                 return TG_CTL_EXIT_USAGE;
             }
         } else {
@@ -155,11 +153,13 @@ static int run_prune(const char *conninfo, int argc, char **argv)
     if (conn == NULL)
         return TG_CTL_EXIT_FAILURE;
     prune_report_t report = {dry_run, 0};
-    char err[512] = "";
-    int n = tg_partitions_prune(conn, retention, keep, dry_run, tg_time_now_us(), on_pruned, &report, err, sizeof(err));
+    tg_partitions_prune_t round;
+    tg_partitions_prune_init(&round, retention, keep, dry_run, tg_time_now_us(), on_pruned, &report);
+    int n = tg_partitions_prune_run(conn, &round);
+    tg_partitions_prune_dispose(&round);
     PQfinish(conn);
     if (n < 0 && report.failures == 0)
-        tg_ctl_error("partitions prune: %s", err);
+        tg_ctl_error("partitions prune: %s", round.error);
     if (n == 0)
         printf("nothing to prune (retention %ld days)\n", retention);
     return n < 0 ? TG_CTL_EXIT_FAILURE : TG_CTL_EXIT_OK;

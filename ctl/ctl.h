@@ -88,9 +88,9 @@ extern const tg_ctl_command_t tg_ctl_cmd_tenant_create; /* tenant.c */
 extern const tg_ctl_command_t tg_ctl_cmd_user_create;   /* user.c */
 extern const tg_ctl_command_t tg_ctl_cmd_token_create;  /* token.c */
 
-/** `tollgatectl partitions list|prune ...` (server/ctl/partitions.c); argv[0] is the action. */
+/** `tollgatectl partitions list|prune ...` (ctl/partitions.c); argv[0] is the action. */
 int tg_ctl_partitions_main(const char *conninfo, int argc, char **argv);
-/** `tollgatectl ring stats ...` (server/ctl/ring_stats.c); argv[0] is the action; ring_name NULL means
+/** `tollgatectl ring stats ...` (ctl/ring_stats.c); argv[0] is the action; ring_name NULL means
  * $TOLLGATE_RING or /tollgate. `ring --help` lists the actions. */
 int tg_ctl_ring_main(const char *ring_name, int argc, char **argv);
 

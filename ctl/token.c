@@ -9,8 +9,8 @@
 #include "common/apitoken.h"
 #include "common/timefmt.h"
 #include "common/uuid.h"
-#include "server/ctl/ctl.h"
-#include "server/ctl/db.h"
+#include "ctl/ctl.h"
+#include "ctl/db.h"
 
 enum { OPT_EMAIL, OPT_NAME, OPT_EXPIRES_AT };
 

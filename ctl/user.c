@@ -11,8 +11,8 @@
 
 #include "common/password.h"
 #include "common/uuid.h"
-#include "server/ctl/ctl.h"
-#include "server/ctl/db.h"
+#include "ctl/ctl.h"
+#include "ctl/db.h"
 
 enum { OPT_TENANT, OPT_EMAIL };
 

@@ -9,8 +9,8 @@
 #include <string.h>
 
 #include "schema/migrations.h"
-#include "server/ctl/ctl.h"
-#include "server/ctl/db.h"
+#include "ctl/ctl.h"
+#include "ctl/db.h"
 
 /* pg_advisory_lock key that serializes migrations: 0x746f6c6c67617465, ASCII "tollgate".
  * Anything else that must not run during a migration can take the same key. */

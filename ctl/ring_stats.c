@@ -1,6 +1,6 @@
 /*
  * `tollgatectl ring stats`: a snapshot of the shared-memory ring's header — layout,
- * positions, the producers' counters and the collector's (collector/counters.h).
+ * positions, the producers' counters and the collector's (shm/ring.h).
  * Attaches read-only in spirit: no consumer role, nothing is written.
  */
 #include <inttypes.h>
@@ -8,9 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "collector/counters.h"
 #include "common/timefmt.h"
-#include "server/ctl/ctl.h"
+#include "ctl/ctl.h"
 #include "shm/ring.h"
 
 /* The ring's default name, the same as tollgated's and the collector's --ring default. */
@@ -80,14 +79,14 @@ static int ring_stats(const char *ring_name, int argc, char **argv)
     printf("%-18s %" PRIu64 "\n", "torn:", s.torn);
     printf("%-18s %d\n", "owner pid:", (int)s.owner_pid);
     printf("%-18s %d%s\n", "collector pid:", (int)s.consumer_pid, s.consumer_pid == 0 ? " (none attached)" : "");
-    printf("%-18s %" PRIu64 "\n", "collected:", s.counters[TG_COLLECTOR_COUNTER_COLLECTED]);
-    printf("%-18s %" PRIu64 "\n", "spilled:", s.counters[TG_COLLECTOR_COUNTER_SPILLED]);
-    printf("%-18s %" PRIu64 "\n", "spill replayed:", s.counters[TG_COLLECTOR_COUNTER_SPILL_REPLAYED]);
-    printf("%-18s %" PRIu64 "\n", "spill corrupt:", s.counters[TG_COLLECTOR_COUNTER_SPILL_CORRUPT]);
-    printf("%-18s %" PRIu64 "\n", "invalid:", s.counters[TG_COLLECTOR_COUNTER_INVALID]);
-    printf("%-18s %" PRIu64 "\n", "collector lag ms:", s.counters[TG_COLLECTOR_COUNTER_LAG_MS]);
-    print_time("last commit:", s.counters[TG_COLLECTOR_COUNTER_LAST_COMMIT_MS]);
-    print_time("collector alive:", s.counters[TG_COLLECTOR_COUNTER_HEARTBEAT]);
+    printf("%-18s %" PRIu64 "\n", "collected:", s.counters[TG_RING_COUNTER_COLLECTED]);
+    printf("%-18s %" PRIu64 "\n", "spilled:", s.counters[TG_RING_COUNTER_SPILLED]);
+    printf("%-18s %" PRIu64 "\n", "spill replayed:", s.counters[TG_RING_COUNTER_SPILL_REPLAYED]);
+    printf("%-18s %" PRIu64 "\n", "spill corrupt:", s.counters[TG_RING_COUNTER_SPILL_CORRUPT]);
+    printf("%-18s %" PRIu64 "\n", "invalid:", s.counters[TG_RING_COUNTER_INVALID]);
+    printf("%-18s %" PRIu64 "\n", "collector lag ms:", s.counters[TG_RING_COUNTER_COLLECTOR_LAG_MS]);
+    print_time("last commit:", s.counters[TG_RING_COUNTER_LAST_COMMIT_MS]);
+    print_time("collector alive:", s.counters[TG_RING_COUNTER_CONSUMER_HEARTBEAT]);
     return TG_CTL_EXIT_OK;
 }
 

@@ -1,18 +1,17 @@
 /*
- * Daily partitions of api_token_usage (api_token_usage_pYYYYMMDD, [day, day+1) in UTC):
- * day arithmetic, the collector's cache of days known to exist, making partitions
- * (through tollgate_ensure_usage_partition, schema/0002), and the listing and retention
- * pruning that `tollgatectl partitions list|prune` and the collector's pruner share.
+ * What the database side knows about api_token_usage's daily partitions
+ * (api_token_usage_pYYYYMMDD, [day, day+1) in UTC), shared by tollgate-collector and
+ * tollgatectl: partition names of day numbers and back, the days a record may carry, the
+ * listing query, which partitions the retention lets go and the SQL of each prune step.
+ * The prune sequence itself is partitions/prune.h. Day math is common/timefmt's.
  */
-#ifndef TG_COLLECTOR_PARTITIONS_H
-#define TG_COLLECTOR_PARTITIONS_H
+#ifndef TG_PARTITIONS_H
+#define TG_PARTITIONS_H
 
 #include <stddef.h>
 #include <stdint.h>
 
 #include <libpq-fe.h>
-
-#include "collector/db.h"
 
 /* "api_token_usage_p" + YYYYMMDD + NUL, rounded up. */
 #define TG_PARTITION_NAME_SIZE 32
@@ -40,30 +39,6 @@ int tg_partitions_parse_name(const char *name, int32_t *day);
  */
 int tg_partitions_day_acceptable(int32_t day, int32_t today, long retention_days);
 
-/** Days known to have a partition (a small sorted set). Zero-initialize; free with _free. */
-typedef struct st_tg_partitions_cache_t {
-    int32_t *days;
-    size_t count;
-    size_t cap;
-} tg_partitions_cache_t;
-
-int tg_partitions_cache_has(const tg_partitions_cache_t *cache, int32_t day);
-/** Forgets every day (after an insert failed: a partition may have been dropped under us). */
-void tg_partitions_cache_clear(tg_partitions_cache_t *cache);
-void tg_partitions_cache_free(tg_partitions_cache_t *cache);
-
-/**
- * Makes sure a partition exists for each of `days` (any order, duplicates allowed) that
- * the cache does not know, one autocommit call of tollgate_ensure_usage_partition per
- * missing day; must be called outside a transaction (partition creation then commits on
- * its own, and a batch's failure never undoes it). Free when every day is cached.
- * Returns 0, or -1 (logged; the connection may have been dropped).
- */
-int tg_partitions_ensure(tg_collector_db_t *db, tg_partitions_cache_t *cache, const int32_t *days, size_t ndays);
-
-/** tg_partitions_ensure for today .. today + ahead. */
-int tg_partitions_premake(tg_collector_db_t *db, tg_partitions_cache_t *cache, int32_t today, long ahead);
-
 /** One attached partition of api_token_usage. */
 typedef struct st_tg_partition_info_t {
     char name[64];
@@ -75,7 +50,7 @@ typedef struct st_tg_partition_info_t {
     int detach_pending;    /* an interrupted DETACH ... CONCURRENTLY left it half detached */
 } tg_partition_info_t;
 
-/** Query listing the partitions, columns as tg_partition_info_t; shared with the collector's pruner. */
+/** Query listing the partitions, oldest name first, columns as tg_partition_info_t. */
 #define TG_PARTITIONS_LIST_SQL                                                                                                     \
     "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid), c.reltuples::bigint, pg_total_relation_size(c.oid), "                   \
     "i.inhdetachpending FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "                                                 \
@@ -95,8 +70,8 @@ int tg_partitions_prunable(const tg_partition_info_t *p, int32_t today, long ret
 
 /**
  * SQL for one prune step of partition `name` (must have passed tg_partitions_parse_name):
- * step 0 detaches (`DETACH PARTITION ... CONCURRENTLY`, or `... FINALIZE` when an earlier
- * detach was interrupted), step 1 drops the detached table.
+ * the detach (`DETACH PARTITION ... CONCURRENTLY`, or `... FINALIZE` when an earlier
+ * detach was interrupted), then the drop of the detached table.
  */
 void tg_partitions_detach_sql(const char *name, int detach_pending, char *out, size_t cap);
 void tg_partitions_drop_sql(const char *name, char *out, size_t cap);
@@ -108,18 +83,5 @@ void tg_partitions_drop_sql(const char *name, char *out, size_t cap);
  * a literal made by tg_partitions_day_date (digits and dashes only).
  */
 void tg_partitions_rollups_sql(int32_t today, long retention_days, char *out, size_t cap);
-
-/** Called for each partition tg_partitions_prune handles; `error` NULL on success. */
-typedef void (*tg_partitions_prune_cb)(void *ctx, const tg_partition_info_t *p, const char *action, const char *error);
-
-/**
- * Prunes, over a blocking connection outside any transaction (DETACH CONCURRENTLY cannot
- * run in one), every partition wholly older than `retention_days` as of `now_us`:
- * detach, then drop unless keep_detached. dry_run reports without changing anything.
- * A failure on one partition is reported and the others are still tried. Returns the
- * number of partitions pruned (or that would be), or -1 when any step failed.
- */
-int tg_partitions_prune(PGconn *conn, long retention_days, int keep_detached, int dry_run, int64_t now_us,
-                        tg_partitions_prune_cb cb, void *ctx, char *err, size_t errlen);
 
 #endif

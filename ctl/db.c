@@ -3,7 +3,7 @@
  * statements, and errors reduced to one line that names what was being done. Never
  * prints the connection string, a parameter value, or a whole result.
  */
-#include "server/ctl/db.h"
+#include "ctl/db.h"
 
 #include <string.h>
 

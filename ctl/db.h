@@ -6,7 +6,7 @@
 #ifndef TG_CTL_DB_H
 #define TG_CTL_DB_H
 
-#include "server/ctl/ctl.h"
+#include "ctl/ctl.h"
 
 /** SQLSTATEs the commands turn into friendlier messages (PostgreSQL Appendix A). */
 #define TG_CTL_SQLSTATE_UNIQUE_VIOLATION "23505"
