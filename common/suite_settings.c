@@ -1,7 +1,7 @@
 /*
  * The one list of setting names of the whole suite: the union of tollgated's
  * (server/settings.c), tollgate-collector's (collector/settings.c) and tollgatectl's
- * (server/ctl/main.c) tables. A configuration file may hold any of them; a name in no
+ * (ctl/main.c) tables. A configuration file may hold any of them; a name in no
  * program's table is a typo and is refused. tg_config_load refuses a program whose own
  * table has a row missing here, so the list cannot fall behind the tables.
  */
