@@ -1564,6 +1564,37 @@ long long tg_fx_metric(const tg_fx_server_t *srv, const char *series)
     return value;
 }
 
+int tg_fx_warm_every_worker(const tg_fx_server_t *srv, const char *credential, int workers)
+{
+    static const char misses[] = "tollgate_credential_cache_misses_total";
+    char url[256], authorization[4200];
+    snprintf(authorization, sizeof(authorization), "Authorization: Bearer %s", credential);
+    const char *headers[] = {authorization, NULL};
+    long long base = tg_fx_metric(srv, misses);
+    if (base < 0) {
+        fprintf(stderr, "fixture: warm-up: no %s\n", misses);
+        return -1;
+    }
+    for (int i = 0; i < 400; ++i) {
+        tg_fx_proto_t proto = i % 2 ? TG_FX_H2C : TG_FX_HTTP1;
+        tg_fx_server_url(srv, proto, "/api/v1/me", url, sizeof(url));
+        tg_fx_http_req_t req = {.url = url, .headers = headers, .proto = proto};
+        tg_fx_http_res_t res;
+        int rc = tg_fx_http(&req, &res);
+        long status = res.status;
+        tg_fx_http_res_free(&res);
+        if (rc != 0 || status != 200) {
+            fprintf(stderr, "fixture: warm-up request %d answered %ld\n", i, status);
+            return -1;
+        }
+        long long now = tg_fx_metric(srv, misses);
+        if (now - base >= workers)
+            return i + 1;
+    }
+    fprintf(stderr, "fixture: warm-up: 400 connections never reached all %d workers\n", workers);
+    return -1;
+}
+
 pid_t tg_fx_server_collector_pid(const tg_fx_server_t *srv)
 {
     pid_t pid;
