@@ -1301,6 +1301,29 @@ Test(credentials, forged_and_stale_jwts_are_401)
     craft_jwt(hs256, payload, NULL, NULL, 0, forged);
     strcat(forged, sig + 1);
     expect_refused(TG_FX_H2C, "GET", "/api/v1/tokens", forged, NULL, 401, "invalid_token", "tampered payload");
+    /* sub or tid that disagree with the session row, signed with the real key: refused when
+     * the session is looked up (no worker has it yet) and when every worker has it cached */
+    const char *bob = value("SELECT id FROM users WHERE email = '" BOB "'");
+    const char *globex = value("SELECT id FROM tenants WHERE name = 'Globex'");
+    for (int cached = 0; cached < 2; ++cached) {
+        char fresh[4096];
+        login(TG_FX_HTTP1, ALICE, fresh); /* a session no worker has seen */
+        if (cached)
+            cr_assert_gt(tg_fx_warm_every_worker(&srv, fresh, 2), 0, "the session is not cached on both workers");
+        const char *row = value("SELECT id || ' ' || user_id || ' ' || tenant_id FROM sessions ORDER BY created_at DESC LIMIT 1");
+        char sid[64], uid[64], tid[64];
+        cr_assert_eq(sscanf(row, "%63s %63s %63s", sid, uid, tid), 3, "no session: %s", row);
+        const char *claims[][2] = {{bob, tid}, {uid, globex}, {bob, globex}};
+        for (size_t i = 0; i < sizeof(claims) / sizeof(claims[0]); ++i) {
+            snprintf(payload, sizeof(payload), "{\"sub\":\"%s\",\"tid\":\"%s\",\"sid\":\"%s\",\"iat\":%lld,\"exp\":%lld}",
+                     claims[i][0], claims[i][1], sid, now - 5, now + 600);
+            craft_jwt(hs256, payload, EVP_sha256(), key, keylen, forged);
+            for (int k = 0; k < 4; ++k) /* fresh connections: both workers */
+                expect_refused(PROTOS[k % NPROTOS], "GET", "/api/v1/me", forged, NULL, 401, "invalid_token",
+                               cached ? "claims disagree with a cached session" : "claims disagree with the session row");
+        }
+        cr_expect_eq(status_of(TG_FX_H2C, "GET", "/api/v1/me", fresh), 200, "the session itself still works");
+    }
     /* the genuine one still works */
     cr_expect_eq(status_of(TG_FX_H2C, "GET", "/api/v1/me", jwt), 200);
 }
