@@ -181,8 +181,8 @@ long long tg_fx_metric(const tg_fx_server_t *srv, const char *series);
 
 /**
  * Proves that each of the server's `workers` workers holds `credential` (an API token or a
- * JWT) in its credential cache: GET /api/v1/me on fresh connections (HTTP/1.1 and h2c in
- * turn) until tollgate_credential_cache_misses_total has grown by `workers` (a worker
+ * JWT) in its credential cache: GET /api/v1/me on fresh connections (HTTP/1.1 and h2c, three
+ * at a time) until tollgate_credential_cache_misses_total has grown by `workers` (a worker
  * looks a credential up once, then answers from its cache). Call it before the server has
  * seen the credential (a JWT: before its session was used there). Returns how many
  * requests it made (each one counts against the credential's rate limit), or -1 (reason
