@@ -954,6 +954,20 @@ Test(tokens, every_route_takes_both_credential_kinds)
             cr_expect_eq(status_of(PROTOS[p], "GET", "/api/v1/me", credentials[c]), 200);
             cr_expect_eq(status_of(PROTOS[p], "GET", "/api/v1/tokens", credentials[c]), 200);
             cr_expect_eq(status_of(PROTOS[p], "GET", path, credentials[c]), 200);
+            char sub[192];
+            snprintf(sub, sizeof(sub), "%s/usage", path);
+            cr_expect_eq(status_of(PROTOS[p], "GET", sub, credentials[c]), 200, "%s with credential %zu", sub, c);
+            snprintf(sub, sizeof(sub), "%s/usage/summary", path);
+            cr_expect_eq(status_of(PROTOS[p], "GET", sub, credentials[c]), 200, "%s with credential %zu", sub, c);
+            snprintf(sub, sizeof(sub), "%s/rotate", path);
+            tg_fx_http_res_t res;
+            call(PROTOS[p], "POST", sub, credentials[c], "{\"overlapSeconds\":0}", &res);
+            cr_expect_eq(res.status, 200, "%s with credential %zu: %ld %s", sub, c, res.status, res.body);
+            const char *successor = json_str(tg_fx_json(&res), "id");
+            char successor_path[128];
+            snprintf(successor_path, sizeof(successor_path), "/api/v1/tokens/%s", successor);
+            tg_fx_http_res_free(&res);
+            cr_expect_eq(status_of(PROTOS[p], "DELETE", successor_path, credentials[c]), 204);
             cr_expect_eq(status_of(PROTOS[p], "DELETE", path, credentials[c]), 204);
         }
     }
