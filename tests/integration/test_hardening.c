@@ -375,6 +375,7 @@ Test(rapid_reset, clients_that_cancel_half_their_requests_keep_their_connection)
     /* 600 cancellations, three budgets' worth, each matched by a completed request */
     json_t *report = attack("mixed", "--rounds", "60", NULL);
     cr_expect(json_is_null(json_object_get(report, "goaway")), "GOAWAY %s", jtext(json_object_get(report, "goaway")));
+    cr_expect(json_is_null(json_object_get(report, "closed")), "the connection ended: %s", jtext(report));
     cr_expect_eq(json_int(report, "completed"), 600, "%s", jtext(report));
     cr_expect_eq(json_int(report, "cancelled"), 600);
     json_decref(report);
