@@ -107,9 +107,19 @@ Test(buckets, a_full_group_forgets_the_bucket_nearest_to_idle)
     cr_assert(tg_throttle_take(t, UINT64_C(100) << 40, 1000, &retry), "a new key always gets a bucket");
     cr_expect_eq(tg_throttle_evictions(t), 1);
     cr_expect(tg_throttle_would_fit(t, UINT64_C(3) << 40, 1000) == 0, "a full bucket was kept");
+    /* the victim was key 1 (the earliest TAT), and only it: every other full key is still
+     * full, key 2 still holds its two failures (a third fits, a fourth does not, with no
+     * eviction), and key 1 needs a bucket again (the full group gives one up) */
+    for (uint64_t k = 3; k <= TG_THROTTLE_WAYS; ++k)
+        cr_expect(tg_throttle_would_fit(t, k << 40, 1000) == 0, "key %llu lost its failures", (unsigned long long)k);
+    cr_expect(tg_throttle_take(t, UINT64_C(2) << 40, 1000, &retry), "key 2: its third failure");
+    cr_expect_not(tg_throttle_take(t, UINT64_C(2) << 40, 1000, &retry), "key 2 lost its two failures");
+    cr_expect_eq(tg_throttle_evictions(t), 1, "key 2 was evicted");
+    cr_expect(tg_throttle_take(t, UINT64_C(1) << 40, 1000, &retry));
+    cr_expect_eq(tg_throttle_evictions(t), 2, "key 1 was still there: another bucket had been evicted");
     /* once the window passed every bucket is idle: reused, not evicted */
     cr_assert(tg_throttle_take(t, UINT64_C(200) << 40, 100000, &retry));
-    cr_expect_eq(tg_throttle_evictions(t), 1);
+    cr_expect_eq(tg_throttle_evictions(t), 2);
     tg_throttle_destroy(t);
 }
 
