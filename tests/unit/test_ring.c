@@ -1227,4 +1227,30 @@ Test(ring, a_ring_open_to_other_users_is_refused)
     cr_assert_null(tg_ring_attach(name, NULL, err, sizeof(err)), "an attacher used a 0666 ring");
     cr_assert(strstr(err, "refusing a ring that is not this user's alone") != NULL, "unexpected error: %s", err);
     shm_unlink(name);
+
+    /* any group or other bit, and a foreign owner with our own 0600 */
+    static const mode_t modes[] = {0660, 0640, 0620, 0610, 0604, 0602, 0601, 0700 | 0070};
+    for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]) + 1; ++i) {
+        int foreign = i == sizeof(modes) / sizeof(modes[0]);
+        mode_t mode = foreign ? 0600 : modes[i];
+        fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0600);
+        cr_assert_geq(fd, 0, "shm_open: %s", strerror(errno));
+        cr_assert_eq(fchmod(fd, mode), 0);
+        if (foreign && fchown(fd, geteuid() == 65534 ? 65533 : 65534, (gid_t)-1) != 0) {
+            cr_log_warn("cannot give the ring to another user (not root): the foreign-owner case is not checked");
+            close(fd);
+            shm_unlink(name);
+            break;
+        }
+        close(fd);
+        err[0] = '\0';
+        cr_expect_null(tg_ring_open_producer(name, 8, RECORD_SIZE, err, sizeof(err)), "a producer used a ring of mode %03o%s",
+                       (unsigned)mode, foreign ? " owned by another user" : "");
+        cr_expect(strstr(err, "refusing a ring that is not this user's alone") != NULL, "mode %03o: %s", (unsigned)mode, err);
+        err[0] = '\0';
+        cr_expect_null(tg_ring_attach(name, NULL, err, sizeof(err)), "an attacher used a ring of mode %03o%s", (unsigned)mode,
+                       foreign ? " owned by another user" : "");
+        cr_expect(strstr(err, "refusing a ring that is not this user's alone") != NULL, "mode %03o: %s", (unsigned)mode, err);
+        shm_unlink(name);
+    }
 }
