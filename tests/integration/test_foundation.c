@@ -19,6 +19,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+
 #include <criterion/criterion.h>
 #include <curl/curl.h>
 
@@ -191,6 +195,43 @@ Test(serving, healthz_h2_over_tls)
 Test(serving, healthz_http1_over_tls)
 {
     assert_healthz(TG_FX_HTTP1_TLS, CURL_HTTP_VERSION_1_1, "HTTP/1.1 over TLS");
+}
+
+/* /metrics answers loopback peers only: reached through this machine's own non-loopback
+ * address, the peer is that address, and /metrics is the JSON 404 while /healthz works. */
+Test(serving, metrics_is_404_to_a_non_loopback_peer)
+{
+    char addr[INET_ADDRSTRLEN] = "";
+    struct ifaddrs *ifs;
+    cr_assert_eq(getifaddrs(&ifs), 0);
+    for (struct ifaddrs *i = ifs; i != NULL && addr[0] == '\0'; i = i->ifa_next)
+        if (i->ifa_addr != NULL && i->ifa_addr->sa_family == AF_INET && (i->ifa_flags & IFF_UP) && !(i->ifa_flags & IFF_LOOPBACK))
+            inet_ntop(AF_INET, &((struct sockaddr_in *)(void *)i->ifa_addr)->sin_addr, addr, sizeof(addr));
+    freeifaddrs(ifs);
+    if (addr[0] == '\0')
+        cr_skip_test("no non-loopback IPv4 address on this machine");
+    tg_fx_server_stop(&srv, 0);
+    char listen[64];
+    int port = tg_fx_free_port();
+    snprintf(listen, sizeof(listen), "%s:%d", addr, port);
+    const char *const args[] = {"--listen", listen, NULL};
+    tg_fx_server_opts_t opts = {.workers = 2, .extra_args = args};
+    cr_assert_eq(tg_fx_server_start(&srv, &opts), 0, "tollgated with a listener on %s did not start", listen);
+    char url[128];
+    tg_fx_http_res_t res;
+    snprintf(url, sizeof(url), "http://%s/healthz", listen);
+    tg_fx_http_req_t health = {.url = url};
+    cr_assert_eq(tg_fx_http(&health, &res), 0, "%s: %s", url, res.error);
+    cr_expect_eq(res.status, 200, "/healthz through %s: %ld", listen, res.status);
+    tg_fx_http_res_free(&res);
+    snprintf(url, sizeof(url), "http://%s/metrics", listen);
+    tg_fx_http_req_t metrics = {.url = url};
+    cr_assert_eq(tg_fx_http(&metrics, &res), 0, "%s: %s", url, res.error);
+    cr_expect_eq(res.status, 404, "/metrics to peer %s: %ld", addr, res.status);
+    cr_expect(tg_fx_is_error(&res, "not_found"), "body %s", res.body);
+    cr_expect(strstr(res.body, "tollgate_") == NULL, "a counter leaked: %s", res.body);
+    tg_fx_http_res_free(&res);
+    cr_expect_geq(tg_fx_metric(&srv, "tollgate_http_responses_total{class=\"2xx\"}"), 1, "and loopback still reads it");
 }
 
 Test(serving, healthz_head_has_no_body)
