@@ -719,9 +719,11 @@ static void auth_jwt(tg_request_t *r, h2o_iovec_t credential, tg_auth_next_fn ne
             send_invalid(r);
             return;
         }
+        tg_worker_count(r->worker, TG_STAT_CACHE_HITS);
         finish_with_entry(r, e, next);
         return;
     }
+    tg_worker_count(r->worker, TG_STAT_CACHE_MISSES); /* a session lookup is a credential lookup too */
     tg_auth_lookup_t *l = h2o_mem_alloc_shared(&r->req->pool, sizeof(*l), on_lookup_dispose);
     memset(l, 0, sizeof(*l));
     l->r = r;

@@ -1572,6 +1572,67 @@ long long tg_fx_metric(const tg_fx_server_t *srv, const char *series)
     return value;
 }
 
+typedef struct st_fx_warm_t {
+    pthread_t thread;
+    const tg_fx_server_t *srv;
+    const char *authorization;
+    tg_fx_proto_t proto;
+    int rc;
+    long status;
+} fx_warm_t;
+
+static void *warm_one(void *arg)
+{
+    fx_warm_t *w = arg;
+    char url[256];
+    const char *headers[] = {w->authorization, NULL};
+    tg_fx_server_url(w->srv, w->proto, "/api/v1/me", url, sizeof(url));
+    tg_fx_http_req_t req = {.url = url, .headers = headers, .proto = w->proto};
+    tg_fx_http_res_t res;
+    w->rc = tg_fx_http(&req, &res);
+    w->status = res.status;
+    tg_fx_http_res_free(&res);
+    return NULL;
+}
+
+int tg_fx_warm_every_worker(const tg_fx_server_t *srv, const char *credential, int workers)
+{
+    static const char misses[] = "tollgate_credential_cache_misses_total";
+    enum { BURST = 3, MAX_REQUESTS = 400 }; /* a few connections at once: a busy worker leaves some to the others */
+    char authorization[4200];
+    snprintf(authorization, sizeof(authorization), "Authorization: Bearer %s", credential);
+    long long base = tg_fx_metric(srv, misses);
+    if (base < 0) {
+        fprintf(stderr, "fixture: warm-up: no %s\n", misses);
+        return -1;
+    }
+    int made = 0;
+    while (made < MAX_REQUESTS) {
+        fx_warm_t burst[BURST];
+        for (int i = 0; i < BURST; ++i) {
+            burst[i] = (fx_warm_t){.srv = srv, .authorization = authorization, .proto = (made + i) % 2 ? TG_FX_H2C : TG_FX_HTTP1};
+            if (pthread_create(&burst[i].thread, NULL, warm_one, &burst[i]) != 0)
+                warm_one(&burst[i]), burst[i].thread = 0;
+        }
+        int bad = 0;
+        for (int i = 0; i < BURST; ++i) {
+            if (burst[i].thread != 0)
+                pthread_join(burst[i].thread, NULL);
+            if (burst[i].rc != 0 || burst[i].status != 200) {
+                fprintf(stderr, "fixture: warm-up request %d answered %ld\n", made + i, burst[i].status);
+                bad = 1;
+            }
+        }
+        made += BURST;
+        if (bad)
+            return -1;
+        if (tg_fx_metric(srv, misses) - base >= workers)
+            return made;
+    }
+    fprintf(stderr, "fixture: warm-up: %d connections never reached all %d workers\n", made, workers);
+    return -1;
+}
+
 pid_t tg_fx_server_collector_pid(const tg_fx_server_t *srv)
 {
     pid_t pid;

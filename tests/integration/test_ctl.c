@@ -14,6 +14,7 @@
 #include <sys/wait.h>
 
 #include <criterion/criterion.h>
+#include <libpq-fe.h>
 
 #include "common/apitoken.h"
 #include "common/password.h"
@@ -227,18 +228,43 @@ static void *run_migrate_thread(void *p)
     return NULL;
 }
 
+/* The advisory lock tollgatectl migrate takes (server/ctl/migrate.c). */
+#define MIGRATE_LOCK_KEY "8390043843661231205"
+
+/* Backends of this database waiting for the migration lock. */
+static long long lock_waiters(void)
+{
+    char *v = tg_fx_pg_query_value(&pg, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                                        " AND ((classid::bigint << 32) | objid::bigint) = " MIGRATE_LOCK_KEY);
+    long long n = v != NULL ? atoll(v) : -1;
+    free(v);
+    return n;
+}
+
 Test(migrate, two_at_once_apply_each_migration_once)
 {
-    /* several rounds on fresh databases, so the two runs really overlap at least once */
+    /* several rounds on fresh databases; in each the test holds the migration lock until
+     * both runs wait for it, so they provably overlap, then lets them race */
     for (int round = 0; round < 3; ++round) {
         if (round > 0) {
             tg_fx_pg_stop(&pg);
             start_db();
         }
+        PGconn *holder = PQconnectdb(pg.conninfo);
+        cr_assert_eq(PQstatus(holder), CONNECTION_OK, "%s", PQerrorMessage(holder));
+        PGresult *locked = PQexec(holder, "SELECT pg_advisory_lock(" MIGRATE_LOCK_KEY ")");
+        cr_assert_eq(PQresultStatus(locked), PGRES_TUPLES_OK, "%s", PQerrorMessage(holder));
+        PQclear(locked);
         concurrent_run_t runs[2] = {{.started = 0}, {.started = 0}};
         pthread_t threads[2];
         for (int i = 0; i < 2; ++i)
             cr_assert_eq(pthread_create(&threads[i], NULL, run_migrate_thread, &runs[i]), 0);
+        long long waiting, deadline = tg_fx_now_ms() + 20000;
+        while ((waiting = lock_waiters()) < 2 && tg_fx_now_ms() < deadline)
+            usleep(10000);
+        PQfinish(holder); /* releases the lock: the two runs race for it */
+        cr_assert_eq(waiting, 2, "round %d: %lld runs waited for the migration lock, not both: they did not overlap", round,
+                     waiting);
         for (int i = 0; i < 2; ++i)
             pthread_join(threads[i], NULL);
         size_t applied = 0;

@@ -165,14 +165,22 @@ static void call(tg_fx_proto_t proto, const char *method, const char *path, cons
     call_headers(proto, method, path, headers, body, res);
 }
 
-/* The response is the JSON error with this status and code (401: with WWW-Authenticate: Bearer). */
+/* The response is the JSON error with this status and code, not to be cached (JSON:
+ * Cache-Control: no-store); a 401 with WWW-Authenticate: Bearer, naming error="invalid_token"
+ * for that code (RFC 6750 §3), and a 403 insufficient_scope with error="insufficient_scope". */
 static void expect_error(tg_fx_http_res_t *res, long status, const char *code, const char *what)
 {
     cr_expect_eq(res->status, status, "%s: status %ld, want %ld (body %s)", what, res->status, status, res->body);
     cr_expect(tg_fx_is_error(res, code), "%s: body %s, want error code %s", what, res->body, code);
+    const char *cc = tg_fx_header(res, "cache-control");
+    cr_expect(cc != NULL && strcmp(cc, "no-store") == 0, "%s: Cache-Control is %s", what, cc ? cc : "(none)");
+    const char *h = tg_fx_header(res, "www-authenticate");
     if (status == 401) {
-        const char *h = tg_fx_header(res, "www-authenticate");
-        cr_expect(h != NULL && strncmp(h, "Bearer", 6) == 0, "%s: WWW-Authenticate is %s", what, h ? h : "(none)");
+        const char *want = strcmp(code, "invalid_token") == 0 ? "Bearer error=\"invalid_token\"" : "Bearer";
+        cr_expect(h != NULL && strcmp(h, want) == 0, "%s: WWW-Authenticate is %s, want %s", what, h ? h : "(none)", want);
+    } else if (status == 403 && strcmp(code, "insufficient_scope") == 0) {
+        cr_expect(h != NULL && strcmp(h, "Bearer error=\"insufficient_scope\"") == 0, "%s: WWW-Authenticate is %s", what,
+                  h ? h : "(none)");
     }
 }
 
@@ -207,6 +215,8 @@ static void login(tg_fx_proto_t proto, const char *email, char jwt[4096])
     tg_fx_http_res_t res;
     call(proto, "POST", "/api/v1/auth/login", NULL, body, &res);
     cr_assert_eq(res.status, 200, "login %s over %s: %ld %s", email, proto_name(proto), res.status, res.body);
+    const char *cc = tg_fx_header(&res, "cache-control");
+    cr_expect(cc != NULL && strcmp(cc, "no-store") == 0, "login: Cache-Control is %s (a JWT in the body)", cc ? cc : "(none)");
     json_t *doc = tg_fx_json(&res);
     cr_assert_not_null(doc, "login body %s", res.body);
     snprintf(jwt, 4096, "%s", json_str(doc, "token"));
@@ -352,15 +362,23 @@ Test(login, email_is_case_insensitive)
 
 Test(login, wrong_password_and_unknown_email_look_the_same)
 {
+    static const char checks[] = "tollgate_login_password_checks_total";
+    double wrong_ms = 1e9, unknown_ms = 1e9; /* the fastest of each */
     for (size_t p = 0; p < NPROTOS; ++p) {
         char *before = db_fingerprint();
         tg_fx_http_res_t wrong, unknown;
         call(PROTOS[p], "POST", "/api/v1/auth/login", NULL, "{\"email\":\"" ALICE "\",\"password\":\"not the password\"}", &wrong);
+        /* an unknown email runs the same argon2id check, against a dummy hash */
+        long long checks_before = tg_fx_metric(&srv, checks);
         call(PROTOS[p], "POST", "/api/v1/auth/login", NULL, "{\"email\":\"nobody@acme.example\",\"password\":\"" PASSWORD "\"}",
              &unknown);
+        cr_expect(checks_before >= 0 && tg_fx_metric(&srv, checks) == checks_before + 1,
+                  "an unknown email did not run the password check (%s)", checks);
         expect_error(&wrong, 401, "invalid_credentials", "wrong password");
         expect_error(&unknown, 401, "invalid_credentials", "unknown email");
         cr_expect_str_eq(wrong.body, unknown.body, "the two failures must not be told apart");
+        wrong_ms = wrong.total_ms < wrong_ms ? wrong.total_ms : wrong_ms;
+        unknown_ms = unknown.total_ms < unknown_ms ? unknown.total_ms : unknown_ms;
         const char *h1 = tg_fx_header(&wrong, "www-authenticate"), *h2 = tg_fx_header(&unknown, "www-authenticate");
         cr_expect(h1 != NULL && h2 != NULL && strcmp(h1, h2) == 0, "WWW-Authenticate differs");
         tg_fx_http_res_free(&wrong);
@@ -371,6 +389,11 @@ Test(login, wrong_password_and_unknown_email_look_the_same)
         free(after);
     }
     cr_expect_str_eq(value("SELECT count(*) FROM sessions"), "0");
+    /* the dummy argon2id check costs what a real one does; without it an unknown email
+     * answers in a fraction of the time (a relative bound, for loaded machines) */
+    cr_log_info("fastest wrong-password login %.1f ms, fastest unknown-email login %.1f ms", wrong_ms, unknown_ms);
+    cr_expect_geq(unknown_ms * 4, wrong_ms, "an unknown email answered in %.1f ms, a wrong password in %.1f ms: no dummy check",
+                  unknown_ms, wrong_ms);
 }
 
 Test(login, bad_input_is_400_and_changes_nothing)
@@ -428,9 +451,8 @@ Test(logout, the_jwt_stops_working_on_every_worker)
     for (size_t p = 0; p < NPROTOS; ++p) {
         char jwt[4096];
         login(PROTOS[p], ALICE, jwt);
-        /* warm both workers' caches: many fresh connections spread over the workers */
-        for (int i = 0; i < LOGOUT_TRIES; ++i)
-            cr_assert_eq(status_of(PROTOS[i % NPROTOS], "GET", "/api/v1/me", jwt), 200, "before logout, try %d", i);
+        /* cached on both workers (proved by the miss counter), so a 401 cannot come from an uncached one */
+        cr_assert_gt(tg_fx_warm_every_worker(&srv, jwt, 2), 0, "the JWT is not cached on both workers");
         tg_fx_http_res_t res;
         call(PROTOS[p], "POST", "/api/v1/auth/logout", jwt, NULL, &res);
         cr_assert_eq(res.status, 204, "logout over %s: %ld %s", proto_name(PROTOS[p]), res.status, res.body);
@@ -754,9 +776,8 @@ Test(tokens, delete_is_seen_by_every_worker_at_once)
         char jwt[4096], id[TG_UUID_STRLEN + 1], token[TG_APITOKEN_LEN + 1];
         login(PROTOS[p], ALICE, jwt);
         json_decref(create_token(PROTOS[p], jwt, "{\"name\":\"doomed\"}", id, token));
-        /* cache it on both workers */
-        for (int i = 0; i < 20; ++i)
-            cr_assert_eq(status_of(PROTOS[i % NPROTOS], "GET", "/api/v1/me", token), 200, "before DELETE, try %d", i);
+        /* cache it on both workers (proved by the miss counter) */
+        cr_assert_gt(tg_fx_warm_every_worker(&srv, token, 2), 0, "the token is not cached on both workers");
         char path[128];
         snprintf(path, sizeof(path), "/api/v1/tokens/%s", id);
         tg_fx_http_res_t res;
@@ -872,12 +893,11 @@ Test(tokens, revoking_a_token_revokes_the_tokens_created_with_it)
     login(TG_FX_HTTP1, ALICE, jwt);
     json_decref(create_token(TG_FX_HTTP1, jwt, "{\"name\":\"parent\"}", pid, parent));
     json_decref(create_token(TG_FX_HTTP1, parent, "{\"name\":\"child\"}", cid, child));
+    /* cached on both workers (proved by the miss counter) before anything else uses them */
+    cr_assert_gt(tg_fx_warm_every_worker(&srv, child, 2), 0, "the child is not cached on both workers");
     json_decref(create_token(TG_FX_H2C, child, "{\"name\":\"grandchild\"}", gid, grandchild));
+    cr_assert_gt(tg_fx_warm_every_worker(&srv, grandchild, 2), 0, "the grandchild is not cached on both workers");
     json_decref(create_token(TG_FX_HTTP1, jwt, "{\"name\":\"sibling\"}", sid, sibling));
-    for (int i = 0; i < 20; ++i) { /* cached on both workers */
-        cr_assert_eq(status_of(PROTOS[i % NPROTOS], "GET", "/api/v1/me", child), 200);
-        cr_assert_eq(status_of(PROTOS[i % NPROTOS], "GET", "/api/v1/me", grandchild), 200);
-    }
     char path[128];
     snprintf(path, sizeof(path), "/api/v1/tokens/%s", pid);
     cr_assert_eq(status_of(TG_FX_HTTP1, "DELETE", path, jwt), 204);
@@ -1249,6 +1269,20 @@ Test(tokens, every_route_takes_both_credential_kinds)
             cr_expect_eq(status_of(PROTOS[p], "GET", "/api/v1/me", credentials[c]), 200);
             cr_expect_eq(status_of(PROTOS[p], "GET", "/api/v1/tokens", credentials[c]), 200);
             cr_expect_eq(status_of(PROTOS[p], "GET", path, credentials[c]), 200);
+            char sub[192];
+            snprintf(sub, sizeof(sub), "%s/usage", path);
+            cr_expect_eq(status_of(PROTOS[p], "GET", sub, credentials[c]), 200, "%s with credential %zu", sub, c);
+            snprintf(sub, sizeof(sub), "%s/usage/summary", path);
+            cr_expect_eq(status_of(PROTOS[p], "GET", sub, credentials[c]), 200, "%s with credential %zu", sub, c);
+            snprintf(sub, sizeof(sub), "%s/rotate", path);
+            tg_fx_http_res_t res;
+            call(PROTOS[p], "POST", sub, credentials[c], "{\"overlapSeconds\":0}", &res);
+            cr_expect_eq(res.status, 200, "%s with credential %zu: %ld %s", sub, c, res.status, res.body);
+            const char *successor = json_str(tg_fx_json(&res), "id");
+            char successor_path[128];
+            snprintf(successor_path, sizeof(successor_path), "/api/v1/tokens/%s", successor);
+            tg_fx_http_res_free(&res);
+            cr_expect_eq(status_of(PROTOS[p], "DELETE", successor_path, credentials[c]), 204);
             cr_expect_eq(status_of(PROTOS[p], "DELETE", path, credentials[c]), 204);
         }
     }
@@ -1407,6 +1441,33 @@ static long long ms_until_401(const tg_fx_server_t *node, const char *credential
     return -1;
 }
 
+/* Polls `node` (fresh connections, both protocols, so both workers) until REVOKE_TRIES
+ * requests in a row are 401: no worker still answers from its cache. Returns the
+ * milliseconds from `start` to the first 401 of that streak, or -1 at `timeout_ms`. */
+static long long ms_until_all_401(const tg_fx_server_t *node, const char *credential, long long start, int timeout_ms)
+{
+    char url[256], authorization[4200];
+    snprintf(authorization, sizeof(authorization), "Authorization: Bearer %s", credential);
+    const char *headers[] = {authorization, NULL};
+    long long streak_from = -1;
+    int streak = 0;
+    for (int i = 0; streak < REVOKE_TRIES && tg_fx_now_ms() - start < timeout_ms; ++i) {
+        tg_fx_server_url(node, PROTOS[i % NPROTOS], "/api/v1/me", url, sizeof(url));
+        tg_fx_http_req_t req = {.url = url, .headers = headers, .proto = PROTOS[i % NPROTOS]};
+        tg_fx_http_res_t res;
+        long long sent = tg_fx_now_ms();
+        int rc = tg_fx_http(&req, &res);
+        if (rc == 0 && res.status == 401) {
+            if (streak++ == 0)
+                streak_from = sent - start;
+        } else {
+            streak = 0;
+        }
+        tg_fx_http_res_free(&res);
+    }
+    return streak >= REVOKE_TRIES ? streak_from : -1;
+}
+
 Test(nodes, delete_and_logout_reach_another_node_within_a_second)
 {
     /* node B: another tollgated on the same database, its own ring and workers */
@@ -1422,33 +1483,33 @@ Test(nodes, delete_and_logout_reach_another_node_within_a_second)
     char jwt[4096], id[TG_UUID_STRLEN + 1], token[TG_APITOKEN_LEN + 1], path[128], payload[64];
     login(TG_FX_HTTP1, ALICE, jwt);
     json_decref(create_token(TG_FX_HTTP1, jwt, "{\"name\":\"shared\"}", id, token));
-    /* both credentials cached on every worker of node B */
-    for (int i = 0; i < 20; ++i) {
-        tg_fx_http_res_t res;
-        char url[256], authorization[4200];
-        snprintf(authorization, sizeof(authorization), "Authorization: Bearer %s", i % 2 ? jwt : token);
-        const char *headers[] = {authorization, NULL};
-        tg_fx_server_url(&node_b, PROTOS[i % NPROTOS], "/api/v1/me", url, sizeof(url));
-        tg_fx_http_req_t req = {.url = url, .headers = headers, .proto = PROTOS[i % NPROTOS]};
-        cr_assert_eq(tg_fx_http(&req, &res), 0);
-        cr_assert_eq(res.status, 200, "node B before revocation: %ld %s", res.status, res.body);
-        tg_fx_http_res_free(&res);
-    }
+    /* both credentials cached on every worker of node B, proved by B's miss counter (a
+     * worker that had not cached one would answer 401 from PostgreSQL, NOTIFY or not) */
+    cr_assert_gt(tg_fx_warm_every_worker(&node_b, token, 2), 0, "the token is not cached on both workers of node B");
+    cr_assert_gt(tg_fx_warm_every_worker(&node_b, jwt, 2), 0, "the JWT is not cached on both workers of node B");
 
     snprintf(path, sizeof(path), "/api/v1/tokens/%s", id);
     cr_assert_eq(status_of(TG_FX_HTTP1, "DELETE", path, jwt), 204);
     snprintf(payload, sizeof(payload), "t:%s", id);
     cr_expect(wait_notify(listener, payload, 1000), "no NOTIFY %s within 1 s of the DELETE", payload);
+    long long deleted_at = tg_fx_now_ms();
     long long ms = ms_until_401(&node_b, token, 3000);
     cr_expect(ms >= 0 && ms <= 1000, "node B rejected the deleted token after %lld ms (want <= 1000)", ms);
+    long long all_ms = ms_until_all_401(&node_b, token, deleted_at, 5000);
+    cr_expect(all_ms >= 0 && all_ms <= 1000, "every worker of node B rejected the deleted token %lld ms after the NOTIFY was seen"
+              " (want <= 1000; -1: not %d 401s in a row within 5 s)", all_ms, REVOKE_TRIES);
     cr_log_info("node B rejected the deleted token %lld ms after the 204", ms);
 
     const char *sid = value("SELECT id FROM sessions ORDER BY created_at DESC LIMIT 1");
     snprintf(payload, sizeof(payload), "s:%s", sid);
     cr_assert_eq(status_of(TG_FX_H2C, "POST", "/api/v1/auth/logout", jwt), 204);
     cr_expect(wait_notify(listener, payload, 1000), "no NOTIFY %s within 1 s of the logout", payload);
+    long long logout_at = tg_fx_now_ms();
     ms = ms_until_401(&node_b, jwt, 3000);
     cr_expect(ms >= 0 && ms <= 1000, "node B rejected the logged-out JWT after %lld ms (want <= 1000)", ms);
+    all_ms = ms_until_all_401(&node_b, jwt, logout_at, 5000);
+    cr_expect(all_ms >= 0 && all_ms <= 1000, "every worker of node B rejected the logged-out JWT %lld ms after the NOTIFY was seen"
+              " (want <= 1000; -1: not %d 401s in a row within 5 s)", all_ms, REVOKE_TRIES);
     cr_log_info("node B rejected the logged-out JWT %lld ms after the 204", ms);
 
     PQfinish(listener);
@@ -1663,6 +1724,29 @@ Test(credentials, forged_and_stale_jwts_are_401)
     craft_jwt(hs256, payload, NULL, NULL, 0, forged);
     strcat(forged, sig + 1);
     expect_refused(TG_FX_H2C, "GET", "/api/v1/tokens", forged, NULL, 401, "invalid_token", "tampered payload");
+    /* sub or tid that disagree with the session row, signed with the real key: refused when
+     * the session is looked up (no worker has it yet) and when every worker has it cached */
+    const char *bob = value("SELECT id FROM users WHERE email = '" BOB "'");
+    const char *globex = value("SELECT id FROM tenants WHERE name = 'Globex'");
+    for (int cached = 0; cached < 2; ++cached) {
+        char fresh[4096];
+        login(TG_FX_HTTP1, ALICE, fresh); /* a session no worker has seen */
+        if (cached)
+            cr_assert_gt(tg_fx_warm_every_worker(&srv, fresh, 2), 0, "the session is not cached on both workers");
+        const char *row = value("SELECT id || ' ' || user_id || ' ' || tenant_id FROM sessions ORDER BY created_at DESC LIMIT 1");
+        char sid[64], uid[64], tid[64];
+        cr_assert_eq(sscanf(row, "%63s %63s %63s", sid, uid, tid), 3, "no session: %s", row);
+        const char *claims[][2] = {{bob, tid}, {uid, globex}, {bob, globex}};
+        for (size_t i = 0; i < sizeof(claims) / sizeof(claims[0]); ++i) {
+            snprintf(payload, sizeof(payload), "{\"sub\":\"%s\",\"tid\":\"%s\",\"sid\":\"%s\",\"iat\":%lld,\"exp\":%lld}",
+                     claims[i][0], claims[i][1], sid, now - 5, now + 600);
+            craft_jwt(hs256, payload, EVP_sha256(), key, keylen, forged);
+            for (int k = 0; k < 4; ++k) /* fresh connections: both workers */
+                expect_refused(PROTOS[k % NPROTOS], "GET", "/api/v1/me", forged, NULL, 401, "invalid_token",
+                               cached ? "claims disagree with a cached session" : "claims disagree with the session row");
+        }
+        cr_expect_eq(status_of(TG_FX_H2C, "GET", "/api/v1/me", fresh), 200, "the session itself still works");
+    }
     /* the genuine one still works */
     cr_expect_eq(status_of(TG_FX_H2C, "GET", "/api/v1/me", jwt), 200);
 }

@@ -945,8 +945,15 @@ Test(metering, k_requests_become_k_rows_with_every_field, .timeout = TEST_TIMEOU
     fprintf(stderr, "[metering] visibility after the response (%zu requests, 10 ms polls): p50 %lld ms, p99 %lld ms, max %lld ms\n",
             nlat, p50, p99, max);
 
-    /* exactly K rows, distinct ids, and nothing else arrives late */
+    /* exactly K rows, distinct ids, and nothing else arrives late: once K are there, the ring
+     * is drained (depth 0: every record released, i.e. committed), and then counted again */
     cr_assert_eq(wait_rows(tok.id, K_REQUESTS, 2000), K_REQUESTS, "rows for the token");
+    long long depth, drain_deadline = tg_fx_now_ms() + 5000;
+    while ((depth = metric(&srv, "tollgate_ring_depth")) != 0 && tg_fx_now_ms() < drain_deadline)
+        sleep_ms(POLL_MS);
+    cr_assert_eq(depth, 0, "the ring did not drain within 5 s");
+    cr_assert_eq(sql_ll("SELECT count(*) FROM api_token_usage WHERE token_id = '%s'", tok.id), K_REQUESTS,
+                 "rows for the token once the ring drained");
     cr_assert_eq(sql_ll("SELECT count(DISTINCT id) FROM api_token_usage"), K_REQUESTS, "distinct ids");
     cr_assert_eq(sql_ll("SELECT count(*) FROM api_token_usage"), K_REQUESTS, "rows of any token");
     cr_expect_eq(sql_ll("SELECT count(*) FROM api_token_usage WHERE token_id <> '%s' OR user_id <> '%s' OR tenant_id <> '%s'",

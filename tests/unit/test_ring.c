@@ -174,6 +174,24 @@ static uint64_t slot_seq(tg_ring_t *ring, uint64_t pos)
     return atomic_load(&tg_ring__slot(ring, pos)->seq);
 }
 
+/* Reads nothing at `pos` (which runs the consumer's quarantine check, at most every
+ * timeout/8) until the slot of `pos` is free for it, or `limit_ms` passes. 1 when it is. */
+static int wait_slot_free(tg_ring_t *consumer, tg_ring_t *owner, uint64_t pos, unsigned limit_ms)
+{
+    tg_ring_entry_t entry;
+    unsigned char buf[PAYLOAD_SIZE];
+    char err[TG_RING_ERR_SIZE] = "";
+    uint64_t deadline = now_ms() + limit_ms;
+    for (;;) {
+        cr_assert_eq(tg_ring_read(consumer, pos, &entry, buf, 1, err, sizeof(err)), 0, "read at %" PRIu64 ": %s", pos, err);
+        if (slot_seq(owner, pos) == tg_ring_seq_free(pos))
+            return 1;
+        if (now_ms() >= deadline)
+            return 0;
+        sleep_ms(1);
+    }
+}
+
 /* ---- single process: the contract of open/attach/append/read/release ---- */
 
 Test(ring, append_read_release_roundtrip)
@@ -972,9 +990,8 @@ Test(ring, a_stopped_producer_loses_its_record_and_corrupts_nothing)
     cr_assert_eq(WEXITSTATUS(status), 10 + TG_RING_LOST);
     cr_assert_eq(slot_seq(owner, 0), tg_ring_seq_owned(0, 0, TG_RING_SEQ_LOST), "the producer says it is done");
 
-    sleep_ms(CLAIM_TIMEOUT_MS / 8 + 5); /* quarantine is checked every timeout/8 */
-    cr_assert_eq(tg_ring_read(consumer, 4, entries, buf, 4, err, sizeof(err)), 0);
-    cr_assert_eq(slot_seq(owner, 0), tg_ring_seq_free(4));
+    /* quarantine is checked every timeout/8: polled, with a deadline of a whole timeout */
+    cr_assert(wait_slot_free(consumer, owner, 4, CLAIM_TIMEOUT_MS), "the slot stayed quarantined after its producer finished");
     append_test_record(owner, 6, 5, TG_RING_OK);
     cr_assert_eq(read_until(consumer, 4, entries, buf, 1, 1000), 1);
     uint32_t producer;
@@ -1034,9 +1051,10 @@ Test(ring, a_producer_stopped_past_the_quarantine_is_counted_as_torn)
     cr_assert_eq(tg_ring_release(consumer, 4, err, sizeof(err)), 0, "%s", err);
     append_test_record(owner, 6, 4, TG_RING_FULL);
 
-    sleep_ms(250);
-    cr_assert_eq(tg_ring_read(consumer, 4, entries, buf, 4, err, sizeof(err)), 0);
-    cr_assert_eq(slot_seq(owner, 0), tg_ring_seq_free(4), "quarantine expired: slot reused although its owner lives");
+    if (!wait_slot_free(consumer, owner, 4, 5000)) {
+        kill(sleeper, SIGKILL); /* not left stopped behind a failed test */
+        cr_assert_fail("the quarantine never expired: the slot was not reused");
+    }
     append_test_record(owner, 6, 5, TG_RING_OK);
 
     kill(sleeper, SIGCONT);
@@ -1189,10 +1207,15 @@ Test(ring, producers_killed_at_random_never_stall_the_consumer_or_corrupt_record
     }
 
     cr_assert_eq(pos, tg_ring_head(consumer), "the consumer did not drain after the producers died");
-    sleep_ms(CLAIM_TIMEOUT_MS / 8 + 5);
-    cr_assert_eq(tg_ring_read(consumer, pos, entries, buf, BATCH, err, sizeof(err)), 0); /* runs the quarantine check */
+    /* the quarantine check runs on reads, every timeout/8: polled until no slot is held */
     tg_ring_stats_t stats;
-    tg_ring_stats(consumer, &stats);
+    uint64_t quarantine_deadline = now_ms() + CLAIM_TIMEOUT_MS * 2;
+    do {
+        cr_assert_eq(tg_ring_read(consumer, pos, entries, buf, BATCH, err, sizeof(err)), 0, "%s", err);
+        tg_ring_stats(consumer, &stats);
+        if (stats.quarantined != 0)
+            sleep_ms(1);
+    } while (stats.quarantined != 0 && now_ms() < quarantine_deadline);
     cr_log_info("chaos: %" PRIu64 " kills, %" PRIu64 " records, %" PRIu64 " lost, longest stall %" PRIu64 " ms, %" PRIu64
                 " dropped",
                 kills, records, lost_seen, max_stall, stats.dropped);
@@ -1227,4 +1250,30 @@ Test(ring, a_ring_open_to_other_users_is_refused)
     cr_assert_null(tg_ring_attach(name, NULL, err, sizeof(err)), "an attacher used a 0666 ring");
     cr_assert(strstr(err, "refusing a ring that is not this user's alone") != NULL, "unexpected error: %s", err);
     shm_unlink(name);
+
+    /* any group or other bit, and a foreign owner with our own 0600 */
+    static const mode_t modes[] = {0660, 0640, 0620, 0610, 0604, 0602, 0601, 0700 | 0070};
+    for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]) + 1; ++i) {
+        int foreign = i == sizeof(modes) / sizeof(modes[0]);
+        mode_t mode = foreign ? 0600 : modes[i];
+        fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0600);
+        cr_assert_geq(fd, 0, "shm_open: %s", strerror(errno));
+        cr_assert_eq(fchmod(fd, mode), 0);
+        if (foreign && fchown(fd, geteuid() == 65534 ? 65533 : 65534, (gid_t)-1) != 0) {
+            cr_log_warn("cannot give the ring to another user (not root): the foreign-owner case is not checked");
+            close(fd);
+            shm_unlink(name);
+            break;
+        }
+        close(fd);
+        err[0] = '\0';
+        cr_expect_null(tg_ring_open_producer(name, 8, RECORD_SIZE, err, sizeof(err)), "a producer used a ring of mode %03o%s",
+                       (unsigned)mode, foreign ? " owned by another user" : "");
+        cr_expect(strstr(err, "refusing a ring that is not this user's alone") != NULL, "mode %03o: %s", (unsigned)mode, err);
+        err[0] = '\0';
+        cr_expect_null(tg_ring_attach(name, NULL, err, sizeof(err)), "an attacher used a ring of mode %03o%s", (unsigned)mode,
+                       foreign ? " owned by another user" : "");
+        cr_expect(strstr(err, "refusing a ring that is not this user's alone") != NULL, "mode %03o: %s", (unsigned)mode, err);
+        shm_unlink(name);
+    }
 }

@@ -18,6 +18,7 @@
 
 #include "server/auth_throttle.h"
 #include "shm/throttle.h"
+#include "tests/unit/race.h"
 
 #define HOLD_MS 5000
 /* A key as tg_throttle_key() makes them: distinct high bits (the tag) and low bits (the group). */
@@ -106,9 +107,19 @@ Test(buckets, a_full_group_forgets_the_bucket_nearest_to_idle)
     cr_assert(tg_throttle_take(t, UINT64_C(100) << 40, 1000, &retry), "a new key always gets a bucket");
     cr_expect_eq(tg_throttle_evictions(t), 1);
     cr_expect(tg_throttle_would_fit(t, UINT64_C(3) << 40, 1000) == 0, "a full bucket was kept");
+    /* the victim was key 1 (the earliest TAT), and only it: every other full key is still
+     * full, key 2 still holds its two failures (a third fits, a fourth does not, with no
+     * eviction), and key 1 needs a bucket again (the full group gives one up) */
+    for (uint64_t k = 3; k <= TG_THROTTLE_WAYS; ++k)
+        cr_expect(tg_throttle_would_fit(t, k << 40, 1000) == 0, "key %llu lost its failures", (unsigned long long)k);
+    cr_expect(tg_throttle_take(t, UINT64_C(2) << 40, 1000, &retry), "key 2: its third failure");
+    cr_expect_not(tg_throttle_take(t, UINT64_C(2) << 40, 1000, &retry), "key 2 lost its two failures");
+    cr_expect_eq(tg_throttle_evictions(t), 1, "key 2 was evicted");
+    cr_expect(tg_throttle_take(t, UINT64_C(1) << 40, 1000, &retry));
+    cr_expect_eq(tg_throttle_evictions(t), 2, "key 1 was still there: another bucket had been evicted");
     /* once the window passed every bucket is idle: reused, not evicted */
     cr_assert(tg_throttle_take(t, UINT64_C(200) << 40, 100000, &retry));
-    cr_expect_eq(tg_throttle_evictions(t), 1);
+    cr_expect_eq(tg_throttle_evictions(t), 2);
     tg_throttle_destroy(t);
 }
 
@@ -139,37 +150,50 @@ Test(memos, empty_words_are_free_right_after_creation)
     tg_throttle_destroy(t);
 }
 
-/* Children share the mapping: PROCS processes race TRIES takes each on one key at one
- * instant; exactly the budget is admitted, whatever the interleaving. */
+/* Children share the mapping: PROCS processes race at least TRIES takes each on one key at
+ * one instant; exactly the budget is admitted, whatever the interleaving. They start
+ * together (a barrier), the budget is large enough for the admissions to outlast time
+ * slices, and the test checks that they did race: all started before any finished, and
+ * more than one got a share of the budget. */
 #define PROCS 4
-#define TRIES 2000
-#define BUDGET 1000
+#define TRIES 500000
+#define BUDGET 1000000
 
 Test(buckets, processes_racing_on_one_key_admit_exactly_the_budget)
 {
-    tg_throttle_t *t = tg_throttle_create(1024, 64, BUDGET, 3600 * 1000, HOLD_MS);
+    tg_throttle_t *t = tg_throttle_create(1024, 64, BUDGET, 4 * BUDGET, HOLD_MS); /* one failure back every 4 ms */
     cr_assert_not_null(t);
     uint64_t *admitted = mmap(NULL, sizeof(uint64_t) * PROCS, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     cr_assert_neq(admitted, MAP_FAILED);
+    tg_race_t *race = tg_race_create();
+    cr_assert_not_null(race);
     pid_t pids[PROCS];
     for (int p = 0; p < PROCS; ++p) {
         if ((pids[p] = fork()) == 0) {
             uint64_t n = 0, retry;
-            for (int i = 0; i < TRIES; ++i)
+            long long t0 = tg_race_child_start(race, p);
+            for (long long i = 0; tg_race_more(t0, i, TRIES); ++i)
                 n += (uint64_t)tg_throttle_take(t, K(77), 5000, &retry);
+            tg_race_child_end(race, p);
             admitted[p] = n;
             _exit(0);
         }
         cr_assert_gt(pids[p], 0);
     }
+    cr_assert_eq(tg_race_go(race, PROCS), 0, "not all %d children reached the barrier", PROCS);
     uint64_t total = 0;
+    int shares = 0;
     for (int p = 0; p < PROCS; ++p) {
         int status;
         cr_assert_eq(waitpid(pids[p], &status, 0), pids[p]);
         cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
         total += admitted[p];
+        shares += admitted[p] > 0;
     }
+    cr_assert(tg_race_overlapped(race, PROCS), "a child finished before the last one started: no race was tested");
+    cr_assert_geq(shares, 2, "one process took the whole budget: the admissions did not interleave");
     cr_expect_eq(total, BUDGET, "admitted %llu of a budget of %d", (unsigned long long)total, BUDGET);
+    tg_race_destroy(race);
     munmap(admitted, sizeof(uint64_t) * PROCS);
     tg_throttle_destroy(t);
 }

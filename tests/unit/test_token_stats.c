@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "shm/token_stats.h"
+#include "tests/unit/race.h"
 
 /* Processes racing in the concurrency tests: more than the 2 cores of CI, so they interleave. */
 #define NPROCS 4
@@ -72,6 +73,24 @@ static void reap(pid_t *pids, int n)
         cr_assert_eq(waitpid(pids[i], &status, 0), pids[i]);
         cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child %d failed (status %d)", i, status);
     }
+}
+
+/* Lets the children of `race` go, reaps them and asserts that they overlapped. */
+static void race_and_reap(tg_race_t *race, pid_t *pids, int n)
+{
+    cr_assert_eq(tg_race_go(race, n), 0, "not all %d children reached the barrier", n);
+    reap(pids, n);
+    cr_assert(tg_race_overlapped(race, n), "a child finished before the last one started: no race was tested");
+    tg_race_destroy(race);
+}
+
+/* At least two of the `n` counts are non-zero: the contended phase interleaved. */
+static void expect_shared(const uint64_t *counts, int n, const char *what)
+{
+    int shares = 0;
+    for (int p = 0; p < n; ++p)
+        shares += counts[p] > 0;
+    cr_assert_geq(shares, 2, "%s: one process took it all; the processes did not interleave", what);
 }
 
 /* A page of shared memory for children to report through. */
@@ -166,22 +185,31 @@ Test(token_stats, concurrent_claims_agree)
 {
     tg_token_stats_t *s = make(4096, 1);
     uint32_t (*slots)[RACE_IDS] = shared_page(sizeof(uint32_t) * NPROCS * RACE_IDS);
+    tg_race_t *race = tg_race_create();
+    cr_assert_not_null(race);
     pid_t pids[NPROCS];
     for (int p = 0; p < NPROCS; ++p) {
         if ((pids[p] = fork()) == 0) {
             uint8_t id[16];
             /* each process walks the ids in its own order (strides coprime with RACE_IDS), so
-             * claims of one id collide */
+             * claims of one id collide; then again, finding them (enough work to overlap) */
             static const uint64_t strides[NPROCS] = {1, 3, 7, 9};
-            for (uint64_t i = 0; i < RACE_IDS; ++i) {
-                uint64_t n = (i * strides[p] + (uint64_t)p * 7) % RACE_IDS;
-                make_id(id, n);
-                slots[p][n] = tg_token_stats_slot(s, id, 1);
+            long long t0 = tg_race_child_start(race, p);
+            for (int round = 0; tg_race_more(t0, round, 2); ++round) {
+                for (uint64_t i = 0; i < RACE_IDS; ++i) {
+                    uint64_t n = (i * strides[p] + (uint64_t)p * 7) % RACE_IDS;
+                    make_id(id, n);
+                    uint32_t slot = tg_token_stats_slot(s, id, 1);
+                    if (round > 0 && slot != slots[p][n])
+                        _exit(2); /* an id moved */
+                    slots[p][n] = slot;
+                }
             }
+            tg_race_child_end(race, p);
             _exit(0);
         }
     }
-    reap(pids, NPROCS);
+    race_and_reap(race, pids, NPROCS);
     uint8_t *owner = calloc(4096, 1);
     for (uint64_t n = 0; n < RACE_IDS; ++n) {
         cr_assert_neq(slots[0][n], TG_TOKEN_STATS_NO_SLOT);
@@ -273,23 +301,28 @@ Test(token_stats, gcra_shared_by_processes_admits_exactly_the_bucket)
     make_id(id, 42);
     uint32_t slot = tg_token_stats_slot(s, id, 1);
     tg_gcra_t g;
-    tg_gcra_init(&g, 1000, 3600, 500); /* 1500 at once, then one every 3.6 s */
+    tg_gcra_init(&g, 800000, 3600, 200000); /* 1000000 at once, then one every 4.5 ms */
     int64_t now = 100 * NS_PER_S;
     uint64_t *allowed = shared_page(sizeof(uint64_t) * NPROCS);
+    tg_race_t *race = tg_race_create();
+    cr_assert_not_null(race);
     pid_t pids[NPROCS];
     for (int p = 0; p < NPROCS; ++p) {
         if ((pids[p] = fork()) == 0) {
             tg_gcra_verdict_t v;
-            for (int i = 0; i < 1000; ++i) /* 4000 attempts in one instant: no refill */
+            long long t0 = tg_race_child_start(race, p);
+            for (long long i = 0; tg_race_more(t0, i, 500000); ++i) /* 2000000+ attempts in one instant: no refill */
                 allowed[p] += (uint64_t)tg_token_stats_rate(s, slot, &g, now, &v);
+            tg_race_child_end(race, p);
             _exit(0);
         }
     }
-    reap(pids, NPROCS);
+    race_and_reap(race, pids, NPROCS);
+    expect_shared(allowed, NPROCS, "the bucket");
     uint64_t total = 0;
     for (int p = 0; p < NPROCS; ++p)
         total += allowed[p];
-    cr_assert_eq(total, 1500, "CAS races admitted %" PRIu64 " of a 1500 bucket", total);
+    cr_assert_eq(total, 1000000, "CAS races admitted %" PRIu64 " of a 1000000 bucket", total);
     tg_token_stats_close(s);
 }
 
@@ -355,21 +388,26 @@ Test(token_stats, quota_shared_by_processes_admits_exactly_the_limit)
     make_id(id, 3);
     uint32_t slot = tg_token_stats_slot(s, id, 1);
     uint64_t *allowed = shared_page(sizeof(uint64_t) * NPROCS);
+    tg_race_t *race = tg_race_create();
+    cr_assert_not_null(race);
     pid_t pids[NPROCS];
     for (int p = 0; p < NPROCS; ++p) {
         if ((pids[p] = fork()) == 0) {
             uint64_t used;
-            for (int i = 0; i < 1000; ++i)
-                allowed[p] += (uint64_t)tg_token_stats_quota_take(s, slot, DAY(0), 2500, &used);
+            long long t0 = tg_race_child_start(race, p);
+            for (long long i = 0; tg_race_more(t0, i, 500000); ++i)
+                allowed[p] += (uint64_t)tg_token_stats_quota_take(s, slot, DAY(0), 1000000, &used);
+            tg_race_child_end(race, p);
             _exit(0);
         }
     }
-    reap(pids, NPROCS);
+    race_and_reap(race, pids, NPROCS);
+    expect_shared(allowed, NPROCS, "the quota");
     uint64_t total = 0;
     for (int p = 0; p < NPROCS; ++p)
         total += allowed[p];
-    cr_assert_eq(total, 2500);
-    cr_assert_eq(tg_token_stats_quota_used(s, slot, DAY(0)), 2500);
+    cr_assert_eq(total, 1000000);
+    cr_assert_eq(tg_token_stats_quota_used(s, slot, DAY(0)), 1000000);
     tg_token_stats_close(s);
 }
 
@@ -380,15 +418,19 @@ Test(token_stats, seed_election_has_one_winner_per_interval)
     make_id(id, 4);
     uint32_t slot = tg_token_stats_slot(s, id, 1);
     uint64_t *wins = shared_page(sizeof(uint64_t) * NPROCS);
+    tg_race_t *race = tg_race_create();
+    cr_assert_not_null(race);
     pid_t pids[NPROCS];
     for (int p = 0; p < NPROCS; ++p) {
         if ((pids[p] = fork()) == 0) {
-            for (int i = 0; i < 1000; ++i)
+            long long t0 = tg_race_child_start(race, p);
+            for (long long i = 0; tg_race_more(t0, i, 1000); ++i)
                 wins[p] += (uint64_t)tg_token_stats_seed_claim(s, slot, DAY(0), 5000, 10);
+            tg_race_child_end(race, p);
             _exit(0);
         }
     }
-    reap(pids, NPROCS);
+    race_and_reap(race, pids, NPROCS);
     uint64_t total = 0;
     for (int p = 0; p < NPROCS; ++p)
         total += wins[p];
@@ -445,19 +487,31 @@ Test(token_stats, counting_from_many_workers_loses_nothing)
     uint8_t id[16];
     make_id(id, 8);
     uint32_t slot = tg_token_stats_slot(s, id, 1);
+    uint64_t *counted = shared_page(sizeof(uint64_t) * NPROCS);
+    tg_race_t *race = tg_race_create();
+    cr_assert_not_null(race);
     pid_t pids[NPROCS];
     for (int p = 0; p < NPROCS; ++p) {
         if ((pids[p] = fork()) == 0) {
-            for (int i = 0; i < 100000; ++i)
-                tg_token_stats_count(s, (size_t)p + 1, slot, 1000 + i);
+            long long t0 = tg_race_child_start(race, p);
+            long long i = 0;
+            for (; tg_race_more(t0, i, 100000); ++i)
+                tg_token_stats_count(s, (size_t)p + 1, slot, 1000 + (uint64_t)i);
+            tg_race_child_end(race, p);
+            counted[p] = (uint64_t)i;
             _exit(0);
         }
     }
-    reap(pids, NPROCS);
+    race_and_reap(race, pids, NPROCS);
+    uint64_t total = 0, longest = 0;
+    for (int p = 0; p < NPROCS; ++p) {
+        total += counted[p];
+        longest = counted[p] > longest ? counted[p] : longest;
+    }
     tg_token_stats_live_t live;
     cr_assert_eq(tg_token_stats_live(s, id, &live), 0);
-    cr_assert_eq(live.uncommitted, (uint64_t)NPROCS * 100000);
-    cr_assert_eq(live.last_used_ms, 1000 + 99999);
+    cr_assert_eq(live.uncommitted, total);
+    cr_assert_eq(live.last_used_ms, 1000 + longest - 1);
     tg_token_stats_close(s);
 }
 

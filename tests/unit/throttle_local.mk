@@ -7,7 +7,7 @@ check_PROGRAMS += tests/unit/test_throttle
 TESTS += tests/unit/test_throttle
 tests_unit_test_throttle_CPPFLAGS = $(AM_CPPFLAGS)
 tests_unit_test_throttle_CFLAGS = $(AM_CFLAGS) $(CRITERION_CFLAGS) $(H2O_CFLAGS) $(OPENSSL_CFLAGS) $(JANSSON_CFLAGS) $(PQ_CFLAGS)
-tests_unit_test_throttle_SOURCES = tests/unit/test_throttle.c
+tests_unit_test_throttle_SOURCES = tests/unit/test_throttle.c tests/unit/race.h
 tests_unit_test_throttle_LDADD = $(TG_SERVER_LIBS) $(CRITERION_LIBS)
 
 endif

@@ -9,7 +9,7 @@ TESTS += tests/unit/test_token_stats tests/unit/test_policy
 
 tests_unit_test_token_stats_CPPFLAGS = $(AM_CPPFLAGS)
 tests_unit_test_token_stats_CFLAGS = $(AM_CFLAGS) $(CRITERION_CFLAGS)
-tests_unit_test_token_stats_SOURCES = tests/unit/test_token_stats.c
+tests_unit_test_token_stats_SOURCES = tests/unit/test_token_stats.c tests/unit/race.h
 tests_unit_test_token_stats_LDADD = shm/libtgshm.a $(CRITERION_LIBS) -lrt
 
 tests_unit_test_policy_CPPFLAGS = $(AM_CPPFLAGS)
