@@ -18,7 +18,7 @@ TG_PACKAGES_BUILD=(
 # playwright-core drives /usr/bin/chromium); node >= 20 and npm come with the machine (not
 # Debian's older nodejs, whose npm package would conflict).
 TG_PACKAGES_TEST=(
-    libcriterion-dev libcurl4-openssl-dev nghttp2-client python3-h2 clang chromium
+    libcriterion-dev libcurl4-openssl-dev nghttp2-client python3-h2 clang chromium iproute2 util-linux
 )
 
 # libjwt 1.10.2 as first released in bookworm has a security bug that Debian fixed in
