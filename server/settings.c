@@ -6,6 +6,7 @@
 #include "server/settings.h"
 
 #include "common/node_id.h"
+#include "server/policy.h"
 
 #include <limits.h>
 #include <stddef.h>
@@ -24,6 +25,12 @@ static const char *check_route(const char *value)
     if (strncmp(eq + 1, "http://", 7) != 0)
         return "the upstream must be an http:// URL";
     return NULL;
+}
+
+static const char *check_trusted_proxy(const char *value)
+{
+    tg_cidr_t cidr;
+    return tg_policy_parse_cidr(value, strlen(value), &cidr) == 0 ? NULL : "expected an address or CIDR prefix";
 }
 
 static const char *check_on_ring_full(const char *value)
@@ -53,6 +60,10 @@ const tg_setting_t tg_server_settings[] = {
      OFF(listen), 0, 0, tg_config_check_hostport},
     {"tls-listen", TG_SETTING_STRING, "TOLLGATE_TLS_LISTEN", NULL, "TLS listener HOST:PORT (ALPN h2, http/1.1)",
      OFF(tls_listen), 0, 0, tg_config_check_hostport},
+    {"trusted-proxy", TG_SETTING_LIST, "TOLLGATE_TRUSTED_PROXY", NULL,
+     "address or CIDR prefix of a load balancer whose X-Forwarded-For/Forwarded is believed; repeatable "
+     "(environment: comma-separated)",
+     OFF(trusted_proxy), 0, 0, check_trusted_proxy},
     {"tls-cert", TG_SETTING_STRING, "TOLLGATE_TLS_CERT", NULL, "PEM certificate chain for --tls-listen", OFF(tls_cert), 0,
      0, NULL},
     {"tls-key", TG_SETTING_STRING, "TOLLGATE_TLS_KEY", NULL, "PEM private key for --tls-listen", OFF(tls_key), 0, 0, NULL},
@@ -172,6 +183,10 @@ static int check_combination(const tg_server_config_t *cfg, char *err, size_t er
     }
     if (cfg->jwt_secret_file == NULL) {
         snprintf(err, errlen, "missing setting jwt-secret-file (--jwt-secret-file FILE or TOLLGATE_JWT_SECRET_FILE)");
+        return -1;
+    }
+    if (cfg->trusted_proxy.count > TG_MAX_TRUSTED_PROXIES) {
+        snprintf(err, errlen, "too many trusted-proxy prefixes (at most %d)", TG_MAX_TRUSTED_PROXIES);
         return -1;
     }
     if (cfg->tls_listen != NULL && (cfg->tls_cert == NULL || cfg->tls_key == NULL)) {
