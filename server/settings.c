@@ -64,6 +64,10 @@ const tg_setting_t tg_server_settings[] = {
      "address or CIDR prefix of a load balancer whose X-Forwarded-For/Forwarded is believed; repeatable "
      "(environment: comma-separated)",
      OFF(trusted_proxy), 0, 0, check_trusted_proxy},
+    {"proxy-protocol", TG_SETTING_BOOL, "TOLLGATE_PROXY_PROTOCOL", NULL,
+     "listeners take a PROXY protocol header (v1 or v2) from trusted-proxy peers and close connections that send "
+     "one from anywhere else",
+     OFF(proxy_protocol), 0, 0, NULL},
     {"tls-cert", TG_SETTING_STRING, "TOLLGATE_TLS_CERT", NULL, "PEM certificate chain for --tls-listen", OFF(tls_cert), 0,
      0, NULL},
     {"tls-key", TG_SETTING_STRING, "TOLLGATE_TLS_KEY", NULL, "PEM private key for --tls-listen", OFF(tls_key), 0, 0, NULL},
@@ -187,6 +191,10 @@ static int check_combination(const tg_server_config_t *cfg, char *err, size_t er
     }
     if (cfg->trusted_proxy.count > TG_MAX_TRUSTED_PROXIES) {
         snprintf(err, errlen, "too many trusted-proxy prefixes (at most %d)", TG_MAX_TRUSTED_PROXIES);
+        return -1;
+    }
+    if (cfg->proxy_protocol && cfg->trusted_proxy.count == 0) {
+        snprintf(err, errlen, "proxy-protocol needs trusted-proxy (the peers whose PROXY header is believed)");
         return -1;
     }
     if (cfg->tls_listen != NULL && (cfg->tls_cert == NULL || cfg->tls_key == NULL)) {

@@ -29,6 +29,7 @@ typedef struct st_tg_server_config_t {
     char *node_id;
     tg_strlist_t routes;
     tg_strlist_t trusted_proxy; /* CIDR prefixes of load balancers (server/client_addr.h) */
+    int proxy_protocol;         /* listeners take a PROXY header from trusted proxies (server/proxy_accept.h) */
     char *collector_path;
     long shutdown_timeout;
     long max_connections;

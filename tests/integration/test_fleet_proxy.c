@@ -8,11 +8,16 @@
 #define _GNU_SOURCE
 #include "tests/integration/fixture.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <criterion/criterion.h>
 
@@ -225,4 +230,90 @@ Test(forwardfor, metrics_look_at_the_client_not_the_local_proxy)
     /* a local proxy forwarding a remote client: every peer is loopback, the client is not */
     cr_expect_eq(direct(NULL, "/metrics", NULL, "X-Forwarded-For: 203.0.113.5"), 404, "a remote client through a local proxy");
     cr_expect_eq(direct(NULL, "/metrics", NULL, NULL), 200, "the local proxy itself");
+}
+
+/* ------------------------------------------------------------------ PROXY protocol (mode tcp) */
+
+static const char *const PROXY_PROTOCOL[] = {"--trusted-proxy", "127.0.0.1/32", "--proxy-protocol", NULL};
+
+/* allowedIps and the usage row through haproxy in `mode`: the client is 127.0.0.2. */
+static void client_address_through(tg_fx_haproxy_mode_t mode)
+{
+    start_world(PROXY_PROTOCOL, mode);
+    char office_id[64], office[64], nat_id[64], nat[64];
+    create_token(OFFICE "/32", office_id, office);
+    create_token(NAT "/32", nat_id, nat);
+    for (int i = 0; i < 4; ++i) { /* fresh connections: both workers */
+        cr_expect_eq(via_proxy(OFFICE, "/api/v1/me", office, NULL), 200, "127.0.0.2 through haproxy, token for 127.0.0.2/32");
+        cr_expect_eq(via_proxy(OFFICE, "/api/v1/me", nat, NULL), 403, "127.0.0.2 through haproxy, token for 127.0.0.3/32");
+    }
+    /* the PROXY header is the truth here: a header the client wrote is not */
+    cr_expect_eq(via_proxy(OFFICE, "/api/v1/me", nat, "X-Forwarded-For: " NAT), 403, "X-Forwarded-For from the client");
+    char *ips = usage_addresses(office_id, 4);
+    cr_expect_str_eq(ips, OFFICE "," OFFICE "," OFFICE "," OFFICE, "usage rows' ipAddress through haproxy");
+    free(ips);
+}
+
+TestSuite(proxy_protocol, .fini = stop_world, .timeout = TEST_TIMEOUT_S);
+
+Test(proxy_protocol, v2_from_haproxy_carries_the_client)
+{
+    client_address_through(TG_FX_HAPROXY_TCP_PROXY_V2);
+}
+
+Test(proxy_protocol, v1_from_haproxy_carries_the_client)
+{
+    client_address_through(TG_FX_HAPROXY_TCP_PROXY_V1);
+}
+
+/* Connects from `from` to the node, sends `len` bytes and reads until the node closes or
+ * 5 s pass. Returns the bytes received (0: closed without a word), or -1 on timeout. */
+static ssize_t raw_from(const char *from, const void *bytes, size_t len, char *out, size_t cap)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    cr_assert_geq(fd, 0);
+    struct sockaddr_in local = {.sin_family = AF_INET}, remote = {.sin_family = AF_INET, .sin_port = htons((uint16_t)srv.port)};
+    inet_pton(AF_INET, from, &local.sin_addr);
+    inet_pton(AF_INET, "127.0.0.1", &remote.sin_addr);
+    cr_assert_eq(bind(fd, (struct sockaddr *)&local, sizeof(local)), 0, "bind %s", from);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&remote, sizeof(remote)), 0);
+    cr_assert_eq(send(fd, bytes, len, MSG_NOSIGNAL), (ssize_t)len);
+    size_t got = 0;
+    long long deadline = tg_fx_now_ms() + 5000;
+    for (;;) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        long long left = deadline - tg_fx_now_ms();
+        if (left <= 0 || poll(&pfd, 1, (int)left) <= 0) {
+            close(fd);
+            return -1;
+        }
+        ssize_t n = recv(fd, out + got, cap - 1 - got, 0);
+        if (n <= 0 || (got += (size_t)n) == cap - 1)
+            break;
+    }
+    out[got] = '\0';
+    close(fd);
+    return (ssize_t)got;
+}
+
+Test(proxy_protocol, a_header_from_an_untrusted_peer_is_refused)
+{
+    start_world(PROXY_PROTOCOL, TG_FX_HAPROXY_TCP_PROXY_V2);
+    char out[4096];
+    static const char v1[] = "PROXY TCP4 127.0.0.3 127.0.0.1 4711 80\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    cr_expect_eq(raw_from(OFFICE, v1, sizeof(v1) - 1, out, sizeof(out)), 0, "v1 from 127.0.0.2: closed, got \"%s\"", out);
+    static const unsigned char v2[] = {
+        0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a, 0x21, 0x11, 0x00, 0x0c, 127,  0,    0,    3,   127,
+        0,    0,    1,    0x12, 0x67, 0x00, 0x50, 'G',  'E',  'T',  ' ',  '/',  'h',  'e',  'a',  'l',  't',  'h',  'z',  ' ', 'H',
+        'T',  'T',  'P',  '/',  '1',  '.',  '1',  '\r', '\n', 'H',  'o',  's',  't',  ':',  ' ',  'x',  '\r', '\n', '\r', '\n'};
+    cr_expect_eq(raw_from(OFFICE, v2, sizeof(v2), out, sizeof(out)), 0, "v2 from 127.0.0.2: closed, got \"%s\"", out);
+    /* the same peer without a header is served as before */
+    static const char plain[] = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    cr_expect_gt(raw_from(OFFICE, plain, sizeof(plain) - 1, out, sizeof(out)), 0);
+    cr_expect(strncmp(out, "HTTP/1.1 200", 12) == 0, "plain request from 127.0.0.2: \"%.40s\"", out);
+    /* and a trusted peer's header is believed */
+    static const char trusted[] = "PROXY TCP4 127.0.0.3 127.0.0.1 4711 80\r\nGET /healthz HTTP/1.1\r\nHost: x\r\nConnection: "
+                                  "close\r\n\r\n";
+    cr_expect_gt(raw_from("127.0.0.1", trusted, sizeof(trusted) - 1, out, sizeof(out)), 0);
+    cr_expect(strncmp(out, "HTTP/1.1 200", 12) == 0, "v1 from the trusted 127.0.0.1: \"%.40s\"", out);
 }
