@@ -232,6 +232,31 @@ Test(forwardfor, metrics_look_at_the_client_not_the_local_proxy)
     cr_expect_eq(direct(NULL, "/metrics", NULL, NULL), 200, "the local proxy itself");
 }
 
+Test(forwardfor, a_proxied_request_carries_the_client_to_the_upstream)
+{
+    tg_fx_upstream_t up;
+    cr_assert_eq(tg_fx_upstream_start(&up), 0, "the upstream did not start");
+    char route[128];
+    snprintf(route, sizeof(route), "/svc=http://127.0.0.1:%d", up.port);
+    const char *const args[] = {"--trusted-proxy", "127.0.0.1/32", "--route", route, NULL};
+    start_world(args, TG_FX_HAPROXY_HTTP_FORWARDFOR);
+    char office_id[64], office[64], nat_id[64], nat[64];
+    create_token(OFFICE "/32", office_id, office);
+    create_token(NAT "/32", nat_id, nat);
+    cr_expect_eq(via_proxy(OFFICE, "/svc/x", nat, NULL), 403, "127.0.0.2 with a token for 127.0.0.3/32 on a route");
+    cr_expect_eq(tg_fx_upstream_count(&up), 0, "a refused request is not forwarded");
+    cr_assert_eq(via_proxy(OFFICE, "/svc/x", office, "X-Forwarded-For: 10.9.9.9"), 200, "127.0.0.2 on a route");
+    cr_assert_eq(tg_fx_upstream_count(&up), 1);
+    char *xff = tg_fx_upstream_header(&up, 0, "x-forwarded-for");
+    /* the client haproxy saw, then the proxy tollgated saw; never the client's own claim */
+    cr_expect_str_eq(xff != NULL ? xff : "(none)", OFFICE ", 127.0.0.1", "the upstream's X-Forwarded-For");
+    free(xff);
+    char *ips = usage_addresses(office_id, 1);
+    cr_expect_str_eq(ips, OFFICE, "the usage row of a proxied request");
+    free(ips);
+    tg_fx_upstream_stop(&up);
+}
+
 /* ------------------------------------------------------------------ PROXY protocol (mode tcp) */
 
 static const char *const PROXY_PROTOCOL[] = {"--trusted-proxy", "127.0.0.1/32", "--proxy-protocol", NULL};
