@@ -151,7 +151,7 @@ static int forwarded_for(const char *s, const char *end, char *buf, size_t *len)
                     return -1;
                 buf[(*len)++] = *v;
             }
-            if (v + 1 != v_end)
+            if (v >= v_end || v + 1 != v_end)
                 return -1; /* no closing quote, or bytes after it */
         } else {
             if ((size_t)(v_end - v) > NODE_MAX)
