@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -341,4 +342,49 @@ Test(proxy_protocol, a_header_from_an_untrusted_peer_is_refused)
                                   "close\r\n\r\n";
     cr_expect_gt(raw_from("127.0.0.1", trusted, sizeof(trusted) - 1, out, sizeof(out)), 0);
     cr_expect(strncmp(out, "HTTP/1.1 200", 12) == 0, "v1 from the trusted 127.0.0.1: \"%.40s\"", out);
+}
+
+/* ------------------------------------------------------------------ settings */
+
+TestSuite(settings, .fini = stop_world, .timeout = TEST_TIMEOUT_S);
+
+/* tollgated with `args` (NULL-terminated) and a cleaned environment: its exit status; stderr in err. */
+static int tollgated_exit(char *err, size_t cap, const char *const *args)
+{
+    char bin[512];
+    cr_assert_eq(tg_fx_bin("tollgated", bin, sizeof(bin)), 0);
+    const char *argv[16] = {bin};
+    size_t n = 1;
+    for (; args[n - 1] != NULL && n < 15; ++n)
+        argv[n] = args[n - 1];
+    argv[n] = NULL;
+    tg_fx_run_t run;
+    cr_assert_eq(tg_fx_run((char *const *)argv, NULL, NULL, 10000, &run), 0);
+    snprintf(err, cap, "%s", run.err);
+    int status = run.status;
+    tg_fx_run_free(&run);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+Test(settings, bad_values_stop_tollgated_with_a_reason)
+{
+    char err[1024];
+    static const char *const not_a_prefix[] = {"--trusted-proxy", "10.0.0.0/33", "--jwt-secret-file", "/nonexistent", NULL};
+    cr_expect_eq(tollgated_exit(err, sizeof(err), not_a_prefix), 2);
+    cr_expect(strstr(err, "trusted-proxy") != NULL, "stderr: %s", err);
+    static const char *const alone[] = {"--proxy-protocol", "--jwt-secret-file", "/nonexistent", NULL};
+    cr_expect_eq(tollgated_exit(err, sizeof(err), alone), 2);
+    cr_expect(strstr(err, "proxy-protocol needs trusted-proxy") != NULL, "stderr: %s", err);
+}
+
+Test(settings, the_environment_takes_a_comma_separated_list)
+{
+    static const char *const env[] = {"TOLLGATE_TRUSTED_PROXY=10.0.0.0/8, 127.0.0.1/32", NULL};
+    cr_assert_eq(tg_fx_pg_start(&pg), 0, "no PostgreSQL (see above)");
+    cr_assert_eq(tg_fx_pg_migrate(&pg), 0);
+    tg_fx_server_opts_t opts = {.workers = 1, .pg = &pg, .extra_env = env};
+    cr_assert_eq(tg_fx_server_start(&srv, &opts), 0, "tollgated did not start (see the log above)");
+    /* 127.0.0.1, the second prefix of the list, is trusted: a remote client it names is no loopback client */
+    cr_expect_eq(direct(NULL, "/metrics", NULL, "X-Forwarded-For: 203.0.113.5"), 404);
+    cr_expect_eq(direct(NULL, "/metrics", NULL, NULL), 200);
 }
