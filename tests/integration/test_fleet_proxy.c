@@ -222,6 +222,25 @@ Test(forwardfor, the_throttle_keys_on_the_client_address)
     cr_expect_eq(via_proxy(OFFICE, "/api/v1/me", unknown, NULL), 429, "127.0.0.2 spent its budget");
     /* another client behind the same proxy still has its own */
     cr_expect_eq(via_proxy(NAT, "/api/v1/me", unknown, NULL), 401, "127.0.0.3 through the same proxy");
+    /* and the operator's log names the client, not the proxy */
+    char *log = tg_fx_server_log(&srv);
+    cr_expect(strstr(log, "\"address\":\"" OFFICE "\"") != NULL, "the throttle's log line names 127.0.0.2");
+    cr_expect(strstr(log, "\"address\":\"127.0.0.1\"") == NULL, "the throttle's log line does not name the proxy");
+    free(log);
+}
+
+Test(forwardfor, a_session_records_the_client_address)
+{
+    start_world(TRUST_LOOPBACK_PROXY, TG_FX_HAPROXY_HTTP_FORWARDFOR);
+    char url[256];
+    tg_fx_http_res_t res;
+    call_url(OFFICE, "POST", tg_fx_haproxy_url(&hp, "/api/v1/auth/login", url, sizeof(url)), NULL, NULL,
+             "{\"email\":\"" ALICE "\",\"password\":\"" PASSWORD "\"}", &res);
+    cr_assert_eq(res.status, 200, "login through haproxy: %ld %s", res.status, res.body);
+    tg_fx_http_res_free(&res);
+    char *ip = tg_fx_pg_query_value(&pg, "SELECT string_agg(host(ip_address), ',') FROM sessions");
+    cr_expect_str_eq(ip != NULL ? ip : "(none)", OFFICE, "sessions.ip_address of a login through haproxy");
+    free(ip);
 }
 
 Test(forwardfor, metrics_look_at_the_client_not_the_local_proxy)
