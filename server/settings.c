@@ -60,6 +60,10 @@ const tg_setting_t tg_server_settings[] = {
      OFF(listen), 0, 0, tg_config_check_hostport},
     {"tls-listen", TG_SETTING_STRING, "TOLLGATE_TLS_LISTEN", NULL, "TLS listener HOST:PORT (ALPN h2, http/1.1)",
      OFF(tls_listen), 0, 0, tg_config_check_hostport},
+    {"tls-cert", TG_SETTING_STRING, "TOLLGATE_TLS_CERT", NULL, "PEM certificate chain for --tls-listen", OFF(tls_cert), 0,
+     0, NULL},
+    {"tls-key", TG_SETTING_STRING, "TOLLGATE_TLS_KEY", NULL, "PEM private key for --tls-listen", OFF(tls_key), 0, 0, NULL},
+    /* Load balancers (docs/operations.md, "Behind a load balancer"; server/client_addr.h). */
     {"trusted-proxy", TG_SETTING_LIST, "TOLLGATE_TRUSTED_PROXY", NULL,
      "address or CIDR prefix of a load balancer whose X-Forwarded-For/Forwarded is believed; repeatable "
      "(environment: comma-separated)",
@@ -68,9 +72,6 @@ const tg_setting_t tg_server_settings[] = {
      "listeners take a PROXY protocol header (v1 or v2) from trusted-proxy peers and close connections that send "
      "one from anywhere else",
      OFF(proxy_protocol), 0, 0, NULL},
-    {"tls-cert", TG_SETTING_STRING, "TOLLGATE_TLS_CERT", NULL, "PEM certificate chain for --tls-listen", OFF(tls_cert), 0,
-     0, NULL},
-    {"tls-key", TG_SETTING_STRING, "TOLLGATE_TLS_KEY", NULL, "PEM private key for --tls-listen", OFF(tls_key), 0, 0, NULL},
     {"database-url", TG_SETTING_STRING, "TOLLGATE_DATABASE_URL", NULL,
      "libpq conninfo or URI (default $DATABASE_URL, else libpq defaults)", OFF(database_url), 0, 0, NULL},
     {"workers", TG_SETTING_INT, "TOLLGATE_WORKERS", NULL, "worker processes (default: number of CPUs)", OFF(workers), 1,
