@@ -65,7 +65,7 @@ const tg_setting_t tg_server_settings[] = {
     {"tls-key", TG_SETTING_STRING, "TOLLGATE_TLS_KEY", NULL, "PEM private key for --tls-listen", OFF(tls_key), 0, 0, NULL},
     /* Load balancers (docs/operations.md, "Behind a load balancer"; server/client_addr.h). */
     {"trusted-proxy", TG_SETTING_LIST, "TOLLGATE_TRUSTED_PROXY", NULL,
-     "address or CIDR prefix of a load balancer whose X-Forwarded-For/Forwarded is believed; repeatable "
+     "address or CIDR prefix of a load balancer whose X-Forwarded-For/Forwarded is believed "
      "(environment: comma-separated)",
      OFF(trusted_proxy), 0, 0, check_trusted_proxy},
     {"proxy-protocol", TG_SETTING_BOOL, "TOLLGATE_PROXY_PROTOCOL", NULL,
