@@ -210,7 +210,7 @@ static void finish_with_entry(tg_request_t *r, const tg_cached_token_t *e, tg_au
         send_invalid(r);
         return;
     }
-    if ((e->policy.flags & TG_POLICY_IPS) != 0 && !tg_policy_peer_allowed(&e->policy, r->req)) {
+    if ((e->policy.flags & TG_POLICY_IPS) != 0 && !tg_policy_peer_allowed(&e->policy, &r->client)) {
         count_use(r, e, request_slot(r, e, 0));
         send_ip_not_allowed(r);
         return;

@@ -78,7 +78,7 @@ static tg_throttle_t *throttle_for(tg_request_t *r, client_t *c)
     tg_throttle_t *t = r->worker->server->auth_throttle;
     if (t == NULL)
         return NULL;
-    c->sslen = r->req->conn->callbacks->get_peername(r->req->conn, (struct sockaddr *)&c->ss);
+    c->sslen = tg_client_addr_to_sockaddr(&r->client, &c->ss); /* behind a trusted proxy: the forwarded client */
     c->source_len = c->sslen == 0 ? 0 : tg_auth_throttle_source((struct sockaddr *)&c->ss, c->sslen, c->source);
     return c->source_len != 0 ? t : NULL;
 }

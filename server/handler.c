@@ -4,11 +4,10 @@
  * (through the auth middleware for protected ones).
  */
 #include <string.h>
-#include <sys/socket.h>
-#include <netinet/in.h>
 
 #include "common/log.h"
 #include "server/auth.h"
+#include "server/client_addr.h"
 #include "server/error_filter.h"
 #include "server/http.h"
 #include "server/metering.h"
@@ -16,21 +15,6 @@
 #include "server/router.h"
 #include "server/server.h"
 #include "server/worker.h"
-
-static int peer_is_loopback(h2o_req_t *req)
-{
-    struct sockaddr_storage ss;
-    socklen_t len = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss);
-    if (len == 0)
-        return 0;
-    if (ss.ss_family == AF_INET)
-        return (ntohl(((struct sockaddr_in *)&ss)->sin_addr.s_addr) >> 24) == 127;
-    if (ss.ss_family == AF_INET6) {
-        const struct in6_addr *a = &((struct sockaddr_in6 *)&ss)->sin6_addr;
-        return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
-    }
-    return 0;
-}
 
 /* 405 with the Allow header RFC 9110 §15.5.6 requires: every method the path takes. */
 static void send_method_not_allowed(h2o_req_t *req)
@@ -59,7 +43,10 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         tg_http_send_error(req, 404, "not_found", "No such resource.");
         return 0;
     }
-    if ((route->flags & TG_ROUTE_LOOPBACK) != 0 && !peer_is_loopback(req)) {
+    tg_worker_t *worker = tg_worker_of(req);
+    tg_client_addr_t client; /* behind a local proxy every peer is loopback: the rule looks at the client */
+    tg_client_addr_resolve(req, worker->server->trusted_proxies, worker->server->ntrusted_proxies, &client);
+    if ((route->flags & TG_ROUTE_LOOPBACK) != 0 && !tg_client_addr_is_loopback(&client)) {
         tg_http_send_error(req, 404, "not_found", "No such resource.");
         return 0;
     }
@@ -68,7 +55,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     r->req = req;
     r->start_us = tg_request_now_us();
     r->path = req->path_normalized;
-    r->worker = tg_worker_of(req);
+    r->worker = worker;
+    r->client = client;
     r->handler = self;
     r->route_data = route;
     memcpy(r->params, params, sizeof(params[0]) * nparams);

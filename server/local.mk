@@ -33,6 +33,8 @@ server_libtgserver_a_SOURCES = \
 	server/auth_throttle.c server/auth_throttle.h \
 	server/authz.c server/authz.h \
 	server/policy.c server/policy.h \
+	server/client_addr.c server/client_addr.h server/forwarded.c server/forwarded.h \
+	server/proxy_protocol.c server/proxy_protocol.h server/proxy_accept.c server/proxy_accept.h \
 	server/jwt.c server/jwt.h \
 	server/proxy.c server/proxy.h server/proxy_path.c server/proxy_path.h \
 	server/metering.c server/metering.h

@@ -101,25 +101,16 @@ int tg_metering_should_reject(tg_metering_t *m, h2o_req_t *req)
     return 0;
 }
 
-static void fill_peer(h2o_req_t *req, tg_usage_record_t *rec)
+/* The client address server/handler.c resolved (behind a trusted proxy: the forwarded one). */
+static void fill_peer(const tg_request_t *r, tg_usage_record_t *rec)
 {
-    struct sockaddr_storage ss;
-    socklen_t len = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss);
     rec->ip_family = TG_USAGE_IP_NONE;
-    if (len == 0)
-        return;
-    if (ss.ss_family == AF_INET) {
+    if (r->client.family == TG_CLIENT_ADDR_V4) {
         rec->ip_family = TG_USAGE_IP_V4;
-        memcpy(rec->ip, &((struct sockaddr_in *)&ss)->sin_addr, 4);
-    } else if (ss.ss_family == AF_INET6) {
-        const struct in6_addr *a = &((struct sockaddr_in6 *)&ss)->sin6_addr;
-        if (IN6_IS_ADDR_V4MAPPED(a)) {
-            rec->ip_family = TG_USAGE_IP_V4;
-            memcpy(rec->ip, a->s6_addr + 12, 4);
-        } else {
-            rec->ip_family = TG_USAGE_IP_V6;
-            memcpy(rec->ip, a->s6_addr, 16);
-        }
+        memcpy(rec->ip, r->client.ip, 4);
+    } else if (r->client.family == TG_CLIENT_ADDR_V6) {
+        rec->ip_family = TG_USAGE_IP_V6;
+        memcpy(rec->ip, r->client.ip, 16);
     }
 }
 
@@ -161,7 +152,7 @@ static void build_record(tg_metering_t *m, h2o_req_t *req, const tg_request_t *r
     if (ua >= 0 && tg_usage_record_set_string(rec->user_agent, &rec->ua_len, TG_USAGE_UA_MAX,
                                               req->headers.entries[ua].value.base, req->headers.entries[ua].value.len))
         rec->flags |= TG_USAGE_FLAG_UA_TRUNCATED;
-    fill_peer(req, rec);
+    fill_peer(r, rec);
 }
 
 static void log_access(h2o_logger_t *self, h2o_req_t *req)

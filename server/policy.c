@@ -88,22 +88,12 @@ int tg_policy_cidrs_match(const tg_cidr_t *cidrs, size_t n, const uint8_t *addr,
     return 0;
 }
 
-int tg_policy_peer_allowed(const tg_token_policy_t *p, h2o_req_t *req)
+int tg_policy_peer_allowed(const tg_token_policy_t *p, const tg_client_addr_t *client)
 {
     if ((p->flags & TG_POLICY_IPS) == 0)
         return 1;
-    struct sockaddr_storage ss;
-    socklen_t len = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss);
-    const tg_cidr_t *cidrs = p->extra_cidrs != NULL ? p->extra_cidrs : p->cidrs;
-    if (len != 0 && ss.ss_family == AF_INET)
-        return tg_policy_cidrs_match(cidrs, p->ncidrs, (const uint8_t *)&((struct sockaddr_in *)&ss)->sin_addr, 1);
-    if (len != 0 && ss.ss_family == AF_INET6) {
-        const struct in6_addr *a = &((struct sockaddr_in6 *)&ss)->sin6_addr;
-        if (IN6_IS_ADDR_V4MAPPED(a)) /* an IPv4 client on a dual-stack socket */
-            return tg_policy_cidrs_match(cidrs, p->ncidrs, a->s6_addr + 12, 1);
-        return tg_policy_cidrs_match(cidrs, p->ncidrs, a->s6_addr, 0);
-    }
-    return 0; /* no address (a UNIX socket): not inside any prefix */
+    /* no address (a UNIX socket): not inside any prefix */
+    return tg_client_addr_in(client, p->extra_cidrs != NULL ? p->extra_cidrs : p->cidrs, p->ncidrs);
 }
 
 /* "a/n b/n ..." (PostgreSQL's cidr[] joined by spaces) into p. */

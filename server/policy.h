@@ -61,8 +61,9 @@ int tg_policy_from_row(tg_token_policy_t *p, const PGresult *res, int row, int c
 /** Frees what tg_policy_from_row allocated (the extra CIDRs) and clears them. */
 void tg_policy_dispose(tg_token_policy_t *p);
 
-/** 1 when the request's peer address is inside one of the token's prefixes (or no allowedIps is set). */
-int tg_policy_peer_allowed(const tg_token_policy_t *p, h2o_req_t *req);
+/** 1 when the client address (server/client_addr.h: behind a trusted proxy, the forwarded
+ * one) is inside one of the token's prefixes (or no allowedIps is set). */
+int tg_policy_peer_allowed(const tg_token_policy_t *p, const tg_client_addr_t *client);
 
 /** 1 when the IPv4 (v4 = 1, 4 bytes) or IPv6 address is inside one of the prefixes. For tests and the above. */
 int tg_policy_cidrs_match(const tg_cidr_t *cidrs, size_t n, const uint8_t *addr, int v4);

@@ -5,6 +5,7 @@
  */
 #include "server/proxy.h"
 
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,7 +34,8 @@ static const h2o_iovec_t identity_headers[] = {{H2O_STRLIT("x-tollgate-user-id")
 /* Headers an upstream may trust, so only tollgated sets them: the identity it
  * authenticated (x-tollgate-*), the credential (never forwarded), and where the request
  * came from (h2o adds its own x-forwarded-for with the TCP peer, x-forwarded-proto and
- * via after this; a client's copies would otherwise be merged into them or sent as is). */
+ * via after this, add_forwarded_for() the client before it when a trusted proxy named one;
+ * a client's copies would otherwise be merged into them or sent as is). */
 static int is_ours_to_set(const h2o_iovec_t *name)
 {
     static const h2o_iovec_t prefixes[] = {{H2O_STRLIT("x-tollgate-")}, {H2O_STRLIT("x-forwarded-")}};
@@ -66,6 +68,22 @@ static void add_uuid_header(h2o_req_t *req, h2o_iovec_t name, const uint8_t id[1
     h2o_add_header_by_str(&req->pool, &req->headers, name.base, name.len, 0, NULL, buf, TG_UUID_STRLEN);
 }
 
+/* Behind a trusted proxy the client is not the TCP peer: x-forwarded-for starts with the
+ * client tollgate resolved, and h2o appends the peer (the proxy) after it, so the upstream
+ * sees the chain a proxy would write. Otherwise h2o's own header (the peer) is the whole truth. */
+static void add_forwarded_for(tg_request_t *r)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = r->req->conn->callbacks->get_peername(r->req->conn, (struct sockaddr *)&ss);
+    tg_client_addr_t peer;
+    tg_client_addr_from_sockaddr((struct sockaddr *)&ss, len, &peer);
+    if (r->client.family == TG_CLIENT_ADDR_NONE || memcmp(&peer, &r->client, sizeof(peer)) == 0)
+        return;
+    char *buf = h2o_mem_alloc_pool(&r->req->pool, INET6_ADDRSTRLEN);
+    tg_client_addr_format(&r->client, buf, INET6_ADDRSTRLEN);
+    h2o_add_header(&r->req->pool, &r->req->headers, H2O_TOKEN_X_FORWARDED_FOR, NULL, buf, strlen(buf));
+}
+
 static void on_authenticated(tg_request_t *r)
 {
     h2o_req_t *req = r->req;
@@ -77,6 +95,7 @@ static void on_authenticated(tg_request_t *r)
     if (!tg_auth_admit(r)) /* the token's rate limit and quota, after its scope */
         return;
     delete_client_trust_headers(req);
+    add_forwarded_for(r);
     add_uuid_header(req, identity_headers[0], r->auth.user_id);
     add_uuid_header(req, identity_headers[1], r->auth.tenant_id);
     if (r->auth.method == TG_AUTH_API_TOKEN)
@@ -101,6 +120,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     r->start_us = tg_request_now_us();
     r->path = req->path_normalized; /* before h2o's proxy rewrites it for the upstream */
     r->worker = tg_worker_of(req);
+    tg_client_addr_resolve(req, r->worker->server->trusted_proxies, r->worker->server->ntrusted_proxies, &r->client);
     r->handler = self;
     r->route_data = self;
     tg_metering_attach(r);

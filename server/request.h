@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <sys/time.h>
 
+#include "server/client_addr.h"
 #include "shm/token_stats.h"
 
 struct st_tg_worker_t;
@@ -71,6 +72,7 @@ typedef struct st_tg_request_t {
     size_t nparams;
     tg_auth_context_t auth;
     h2o_iovec_t _env[2]; /* req->env's first entries (server/metering.c) */
+    tg_client_addr_t client; /* who is calling: the peer, or what a trusted proxy forwarded (server/client_addr.h) */
 } tg_request_t;
 
 #endif

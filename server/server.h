@@ -8,6 +8,7 @@
 
 #include <h2o.h>
 
+#include "server/policy.h"
 #include "server/settings.h"
 #include "shm/counters.h"
 #include "shm/revocations.h"
@@ -45,6 +46,8 @@ typedef struct st_tg_server_t {
     tg_counters_t *gauges;         /* per-worker gauges (tg_gauge_t), zeroed when a worker dies */
     tg_token_stats_t *token_stats; /* node-wide per-token limits and live counts (shm/token_stats.h); row N worker N */
     tg_throttle_t *auth_throttle;  /* node-wide failed-authentication budgets (server/auth_throttle.h); NULL when off */
+    tg_cidr_t trusted_proxies[TG_MAX_TRUSTED_PROXIES]; /* --trusted-proxy, parsed (server/client_addr.h) */
+    size_t ntrusted_proxies;
     unsigned char jwt_secret[512];
     size_t jwt_secret_len;
 } tg_server_t;

@@ -6,6 +6,7 @@
 #include "server/settings.h"
 
 #include "common/node_id.h"
+#include "server/policy.h"
 
 #include <limits.h>
 #include <stddef.h>
@@ -26,6 +27,12 @@ static const char *check_route(const char *value)
     if (strncmp(eq + 1, "http://", 7) != 0)
         return "the upstream must be an http:// URL";
     return NULL;
+}
+
+static const char *check_trusted_proxy(const char *value)
+{
+    tg_cidr_t cidr;
+    return tg_policy_parse_cidr(value, strlen(value), &cidr) == 0 ? NULL : "expected an address or CIDR prefix";
 }
 
 static const char *check_on_ring_full(const char *value)
@@ -58,6 +65,15 @@ const tg_setting_t tg_server_settings[] = {
     {"tls-cert", TG_SETTING_STRING, "TOLLGATE_TLS_CERT", NULL, "PEM certificate chain for --tls-listen", OFF(tls_cert), 0,
      0, NULL},
     {"tls-key", TG_SETTING_STRING, "TOLLGATE_TLS_KEY", NULL, "PEM private key for --tls-listen", OFF(tls_key), 0, 0, NULL},
+    /* Load balancers (docs/operations.md, "Behind a load balancer"; server/client_addr.h). */
+    {"trusted-proxy", TG_SETTING_LIST, "TOLLGATE_TRUSTED_PROXY", NULL,
+     "address or CIDR prefix of a load balancer whose X-Forwarded-For/Forwarded is believed "
+     "(environment: comma-separated)",
+     OFF(trusted_proxy), 0, 0, check_trusted_proxy},
+    {"proxy-protocol", TG_SETTING_BOOL, "TOLLGATE_PROXY_PROTOCOL", NULL,
+     "listeners take a PROXY protocol header (v1 or v2) from trusted-proxy peers and close connections that send "
+     "one from anywhere else",
+     OFF(proxy_protocol), 0, 0, NULL},
     {"database-url", TG_SETTING_STRING, "TOLLGATE_DATABASE_URL", NULL,
      "libpq conninfo or URI (default $DATABASE_URL, else libpq defaults)", OFF(database_url), 0, 0, NULL},
     {"workers", TG_SETTING_INT, "TOLLGATE_WORKERS", NULL, "worker processes (default: number of CPUs)", OFF(workers), 1,
@@ -174,6 +190,14 @@ static int check_combination(const tg_server_config_t *cfg, char *err, size_t er
     }
     if (cfg->jwt_secret_file == NULL) {
         snprintf(err, errlen, "missing setting jwt-secret-file (--jwt-secret-file FILE or TOLLGATE_JWT_SECRET_FILE)");
+        return -1;
+    }
+    if (cfg->trusted_proxy.count > TG_MAX_TRUSTED_PROXIES) {
+        snprintf(err, errlen, "too many trusted-proxy prefixes (at most %d)", TG_MAX_TRUSTED_PROXIES);
+        return -1;
+    }
+    if (cfg->proxy_protocol && cfg->trusted_proxy.count == 0) {
+        snprintf(err, errlen, "proxy-protocol needs trusted-proxy (the peers whose PROXY header is believed)");
         return -1;
     }
     if (cfg->tls_listen != NULL && (cfg->tls_cert == NULL || cfg->tls_key == NULL)) {

@@ -7,6 +7,9 @@
 
 #include "common/config.h"
 
+/* --trusted-proxy prefixes: a fleet's balancers and their subnets, 64 with room to spare. */
+#define TG_MAX_TRUSTED_PROXIES 64
+
 typedef struct st_tg_server_config_t {
     tg_strlist_t listen;
     char *tls_listen;
@@ -25,6 +28,8 @@ typedef struct st_tg_server_config_t {
     int no_metering;
     char *node_id;
     tg_strlist_t routes;
+    tg_strlist_t trusted_proxy; /* CIDR prefixes of load balancers (server/client_addr.h) */
+    int proxy_protocol;         /* listeners take a PROXY header from trusted proxies (server/proxy_accept.h) */
     char *collector_path;
     long shutdown_timeout;
     long max_connections;

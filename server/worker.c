@@ -19,6 +19,7 @@
 #include "server/h2_guard.h"
 #include "server/metering.h"
 #include "server/offload.h"
+#include "server/proxy_accept.h"
 #include "server/token_cache.h"
 
 /* Query connections per worker: enough to overlap cache misses and API queries
@@ -67,7 +68,10 @@ static void accept_one(tg_worker_t *w, h2o_socket_t *listener)
     sock->on_close.cb = on_connection_close;
     sock->on_close.data = w;
     tg_h2_guard_wake(w->h2_guard);
-    h2o_accept(listener->data, sock);
+    if (w->server->config.proxy_protocol)
+        tg_proxy_accept(listener->data, sock, w->server->trusted_proxies, w->server->ntrusted_proxies);
+    else
+        h2o_accept(listener->data, sock);
 }
 
 static void on_accept(h2o_socket_t *listener, const char *err)

@@ -190,13 +190,11 @@ static void on_session_created(void *data, PGresult *res, const char *sqlstate, 
 }
 
 /* The client's address for sessions.ip_address, or NULL (unix socket, unknown). */
-static const char *peer_address(h2o_req_t *req, char buf[NI_MAXHOST])
+static const char *peer_address(const tg_request_t *r, char buf[NI_MAXHOST])
 {
-    struct sockaddr_storage ss;
-    socklen_t len = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss);
-    if (len == 0 || (ss.ss_family != AF_INET && ss.ss_family != AF_INET6))
+    if (r->client.family == TG_CLIENT_ADDR_NONE)
         return NULL;
-    return h2o_socket_getnumerichost((struct sockaddr *)&ss, len, buf) != SIZE_MAX ? buf : NULL;
+    return tg_client_addr_format(&r->client, buf, NI_MAXHOST);
 }
 
 static void create_session(login_t *l)
@@ -216,7 +214,7 @@ static void create_session(login_t *l)
     tg_uuid_format((const tg_uuid_t *)l->user_id, user);
     tg_uuid_format((const tg_uuid_t *)l->tenant_id, tenant);
     snprintf(expires, sizeof(expires), "%lld", (long long)l->expires_at);
-    const char *params[5] = {sid_text, user, tenant, expires, peer_address(r->req, ip)};
+    const char *params[5] = {sid_text, user, tenant, expires, peer_address(r, ip)};
     submit(r, &l->waiting, &l->query, SQL_INSERT_SESSION, 5, params, on_session_created, l);
 }
 

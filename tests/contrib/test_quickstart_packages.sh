@@ -20,7 +20,7 @@ fail=0
 for need in libh2o-evloop-dev libpq-dev postgresql-15 build-essential; do
     grep -qx "$need" "$stubs/installed" || { echo "quickstart does not install $need"; fail=1; }
 done
-for test_only in chromium libcriterion-dev nghttp2-client python3-h2 clang libcurl4-openssl-dev; do
+for test_only in chromium libcriterion-dev nghttp2-client python3-h2 clang libcurl4-openssl-dev haproxy; do
     grep -qx "$test_only" "$stubs/installed" && { echo "quickstart installs the test tool $test_only"; fail=1; }
 done
 exit $fail

@@ -15,10 +15,12 @@ TG_FUZZ_CORPUS_DIR = $(abs_top_srcdir)/tests/fuzz/corpus
 
 check_PROGRAMS += tests/fuzz/replay_apitoken tests/fuzz/replay_jwt tests/fuzz/replay_timefmt tests/fuzz/replay_uuid \
 	tests/fuzz/replay_usage_record tests/fuzz/replay_config tests/fuzz/replay_usage_query tests/fuzz/replay_spill \
-	tests/fuzz/replay_authz tests/fuzz/replay_login_body tests/fuzz/replay_token_body tests/fuzz/replay_proxy_path tests/fuzz/replay_token_list
+	tests/fuzz/replay_authz tests/fuzz/replay_login_body tests/fuzz/replay_token_body tests/fuzz/replay_proxy_path tests/fuzz/replay_token_list \
+	tests/fuzz/replay_forwarded tests/fuzz/replay_proxy_protocol
 TESTS += tests/fuzz/replay_apitoken tests/fuzz/replay_jwt tests/fuzz/replay_timefmt tests/fuzz/replay_uuid \
 	tests/fuzz/replay_usage_record tests/fuzz/replay_config tests/fuzz/replay_usage_query tests/fuzz/replay_spill \
-	tests/fuzz/replay_authz tests/fuzz/replay_login_body tests/fuzz/replay_token_body tests/fuzz/replay_proxy_path tests/fuzz/replay_token_list
+	tests/fuzz/replay_authz tests/fuzz/replay_login_body tests/fuzz/replay_token_body tests/fuzz/replay_proxy_path tests/fuzz/replay_token_list \
+	tests/fuzz/replay_forwarded tests/fuzz/replay_proxy_protocol
 
 tests_fuzz_replay_apitoken_CPPFLAGS = $(AM_CPPFLAGS) -DTG_FUZZ_CORPUS='"$(TG_FUZZ_CORPUS_DIR)/apitoken"'
 tests_fuzz_replay_apitoken_CFLAGS = $(TG_FUZZ_CFLAGS)
@@ -84,5 +86,15 @@ tests_fuzz_replay_token_list_CPPFLAGS = $(AM_CPPFLAGS) -DTG_FUZZ_CORPUS='"$(TG_F
 tests_fuzz_replay_token_list_CFLAGS = $(TG_FUZZ_CFLAGS)
 tests_fuzz_replay_token_list_SOURCES = tests/fuzz/fuzz_token_list.c tests/fuzz/replay_main.c
 tests_fuzz_replay_token_list_LDADD = $(TG_FUZZ_LDADD)
+
+tests_fuzz_replay_forwarded_CPPFLAGS = $(AM_CPPFLAGS) -DTG_FUZZ_CORPUS='"$(TG_FUZZ_CORPUS_DIR)/forwarded"'
+tests_fuzz_replay_forwarded_CFLAGS = $(TG_FUZZ_CFLAGS)
+tests_fuzz_replay_forwarded_SOURCES = tests/fuzz/fuzz_forwarded.c tests/fuzz/replay_main.c
+tests_fuzz_replay_forwarded_LDADD = $(TG_FUZZ_LDADD)
+
+tests_fuzz_replay_proxy_protocol_CPPFLAGS = $(AM_CPPFLAGS) -DTG_FUZZ_CORPUS='"$(TG_FUZZ_CORPUS_DIR)/proxy_protocol"'
+tests_fuzz_replay_proxy_protocol_CFLAGS = $(TG_FUZZ_CFLAGS)
+tests_fuzz_replay_proxy_protocol_SOURCES = tests/fuzz/fuzz_proxy_protocol.c tests/fuzz/replay_main.c
+tests_fuzz_replay_proxy_protocol_LDADD = $(TG_FUZZ_LDADD)
 
 endif

@@ -1740,6 +1740,8 @@ int tg_fx_http(const tg_fx_http_req_t *req, tg_fx_http_res_t *res)
     if (req->path_as_is)
         curl_easy_setopt(curl, CURLOPT_PATH_AS_IS, 1L);
     curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+    if (req->local_address != NULL)
+        curl_easy_setopt(curl, CURLOPT_INTERFACE, req->local_address);
     curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
     curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, (long)timeout_ms);
     curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);

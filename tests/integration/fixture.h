@@ -213,6 +213,7 @@ typedef struct st_tg_fx_http_req_t {
     tg_fx_proto_t proto;
     int timeout_ms; /* whole transfer; 0 means 10000 */
     int path_as_is; /* send "/./" and "/../" as written (curl resolves them otherwise) */
+    const char *local_address; /* bind the client socket to this address (e.g. "127.0.0.2"), or NULL */
 } tg_fx_http_req_t;
 
 typedef struct st_tg_fx_header_t {
@@ -323,6 +324,44 @@ char *tg_fx_upstream_header(tg_fx_upstream_t *up, size_t i, const char *name);
 
 /** Request `i`'s whole head (request line and header lines, CRLF-separated), malloc'd, or NULL. */
 char *tg_fx_upstream_head(tg_fx_upstream_t *up, size_t i);
+
+/* ------------------------------------------------------------------ haproxy (fixture_haproxy.c) */
+
+typedef enum {
+    TG_FX_HAPROXY_HTTP_FORWARDFOR = 0, /* mode http, option forwardfor: X-Forwarded-For appended */
+    TG_FX_HAPROXY_TCP_PROXY_V1,        /* mode tcp, send-proxy: a PROXY protocol v1 line */
+    TG_FX_HAPROXY_TCP_PROXY_V2,        /* mode tcp, send-proxy-v2: the binary v2 header */
+} tg_fx_haproxy_mode_t;
+
+/* Nodes one haproxy balances over; tests use one to three. */
+#define TG_FX_HAPROXY_MAX_NODES 8
+
+/**
+ * Debian's haproxy in front of tollgated nodes: a generated config (round robin over the
+ * nodes' cleartext ports, `source 127.0.0.1` on every server line so tollgated sees the
+ * proxy as 127.0.0.1), listening on 127.0.0.1:<free port>, in the foreground (-db) in its
+ * own process group with PR_SET_PDEATHSIG; tg_fx_haproxy_stop() and an atexit handler kill
+ * it. A client bound to 127.0.0.2 (tg_fx_http_req_t.local_address) is then a client whose
+ * address only the proxy knows.
+ */
+typedef struct st_tg_fx_haproxy_t {
+    pid_t pid;          /* haproxy; also its process group id; 0 when not running */
+    int port;           /* its frontend on 127.0.0.1 */
+    char dir[256];      /* temp dir: haproxy.cfg, haproxy.log */
+    char log_path[300]; /* haproxy's stdout and stderr */
+} tg_fx_haproxy_t;
+
+/**
+ * Starts haproxy in `mode` in front of nodes[0..n). Waits, polling with a deadline, until
+ * GET /healthz through it answers 200. Returns 0, or -1 (its log on stderr, nothing left running).
+ */
+int tg_fx_haproxy_start(tg_fx_haproxy_t *hp, tg_fx_haproxy_mode_t mode, const tg_fx_server_t *const *nodes, size_t n);
+
+/** Kills haproxy's process group, reaps it and removes its directory. Safe twice and on a zeroed struct. */
+void tg_fx_haproxy_stop(tg_fx_haproxy_t *hp);
+
+/** Writes "http://127.0.0.1:PORT" + path for the proxy into buf. Returns buf. */
+char *tg_fx_haproxy_url(const tg_fx_haproxy_t *hp, const char *path, char *buf, size_t cap);
 
 /* ------------------------------------------------------------------ processes and time */
 

@@ -4,8 +4,8 @@
 # Included from tests/local.mk, after the shared test variables.
 if HAVE_TEST_DEPS
 
-check_PROGRAMS += tests/unit/test_token_stats tests/unit/test_policy
-TESTS += tests/unit/test_token_stats tests/unit/test_policy
+check_PROGRAMS += tests/unit/test_token_stats tests/unit/test_policy tests/unit/test_forwarded tests/unit/test_proxy_protocol
+TESTS += tests/unit/test_token_stats tests/unit/test_policy tests/unit/test_forwarded tests/unit/test_proxy_protocol
 
 tests_unit_test_token_stats_CPPFLAGS = $(AM_CPPFLAGS)
 tests_unit_test_token_stats_CFLAGS = $(AM_CFLAGS) $(CRITERION_CFLAGS)
@@ -16,5 +16,17 @@ tests_unit_test_policy_CPPFLAGS = $(AM_CPPFLAGS)
 tests_unit_test_policy_CFLAGS = $(AM_CFLAGS) $(CRITERION_CFLAGS) $(H2O_CFLAGS) $(OPENSSL_CFLAGS) $(JANSSON_CFLAGS) $(PQ_CFLAGS)
 tests_unit_test_policy_SOURCES = tests/unit/test_policy.c
 tests_unit_test_policy_LDADD = $(TG_SERVER_LIBS) $(CRITERION_LIBS)
+
+# tests/unit/test_forwarded: server/forwarded.c, the X-Forwarded-For / Forwarded parser.
+tests_unit_test_forwarded_CPPFLAGS = $(AM_CPPFLAGS)
+tests_unit_test_forwarded_CFLAGS = $(tests_unit_test_policy_CFLAGS)
+tests_unit_test_forwarded_SOURCES = tests/unit/test_forwarded.c
+tests_unit_test_forwarded_LDADD = $(TG_SERVER_LIBS) $(CRITERION_LIBS)
+
+# tests/unit/test_proxy_protocol: server/proxy_protocol.c, the PROXY protocol v1/v2 parser.
+tests_unit_test_proxy_protocol_CPPFLAGS = $(AM_CPPFLAGS)
+tests_unit_test_proxy_protocol_CFLAGS = $(tests_unit_test_policy_CFLAGS)
+tests_unit_test_proxy_protocol_SOURCES = tests/unit/test_proxy_protocol.c
+tests_unit_test_proxy_protocol_LDADD = $(TG_SERVER_LIBS) $(CRITERION_LIBS)
 
 endif
