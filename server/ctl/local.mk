@@ -12,6 +12,7 @@ tollgatectl_SOURCES = \
 	server/ctl/tenant.c \
 	server/ctl/user.c \
 	server/ctl/token.c \
+	server/ctl/audit.c \
 	server/ctl/partitions.c \
 	server/ctl/ring_stats.c \
 	schema/migrations.h
