@@ -76,6 +76,8 @@ static int decode_value(const char *v, size_t len, char *out, size_t cap)
                 return -1;
             ch = (int)x;
             i += 2;
+            if (ch == 0)
+                return -1;
         } /* a literal '+' stays '+', as in the usage routes' from/to */
         if (n + 1 >= cap)
             return -1;
@@ -195,9 +197,9 @@ static void on_page(void *data, PGresult *res, const char *sqlstate, const char 
                              id.bytes, cursor);
         next = json_string(cursor);
     }
-    tg_http_send_jansson(r->req, 200,
-                         json_pack("{s:o, s:{s:I, s:o}}", "events", events, "pagination", "limit", (json_int_t)c->page.limit,
-                                   "nextCursor", next));
+    tg_http_send_jansson(
+        r->req, 200,
+        json_pack("{s:o, s:{s:I, s:o}}", "events", events, "pagination", "limit", (json_int_t)c->page.limit, "nextCursor", next));
 }
 
 void tg_route_audit(tg_request_t *r)
@@ -237,10 +239,10 @@ void tg_route_audit(tg_request_t *r)
     tg_uuid_format((const tg_uuid_t *)c->page.after_id, after_id);
     tg_db_request_t q = {.nsteps = 2, .result_step = 1, .is_transaction = 1};
     q.steps[0] = (tg_db_step_t){.sql = SQL_SCOPE, .nparams = 1, .params = {tenant}};
-    q.steps[1] = (tg_db_step_t){.sql = SQL_PAGE,
-                                .nparams = 7,
-                                .params = {tenant, user, limit, from, to, c->page.has_cursor ? after_us : NULL,
-                                           c->page.has_cursor ? after_id : NULL}};
+    q.steps[1] = (tg_db_step_t){
+        .sql = SQL_PAGE,
+        .nparams = 7,
+        .params = {tenant, user, limit, from, to, c->page.has_cursor ? after_us : NULL, c->page.has_cursor ? after_id : NULL}};
     tg_db_t *db = r->worker->db;
     c->waiting = 1;
     tg_db_query_t *h = db != NULL ? tg_db_submit(db, &q, on_page, c) : NULL;

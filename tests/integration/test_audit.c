@@ -483,8 +483,7 @@ Test(audit, pagination_covers_every_event_once, .timeout = TEST_TIMEOUT_S)
         int pages;
         json_t *events = read_all(jwt, limits[k], &pages);
         cr_expect_eq(json_array_size(events), 10, "limit %d: %zu events", limits[k], json_array_size(events));
-        cr_expect_eq(pages, (10 + limits[k] - 1) / limits[k], "limit %d: %d pages",
-                     limits[k], pages);
+        cr_expect_eq(pages, (10 + limits[k] - 1) / limits[k], "limit %d: %d pages", limits[k], pages);
         for (size_t i = 0; i < json_array_size(events); ++i)
             for (size_t j = 0; j < i; ++j)
                 cr_expect_str_neq(json_str(json_array_get(events, i), "id"), json_str(json_array_get(events, j), "id"),
@@ -501,8 +500,14 @@ Test(audit, pagination_covers_every_event_once, .timeout = TEST_TIMEOUT_S)
     call("GET", "/api/v1/audit?from=2000-01-01T00:00:00Z&to=2999-12-31", jwt, NULL, &res);
     cr_expect_eq(json_array_size(json_object_get(tg_fx_json(&res), "events")), 10);
     tg_fx_http_res_free(&res);
-    const char *bad[] = {"limit=0", "limit=1001", "limit=x", "cursor=abc", "from=yesterday", "to=2026-13-01",
-                         "from=2026-02-01&to=2026-01-01", "from=2026-01-01&from=2026-01-02"};
+    const char *bad[] = {"limit=0",
+                         "limit=1001",
+                         "limit=x",
+                         "cursor=abc",
+                         "from=yesterday",
+                         "to=2026-13-01",
+                         "from=2026-02-01&to=2026-01-01",
+                         "from=2026-01-01&from=2026-01-02"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); ++i) {
         char path[256];
         snprintf(path, sizeof(path), "/api/v1/audit?%s", bad[i]);
