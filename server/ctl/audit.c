@@ -1,5 +1,5 @@
 /*
- * `tollgatectl audit`: prints audit events (schema 0009), newest first, across tenants
+ * `tollgatectl audit`: prints audit events (schema 0010), newest first, across tenants
  * or for one tenant or user. Runs as the schema owner, so row-level security does not
  * hide other tenants' events: this is the operator's view. Events hold no secret.
  */

@@ -66,7 +66,7 @@ static int insert_token(tg_ctl_t *ctl, const new_token_t *token, const char *ema
 {
     /* The user (and with it the tenant) is resolved in the same statement; no row back
      * means no such user. The digest goes as binary, the plaintext not at all. The audit
-     * event (schema 0009, actor admin_cli) is written by the same statement. */
+     * event (schema 0010, actor admin_cli) is written by the same statement. */
     static const char sql[] =
         "WITH t AS (INSERT INTO api_tokens (id, user_id, tenant_id, name, prefix, token_hash, scopes, expires_at)"
         " SELECT $1::uuid, u.id, u.tenant_id, $2::text, $3::text, $4::bytea, $5::text[],"

@@ -1,5 +1,5 @@
 /*
- * GET /api/v1/audit (docs/api.md): a page of the caller's audit events (schema 0009),
+ * GET /api/v1/audit (docs/api.md): a page of the caller's audit events (schema 0010),
  * newest first. Read as tollgate_app with the caller's tenant set, so row-level security
  * holds even if a filter here were wrong; the caller's user is filtered too. Pagination
  * reuses the token list's signed keyset cursor (token_list.h): (created_at, id).

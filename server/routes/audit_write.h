@@ -1,5 +1,5 @@
 /*
- * What the routes need to write audit events (schema/0009_audit.sql) inside the
+ * What the routes need to write audit events (schema/0010_audit.sql) inside the
  * transactions of the changes they record: who the caller is as an actor (kind and id)
  * and the client's address. The SQL itself stays next to each change.
  */

@@ -31,7 +31,7 @@
 
 static const char SQL_USER_BY_EMAIL[] = "SELECT id::text, tenant_id::text, password_hash FROM users WHERE lower(email) = lower($1)";
 
-/* The session and its audit event (schema 0009) in one statement: the actor is the new session. */
+/* The session and its audit event (schema 0010) in one statement: the actor is the new session. */
 static const char SQL_INSERT_SESSION[] =
     "WITH s AS (INSERT INTO sessions (id, user_id, tenant_id, expires_at, ip_address)"
     " VALUES ($1::uuid, $2::uuid, $3::uuid, to_timestamp($4::bigint), $5::inet) RETURNING id, user_id, tenant_id, ip_address)"

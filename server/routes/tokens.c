@@ -160,7 +160,7 @@ static const char SQL_ROTATE_RESULT[] =
     " WHERE " SQL_IN_REACH("o");
 
 /*
- * Audit events (schema 0009), each the last step of the transaction of the change it
+ * Audit events (schema 0010), each the last step of the transaction of the change it
  * records, so an event exists exactly when its change committed. $1 the token, $2/$3 the
  * actor's kind and id, $4 the client's address. No secret goes in: name and prefix only.
  */

@@ -1,5 +1,5 @@
 /*
- * The audit log (schema 0009, GET /api/v1/audit, tollgatectl audit) end to end: a real
+ * The audit log (schema 0010, GET /api/v1/audit, tollgatectl audit) end to end: a real
  * PostgreSQL and a real tollgated. Each recorded action appears once with its actor,
  * another user or tenant sees none of it (also straight under row-level security),
  * pagination covers every event once, and no event holds a secret.

@@ -1,4 +1,4 @@
--- 0009_audit: the audit log. One row per security-relevant change (token created,
+-- 0010_audit: the audit log. One row per security-relevant change (token created,
 -- rotated, revoked; login succeeded or failed; logout; user disabled, enabled, password
 -- reset), written in the same transaction as the change it records, read by
 -- GET /api/v1/audit (under row-level security, like the usage tables of 0004) and by
