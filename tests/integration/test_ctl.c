@@ -414,6 +414,40 @@ Test(create, tenant_user_token)
     expect_value(sql, "0");
 }
 
+/* Migration 0009: ranges stored in the IPv4-mapped form before tollgated canonicalized
+ * them are rewritten as the IPv4 ranges the server matches, and a child whose list then
+ * lies outside its creator's (it escaped its confinement) is revoked with its subtree. The
+ * old rows are made by hand, then 0009 is run again. */
+Test(create, legacy_v4_mapped_ranges_are_rewritten_and_escaped_children_revoked)
+{
+    char tenant_id[TG_UUID_STRLEN + 1], user_id[TG_UUID_STRLEN + 1];
+    create_tenant("Legacy", tenant_id);
+    create_user("legacy", "old@example.com", "correct horse battery\n", user_id);
+    const char *names[] = {"parent", "escaped", "grandchild", "good"};
+    for (size_t i = 0; i < 4; ++i) {
+        tg_fx_run_t run;
+        cr_assert_eq(ctl(NULL, &run, "token", "create", "--email", "old@example.com", "--name", names[i], NULL), 0, "%s", run.err);
+        tg_fx_run_free(&run);
+    }
+    cr_assert_eq(tg_fx_pg_exec(&pg,
+                               "UPDATE api_tokens SET allowed_ips = '{::/0}' WHERE name = 'parent';"
+                               "UPDATE api_tokens SET allowed_ips = '{::ffff:0.0.0.0/96}',"
+                               " created_by = (SELECT id FROM api_tokens WHERE name = 'parent') WHERE name = 'escaped';"
+                               "UPDATE api_tokens SET allowed_ips = '{::ffff:10.0.0.0/104}',"
+                               " created_by = (SELECT id FROM api_tokens WHERE name = 'escaped') WHERE name = 'grandchild';"
+                               "UPDATE api_tokens SET allowed_ips = '{2001:db8::/32}',"
+                               " created_by = (SELECT id FROM api_tokens WHERE name = 'parent') WHERE name = 'good';"
+                               "DELETE FROM schema_migrations WHERE version = 9"),
+                 0);
+    tg_fx_run_t run;
+    cr_assert_eq(ctl(NULL, &run, "migrate", NULL), 0, "migrate: %s", run.err);
+    cr_expect(strstr(run.out, "applied 0009_mapped_cidrs") != NULL, "stdout: %s", run.out);
+    tg_fx_run_free(&run);
+    const char *sql = "SELECT string_agg(name || ':' || allowed_ips::text || ':' || (revoked_at IS NOT NULL)::text, ' '"
+                      " ORDER BY name) FROM api_tokens";
+    expect_value(sql, "escaped:{0.0.0.0/0}:true good:{2001:db8::/32}:false grandchild:{10.0.0.0/8}:true parent:{::/0}:false");
+}
+
 Test(create, token_with_expiry)
 {
     char tenant_id[TG_UUID_STRLEN + 1], user_id[TG_UUID_STRLEN + 1];
