@@ -87,6 +87,7 @@ extern const tg_ctl_command_t tg_ctl_cmd_migrate;       /* migrate.c */
 extern const tg_ctl_command_t tg_ctl_cmd_tenant_create; /* tenant.c */
 extern const tg_ctl_command_t tg_ctl_cmd_user_create;   /* user.c */
 extern const tg_ctl_command_t tg_ctl_cmd_token_create;  /* token.c */
+extern const tg_ctl_command_t tg_ctl_cmd_audit;         /* audit.c */
 
 /** `tollgatectl partitions list|prune ...` (ctl/partitions.c); argv[0] is the action. */
 int tg_ctl_partitions_main(const char *conninfo, int argc, char **argv);

@@ -12,6 +12,7 @@ tollgatectl_SOURCES = \
 	ctl/tenant.c \
 	ctl/user.c \
 	ctl/token.c \
+	ctl/audit.c \
 	ctl/partitions.c \
 	ctl/ring_stats.c \
 	schema/migrations.h

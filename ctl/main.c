@@ -31,6 +31,7 @@ static const tg_ctl_command_t *const COMMANDS[] = {
     &tg_ctl_cmd_tenant_create,
     &tg_ctl_cmd_user_create,
     &tg_ctl_cmd_token_create,
+    &tg_ctl_cmd_audit,
 };
 #define NUM_COMMANDS (sizeof(COMMANDS) / sizeof(COMMANDS[0]))
 

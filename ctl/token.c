@@ -65,11 +65,15 @@ static int make_token(new_token_t *token)
 static int insert_token(tg_ctl_t *ctl, const new_token_t *token, const char *email, const char *name, const char *expires)
 {
     /* The user (and with it the tenant) is resolved in the same statement; no row back
-     * means no such user. The digest goes as binary, the plaintext not at all. */
-    static const char sql[] = "INSERT INTO api_tokens (id, user_id, tenant_id, name, prefix, token_hash, scopes, expires_at)"
-                              " SELECT $1::uuid, u.id, u.tenant_id, $2::text, $3::text, $4::bytea, $5::text[],"
-                              " $6::timestamptz FROM users u WHERE lower(u.email) = lower($7)"
-                              " RETURNING id";
+     * means no such user. The digest goes as binary, the plaintext not at all. The audit
+     * event (schema 0010, actor admin_cli) is written by the same statement. */
+    static const char sql[] =
+        "WITH t AS (INSERT INTO api_tokens (id, user_id, tenant_id, name, prefix, token_hash, scopes, expires_at)"
+        " SELECT $1::uuid, u.id, u.tenant_id, $2::text, $3::text, $4::bytea, $5::text[],"
+        " $6::timestamptz FROM users u WHERE lower(u.email) = lower($7)"
+        " RETURNING id, user_id, tenant_id, name, prefix)"
+        " SELECT id, tollgate_audit_record(tenant_id, user_id, 'admin_cli', NULL, 'token.created', id, NULL,"
+        " jsonb_build_object('name', name, 'prefix', prefix)) FROM t";
     const char *params[] = {
         token->id, name, token->prefix, (const char *)token->hash, DEFAULT_SCOPES, expires[0] != '\0' ? expires : NULL, email};
     const int lengths[] = {0, 0, 0, TG_APITOKEN_HASH_LEN, 0, 0, 0};

@@ -22,6 +22,7 @@ server_libtgserver_a_SOURCES = \
 	server/routes/token_list.c server/routes/token_list.h \
 	server/routes/usage.c server/routes/usage_query.c server/routes/usage_query.h \
 	server/routes/dashboard.c server/dashboard/assets.h \
+	server/routes/audit.c server/routes/audit_write.c server/routes/audit_write.h \
 	server/handler.c \
 	server/worker.c server/worker.h \
 	server/supervisor.c server/supervisor.h \

@@ -18,6 +18,7 @@ const tg_route_t tg_routes[] = {
     TG_ROUTE("POST", "/api/v1/tokens/:id/rotate", TG_ROUTE_AUTH, tg_route_tokens_rotate),
     TG_ROUTE("GET", "/api/v1/tokens/:id/usage", TG_ROUTE_AUTH, tg_route_usage_page),
     TG_ROUTE("GET", "/api/v1/tokens/:id/usage/summary", TG_ROUTE_AUTH, tg_route_usage_summary),
+    TG_ROUTE("GET", "/api/v1/audit", TG_ROUTE_AUTH, tg_route_audit),
     /* Last: the API paths above never walk these. "/dashboard" also takes "/dashboard/"
      * (the router forgives a trailing slash); the handler tells them apart. */
     TG_ROUTE("GET", "/dashboard", TG_ROUTE_PUBLIC, tg_route_dashboard),

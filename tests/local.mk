@@ -55,6 +55,7 @@ include tests/integration/hardening_local.mk
 include tests/integration/errors_local.mk
 include tests/integration/dashboard_local.mk
 include tests/integration/proxy_local.mk
+include tests/integration/audit_local.mk
 include tests/fuzz/fuzz_local.mk
 include tests/integration/secrets_local.mk
 include tests/integration/contract_local.mk

@@ -25,19 +25,32 @@
 #include "server/http.h"
 #include "server/jwt.h"
 #include "server/offload.h"
+#include "server/routes/audit_write.h"
 #include "server/routes/login_body.h"
 #include "server/worker.h"
 
 static const char SQL_USER_BY_EMAIL[] = "SELECT id::text, tenant_id::text, password_hash FROM users WHERE lower(email) = lower($1)";
 
-static const char SQL_INSERT_SESSION[] = "INSERT INTO sessions (id, user_id, tenant_id, expires_at, ip_address)"
-                                         " VALUES ($1::uuid, $2::uuid, $3::uuid, to_timestamp($4::bigint), $5::inet)";
+/* The session and its audit event (schema 0010) in one statement: the actor is the new session. */
+static const char SQL_INSERT_SESSION[] =
+    "WITH s AS (INSERT INTO sessions (id, user_id, tenant_id, expires_at, ip_address)"
+    " VALUES ($1::uuid, $2::uuid, $3::uuid, to_timestamp($4::bigint), $5::inet) RETURNING id, user_id, tenant_id, ip_address)"
+    " SELECT tollgate_audit_record(tenant_id, user_id, 'session', id, 'login.succeeded', NULL, ip_address, '{}') FROM s";
 
-/* Revokes the session if still live and tells the other nodes (within 1 s: LISTEN/NOTIFY). */
+/* A wrong password for a known user ($1 user, $2 tenant, $3 address): an event of its own,
+ * sent without waiting for it (the 401 must not take longer than an unknown email's).
+ * An unknown email is never recorded: its text may be anything a person typed. */
+static const char SQL_AUDIT_LOGIN_FAILED[] =
+    "SELECT tollgate_audit_record($2::uuid, $1::uuid, 'anonymous', NULL, 'login.failed', NULL, $3::inet, '{}')";
+
+/* Revokes the session if still live, tells the other nodes (within 1 s: LISTEN/NOTIFY)
+ * and records the logout ($4 the client's address) when this call revoked it. */
 static const char SQL_REVOKE_SESSION[] =
     "WITH s AS (UPDATE sessions SET revoked_at = now()"
-    " WHERE id = $1::uuid AND user_id = $2::uuid AND tenant_id = $3::uuid AND revoked_at IS NULL RETURNING id)"
-    " SELECT pg_notify('tollgate_revocations', 's:' || id::text) FROM s";
+    " WHERE id = $1::uuid AND user_id = $2::uuid AND tenant_id = $3::uuid AND revoked_at IS NULL"
+    " RETURNING id, user_id, tenant_id)"
+    " SELECT pg_notify('tollgate_revocations', 's:' || id::text),"
+    " tollgate_audit_record(tenant_id, user_id, 'session', id, 'logout', NULL, $4::inet, '{}') FROM s";
 
 /* ------------------------------------------------------------------ state */
 
@@ -189,14 +202,6 @@ static void on_session_created(void *data, PGresult *res, const char *sqlstate, 
     tg_http_send_jansson(r->req, 200, doc);
 }
 
-/* The client's address for sessions.ip_address, or NULL (unix socket, unknown). */
-static const char *peer_address(const tg_request_t *r, char buf[NI_MAXHOST])
-{
-    if (r->client.family == TG_CLIENT_ADDR_NONE)
-        return NULL;
-    return tg_client_addr_format(&r->client, buf, NI_MAXHOST);
-}
-
 static void create_session(login_t *l)
 {
     tg_request_t *r = l->r;
@@ -214,7 +219,7 @@ static void create_session(login_t *l)
     tg_uuid_format((const tg_uuid_t *)l->user_id, user);
     tg_uuid_format((const tg_uuid_t *)l->tenant_id, tenant);
     snprintf(expires, sizeof(expires), "%lld", (long long)l->expires_at);
-    const char *params[5] = {sid_text, user, tenant, expires, peer_address(r, ip)};
+    const char *params[5] = {sid_text, user, tenant, expires, tg_audit_client_address(r, ip)};
     submit(r, &l->waiting, &l->query, SQL_INSERT_SESSION, 5, params, on_session_created, l);
 }
 
@@ -238,6 +243,28 @@ static void job_free(login_job_t *job)
     free(job);
 }
 
+static void on_login_failure_recorded(void *data, PGresult *res, const char *sqlstate, const char *error)
+{
+    (void)data;
+    if (res == NULL)
+        tg_log_warn("auth", "failed login not audited", "sqlstate=%s error=%s", sqlstate != NULL ? sqlstate : "",
+                    sqlstate == NULL && error != NULL ? error : "(withheld)");
+}
+
+/* Records a wrong password for the known user l->user_id; nothing waits for it. */
+static void audit_login_failed(login_t *l)
+{
+    tg_db_t *db = l->r->worker->db;
+    if (db == NULL)
+        return;
+    char user[TG_UUID_STRLEN + 1], tenant[TG_UUID_STRLEN + 1], ip[NI_MAXHOST];
+    tg_uuid_format((const tg_uuid_t *)l->user_id, user);
+    tg_uuid_format((const tg_uuid_t *)l->tenant_id, tenant);
+    const char *params[3] = {user, tenant, tg_audit_client_address(l->r, ip)};
+    if (tg_db_query(db, SQL_AUDIT_LOGIN_FAILED, 3, params, on_login_failure_recorded, NULL) == NULL)
+        tg_log_warn("auth", "failed login not audited", "error=database unavailable");
+}
+
 /* Loop thread, after verify_work. */
 static void verify_done(void *data)
 {
@@ -256,6 +283,8 @@ static void verify_done(void *data)
         tg_log_warn("auth", "stored password hash is unusable", "user_id=%s", user);
     }
     if (!found || result != TG_PASSWORD_OK) {
+        if (found)
+            audit_login_failed(l);
         send_invalid_credentials(r);
         return;
     }
@@ -377,10 +406,10 @@ void tg_route_auth_logout(tg_request_t *r)
     logout_t *o = h2o_mem_alloc_shared(&r->req->pool, sizeof(*o), logout_dispose);
     memset(o, 0, sizeof(*o));
     o->r = r;
-    char sid[TG_UUID_STRLEN + 1], user[TG_UUID_STRLEN + 1], tenant[TG_UUID_STRLEN + 1];
+    char sid[TG_UUID_STRLEN + 1], user[TG_UUID_STRLEN + 1], tenant[TG_UUID_STRLEN + 1], ip[NI_MAXHOST];
     tg_uuid_format((const tg_uuid_t *)r->auth.session_id, sid);
     tg_uuid_format((const tg_uuid_t *)r->auth.user_id, user);
     tg_uuid_format((const tg_uuid_t *)r->auth.tenant_id, tenant);
-    const char *params[3] = {sid, user, tenant};
-    submit(r, &o->waiting, &o->query, SQL_REVOKE_SESSION, 3, params, on_session_revoked, o);
+    const char *params[4] = {sid, user, tenant, tg_audit_client_address(r, ip)};
+    submit(r, &o->waiting, &o->query, SQL_REVOKE_SESSION, 4, params, on_session_revoked, o);
 }

@@ -34,6 +34,9 @@ void tg_route_tokens_rotate(tg_request_t *r); /* POST /api/v1/tokens/:id/rotate 
 void tg_route_usage_page(tg_request_t *r);
 void tg_route_usage_summary(tg_request_t *r);
 
+/* server/routes/audit.c: GET /api/v1/audit (tokens:read), the caller's own audit events */
+void tg_route_audit(tg_request_t *r);
+
 /* server/routes/dashboard.c: GET /dashboard/ and its static files (public, not metered);
  * /dashboard redirects (308) to /dashboard/ */
 void tg_route_dashboard(tg_request_t *r);

@@ -26,6 +26,7 @@
 #include "server/db.h"
 #include "server/http.h"
 #include "server/policy.h"
+#include "server/routes/audit_write.h"
 #include "server/routes/token_body.h"
 #include "server/routes/token_json.h"
 #include "server/routes/token_list.h"
@@ -157,6 +158,26 @@ static const char SQL_ROTATE_RESULT[] =
     " UNION SELECT t.id FROM api_tokens t JOIN d ON t.created_by = d.id) SELECT string_agg(id::text, ' ') FROM d)"
     " FROM api_tokens o LEFT JOIN LATERAL (SELECT " TG_TOKEN_SQL_COLUMNS " FROM api_tokens WHERE id = $5::uuid) n ON true"
     " WHERE " SQL_IN_REACH("o");
+
+/*
+ * Audit events (schema 0010), each the last step of the transaction of the change it
+ * records, so an event exists exactly when its change committed. $1 the token, $2/$3 the
+ * actor's kind and id, $4 the client's address. No secret goes in: name and prefix only.
+ */
+static const char SQL_AUDIT_CREATED[] =
+    "SELECT tollgate_audit_record(t.tenant_id, t.user_id, $2, $3::uuid, 'token.created', t.id, $4::inet,"
+    " jsonb_build_object('name', t.name, 'prefix', t.prefix)) FROM api_tokens t WHERE t.id = $1::uuid";
+/* $1 the successor (its rotated_from is the target), $5 the overlap in seconds. */
+static const char SQL_AUDIT_ROTATED[] =
+    "SELECT tollgate_audit_record(t.tenant_id, t.user_id, $2, $3::uuid, 'token.rotated', t.rotated_from, $4::inet,"
+    " jsonb_build_object('name', t.name, 'newTokenId', t.id, 'overlapSeconds', $5::int)) FROM api_tokens t WHERE t.id = $1::uuid";
+/* Only when this transaction revoked it (revoked_at = now(), the transaction's time), so a
+ * repeated DELETE records nothing; $5 user, $6 tenant. Descendants revoked with it get no
+ * event of their own. */
+static const char SQL_AUDIT_REVOKED[] =
+    "SELECT tollgate_audit_record(t.tenant_id, t.user_id, $2, $3::uuid, 'token.revoked', t.id, $4::inet,"
+    " jsonb_build_object('name', t.name, 'prefix', t.prefix)) FROM api_tokens t"
+    " WHERE t.id = $1::uuid AND t.user_id = $5::uuid AND t.tenant_id = $6::uuid AND t.revoked_at = now()";
 
 /* ------------------------------------------------------------------ deferred calls */
 
@@ -445,8 +466,11 @@ static void insert_token(tokens_call_t *c, const tg_token_body_t *in)
     tg_db_request_t q = {.nsteps = 2, .result_step = 1, .is_transaction = 1};
     q.steps[0] = (tg_db_step_t){.sql = SQL_CAP_LOCK, .nparams = 3, .params = {max_user, max_tenant, ids.tenant}};
     /* created with an API token: confined to it and revoked with it (schema 0007) */
+    char actor_id[TG_UUID_STRLEN + 1], ip[NI_MAXHOST];
+    const char *actor = tg_audit_actor(r, actor_id);
+    const char *ip_text = tg_audit_client_address(r, ip);
     if (r->auth.method == TG_AUTH_API_TOKEN) {
-        q.nsteps = 3;
+        q.nsteps = 4;
         q.result_step = 2;
         q.steps[1] = (tg_db_step_t){.sql = SQL_LOCK_USER_TOKENS, .nparams = 2, .params = {ids.user, ids.tenant}};
         q.steps[2] = (tg_db_step_t){.sql = SQL_INSERT_CHILD, .nparams = 12};
@@ -455,7 +479,9 @@ static void insert_token(tokens_call_t *c, const tg_token_body_t *in)
     } else {
         q.steps[1] = (tg_db_step_t){.sql = SQL_INSERT, .nparams = 11};
         memcpy(q.steps[1].params, params, sizeof(params));
+        q.nsteps = 3;
     }
+    q.steps[q.nsteps - 1] = (tg_db_step_t){.sql = SQL_AUDIT_CREATED, .nparams = 4, .params = {id_text, actor, actor_id, ip_text}};
     call_submit(c, &q, on_token_created);
 }
 
@@ -615,8 +641,8 @@ static void get_query(tokens_call_t *c)
 
 /* Runs `sql` with SQL_IN_REACH's parameters ($1 token id, $2 user, $3 tenant, $4 the
  * caller's token) for the :id routes that change a token, after SQL_LOCK_USER_TOKENS in
- * one transaction. */
-static void change_token_in_reach(tg_request_t *r, const char *sql, tg_db_result_cb cb)
+ * one transaction, then `audit_sql` (SQL_AUDIT_REVOKED's parameters). */
+static void change_token_in_reach(tg_request_t *r, const char *sql, const char *audit_sql, tg_db_result_cb cb)
 {
     uint8_t id[16];
     char id_text[TG_UUID_STRLEN + 1], caller[TG_UUID_STRLEN + 1];
@@ -629,6 +655,11 @@ static void change_token_in_reach(tg_request_t *r, const char *sql, tg_db_result
     tg_db_request_t q = {.nsteps = 2, .result_step = 1, .is_transaction = 1};
     q.steps[0] = (tg_db_step_t){.sql = SQL_LOCK_USER_TOKENS, .nparams = 2, .params = {ids.user, ids.tenant}};
     q.steps[1] = (tg_db_step_t){.sql = sql, .nparams = 4, .params = {id_text, ids.user, ids.tenant, caller_token(r, caller)}};
+    char actor_id[TG_UUID_STRLEN + 1], ip[NI_MAXHOST];
+    const char *actor = tg_audit_actor(r, actor_id);
+    q.nsteps = 3;
+    q.steps[2] = (tg_db_step_t){.sql = audit_sql, .nparams = 6,
+                                .params = {id_text, actor, actor_id, tg_audit_client_address(r, ip), ids.user, ids.tenant}};
     call_submit(c, &q, cb);
 }
 
@@ -688,7 +719,7 @@ void tg_route_tokens_delete(tg_request_t *r)
 {
     if (!authorize(r, TG_SCOPE_TOKENS_WRITE))
         return;
-    change_token_in_reach(r, SQL_REVOKE, on_token_revoked);
+    change_token_in_reach(r, SQL_REVOKE, SQL_AUDIT_REVOKED, on_token_revoked);
 }
 
 /* ------------------------------------------------------------------ POST /api/v1/tokens/:id/rotate */
@@ -792,5 +823,10 @@ void tg_route_tokens_rotate(tg_request_t *r)
                                 .params = {old_text, ids.user, ids.tenant, caller, overlap_text, new_text, prefix, hash_hex}};
     q.steps[2] =
         (tg_db_step_t){.sql = SQL_ROTATE_RESULT, .nparams = 5, .params = {old_text, ids.user, ids.tenant, caller, new_text}};
+    char actor_id[TG_UUID_STRLEN + 1], ip[NI_MAXHOST];
+    const char *actor = tg_audit_actor(r, actor_id);
+    q.nsteps = 4;
+    q.steps[3] = (tg_db_step_t){.sql = SQL_AUDIT_ROTATED, .nparams = 5,
+                                .params = {new_text, actor, actor_id, tg_audit_client_address(r, ip), overlap_text}};
     call_submit(c, &q, on_token_rotated);
 }

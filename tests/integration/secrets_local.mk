@@ -29,6 +29,6 @@ $(TG_CHECK_SECRETS_LOG): tests/integration/test_foundation.log tests/integration
 	tests/integration/test_hardening.log tests/integration/test_dashboard.log \
 	tests/integration/test_contract.log tests/integration/test_proxy.log tests/integration/test_authz.log \
 	tests/integration/test_errors.log tests/integration/test_config.log \
-	tests/integration/test_revocation.log
+	tests/integration/test_revocation.log tests/integration/test_audit.log
 
 endif

@@ -256,6 +256,7 @@ static const row_t ROWS[] = {
     {"GET", "/api/v1/tokens/:id/usage", "/api/v1/tokens/:id/usage", NULL, T_SELF,          {NA , 200, 403, 200, 200, 200, NA , 200, 401, 401, 200, 401, 403}},
     {"GET", "/api/v1/tokens/:id/usage/summary", "/api/v1/tokens/:id/usage/summary", NULL, T_SIBLING,
                                                                                            {200, 200, 403, 200, 200, 200, 404, 404, 401, 401, 200, 401, 403}},
+    {"GET", "/api/v1/audit", "/api/v1/audit", NULL, T_NONE,                                {200, 200, 200, 403, 200, 200, 200, 200, 401, 401, 200, 401, 403}},
     {"GET", "/dashboard", "/dashboard/", NULL, T_NONE,                                     {200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200}},
     {"GET", "/dashboard/app.js", "/dashboard/app.js", NULL, T_NONE,                        {200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200}},
     {"GET", "/dashboard/app.css", "/dashboard/app.css", NULL, T_NONE,                      {200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200}},

@@ -308,6 +308,15 @@ static void usage(tg_fx_proto_t p, const char *jwt)
     expect(p, "GET", "/api/v1/tokens/{id}/usage/summary", "/api/v1/tokens/" NO_SUCH_ID "/usage/summary", jwt, NULL, 404);
 }
 
+/* The audit log: the logins and token changes above are in it. */
+static void audit(tg_fx_proto_t p, const char *jwt)
+{
+    expect(p, "GET", "/api/v1/audit", "/api/v1/audit?limit=2", jwt, NULL, 200);
+    expect(p, "GET", "/api/v1/audit", "/api/v1/audit?from=2000-01-01&to=2999-12-31", master, NULL, 200);
+    expect(p, "GET", "/api/v1/audit", "/api/v1/audit?limit=0", jwt, NULL, 400);
+    expect(p, "GET", "/api/v1/audit", "/api/v1/audit", NULL, NULL, 401);
+}
+
 static void dashboard(tg_fx_proto_t p)
 {
     tg_fx_http_res_t res;
@@ -348,6 +357,7 @@ static void contract_over(tg_fx_proto_t p)
     tokens(p, jwt);
     policies(p, jwt);
     usage(p, jwt);
+    audit(p, jwt);
     dashboard(p);
     logout(p, jwt);
     cr_assert_eq(fclose(exchanges), 0);

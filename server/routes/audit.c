@@ -1,0 +1,257 @@
+/*
+ * GET /api/v1/audit (docs/api.md): a page of the caller's audit events (schema 0010),
+ * newest first. Read as tollgate_app with the caller's tenant set, so row-level security
+ * holds even if a filter here were wrong; the caller's user is filtered too. Pagination
+ * reuses the token list's signed keyset cursor (token_list.h): (created_at, id).
+ */
+#include "server/routes/routes.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "common/log.h"
+#include "common/timefmt.h"
+#include "common/uuid.h"
+#include "server/auth.h"
+#include "server/db.h"
+#include "server/http.h"
+#include "server/routes/token_list.h"
+#include "server/worker.h"
+
+/* The usage endpoint's limits: a page is milliseconds, so a second means trouble. */
+static const char SQL_SCOPE[] = "SELECT set_config('statement_timeout', '1000', true), set_config('role', 'tollgate_app', true),"
+                                " set_config('tollgate.tenant_id', $1, true)";
+
+/* One page and one row more (is there a next page?). $1 tenant, $2 user, $3 limit + 1,
+ * $4/$5 from/to in microseconds (inclusive), $6/$7 the cursor's position or NULL. */
+static const char SQL_PAGE[] =
+    "SELECT id::text, action, actor_kind, actor_id::text, target_id::text, host(ip_address), detail::text,"
+    " (extract(epoch FROM created_at) * 1000000)::bigint FROM audit_events"
+    " WHERE tenant_id = $1::uuid AND user_id = $2::uuid"
+    " AND created_at >= timestamptz 'epoch' + $4::bigint * interval '1 microsecond'"
+    " AND created_at <= timestamptz 'epoch' + $5::bigint * interval '1 microsecond'"
+    " AND ($6::bigint IS NULL OR (created_at, id) < (timestamptz 'epoch' + $6::bigint * interval '1 microsecond', $7::uuid))"
+    " ORDER BY created_at DESC, id DESC LIMIT $3::int";
+
+enum { COL_ID, COL_ACTION, COL_ACTOR_KIND, COL_ACTOR_ID, COL_TARGET, COL_IP, COL_DETAIL, COL_US };
+
+/* Open ends of the range: PostgreSQL's timestamptz range in microseconds is wider than these. */
+#define AUDIT_FROM_MIN TG_TIME_MIN_US
+#define AUDIT_TO_MAX TG_TIME_MAX_US
+
+typedef struct st_audit_call_t {
+    tg_request_t *r;
+    tg_db_query_t *query;
+    int waiting;
+    tg_token_list_params_t page;
+    int64_t from_us, to_us;
+    uint8_t key[TG_TOKEN_LIST_KEY_LEN];
+} audit_call_t;
+
+static void call_dispose(void *p)
+{
+    audit_call_t *c = p;
+    if (c->query != NULL)
+        tg_db_cancel(c->query);
+    c->query = NULL;
+    c->r = NULL;
+}
+
+/* Percent-decodes v[0..len) into out (cap bytes with the NUL); -1 when malformed or too long. */
+static int decode_value(const char *v, size_t len, char *out, size_t cap)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < len; ++i) {
+        int ch = (unsigned char)v[i];
+        if (ch == '%') {
+            if (i + 2 >= len)
+                return -1;
+            char hex[3] = {v[i + 1], v[i + 2], '\0'};
+            char *end;
+            long x = strtol(hex, &end, 16);
+            if (end != hex + 2 || hex[0] == '+' || hex[0] == '-')
+                return -1;
+            ch = (int)x;
+            i += 2;
+            if (ch == 0)
+                return -1;
+        } /* a literal '+' stays '+', as in the usage routes' from/to */
+        if (n + 1 >= cap)
+            return -1;
+        out[n++] = (char)ch;
+    }
+    out[n] = '\0';
+    return 0;
+}
+
+/* `from` and `to` (RFC 3339 or a date; `to` as a date means the end of that day). 0, or -1 with msg filled. */
+static int parse_range(const char *query, size_t len, int64_t *from_us, int64_t *to_us, char *msg, size_t msg_cap)
+{
+    *from_us = AUDIT_FROM_MIN;
+    *to_us = AUDIT_TO_MAX;
+    int seen_from = 0, seen_to = 0;
+    for (size_t start = 0; start < len;) {
+        const char *pair = query + start, *amp = memchr(pair, '&', len - start);
+        size_t pair_len = amp != NULL ? (size_t)(amp - pair) : len - start;
+        start += pair_len + 1;
+        const char *eq = memchr(pair, '=', pair_len);
+        size_t name_len = eq != NULL ? (size_t)(eq - pair) : pair_len;
+        int is_from = name_len == 4 && memcmp(pair, "from", 4) == 0, is_to = name_len == 2 && memcmp(pair, "to", 2) == 0;
+        if (!is_from && !is_to)
+            continue;
+        const char *name = is_from ? "from" : "to";
+        if (is_from ? seen_from++ : seen_to++) {
+            snprintf(msg, msg_cap, "Parameter '%s' is given more than once.", name);
+            return -1;
+        }
+        const char *value = eq != NULL ? eq + 1 : pair + pair_len;
+        char text[64];
+        int64_t us;
+        tg_time_form_t form;
+        if (decode_value(value, (size_t)(pair + pair_len - value), text, sizeof(text)) != 0 ||
+            tg_time_parse(text, strlen(text), &us, &form) != 0) {
+            snprintf(msg, msg_cap, "Parameter '%s' must be an RFC 3339 timestamp or a date (YYYY-MM-DD).", name);
+            return -1;
+        }
+        if (is_to && form == TG_TIME_FORM_DATE)
+            us += TG_TIME_US_PER_DAY - 1;
+        *(is_from ? from_us : to_us) = us;
+    }
+    if (*from_us > *to_us) {
+        snprintf(msg, msg_cap, "Parameter 'from' must not be after 'to'.");
+        return -1;
+    }
+    return 0;
+}
+
+static json_t *text_or_null(const PGresult *res, int row, int col)
+{
+    return PQgetisnull(res, row, col) ? json_null() : json_string(PQgetvalue(res, row, col));
+}
+
+/* One event object, or NULL when the row is malformed. */
+static json_t *event_json(const PGresult *res, int row)
+{
+    char ts[TG_TIME_MS_STRLEN + 1];
+    if (tg_time_format_ms(strtoll(PQgetvalue(res, row, COL_US), NULL, 10), ts) < 0)
+        return NULL;
+    json_t *detail = json_loads(PQgetvalue(res, row, COL_DETAIL), 0, NULL);
+    if (detail == NULL)
+        return NULL;
+    const char *kind = PQgetvalue(res, row, COL_ACTOR_KIND);
+    int is_token = strcmp(kind, "api_token") == 0, is_session = strcmp(kind, "session") == 0;
+    json_t *actor_id = text_or_null(res, row, COL_ACTOR_ID);
+    json_t *actor = json_pack("{s:s, s:o, s:o}", "kind", kind, "tokenId", is_token ? json_incref(actor_id) : json_null(),
+                              "sessionId", is_session ? json_incref(actor_id) : json_null());
+    json_decref(actor_id);
+    return json_pack("{s:o, s:o, s:o, s:o, s:o, s:s, s:o}", "id", text_or_null(res, row, COL_ID), "action",
+                     text_or_null(res, row, COL_ACTION), "actor", actor, "targetTokenId", text_or_null(res, row, COL_TARGET),
+                     "ipAddress", text_or_null(res, row, COL_IP), "timestamp", ts, "detail", detail);
+}
+
+static void on_page(void *data, PGresult *res, const char *sqlstate, const char *error)
+{
+    audit_call_t *c = data;
+    c->waiting = 0;
+    c->query = NULL;
+    tg_request_t *r = c->r;
+    if (r == NULL)
+        return;
+    if (res == NULL) {
+        if (sqlstate == NULL) {
+            tg_log_warn("audit", "database unavailable", "error=%s", error != NULL ? error : "");
+            tg_http_send_error(r->req, 503, "database_unavailable", "The database is unavailable; retry shortly.");
+        } else {
+            tg_log_error("audit", "statement failed", "sqlstate=%s error=%s", sqlstate,
+                         strncmp(sqlstate, "42", 2) == 0 && error != NULL ? error : "(withheld)");
+            tg_http_send_error(r->req, 500, "internal_error", "The request could not be completed.");
+        }
+        return;
+    }
+    int rows = PQntuples(res), more = rows > (int)c->page.limit;
+    if (more)
+        rows = (int)c->page.limit;
+    json_t *events = json_array(), *next = json_null();
+    for (int row = 0; row < rows; ++row) {
+        json_t *ev = event_json(res, row);
+        if (ev == NULL) {
+            json_decref(events);
+            tg_http_send_error(r->req, 500, "internal_error", "The request could not be completed.");
+            return;
+        }
+        json_array_append_new(events, ev);
+    }
+    if (more) {
+        tg_uuid_t id;
+        const char *id_text = PQgetvalue(res, rows - 1, COL_ID);
+        if (tg_uuid_parse(id_text, strlen(id_text), &id) != 0) {
+            json_decref(events);
+            tg_http_send_error(r->req, 500, "internal_error", "The request could not be completed.");
+            return;
+        }
+        char cursor[TG_TOKEN_LIST_CURSOR_LEN + 1];
+        tg_token_list_cursor(c->key, r->auth.user_id, r->auth.tenant_id, strtoll(PQgetvalue(res, rows - 1, COL_US), NULL, 10),
+                             id.bytes, cursor);
+        next = json_string(cursor);
+    }
+    tg_http_send_jansson(
+        r->req, 200,
+        json_pack("{s:o, s:{s:I, s:o}}", "events", events, "pagination", "limit", (json_int_t)c->page.limit, "nextCursor", next));
+}
+
+void tg_route_audit(tg_request_t *r)
+{
+    if (r->auth.method == TG_AUTH_NONE) {
+        tg_http_send_error(r->req, 401, "unauthorized", "This resource needs an Authorization: Bearer credential.");
+        return;
+    }
+    if (!tg_auth_require_scope(r, TG_SCOPE_TOKENS_READ))
+        return;
+    audit_call_t *c = h2o_mem_alloc_shared(&r->req->pool, sizeof(*c), call_dispose);
+    memset(c, 0, sizeof(*c));
+    const tg_server_t *server = r->worker->server;
+    tg_token_list_key(server->jwt_secret, server->jwt_secret_len, c->key);
+    h2o_iovec_t query = h2o_iovec_init("", 0);
+    if (r->req->query_at != SIZE_MAX && r->req->query_at + 1 <= r->req->path.len)
+        query = h2o_iovec_init(r->req->path.base + r->req->query_at + 1, r->req->path.len - r->req->query_at - 1);
+    tg_token_list_error_t err;
+    char msg[200];
+    if (tg_token_list_parse(query.base, query.len, c->key, r->auth.user_id, r->auth.tenant_id, &c->page, &err) != 0) {
+        tg_http_send_error(r->req, 400, "invalid_parameter", err.message);
+        return;
+    }
+    if (parse_range(query.base, query.len, &c->from_us, &c->to_us, msg, sizeof(msg)) != 0) {
+        tg_http_send_error(r->req, 400, "invalid_parameter", msg);
+        return;
+    }
+    c->r = r;
+    char tenant[TG_UUID_STRLEN + 1], user[TG_UUID_STRLEN + 1], limit[16], from[24], to[24], after_us[24],
+        after_id[TG_UUID_STRLEN + 1];
+    tg_uuid_format((const tg_uuid_t *)r->auth.tenant_id, tenant);
+    tg_uuid_format((const tg_uuid_t *)r->auth.user_id, user);
+    snprintf(limit, sizeof(limit), "%u", c->page.limit + 1);
+    snprintf(from, sizeof(from), "%lld", (long long)c->from_us);
+    snprintf(to, sizeof(to), "%lld", (long long)c->to_us);
+    snprintf(after_us, sizeof(after_us), "%lld", (long long)c->page.after_created_us);
+    tg_uuid_format((const tg_uuid_t *)c->page.after_id, after_id);
+    tg_db_request_t q = {.nsteps = 2, .result_step = 1, .is_transaction = 1};
+    q.steps[0] = (tg_db_step_t){.sql = SQL_SCOPE, .nparams = 1, .params = {tenant}};
+    q.steps[1] = (tg_db_step_t){
+        .sql = SQL_PAGE,
+        .nparams = 7,
+        .params = {tenant, user, limit, from, to, c->page.has_cursor ? after_us : NULL, c->page.has_cursor ? after_id : NULL}};
+    tg_db_t *db = r->worker->db;
+    c->waiting = 1;
+    tg_db_query_t *h = db != NULL ? tg_db_submit(db, &q, on_page, c) : NULL;
+    if (h == NULL) {
+        c->waiting = 0;
+        c->r = NULL;
+        tg_http_send_error(r->req, 503, "database_unavailable", "The database is unavailable; retry shortly.");
+        return;
+    }
+    if (c->waiting)
+        c->query = h;
+}
