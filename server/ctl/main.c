@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "common/config.h"
+#include "common/version.h"
 #include "server/ctl/ctl.h"
 
 typedef struct st_tg_ctl_settings_t {
@@ -135,6 +136,10 @@ int main(int argc, char **argv)
     switch (tg_config_load(SETTINGS, &settings, argc, argv, &next_arg, err, sizeof(err))) {
     case TG_CONFIG_HELP:
         print_help(stdout);
+        status = TG_CTL_EXIT_OK;
+        goto Exit;
+    case TG_CONFIG_VERSION:
+        fputs(TG_VERSION_LINE("tollgatectl"), stdout);
         status = TG_CTL_EXIT_OK;
         goto Exit;
     case TG_CONFIG_ERROR:
