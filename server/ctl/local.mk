@@ -9,9 +9,12 @@ tollgatectl_SOURCES = \
 	server/ctl/args.c \
 	server/ctl/db.c server/ctl/db.h \
 	server/ctl/migrate.c \
+	server/ctl/migrate_status.c \
 	server/ctl/tenant.c \
 	server/ctl/user.c \
 	server/ctl/token.c \
+	server/ctl/token_admin.c \
+	server/ctl/user_admin.c \
 	server/ctl/partitions.c \
 	server/ctl/ring_stats.c \
 	schema/migrations.h

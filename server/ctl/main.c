@@ -30,8 +30,16 @@ static const tg_setting_t SETTINGS[] = {
 static const tg_ctl_command_t *const COMMANDS[] = {
     &tg_ctl_cmd_migrate,
     &tg_ctl_cmd_tenant_create,
+    &tg_ctl_cmd_tenant_list,
     &tg_ctl_cmd_user_create,
+    &tg_ctl_cmd_user_disable,
+    &tg_ctl_cmd_user_enable,
+    &tg_ctl_cmd_user_reset_password,
     &tg_ctl_cmd_token_create,
+    &tg_ctl_cmd_token_list,
+    &tg_ctl_cmd_token_show,
+    &tg_ctl_cmd_token_revoke,
+    &tg_ctl_cmd_token_rotate,
 };
 #define NUM_COMMANDS (sizeof(COMMANDS) / sizeof(COMMANDS[0]))
 

@@ -28,7 +28,8 @@
 #include "server/routes/login_body.h"
 #include "server/worker.h"
 
-static const char SQL_USER_BY_EMAIL[] = "SELECT id::text, tenant_id::text, password_hash FROM users WHERE lower(email) = lower($1)";
+static const char SQL_USER_BY_EMAIL[] = "SELECT id::text, tenant_id::text, password_hash FROM users WHERE lower(email) = lower($1)"
+                                       " AND disabled_at IS NULL";
 
 static const char SQL_INSERT_SESSION[] = "INSERT INTO sessions (id, user_id, tenant_id, expires_at, ip_address)"
                                          " VALUES ($1::uuid, $2::uuid, $3::uuid, to_timestamp($4::bigint), $5::inet)";
