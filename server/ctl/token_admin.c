@@ -54,6 +54,37 @@ static int resolve_token(tg_ctl_t *ctl, const char *ref, char id[TG_UUID_STRLEN 
     return rc;
 }
 
+/*
+ * Opens a transaction and takes the API's per-owner lock of token `id` (the
+ * SQL_LOCK_USER_TOKENS of server/routes/tokens.c: key "tokn", hashtext(user || ' ' ||
+ * tenant)), held to the commit: a child minted through the API concurrently is either
+ * seen by the statement that follows (and revoked or bounded with its parent) or minted
+ * after it. 0, or -1 after printing why (the transaction is then rolled back).
+ */
+static int begin_locked(tg_ctl_t *ctl, const char *id)
+{
+    static const char sql[] = "SELECT pg_advisory_xact_lock(1953459054, hashtext(user_id::text || ' ' || tenant_id::text))"
+                              " FROM api_tokens WHERE id = $1::uuid";
+    PGresult *res;
+    if (tg_ctl_db_command(ctl, "BEGIN", "starting a transaction") != 0)
+        return -1;
+    if (tg_ctl_db_exec(ctl, sql, 1, &id, NULL, NULL, &res) != 0) {
+        tg_ctl_db_report(ctl, res, "locking the token's owner");
+        PQclear(res);
+        if (tg_ctl_db_command(ctl, "ROLLBACK", "rolling back") != 0)
+            return -1; /* already printed; the connection is closed at exit either way */
+        return -1;
+    }
+    PQclear(res);
+    return 0;
+}
+
+/* Commits what begin_locked opened, or rolls it back when `ok` is 0. 0, or -1 after printing why. */
+static int end_locked(tg_ctl_t *ctl, int ok)
+{
+    return tg_ctl_db_command(ctl, ok ? "COMMIT" : "ROLLBACK", ok ? "committing" : "rolling back");
+}
+
 /* ------------------------------------------------------------------ list */
 
 enum { LIST_EMAIL, LIST_TENANT };
@@ -161,19 +192,19 @@ static int run_token_revoke(tg_ctl_t *ctl, const tg_ctl_args_t *args)
                               " n AS (SELECT pg_notify('tollgate_revocations', 't:' || id::text) FROM r)"
                               " SELECT (SELECT count(*) FROM n)";
     char id[TG_UUID_STRLEN + 1];
-    if (resolve_token(ctl, args->positional, id) != 0)
+    if (resolve_token(ctl, args->positional, id) != 0 || begin_locked(ctl, id) != 0)
         return TG_CTL_EXIT_FAILURE;
     const char *params[] = {id};
     PGresult *res;
-    int status = TG_CTL_EXIT_FAILURE;
-    if (tg_ctl_db_exec(ctl, sql, 1, params, NULL, NULL, &res) != 0) {
+    int ok = tg_ctl_db_exec(ctl, sql, 1, params, NULL, NULL, &res) == 0;
+    if (!ok)
         tg_ctl_db_report(ctl, res, "revoking the token");
-    } else {
+    if (end_locked(ctl, ok) != 0)
+        ok = 0;
+    if (ok) /* only once committed: the notifications go out at the commit */
         printf("revoked %s tokens: %s and its descendants not already revoked\n", PQgetvalue(res, 0, 0), id);
-        status = TG_CTL_EXIT_OK;
-    }
     PQclear(res);
-    return status;
+    return ok ? TG_CTL_EXIT_OK : TG_CTL_EXIT_FAILURE;
 }
 
 const tg_ctl_command_t tg_ctl_cmd_token_revoke = {
@@ -242,10 +273,13 @@ static int run_token_rotate(tg_ctl_t *ctl, const tg_ctl_args_t *args)
     const char *params[] = {old_id, overlap_text, new_id, prefix, (const char *)hash};
     const int lengths[] = {0, 0, 0, 0, TG_APITOKEN_HASH_LEN};
     const int formats[] = {0, 0, 0, 0, 1};
-    if (tg_ctl_db_exec(ctl, sql, 5, params, lengths, formats, &res) != 0) {
-        tg_ctl_db_report(ctl, res, "rotating the token");
+    if (begin_locked(ctl, old_id) != 0)
         goto Exit;
-    }
+    int ok = tg_ctl_db_exec(ctl, sql, 5, params, lengths, formats, &res) == 0;
+    if (!ok)
+        tg_ctl_db_report(ctl, res, "rotating the token");
+    if (end_locked(ctl, ok) != 0 || !ok)
+        goto Exit;
     if (PQntuples(res) == 0) {
         tg_ctl_error("token %s is revoked, expired or already rotated: nothing to rotate", old_id);
         goto Exit;
