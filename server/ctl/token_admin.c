@@ -61,6 +61,8 @@ static int resolve_token(tg_ctl_t *ctl, const char *ref, char id[TG_UUID_STRLEN 
  * seen by the statement that follows (and revoked or bounded with its parent) or minted
  * after it. 0, or -1 after printing why (the transaction is then rolled back).
  */
+static int end_locked(tg_ctl_t *ctl, int ok);
+
 static int begin_locked(tg_ctl_t *ctl, const char *id)
 {
     static const char sql[] = "SELECT pg_advisory_xact_lock(1953459054, hashtext(user_id::text || ' ' || tenant_id::text))"
@@ -68,15 +70,13 @@ static int begin_locked(tg_ctl_t *ctl, const char *id)
     PGresult *res;
     if (tg_ctl_db_command(ctl, "BEGIN", "starting a transaction") != 0)
         return -1;
-    if (tg_ctl_db_exec(ctl, sql, 1, &id, NULL, NULL, &res) != 0) {
+    int locked = tg_ctl_db_exec(ctl, sql, 1, &id, NULL, NULL, &res) == 0;
+    if (!locked)
         tg_ctl_db_report(ctl, res, "locking the token's owner");
-        PQclear(res);
-        if (tg_ctl_db_command(ctl, "ROLLBACK", "rolling back") != 0)
-            return -1; /* already printed; the connection is closed at exit either way */
-        return -1;
-    }
     PQclear(res);
-    return 0;
+    if (!locked && end_locked(ctl, 0) != 0)
+        return -1; /* the ROLLBACK failed too (printed); the transaction ends with the connection */
+    return locked ? 0 : -1;
 }
 
 /* Commits what begin_locked opened, or rolls it back when `ok` is 0. 0, or -1 after printing why. */
