@@ -13,6 +13,7 @@
 #include "collector/prune.h"
 #include "collector/settings.h"
 #include "common/log.h"
+#include "common/version.h"
 
 /* Sleep when a loop turn found nothing to do: adds at most 2 ms to a record's latency and
  * costs ~500 wake-ups/s when idle (each a few atomic loads on the ring header). */
@@ -109,6 +110,10 @@ int main(int argc, char **argv)
         break;
     case TG_CONFIG_HELP:
         usage(stdout);
+        tg_config_free(tg_collector_settings, &cfg);
+        return 0;
+    case TG_CONFIG_VERSION:
+        fputs(TG_VERSION_LINE("tollgate-collector"), stdout);
         tg_config_free(tg_collector_settings, &cfg);
         return 0;
     case TG_CONFIG_ERROR:

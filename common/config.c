@@ -199,6 +199,24 @@ const char *tg_config_file(int argc, char **argv)
     return env != NULL && *env != '\0' ? env : NULL;
 }
 
+/* "--version" among the leading flags (before "--" or the first word that is not a flag's). */
+static int version_asked(const tg_setting_t *table, int argc, char **argv)
+{
+    for (int i = 1; i < argc; ++i) {
+        const char *a = argv[i];
+        if (strcmp(a, "--version") == 0)
+            return 1;
+        if (strcmp(a, "--") == 0 || strncmp(a, "--", 2) != 0)
+            return 0;
+        const char *name = a + 2, *eq = strchr(name, '=');
+        size_t nlen = eq != NULL ? (size_t)(eq - name) : strlen(name);
+        const tg_setting_t *s = find_setting(table, name, nlen);
+        if (eq == NULL && ((nlen == 6 && memcmp(name, "config", 6) == 0) || (s != NULL && s->type != TG_SETTING_BOOL)))
+            ++i; /* skip the flag's value */
+    }
+    return 0;
+}
+
 static int load_flags(const tg_setting_t *table, void *cfg, int argc, char **argv, int *next_arg, int *help, char *err,
                       size_t errlen)
 {
@@ -260,6 +278,8 @@ tg_config_result_t tg_config_load(const tg_setting_t *table, void *cfg, int argc
     size_t nrows = 0;
     while (table[nrows].name != NULL)
         ++nrows;
+    if (version_asked(table, argc, argv))
+        return TG_CONFIG_VERSION;
     for (const tg_setting_t *s = table; s->name != NULL; ++s)
         if (s->default_value != NULL && apply(s, cfg, s->default_value, 1, "default", err, errlen) != 0)
             return TG_CONFIG_ERROR;
@@ -288,7 +308,8 @@ tg_config_result_t tg_config_load(const tg_setting_t *table, void *cfg, int argc
 void tg_config_print_help(FILE *out, const tg_setting_t *table)
 {
     fprintf(out, "  --config FILE                 read settings from FILE (name = value lines; env TOLLGATE_CONFIG); one file\n"
-                 "                                serves tollgated, tollgate-collector and tollgatectl, each taking its own keys\n");
+                 "                                serves tollgated, tollgate-collector and tollgatectl, each taking its own keys\n"
+                 "  --version                     print the program's name and version, then exit 0\n");
     for (const tg_setting_t *s = table; s->name != NULL; ++s) {
         char flag[64];
         const char *arg = s->type == TG_SETTING_BOOL ? "" : s->type == TG_SETTING_INT ? " N" : " VALUE";

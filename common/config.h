@@ -35,13 +35,14 @@ typedef struct st_tg_setting_t {
 
 #define TG_SETTINGS_END {NULL, 0, NULL, NULL, NULL, 0, 0, 0, NULL}
 
-typedef enum { TG_CONFIG_OK = 0, TG_CONFIG_HELP = 1, TG_CONFIG_ERROR = -1 } tg_config_result_t;
+typedef enum { TG_CONFIG_OK = 0, TG_CONFIG_HELP = 1, TG_CONFIG_VERSION = 2, TG_CONFIG_ERROR = -1 } tg_config_result_t;
 
 /**
  * Fills `cfg` from defaults, then the file named by --config (if any), then the
  * environment, then argv flags. Parsing stops at the first argument that is not a
  * flag (or after "--"); its index is stored in *next_arg (argc when none).
- * "--config FILE" and "--help"/"-h" are understood without table rows. The file may hold
+ * "--config FILE", "--help"/"-h" and "--version" (TG_CONFIG_VERSION, which wins over
+ * --help and over a bad setting) are understood without table rows. The file may hold
  * the settings of every program of the suite (common/suite_settings.h): keys of other
  * programs are passed over, keys no program takes are refused with their line.
  * A table row missing from the suite's list is an error too (a program's own bug).

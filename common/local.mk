@@ -13,7 +13,8 @@ common_libtgcommon_a_SOURCES = \
 	common/apitoken.c common/apitoken.h \
 	common/siphash.c common/siphash.h \
 	common/password.c common/password.h \
-	common/usage_record.c common/usage_record.h
+	common/usage_record.c common/usage_record.h \
+	common/version.h
 # password.c includes <argon2.h>; apitoken.c uses OpenSSL (above). Programs linking
 # libtgcommon.a add $(OPENSSL_LIBS) $(ARGON2_LIBS).
 common_libtgcommon_a_CFLAGS += $(ARGON2_CFLAGS)

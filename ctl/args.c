@@ -69,7 +69,13 @@ static int parse_option(const tg_ctl_command_t *cmd, const char *words, int argc
         tg_ctl_error("%s: option --%s given twice", words, cmd->options[idx].name);
         return -1;
     }
-    if (eq != NULL) {
+    if (cmd->options[idx].metavar == NULL) { /* a flag: present or not */
+        if (eq != NULL) {
+            tg_ctl_error("%s: option --%s takes no value", words, cmd->options[idx].name);
+            return -1;
+        }
+        args->values[idx] = "";
+    } else if (eq != NULL) {
         args->values[idx] = eq + 1;
     } else if (*i + 1 < argc) {
         args->values[idx] = argv[++*i];
@@ -133,7 +139,8 @@ void tg_ctl_print_command_help(FILE *out, const tg_ctl_command_t *cmd)
     command_words(cmd, words, sizeof(words));
     fprintf(out, "usage: tollgatectl [GLOBAL OPTIONS] %s", words);
     for (int i = 0; i < TG_CTL_MAX_OPTIONS && cmd->options[i].name != NULL; ++i)
-        fprintf(out, cmd->options[i].required ? " --%s %s" : " [--%s %s]", cmd->options[i].name, cmd->options[i].metavar);
+        fprintf(out, cmd->options[i].required ? " --%s%s%s" : " [--%s%s%s]", cmd->options[i].name,
+                cmd->options[i].metavar != NULL ? " " : "", cmd->options[i].metavar != NULL ? cmd->options[i].metavar : "");
     fprintf(out, "%s%s\n\n%s\n", cmd->positional != NULL ? " " : "", cmd->positional != NULL ? cmd->positional : "", cmd->summary);
     if (cmd->details != NULL)
         fprintf(out, "\n%s\n", cmd->details);
@@ -141,7 +148,8 @@ void tg_ctl_print_command_help(FILE *out, const tg_ctl_command_t *cmd)
         fprintf(out, "\noptions:\n");
     for (int i = 0; i < TG_CTL_MAX_OPTIONS && cmd->options[i].name != NULL; ++i) {
         char flag[64];
-        snprintf(flag, sizeof(flag), "--%s %s", cmd->options[i].name, cmd->options[i].metavar);
+        snprintf(flag, sizeof(flag), "--%s%s%s", cmd->options[i].name, cmd->options[i].metavar != NULL ? " " : "",
+                 cmd->options[i].metavar != NULL ? cmd->options[i].metavar : "");
         fprintf(out, "  %-29s %s%s\n", flag, cmd->options[i].help, cmd->options[i].required ? " (required)" : "");
     }
     fprintf(out, "\nGlobal options (--database-url URL) go before the command; see tollgatectl --help.\n");

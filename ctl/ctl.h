@@ -28,7 +28,7 @@ typedef struct st_tg_ctl_t {
 
 typedef struct st_tg_ctl_option_t {
     const char *name;    /* flag without "--"; NULL ends the table */
-    const char *metavar; /* placeholder shown in help, e.g. "EMAIL" */
+    const char *metavar; /* placeholder shown in help, e.g. "EMAIL"; NULL: a flag without a value ("" when given) */
     const char *help;
     int required;
 } tg_ctl_option_t;
@@ -88,6 +88,20 @@ extern const tg_ctl_command_t tg_ctl_cmd_tenant_create; /* tenant.c */
 extern const tg_ctl_command_t tg_ctl_cmd_user_create;   /* user.c */
 extern const tg_ctl_command_t tg_ctl_cmd_token_create;  /* token.c */
 extern const tg_ctl_command_t tg_ctl_cmd_audit;         /* audit.c */
+extern const tg_ctl_command_t tg_ctl_cmd_tenant_list;   /* tenant.c */
+extern const tg_ctl_command_t tg_ctl_cmd_token_list, tg_ctl_cmd_token_show, tg_ctl_cmd_token_revoke,
+    tg_ctl_cmd_token_rotate; /* token_admin.c */
+extern const tg_ctl_command_t tg_ctl_cmd_user_disable, tg_ctl_cmd_user_enable, tg_ctl_cmd_user_reset_password; /* user_admin.c */
+
+/**
+ * Reads a new password from stdin (one line; prompted without echo on a terminal),
+ * checks it (at least 8 characters) and writes its argon2id encoding. The plaintext is
+ * wiped before returning. 0, or -1 after printing why (user.c).
+ */
+int tg_ctl_read_new_password(char *encoded, size_t cap);
+
+/** `migrate --status` (migrate_status.c): prints every migration of this build as applied or pending. */
+int tg_ctl_migrate_status(tg_ctl_t *ctl);
 
 /** `tollgatectl partitions list|prune ...` (ctl/partitions.c); argv[0] is the action. */
 int tg_ctl_partitions_main(const char *conninfo, int argc, char **argv);

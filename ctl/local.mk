@@ -9,9 +9,12 @@ tollgatectl_SOURCES = \
 	ctl/args.c \
 	ctl/db.c ctl/db.h \
 	ctl/migrate.c \
+	ctl/migrate_status.c \
 	ctl/tenant.c \
 	ctl/user.c \
 	ctl/token.c \
+	ctl/token_admin.c \
+	ctl/user_admin.c \
 	ctl/audit.c \
 	ctl/partitions.c \
 	ctl/ring_stats.c \

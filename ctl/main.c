@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "common/config.h"
+#include "common/version.h"
 #include "ctl/ctl.h"
 
 typedef struct st_tg_ctl_settings_t {
@@ -29,9 +30,17 @@ static const tg_setting_t SETTINGS[] = {
 static const tg_ctl_command_t *const COMMANDS[] = {
     &tg_ctl_cmd_migrate,
     &tg_ctl_cmd_tenant_create,
+    &tg_ctl_cmd_tenant_list,
     &tg_ctl_cmd_user_create,
+    &tg_ctl_cmd_user_disable,
+    &tg_ctl_cmd_user_enable,
+    &tg_ctl_cmd_user_reset_password,
     &tg_ctl_cmd_token_create,
     &tg_ctl_cmd_audit,
+    &tg_ctl_cmd_token_list,
+    &tg_ctl_cmd_token_show,
+    &tg_ctl_cmd_token_revoke,
+    &tg_ctl_cmd_token_rotate,
 };
 #define NUM_COMMANDS (sizeof(COMMANDS) / sizeof(COMMANDS[0]))
 
@@ -136,6 +145,10 @@ int main(int argc, char **argv)
     switch (tg_config_load(SETTINGS, &settings, argc, argv, &next_arg, err, sizeof(err))) {
     case TG_CONFIG_HELP:
         print_help(stdout);
+        status = TG_CTL_EXIT_OK;
+        goto Exit;
+    case TG_CONFIG_VERSION:
+        fputs(TG_VERSION_LINE("tollgatectl"), stdout);
         status = TG_CTL_EXIT_OK;
         goto Exit;
     case TG_CONFIG_ERROR:

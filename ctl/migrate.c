@@ -158,6 +158,8 @@ static int lock_migrations(tg_ctl_t *ctl, int lock)
 
 static int run_migrate(tg_ctl_t *ctl, const tg_ctl_args_t *args)
 {
+    if (args->values[0] != NULL) /* --status */
+        return tg_ctl_migrate_status(ctl);
     migration_state_t state = {calloc(tg_schema_migration_count, 1), 0};
     int status = TG_CTL_EXIT_FAILURE, locked = 0;
     if (state.applied == NULL) {
@@ -189,7 +191,9 @@ const tg_ctl_command_t tg_ctl_cmd_migrate = {
     .details = "Each migration runs in its own transaction with its row in schema_migrations. Safe to run\n"
                "again (then a no-op) and from two places at once (an advisory lock serializes them).\n"
                "Refuses, with exit status 1, a database whose schema is newer than this tollgatectl.\n"
-               "Prints one \"applied NNNN_name\" line per migration, then the resulting version.",
-    .options = {{NULL}},
+               "Prints one \"applied NNNN_name\" line per migration, then the resulting version.\n"
+               "With --status: one \"NNNN_name<TAB>applied|pending<TAB>TIME|-\" line per migration, then a count.",
+    .options = {{"status", NULL, "print each migration of this build as applied (with when) or pending; change nothing", 0},
+                {NULL}},
     .run = run_migrate,
 };

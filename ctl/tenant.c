@@ -51,3 +51,34 @@ const tg_ctl_command_t tg_ctl_cmd_tenant_create = {
     .options = {{NULL}},
     .run = run_tenant_create,
 };
+
+static int run_tenant_list(tg_ctl_t *ctl, const tg_ctl_args_t *args)
+{
+    (void)args;
+    static const char sql[] = "SELECT n.id::text, n.name, (SELECT count(*) FROM users u WHERE u.tenant_id = n.id),"
+                              " to_char(n.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+                              " FROM tenants n ORDER BY n.created_at, n.id";
+    PGresult *res;
+    if (tg_ctl_db_connect(ctl) != 0)
+        return TG_CTL_EXIT_FAILURE;
+    if (tg_ctl_db_exec(ctl, sql, 0, NULL, NULL, NULL, &res) != 0) {
+        tg_ctl_db_report(ctl, res, "listing tenants");
+        PQclear(res);
+        return TG_CTL_EXIT_FAILURE;
+    }
+    printf("id\tname\tusers\tcreated_at\n");
+    for (int row = 0; row < PQntuples(res); ++row)
+        printf("%s\t%s\t%s\t%s\n", PQgetvalue(res, row, 0), PQgetvalue(res, row, 1), PQgetvalue(res, row, 2),
+               PQgetvalue(res, row, 3));
+    PQclear(res);
+    return TG_CTL_EXIT_OK;
+}
+
+const tg_ctl_command_t tg_ctl_cmd_tenant_list = {
+    .family = "tenant",
+    .action = "list",
+    .summary = "List tenants: id, name, number of users, creation time.",
+    .details = "stdout: a header line, then one tab-separated line per tenant, oldest first.",
+    .options = {{NULL}},
+    .run = run_tenant_list,
+};

@@ -102,6 +102,13 @@ Exit:
     return rc;
 }
 
+int tg_ctl_read_new_password(char *encoded, size_t cap)
+{
+    if (cap < TG_PASSWORD_ENCODED_MAX)
+        return -1;
+    return hash_password_from_stdin(encoded);
+}
+
 static int insert_user(tg_ctl_t *ctl, const char *id_text, const char *tenant, const char *email, const char *encoded)
 {
     /* One statement resolves the tenant and inserts, so a tenant deleted in between

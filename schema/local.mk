@@ -17,7 +17,8 @@ TG_SCHEMA_SQL = \
 	schema/0007_child_tokens.sql \
 	schema/0008_token_reach.sql \
 	schema/0009_mapped_cidrs.sql \
-	schema/0010_audit.sql
+	schema/0010_audit.sql \
+	schema/0011_user_disabled.sql
 
 schemadir = $(pkgdatadir)/schema
 dist_schema_DATA = $(TG_SCHEMA_SQL)

@@ -33,14 +33,14 @@ static const char SQL_TOKEN_BY_HASH[] =
     " array_to_string(t.allowed_ips, ' '),"
     " (t.rate_limit ->> 'requests')::bigint, (t.rate_limit ->> 'perSeconds')::bigint, (t.rate_limit ->> 'burst')::bigint,"
     " (t.quota ->> 'requests')::bigint, t.quota ->> 'period'"
-    " FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1";
+    " FROM api_tokens t JOIN users u ON u.id = t.user_id AND u.disabled_at IS NULL WHERE t.token_hash = $1";
 #define TG_AUTH_POLICY_COLUMN 7
 
 static const char SQL_SESSION_BY_ID[] =
     "SELECT s.user_id, s.tenant_id,"
     " (extract(epoch FROM s.expires_at) * 1000000)::bigint,"
     " coalesce((extract(epoch FROM s.revoked_at) * 1000000)::bigint, 0), u.email"
-    " FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1";
+    " FROM sessions s JOIN users u ON u.id = s.user_id AND u.disabled_at IS NULL WHERE s.id = $1";
 
 typedef struct st_tg_auth_lookup_t {
     tg_request_t *r; /* NULL once the request is gone */

@@ -88,6 +88,7 @@ struct st_tg_db_t {
     h2o_timeout_t defer;             /* zero delay: runs on the next loop turn */
     h2o_timeout_entry_t defer_entry; /* dispatches queued requests outside tg_db_submit */
     tg_db_stats_t stats;
+    uint64_t unusable_since_ms; /* loop time the pool lost its last usable connection; 0 while one is usable */
 };
 
 static void conn_start(tg_db_conn_t *c);
@@ -255,8 +256,11 @@ static void conn_down(tg_db_conn_t *c, const char *reason)
     if ((c->failures & (c->failures - 1)) == 0)
         tg_log_warn("db", was_up ? "connection lost" : "cannot connect", "reason=%s listener=%d retry_in_ms=%llu attempts=%u",
                     why, c->is_listener, (unsigned long long)(c->retry_at_ms - now_ms(db)), c->failures);
-    if (!any_conn_usable(db))
+    if (!any_conn_usable(db)) {
+        if (db->unusable_since_ms == 0)
+            db->unusable_since_ms = now_ms(db);
         fail_all_pending(db, "database unavailable");
+    }
 }
 
 static void on_conn_io(h2o_socket_t *sock, const char *err);
@@ -303,6 +307,8 @@ static void wake_siblings(tg_db_t *db, const tg_db_conn_t *up)
 static void conn_became_idle(tg_db_conn_t *c)
 {
     c->state = CONN_IDLE;
+    if (!c->is_listener)
+        c->db->unusable_since_ms = 0;
     c->backoff_ms = 0;
     c->ever_failed = 0;
     if (c->lost)
@@ -656,6 +662,14 @@ void tg_db_cancel(tg_db_query_t *q)
 int tg_db_is_available(const tg_db_t *db)
 {
     return any_conn_usable(db);
+}
+
+uint64_t tg_db_unavailable_ms(const tg_db_t *db)
+{
+    if (any_conn_usable(db) || db->unusable_since_ms == 0)
+        return 0;
+    uint64_t now = now_ms((tg_db_t *)db);
+    return now > db->unusable_since_ms ? now - db->unusable_since_ms : 1;
 }
 
 void tg_db_get_stats(const tg_db_t *db, tg_db_stats_t *stats)

@@ -78,6 +78,10 @@ void tg_db_cancel(tg_db_query_t *q);
 /** 1 when at least one query connection is up. */
 int tg_db_is_available(const tg_db_t *db);
 
+/** 0 while a query connection is usable; else for how long (ms, at least 1) none has been:
+ *  since the pool lost its last one (readiness weighs this against the credential grace). */
+uint64_t tg_db_unavailable_ms(const tg_db_t *db);
+
 /** Counters for tests and /metrics. */
 typedef struct st_tg_db_stats_t {
     unsigned long long queries;   /* submitted */

@@ -14,6 +14,7 @@ server_libtgserver_a_SOURCES = \
 	server/router.c server/router.h \
 	server/routes.c server/routes/routes.h \
 	server/routes/health.c \
+	server/routes/ready.c \
 	server/routes/metrics.c \
 	server/stats.c server/stats.h \
 	server/routes/auth_routes.c server/routes/login_body.c server/routes/login_body.h server/routes/me.c \

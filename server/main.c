@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/version.h"
 #include "server/auth_throttle.h"
 #include "server/h2_guard.h"
 #include "server/listen.h"
@@ -191,6 +192,9 @@ int main(int argc, char **argv)
         break;
     case TG_CONFIG_HELP:
         usage(stdout);
+        return 0;
+    case TG_CONFIG_VERSION:
+        fputs(TG_VERSION_LINE("tollgated"), stdout);
         return 0;
     case TG_CONFIG_ERROR:
         fprintf(stderr, "tollgated: %s\n", err);

@@ -7,6 +7,7 @@
 
 const tg_route_t tg_routes[] = {
     TG_ROUTE("GET", "/healthz", TG_ROUTE_PUBLIC, tg_route_healthz),
+    TG_ROUTE("GET", "/readyz", TG_ROUTE_PUBLIC, tg_route_readyz),
     TG_ROUTE("GET", "/metrics", TG_ROUTE_LOOPBACK, tg_route_metrics),
     TG_ROUTE("POST", "/api/v1/auth/login", TG_ROUTE_PUBLIC, tg_route_auth_login),
     TG_ROUTE("POST", "/api/v1/auth/logout", TG_ROUTE_AUTH, tg_route_auth_logout),

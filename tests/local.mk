@@ -59,3 +59,4 @@ include tests/integration/audit_local.mk
 include tests/fuzz/fuzz_local.mk
 include tests/integration/secrets_local.mk
 include tests/integration/contract_local.mk
+include tests/integration/readyz_local.mk

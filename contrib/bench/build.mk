@@ -9,7 +9,8 @@ SRC := $(dir $(lastword $(MAKEFILE_LIST)))
 OUT ?= .
 CC ?= cc
 CFLAGS ?= -O2 -g
-BENCH_CFLAGS = -std=gnu11 -Wall -Wextra -Wno-unused-parameter -DH2O_USE_LIBUV=0
+BENCH_CFLAGS = -std=gnu11 -Wall -Wextra -Wno-unused-parameter -DH2O_USE_LIBUV=0 -I$(SRC)../.. \
+	-DPACKAGE_VERSION=\"$$(sed -n 's/^AC_INIT(\[[^]]*\], \[\([^]]*\)\].*/\1/p' $(SRC)../../configure.ac)\"
 
 all: $(OUT)/bare $(OUT)/copy_raw
 

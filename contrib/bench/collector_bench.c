@@ -27,6 +27,7 @@
 #include "partitions/partitions.h"
 #include "shm/ring.h"
 #include "tests/integration/fixture.h"
+#include "common/version.h"
 
 /* Rows per COPY transaction for the raw phases: the anchors' setting and the collector's default --batch-size. */
 #define BENCH_BATCH 10000
@@ -237,8 +238,12 @@ int main(int argc, char **argv)
 {
     size_t n = 500000;
     int rounds = 3, opt;
+    if (argc > 1 && strcmp(argv[1], "--version") == 0) {
+        fputs(TG_VERSION_LINE("collector_bench"), stdout);
+        return 0;
+    }
     if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
-        fputs("usage: collector_bench [-n ROWS] [-r ROUNDS]\n\nDrains ROWS records through the collector into its own throwaway PostgreSQL, ROUNDS times,\ninterleaved with a raw COPY BINARY of the same rows, and prints rows/s for both.\n", stdout);
+        fputs("usage: collector_bench [-n ROWS] [-r ROUNDS]\n       collector_bench --version\n\nDrains ROWS records through the collector into its own throwaway PostgreSQL, ROUNDS times,\ninterleaved with a raw COPY BINARY of the same rows, and prints rows/s for both.\n", stdout);
         return 0;
     }
     while ((opt = getopt(argc, argv, "n:r:")) != -1) {

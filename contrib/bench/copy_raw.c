@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include <libpq-fe.h>
+#include "common/version.h"
 
 #define PG_EPOCH_OFFSET_US INT64_C(946684800000000)
 #define SEND_CHUNK (256 * 1024)
@@ -165,8 +166,12 @@ int main(int argc, char **argv)
                *tenant_s = "0190a0a0-0000-7000-8000-00000000000a", *user_s = "0190a0a0-0000-7000-8000-00000000000b";
     long rows = 100000, batch = 10000;
     int ch;
+    if (argc > 1 && strcmp(argv[1], "--version") == 0) {
+        fputs(TG_VERSION_LINE("copy_raw"), stdout);
+        return 0;
+    }
     if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
-        fputs("usage: copy_raw -d CONNINFO -n ROWS [-b BATCH] [-t TOKEN] [-T TENANT] [-u USER]\n\nWrites ROWS usage rows shaped like the worker's records into api_token_usage with\nCOPY ... (FORMAT binary), BATCH rows per transaction, and prints rows/s: the raw-COPY\nreference of contrib/bench/run.\n", stdout);
+        fputs("usage: copy_raw -d CONNINFO -n ROWS [-b BATCH] [-t TOKEN] [-T TENANT] [-u USER]\n       copy_raw --version\n\nWrites ROWS usage rows shaped like the worker's records into api_token_usage with\nCOPY ... (FORMAT binary), BATCH rows per transaction, and prints rows/s: the raw-COPY\nreference of contrib/bench/run.\n", stdout);
         return 0;
     }
     while ((ch = getopt(argc, argv, "d:n:b:t:T:u:")) != -1) {

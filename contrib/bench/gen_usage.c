@@ -38,6 +38,7 @@
 #include "common/apitoken.h"
 #include "common/timefmt.h"
 #include "common/uuid.h"
+#include "common/version.h"
 
 /* PostgreSQL's binary timestamps count from 2000-01-01 00:00:00 UTC (946684800 s after the Unix epoch). */
 #define GEN_PG_EPOCH_OFFSET_US INT64_C(946684800000000)
@@ -455,7 +456,7 @@ static void usage(FILE *out, int status)
 {
     fprintf(out, "usage: gen_usage --database-url URL --rows N [--tokens T] [--hot-token-rows H] [--days D]\n"
                     "                 [--tenants K] [--batch-rows B] [--span-seconds S] [--seed N] [--token-file FILE]\n"
-                    "                 [--bulk-rollups]\n\n"
+                    "                 [--bulk-rollups]\n       gen_usage --version\n\n"
                     "Fills api_token_usage (and its rollups) with N synthetic rows over D days by COPY BINARY,\n"
                     "H of them for one hot token, for the usage endpoint's latency benchmark.\n");
     exit(status);
@@ -463,6 +464,10 @@ static void usage(FILE *out, int status)
 
 static void parse_options(int argc, char **argv, gen_options_t *o)
 {
+    if (argc > 1 && strcmp(argv[1], "--version") == 0) {
+        fputs(TG_VERSION_LINE("gen_usage"), stdout);
+        exit(0);
+    }
     static const struct option longopts[] = {
         {"database-url", required_argument, NULL, 'd'}, {"rows", required_argument, NULL, 'n'},
         {"tokens", required_argument, NULL, 't'},       {"hot-token-rows", required_argument, NULL, 'H'},

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "shm/ring.h"
+#include "common/version.h"
 
 /* The record size tollgate uses for usage rows. */
 #define RECORD_SIZE 256u
@@ -234,7 +235,7 @@ static double median(double *values, int n)
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: ring_bench [-n appends per producer (%u)] [-r runs (%d)] [-c capacity (%u)]\n", DEFAULT_RECORDS,
+    fprintf(out, "usage: ring_bench [-n appends per producer (%u)] [-r runs (%d)] [-c capacity (%u)]\n       ring_bench --version\n", DEFAULT_RECORDS,
             DEFAULT_RUNS, DEFAULT_CAPACITY);
 }
 
@@ -242,6 +243,10 @@ int main(int argc, char **argv)
 {
     uint64_t records = DEFAULT_RECORDS, capacity = DEFAULT_CAPACITY;
     int runs = DEFAULT_RUNS, opt;
+    if (argc > 1 && strcmp(argv[1], "--version") == 0) {
+        fputs(TG_VERSION_LINE("ring_bench"), stdout);
+        return 0;
+    }
     if (argc > 1 && strcmp(argv[1], "--help") == 0) {
         usage(stdout);
         return 0;

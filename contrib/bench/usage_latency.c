@@ -20,6 +20,7 @@
 
 #include <curl/curl.h>
 #include <jansson.h>
+#include "common/version.h"
 
 /* Requests before each timed series, so caches and plans are warm for all three cases alike. */
 #define LATENCY_WARMUP 20
@@ -172,6 +173,10 @@ static char *cursor_at(latency_client_t *c, int page)
 
 static void parse_options(int argc, char **argv, latency_options_t *o)
 {
+    if (argc > 1 && strcmp(argv[1], "--version") == 0) {
+        fputs(TG_VERSION_LINE("usage_latency"), stdout);
+        exit(0);
+    }
     static const struct option longopts[] = {{"url", required_argument, NULL, 'u'},      {"token", required_argument, NULL, 't'},
                                              {"token-id", required_argument, NULL, 'i'}, {"requests", required_argument, NULL, 'n'},
                                              {"limit", required_argument, NULL, 'l'},    {"page", required_argument, NULL, 'p'},
@@ -204,7 +209,7 @@ static void parse_options(int argc, char **argv, latency_options_t *o)
             break;
         case 'h':
             printf("usage: usage_latency --url URL --token TOKEN --token-id UUID [--requests N] [--limit L] [--page P]"
-                   " [--http2]\n\nMeasures p50/p99 of GET /api/v1/tokens/:id/usage against a running tollgated: the first\n"
+                   " [--http2]\n       usage_latency --version\n\nMeasures p50/p99 of GET /api/v1/tokens/:id/usage against a running tollgated: the first\n"
                    "page, page P via ?page=, and the same depth via cursors.\n");
             exit(0);
         default:

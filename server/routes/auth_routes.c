@@ -29,7 +29,8 @@
 #include "server/routes/login_body.h"
 #include "server/worker.h"
 
-static const char SQL_USER_BY_EMAIL[] = "SELECT id::text, tenant_id::text, password_hash FROM users WHERE lower(email) = lower($1)";
+static const char SQL_USER_BY_EMAIL[] = "SELECT id::text, tenant_id::text, password_hash FROM users WHERE lower(email) = lower($1)"
+                                       " AND disabled_at IS NULL";
 
 /* The session and its audit event (schema 0010) in one statement: the actor is the new session. */
 static const char SQL_INSERT_SESSION[] =

@@ -9,6 +9,9 @@
 /* server/routes/health.c */
 void tg_route_healthz(tg_request_t *r);
 
+/* server/routes/ready.c: GET /readyz, this node can serve and meter (public, not metered) */
+void tg_route_readyz(tg_request_t *r);
+
 /* server/routes/metrics.c: GET /metrics, loopback peers only */
 void tg_route_metrics(tg_request_t *r);
 

@@ -234,6 +234,7 @@ typedef struct st_row_t {
 static const row_t ROWS[] = {
     /*                                                                                    session full narrow usage child parent user tenant revoked expired rotating rotated ip */
     {"GET", "/healthz", "/healthz", NULL, T_NONE,                                          {200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200}},
+    {"GET", "/readyz", "/readyz", NULL, T_NONE,                                            {200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200}},
     {"GET", "/metrics", "/metrics", NULL, T_NONE,                                          {200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200}},
     {"POST", "/api/v1/auth/login", "/api/v1/auth/login", "{\"email\":\"" ALICE "\",\"password\":\"wrong password!\"}", T_NONE,
                                                                                            {401, 401, 401, 401, 401, 401, 401, 401, 401, 401, 401, 401, 401}},

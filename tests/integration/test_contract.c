@@ -169,6 +169,16 @@ static void stop_world(void)
 static void service_and_auth(tg_fx_proto_t p, char *jwt)
 {
     expect(p, "GET", "/healthz", "/healthz", NULL, NULL, 200);
+    /* ready once the collector has stamped its first heartbeat: poll for that, with a deadline */
+    for (long long deadline = tg_fx_now_ms() + 15000; tg_fx_now_ms() < deadline;) {
+        tg_fx_http_res_t ready;
+        int ok = tg_fx_get(&srv, p, "/readyz", &ready) == 0 && ready.status == 200;
+        tg_fx_http_res_free(&ready);
+        if (ok)
+            break;
+        usleep(50 * 1000); /* poll interval, not synchronisation */
+    }
+    expect(p, "GET", "/readyz", "/readyz", NULL, NULL, 200);
     expect(p, "GET", "/metrics", "/metrics", NULL, NULL, 200);
 
     tg_fx_http_res_t res;

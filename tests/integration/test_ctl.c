@@ -685,7 +685,7 @@ Test(help, every_listed_command_answers_help)
     for (const char *line = list + 1; line[0] == ' ' && line[1] == ' '; line = strchr(line, '\n') + 1) {
         /* "  family action [POSITIONAL]   summary": the lower-case words before the summary */
         char words[2][32] = {"", ""};
-        int n = sscanf(line, " %31[a-z] %31[a-z]", words[0], words[1]);
+        int n = sscanf(line, " %31[a-z] %31[a-z-]", words[0], words[1]);
         cr_assert_geq(n, 1, "cannot read a command in \"%.60s\"", line);
         for (int w = 1; w <= n; ++w) {
             const char *argv_tail[4] = {words[0], w == 2 ? words[1] : "--help", w == 2 ? "--help" : NULL, NULL};
@@ -702,6 +702,272 @@ Test(help, every_listed_command_answers_help)
         if (strchr(line, '\n') == NULL)
             break;
     }
-    cr_expect_geq(tried, 12, "only %zu commands tried; is the list in --help complete?", tried);
+    cr_expect_geq(tried, 20, "only %zu commands tried; is the list in --help complete?", tried);
     tg_fx_run_free(&run);
+}
+
+/* ------------------------------------------------------------------ acting on a live node
+ *
+ * The admin commands against a running tollgated (two workers) on the same database:
+ * what they change must reach every worker's credential cache within a second, the
+ * bound the API's own revocation keeps (docs/security.md). */
+
+#include <jansson.h>
+#include <unistd.h>
+
+#define ADMIN_TENANT "Acme"
+#define ADMIN_EMAIL "ops-alice@example.com"
+#define ADMIN_PASSWORD "correct horse battery"
+/* docs/api.md: a revocation reaches every worker of every node within 1 s */
+#define PROPAGATION_MS 1000
+/* fresh connections in a row that must all agree, so that both workers have answered */
+#define AGREEING_TRIES 8
+
+static tg_fx_server_t admin_srv;
+
+static void start_admin(void)
+{
+    start_migrated_db();
+    tg_fx_run_t run;
+    cr_assert_eq(ctl(NULL, &run, "tenant", "create", ADMIN_TENANT, NULL), 0, "%s", run.err);
+    tg_fx_run_free(&run);
+    cr_assert_eq(ctl(ADMIN_PASSWORD "\n", &run, "user", "create", "--tenant", ADMIN_TENANT, "--email", ADMIN_EMAIL, NULL), 0, "%s",
+                 run.err);
+    tg_fx_run_free(&run);
+    tg_fx_server_opts_t opts = {.workers = 2, .pg = &pg};
+    cr_assert_eq(tg_fx_server_start(&admin_srv, &opts), 0, "tollgated did not start (see the log above)");
+}
+
+static void stop_admin(void)
+{
+    tg_fx_server_stop(&admin_srv, 0);
+    stop_db();
+}
+
+/* GET /api/v1/me with `credential` on a fresh connection, HTTP/1.1 or h2c by `i`. */
+static long me_status(const char *credential, int i)
+{
+    char url[256], auth[4200];
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", credential);
+    const char *headers[] = {auth, NULL};
+    tg_fx_proto_t proto = i % 2 ? TG_FX_H2C : TG_FX_HTTP1;
+    tg_fx_http_req_t req = {.url = tg_fx_server_url(&admin_srv, proto, "/api/v1/me", url, sizeof(url)), .headers = headers,
+                            .proto = proto};
+    tg_fx_http_res_t res;
+    long status = tg_fx_http(&req, &res) == 0 ? res.status : 0;
+    tg_fx_http_res_free(&res);
+    return status;
+}
+
+/* AGREEING_TRIES requests in a row answer `want`; the credential cached on both workers when want is 200. */
+static void expect_me(const char *credential, long want, const char *what)
+{
+    for (int i = 0; i < AGREEING_TRIES; ++i)
+        cr_expect_eq(me_status(credential, i), want, "%s: request %d", what, i);
+}
+
+/* Polls until AGREEING_TRIES requests in a row answer `want`; returns the ms it took, or -1 past `deadline_ms`. */
+static long long until_me(const char *credential, long want, int deadline_ms)
+{
+    long long start = tg_fx_now_ms();
+    int agreeing = 0;
+    for (int i = 0; tg_fx_now_ms() - start < deadline_ms; ++i) {
+        agreeing = me_status(credential, i) == want ? agreeing + 1 : 0;
+        if (agreeing == AGREEING_TRIES)
+            return tg_fx_now_ms() - start;
+    }
+    return -1;
+}
+
+/* POST /api/v1/auth/login: the status; the JWT into jwt (when 200). */
+static long login_as(const char *email, const char *password, char jwt[4096])
+{
+    char url[256], body[512];
+    snprintf(body, sizeof(body), "{\"email\":\"%s\",\"password\":\"%s\"}", email, password);
+    const char *headers[] = {"Content-Type: application/json", NULL};
+    tg_fx_http_req_t req = {.method = "POST",
+                            .url = tg_fx_server_url(&admin_srv, TG_FX_HTTP1, "/api/v1/auth/login", url, sizeof(url)),
+                            .headers = headers,
+                            .body = body};
+    tg_fx_http_res_t res;
+    long status = tg_fx_http(&req, &res) == 0 ? res.status : 0;
+    if (status == 200 && jwt != NULL)
+        snprintf(jwt, 4096, "%s", json_string_value(json_object_get(tg_fx_json(&res), "token")));
+    tg_fx_http_res_free(&res);
+    return status;
+}
+
+/* POST /api/v1/tokens as `credential`: a child token's plaintext into token. */
+static void api_create_token(const char *credential, const char *name, char token[TG_APITOKEN_LEN + 1])
+{
+    char url[256], auth[4200], body[128];
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", credential);
+    snprintf(body, sizeof(body), "{\"name\":\"%s\"}", name);
+    const char *headers[] = {auth, "Content-Type: application/json", NULL};
+    tg_fx_http_req_t req = {.method = "POST",
+                            .url = tg_fx_server_url(&admin_srv, TG_FX_HTTP1, "/api/v1/tokens", url, sizeof(url)),
+                            .headers = headers,
+                            .body = body};
+    tg_fx_http_res_t res;
+    cr_assert_eq(tg_fx_http(&req, &res), 0);
+    cr_assert_eq(res.status, 201, "POST /api/v1/tokens: %ld %s", res.status, res.body);
+    snprintf(token, TG_APITOKEN_LEN + 1, "%s", json_string_value(json_object_get(tg_fx_json(&res), "token")));
+    tg_fx_http_res_free(&res);
+}
+
+/* `token create` for ADMIN_EMAIL: the plaintext. */
+static void ctl_create_token(const char *name, char token[TG_APITOKEN_LEN + 1])
+{
+    tg_fx_run_t run;
+    cr_assert_eq(ctl(NULL, &run, "token", "create", "--email", ADMIN_EMAIL, "--name", name, NULL), 0, "%s", run.err);
+    cr_assert_geq(strlen(run.out), TG_APITOKEN_LEN);
+    memcpy(token, run.out, TG_APITOKEN_LEN);
+    token[TG_APITOKEN_LEN] = '\0';
+    tg_fx_run_free(&run);
+}
+
+/* Exit status 1 or 2 and exactly one line on stderr, starting "tollgatectl: ". */
+static void expect_one_line_failure(tg_fx_run_t *run, int status, const char *what)
+{
+    cr_expect(status == 1 || status == 2, "%s: exit %d", what, status);
+    cr_expect_eq(tg_fx_count_lines(run->err), 1, "%s: stderr \"%s\"", what, run->err);
+    cr_expect(strncmp(run->err, "tollgatectl: ", 13) == 0, "%s: stderr \"%s\"", what, run->err);
+}
+
+TestSuite(admin, .init = start_admin, .fini = stop_admin, .timeout = TEST_TIMEOUT_S);
+
+Test(admin, revoke_by_prefix_reaches_every_worker_within_1s_with_descendants)
+{
+    char token[TG_APITOKEN_LEN + 1], child[TG_APITOKEN_LEN + 1], other[TG_APITOKEN_LEN + 1], prefix[TG_APITOKEN_DISPLAY_LEN + 1];
+    ctl_create_token("leaked", token);
+    ctl_create_token("bystander", other);
+    api_create_token(token, "made by the leaked one", child);
+    expect_me(token, 200, "before");
+    expect_me(child, 200, "child before");
+    tg_apitoken_display_prefix(token, prefix);
+    tg_fx_run_t run;
+    cr_assert_eq(ctl(NULL, &run, "token", "revoke", prefix, NULL), 0, "%s", run.err);
+    cr_expect(strstr(run.out, "revoked 2 tokens") != NULL, "stdout: %s", run.out);
+    tg_fx_run_free(&run);
+    long long took = until_me(token, 401, PROPAGATION_MS);
+    cr_expect_geq(took, 0, "the revoked token still answered 200 somewhere 1 s after tollgatectl exited");
+    cr_expect_geq(until_me(child, 401, PROPAGATION_MS), 0, "its child still answered 200 1 s after the revocation");
+    expect_me(other, 200, "another token of the same user");
+    /* again: nothing left to revoke, not an error */
+    cr_assert_eq(ctl(NULL, &run, "token", "revoke", prefix, NULL), 0, "%s", run.err);
+    cr_expect(strstr(run.out, "revoked 0 tokens") != NULL, "stdout: %s", run.out);
+    tg_fx_run_free(&run);
+}
+
+Test(admin, disable_refuses_sessions_tokens_and_login_everywhere_enable_restores)
+{
+    char jwt[4096], token[TG_APITOKEN_LEN + 1];
+    cr_assert_eq(login_as(ADMIN_EMAIL, ADMIN_PASSWORD, jwt), 200);
+    ctl_create_token("daily", token);
+    expect_me(jwt, 200, "session before");
+    expect_me(token, 200, "token before");
+    tg_fx_run_t run;
+    cr_assert_eq(ctl(NULL, &run, "user", "disable", "--email", "OPS-Alice@example.com", NULL), 0, "%s", run.err);
+    tg_fx_run_free(&run);
+    cr_expect_geq(until_me(jwt, 401, PROPAGATION_MS), 0, "the session still answered 200 1 s after disable");
+    cr_expect_geq(until_me(token, 401, PROPAGATION_MS), 0, "the token still answered 200 1 s after disable");
+    cr_expect_eq(login_as(ADMIN_EMAIL, ADMIN_PASSWORD, NULL), 401, "a disabled user logs in");
+    expect_value("SELECT count(*) FROM users WHERE disabled_at IS NOT NULL", "1");
+
+    cr_assert_eq(ctl(NULL, &run, "user", "enable", "--email", ADMIN_EMAIL, NULL), 0, "%s", run.err);
+    tg_fx_run_free(&run);
+    cr_expect_geq(until_me(token, 200, PROPAGATION_MS * 5), 0, "the token did not work again after enable");
+    cr_expect_eq(login_as(ADMIN_EMAIL, ADMIN_PASSWORD, NULL), 200, "login after enable");
+
+    int status = ctl(NULL, &run, "user", "disable", "--email", "nobody@example.com", NULL);
+    expect_one_line_failure(&run, status, "disable an unknown user");
+    tg_fx_run_free(&run);
+}
+
+Test(admin, reset_password_ends_sessions_and_takes_the_new_one)
+{
+    char jwt[4096], token[TG_APITOKEN_LEN + 1];
+    cr_assert_eq(login_as(ADMIN_EMAIL, ADMIN_PASSWORD, jwt), 200);
+    ctl_create_token("kept", token);
+    expect_me(jwt, 200, "session before");
+    tg_fx_run_t run;
+    cr_assert_eq(ctl("a brand new secret\n", &run, "user", "reset-password", "--email", ADMIN_EMAIL, NULL), 0, "%s", run.err);
+    cr_expect(strstr(run.out, "1 sessions ended") != NULL, "stdout: %s", run.out);
+    cr_expect(strstr(run.out, "brand new") == NULL && strstr(run.err, "brand new") == NULL, "the password was echoed");
+    tg_fx_run_free(&run);
+    cr_expect_geq(until_me(jwt, 401, PROPAGATION_MS), 0, "the old session still answered 200 1 s after the reset");
+    expect_me(token, 200, "API tokens are not touched");
+    cr_expect_eq(login_as(ADMIN_EMAIL, ADMIN_PASSWORD, NULL), 401, "the old password");
+    cr_expect_eq(login_as(ADMIN_EMAIL, "a brand new secret", NULL), 200, "the new password");
+    int status = ctl("short\n", &run, "user", "reset-password", "--email", ADMIN_EMAIL, NULL);
+    expect_one_line_failure(&run, status, "a too short password");
+    tg_fx_run_free(&run);
+}
+
+Test(admin, list_show_and_rotate_any_users_token)
+{
+    char token[TG_APITOKEN_LEN + 1], prefix[TG_APITOKEN_DISPLAY_LEN + 1], fresh[TG_APITOKEN_LEN + 1];
+    ctl_create_token("to rotate", token);
+    tg_apitoken_display_prefix(token, prefix);
+    expect_me(token, 200, "before");
+    tg_fx_run_t run;
+    cr_assert_eq(ctl(NULL, &run, "token", "list", "--email", ADMIN_EMAIL, NULL), 0, "%s", run.err);
+    cr_expect(strstr(run.out, prefix) != NULL && strstr(run.out, "\tlive\t") != NULL, "list: %s", run.out);
+    cr_expect(strstr(run.out, token) == NULL, "list shows a plaintext");
+    tg_fx_run_free(&run);
+    cr_assert_eq(ctl(NULL, &run, "token", "list", "--tenant", "no such tenant", NULL), 0, "%s", run.err);
+    cr_expect_eq(tg_fx_count_lines(run.out), 1, "only the header: %s", run.out);
+    tg_fx_run_free(&run);
+    cr_assert_eq(ctl(NULL, &run, "token", "show", prefix, NULL), 0, "%s", run.err);
+    cr_expect(strstr(run.out, "to rotate") != NULL && strstr(run.out, ADMIN_EMAIL) != NULL, "show: %s", run.out);
+    tg_fx_run_free(&run);
+
+    cr_assert_eq(ctl(NULL, &run, "token", "rotate", prefix, "--overlap-seconds", "0", NULL), 0, "%s", run.err);
+    cr_assert_eq(strlen(run.out), TG_APITOKEN_LEN + 1, "stdout is one token line: %s", run.out);
+    memcpy(fresh, run.out, TG_APITOKEN_LEN);
+    fresh[TG_APITOKEN_LEN] = '\0';
+    tg_fx_run_free(&run);
+    cr_expect_geq(until_me(token, 401, PROPAGATION_MS), 0, "the rotated token still answered 200 1 s later");
+    expect_me(fresh, 200, "the successor");
+    int status = ctl(NULL, &run, "token", "rotate", prefix, NULL);
+    expect_one_line_failure(&run, status, "rotating a rotated token");
+    tg_fx_run_free(&run);
+    status = ctl(NULL, &run, "token", "show", token, NULL);
+    expect_one_line_failure(&run, status, "a whole token instead of an id");
+    cr_expect(strstr(run.err, token) == NULL, "the error repeats the token");
+    tg_fx_run_free(&run);
+    status = ctl(NULL, &run, "token", "show", "0190a0a0-0000-7000-8000-000000000000", NULL);
+    expect_one_line_failure(&run, status, "an unknown id");
+    tg_fx_run_free(&run);
+    status = ctl(NULL, &run, "token", "rotate", prefix, "--overlap-seconds", "-1", NULL);
+    expect_one_line_failure(&run, status, "a negative overlap");
+    tg_fx_run_free(&run);
+}
+
+Test(admin, tenant_list_and_migrate_status)
+{
+    tg_fx_run_t run;
+    cr_assert_eq(ctl(NULL, &run, "tenant", "list", NULL), 0, "%s", run.err);
+    cr_expect(strstr(run.out, "\t" ADMIN_TENANT "\t1\t") != NULL, "tenant list: %s", run.out);
+    tg_fx_run_free(&run);
+    cr_assert_eq(ctl(NULL, &run, "migrate", "--status", NULL), 0, "%s", run.err);
+    char want[64];
+    snprintf(want, sizeof(want), "%s applied, 0 pending", KNOWN_MIGRATIONS);
+    cr_expect(strstr(run.out, want) != NULL && strstr(run.out, "\tpending\t") == NULL, "migrate --status: %s", run.out);
+    tg_fx_run_free(&run);
+    int status = ctl(NULL, &run, "migrate", "--status=yes", NULL);
+    expect_one_line_failure(&run, status, "a value for a flag");
+    tg_fx_run_free(&run);
+}
+
+/* On a database never migrated, --status lists everything pending and creates nothing. */
+Test(ctl_status, migrate_status_on_an_empty_database, .init = start_db, .fini = stop_db, .timeout = TEST_TIMEOUT_S)
+{
+    tg_fx_run_t run;
+    cr_assert_eq(ctl(NULL, &run, "migrate", "--status", NULL), 0, "%s", run.err);
+    char want[64];
+    snprintf(want, sizeof(want), "0 applied, %s pending", KNOWN_MIGRATIONS);
+    cr_expect(strstr(run.out, want) != NULL, "migrate --status: %s", run.out);
+    tg_fx_run_free(&run);
+    expect_value("SELECT to_regclass('schema_migrations') IS NULL", "t");
 }

@@ -983,3 +983,65 @@ Test(flags, a_database_url_flag_leaves_the_masters_command_line)
     tg_fx_server_stop(&srv, 0);
     tg_fx_pg_stop(&pg);
 }
+
+/* ------------------------------------------------------------------ --version */
+
+TestSuite(version, .timeout = TEST_TIMEOUT_S);
+
+/* Runs `path --version` (after `leading` flags, which it must not need to be valid), and
+ * expects exit 0 and exactly "NAME VERSION\n" on stdout, nothing on stderr. */
+static void expect_version(const char *path, const char *name, const char *leading)
+{
+    char *argv[] = {(char *)path, (char *)leading, "--version", NULL};
+    if (leading == NULL) {
+        argv[1] = "--version";
+        argv[2] = NULL;
+    }
+    char want[128];
+    snprintf(want, sizeof(want), "%s %s\n", name, PACKAGE_VERSION);
+    tg_fx_run_t run;
+    cr_assert_eq(tg_fx_run(argv, NULL, NULL, 5000, &run), 0, "cannot run %s", path);
+    cr_expect(run.status != -1 && WIFEXITED(run.status) && WEXITSTATUS(run.status) == 0, "%s --version: status 0x%x, stderr %s",
+              name, run.status, run.err);
+    cr_expect_str_eq(run.out, want, "%s --version printed \"%s\"", name, run.out);
+    cr_expect_str_eq(run.err, "", "%s --version wrote to stderr: %s", name, run.err);
+    tg_fx_run_free(&run);
+}
+
+Test(version, every_program_prints_name_and_version)
+{
+    const char *programs[] = {"tollgated", "tollgate-collector", "tollgatectl"};
+    for (size_t i = 0; i < sizeof(programs) / sizeof(programs[0]); ++i) {
+        char bin[512];
+        cr_assert_eq(tg_fx_bin(programs[i], bin, sizeof(bin)), 0);
+        expect_version(bin, programs[i], NULL);
+        /* neither a flag before it nor a setting that would be refused stops it */
+        expect_version(bin, programs[i], "--workers=0");
+    }
+}
+
+Test(version, bench_programs_print_name_and_version)
+{
+    const char *programs[] = {"bare/bare", "copy_raw", "ring_bench"};
+    for (size_t i = 0; i < sizeof(programs) / sizeof(programs[0]); ++i) {
+        char bin[512];
+        snprintf(bin, sizeof(bin), "%s/contrib/bench/%s", TG_BUILDDIR, programs[i]);
+        const char *name = strrchr(programs[i], '/') != NULL ? strrchr(programs[i], '/') + 1 : programs[i];
+        expect_version(bin, name, NULL);
+    }
+}
+
+/* --help names --version, so an operator finds it */
+Test(version, help_documents_it)
+{
+    const char *programs[] = {"tollgated", "tollgate-collector", "tollgatectl"};
+    for (size_t i = 0; i < sizeof(programs) / sizeof(programs[0]); ++i) {
+        char bin[512];
+        cr_assert_eq(tg_fx_bin(programs[i], bin, sizeof(bin)), 0);
+        char *argv[] = {bin, "--help", NULL};
+        tg_fx_run_t run;
+        cr_assert_eq(tg_fx_run(argv, NULL, NULL, 5000, &run), 0);
+        cr_expect(strstr(run.out, "--version") != NULL, "%s --help does not mention --version", programs[i]);
+        tg_fx_run_free(&run);
+    }
+}

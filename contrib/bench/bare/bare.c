@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include <h2o.h>
+#include "common/version.h"
 
 #define BARE_MAX_WORKERS 64
 #define BARE_ACCEPT_BATCH 16
@@ -108,8 +109,12 @@ static void worker_main(int listen_fd, pid_t master)
 int main(int argc, char **argv)
 {
     int port = 7891, workers = 1, ch;
+    if (argc > 1 && strcmp(argv[1], "--version") == 0) {
+        fputs(TG_VERSION_LINE("bare"), stdout);
+        exit(0);
+    }
     if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
-        fputs("usage: bare [-p PORT] [-w WORKERS]\n\nThe bare libh2o hello-world that contrib/bench/run measures tollgate against: HTTP/1.1\nand h2c on 127.0.0.1:PORT (default 7891), WORKERS processes sharing the listener.\n", stdout);
+        fputs("usage: bare [-p PORT] [-w WORKERS]\n       bare --version\n\nThe bare libh2o hello-world that contrib/bench/run measures tollgate against: HTTP/1.1\nand h2c on 127.0.0.1:PORT (default 7891), WORKERS processes sharing the listener.\n", stdout);
         return 0;
     }
     while ((ch = getopt(argc, argv, "p:w:")) != -1) {
