@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <time.h>
 
-#include "collector/counters.h"
 #include "server/db.h"
 #include "server/http.h"
 #include "server/routes/routes.h"
@@ -64,7 +63,7 @@ void tg_route_readyz(tg_request_t *r)
      * --no-collector: the collector runs elsewhere but still drains this ring, so its
      * heartbeat in the ring header is checked all the same. */
     if (s->ring != NULL) {
-        uint64_t beat = tg_ring_counter_get(s->ring, TG_COLLECTOR_COUNTER_HEARTBEAT), now = unix_ms();
+        uint64_t beat = tg_ring_counter_get(s->ring, TG_RING_COUNTER_CONSUMER_HEARTBEAT), now = unix_ms();
         if (beat == 0)
             add_failure(msg, sizeof(msg), &len, "collector: no heartbeat yet");
         else if (now > beat && now - beat > READY_HEARTBEAT_MAX_AGE_MS)
