@@ -15,7 +15,8 @@ TG_SCHEMA_SQL = \
 	schema/0005_credential_notify.sql \
 	schema/0006_token_policies.sql \
 	schema/0007_child_tokens.sql \
-	schema/0008_token_reach.sql
+	schema/0008_token_reach.sql \
+	schema/0009_token_lineage.sql
 
 schemadir = $(pkgdatadir)/schema
 dist_schema_DATA = $(TG_SCHEMA_SQL)
