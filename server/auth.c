@@ -25,14 +25,24 @@
 #include "server/token_cache.h"
 #include "server/worker.h"
 
-/* Columns 7.. are the policies, in the order tg_policy_from_row() reads them. */
+/* Columns 7.. are the policies, in the order tg_policy_from_row() reads them; the last
+ * is the tokens it was created below (created_by, up to 8 levels, nearest first) that
+ * have a rate limit or quota: their lineages and limits, charged with its own. */
 static const char SQL_TOKEN_BY_HASH[] =
     "SELECT t.id, t.user_id, t.tenant_id, array_to_string(t.scopes, ' '),"
     " coalesce((extract(epoch FROM t.expires_at) * 1000000)::bigint, 0),"
     " coalesce((extract(epoch FROM t.revoked_at) * 1000000)::bigint, 0), u.email,"
     " array_to_string(t.allowed_ips, ' '),"
     " (t.rate_limit ->> 'requests')::bigint, (t.rate_limit ->> 'perSeconds')::bigint, (t.rate_limit ->> 'burst')::bigint,"
-    " (t.quota ->> 'requests')::bigint, t.quota ->> 'period'"
+    " (t.quota ->> 'requests')::bigint, t.quota ->> 'period', t.lineage_id,"
+    " (WITH RECURSIVE up(id, depth) AS (SELECT t.created_by, 1 WHERE t.created_by IS NOT NULL"
+    " UNION ALL SELECT a.created_by, up.depth + 1 FROM api_tokens a JOIN up ON a.id = up.id"
+    " WHERE a.created_by IS NOT NULL AND up.depth < 8)"
+    " SELECT string_agg(concat_ws(' ', a.lineage_id,"
+    " coalesce((a.rate_limit ->> 'requests')::bigint::text, '-'), coalesce((a.rate_limit ->> 'perSeconds')::bigint::text, '-'),"
+    " coalesce((a.rate_limit ->> 'burst')::bigint::text, '-'), coalesce((a.quota ->> 'requests')::bigint::text, '-'),"
+    " coalesce(a.quota ->> 'period', '-')), ',' ORDER BY up.depth)"
+    " FROM up JOIN api_tokens a ON a.id = up.id WHERE a.rate_limit IS NOT NULL OR a.quota IS NOT NULL)"
     " FROM api_tokens t JOIN users u ON u.id = t.user_id AND u.disabled_at IS NULL WHERE t.token_hash = $1";
 #define TG_AUTH_POLICY_COLUMN 7
 
@@ -182,16 +192,28 @@ static void count_use(tg_request_t *r, const tg_cached_token_t *e, uint32_t slot
         tg_token_stats_count(stats, (size_t)r->worker->index, slot, r->start_us / 1000);
 }
 
-/* A token with a rate limit or quota carries them to tg_policy_charge(), in the request's
- * pool; a token without them pays one flag test. */
+/* A token with a rate limit or quota of its own or of an ancestor carries them to
+ * tg_policy_charge(), in the request's pool, each with its lineage's slot (a token that
+ * was never rotated is its own lineage: the slot it counts in); a token without them
+ * pays one flag test. */
 static void carry_limits(tg_request_t *r, const tg_cached_token_t *e, uint32_t slot)
 {
-    if ((e->policy.flags & (TG_POLICY_RATE | TG_POLICY_QUOTA)) != 0) {
-        tg_token_limits_t *limits = h2o_mem_alloc_pool(&r->req->pool, sizeof(*limits));
-        *limits = e->policy.limits;
-        limits->stats_slot = slot;
-        r->auth.limits = limits;
+    const tg_token_policy_t *p = &e->policy;
+    if ((p->flags & (TG_POLICY_RATE | TG_POLICY_QUOTA | TG_POLICY_ANCESTORS)) == 0)
+        return;
+    size_t n = 1 + p->nancestors;
+    tg_token_limits_t *levels = h2o_mem_alloc_pool(&r->req->pool, n * sizeof(*levels));
+    levels[0] = p->limits;
+    for (size_t i = 1; i < n; ++i)
+        levels[i] = p->ancestors[i - 1];
+    for (size_t i = 0; i < n; ++i) {
+        if (i == 0 && memcmp(levels[0].lineage, e->id, 16) == 0)
+            levels[0].stats_slot = slot;
+        else if (i != 0 || (p->flags & (TG_POLICY_RATE | TG_POLICY_QUOTA)) != 0)
+            levels[i].stats_slot = tg_policy_stats_slot(r, levels[i].lineage, levels[i].stats_slot, 1);
     }
+    r->auth.limits = levels;
+    r->auth.nlimits = (uint8_t)n;
 }
 
 /* Decides on a cached or freshly loaded entry. Order (docs/token-policies.md):
@@ -300,6 +322,14 @@ static int token_entry_from_row(tg_worker_t *w, PGresult *res, tg_cached_token_t
     copy_email(e, res, 6);
     render_me(e);
     e->stats_slot = claim_stats_slot(w, e->id);
+    /* the lineages' slots, as hints for tg_policy_stats_slot() */
+    tg_token_policy_t *p = &e->policy;
+    if (memcmp(p->limits.lineage, e->id, 16) == 0)
+        p->limits.stats_slot = e->stats_slot;
+    else if ((p->flags & (TG_POLICY_RATE | TG_POLICY_QUOTA)) != 0)
+        p->limits.stats_slot = claim_stats_slot(w, p->limits.lineage);
+    for (size_t i = 0; i < p->nancestors; ++i)
+        p->ancestors[i].stats_slot = claim_stats_slot(w, p->ancestors[i].lineage);
     return 0;
 }
 

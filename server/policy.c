@@ -23,9 +23,10 @@
 #include "server/http.h"
 #include "server/worker.h"
 
-/* How many stored rows of the token (and of the tokens it was rotated from) count against
- * its quota in [from, to): schema/0006_token_policies.sql. The first value echoes the
- * request ("<token id> <period key>") so the callback needs no allocated context. */
+/* How many stored rows count against a lineage's quota in [from, to): those of every
+ * token of the lineage and of every token created below them (schema/0012_token_lineage.sql).
+ * The first value echoes the request ("<lineage id> <period key>") so the callback needs
+ * no allocated context. */
 static const char SQL_QUOTA_SEED[] =
     "SELECT $1::text, tollgate_quota_used($2::uuid, timestamptz 'epoch' + $3::bigint * interval '1 microsecond',"
     " timestamptz 'epoch' + $4::bigint * interval '1 microsecond')";
@@ -126,9 +127,9 @@ static int parse_cidr_list(tg_token_policy_t *p, const char *text)
 
 /* ------------------------------------------------------------------ loading */
 
-static int column_u64(const PGresult *res, int row, int col, uint64_t max, uint64_t *out)
+/* A decimal in [0, max], the whole of `v`. */
+static int parse_u64(const char *v, uint64_t max, uint64_t *out)
 {
-    const char *v = PQgetvalue(res, row, col);
     char *end;
     unsigned long long n = strtoull(v, &end, 10);
     if (end == v || *end != '\0' || v[0] == '-' || n > max)
@@ -137,34 +138,92 @@ static int column_u64(const PGresult *res, int row, int col, uint64_t max, uint6
     return 0;
 }
 
+static int column_u64(const PGresult *res, int row, int col, uint64_t max, uint64_t *out)
+{
+    return parse_u64(PQgetvalue(res, row, col), max, out);
+}
+
+/* One lineage's limits from its text values (NULL: absent): rateLimit's requests,
+ * perSeconds and burst, quota's requests and period. Sets `flags` TG_POLICY_RATE/QUOTA. */
+static int limits_from_values(tg_token_limits_t *l, const char *const v[5], uint8_t *flags)
+{
+    if (v[0] != NULL) {
+        /* tokens.c bounds these (requests, burst <= 1e9; perSeconds <= 366 days): they fit 32 bits */
+        uint64_t requests, per_seconds, burst = 0;
+        if (parse_u64(v[0], UINT32_MAX, &requests) != 0 || requests == 0 || v[1] == NULL ||
+            parse_u64(v[1], UINT32_MAX, &per_seconds) != 0 || per_seconds == 0 ||
+            (v[2] != NULL && parse_u64(v[2], UINT32_MAX, &burst) != 0))
+            return -1;
+        l->has_rate = 1;
+        l->rate_requests = (uint32_t)requests;
+        l->rate_per_seconds = (uint32_t)per_seconds;
+        l->rate_burst = (uint32_t)burst;
+        tg_gcra_init(&l->gcra, requests, per_seconds, burst);
+        *flags |= TG_POLICY_RATE;
+    }
+    if (v[3] != NULL) {
+        uint64_t requests;
+        int kind = tg_policy_period_kind(v[4]);
+        if (parse_u64(v[3], UINT64_MAX, &requests) != 0 || kind == TG_QUOTA_NONE)
+            return -1;
+        l->quota_requests = requests;
+        l->quota_period = (uint8_t)kind;
+        *flags |= TG_POLICY_QUOTA;
+    }
+    l->stats_slot = TG_TOKEN_STATS_NO_SLOT;
+    return 0;
+}
+
+/* "lineage r p b q period,..." (the lookup's ancestors column) into p->ancestors. */
+static int parse_ancestors(tg_token_policy_t *p, const char *text)
+{
+    char buf[TG_POLICY_MAX_ANCESTORS * 128];
+    if (strlen(text) >= sizeof(buf))
+        return -1; /* more entries than fit, or not ours */
+    strcpy(buf, text);
+    char *entry_save = NULL;
+    for (char *entry = strtok_r(buf, ",", &entry_save); entry != NULL; entry = strtok_r(NULL, ",", &entry_save)) {
+        if (p->nancestors == TG_POLICY_MAX_ANCESTORS)
+            return -1;
+        char *field[6], *field_save = NULL;
+        size_t n = 0;
+        for (char *f = strtok_r(entry, " ", &field_save); f != NULL && n < 6; f = strtok_r(NULL, " ", &field_save))
+            field[n++] = f;
+        tg_uuid_t lineage;
+        if (n != 6 || strlen(field[0]) != TG_UUID_STRLEN || tg_uuid_parse(field[0], TG_UUID_STRLEN, &lineage) != 0)
+            return -1;
+        const char *values[5];
+        for (size_t i = 0; i < 5; ++i)
+            values[i] = strcmp(field[i + 1], "-") == 0 ? NULL : field[i + 1];
+        tg_token_limits_t *l = &p->ancestors[p->nancestors];
+        uint8_t flags = 0;
+        if (limits_from_values(l, values, &flags) != 0 || flags == 0)
+            return -1;
+        memcpy(l->lineage, lineage.bytes, 16);
+        ++p->nancestors;
+    }
+    if (p->nancestors != 0)
+        p->flags |= TG_POLICY_ANCESTORS;
+    return 0;
+}
+
 int tg_policy_from_row(tg_token_policy_t *p, const PGresult *res, int row, int col)
 {
     memset(p, 0, sizeof(*p));
     if (!PQgetisnull(res, row, col) && parse_cidr_list(p, PQgetvalue(res, row, col)) != 0)
         goto Error;
-    if (!PQgetisnull(res, row, col + 1)) {
-        /* tokens.c bounds these (requests, burst <= 1e9; perSeconds <= 366 days): they fit 32 bits */
-        uint64_t requests, per_seconds, burst = 0;
-        if (column_u64(res, row, col + 1, UINT32_MAX, &requests) != 0 || requests == 0 ||
-            column_u64(res, row, col + 2, UINT32_MAX, &per_seconds) != 0 || per_seconds == 0 ||
-            (!PQgetisnull(res, row, col + 3) && column_u64(res, row, col + 3, UINT32_MAX, &burst) != 0))
-            goto Error;
-        p->limits.has_rate = 1;
-        p->limits.rate_requests = (uint32_t)requests;
-        p->limits.rate_per_seconds = (uint32_t)per_seconds;
-        p->limits.rate_burst = (uint32_t)burst;
-        tg_gcra_init(&p->limits.gcra, requests, per_seconds, burst);
-        p->flags |= TG_POLICY_RATE;
-    }
-    if (!PQgetisnull(res, row, col + 4)) {
-        uint64_t requests;
-        int kind = tg_policy_period_kind(PQgetvalue(res, row, col + 5));
-        if (column_u64(res, row, col + 4, UINT64_MAX, &requests) != 0 || kind == TG_QUOTA_NONE)
-            goto Error;
-        p->limits.quota_requests = requests;
-        p->limits.quota_period = (uint8_t)kind;
-        p->flags |= TG_POLICY_QUOTA;
-    }
+    const char *values[5];
+    for (int i = 0; i < 5; ++i)
+        values[i] = PQgetisnull(res, row, col + 1 + i) ? NULL : PQgetvalue(res, row, col + 1 + i);
+    if (limits_from_values(&p->limits, values, &p->flags) != 0)
+        goto Error;
+    tg_uuid_t lineage;
+    const char *lineage_text = PQgetvalue(res, row, col + 6);
+    if (strlen(lineage_text) != TG_UUID_STRLEN || tg_uuid_parse(lineage_text, TG_UUID_STRLEN, &lineage) != 0)
+        goto Error;
+    memcpy(p->limits.lineage, lineage.bytes, 16);
+    if (!PQgetisnull(res, row, col + 7) && parse_ancestors(p, PQgetvalue(res, row, col + 7)) != 0)
+        goto Error;
     return 0;
 
 Error:
@@ -207,7 +266,7 @@ int tg_policy_period_kind(const char *name)
 
 /* ------------------------------------------------------------------ quota seeding */
 
-/* The seed's answer: "<token id> <period key>", count. Runs in the worker that asked. */
+/* The seed's answer: "<lineage id> <period key>", count. Runs in the worker that asked. */
 static void on_quota_seed(void *data, PGresult *res, const char *sqlstate, const char *error)
 {
     tg_worker_t *w = data;
@@ -234,8 +293,9 @@ static void on_quota_seed(void *data, PGresult *res, const char *sqlstate, const
 }
 
 /* First request of a period on this node (or the reseed interval passed): ask PostgreSQL
- * how many requests the token already made in the period, without waiting for it. */
-static void seed_quota(tg_request_t *r, uint32_t slot, uint32_t key, int64_t start_us, int64_t end_us)
+ * how many requests lineage `lineage` (and the tokens below it) already made in the
+ * period, without waiting for it. */
+static void seed_quota(tg_request_t *r, const uint8_t lineage[16], uint32_t slot, uint32_t key, int64_t start_us, int64_t end_us)
 {
     tg_worker_t *w = r->worker;
     tg_token_stats_t *stats = w->server->token_stats;
@@ -244,13 +304,13 @@ static void seed_quota(tg_request_t *r, uint32_t slot, uint32_t key, int64_t sta
     if (!tg_token_stats_seed_claim(stats, slot, key, now_s, TG_POLICY_QUOTA_SEED_RETRY_S))
         return;
     char echo[TG_UUID_STRLEN + 16], id[TG_UUID_STRLEN + 1], from[24], to[24];
-    tg_uuid_format((const tg_uuid_t *)r->auth.token_id, id);
+    tg_uuid_format((const tg_uuid_t *)lineage, id);
     snprintf(echo, sizeof(echo), "%s %" PRIu32, id, key);
     snprintf(from, sizeof(from), "%" PRId64, start_us);
     snprintf(to, sizeof(to), "%" PRId64, end_us);
     const char *params[4] = {echo, id, from, to};
     if (w->db == NULL || tg_db_query(w->db, SQL_QUOTA_SEED, 4, params, on_quota_seed, w) == NULL)
-        tg_log_warn("policy", "cannot submit the quota seed query; retrying later", "token_id=%s", id);
+        tg_log_warn("policy", "cannot submit the quota seed query; retrying later", "lineage_id=%s", id);
 }
 
 /* ------------------------------------------------------------------ charging */
@@ -327,63 +387,100 @@ uint32_t tg_policy_stats_slot(tg_request_t *r, const uint8_t id[16], uint32_t hi
     return tg_token_stats_acquire(stats, id, hint, may_evict, monotonic_ns(), now_us / 1000);
 }
 
-int tg_policy_charge(tg_request_t *r)
+/* Nowhere to count: refused, never served unlimited (counted in tg_token_stats_full()). */
+static int refuse_no_slot(tg_request_t *r, tg_token_stats_t *stats)
 {
-    const tg_token_limits_t *l = r->auth.limits;
-    if (l == NULL)
-        return 1;
-    r->auth.limits = NULL; /* charged once */
-    tg_token_stats_t *stats = r->worker->server->token_stats;
-    if (stats == NULL || l->stats_slot == TG_TOKEN_STATS_NO_SLOT) {
-        /* nowhere to count: refused, never served unlimited (counted in tg_token_stats_full()) */
-        uint64_t refused = stats != NULL ? tg_token_stats_full(stats) : 0;
-        if ((refused & (refused - 1)) == 0) /* 1st, 2nd, 4th, 8th ...: quiet under a flood */
-            tg_log_warn("policy", "token table full: a token with a rate limit or quota is refused with 503 limits_unavailable",
-                        "refused=%llu capacity=%ld", (unsigned long long)refused, r->worker->server->config.token_stats_capacity);
-        const h2o_iovec_t *name = &H2O_TOKEN_RETRY_AFTER->buf;
-        add_numbers(r->req, &name, &(uint64_t){TG_POLICY_NO_SLOT_RETRY_S}, 1);
-        tg_http_send_error(r->req, 503, "limits_unavailable",
-                           "This node cannot track this token's rate limit or quota right now; retry after Retry-After seconds.");
-        return 0;
-    }
-    if (l->has_rate) {
+    uint64_t refused = stats != NULL ? tg_token_stats_full(stats) : 0;
+    if ((refused & (refused - 1)) == 0) /* 1st, 2nd, 4th, 8th ...: quiet under a flood */
+        tg_log_warn("policy", "token table full: a token with a rate limit or quota is refused with 503 limits_unavailable",
+                    "refused=%llu capacity=%ld", (unsigned long long)refused, r->worker->server->config.token_stats_capacity);
+    const h2o_iovec_t *name = &H2O_TOKEN_RETRY_AFTER->buf;
+    add_numbers(r->req, &name, &(uint64_t){TG_POLICY_NO_SLOT_RETRY_S}, 1);
+    tg_http_send_error(r->req, 503, "limits_unavailable",
+                       "This node cannot track this token's rate limit or quota right now; retry after Retry-After seconds.");
+    return 0;
+}
+
+/* Every rate bucket of the request, nearest first; stops at the first refusal. The
+ * RateLimit-* headers are those of the tightest bucket: the refusing one, else the one
+ * with the fewest requests remaining. */
+static int charge_rates(tg_request_t *r, tg_token_stats_t *stats, const tg_token_limits_t *levels, size_t n)
+{
+    int64_t now_ns = monotonic_ns();
+    const tg_token_limits_t *tightest = NULL;
+    tg_gcra_verdict_t tightest_v = {0};
+    for (size_t i = 0; i < n; ++i) {
+        const tg_token_limits_t *l = &levels[i];
+        if (!l->has_rate)
+            continue;
         tg_gcra_verdict_t v;
-        int allowed = tg_token_stats_rate(stats, l->stats_slot, &l->gcra, monotonic_ns(), &v);
-        add_rate_headers(r->req, l, &v);
-        if (!allowed) {
+        if (!tg_token_stats_rate(stats, l->stats_slot, &l->gcra, now_ns, &v)) {
+            add_rate_headers(r->req, l, &v);
             tg_http_send_error(r->req, 429, "rate_limited", "This token's rate limit is exhausted; retry after Retry-After seconds.");
             return 0;
         }
-    }
-    if (l->quota_period != TG_QUOTA_NONE) {
-        int64_t start_us, end_us, now_us = r->start_us != 0 ? r->start_us : tg_request_now_us();
-        uint32_t key = tg_policy_period(l->quota_period, now_us, &start_us, &end_us);
-        seed_quota(r, l->stats_slot, key, start_us, end_us);
-        uint64_t used;
-        if (!tg_token_stats_quota_take(stats, l->stats_slot, key, l->quota_requests, &used)) {
-            const h2o_iovec_t *name = &H2O_TOKEN_RETRY_AFTER->buf;
-            uint64_t retry = ceil_seconds((end_us - now_us) * 1000);
-            add_numbers(r->req, &name, &(uint64_t){retry != 0 ? retry : 1}, 1);
-            tg_http_send_error(r->req, 429, "quota_exceeded", "This token's quota for the current period is used up.");
-            return 0;
+        if (tightest == NULL || v.remaining < tightest_v.remaining) {
+            tightest = l;
+            tightest_v = v;
         }
+    }
+    if (tightest != NULL)
+        add_rate_headers(r->req, tightest, &tightest_v);
+    return 1;
+}
+
+static int refuse_quota(tg_request_t *r, int64_t now_us, int64_t end_us)
+{
+    const h2o_iovec_t *name = &H2O_TOKEN_RETRY_AFTER->buf;
+    uint64_t retry = ceil_seconds((end_us - now_us) * 1000);
+    add_numbers(r->req, &name, &(uint64_t){retry != 0 ? retry : 1}, 1);
+    tg_http_send_error(r->req, 429, "quota_exceeded", "This token's quota for the current period is used up.");
+    return 0;
+}
+
+/* Every quota of the request: all checked first, so a quota that refuses costs the others
+ * nothing; then taken nearest first (a take lost to a concurrent request refuses too, and
+ * the nearer quotas keep that one unit). */
+static int charge_quotas(tg_request_t *r, tg_token_stats_t *stats, const tg_token_limits_t *levels, size_t n)
+{
+    int64_t now_us = r->start_us != 0 ? r->start_us : tg_request_now_us();
+    int64_t start_us[1 + TG_POLICY_MAX_ANCESTORS] = {0}, end_us[1 + TG_POLICY_MAX_ANCESTORS] = {0};
+    uint32_t key[1 + TG_POLICY_MAX_ANCESTORS] = {0};
+    for (size_t i = 0; i < n; ++i) {
+        const tg_token_limits_t *l = &levels[i];
+        if (l->quota_period == TG_QUOTA_NONE)
+            continue;
+        key[i] = tg_policy_period(l->quota_period, now_us, &start_us[i], &end_us[i]);
+        seed_quota(r, l->lineage, l->stats_slot, key[i], start_us[i], end_us[i]);
+        if (tg_token_stats_quota_used(stats, l->stats_slot, key[i]) >= l->quota_requests)
+            return refuse_quota(r, now_us, end_us[i]);
+    }
+    for (size_t i = 0; i < n; ++i) {
+        const tg_token_limits_t *l = &levels[i];
+        uint64_t used;
+        if (l->quota_period != TG_QUOTA_NONE && !tg_token_stats_quota_take(stats, l->stats_slot, key[i], l->quota_requests, &used))
+            return refuse_quota(r, now_us, end_us[i]);
     }
     return 1;
 }
 
-/* ------------------------------------------------------------------ live figures */
-
-void tg_policy_inherit_quota(tg_token_stats_t *stats, const uint8_t from[16], const uint8_t to[16], int kind, int64_t now_us)
+int tg_policy_charge(tg_request_t *r)
 {
-    if (stats == NULL || kind == TG_QUOTA_NONE)
-        return;
-    uint32_t old_slot = tg_token_stats_slot(stats, from, 0), new_slot;
-    int64_t start_us, end_us;
-    uint32_t key = tg_policy_period(kind, now_us, &start_us, &end_us);
-    uint64_t used = old_slot != TG_TOKEN_STATS_NO_SLOT ? tg_token_stats_quota_used(stats, old_slot, key) : 0;
-    if (used != 0 && (new_slot = tg_token_stats_slot(stats, to, 1)) != TG_TOKEN_STATS_NO_SLOT)
-        tg_token_stats_quota_raise(stats, new_slot, key, used);
+    const tg_token_limits_t *levels = r->auth.limits;
+    size_t n = r->auth.nlimits;
+    if (levels == NULL)
+        return 1;
+    r->auth.limits = NULL; /* charged once */
+    tg_token_stats_t *stats = r->worker->server->token_stats;
+    if (stats == NULL)
+        return refuse_no_slot(r, stats);
+    for (size_t i = 0; i < n; ++i)
+        if ((levels[i].has_rate || levels[i].quota_period != TG_QUOTA_NONE) && levels[i].stats_slot == TG_TOKEN_STATS_NO_SLOT)
+            return refuse_no_slot(r, stats);
+    return charge_rates(r, stats, levels, n) && charge_quotas(r, stats, levels, n);
 }
+
+/* ------------------------------------------------------------------ live figures */
 
 void tg_policy_overlay_live(json_t *token, const tg_token_stats_t *stats, int64_t now_us)
 {

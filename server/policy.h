@@ -27,10 +27,15 @@
 #define TG_POLICY_QUOTA_SEED_RETRY_S 10
 
 enum {
-    TG_POLICY_IPS = 1,   /* allowedIps is set */
-    TG_POLICY_RATE = 2,  /* rateLimit is set */
-    TG_POLICY_QUOTA = 4, /* quota is set */
+    TG_POLICY_IPS = 1,       /* allowedIps is set */
+    TG_POLICY_RATE = 2,      /* rateLimit is set */
+    TG_POLICY_QUOTA = 4,     /* quota is set */
+    TG_POLICY_ANCESTORS = 8, /* a token it was created below has a rateLimit or quota */
 };
+/* The most limited ancestors a cached token carries: schema/0012_token_lineage.sql refuses
+ * a token more than 4 levels below one made without an API token. A token with more
+ * (made before that rule) fails closed: it is not loaded (503). */
+#define TG_POLICY_MAX_ANCESTORS 4
 
 /** One allowed prefix. IPv4 prefixes keep their 4 bytes first and match IPv4 (and
  * v4-mapped IPv6) clients only; IPv6 prefixes match IPv6 clients only. */
@@ -47,14 +52,18 @@ typedef struct st_tg_token_policy_t {
     uint8_t ncidrs; /* <= 64 */
     tg_cidr_t cidrs[TG_POLICY_INLINE_CIDRS];
     tg_cidr_t *extra_cidrs; /* all ncidrs of them when ncidrs > TG_POLICY_INLINE_CIDRS, else NULL */
-    tg_token_limits_t limits;
+    tg_token_limits_t limits; /* its own lineage's (lineage set even without limits) */
+    uint8_t nancestors;
+    tg_token_limits_t ancestors[TG_POLICY_MAX_ANCESTORS]; /* the limited ones, nearest first */
 } tg_token_policy_t;
 
 /**
  * Fills `p` from the token row's policy columns, starting at `col`: allowed_ips as
  * space-separated CIDR text (NULL: none), rate_limit requests, perSeconds, burst, quota
- * requests and period (NULL: none). 0, or -1 when a value cannot be parsed (nothing is
- * left allocated).
+ * requests and period (NULL: none), the lineage id, and the limited ancestors (NULL: none)
+ * as "lineage requests perSeconds burst quotaRequests period" entries joined by ',',
+ * nearest first, '-' for an absent value. 0, or -1 when a value cannot be parsed or there
+ * are more than TG_POLICY_MAX_ANCESTORS ancestors (nothing is left allocated).
  */
 int tg_policy_from_row(tg_token_policy_t *p, const PGresult *res, int row, int col);
 
@@ -84,8 +93,12 @@ int tg_policy_parse_cidr(const char *s, size_t len, tg_cidr_t *out);
 uint32_t tg_policy_stats_slot(tg_request_t *r, const uint8_t id[16], uint32_t hint, int may_evict);
 
 /**
- * Charges rate limit, then quota, for a request whose r->auth.limits is set (once: it
- * clears it). Adds RateLimit-* headers for rate-limited tokens. 1 to go on; 0
+ * Charges rate limits, then quotas, for a request whose r->auth.limits is set (once: it
+ * clears it): its own lineage's, then each limited ancestor's; a request is admitted only
+ * when every one of them has room. Rate buckets are taken nearest first and the first
+ * refusal stops it (the nearer buckets keep the unit they gave: at most one per refused
+ * request, only in the requester's own line); quotas are all checked before any is taken.
+ * Adds RateLimit-* headers of the tightest bucket for rate-limited tokens. 1 to go on; 0
  * when it answered 429 (rate_limited or quota_exceeded, with Retry-After), or 503
  * limits_unavailable when the token has no slot to count in (never served unlimited). Lock-free and
  * allocation-free except for header values in the request's pool; the first request of a
@@ -111,13 +124,6 @@ uint32_t tg_policy_period(int kind, int64_t now_us, int64_t *start_us, int64_t *
 int tg_policy_period_kind(const char *name);
 
 /* ------------------------------------------------------------------ live figures */
-
-/**
- * A rotation: the successor `to` starts its quota period with this node's count of `from`
- * (kind TG_QUOTA_DAY / MONTH; nothing for TG_QUOTA_NONE), so rotating does not reset a
- * quota. `stats` may be NULL.
- */
-void tg_policy_inherit_quota(tg_token_stats_t *stats, const uint8_t from[16], const uint8_t to[16], int kind, int64_t now_us);
 
 /**
  * Overlays this node's live figures on a token object built from PostgreSQL: requestCount

@@ -33,7 +33,8 @@ typedef enum { TG_AUTH_NONE = 0, TG_AUTH_JWT, TG_AUTH_API_TOKEN } tg_auth_method
  * route's scope check.
  */
 typedef struct st_tg_token_limits_t {
-    uint32_t stats_slot;   /* the token's slot in shm/token_stats */
+    uint8_t lineage[16];   /* the lineage (api_tokens.lineage_id) whose allowance this is: the slot's key */
+    uint32_t stats_slot;   /* the lineage's slot in shm/token_stats (in the cache: a hint) */
     uint8_t has_rate;      /* rateLimit is set: gcra and rate_* are valid */
     uint8_t quota_period;  /* TG_QUOTA_DAY / TG_QUOTA_MONTH, or TG_QUOTA_NONE */
     uint32_t rate_requests; /* as configured, for the RateLimit-* headers */
@@ -52,7 +53,9 @@ typedef struct st_tg_auth_context_t {
     uint8_t session_id[16]; /* JWT only */
     unsigned scopes;        /* TG_SCOPE_* bits */
     int metered;            /* an API token that maps to a known token: meter this request, whatever its outcome */
-    tg_token_limits_t *limits; /* in the request's pool: a rate limit or quota still to be charged (tg_auth_admit); else NULL */
+    tg_token_limits_t *limits; /* in the request's pool: rate limits and quotas still to be charged (tg_auth_admit): the
+                                * token's own lineage's first, then its limited ancestors', nearest first; else NULL */
+    uint8_t nlimits;           /* entries of `limits` */
     /* Point into the credential cache, so valid only until the route first returns to the
      * loop (GET /api/v1/me, their one user, answers at once): */
     const char *email;      /* the user's email (RFC 5321: at most 254), not NUL-terminated */

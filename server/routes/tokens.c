@@ -368,7 +368,8 @@ static const char *pool_dump(h2o_mem_pool_t *pool, const json_t *doc)
 
 /* ------------------------------------------------------------------ POST /api/v1/tokens */
 
-/* The 400 for a child token wider than the API token creating it (schema 0007). */
+/* The 400 for a child token wider than the API token creating it (schema 0007), or too
+ * deep below a token made without one (schema 0009). */
 static const char *child_confinement_message(const char *sqlstate)
 {
     switch (sqlstate[4]) {
@@ -378,6 +379,9 @@ static const char *child_confinement_message(const char *sqlstate)
         return "allowedIps: a token created with an API token must stay inside its allowedIps.";
     case '3':
         return "rateLimit: a token created with an API token cannot refill faster or hold more than its rateLimit.";
+    case '6':
+        return "A token can be created at most 4 levels below one made without an API token: each request is charged to "
+               "every limited token above it.";
     default:
         return "quota: a token created with an API token needs the same period and no more requests than its quota.";
     }
@@ -773,13 +777,10 @@ static void on_token_rotated(void *data, PGresult *res, const char *sqlstate, co
     /* Committed. Every worker of this node drops the cached entries of the old token and
      * its descendants and reloads them with their new revoked_at (they work until then,
      * refused from that second on); other nodes hear it from 0005's NOTIFY. The successor
-     * inherits this node's quota count. */
+     * is of the old token's lineage (schema 0009): it spends the same rate bucket and
+     * quota count, nothing is copied. */
     tg_auth_revoke(r->worker, c->token_id, 0);
     revoke_descendants(r->worker, PQgetvalue(res, 0, TG_TOKEN_SQL_NCOLUMNS + 1));
-    int64_t now_us = tg_request_now_us();
-    tg_policy_inherit_quota(r->worker->server->token_stats, c->token_id, c->new_token_id,
-                            tg_policy_period_kind(json_string_value(json_object_get(json_object_get(obj, "quota"), "period"))),
-                            now_us);
     add_live(r, obj);
     json_object_set_new(obj, "token", json_string(c->plaintext));
     tg_auth_throttle_remember(r->worker, c->plaintext, TG_APITOKEN_LEN);

@@ -330,6 +330,51 @@ Test(migrate, resumes_after_a_partial_run)
     tg_fx_run_free(&run);
 }
 
+Test(migrate, token_lineages_are_backfilled_from_rotation_chains)
+{
+    tg_fx_run_t run;
+    /* a database at the migration before 0012_token_lineage, with a rotation chain A -> B -> C and a token D */
+    char *sql = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&sql, &len);
+    fputs("CREATE TABLE schema_migrations (version integer PRIMARY KEY CHECK (version > 0), name text NOT NULL,"
+          " applied_at timestamptz NOT NULL DEFAULT now());\n",
+          mem);
+    size_t lineage = 0;
+    while (lineage < tg_schema_migration_count && strcmp(tg_schema_migrations[lineage].name, "token_lineage") != 0) {
+        fprintf(mem, "%s\n;INSERT INTO schema_migrations (version, name) VALUES (%d, '%s');\n", tg_schema_migrations[lineage].sql,
+                tg_schema_migrations[lineage].version, tg_schema_migrations[lineage].name);
+        ++lineage;
+    }
+    cr_assert_lt(lineage, tg_schema_migration_count, "no token_lineage migration");
+    fputs("INSERT INTO tenants (id, name) VALUES ('00000000-0000-7000-8000-0000000000e1', 'T');"
+          "INSERT INTO users (id, tenant_id, email, password_hash) VALUES"
+          " ('00000000-0000-7000-8000-0000000000e2', '00000000-0000-7000-8000-0000000000e1', 'a@b.example', 'x');"
+          "INSERT INTO api_tokens (id, user_id, tenant_id, name, prefix, token_hash, rotated_from)"
+          " SELECT v.id::uuid, '00000000-0000-7000-8000-0000000000e2', '00000000-0000-7000-8000-0000000000e1', v.name,"
+          " 'tgk_' || v.name || 'xxxxxxx', sha256(v.name::bytea), v.from_id::uuid"
+          " FROM (VALUES ('00000000-0000-7000-8000-00000000000a', 'A', NULL),"
+          " ('00000000-0000-7000-8000-00000000000b', 'B', '00000000-0000-7000-8000-00000000000a'),"
+          " ('00000000-0000-7000-8000-00000000000c', 'C', '00000000-0000-7000-8000-00000000000b'),"
+          " ('00000000-0000-7000-8000-00000000000d', 'D', NULL)) AS v(id, name, from_id) ORDER BY v.name;\n",
+          mem);
+    fclose(mem);
+    cr_assert_eq(tg_fx_pg_exec(&pg, sql), 0);
+    free(sql);
+    cr_assert_eq(ctl(NULL, &run, "migrate", NULL), 0, "migrate: %s", run.err);
+    tg_fx_run_free(&run);
+    expect_value("SELECT string_agg(name || '=' || right(lineage_id::text, 1), ',' ORDER BY name) FROM api_tokens",
+                 "A=a,B=a,C=a,D=d");
+    /* a successor inserted later joins its predecessor's lineage, whatever it asks for */
+    cr_assert_eq(tg_fx_pg_exec(&pg, "INSERT INTO api_tokens (id, user_id, tenant_id, name, prefix, token_hash, rotated_from,"
+                                    " lineage_id) VALUES ('00000000-0000-7000-8000-00000000000e',"
+                                    " '00000000-0000-7000-8000-0000000000e2', '00000000-0000-7000-8000-0000000000e1', 'E',"
+                                    " 'tgk_Exxxxxxx', sha256('E'), '00000000-0000-7000-8000-00000000000c',"
+                                    " '00000000-0000-7000-8000-00000000000d')"),
+                 0);
+    expect_value("SELECT right(lineage_id::text, 1) FROM api_tokens WHERE name = 'E'", "a");
+}
+
 Test(migrate, failed_migration_leaves_nothing_behind)
 {
     tg_fx_run_t run;

@@ -712,6 +712,125 @@ Test(rotate, without_overlap_the_old_token_stops_at_once_and_inputs_are_checked)
     json_decref(n);
 }
 
+/* ------------------------------------------------------------------ one allowance per token family */
+
+TestSuite(allowance, .init = start_world, .fini = stop_world, .timeout = TEST_TIMEOUT_S);
+
+/* POST /api/v1/tokens with `body`, authenticated by `creator` (an API token); 201 expected. */
+static void mint(const char *creator, const char *body, char id[TG_UUID_STRLEN + 1], char token[TG_APITOKEN_LEN + 1])
+{
+    tg_fx_http_res_t res;
+    call(TG_FX_HTTP1, "POST", "/api/v1/tokens", creator, body, &res);
+    cr_assert_eq(res.status, 201, "mint %s: %ld %s", body, res.status, res.body);
+    json_t *doc = tg_fx_json(&res);
+    snprintf(id, TG_UUID_STRLEN + 1, "%s", json_str(doc, "id"));
+    snprintf(token, TG_APITOKEN_LEN + 1, "%s", json_str(doc, "token"));
+    tg_fx_http_res_free(&res);
+}
+
+/* `rounds` rounds of GET /api/v1/me with each of `tokens` in turn: the 200s; every other
+ * answer must be a 429 with error code `refusal`. */
+static int admitted_round_robin(const char *const *tokens, size_t n, int rounds, const char *refusal)
+{
+    int ok = 0;
+    for (int i = 0; i < rounds; ++i)
+        for (size_t t = 0; t < n; ++t) {
+            tg_fx_http_res_t res;
+            call(PROTOS[(i + t) % NPROTOS], "GET", "/api/v1/me", tokens[t], NULL, &res);
+            if (res.status == 200)
+                ++ok;
+            else
+                expect_error(&res, 429, refusal, "past the family's allowance");
+            tg_fx_http_res_free(&res);
+        }
+    return ok;
+}
+
+Test(allowance, a_parent_and_its_children_share_one_rate_bucket)
+{
+    start_server(NULL, 2);
+    char pid[64], parent[64], cid[3][64], child[3][64];
+    /* 5 per hour: nothing refills during the test */
+    json_decref(create_token("{\"name\":\"p\",\"rateLimit\":{\"requests\":5,\"perSeconds\":3600,\"burst\":0}}", pid, parent));
+    for (int i = 0; i < 3; ++i) /* three requests of the parent's: 2 of 5 left */
+        mint(parent, "{\"name\":\"child\"}", cid[i], child[i]);
+    /* a child's first request: its own bucket has 4 left, the parent's 1; the headers tell the tightest */
+    tg_fx_http_res_t res;
+    call(TG_FX_HTTP1, "GET", "/api/v1/me", child[0], NULL, &res);
+    cr_assert_eq(res.status, 200, "%ld %s", res.status, res.body);
+    cr_expect_eq(header_number(&res, "ratelimit-remaining"), 1, "the parent's bucket is the tightest");
+    tg_fx_http_res_free(&res);
+    const char *const family[] = {parent, child[0], child[1], child[2]};
+    int ok = admitted_round_robin(family, 4, 3, "rate_limited");
+    cr_expect_eq(ok, 1, "%d more admitted: parent and children together get 5 (3 mints, 2 requests)", ok);
+}
+
+Test(allowance, a_parent_and_its_children_share_one_quota)
+{
+    tg_fx_clear_of_utc_midnight(QUOTA_PERIOD_MARGIN_S);
+    start_server(NULL, 2);
+    char pid[64], parent[64], cid[3][64], child[3][64];
+    json_decref(create_token("{\"name\":\"p\",\"quota\":{\"requests\":6,\"period\":\"day\"}}", pid, parent));
+    for (int i = 0; i < 3; ++i) /* 3 of the parent's 6 */
+        mint(parent, "{\"name\":\"child\"}", cid[i], child[i]);
+    const char *const family[] = {parent, child[0], child[1], child[2]};
+    int ok = admitted_round_robin(family, 4, 3, "quota_exceeded");
+    cr_expect_eq(ok, 3, "%d admitted: parent and children together get 6 (3 mints, 3 requests)", ok);
+}
+
+Test(allowance, a_rotation_chain_spends_one_bucket)
+{
+    start_server(NULL, 2);
+    char id[64], t0[64], t1[64], t2[64];
+    json_decref(create_token("{\"name\":\"r\",\"rateLimit\":{\"requests\":5,\"perSeconds\":3600,\"burst\":0}}", id, t0));
+    json_t *n1 = rotate(TG_FX_HTTP1, id, "{\"overlapSeconds\":3600}", 200);
+    snprintf(t1, sizeof(t1), "%s", json_str(n1, "token"));
+    json_t *n2 = rotate(TG_FX_HTTP1, json_str(n1, "id"), "{\"overlapSeconds\":3600}", 200);
+    snprintf(t2, sizeof(t2), "%s", json_str(n2, "token"));
+    cr_expect_str_eq(value("SELECT count(DISTINCT lineage_id) FROM api_tokens WHERE name = 'r'"), "1", "one lineage");
+    const char *const chain[] = {t0, t1, t2};
+    int ok = admitted_round_robin(chain, 3, 4, "rate_limited");
+    cr_expect_eq(ok, 5, "%d admitted: three live plaintexts of one lineage get one bucket of 5", ok);
+    json_decref(n1);
+    json_decref(n2);
+}
+
+Test(allowance, the_quota_count_survives_rotation_and_is_shared_with_the_old_plaintext)
+{
+    tg_fx_clear_of_utc_midnight(QUOTA_PERIOD_MARGIN_S);
+    start_server(NULL, 2);
+    char id[64], old[64], successor[64];
+    json_decref(create_token("{\"name\":\"q\",\"quota\":{\"requests\":6,\"period\":\"day\"}}", id, old));
+    for (int i = 0; i < 2; ++i)
+        cr_expect_eq(status_of(PROTOS[i % NPROTOS], "GET", "/api/v1/me", old), 200);
+    json_t *n = rotate(TG_FX_HTTP1, id, "{\"overlapSeconds\":3600}", 200);
+    snprintf(successor, sizeof(successor), "%s", json_str(n, "token"));
+    const char *const both[] = {successor, old};
+    int ok = admitted_round_robin(both, 2, 4, "quota_exceeded");
+    cr_expect_eq(ok, 4, "%d admitted after the rotation: 2 of 6 were used before it, by either plaintext", ok);
+    json_decref(n);
+}
+
+Test(allowance, a_token_more_than_four_levels_below_a_session_token_is_refused)
+{
+    start_server(NULL, 1);
+    char ids[5][64], tokens[5][64];
+    /* the master (made by tollgatectl, as a session would) is level 0 */
+    const char *creator = master;
+    for (int level = 1; level <= 4; ++level) {
+        mint(creator, "{\"name\":\"deep\"}", ids[level], tokens[level]);
+        creator = tokens[level];
+    }
+    tg_fx_http_res_t res;
+    call(TG_FX_HTTP1, "POST", "/api/v1/tokens", creator, "{\"name\":\"too deep\"}", &res);
+    expect_error(&res, 400, "invalid_parameter", "a fifth level");
+    cr_expect(strstr(res.body, "levels") != NULL, "the message names the reason: %s", res.body);
+    tg_fx_http_res_free(&res);
+    cr_expect_str_eq(value("SELECT count(*) FROM api_tokens WHERE name = 'too deep'"), "0", "nothing stored");
+    /* a rotation at level 4 stays at level 4 */
+    json_decref(rotate(TG_FX_HTTP1, ids[4], NULL, 200));
+}
+
 /* ------------------------------------------------------------------ order of checks, metering */
 
 TestSuite(checks, .init = start_world, .fini = stop_world, .timeout = TEST_TIMEOUT_S);

@@ -1,11 +1,13 @@
 /*
  * Tests for the pure parts of server/policy.c: CIDR parsing and matching (IPv4, IPv6,
  * v4-mapped IPv6, prefix lengths that are not byte multiples) and the UTC calendar
- * periods of quotas (day and month keys and bounds across month, year and leap-day edges).
+ * periods of quotas (day and month keys and bounds across month, year and leap-day edges),
+ * and the limited ancestors a token row carries (parsed, or refused: fail closed).
  */
 #include <criterion/criterion.h>
 
 #include <arpa/inet.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "common/timefmt.h"
@@ -92,4 +94,71 @@ Test(policy, month_periods_are_utc_calendar_months)
     cr_assert_eq(tg_policy_period_kind("month"), TG_QUOTA_MONTH);
     cr_assert_eq(tg_policy_period_kind("week"), TG_QUOTA_NONE);
     cr_assert_eq(tg_policy_period_kind(NULL), TG_QUOTA_NONE);
+}
+
+/* A one-row result shaped like the lookup's policy columns (server/auth.c): allowed_ips,
+ * rate requests, perSeconds, burst, quota requests, period, lineage id, ancestors. NULL
+ * values are SQL NULLs. */
+static PGresult *policy_row(const char *const values[8])
+{
+    PGresult *res = PQmakeEmptyPGresult(NULL, PGRES_TUPLES_OK);
+    cr_assert_not_null(res);
+    PGresAttDesc attrs[8];
+    static char names[8][8];
+    memset(attrs, 0, sizeof(attrs));
+    for (int i = 0; i < 8; ++i) {
+        snprintf(names[i], sizeof(names[i]), "c%d", i);
+        attrs[i].name = names[i];
+        attrs[i].typid = 25; /* text */
+        attrs[i].typlen = -1;
+        attrs[i].atttypmod = -1;
+    }
+    cr_assert(PQsetResultAttrs(res, 8, attrs));
+    for (int i = 0; i < 8; ++i)
+        cr_assert(PQsetvalue(res, 0, i, (char *)values[i], values[i] != NULL ? (int)strlen(values[i]) : -1));
+    return res;
+}
+
+#define LINEAGE "01a21480-2056-7175-8ae4-d6c6efd7c454"
+#define PARENT "01a21480-2056-7175-8ae4-d6c6efd7c455"
+
+Test(policy, ancestors_are_loaded_nearest_first_and_too_many_fail_closed)
+{
+    const char *row[8] = {NULL, NULL, NULL, NULL, NULL, NULL, LINEAGE, PARENT " 5 3600 - - -," LINEAGE " - - - 6 day"};
+    PGresult *res = policy_row(row);
+    tg_token_policy_t p;
+    cr_assert_eq(tg_policy_from_row(&p, res, 0, 0), 0);
+    cr_expect_eq(p.flags, TG_POLICY_ANCESTORS, "no limits of its own, limited ancestors");
+    cr_expect_eq(p.nancestors, 2);
+    cr_expect_eq(p.ancestors[0].has_rate, 1);
+    cr_expect_eq(p.ancestors[0].rate_requests, 5);
+    cr_expect_eq(p.ancestors[0].rate_per_seconds, 3600);
+    cr_expect_eq(p.ancestors[0].quota_period, TG_QUOTA_NONE);
+    cr_expect_eq(p.ancestors[1].has_rate, 0);
+    cr_expect_eq(p.ancestors[1].quota_requests, 6);
+    cr_expect_eq(p.ancestors[1].quota_period, TG_QUOTA_DAY);
+    cr_expect_eq(p.ancestors[0].lineage[15], 0x55, "the parent's lineage first");
+    cr_expect_eq(p.limits.lineage[15], 0x54, "its own lineage");
+    tg_policy_dispose(&p);
+    PQclear(res);
+
+    static const char *const bad[] = {
+        PARENT " 5 3600 - - -," PARENT " 5 3600 - - -," PARENT " 5 3600 - - -," PARENT " 5 3600 - - -," PARENT " 5 3600 - - -",
+        PARENT " - - - - -",  /* an ancestor without limits is never listed */
+        PARENT " 5 - - - -",  /* a rate without perSeconds */
+        PARENT " 5 3600 - -", /* a field missing */
+        "not-a-uuid 5 3600 - - -",
+        PARENT " 5 3600 - 6 week",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); ++i) {
+        row[7] = bad[i];
+        res = policy_row(row);
+        cr_expect_eq(tg_policy_from_row(&p, res, 0, 0), -1, "%s", bad[i]);
+        PQclear(res);
+    }
+    row[7] = NULL;
+    row[6] = "not-a-uuid";
+    res = policy_row(row);
+    cr_expect_eq(tg_policy_from_row(&p, res, 0, 0), -1, "a bad lineage id");
+    PQclear(res);
 }
