@@ -36,9 +36,17 @@ static int update_user(tg_ctl_t *ctl, const char *sql, const char *email, const 
 static int set_disabled(tg_ctl_t *ctl, const tg_ctl_args_t *args, int disable)
 {
     /* coalesce keeps the first disabling time when disabled twice; the trigger fires only on a change */
-    static const char disable_sql[] = "UPDATE users SET disabled_at = coalesce(disabled_at, now()) WHERE lower(email) = lower($1)"
-                                      " RETURNING id::text";
-    static const char enable_sql[] = "UPDATE users SET disabled_at = NULL WHERE lower(email) = lower($1) RETURNING id::text";
+    /* each records its audit event (schema/0010_audit.sql) in the same statement */
+    static const char disable_sql[] = "WITH u AS (UPDATE users SET disabled_at = coalesce(disabled_at, now())"
+                                      " WHERE lower(email) = lower($1) RETURNING id, tenant_id),"
+                                      " a AS (SELECT tollgate_audit_record(tenant_id, id, 'admin_cli', NULL, 'user.disabled',"
+                                      " NULL, NULL, '{}') FROM u)"
+                                      " SELECT u.id::text, (SELECT count(*) FROM a) FROM u";
+    static const char enable_sql[] = "WITH u AS (UPDATE users SET disabled_at = NULL WHERE lower(email) = lower($1)"
+                                     " RETURNING id, tenant_id),"
+                                     " a AS (SELECT tollgate_audit_record(tenant_id, id, 'admin_cli', NULL, 'user.enabled',"
+                                     " NULL, NULL, '{}') FROM u)"
+                                     " SELECT u.id::text, (SELECT count(*) FROM a) FROM u";
     PGresult *res;
     int status = update_user(ctl, disable ? disable_sql : enable_sql, args->values[OPT_EMAIL], NULL,
                              disable ? "disabling the user" : "enabling the user", &res);
@@ -62,10 +70,13 @@ static int run_user_reset_password(tg_ctl_t *ctl, const tg_ctl_args_t *args)
 {
     /* one statement: the new hash, and every open session of the user revoked (0005's
      * trigger announces each one, so every node drops it) */
-    static const char sql[] = "WITH u AS (UPDATE users SET password_hash = $2 WHERE lower(email) = lower($1) RETURNING id),"
-                              " s AS (UPDATE sessions SET revoked_at = now() WHERE user_id IN (SELECT id FROM u)"
-                              " AND revoked_at IS NULL AND expires_at > now() RETURNING id)"
-                              " SELECT u.id::text, (SELECT count(*) FROM s) FROM u";
+    static const char sql[] =
+        "WITH u AS (UPDATE users SET password_hash = $2 WHERE lower(email) = lower($1) RETURNING id, tenant_id),"
+        " s AS (UPDATE sessions SET revoked_at = now() WHERE user_id IN (SELECT id FROM u)"
+        " AND revoked_at IS NULL AND expires_at > now() RETURNING id),"
+        " a AS (SELECT tollgate_audit_record(tenant_id, id, 'admin_cli', NULL, 'user.password_reset',"
+        " NULL, NULL, jsonb_build_object('sessionsEnded', (SELECT count(*) FROM s))) FROM u)"
+        " SELECT u.id::text, (SELECT count(*) FROM s), (SELECT count(*) FROM a) FROM u";
     char encoded[TG_PASSWORD_ENCODED_MAX];
     if (tg_ctl_check_email(args->values[OPT_EMAIL]) != 0)
         return TG_CTL_EXIT_USAGE;
@@ -80,7 +91,13 @@ static int run_user_reset_password(tg_ctl_t *ctl, const tg_ctl_args_t *args)
     return status;
 }
 
-#define EMAIL_OPTION {{"email", "EMAIL", "the user's email address (case-insensitive)", 1}, {NULL}}
+#define EMAIL_OPTION                                                                                                               \
+    {                                                                                                                              \
+        {"email", "EMAIL", "the user's email address (case-insensitive)", 1},                                                      \
+        {                                                                                                                          \
+            NULL                                                                                                                   \
+        }                                                                                                                          \
+    }
 
 const tg_ctl_command_t tg_ctl_cmd_user_disable = {
     .family = "user",

@@ -927,6 +927,10 @@ Test(admin, disable_refuses_sessions_tokens_and_login_everywhere_enable_restores
     int status = ctl(NULL, &run, "user", "disable", "--email", "nobody@example.com", NULL);
     expect_one_line_failure(&run, status, "disable an unknown user");
     tg_fx_run_free(&run);
+    /* each change is in the audit log, by the admin CLI, for that user */
+    expect_value("SELECT string_agg(action || '/' || actor_kind, ' ' ORDER BY created_at) FROM audit_events"
+                 " WHERE action LIKE 'user.%' AND user_id = (SELECT id FROM users WHERE lower(email) = lower('" ADMIN_EMAIL "'))",
+                 "user.disabled/admin_cli user.enabled/admin_cli");
 }
 
 Test(admin, reset_password_ends_sessions_and_takes_the_new_one)
@@ -947,6 +951,9 @@ Test(admin, reset_password_ends_sessions_and_takes_the_new_one)
     int status = ctl("short\n", &run, "user", "reset-password", "--email", ADMIN_EMAIL, NULL);
     expect_one_line_failure(&run, status, "a too short password");
     tg_fx_run_free(&run);
+    expect_value("SELECT action || '/' || actor_kind || '/' || (detail ->> 'sessionsEnded') FROM audit_events"
+                 " WHERE action = 'user.password_reset'",
+                 "user.password_reset/admin_cli/1");
 }
 
 Test(admin, list_show_and_rotate_any_users_token)
