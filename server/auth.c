@@ -137,7 +137,7 @@ static void fill_context(tg_auth_context_t *a, const tg_cached_token_t *e)
     a->me_json_len = e->me_json_len;
     memcpy(a->user_id, e->user_id, 16);
     memcpy(a->tenant_id, e->tenant_id, 16);
-    if (e->kind == 1) {
+    if (e->kind == TG_CACHE_KIND_TOKEN) {
         a->method = TG_AUTH_API_TOKEN;
         memcpy(a->token_id, e->id, 16);
         a->scopes = e->scopes;
@@ -166,7 +166,7 @@ static void render_me(tg_cached_token_t *e)
  * with a rate limit or quota, on its way to being served, may take an idle one over. */
 static uint32_t request_slot(tg_request_t *r, const tg_cached_token_t *e, int served)
 {
-    if (e->kind != 1)
+    if (e->kind != TG_CACHE_KIND_TOKEN)
         return TG_TOKEN_STATS_NO_SLOT;
     int limited = served && (e->policy.flags & (TG_POLICY_RATE | TG_POLICY_QUOTA)) != 0;
     return tg_policy_stats_slot(r, e->id, e->stats_slot, limited);
@@ -178,7 +178,7 @@ static uint32_t request_slot(tg_request_t *r, const tg_cached_token_t *e, int se
 static void count_use(tg_request_t *r, const tg_cached_token_t *e, uint32_t slot)
 {
     tg_token_stats_t *stats = r->worker->server->token_stats;
-    if (e->kind == 1 && slot != TG_TOKEN_STATS_NO_SLOT && stats != NULL)
+    if (e->kind == TG_CACHE_KIND_TOKEN && slot != TG_TOKEN_STATS_NO_SLOT && stats != NULL)
         tg_token_stats_count(stats, (size_t)r->worker->index, slot, r->start_us / 1000);
 }
 
@@ -196,7 +196,7 @@ static void carry_limits(tg_request_t *r, const tg_cached_token_t *e, uint32_t s
 
 /* Decides on a cached or freshly loaded entry. Order (docs/token-policies.md):
  * revoked or expired 401, allowedIps 403; then the route's scope 403, rate limit and quota
- * 429 in tg_auth_require_scope / tg_auth_admit. All after fill_context(), so all metered. */
+ * 429 in the handler's admission (server/handler.h). All after fill_context(), so all metered. */
 static void finish_with_entry(tg_request_t *r, const tg_cached_token_t *e, tg_auth_next_fn next)
 {
     int64_t now = now_us(r);
@@ -204,7 +204,7 @@ static void finish_with_entry(tg_request_t *r, const tg_cached_token_t *e, tg_au
     int expired = e->expires_at_us != 0 && e->expires_at_us <= now;
     int revoked = e->revoked_at_us != 0 && e->revoked_at_us <= now;
     if (expired || revoked) {
-        if (e->kind == 2)
+        if (e->kind == TG_CACHE_KIND_SESSION)
             r->auth.method = TG_AUTH_NONE;
         count_use(r, e, request_slot(r, e, 0));
         send_invalid(r);
@@ -215,8 +215,8 @@ static void finish_with_entry(tg_request_t *r, const tg_cached_token_t *e, tg_au
         send_ip_not_allowed(r);
         return;
     }
-    tg_worker_count(r->worker, e->kind == 1 ? TG_STAT_AUTH_OK_API_TOKEN : TG_STAT_AUTH_OK_JWT);
-    if (e->kind == 1 && tg_metering_should_reject(r->worker->metering, r->req)) {
+    tg_worker_count(r->worker, e->kind == TG_CACHE_KIND_TOKEN ? TG_STAT_AUTH_OK_API_TOKEN : TG_STAT_AUTH_OK_JWT);
+    if (e->kind == TG_CACHE_KIND_TOKEN && tg_metering_should_reject(r->worker->metering, r->req)) {
         r->auth.metered = 0; /* its record would take the slot an admitted request is owed */
         tg_worker_count(r->worker, TG_STAT_METERED_REJECTED);
         tg_http_send_error(r->req, 503, "metering_unavailable", "Usage cannot be recorded right now; retry shortly.");
@@ -435,7 +435,7 @@ static answer_t cache_answer(tg_worker_t *w, const tg_auth_flight_t *f, PGresult
     tg_cached_token_t e;
     memset(&e, 0, sizeof(e));
     memcpy(e.key, f->key, 32);
-    e.kind = 1;
+    e.kind = TG_CACHE_KIND_TOKEN;
     const char *why = NULL;
     if (PQntuples(*res) != 1)
         e.negative = 1; /* no such token (any more): no revocation makes that outdated */
@@ -639,7 +639,7 @@ static void on_session_row(void *data, PGresult *res, const char *sqlstate, cons
         send_invalid(r); /* no such session (deleted user: cascaded) or claims that disagree with it */
         return;
     }
-    e->kind = 2;
+    e->kind = TG_CACHE_KIND_SESSION;
     e->expires_at_us = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
     e->revoked_at_us = strtoll(PQgetvalue(res, 0, 3), NULL, 10);
     copy_email(e, res, 4);
@@ -694,7 +694,7 @@ static int verify_jwt(tg_request_t *r, h2o_iovec_t credential, tg_jwt_claims_t *
     tg_auth_throttle_settle(r->worker, throttle_charge, TG_AUTH_THROTTLE_GENUINE, hash);
     tg_cached_token_t e;
     memset(&e, 0, sizeof(e));
-    e.kind = 3;
+    e.kind = TG_CACHE_KIND_JWT;
     memcpy(e.key, key, 32);
     memcpy(e.id, claims->session_id, 16);
     memcpy(e.user_id, claims->user_id, 16);
@@ -761,20 +761,6 @@ void tg_auth_run(tg_request_t *r, tg_auth_next_fn next)
         auth_jwt(r, credential, next);
     else
         auth_api_token(r, credential, next);
-}
-
-int tg_auth_admit(tg_request_t *r)
-{
-    return r->auth.limits == NULL || tg_policy_charge(r);
-}
-
-int tg_auth_require_scope(tg_request_t *r, unsigned scope)
-{
-    if ((r->auth.scopes & scope) != scope) {
-        tg_http_send_error(r->req, 403, "insufficient_scope", "This token's scopes do not allow this request.");
-        return 0;
-    }
-    return tg_auth_admit(r);
 }
 
 void tg_auth_revoke(tg_worker_t *w, const uint8_t id[16], int is_session)

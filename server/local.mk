@@ -22,7 +22,7 @@ server_libtgserver_a_SOURCES = \
 	server/routes/token_list.c server/routes/token_list.h \
 	server/routes/usage.c server/routes/usage_query.c server/routes/usage_query.h \
 	server/routes/dashboard.c server/dashboard/assets.h \
-	server/handler.c \
+	server/handler.c server/handler.h \
 	server/worker.c server/worker.h \
 	server/supervisor.c server/supervisor.h \
 	server/db.c server/db.h \

@@ -1,7 +1,8 @@
 /*
  * Reverse-proxy routes. Each --route gets its own h2o pathconf holding, in order, our
- * auth handler and h2o's proxy handler; the auth handler authenticates (possibly
- * asynchronously), rewrites the identity headers and delegates to the proxy.
+ * auth handler and h2o's proxy handler; the auth handler admits the caller like any
+ * protected route (server/handler.h: authentication, the route's scope, rate limit and
+ * quota), rewrites the identity headers and delegates to the proxy.
  */
 #include "server/proxy.h"
 
@@ -11,9 +12,11 @@
 
 #include "common/uuid.h"
 #include "server/auth.h"
+#include "server/handler.h"
 #include "server/http.h"
 #include "server/metering.h"
 #include "server/proxy_path.h"
+#include "server/router.h"
 #include "server/worker.h"
 
 /* Upstream I/O timeout: an API answers well within this or is broken. */
@@ -23,7 +26,9 @@
 typedef struct st_tg_proxy_route_t {
     h2o_handler_t super;
     char *prefix;
-    unsigned scope_bit; /* TG_SCOPE_PROXY_ROUTE(position in the configuration), or 0 past the 24th */
+    /* protected; scope: proxy:* or TG_SCOPE_PROXY_ROUTE(position in the configuration), the
+     * latter only up to the 24th route */
+    tg_route_t route;
 } tg_proxy_route_t;
 
 static const h2o_iovec_t identity_headers[] = {{H2O_STRLIT("x-tollgate-user-id")},
@@ -66,16 +71,10 @@ static void add_uuid_header(h2o_req_t *req, h2o_iovec_t name, const uint8_t id[1
     h2o_add_header_by_str(&req->pool, &req->headers, name.base, name.len, 0, NULL, buf, TG_UUID_STRLEN);
 }
 
-static void on_authenticated(tg_request_t *r)
+/* The route's function: the caller was admitted (server/handler.h). */
+static void forward(tg_request_t *r)
 {
     h2o_req_t *req = r->req;
-    const tg_proxy_route_t *route = r->route_data;
-    if (r->auth.method == TG_AUTH_API_TOKEN && (r->auth.scopes & (TG_SCOPE_PROXY_ALL | route->scope_bit)) == 0) {
-        tg_http_send_error(req, 403, "insufficient_scope", "This token's scopes do not allow this route.");
-        return;
-    }
-    if (!tg_auth_admit(r)) /* the token's rate limit and quota, after its scope */
-        return;
     delete_client_trust_headers(req);
     add_uuid_header(req, identity_headers[0], r->auth.user_id);
     add_uuid_header(req, identity_headers[1], r->auth.tenant_id);
@@ -102,9 +101,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     r->path = req->path_normalized; /* before h2o's proxy rewrites it for the upstream */
     r->worker = tg_worker_of(req);
     r->handler = self;
-    r->route_data = self;
-    tg_metering_attach(r);
-    tg_auth_run(r, on_authenticated);
+    r->route = &((tg_proxy_route_t *)self)->route;
+    tg_handler_run(r);
     return 0;
 }
 
@@ -125,7 +123,8 @@ static int register_one(tg_server_t *server, const char *spec, unsigned scope_bi
     tg_proxy_route_t *handler = (tg_proxy_route_t *)h2o_create_handler(pathconf, sizeof(*handler));
     handler->super.on_req = on_req;
     handler->prefix = prefix;
-    handler->scope_bit = scope_bit;
+    handler->route = (tg_route_t){.method = "", .pattern = prefix, .flags = TG_ROUTE_AUTH | TG_ROUTE_SCOPE_ANY,
+                                  .scope = TG_SCOPE_PROXY_ALL | scope_bit, .fn = forward, .pattern_len = plen};
     h2o_proxy_config_vars_t vars = {.io_timeout = TG_PROXY_IO_TIMEOUT_MS, .keepalive_timeout = TG_PROXY_KEEPALIVE_MS};
     h2o_proxy_register_reverse_proxy(pathconf, &upstream, &vars);
     tg_metering_register_logger(pathconf);

@@ -56,3 +56,4 @@ include tests/integration/proxy_local.mk
 include tests/fuzz/fuzz_local.mk
 include tests/integration/secrets_local.mk
 include tests/integration/contract_local.mk
+include tests/unit/route_table_local.mk

@@ -58,8 +58,6 @@ size_t tg_route_me_render(const tg_auth_context_t *a, char *body, size_t cap)
 
 void tg_route_me(tg_request_t *r)
 {
-    if (!tg_auth_require_scope(r, 0)) /* no scope needed; a token's rate limit and quota still apply */
-        return;
     const tg_auth_context_t *a = &r->auth;
     char *body;
     size_t len;
