@@ -15,7 +15,7 @@
 #include "common/apitoken.h"
 #include "common/log.h"
 #include "common/uuid.h"
-#include "server/db.h"
+#include "server/db_call.h"
 #include "server/http.h"
 #include "server/jwt.h"
 #include "server/auth_throttle.h"
@@ -42,16 +42,22 @@ static const char SQL_SESSION_BY_ID[] =
     " coalesce((extract(epoch FROM s.revoked_at) * 1000000)::bigint, 0), u.email"
     " FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1";
 
+/* A request waiting for an API token's shared lookup (a flight, below). */
 typedef struct st_tg_auth_lookup_t {
     tg_request_t *r; /* NULL once the request is gone */
     tg_auth_next_fn next;
-    tg_db_query_t *query;
-    tg_cached_token_t entry;            /* sessions: key filled before the query */
-    uint64_t generation;                /* sessions: the cache's revocation generation when the query was sent */
-    unsigned attempts;                  /* sessions: queries sent for this request */
-    struct st_tg_auth_flight_t *flight; /* API tokens: the shared lookup this request waits for, or NULL */
+    struct st_tg_auth_flight_t *flight; /* the shared lookup this request waits for, or NULL */
     h2o_linklist_t waiting;             /* in flight->waiters */
 } tg_auth_lookup_t;
+
+/* A JWT's session lookup, tied to its request (server/db_call.h). */
+typedef struct st_tg_auth_session_lookup_t {
+    tg_db_call_t call; /* first: call.r is the request */
+    tg_auth_next_fn next;
+    tg_cached_token_t entry; /* key filled before the query */
+    uint64_t generation;     /* the cache's revocation generation when the query was sent */
+    unsigned attempts;       /* queries sent for this request */
+} tg_auth_session_lookup_t;
 
 static void send_invalid(tg_request_t *r)
 {
@@ -237,8 +243,6 @@ static void finish_with_entry(tg_request_t *r, const tg_cached_token_t *e, tg_au
 static void on_lookup_dispose(void *p)
 {
     tg_auth_lookup_t *l = p;
-    if (l->r != NULL && l->query != NULL)
-        tg_db_cancel(l->query);
     if (l->flight != NULL && h2o_linklist_is_linked(&l->waiting))
         h2o_linklist_unlink(&l->waiting); /* the shared lookup goes on for the others */
     l->flight = NULL;
@@ -610,22 +614,17 @@ static void auth_api_token(tg_request_t *r, h2o_iovec_t credential, tg_auth_next
 
 /* ------------------------------------------------------------------ JWT sessions */
 
-static int send_session_query(tg_auth_lookup_t *l);
+static int send_session_query(tg_auth_session_lookup_t *l);
 
-static void on_session_row(void *data, PGresult *res, const char *sqlstate, const char *error)
+static void on_session_row(void *data, tg_request_t *r, PGresult *res, const char *sqlstate, const char *error)
 {
-    tg_auth_lookup_t *l = data;
-    tg_request_t *r = l->r;
-    l->query = NULL;
-    if (r == NULL)
-        return;
+    tg_auth_session_lookup_t *l = data;
     if (res != NULL && answer_current(r->worker, l->generation, l->entry.id) != 0) {
         /* the row may predate a logout this worker knows of: read it again */
         if (l->attempts < TG_AUTH_LOOKUP_ATTEMPTS && send_session_query(l) == 0)
             return;
         res = NULL, error = "the session kept being revoked while it was looked up";
     }
-    l->r = NULL;
     if (res == NULL) {
         lookup_failed(r, error);
         return;
@@ -650,16 +649,15 @@ static void on_session_row(void *data, PGresult *res, const char *sqlstate, cons
 
 /* Sends (or sends again) l's session lookup, remembering the revocation generation it was
  * sent at. 0, or -1 when PostgreSQL is unavailable now. */
-static int send_session_query(tg_auth_lookup_t *l)
+static int send_session_query(tg_auth_session_lookup_t *l)
 {
-    tg_worker_t *w = l->r->worker;
+    tg_worker_t *w = l->call.r->worker;
     char sid[TG_UUID_STRLEN + 1];
     tg_uuid_format((const tg_uuid_t *)l->entry.id, sid);
     const char *params[1] = {sid};
     l->generation = tg_token_cache_generation(w->tokens);
     ++l->attempts;
-    l->query = tg_db_query(w->db, SQL_SESSION_BY_ID, 1, params, on_session_row, l);
-    return l->query != NULL ? 0 : -1;
+    return tg_db_call_query(l, SQL_SESSION_BY_ID, 1, params, on_session_row);
 }
 
 /* Signature and claims of a JWT, from the cache of verified JWTs when this exact token
@@ -722,18 +720,14 @@ static void auth_jwt(tg_request_t *r, h2o_iovec_t credential, tg_auth_next_fn ne
         finish_with_entry(r, e, next);
         return;
     }
-    tg_auth_lookup_t *l = h2o_mem_alloc_shared(&r->req->pool, sizeof(*l), on_lookup_dispose);
-    memset(l, 0, sizeof(*l));
-    l->r = r;
+    tg_auth_session_lookup_t *l = tg_db_call_new(r, sizeof(tg_auth_session_lookup_t), NULL);
     l->next = next;
     memcpy(l->entry.key, claims.session_id, 16);
     memcpy(l->entry.id, claims.session_id, 16);
     memcpy(l->entry.user_id, claims.user_id, 16);
     memcpy(l->entry.tenant_id, claims.tenant_id, 16);
-    if (send_session_query(l) != 0) {
-        l->r = NULL;
+    if (send_session_query(l) != 0)
         lookup_failed(r, NULL);
-    }
 }
 
 /* ------------------------------------------------------------------ public */

@@ -25,7 +25,7 @@ server_libtgserver_a_SOURCES = \
 	server/handler.c server/handler.h \
 	server/worker.c server/worker.h \
 	server/supervisor.c server/supervisor.h \
-	server/db.c server/db.h \
+	server/db.c server/db.h server/db_call.c server/db_call.h \
 	server/offload.c server/offload.h \
 	server/token_cache.c server/token_cache.h \
 	server/auth.c server/auth.h \

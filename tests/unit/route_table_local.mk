@@ -1,5 +1,6 @@
 # tests/unit/test_route_table: server/routes.c's table declares each protected route's
-# scope, and no route's own code checks a scope or charges a limit (the handler does).
+# scope, no route's own code checks a scope or charges a limit (the handler does), and
+# routes make their database calls through server/db_call.h.
 # Included from tests/local.mk, after the shared test variables.
 if HAVE_TEST_DEPS
 

@@ -3,6 +3,7 @@
  * its row of server/routes.c (the handler checks it, then the token's rate limit and
  * quota, before the route runs), and no route's own code checks a scope or charges a
  * limit — a route that forgot such a call would otherwise lose its rate limit and quota.
+ * Its database calls go through server/db_call.h.
  */
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -79,6 +80,24 @@ Test(route_table, no_route_checks_its_own_scope_or_limits)
         for (size_t j = 0; j < sizeof(FORBIDDEN) / sizeof(FORBIDDEN[0]); ++j)
             cr_expect_null(strstr(text, FORBIDDEN[j]), "%s contains %s: admission belongs to the route table and the handler",
                            ROUTE_SOURCES[i], FORBIDDEN[j]);
+        free(text);
+    }
+}
+
+/* A database call made for a request is a tg_db_call (server/db_call.h): held in the
+ * request's pool, cancelled with it, one failure answer. No route builds its own. */
+Test(route_code, database_calls_for_a_request_use_tg_db_call)
+{
+    static const char *const SOURCES[] = {"server/auth.c", "server/routes/auth_routes.c", "server/routes/tokens.c",
+                                          "server/routes/usage.c"};
+    static const char *const FORBIDDEN[] = {"tg_db_query(", "tg_db_cancel(", "waiting = 1", "send_db_failure",
+                                            "send_db_unavailable"};
+    for (size_t i = 0; i < sizeof(SOURCES) / sizeof(SOURCES[0]); ++i) {
+        char *text = read_source(SOURCES[i]);
+        for (size_t j = 0; j < sizeof(FORBIDDEN) / sizeof(FORBIDDEN[0]); ++j)
+            cr_expect_null(strstr(text, FORBIDDEN[j]), "%s contains %s: a request's database call is a tg_db_call", SOURCES[i],
+                           FORBIDDEN[j]);
+        cr_expect_not_null(strstr(text, "tg_db_call_"), "%s does not use server/db_call.h", SOURCES[i]);
         free(text);
     }
 }
