@@ -18,12 +18,12 @@
 #include "server/db_call.h"
 #include "server/http.h"
 #include "server/jwt.h"
+#include "server/me_body.h"
 #include "server/auth_throttle.h"
 #include "server/metering.h"
 #include "server/policy.h"
-#include "server/routes/routes.h"
 #include "server/token_cache.h"
-#include "server/worker.h"
+#include "server/worker_context.h"
 
 /* Columns 7.. are the policies, in the order tg_policy_from_row() reads them. */
 static const char SQL_TOKEN_BY_HASH[] =
@@ -156,14 +156,14 @@ static void fill_context(tg_auth_context_t *a, const tg_cached_token_t *e)
 }
 
 /* GET /api/v1/me's body depends on the credential alone: rendered once, when it is cached
- * (server/routes/me.c), instead of on every request. */
+ * (server/me_body.h), instead of on every request. */
 static void render_me(tg_cached_token_t *e)
 {
     tg_auth_context_t a;
-    char body[TG_ROUTE_ME_MAX_BODY];
+    char body[TG_ME_BODY_MAX];
     memset(&a, 0, sizeof(a));
     fill_context(&a, e);
-    size_t len = tg_route_me_render(&a, body, sizeof(body));
+    size_t len = tg_me_body_render(&a, body, sizeof(body));
     e->me_json_len = len <= sizeof(e->me_json) ? (uint16_t)len : 0;
     memcpy(e->me_json, body, e->me_json_len);
 }

@@ -9,7 +9,7 @@
 
 #include "common/log.h"
 #include "server/http.h"
-#include "server/worker.h"
+#include "server/worker_context.h"
 
 static void on_dispose(void *p)
 {

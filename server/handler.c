@@ -19,7 +19,7 @@
 #include "server/proxy.h"
 #include "server/router.h"
 #include "server/server.h"
-#include "server/worker.h"
+#include "server/worker_context.h"
 
 static int peer_is_loopback(h2o_req_t *req)
 {
@@ -46,9 +46,15 @@ static void send_method_not_allowed(h2o_req_t *req)
     tg_http_send_error(req, 405, "method_not_allowed", "This method is not allowed on this path.");
 }
 
+/* The h2o handler of the built-in routes, with the one setting it needs. */
+typedef struct st_tg_builtin_handler_t {
+    h2o_handler_t super;
+    size_t max_header_fields; /* --max-request-headers */
+} tg_builtin_handler_t;
+
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
-    if (tg_http_reject_oversize(req))
+    if (tg_http_reject_oversize(req, ((tg_builtin_handler_t *)self)->max_header_fields))
         return 0;
     const tg_route_t *route = NULL;
     h2o_iovec_t params[TG_ROUTE_MAX_PARAMS];
@@ -133,8 +139,9 @@ int tg_server_register_routes(tg_server_t *server, char *err, size_t errlen)
     if (tg_proxy_register_routes(server, err, errlen) != 0)
         return -1;
     h2o_pathconf_t *root = h2o_config_register_path(server->hostconf, "/", 0);
-    h2o_handler_t *handler = h2o_create_handler(root, sizeof(*handler));
-    handler->on_req = on_req;
+    tg_builtin_handler_t *handler = (tg_builtin_handler_t *)h2o_create_handler(root, sizeof(*handler));
+    handler->super.on_req = on_req;
+    handler->max_header_fields = (size_t)server->config.max_request_headers;
     tg_metering_register_logger(root);
     /* last: it goes on every path registered above, proxy routes included */
     tg_error_filter_register(server->hostconf);

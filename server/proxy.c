@@ -17,7 +17,7 @@
 #include "server/metering.h"
 #include "server/proxy_path.h"
 #include "server/router.h"
-#include "server/worker.h"
+#include "server/worker_context.h"
 
 /* Upstream I/O timeout: an API answers well within this or is broken. */
 #define TG_PROXY_IO_TIMEOUT_MS 30000
@@ -29,6 +29,7 @@ typedef struct st_tg_proxy_route_t {
     /* protected; scope: proxy:* or TG_SCOPE_PROXY_ROUTE(position in the configuration), the
      * latter only up to the 24th route */
     tg_route_t route;
+    size_t max_header_fields; /* --max-request-headers */
 } tg_proxy_route_t;
 
 static const h2o_iovec_t identity_headers[] = {{H2O_STRLIT("x-tollgate-user-id")},
@@ -85,7 +86,7 @@ static void forward(tg_request_t *r)
 
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
-    if (tg_http_reject_oversize(req))
+    if (tg_http_reject_oversize(req, ((tg_proxy_route_t *)self)->max_header_fields))
         return 0;
     /* before authentication: a path an upstream could read as another route's is
      * refused for every caller, and nothing is forwarded or charged */
@@ -123,6 +124,7 @@ static int register_one(tg_server_t *server, const char *spec, unsigned scope_bi
     tg_proxy_route_t *handler = (tg_proxy_route_t *)h2o_create_handler(pathconf, sizeof(*handler));
     handler->super.on_req = on_req;
     handler->prefix = prefix;
+    handler->max_header_fields = (size_t)server->config.max_request_headers;
     handler->route = (tg_route_t){.method = "", .pattern = prefix, .flags = TG_ROUTE_AUTH | TG_ROUTE_SCOPE_ANY,
                                   .scope = TG_SCOPE_PROXY_ALL | scope_bit, .fn = forward, .pattern_len = plen};
     h2o_proxy_config_vars_t vars = {.io_timeout = TG_PROXY_IO_TIMEOUT_MS, .keepalive_timeout = TG_PROXY_KEEPALIVE_MS};

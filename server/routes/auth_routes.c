@@ -26,7 +26,7 @@
 #include "server/jwt.h"
 #include "server/offload.h"
 #include "server/routes/login_body.h"
-#include "server/worker.h"
+#include "server/worker_context.h"
 
 static const char SQL_USER_BY_EMAIL[] = "SELECT id::text, tenant_id::text, password_hash FROM users WHERE lower(email) = lower($1)";
 

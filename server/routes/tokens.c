@@ -29,7 +29,7 @@
 #include "server/routes/token_body.h"
 #include "server/routes/token_json.h"
 #include "server/routes/token_list.h"
-#include "server/worker.h"
+#include "server/worker_context.h"
 
 /* Queries for token objects run again when a collector flush overlapped them (the live
  * requestCount would count that flush twice); a flush is ~1 ms every second, so a third

@@ -17,7 +17,7 @@
 #include "server/db_call.h"
 #include "server/http.h"
 #include "server/routes/usage_query.h"
-#include "server/worker.h"
+#include "server/worker_context.h"
 
 /* Enough digits that any processing time in ms (us / 1000) prints exactly: "0.412", "1234.5". */
 #define USAGE_JSON_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(15))

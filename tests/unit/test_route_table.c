@@ -6,6 +6,7 @@
  * Its database calls go through server/db_call.h.
  */
 #include <criterion/criterion.h>
+#include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,4 +101,22 @@ Test(route_code, database_calls_for_a_request_use_tg_db_call)
         cr_expect_not_null(strstr(text, "tg_db_call_"), "%s does not use server/db_call.h", SOURCES[i]);
         free(text);
     }
+}
+
+/* The worker hub is untangled: the auth middleware does not call into a route (the /me
+ * body has its own file), the response helpers do not reach for the worker to read one
+ * setting, and cache entries are told apart by tg_cache_kind_t, not by numbers. */
+Test(layering, auth_and_http_do_not_reach_into_routes_or_the_worker)
+{
+    char *auth = read_source("server/auth.c");
+    cr_expect_null(strstr(auth, "server/routes/"), "server/auth.c includes a route's header");
+    cr_expect_null(strstr(auth, "tg_route_"), "server/auth.c calls into a route");
+    regex_t magic;
+    cr_assert_eq(regcomp(&magic, "kind (==|!=|=) [0-9]", REG_EXTENDED), 0);
+    cr_expect_neq(regexec(&magic, auth, 0, NULL, 0), 0, "server/auth.c tells cache entries apart by number");
+    regfree(&magic);
+    free(auth);
+    char *http = read_source("server/http.c");
+    cr_expect_null(strstr(http, "server/worker"), "server/http.c includes the worker for one setting");
+    free(http);
 }
