@@ -11,22 +11,22 @@
 #include "server/request.h"
 
 /**
- * The first member of a route's call state. `r` is the request, NULL once it is gone
- * (then no callback runs). Private fields start with `_`.
- */
-typedef struct st_tg_db_call_t {
-    tg_request_t *r;
-    tg_db_query_t *_query;                /* in flight, or NULL */
-    void (*_cb)(void *call, tg_request_t *r, PGresult *res, const char *sqlstate, const char *error);
-    void (*_on_dispose)(void *call);
-} tg_db_call_t;
-
-/**
  * Called once per statement (or transaction) submitted, only while the request lives,
  * with the route's call state and its request; res, sqlstate and error as tg_db_result_cb
  * (server/db.h). The callback may submit again on the same call.
  */
 typedef void (*tg_db_call_cb)(void *call, tg_request_t *r, PGresult *res, const char *sqlstate, const char *error);
+
+/**
+ * The first member of a route's call state. `r` is the request, NULL once it is gone
+ * (then no callback runs). Private fields start with `_`.
+ */
+typedef struct st_tg_db_call_t {
+    tg_request_t *r;
+    tg_db_query_t *_query; /* in flight, or NULL */
+    tg_db_call_cb _cb;
+    void (*_on_dispose)(void *call);
+} tg_db_call_t;
 
 /**
  * A zeroed call state of `size` bytes (a struct whose first member is tg_db_call_t) in r's
