@@ -15,15 +15,15 @@
 #include "common/apitoken.h"
 #include "common/log.h"
 #include "common/uuid.h"
-#include "server/db.h"
+#include "server/db_call.h"
 #include "server/http.h"
 #include "server/jwt.h"
+#include "server/me_body.h"
 #include "server/auth_throttle.h"
 #include "server/metering.h"
 #include "server/policy.h"
-#include "server/routes/routes.h"
 #include "server/token_cache.h"
-#include "server/worker.h"
+#include "server/worker_context.h"
 
 /* Columns 7.. are the policies, in the order tg_policy_from_row() reads them; the last
  * is the tokens it was created below (created_by, up to 8 levels, nearest first) that
@@ -52,16 +52,22 @@ static const char SQL_SESSION_BY_ID[] =
     " coalesce((extract(epoch FROM s.revoked_at) * 1000000)::bigint, 0), u.email"
     " FROM sessions s JOIN users u ON u.id = s.user_id AND u.disabled_at IS NULL WHERE s.id = $1";
 
+/* A request waiting for an API token's shared lookup (a flight, below). */
 typedef struct st_tg_auth_lookup_t {
     tg_request_t *r; /* NULL once the request is gone */
     tg_auth_next_fn next;
-    tg_db_query_t *query;
-    tg_cached_token_t entry;            /* sessions: key filled before the query */
-    uint64_t generation;                /* sessions: the cache's revocation generation when the query was sent */
-    unsigned attempts;                  /* sessions: queries sent for this request */
-    struct st_tg_auth_flight_t *flight; /* API tokens: the shared lookup this request waits for, or NULL */
+    struct st_tg_auth_flight_t *flight; /* the shared lookup this request waits for, or NULL */
     h2o_linklist_t waiting;             /* in flight->waiters */
 } tg_auth_lookup_t;
+
+/* A JWT's session lookup, tied to its request (server/db_call.h). */
+typedef struct st_tg_auth_session_lookup_t {
+    tg_db_call_t call; /* first: call.r is the request */
+    tg_auth_next_fn next;
+    tg_cached_token_t entry; /* key filled before the query */
+    uint64_t generation;     /* the cache's revocation generation when the query was sent */
+    unsigned attempts;       /* queries sent for this request */
+} tg_auth_session_lookup_t;
 
 static void send_invalid(tg_request_t *r)
 {
@@ -147,7 +153,7 @@ static void fill_context(tg_auth_context_t *a, const tg_cached_token_t *e)
     a->me_json_len = e->me_json_len;
     memcpy(a->user_id, e->user_id, 16);
     memcpy(a->tenant_id, e->tenant_id, 16);
-    if (e->kind == 1) {
+    if (e->kind == TG_CACHE_KIND_TOKEN) {
         a->method = TG_AUTH_API_TOKEN;
         memcpy(a->token_id, e->id, 16);
         a->scopes = e->scopes;
@@ -160,14 +166,14 @@ static void fill_context(tg_auth_context_t *a, const tg_cached_token_t *e)
 }
 
 /* GET /api/v1/me's body depends on the credential alone: rendered once, when it is cached
- * (server/routes/me.c), instead of on every request. */
+ * (server/me_body.h), instead of on every request. */
 static void render_me(tg_cached_token_t *e)
 {
     tg_auth_context_t a;
-    char body[TG_ROUTE_ME_MAX_BODY];
+    char body[TG_ME_BODY_MAX];
     memset(&a, 0, sizeof(a));
     fill_context(&a, e);
-    size_t len = tg_route_me_render(&a, body, sizeof(body));
+    size_t len = tg_me_body_render(&a, body, sizeof(body));
     e->me_json_len = len <= sizeof(e->me_json) ? (uint16_t)len : 0;
     memcpy(e->me_json, body, e->me_json_len);
 }
@@ -176,7 +182,7 @@ static void render_me(tg_cached_token_t *e)
  * with a rate limit or quota, on its way to being served, may take an idle one over. */
 static uint32_t request_slot(tg_request_t *r, const tg_cached_token_t *e, int served)
 {
-    if (e->kind != 1)
+    if (e->kind != TG_CACHE_KIND_TOKEN)
         return TG_TOKEN_STATS_NO_SLOT;
     int limited = served && (e->policy.flags & (TG_POLICY_RATE | TG_POLICY_QUOTA)) != 0;
     return tg_policy_stats_slot(r, e->id, e->stats_slot, limited);
@@ -188,7 +194,7 @@ static uint32_t request_slot(tg_request_t *r, const tg_cached_token_t *e, int se
 static void count_use(tg_request_t *r, const tg_cached_token_t *e, uint32_t slot)
 {
     tg_token_stats_t *stats = r->worker->server->token_stats;
-    if (e->kind == 1 && slot != TG_TOKEN_STATS_NO_SLOT && stats != NULL)
+    if (e->kind == TG_CACHE_KIND_TOKEN && slot != TG_TOKEN_STATS_NO_SLOT && stats != NULL)
         tg_token_stats_count(stats, (size_t)r->worker->index, slot, r->start_us / 1000);
 }
 
@@ -218,7 +224,7 @@ static void carry_limits(tg_request_t *r, const tg_cached_token_t *e, uint32_t s
 
 /* Decides on a cached or freshly loaded entry. Order (docs/token-policies.md):
  * revoked or expired 401, allowedIps 403; then the route's scope 403, rate limit and quota
- * 429 in tg_auth_require_scope / tg_auth_admit. All after fill_context(), so all metered. */
+ * 429 in the handler's admission (server/handler.h). All after fill_context(), so all metered. */
 static void finish_with_entry(tg_request_t *r, const tg_cached_token_t *e, tg_auth_next_fn next)
 {
     int64_t now = now_us(r);
@@ -226,7 +232,7 @@ static void finish_with_entry(tg_request_t *r, const tg_cached_token_t *e, tg_au
     int expired = e->expires_at_us != 0 && e->expires_at_us <= now;
     int revoked = e->revoked_at_us != 0 && e->revoked_at_us <= now;
     if (expired || revoked) {
-        if (e->kind == 2)
+        if (e->kind == TG_CACHE_KIND_SESSION)
             r->auth.method = TG_AUTH_NONE;
         count_use(r, e, request_slot(r, e, 0));
         send_invalid(r);
@@ -237,8 +243,8 @@ static void finish_with_entry(tg_request_t *r, const tg_cached_token_t *e, tg_au
         send_ip_not_allowed(r);
         return;
     }
-    tg_worker_count(r->worker, e->kind == 1 ? TG_STAT_AUTH_OK_API_TOKEN : TG_STAT_AUTH_OK_JWT);
-    if (e->kind == 1 && tg_metering_should_reject(r->worker->metering, r->req)) {
+    tg_worker_count(r->worker, e->kind == TG_CACHE_KIND_TOKEN ? TG_STAT_AUTH_OK_API_TOKEN : TG_STAT_AUTH_OK_JWT);
+    if (e->kind == TG_CACHE_KIND_TOKEN && tg_metering_should_reject(r->worker->metering, r->req)) {
         r->auth.metered = 0; /* its record would take the slot an admitted request is owed */
         tg_worker_count(r->worker, TG_STAT_METERED_REJECTED);
         tg_http_send_error(r->req, 503, "metering_unavailable", "Usage cannot be recorded right now; retry shortly.");
@@ -259,8 +265,6 @@ static void finish_with_entry(tg_request_t *r, const tg_cached_token_t *e, tg_au
 static void on_lookup_dispose(void *p)
 {
     tg_auth_lookup_t *l = p;
-    if (l->r != NULL && l->query != NULL)
-        tg_db_cancel(l->query);
     if (l->flight != NULL && h2o_linklist_is_linked(&l->waiting))
         h2o_linklist_unlink(&l->waiting); /* the shared lookup goes on for the others */
     l->flight = NULL;
@@ -465,7 +469,7 @@ static answer_t cache_answer(tg_worker_t *w, const tg_auth_flight_t *f, PGresult
     tg_cached_token_t e;
     memset(&e, 0, sizeof(e));
     memcpy(e.key, f->key, 32);
-    e.kind = 1;
+    e.kind = TG_CACHE_KIND_TOKEN;
     const char *why = NULL;
     if (PQntuples(*res) != 1)
         e.negative = 1; /* no such token (any more): no revocation makes that outdated */
@@ -640,22 +644,17 @@ static void auth_api_token(tg_request_t *r, h2o_iovec_t credential, tg_auth_next
 
 /* ------------------------------------------------------------------ JWT sessions */
 
-static int send_session_query(tg_auth_lookup_t *l);
+static int send_session_query(tg_auth_session_lookup_t *l);
 
-static void on_session_row(void *data, PGresult *res, const char *sqlstate, const char *error)
+static void on_session_row(void *data, tg_request_t *r, PGresult *res, const char *sqlstate, const char *error)
 {
-    tg_auth_lookup_t *l = data;
-    tg_request_t *r = l->r;
-    l->query = NULL;
-    if (r == NULL)
-        return;
+    tg_auth_session_lookup_t *l = data;
     if (res != NULL && answer_current(r->worker, l->generation, l->entry.id) != 0) {
         /* the row may predate a logout this worker knows of: read it again */
         if (l->attempts < TG_AUTH_LOOKUP_ATTEMPTS && send_session_query(l) == 0)
             return;
         res = NULL, error = "the session kept being revoked while it was looked up";
     }
-    l->r = NULL;
     if (res == NULL) {
         lookup_failed(r, error);
         return;
@@ -669,7 +668,7 @@ static void on_session_row(void *data, PGresult *res, const char *sqlstate, cons
         send_invalid(r); /* no such session (deleted user: cascaded) or claims that disagree with it */
         return;
     }
-    e->kind = 2;
+    e->kind = TG_CACHE_KIND_SESSION;
     e->expires_at_us = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
     e->revoked_at_us = strtoll(PQgetvalue(res, 0, 3), NULL, 10);
     copy_email(e, res, 4);
@@ -680,16 +679,15 @@ static void on_session_row(void *data, PGresult *res, const char *sqlstate, cons
 
 /* Sends (or sends again) l's session lookup, remembering the revocation generation it was
  * sent at. 0, or -1 when PostgreSQL is unavailable now. */
-static int send_session_query(tg_auth_lookup_t *l)
+static int send_session_query(tg_auth_session_lookup_t *l)
 {
-    tg_worker_t *w = l->r->worker;
+    tg_worker_t *w = l->call.r->worker;
     char sid[TG_UUID_STRLEN + 1];
     tg_uuid_format((const tg_uuid_t *)l->entry.id, sid);
     const char *params[1] = {sid};
     l->generation = tg_token_cache_generation(w->tokens);
     ++l->attempts;
-    l->query = tg_db_query(w->db, SQL_SESSION_BY_ID, 1, params, on_session_row, l);
-    return l->query != NULL ? 0 : -1;
+    return tg_db_call_query(l, SQL_SESSION_BY_ID, 1, params, on_session_row);
 }
 
 /* Signature and claims of a JWT, from the cache of verified JWTs when this exact token
@@ -724,7 +722,7 @@ static int verify_jwt(tg_request_t *r, h2o_iovec_t credential, tg_jwt_claims_t *
     tg_auth_throttle_settle(r->worker, throttle_charge, TG_AUTH_THROTTLE_GENUINE, hash);
     tg_cached_token_t e;
     memset(&e, 0, sizeof(e));
-    e.kind = 3;
+    e.kind = TG_CACHE_KIND_JWT;
     memcpy(e.key, key, 32);
     memcpy(e.id, claims->session_id, 16);
     memcpy(e.user_id, claims->user_id, 16);
@@ -754,18 +752,14 @@ static void auth_jwt(tg_request_t *r, h2o_iovec_t credential, tg_auth_next_fn ne
         return;
     }
     tg_worker_count(r->worker, TG_STAT_CACHE_MISSES); /* a session lookup is a credential lookup too */
-    tg_auth_lookup_t *l = h2o_mem_alloc_shared(&r->req->pool, sizeof(*l), on_lookup_dispose);
-    memset(l, 0, sizeof(*l));
-    l->r = r;
+    tg_auth_session_lookup_t *l = tg_db_call_new(r, sizeof(tg_auth_session_lookup_t), NULL);
     l->next = next;
     memcpy(l->entry.key, claims.session_id, 16);
     memcpy(l->entry.id, claims.session_id, 16);
     memcpy(l->entry.user_id, claims.user_id, 16);
     memcpy(l->entry.tenant_id, claims.tenant_id, 16);
-    if (send_session_query(l) != 0) {
-        l->r = NULL;
+    if (send_session_query(l) != 0)
         lookup_failed(r, NULL);
-    }
 }
 
 /* ------------------------------------------------------------------ public */
@@ -793,20 +787,6 @@ void tg_auth_run(tg_request_t *r, tg_auth_next_fn next)
         auth_jwt(r, credential, next);
     else
         auth_api_token(r, credential, next);
-}
-
-int tg_auth_admit(tg_request_t *r)
-{
-    return r->auth.limits == NULL || tg_policy_charge(r);
-}
-
-int tg_auth_require_scope(tg_request_t *r, unsigned scope)
-{
-    if ((r->auth.scopes & scope) != scope) {
-        tg_http_send_error(r->req, 403, "insufficient_scope", "This token's scopes do not allow this request.");
-        return 0;
-    }
-    return tg_auth_admit(r);
 }
 
 void tg_auth_revoke(tg_worker_t *w, const uint8_t id[16], int is_session)

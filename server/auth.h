@@ -2,7 +2,8 @@
  * The one authentication middleware for every protected route (built-in and proxy):
  * parses `Authorization: Bearer <credential>`, decides JWT (three base64url segments)
  * or API token, validates it (cache first, PostgreSQL on a miss), fills r->auth and
- * continues, or answers 401 / 403 / 503 itself with the JSON error body.
+ * continues, or answers 401 / 403 / 503 itself with the JSON error body. The route's
+ * scope, rate limit and quota come after it (server/handler.h).
  */
 #ifndef TG_AUTH_H
 #define TG_AUTH_H
@@ -26,23 +27,6 @@ unsigned tg_auth_proxy_scope_bit(const struct st_tg_server_t *server, const char
  * quietly.
  */
 void tg_auth_run(tg_request_t *r, tg_auth_next_fn next);
-
-/**
- * Route-level admission, the first thing every protected route does before any work:
- * the scope check (403 insufficient_scope; JWT sessions hold every scope; `scope` 0 for
- * routes that need none), then the token's rate limit and quota (429 rate_limited /
- * quota_exceeded, server/policy.h), charged once per request. 1 when the caller may
- * proceed; otherwise the response is sent and it returns 0. A route that skips this also
- * skips the token's rate limit and quota.
- */
-int tg_auth_require_scope(tg_request_t *r, unsigned scope);
-
-/**
- * The second half of tg_auth_require_scope, for routes that check their scope themselves
- * (proxy routes: any of several bits): charges rate limit and quota. 1 to proceed, 0 when
- * it answered 429.
- */
-int tg_auth_admit(tg_request_t *r);
 
 /**
  * Tells every worker of this node that a token (or, with is_session, a session) is

@@ -16,7 +16,7 @@
 #include "common/apitoken.h"
 #include "common/log.h"
 #include "server/http.h"
-#include "server/worker.h"
+#include "server/worker_context.h"
 
 /* Key domains: the first byte of what is hashed, so equal bytes in two roles never share an entry. */
 enum {

@@ -61,6 +61,9 @@ tg_db_t *tg_db_create(h2o_evloop_t *loop, const char *conninfo, size_t nconns, c
  * Queues a request. Parameters are copied, so the caller's buffers may go away.
  * Returns a handle, or NULL when the database is unavailable or the queue is full:
  * the caller answers 503 at once (workers never wait for PostgreSQL to come back).
+ * The callback never runs inside this call (the query only joins the queue; it is sent
+ * from the loop), so the returned handle is always the one to cancel. Routes use
+ * server/db_call.h, which ties a call to its request.
  */
 tg_db_query_t *tg_db_submit(tg_db_t *db, const tg_db_request_t *request, tg_db_result_cb cb, void *data);
 

@@ -24,7 +24,7 @@
 
 #include "common/log.h"
 #include "server/stats.h"
-#include "server/worker.h"
+#include "server/worker_context.h"
 
 /* RFC 9113 §3.4: the client connection preface (before the first frame when a connection
  * was upgraded with "Upgrade: h2c" and the guard attached before h2o read it). */

@@ -8,8 +8,7 @@
 #include <string.h>
 
 #include "common/log.h"
-#include "server/server.h"
-#include "server/worker.h"
+#include "server/server.h" /* TG_MAX_HEADER_BYTES, TG_MAX_BODY_BYTES */
 
 const char *tg_http_reason(int status)
 {
@@ -121,13 +120,13 @@ static size_t request_header_bytes(h2o_req_t *req)
     return total;
 }
 
-int tg_http_reject_oversize(h2o_req_t *req)
+int tg_http_reject_oversize(h2o_req_t *req, size_t max_header_fields)
 {
     if (request_header_bytes(req) > TG_MAX_HEADER_BYTES) {
         tg_http_send_error(req, 431, "request_header_fields_too_large", "The request headers exceed 16 KiB.");
         return 1;
     }
-    if (req->headers.size > (size_t)tg_worker_of(req)->server->config.max_request_headers) {
+    if (req->headers.size > max_header_fields) {
         tg_http_send_error(req, 431, "request_header_fields_too_large", "The request has too many header fields.");
         return 1;
     }

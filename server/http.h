@@ -32,9 +32,10 @@ void tg_http_send_error(h2o_req_t *req, int status, const char *code, const char
 
 /**
  * Enforces tollgate's request limits (headers over 16 KiB or more header fields than
- * --max-request-headers: 431, bodies over 1 MiB: 413) on any route, built-in or proxied. Returns 1 after sending the error, else 0.
+ * `max_header_fields`, the --max-request-headers setting: 431, bodies over 1 MiB: 413) on
+ * any route, built-in or proxied. Returns 1 after sending the error, else 0.
  */
-int tg_http_reject_oversize(h2o_req_t *req);
+int tg_http_reject_oversize(h2o_req_t *req, size_t max_header_fields);
 
 /** Sends 204 No Content. */
 void tg_http_send_no_content(h2o_req_t *req);

@@ -24,13 +24,13 @@ server_libtgserver_a_SOURCES = \
 	server/routes/usage.c server/routes/usage_query.c server/routes/usage_query.h \
 	server/routes/dashboard.c server/dashboard/assets.h \
 	server/routes/audit.c server/routes/audit_write.c server/routes/audit_write.h \
-	server/handler.c \
-	server/worker.c server/worker.h \
+	server/handler.c server/handler.h \
+	server/worker.c server/worker.h server/worker_context.h \
 	server/supervisor.c server/supervisor.h \
-	server/db.c server/db.h \
+	server/db.c server/db.h server/db_call.c server/db_call.h \
 	server/offload.c server/offload.h \
 	server/token_cache.c server/token_cache.h \
-	server/auth.c server/auth.h \
+	server/auth.c server/auth.h server/me_body.c server/me_body.h \
 	server/h2_guard.c server/h2_guard.h server/compat/khash.h \
 	server/auth_throttle.c server/auth_throttle.h \
 	server/authz.c server/authz.h \

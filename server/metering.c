@@ -15,7 +15,7 @@
 #include "common/log.h"
 #include "common/usage_record.h"
 #include "common/uuid.h"
-#include "server/worker.h"
+#include "server/worker_context.h"
 
 /* The name under which a request's tollgate context is stored in req->env. */
 static const char TG_METERING_ENV_KEY[] = "tollgate.request";

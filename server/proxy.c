@@ -1,7 +1,8 @@
 /*
  * Reverse-proxy routes. Each --route gets its own h2o pathconf holding, in order, our
- * auth handler and h2o's proxy handler; the auth handler authenticates (possibly
- * asynchronously), rewrites the identity headers and delegates to the proxy.
+ * auth handler and h2o's proxy handler; the auth handler admits the caller like any
+ * protected route (server/handler.h: authentication, the route's scope, rate limit and
+ * quota), rewrites the identity headers and delegates to the proxy.
  */
 #include "server/proxy.h"
 
@@ -12,10 +13,12 @@
 
 #include "common/uuid.h"
 #include "server/auth.h"
+#include "server/handler.h"
 #include "server/http.h"
 #include "server/metering.h"
 #include "server/proxy_path.h"
-#include "server/worker.h"
+#include "server/router.h"
+#include "server/worker_context.h"
 
 /* Upstream I/O timeout: an API answers well within this or is broken. */
 #define TG_PROXY_IO_TIMEOUT_MS 30000
@@ -24,7 +27,10 @@
 typedef struct st_tg_proxy_route_t {
     h2o_handler_t super;
     char *prefix;
-    unsigned scope_bit; /* TG_SCOPE_PROXY_ROUTE(position in the configuration), or 0 past the 24th */
+    /* protected; scope: proxy:* or TG_SCOPE_PROXY_ROUTE(position in the configuration), the
+     * latter only up to the 24th route */
+    tg_route_t route;
+    size_t max_header_fields; /* --max-request-headers */
 } tg_proxy_route_t;
 
 static const h2o_iovec_t identity_headers[] = {{H2O_STRLIT("x-tollgate-user-id")},
@@ -84,16 +90,10 @@ static void add_forwarded_for(tg_request_t *r)
     h2o_add_header(&r->req->pool, &r->req->headers, H2O_TOKEN_X_FORWARDED_FOR, NULL, buf, strlen(buf));
 }
 
-static void on_authenticated(tg_request_t *r)
+/* The route's function: the caller was admitted (server/handler.h). */
+static void forward(tg_request_t *r)
 {
     h2o_req_t *req = r->req;
-    const tg_proxy_route_t *route = r->route_data;
-    if (r->auth.method == TG_AUTH_API_TOKEN && (r->auth.scopes & (TG_SCOPE_PROXY_ALL | route->scope_bit)) == 0) {
-        tg_http_send_error(req, 403, "insufficient_scope", "This token's scopes do not allow this route.");
-        return;
-    }
-    if (!tg_auth_admit(r)) /* the token's rate limit and quota, after its scope */
-        return;
     delete_client_trust_headers(req);
     add_forwarded_for(r);
     add_uuid_header(req, identity_headers[0], r->auth.user_id);
@@ -105,7 +105,7 @@ static void on_authenticated(tg_request_t *r)
 
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
-    if (tg_http_reject_oversize(req))
+    if (tg_http_reject_oversize(req, ((tg_proxy_route_t *)self)->max_header_fields))
         return 0;
     /* before authentication: a path an upstream could read as another route's is
      * refused for every caller, and nothing is forwarded or charged */
@@ -122,9 +122,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     r->worker = tg_worker_of(req);
     tg_client_addr_resolve(req, r->worker->server->trusted_proxies, r->worker->server->ntrusted_proxies, &r->client);
     r->handler = self;
-    r->route_data = self;
-    tg_metering_attach(r);
-    tg_auth_run(r, on_authenticated);
+    r->route = &((tg_proxy_route_t *)self)->route;
+    tg_handler_run(r);
     return 0;
 }
 
@@ -145,7 +144,9 @@ static int register_one(tg_server_t *server, const char *spec, unsigned scope_bi
     tg_proxy_route_t *handler = (tg_proxy_route_t *)h2o_create_handler(pathconf, sizeof(*handler));
     handler->super.on_req = on_req;
     handler->prefix = prefix;
-    handler->scope_bit = scope_bit;
+    handler->max_header_fields = (size_t)server->config.max_request_headers;
+    handler->route = (tg_route_t){.method = "", .pattern = prefix, .flags = TG_ROUTE_AUTH | TG_ROUTE_SCOPE_ANY,
+                                  .scope = TG_SCOPE_PROXY_ALL | scope_bit, .fn = forward, .pattern_len = plen};
     h2o_proxy_config_vars_t vars = {.io_timeout = TG_PROXY_IO_TIMEOUT_MS, .keepalive_timeout = TG_PROXY_KEEPALIVE_MS};
     h2o_proxy_register_reverse_proxy(pathconf, &upstream, &vars);
     tg_metering_register_logger(pathconf);

@@ -14,6 +14,7 @@
 #include "shm/token_stats.h"
 
 struct st_tg_worker_t;
+struct st_tg_route_t;
 
 /** Wall-clock microseconds (gettimeofday: vDSO, no syscall). h2o's own request
  * timestamps are the loop's cached time, too coarse to time a 2 µs request. */
@@ -30,7 +31,7 @@ typedef enum { TG_AUTH_NONE = 0, TG_AUTH_JWT, TG_AUTH_API_TOKEN } tg_auth_method
  * An API token's rate limit and quota as the request needs them (server/policy.h): copied
  * from the credential cache into the request's pool only for tokens that have either
  * (a token without them pays nothing), charged once by tg_policy_charge() after the
- * route's scope check.
+ * route's scope check (server/handler.h).
  */
 typedef struct st_tg_token_limits_t {
     uint8_t lineage[16];   /* the lineage (api_tokens.lineage_id) whose allowance this is: the slot's key */
@@ -53,7 +54,7 @@ typedef struct st_tg_auth_context_t {
     uint8_t session_id[16]; /* JWT only */
     unsigned scopes;        /* TG_SCOPE_* bits */
     int metered;            /* an API token that maps to a known token: meter this request, whatever its outcome */
-    tg_token_limits_t *limits; /* in the request's pool: rate limits and quotas still to be charged (tg_auth_admit): the
+    tg_token_limits_t *limits; /* in the request's pool: rate limits and quotas still to be charged (tg_policy_charge, from tg_handler_run): the
                                 * token's own lineage's first, then its limited ancestors', nearest first; else NULL */
     uint8_t nlimits;           /* entries of `limits` */
     /* Point into the credential cache, so valid only until the route first returns to the
@@ -70,7 +71,7 @@ typedef struct st_tg_request_t {
     int64_t start_us;       /* wall clock when tollgate took the request (µs since the epoch) */
     h2o_iovec_t path;       /* the client's path without query, as received (h2o's proxy rewrites req->path later) */
     h2o_handler_t *handler; /* the h2o handler that took the request (proxy routes delegate onwards) */
-    const void *route_data; /* route-specific static data, e.g. the proxy route */
+    const struct st_tg_route_t *route; /* the route being served (server/router.h): a table row, or a proxy route's */
     h2o_iovec_t params[4];
     size_t nparams;
     tg_auth_context_t auth;

@@ -21,8 +21,6 @@
  * died mid-publish: skip it and flush, rather than waiting for it forever. */
 #define TG_TOKEN_CACHE_PENDING_GIVEUP_MS 1000
 
-enum { KIND_EMPTY = 0, KIND_TOKEN = 1, KIND_SESSION = 2, KIND_JWT = 3 };
-
 struct st_tg_token_cache_t {
     uint8_t prf_key[TG_SIPHASH_KEY_LEN]; /* this worker's own, from getrandom(2): never leaves the process */
     tg_cached_token_t *entries;
@@ -91,7 +89,7 @@ void tg_token_cache_flush(tg_token_cache_t *c)
 {
     history_lost(c);
     for (size_t i = 0; i <= c->mask; ++i)
-        if (c->entries[i].kind != KIND_EMPTY)
+        if (c->entries[i].kind != TG_CACHE_KIND_EMPTY)
             entry_clear(&c->entries[i]);
 }
 
@@ -100,10 +98,10 @@ void tg_token_cache_expire_all(tg_token_cache_t *c)
     history_lost(c);
     for (size_t i = 0; i <= c->mask; ++i) {
         tg_cached_token_t *e = &c->entries[i];
-        if (e->kind == KIND_TOKEN && !e->negative && c->grace_ms > 0) {
+        if (e->kind == TG_CACHE_KIND_TOKEN && !e->negative && c->grace_ms > 0) {
             e->fresh_until_ms = 0;
             e->refresh_after_ms = 0;
-        } else if (e->kind != KIND_EMPTY) {
+        } else if (e->kind != TG_CACHE_KIND_EMPTY) {
             entry_clear(e);
         }
     }
@@ -112,7 +110,7 @@ void tg_token_cache_expire_all(tg_token_cache_t *c)
 void tg_token_cache_forget_id(tg_token_cache_t *c, const uint8_t id[16])
 {
     for (size_t i = 0; i <= c->mask; ++i)
-        if (c->entries[i].kind != KIND_EMPTY && memcmp(c->entries[i].id, id, 16) == 0)
+        if (c->entries[i].kind != TG_CACHE_KIND_EMPTY && memcmp(c->entries[i].id, id, 16) == 0)
             entry_clear(&c->entries[i]);
 }
 
@@ -174,7 +172,7 @@ void tg_token_cache_sync(tg_token_cache_t *c, uint64_t now_ms)
  * handed to one caller per retry interval for a refresh; anything else is gone. */
 static tg_cache_lookup_t past_fresh(tg_token_cache_t *c, tg_cached_token_t *e, uint64_t now_ms)
 {
-    if (e->kind != KIND_TOKEN || e->negative || c->grace_ms == 0 || now_ms - e->cached_at_ms >= c->ttl_ms + c->grace_ms) {
+    if (e->kind != TG_CACHE_KIND_TOKEN || e->negative || c->grace_ms == 0 || now_ms - e->cached_at_ms >= c->ttl_ms + c->grace_ms) {
         entry_clear(e);
         return TG_CACHE_MISS;
     }
@@ -204,13 +202,13 @@ static tg_cache_lookup_t find(tg_token_cache_t *c, uint8_t kind, const uint8_t k
 tg_cache_lookup_t tg_token_cache_find_token(tg_token_cache_t *c, const uint8_t key[32], uint64_t now_ms,
                                             const tg_cached_token_t **entry)
 {
-    return find(c, KIND_TOKEN, key, now_ms, entry);
+    return find(c, TG_CACHE_KIND_TOKEN, key, now_ms, entry);
 }
 
 tg_cache_lookup_t tg_token_cache_find_jwt(tg_token_cache_t *c, const uint8_t key[32], uint64_t now_ms,
                                           const tg_cached_token_t **entry)
 {
-    return find(c, KIND_JWT, key, now_ms, entry);
+    return find(c, TG_CACHE_KIND_JWT, key, now_ms, entry);
 }
 
 tg_cache_lookup_t tg_token_cache_find_session(tg_token_cache_t *c, const uint8_t session_id[16], uint64_t now_ms,
@@ -218,7 +216,7 @@ tg_cache_lookup_t tg_token_cache_find_session(tg_token_cache_t *c, const uint8_t
 {
     uint8_t key[32] = {0};
     memcpy(key, session_id, 16);
-    return find(c, KIND_SESSION, key, now_ms, entry);
+    return find(c, TG_CACHE_KIND_SESSION, key, now_ms, entry);
 }
 
 void tg_token_cache_put(tg_token_cache_t *c, const tg_cached_token_t *entry, uint64_t now_ms)
@@ -231,14 +229,14 @@ void tg_token_cache_put(tg_token_cache_t *c, const tg_cached_token_t *entry, uin
             victim = e;
             break;
         }
-        if (e->kind == KIND_EMPTY) {
-            if (victim == NULL || victim->kind != KIND_EMPTY)
+        if (e->kind == TG_CACHE_KIND_EMPTY) {
+            if (victim == NULL || victim->kind != TG_CACHE_KIND_EMPTY)
                 victim = e;
-        } else if (victim == NULL || (victim->kind != KIND_EMPTY && e->cached_at_ms < victim->cached_at_ms)) {
+        } else if (victim == NULL || (victim->kind != TG_CACHE_KIND_EMPTY && e->cached_at_ms < victim->cached_at_ms)) {
             victim = e;
         }
     }
-    if (victim->kind != KIND_EMPTY && victim->policy.extra_cidrs != entry->policy.extra_cidrs)
+    if (victim->kind != TG_CACHE_KIND_EMPTY && victim->policy.extra_cidrs != entry->policy.extra_cidrs)
         tg_policy_dispose(&victim->policy);
     *victim = *entry;
     victim->cached_at_ms = now_ms;

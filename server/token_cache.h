@@ -44,6 +44,14 @@ typedef enum { TG_CACHE_MISS = 0, TG_CACHE_VALID, TG_CACHE_UNKNOWN, TG_CACHE_STA
  * rendered per request. */
 #define TG_TOKEN_CACHE_ME_JSON 256
 
+/** What a cache entry holds (tg_cached_token_t.kind). */
+typedef enum {
+    TG_CACHE_KIND_EMPTY = 0,   /* a free slot */
+    TG_CACHE_KIND_TOKEN = 1,   /* an API token's row (or, negative, that there is none) */
+    TG_CACHE_KIND_SESSION = 2, /* a login session's row */
+    TG_CACHE_KIND_JWT = 3,     /* a JWT whose signature and claims were verified */
+} tg_cache_kind_t;
+
 typedef struct st_tg_cached_token_t {
     uint8_t key[32];       /* tg_token_cache_credential_key() of the API token or JWT, or the session id; 16 bytes, zero-padded */
     uint8_t id[16];        /* token id or session id */
@@ -56,7 +64,7 @@ typedef struct st_tg_cached_token_t {
     uint64_t refresh_after_ms; /* API tokens past fresh_until_ms: no refresh is started before this */
     unsigned scopes;
     uint32_t stats_slot;   /* API tokens: the slot in shm/token_stats, or TG_TOKEN_STATS_NO_SLOT */
-    uint8_t kind;          /* 0 empty, 1 API token, 2 session, 3 verified JWT */
+    uint8_t kind;          /* a tg_cache_kind_t */
     uint8_t negative;      /* no such token */
     uint8_t email_len;
     char email[255];       /* cached so GET /api/v1/me needs no query */
@@ -95,7 +103,7 @@ tg_cache_lookup_t tg_token_cache_find_token(tg_token_cache_t *cache, const uint8
 
 /**
  * Looks up a JWT whose signature and claims were already verified, by the credential key
- * of its text (kind 3: id = session id, expires_at_us = the JWT's exp). Forgetting the
+ * of its text (TG_CACHE_KIND_JWT: id = session id, expires_at_us = the JWT's exp). Forgetting the
  * session id forgets these too. The caller still checks exp and the session.
  */
 tg_cache_lookup_t tg_token_cache_find_jwt(tg_token_cache_t *cache, const uint8_t key[32], uint64_t now_ms,

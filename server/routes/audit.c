@@ -15,11 +15,10 @@
 #include "common/log.h"
 #include "common/timefmt.h"
 #include "common/uuid.h"
-#include "server/auth.h"
-#include "server/db.h"
+include "server/db_call.h"
 #include "server/http.h"
 #include "server/routes/token_list.h"
-#include "server/worker.h"
+include "server/worker_context.h"
 
 /* The usage endpoint's limits: a page is milliseconds, so a second means trouble. */
 static const char SQL_SCOPE[] = "SELECT set_config('statement_timeout', '1000', true), set_config('role', 'tollgate_app', true),"
@@ -43,22 +42,11 @@ enum { COL_ID, COL_ACTION, COL_ACTOR_KIND, COL_ACTOR_ID, COL_TARGET, COL_IP, COL
 #define AUDIT_TO_MAX TG_TIME_MAX_US
 
 typedef struct st_audit_call_t {
-    tg_request_t *r;
-    tg_db_query_t *query;
-    int waiting;
+    tg_db_call_t call; /* first: call.r is the request (server/db_call.h) */
     tg_token_list_params_t page;
     int64_t from_us, to_us;
     uint8_t key[TG_TOKEN_LIST_KEY_LEN];
 } audit_call_t;
-
-static void call_dispose(void *p)
-{
-    audit_call_t *c = p;
-    if (c->query != NULL)
-        tg_db_cancel(c->query);
-    c->query = NULL;
-    c->r = NULL;
-}
 
 /* Percent-decodes v[0..len) into out (cap bytes with the NUL); -1 when malformed or too long. */
 static int decode_value(const char *v, size_t len, char *out, size_t cap)
@@ -152,23 +140,11 @@ static json_t *event_json(const PGresult *res, int row)
                      "ipAddress", text_or_null(res, row, COL_IP), "timestamp", ts, "detail", detail);
 }
 
-static void on_page(void *data, PGresult *res, const char *sqlstate, const char *error)
+static void on_page(void *call, tg_request_t *r, PGresult *res, const char *sqlstate, const char *error)
 {
-    audit_call_t *c = data;
-    c->waiting = 0;
-    c->query = NULL;
-    tg_request_t *r = c->r;
-    if (r == NULL)
-        return;
+    audit_call_t *c = call;
     if (res == NULL) {
-        if (sqlstate == NULL) {
-            tg_log_warn("audit", "database unavailable", "error=%s", error != NULL ? error : "");
-            tg_http_send_error(r->req, 503, "database_unavailable", "The database is unavailable; retry shortly.");
-        } else {
-            tg_log_error("audit", "statement failed", "sqlstate=%s error=%s", sqlstate,
-                         strncmp(sqlstate, "42", 2) == 0 && error != NULL ? error : "(withheld)");
-            tg_http_send_error(r->req, 500, "internal_error", "The request could not be completed.");
-        }
+        tg_db_call_fail(r, "audit", "page", sqlstate, error);
         return;
     }
     int rows = PQntuples(res), more = rows > (int)c->page.limit;
@@ -202,16 +178,10 @@ static void on_page(void *data, PGresult *res, const char *sqlstate, const char 
         json_pack("{s:o, s:{s:I, s:o}}", "events", events, "pagination", "limit", (json_int_t)c->page.limit, "nextCursor", next));
 }
 
+/* Admitted by the handler with tokens:read (server/routes.c). */
 void tg_route_audit(tg_request_t *r)
 {
-    if (r->auth.method == TG_AUTH_NONE) {
-        tg_http_send_error(r->req, 401, "unauthorized", "This resource needs an Authorization: Bearer credential.");
-        return;
-    }
-    if (!tg_auth_require_scope(r, TG_SCOPE_TOKENS_READ))
-        return;
-    audit_call_t *c = h2o_mem_alloc_shared(&r->req->pool, sizeof(*c), call_dispose);
-    memset(c, 0, sizeof(*c));
+    audit_call_t *c = tg_db_call_new(r, sizeof(audit_call_t), NULL);
     const tg_server_t *server = r->worker->server;
     tg_token_list_key(server->jwt_secret, server->jwt_secret_len, c->key);
     h2o_iovec_t query = h2o_iovec_init("", 0);
@@ -227,7 +197,6 @@ void tg_route_audit(tg_request_t *r)
         tg_http_send_error(r->req, 400, "invalid_parameter", msg);
         return;
     }
-    c->r = r;
     char tenant[TG_UUID_STRLEN + 1], user[TG_UUID_STRLEN + 1], limit[16], from[24], to[24], after_us[24],
         after_id[TG_UUID_STRLEN + 1];
     tg_uuid_format((const tg_uuid_t *)r->auth.tenant_id, tenant);
@@ -243,15 +212,6 @@ void tg_route_audit(tg_request_t *r)
         .sql = SQL_PAGE,
         .nparams = 7,
         .params = {tenant, user, limit, from, to, c->page.has_cursor ? after_us : NULL, c->page.has_cursor ? after_id : NULL}};
-    tg_db_t *db = r->worker->db;
-    c->waiting = 1;
-    tg_db_query_t *h = db != NULL ? tg_db_submit(db, &q, on_page, c) : NULL;
-    if (h == NULL) {
-        c->waiting = 0;
-        c->r = NULL;
-        tg_http_send_error(r->req, 503, "database_unavailable", "The database is unavailable; retry shortly.");
-        return;
-    }
-    if (c->waiting)
-        c->query = h;
+    if (tg_db_call_submit(c, &q, on_page) != 0)
+        tg_db_call_fail(r, "audit", "page", NULL, "unavailable");
 }

@@ -21,13 +21,13 @@
 #include "common/uuid.h"
 #include "server/auth.h"
 #include "server/auth_throttle.h"
-#include "server/db.h"
+#include "server/db_call.h"
 #include "server/http.h"
 #include "server/jwt.h"
 #include "server/offload.h"
 #include "server/routes/audit_write.h"
 #include "server/routes/login_body.h"
-#include "server/worker.h"
+#include "server/worker_context.h"
 
 static const char SQL_USER_BY_EMAIL[] = "SELECT id::text, tenant_id::text, password_hash FROM users WHERE lower(email) = lower($1)"
                                        " AND disabled_at IS NULL";
@@ -57,12 +57,9 @@ static const char SQL_REVOKE_SESSION[] =
 
 struct st_login_job_t;
 
-/* One login in progress; lives in the request's pool, which h2o frees when the
- * request is disposed, possibly before PostgreSQL answers: the dispose hook then clears r. */
+/* One login in progress, tied to its request (server/db_call.h). */
 typedef struct st_login_t {
-    tg_request_t *r;            /* NULL once the request is gone */
-    tg_db_query_t *query;       /* in flight, or NULL */
-    int waiting;                /* set before submitting, cleared by the callback */
+    tg_db_call_t call;          /* first: call.r is the request */
     struct st_login_job_t *job; /* on the offload pool, or NULL */
     char *password;             /* pool copy; wiped on dispose */
     size_t password_len;
@@ -86,9 +83,6 @@ typedef struct st_login_job_t {
 static void login_dispose(void *p)
 {
     login_t *l = p;
-    if (l->query != NULL)
-        tg_db_cancel(l->query);
-    l->query = NULL;
     if (l->job != NULL)
         l->job->owner = NULL;
     l->job = NULL;
@@ -96,49 +90,12 @@ static void login_dispose(void *p)
         explicit_bzero(l->password, l->password_len);
     /* the pool's shared entries are released before its chunks, so r is still readable;
      * status 0 means the client left before an answer, which keeps the failure charged */
-    tg_auth_throttle_login_finish(&l->throttle, l->r != NULL ? l->r->req->res.status : 0);
-    l->r = NULL;
+    tg_auth_throttle_login_finish(&l->throttle, l->call.r != NULL ? l->call.r->req->res.status : 0);
 }
 
 static void send_invalid_credentials(tg_request_t *r)
 {
     tg_http_send_error(r->req, 401, "invalid_credentials", "The email or password is wrong.");
-}
-
-static void send_db_unavailable(tg_request_t *r)
-{
-    tg_http_send_error(r->req, 503, "database_unavailable", "The database is unavailable; retry shortly.");
-}
-
-static void send_db_failure(tg_request_t *r, const char *what, const char *sqlstate, const char *error)
-{
-    if (sqlstate == NULL) {
-        tg_log_warn("auth", "database unavailable", "op=%s error=%s", what, error != NULL ? error : "");
-        send_db_unavailable(r);
-        return;
-    }
-    /* only syntax-class messages are logged: others may echo an email back */
-    tg_log_error("auth", "statement failed", "op=%s sqlstate=%s error=%s", what, sqlstate,
-                 strncmp(sqlstate, "42", 2) == 0 && error != NULL ? error : "(withheld)");
-    tg_http_send_error(r->req, 500, "internal_error", "The request could not be completed.");
-}
-
-/* Submits one statement for the call whose `waiting`/`query` fields are given; answers
- * 503 on failure. The callback may run before tg_db_query returns (a connection that
- * breaks at once), so the handle is kept only if it has not. */
-static void submit(tg_request_t *r, int *waiting, tg_db_query_t **query, const char *sql, int nparams, const char *const *params,
-                   tg_db_result_cb cb, void *data)
-{
-    tg_db_t *db = r->worker->db;
-    *waiting = 1;
-    tg_db_query_t *q = db != NULL ? tg_db_query(db, sql, nparams, params, cb, data) : NULL;
-    if (q == NULL) {
-        *waiting = 0;
-        send_db_unavailable(r);
-        return;
-    }
-    if (*waiting)
-        *query = q;
 }
 
 static int parse_uuid_text(const char *text, uint8_t out[16])
@@ -170,19 +127,14 @@ static json_t *login_body(tg_request_t *r, const char **email, const char **pass
 
 /* ------------------------------------------------------------------ login: session and JWT */
 
-static void on_session_created(void *data, PGresult *res, const char *sqlstate, const char *error)
+static void on_session_created(void *data, tg_request_t *r, PGresult *res, const char *sqlstate, const char *error)
 {
     login_t *l = data;
-    l->waiting = 0;
-    l->query = NULL;
-    tg_request_t *r = l->r;
-    if (r == NULL)
-        return;
     if (res == NULL) {
         if (sqlstate != NULL && strcmp(sqlstate, "23503") == 0)
             send_invalid_credentials(r); /* the user was deleted meanwhile */
         else
-            send_db_failure(r, "login", sqlstate, error);
+            tg_db_call_fail(r, "auth", "login", sqlstate, error);
         return;
     }
     const tg_server_t *s = r->worker->server;
@@ -205,7 +157,7 @@ static void on_session_created(void *data, PGresult *res, const char *sqlstate, 
 
 static void create_session(login_t *l)
 {
-    tg_request_t *r = l->r;
+    tg_request_t *r = l->call.r;
     tg_uuid_t sid;
     if (tg_uuid_v7(NULL, &sid) != 0) {
         tg_log_error("auth", "no randomness for a session id", NULL);
@@ -221,7 +173,8 @@ static void create_session(login_t *l)
     tg_uuid_format((const tg_uuid_t *)l->tenant_id, tenant);
     snprintf(expires, sizeof(expires), "%lld", (long long)l->expires_at);
     const char *params[5] = {sid_text, user, tenant, expires, tg_audit_client_address(r, ip)};
-    submit(r, &l->waiting, &l->query, SQL_INSERT_SESSION, 5, params, on_session_created, l);
+    if (tg_db_call_query(l, SQL_INSERT_SESSION, 5, params, on_session_created) != 0)
+        tg_db_call_fail(r, "auth", "login", NULL, "unavailable");
 }
 
 /* ------------------------------------------------------------------ login: password check */
@@ -277,7 +230,7 @@ static void verify_done(void *data)
     if (l == NULL)
         return; /* the client left while argon2id ran */
     l->job = NULL;
-    tg_request_t *r = l->r;
+    tg_request_t *r = l->call.r;
     if (found && result == TG_PASSWORD_ERROR) {
         char user[TG_UUID_STRLEN + 1];
         tg_uuid_format((const tg_uuid_t *)l->user_id, user);
@@ -309,16 +262,11 @@ static login_job_t *job_new(login_t *l, const char *stored_hash)
     return job;
 }
 
-static void on_user_row(void *data, PGresult *res, const char *sqlstate, const char *error)
+static void on_user_row(void *data, tg_request_t *r, PGresult *res, const char *sqlstate, const char *error)
 {
     login_t *l = data;
-    l->waiting = 0;
-    l->query = NULL;
-    tg_request_t *r = l->r;
-    if (r == NULL)
-        return;
     if (res == NULL) {
-        send_db_failure(r, "login", sqlstate, error);
+        tg_db_call_fail(r, "auth", "login", sqlstate, error);
         return;
     }
     const char *stored_hash = NULL;
@@ -343,9 +291,7 @@ void tg_route_auth_login(tg_request_t *r)
     json_t *body = login_body(r, &email, &password, &password_len);
     if (body == NULL)
         return;
-    login_t *l = h2o_mem_alloc_shared(&r->req->pool, sizeof(*l), login_dispose);
-    memset(l, 0, sizeof(*l));
-    l->r = r;
+    login_t *l = tg_db_call_new(r, sizeof(login_t), login_dispose);
     if (!tg_auth_throttle_login_admit(r, email, strlen(email), &l->throttle)) {
         json_decref(body);
         return; /* 429: this address spent its failures; no lookup, no argon2id */
@@ -354,37 +300,18 @@ void tg_route_auth_login(tg_request_t *r)
     memcpy(l->password, password, password_len + 1);
     l->password_len = password_len;
     const char *params[1] = {email};
-    submit(r, &l->waiting, &l->query, SQL_USER_BY_EMAIL, 1, params, on_user_row, l);
+    if (tg_db_call_query(l, SQL_USER_BY_EMAIL, 1, params, on_user_row) != 0)
+        tg_db_call_fail(r, "auth", "login", NULL, "unavailable");
     json_decref(body);
 }
 
 /* ------------------------------------------------------------------ logout */
 
-typedef struct st_logout_t {
-    tg_request_t *r;
-    tg_db_query_t *query;
-    int waiting;
-} logout_t;
-
-static void logout_dispose(void *p)
+static void on_session_revoked(void *data, tg_request_t *r, PGresult *res, const char *sqlstate, const char *error)
 {
-    logout_t *o = p;
-    if (o->query != NULL)
-        tg_db_cancel(o->query);
-    o->query = NULL;
-    o->r = NULL;
-}
-
-static void on_session_revoked(void *data, PGresult *res, const char *sqlstate, const char *error)
-{
-    logout_t *o = data;
-    o->waiting = 0;
-    o->query = NULL;
-    tg_request_t *r = o->r;
-    if (r == NULL)
-        return;
+    (void)data;
     if (res == NULL) {
-        send_db_failure(r, "logout", sqlstate, error);
+        tg_db_call_fail(r, "auth", "logout", sqlstate, error);
         return;
     }
     /* Committed: every worker of this node rejects the JWT before the 204 leaves. */
@@ -394,23 +321,12 @@ static void on_session_revoked(void *data, PGresult *res, const char *sqlstate, 
 
 void tg_route_auth_logout(tg_request_t *r)
 {
-    if (r->auth.method == TG_AUTH_NONE) {
-        tg_http_send_error(r->req, 401, "unauthorized", "This resource needs an Authorization: Bearer credential.");
-        return;
-    }
-    if (r->auth.method != TG_AUTH_JWT) {
-        tg_http_send_error(r->req, 403, "jwt_required",
-                           "Logout ends a login session: call it with the session's JWT. Revoke API tokens with "
-                           "DELETE /api/v1/tokens/{id}.");
-        return;
-    }
-    logout_t *o = h2o_mem_alloc_shared(&r->req->pool, sizeof(*o), logout_dispose);
-    memset(o, 0, sizeof(*o));
-    o->r = r;
+    tg_db_call_t *o = tg_db_call_new(r, sizeof(tg_db_call_t), NULL); /* the request is all it needs */
     char sid[TG_UUID_STRLEN + 1], user[TG_UUID_STRLEN + 1], tenant[TG_UUID_STRLEN + 1], ip[NI_MAXHOST];
     tg_uuid_format((const tg_uuid_t *)r->auth.session_id, sid);
     tg_uuid_format((const tg_uuid_t *)r->auth.user_id, user);
     tg_uuid_format((const tg_uuid_t *)r->auth.tenant_id, tenant);
     const char *params[4] = {sid, user, tenant, tg_audit_client_address(r, ip)};
-    submit(r, &o->waiting, &o->query, SQL_REVOKE_SESSION, 4, params, on_session_revoked, o);
+    if (tg_db_call_query(o, SQL_REVOKE_SESSION, 4, params, on_session_revoked) != 0)
+        tg_db_call_fail(r, "auth", "logout", NULL, "unavailable");
 }

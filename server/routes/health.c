@@ -5,7 +5,7 @@
 #include "server/routes/routes.h"
 
 #include "server/http.h"
-#include "server/worker.h"
+#include "server/worker_context.h"
 
 void tg_route_healthz(tg_request_t *r)
 {

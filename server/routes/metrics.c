@@ -11,7 +11,7 @@
 #include "server/http.h"
 #include "server/routes/routes.h"
 #include "server/stats.h"
-#include "server/worker.h"
+#include "server/worker_context.h"
 #include "shm/ring.h"
 
 /* Every counter and ring gauge fits in well under this. */

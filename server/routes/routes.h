@@ -21,10 +21,6 @@ void tg_route_auth_logout(tg_request_t *r);
 
 /* server/routes/me.c: GET /api/v1/me */
 void tg_route_me(tg_request_t *r);
-/* Room for any /me body: the fixed part, three UUIDs and a 255-byte email escaped 6x. */
-#define TG_ROUTE_ME_MAX_BODY 2048
-/** The /me body of the caller `a` into body[0..cap): its length, or 0 when cap may be too small for this email. */
-size_t tg_route_me_render(const tg_auth_context_t *a, char *body, size_t cap);
 
 /* server/routes/tokens.c: token CRUD, scoped to the caller (tokens:read / tokens:write) */
 void tg_route_tokens_create(tg_request_t *r);

@@ -23,14 +23,14 @@
 #include "common/uuid.h"
 #include "server/auth.h"
 #include "server/auth_throttle.h"
-#include "server/db.h"
+#include "server/db_call.h"
 #include "server/http.h"
 #include "server/policy.h"
 #include "server/routes/audit_write.h"
 #include "server/routes/token_body.h"
 #include "server/routes/token_json.h"
 #include "server/routes/token_list.h"
-#include "server/worker.h"
+#include "server/worker_context.h"
 
 /* Queries for token objects run again when a collector flush overlapped them (the live
  * requestCount would count that flush twice); a flush is ~1 ms every second, so a third
@@ -181,12 +181,9 @@ static const char SQL_AUDIT_REVOKED[] =
 
 /* ------------------------------------------------------------------ deferred calls */
 
-/* One route call waiting for PostgreSQL; lives in the request's pool, which h2o frees
- * when the request is disposed, possibly before PostgreSQL answers: call_dispose clears r. */
+/* One route call waiting for PostgreSQL, tied to its request (server/db_call.h). */
 typedef struct st_tokens_call_t {
-    tg_request_t *r;      /* NULL once the request is gone */
-    tg_db_query_t *query; /* in flight, or NULL */
-    int waiting;          /* set before submitting, cleared by the callback */
+    tg_db_call_t call;    /* first: call.r is the request */
     int attempts;         /* token-object queries run so far (TOKEN_LIVE_ATTEMPTS) */
     uint64_t stats_seq;   /* the collector's flush sequence before the query was sent */
     uint8_t token_id[16];
@@ -199,63 +196,18 @@ typedef struct st_tokens_call_t {
 static void call_dispose(void *p)
 {
     tokens_call_t *c = p;
-    if (c->query != NULL)
-        tg_db_cancel(c->query);
-    c->query = NULL;
-    c->r = NULL;
     explicit_bzero(c->plaintext, sizeof(c->plaintext));
 }
 
 static tokens_call_t *call_new(tg_request_t *r)
 {
-    tokens_call_t *c = h2o_mem_alloc_shared(&r->req->pool, sizeof(*c), call_dispose);
-    memset(c, 0, sizeof(*c));
-    c->r = r;
-    return c;
+    return tg_db_call_new(r, sizeof(tokens_call_t), call_dispose);
 }
 
-static void send_db_unavailable(tg_request_t *r)
+/* A statement that could not be sent: the one failure answer, 503. */
+static void send_unsent(tokens_call_t *c, const char *op)
 {
-    tg_http_send_error(r->req, 503, "database_unavailable", "The database is unavailable; retry shortly.");
-}
-
-/* Submits a multi-statement request (a transaction); otherwise as call_query below. */
-static void call_submit(tokens_call_t *c, const tg_db_request_t *q, tg_db_result_cb cb)
-{
-    tg_db_t *db = c->r->worker->db;
-    c->waiting = 1;
-    tg_db_query_t *h = db != NULL ? tg_db_submit(db, q, cb, c) : NULL;
-    if (h == NULL) {
-        c->waiting = 0;
-        send_db_unavailable(c->r);
-        return;
-    }
-    if (c->waiting)
-        c->query = h;
-}
-
-/* Submits one statement; on failure answers 503. The callback may run before this
- * returns (a connection that breaks at once), so the handle is kept only if it has not. */
-static void call_query(tokens_call_t *c, const char *sql, int nparams, const char *const *params, tg_db_result_cb cb)
-{
-    tg_db_t *db = c->r->worker->db;
-    c->waiting = 1;
-    tg_db_query_t *q = db != NULL ? tg_db_query(db, sql, nparams, params, cb, c) : NULL;
-    if (q == NULL) {
-        c->waiting = 0;
-        send_db_unavailable(c->r);
-        return;
-    }
-    if (c->waiting)
-        c->query = q;
-}
-
-/* Marks the call answered; returns the request, or NULL when nobody is waiting any more. */
-static tg_request_t *call_result(tokens_call_t *c)
-{
-    c->waiting = 0;
-    c->query = NULL;
-    return c->r;
+    tg_db_call_fail(c->call.r, "tokens", op, NULL, "unavailable");
 }
 
 /* ------------------------------------------------------------------ live figures */
@@ -263,7 +215,7 @@ static tg_request_t *call_result(tokens_call_t *c)
 /* Remembers the collector's flush sequence before a token-object query is sent. */
 static void live_begin(tokens_call_t *c)
 {
-    const tg_token_stats_t *stats = c->r->worker->server->token_stats;
+    const tg_token_stats_t *stats = c->call.r->worker->server->token_stats;
     c->stats_seq = stats != NULL ? tg_token_stats_flush_seq(stats) : 0;
     ++c->attempts;
 }
@@ -272,7 +224,7 @@ static void live_begin(tokens_call_t *c)
  * node's uncommitted count is then exact (shm/token_stats.h). */
 static int live_consistent(const tokens_call_t *c)
 {
-    const tg_token_stats_t *stats = c->r->worker->server->token_stats;
+    const tg_token_stats_t *stats = c->call.r->worker->server->token_stats;
     if (stats == NULL || c->attempts >= TOKEN_LIVE_ATTEMPTS)
         return 1;
     return (c->stats_seq & 1) == 0 && tg_token_stats_flush_seq(stats) == c->stats_seq;
@@ -283,32 +235,7 @@ static void add_live(tg_request_t *r, json_t *token)
     tg_policy_overlay_live(token, r->worker->server->token_stats, tg_request_now_us());
 }
 
-/* A failed statement: 503 when PostgreSQL is unreachable, 500 otherwise. The message
- * is logged only for classes that cannot echo a value (a hash, a name) back. */
-static void send_db_failure(tg_request_t *r, const char *what, const char *sqlstate, const char *error)
-{
-    if (sqlstate == NULL) {
-        tg_log_warn("tokens", "database unavailable", "op=%s error=%s", what, error != NULL ? error : "");
-        send_db_unavailable(r);
-        return;
-    }
-    int echo_free = strncmp(sqlstate, "42", 2) == 0;
-    tg_log_error("tokens", "statement failed", "op=%s sqlstate=%s error=%s", what, sqlstate,
-                 echo_free && error != NULL ? error : "(withheld)");
-    tg_http_send_error(r->req, 500, "internal_error", "The request could not be completed.");
-}
-
 /* ------------------------------------------------------------------ caller and params */
-
-/* Guards every handler: the middleware authenticated the caller and it holds `scope`. */
-static int authorize(tg_request_t *r, unsigned scope)
-{
-    if (r->auth.method == TG_AUTH_NONE) {
-        tg_http_send_error(r->req, 401, "unauthorized", "This resource needs an Authorization: Bearer credential.");
-        return 0;
-    }
-    return tg_auth_require_scope(r, scope);
-}
 
 typedef struct st_caller_ids_t {
     char user[TG_UUID_STRLEN + 1];
@@ -387,12 +314,9 @@ static const char *child_confinement_message(const char *sqlstate)
     }
 }
 
-static void on_token_created(void *data, PGresult *res, const char *sqlstate, const char *error)
+static void on_token_created(void *data, tg_request_t *r, PGresult *res, const char *sqlstate, const char *error)
 {
     tokens_call_t *c = data;
-    tg_request_t *r = call_result(c);
-    if (r == NULL)
-        return;
     if (res == NULL) {
         if (sqlstate != NULL && strcmp(sqlstate, "23503") == 0) /* the user was deleted meanwhile */
             tg_http_send_error(r->req, 401, "invalid_token", "The access token is missing, malformed, expired or revoked.");
@@ -403,7 +327,7 @@ static void on_token_created(void *data, PGresult *res, const char *sqlstate, co
         else if (sqlstate != NULL && strncmp(sqlstate, "TGC0", 4) == 0)
             tg_http_send_error(r->req, 400, "invalid_parameter", child_confinement_message(sqlstate));
         else
-            send_db_failure(r, "create", sqlstate, error);
+            tg_db_call_fail(r, "tokens", "create", sqlstate, error);
         return;
     }
     if (PQntuples(res) == 0) { /* SQL_CAP_GUARD: nothing was stored */
@@ -432,7 +356,7 @@ static void on_token_created(void *data, PGresult *res, const char *sqlstate, co
 
 static void insert_token(tokens_call_t *c, const tg_token_body_t *in)
 {
-    tg_request_t *r = c->r;
+    tg_request_t *r = c->call.r;
     tg_uuid_t id;
     if (tg_uuid_v7(NULL, &id) != 0 || tg_apitoken_generate(c->plaintext) != 0) {
         tg_log_error("tokens", "no randomness for a new token", NULL);
@@ -486,13 +410,12 @@ static void insert_token(tokens_call_t *c, const tg_token_body_t *in)
         q.nsteps = 3;
     }
     q.steps[q.nsteps - 1] = (tg_db_step_t){.sql = SQL_AUDIT_CREATED, .nparams = 4, .params = {id_text, actor, actor_id, ip_text}};
-    call_submit(c, &q, on_token_created);
+    if (tg_db_call_submit(c, &q, on_token_created) != 0)
+        send_unsent(c, "create");
 }
 
 void tg_route_tokens_create(tg_request_t *r)
 {
-    if (!authorize(r, TG_SCOPE_TOKENS_WRITE))
-        return;
     json_t *body = body_object(r);
     if (body == NULL)
         return;
@@ -512,14 +435,11 @@ void tg_route_tokens_create(tg_request_t *r)
 
 static void list_query(tokens_call_t *c);
 
-static void on_token_list(void *data, PGresult *res, const char *sqlstate, const char *error)
+static void on_token_list(void *data, tg_request_t *r, PGresult *res, const char *sqlstate, const char *error)
 {
     tokens_call_t *c = data;
-    tg_request_t *r = call_result(c);
-    if (r == NULL)
-        return;
     if (res == NULL) {
-        send_db_failure(r, "list", sqlstate, error);
+        tg_db_call_fail(r, "tokens", "list", sqlstate, error);
         return;
     }
     int rows = PQntuples(res), more = rows > (int)c->list.limit;
@@ -562,17 +482,17 @@ static void on_token_list(void *data, PGresult *res, const char *sqlstate, const
 static void list_query(tokens_call_t *c)
 {
     caller_ids_t ids;
-    caller_ids(c->r, &ids);
+    caller_ids(c->call.r, &ids);
     char limit[16], after_us[24], after_id[TG_UUID_STRLEN + 1];
     snprintf(limit, sizeof(limit), "%u", c->list.limit + 1);
     snprintf(after_us, sizeof(after_us), "%lld", (long long)c->list.after_created_us);
     tg_uuid_format((const tg_uuid_t *)c->list.after_id, after_id);
     const char *params[5] = {ids.user, ids.tenant, limit, after_us, after_id};
     live_begin(c);
-    if (c->list.has_cursor)
-        call_query(c, SQL_LIST_AFTER, 5, params, on_token_list);
-    else
-        call_query(c, SQL_LIST, 3, params, on_token_list);
+    int rc = c->list.has_cursor ? tg_db_call_query(c, SQL_LIST_AFTER, 5, params, on_token_list)
+                                : tg_db_call_query(c, SQL_LIST, 3, params, on_token_list);
+    if (rc != 0)
+        send_unsent(c, "list");
 }
 
 /* The query string after '?', or an empty one. */
@@ -585,15 +505,13 @@ static h2o_iovec_t query_string(h2o_req_t *req)
 
 void tg_route_tokens_list(tg_request_t *r)
 {
-    if (!authorize(r, TG_SCOPE_TOKENS_READ))
-        return;
     tokens_call_t *c = call_new(r);
     const tg_server_t *server = r->worker->server;
     tg_token_list_key(server->jwt_secret, server->jwt_secret_len, c->list_key);
     h2o_iovec_t query = query_string(r->req);
     tg_token_list_error_t err;
     if (tg_token_list_parse(query.base, query.len, c->list_key, r->auth.user_id, r->auth.tenant_id, &c->list, &err) != 0) {
-        c->r = NULL;
+        c->call.r = NULL;
         tg_http_send_error(r->req, 400, "invalid_parameter", err.message);
         return;
     }
@@ -604,14 +522,11 @@ void tg_route_tokens_list(tg_request_t *r)
 
 static void get_query(tokens_call_t *c);
 
-static void on_token_row(void *data, PGresult *res, const char *sqlstate, const char *error)
+static void on_token_row(void *data, tg_request_t *r, PGresult *res, const char *sqlstate, const char *error)
 {
     tokens_call_t *c = data;
-    tg_request_t *r = call_result(c);
-    if (r == NULL)
-        return;
     if (res == NULL) {
-        send_db_failure(r, "get", sqlstate, error);
+        tg_db_call_fail(r, "tokens", "get", sqlstate, error);
         return;
     }
     if (PQntuples(res) != 1) {
@@ -637,16 +552,17 @@ static void get_query(tokens_call_t *c)
     char id_text[TG_UUID_STRLEN + 1];
     tg_uuid_format((const tg_uuid_t *)c->token_id, id_text);
     caller_ids_t ids;
-    caller_ids(c->r, &ids);
+    caller_ids(c->call.r, &ids);
     const char *params[3] = {id_text, ids.user, ids.tenant};
     live_begin(c);
-    call_query(c, SQL_GET, 3, params, on_token_row);
+    if (tg_db_call_query(c, SQL_GET, 3, params, on_token_row) != 0)
+        send_unsent(c, "get");
 }
 
 /* Runs `sql` with SQL_IN_REACH's parameters ($1 token id, $2 user, $3 tenant, $4 the
  * caller's token) for the :id routes that change a token, after SQL_LOCK_USER_TOKENS in
  * one transaction, then `audit_sql` (SQL_AUDIT_REVOKED's parameters). */
-static void change_token_in_reach(tg_request_t *r, const char *sql, const char *audit_sql, tg_db_result_cb cb)
+static void change_token_in_reach(tg_request_t *r, const char *op, const char *sql, const char *audit_sql, tg_db_call_cb cb)
 {
     uint8_t id[16];
     char id_text[TG_UUID_STRLEN + 1], caller[TG_UUID_STRLEN + 1];
@@ -664,13 +580,12 @@ static void change_token_in_reach(tg_request_t *r, const char *sql, const char *
     q.nsteps = 3;
     q.steps[2] = (tg_db_step_t){.sql = audit_sql, .nparams = 6,
                                 .params = {id_text, actor, actor_id, tg_audit_client_address(r, ip), ids.user, ids.tenant}};
-    call_submit(c, &q, cb);
+    if (tg_db_call_submit(c, &q, cb) != 0)
+        send_unsent(c, op);
 }
 
 void tg_route_tokens_get(tg_request_t *r)
 {
-    if (!authorize(r, TG_SCOPE_TOKENS_READ))
-        return;
     uint8_t id[16];
     char id_text[TG_UUID_STRLEN + 1];
     if (path_token_id(r, id, id_text) != 0)
@@ -697,14 +612,11 @@ static void revoke_descendants(tg_worker_t *w, const char *ids)
     }
 }
 
-static void on_token_revoked(void *data, PGresult *res, const char *sqlstate, const char *error)
+static void on_token_revoked(void *data, tg_request_t *r, PGresult *res, const char *sqlstate, const char *error)
 {
     tokens_call_t *c = data;
-    tg_request_t *r = call_result(c);
-    if (r == NULL)
-        return;
     if (res == NULL) {
-        send_db_failure(r, "revoke", sqlstate, error);
+        tg_db_call_fail(r, "tokens", "revoke", sqlstate, error);
         return;
     }
     if (PQntuples(res) != 1) {
@@ -721,9 +633,7 @@ static void on_token_revoked(void *data, PGresult *res, const char *sqlstate, co
 
 void tg_route_tokens_delete(tg_request_t *r)
 {
-    if (!authorize(r, TG_SCOPE_TOKENS_WRITE))
-        return;
-    change_token_in_reach(r, SQL_REVOKE, SQL_AUDIT_REVOKED, on_token_revoked);
+    change_token_in_reach(r, "revoke", SQL_REVOKE, SQL_AUDIT_REVOKED, on_token_revoked);
 }
 
 /* ------------------------------------------------------------------ POST /api/v1/tokens/:id/rotate */
@@ -746,14 +656,11 @@ static int parse_rotate_input(tg_request_t *r, json_int_t *overlap)
     return rc;
 }
 
-static void on_token_rotated(void *data, PGresult *res, const char *sqlstate, const char *error)
+static void on_token_rotated(void *data, tg_request_t *r, PGresult *res, const char *sqlstate, const char *error)
 {
     tokens_call_t *c = data;
-    tg_request_t *r = call_result(c);
-    if (r == NULL)
-        return;
     if (res == NULL) {
-        send_db_failure(r, "rotate", sqlstate, error);
+        tg_db_call_fail(r, "tokens", "rotate", sqlstate, error);
         return;
     }
     if (PQntuples(res) != 1 || PQnfields(res) != TG_TOKEN_SQL_NCOLUMNS + 2) {
@@ -790,8 +697,6 @@ static void on_token_rotated(void *data, PGresult *res, const char *sqlstate, co
 
 void tg_route_tokens_rotate(tg_request_t *r)
 {
-    if (!authorize(r, TG_SCOPE_TOKENS_WRITE))
-        return;
     uint8_t old_id[16];
     char old_text[TG_UUID_STRLEN + 1];
     json_int_t overlap;
@@ -829,5 +734,6 @@ void tg_route_tokens_rotate(tg_request_t *r)
     q.nsteps = 4;
     q.steps[3] = (tg_db_step_t){.sql = SQL_AUDIT_ROTATED, .nparams = 5,
                                 .params = {new_text, actor, actor_id, tg_audit_client_address(r, ip), overlap_text}};
-    call_submit(c, &q, on_token_rotated);
+    if (tg_db_call_submit(c, &q, on_token_rotated) != 0)
+        send_unsent(c, "rotate");
 }

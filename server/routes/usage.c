@@ -14,21 +14,19 @@
 #include "common/timefmt.h"
 #include "common/uuid.h"
 #include "server/auth.h"
-#include "server/db.h"
+#include "server/db_call.h"
 #include "server/http.h"
 #include "server/routes/usage_query.h"
-#include "server/worker.h"
+#include "server/worker_context.h"
 
 /* Enough digits that any processing time in ms (us / 1000) prints exactly: "0.412", "1234.5". */
 #define USAGE_JSON_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(15))
 
 typedef enum { USAGE_PAGE, USAGE_SUMMARY } usage_kind_t;
 
-/* One usage call in flight; lives in the request's pool (shared, so dispose tells us the request went). */
+/* One usage call in flight, tied to its request (server/db_call.h). */
 typedef struct st_usage_call_t {
-    tg_request_t *r;      /* NULL once answered or once the request is gone */
-    tg_db_query_t *query; /* in flight, or NULL */
-    int waiting;          /* set before submitting, cleared by the callback (which may run inside tg_db_submit) */
+    tg_db_call_t call; /* first: call.r is the request */
     usage_kind_t kind;
     tg_usage_scope_t scope;
     uint8_t cursor_key[TG_USAGE_CURSOR_KEY_LEN];
@@ -37,15 +35,6 @@ typedef struct st_usage_call_t {
         tg_usage_summary_params_t summary;
     } params;
 } usage_call_t;
-
-static void call_dispose(void *p)
-{
-    usage_call_t *c = p;
-    if (c->query != NULL)
-        tg_db_cancel(c->query); /* the statement still finishes on its connection, under its statement_timeout */
-    c->query = NULL;
-    c->r = NULL;
-}
 
 /* ------------------------------------------------------------------ responses */
 
@@ -221,15 +210,9 @@ static void render_summary(usage_call_t *c, tg_request_t *r, PGresult *res)
 
 /* ------------------------------------------------------------------ the query */
 
-static void on_result(void *data, PGresult *res, const char *sqlstate, const char *error)
+static void on_result(void *data, tg_request_t *r, PGresult *res, const char *sqlstate, const char *error)
 {
     usage_call_t *c = data;
-    tg_request_t *r = c->r;
-    c->waiting = 0;
-    c->query = NULL;
-    if (r == NULL)
-        return;
-    c->r = NULL;
     if (res == NULL) {
         /* sqlstate 57014: our statement_timeout; NULL: no connection. Both are transient. */
         tg_log_warn("usage", "usage query failed", "sqlstate=%s error=%s", sqlstate != NULL ? sqlstate : "",
@@ -249,23 +232,14 @@ static void on_result(void *data, PGresult *res, const char *sqlstate, const cha
 
 static void submit(usage_call_t *c)
 {
-    tg_request_t *r = c->r;
     tg_usage_sql_args_t args;
     tg_db_request_t request;
     if (c->kind == USAGE_PAGE)
         tg_usage_page_request(&c->scope, &c->params.page, &args, &request);
     else
         tg_usage_summary_request(&c->scope, &c->params.summary, &args, &request);
-    c->waiting = 1;
-    tg_db_query_t *q = r->worker->db != NULL ? tg_db_submit(r->worker->db, &request, on_result, c) : NULL;
-    if (q == NULL) {
-        c->waiting = 0;
-        c->r = NULL;
-        send_unavailable(r);
-        return;
-    }
-    if (c->waiting)
-        c->query = q;
+    if (tg_db_call_submit(c, &request, on_result) != 0)
+        send_unavailable(c->call.r);
 }
 
 /* ------------------------------------------------------------------ handlers */
@@ -283,20 +257,16 @@ static h2o_iovec_t query_string(h2o_req_t *req)
     return h2o_iovec_init(req->path.base + req->query_at + 1, req->path.len - req->query_at - 1);
 }
 
-/* Common start of both handlers: scope `usage:read`, the caller, and the path's token id
+/* Common start of both handlers (the route table asks for `usage:read`): the caller, and the path's token id
  * (not a UUID: 404 like any unknown id). Returns the call, or NULL when answered. */
 static usage_call_t *call_begin(tg_request_t *r, usage_kind_t kind)
 {
-    if (!tg_auth_require_scope(r, TG_SCOPE_USAGE_READ))
-        return NULL;
     tg_uuid_t token;
     if (r->nparams < 1 || tg_uuid_parse(r->params[0].base, r->params[0].len, &token) != 0) {
         send_not_found(r);
         return NULL;
     }
-    usage_call_t *c = h2o_mem_alloc_shared(&r->req->pool, sizeof(*c), call_dispose);
-    memset(c, 0, sizeof(*c));
-    c->r = r;
+    usage_call_t *c = tg_db_call_new(r, sizeof(usage_call_t), NULL);
     c->kind = kind;
     memcpy(c->scope.tenant_id, r->auth.tenant_id, 16);
     memcpy(c->scope.user_id, r->auth.user_id, 16);
@@ -314,7 +284,6 @@ void tg_route_usage_page(tg_request_t *r)
     h2o_iovec_t query = query_string(r->req);
     tg_usage_error_t err;
     if (tg_usage_parse_page(query.base, query.len, c->cursor_key, &c->scope, &c->params.page, &err) != 0) {
-        c->r = NULL;
         send_invalid(r, &err);
         return;
     }
@@ -329,7 +298,6 @@ void tg_route_usage_summary(tg_request_t *r)
     h2o_iovec_t query = query_string(r->req);
     tg_usage_error_t err;
     if (tg_usage_parse_summary(query.base, query.len, tg_time_now_us(), &c->params.summary, &err) != 0) {
-        c->r = NULL;
         send_invalid(r, &err);
         return;
     }
