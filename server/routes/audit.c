@@ -15,10 +15,10 @@
 #include "common/log.h"
 #include "common/timefmt.h"
 #include "common/uuid.h"
-include "server/db_call.h"
+#include "server/db_call.h"
 #include "server/http.h"
 #include "server/routes/token_list.h"
-include "server/worker_context.h"
+#include "server/worker_context.h"
 
 /* The usage endpoint's limits: a page is milliseconds, so a second means trouble. */
 static const char SQL_SCOPE[] = "SELECT set_config('statement_timeout', '1000', true), set_config('role', 'tollgate_app', true),"

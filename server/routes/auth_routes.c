@@ -38,12 +38,6 @@ static const char SQL_INSERT_SESSION[] =
     " VALUES ($1::uuid, $2::uuid, $3::uuid, to_timestamp($4::bigint), $5::inet) RETURNING id, user_id, tenant_id, ip_address)"
     " SELECT tollgate_audit_record(tenant_id, user_id, 'session', id, 'login.succeeded', NULL, ip_address, '{}') FROM s";
 
-/* A wrong password for a known user ($1 user, $2 tenant, $3 address): an event of its own,
- * sent without waiting for it (the 401 must not take longer than an unknown email's).
- * An unknown email is never recorded: its text may be anything a person typed. */
-static const char SQL_AUDIT_LOGIN_FAILED[] =
-    "SELECT tollgate_audit_record($2::uuid, $1::uuid, 'anonymous', NULL, 'login.failed', NULL, $3::inet, '{}')";
-
 /* Revokes the session if still live, tells the other nodes (within 1 s: LISTEN/NOTIFY)
  * and records the logout ($4 the client's address) when this call revoked it. */
 static const char SQL_REVOKE_SESSION[] =
@@ -197,26 +191,11 @@ static void job_free(login_job_t *job)
     free(job);
 }
 
-static void on_login_failure_recorded(void *data, PGresult *res, const char *sqlstate, const char *error)
-{
-    (void)data;
-    if (res == NULL)
-        tg_log_warn("auth", "failed login not audited", "sqlstate=%s error=%s", sqlstate != NULL ? sqlstate : "",
-                    sqlstate == NULL && error != NULL ? error : "(withheld)");
-}
-
-/* Records a wrong password for the known user l->user_id; nothing waits for it. */
+/* Records a wrong password for the known user l->user_id (server/routes/audit_write.h). */
 static void audit_login_failed(login_t *l)
 {
-    tg_db_t *db = l->r->worker->db;
-    if (db == NULL)
-        return;
-    char user[TG_UUID_STRLEN + 1], tenant[TG_UUID_STRLEN + 1], ip[NI_MAXHOST];
-    tg_uuid_format((const tg_uuid_t *)l->user_id, user);
-    tg_uuid_format((const tg_uuid_t *)l->tenant_id, tenant);
-    const char *params[3] = {user, tenant, tg_audit_client_address(l->r, ip)};
-    if (tg_db_query(db, SQL_AUDIT_LOGIN_FAILED, 3, params, on_login_failure_recorded, NULL) == NULL)
-        tg_log_warn("auth", "failed login not audited", "error=database unavailable");
+    char ip[NI_MAXHOST];
+    tg_audit_login_failed(l->call.r->worker->db, l->user_id, l->tenant_id, tg_audit_client_address(l->call.r, ip));
 }
 
 /* Loop thread, after verify_work. */

@@ -30,6 +30,7 @@ static const struct {
     {"POST", "/api/v1/tokens/:id/rotate", TG_SCOPE_TOKENS_WRITE, TG_ROUTE_AUTH},
     {"GET", "/api/v1/tokens/:id/usage", TG_SCOPE_USAGE_READ, TG_ROUTE_AUTH},
     {"GET", "/api/v1/tokens/:id/usage/summary", TG_SCOPE_USAGE_READ, TG_ROUTE_AUTH},
+    {"GET", "/api/v1/audit", TG_SCOPE_TOKENS_READ, TG_ROUTE_AUTH},
 };
 #define NEXPECTED (sizeof(EXPECTED) / sizeof(EXPECTED[0]))
 
@@ -46,13 +47,10 @@ Test(route_table, protected_routes_declare_their_scope)
         while (i < NEXPECTED && !(strcmp(EXPECTED[i].method, r->method) == 0 && strcmp(EXPECTED[i].pattern, r->pattern) == 0))
             ++i;
         cr_assert_lt(i, NEXPECTED, "%s %s is protected but has no expected scope here", r->method, r->pattern);
-        cr_expect_eq(r->scope, EXPECTED[i].scope, "%s %s: scope %#x, want %#x", r->method, r->pattern, r->scope,
-                     EXPECTED[i].scope);
-        cr_expect_eq(r->flags, EXPECTED[i].flags, "%s %s: flags %#x, want %#x", r->method, r->pattern, r->flags,
-                     EXPECTED[i].flags);
+        cr_expect_eq(r->scope, EXPECTED[i].scope, "%s %s: scope %#x, want %#x", r->method, r->pattern, r->scope, EXPECTED[i].scope);
+        cr_expect_eq(r->flags, EXPECTED[i].flags, "%s %s: flags %#x, want %#x", r->method, r->pattern, r->flags, EXPECTED[i].flags);
     }
-    cr_expect_eq(protected_rows, NEXPECTED, "the table has %zu protected routes, this test knows %zu", protected_rows,
-                 NEXPECTED);
+    cr_expect_eq(protected_rows, NEXPECTED, "the table has %zu protected routes, this test knows %zu", protected_rows, NEXPECTED);
 }
 
 static char *read_source(const char *relative)
@@ -69,13 +67,13 @@ static char *read_source(const char *relative)
 }
 
 /* The routes' code: each file a route (or a proxy route) runs in. */
-static const char *const ROUTE_SOURCES[] = {"server/routes/auth_routes.c", "server/routes/me.c", "server/routes/tokens.c",
-                                            "server/routes/usage.c", "server/proxy.c"};
+static const char *const ROUTE_SOURCES[] = {"server/routes/auth_routes.c", "server/routes/me.c",    "server/routes/tokens.c",
+                                            "server/routes/usage.c",       "server/routes/audit.c", "server/proxy.c"};
 
 Test(route_table, no_route_checks_its_own_scope_or_limits)
 {
-    static const char *const FORBIDDEN[] = {"tg_auth_require_scope", "tg_auth_admit", "tg_policy_charge", "auth.scopes &",
-                                            "\"insufficient_scope\"", "\"jwt_required\""};
+    static const char *const FORBIDDEN[] = {"tg_auth_require_scope", "tg_auth_admit",          "tg_policy_charge",
+                                            "auth.scopes &",         "\"insufficient_scope\"", "\"jwt_required\""};
     for (size_t i = 0; i < sizeof(ROUTE_SOURCES) / sizeof(ROUTE_SOURCES[0]); ++i) {
         char *text = read_source(ROUTE_SOURCES[i]);
         for (size_t j = 0; j < sizeof(FORBIDDEN) / sizeof(FORBIDDEN[0]); ++j)
@@ -90,7 +88,7 @@ Test(route_table, no_route_checks_its_own_scope_or_limits)
 Test(route_code, database_calls_for_a_request_use_tg_db_call)
 {
     static const char *const SOURCES[] = {"server/auth.c", "server/routes/auth_routes.c", "server/routes/tokens.c",
-                                          "server/routes/usage.c"};
+                                          "server/routes/usage.c", "server/routes/audit.c"};
     static const char *const FORBIDDEN[] = {"tg_db_query(", "tg_db_cancel(", "waiting = 1", "send_db_failure",
                                             "send_db_unavailable"};
     for (size_t i = 0; i < sizeof(SOURCES) / sizeof(SOURCES[0]); ++i) {
