@@ -921,7 +921,7 @@ Test(checks, a_refusal_at_one_step_takes_nothing_from_later_limits)
                              "\"quota\":{\"requests\":100,\"period\":\"day\"}}",
                              pid, parent));
     mint(parent, "{\"name\":\"ip\",\"allowedIps\":[\"10.0.0.0/8\"]}", ip_id, ip); /* 1 of the 6 */
-    mint(parent, "{\"name\":\"sc\",\"scopes\":[\"usage:read\"]}", sc_id, sc);    /* 2 of the 6 */
+    mint(parent, "{\"name\":\"sc\",\"scopes\":[\"usage:read\"]}", sc_id, sc);     /* 2 of the 6 */
     tg_fx_http_res_t res;
     for (int i = 0; i < 4; ++i) {
         call(PROTOS[i % NPROTOS], "GET", "/api/v1/me", ip, NULL, &res);
