@@ -4,7 +4,9 @@
 // tests/integration/test_dashboard.c started. It signs in (after a wrong password), creates
 // a token and reads its plaintext, uses it, reads its usage, rotates it, revokes it and
 // signs out, checking each step against the API from node, and fails on any console
-// error, page error, CSP violation or request to another origin.
+// error, page error, CSP violation or request to another origin. The token's name and the
+// usage row's user agent carry HTML: it must show as text and never run; a plaintext on
+// screen at sign-out must be gone.
 //
 // Usage: node dashboard.mjs BASE_URL EMAIL PASSWORD
 // With TG_DASHBOARD_SECRETS_FILE set, the credentials it saw (JWT, API tokens) are appended
@@ -22,7 +24,11 @@ if (!baseUrl || !email || !password) {
 const CHROMIUM = process.env.TG_CHROMIUM || '/usr/bin/chromium';
 const STEP_TIMEOUT_MS = 10000; // one UI step; the usage row may take the collector ~1 s
 const TOTAL_TIMEOUT_MS = 60000; // the whole run, a backstop for a hung browser
-const USER_AGENT = 'tollgate-dashboard-test/1';
+// HTML that would run if the page wrote it as markup (CSP aside): each payload sets
+// window.__pwned. The user agent is stored up to 64 bytes, so it carries one payload.
+const IMG_PAYLOAD = '<img src=x onerror="window.__pwned=1">';
+const SCRIPT_PAYLOAD = '<script>window.__pwned=2</script>';
+const USER_AGENT = `tgdt/1 ${IMG_PAYLOAD}`;
 
 const started = Date.now();
 let currentStep = 'start';
@@ -77,6 +83,17 @@ async function me(credential) {
     });
     const body = await res.text();
     return {status: res.status, json: res.status === 200 ? JSON.parse(body) : null};
+}
+
+// The HTML payloads stayed text: nothing set window.__pwned and no element of theirs exists.
+async function checkInert(page, where) {
+    const found = await page.evaluate(() => ({
+        pwned: typeof window.__pwned,
+        img: document.querySelectorAll('img').length,
+        script: document.querySelectorAll('body script').length,
+    }));
+    check(found.pwned === 'undefined', `${where}: window.__pwned is set: the page ran HTML from the data`);
+    check(found.img === 0 && found.script === 0, `${where}: ${found.img} img and ${found.script} script elements in the page`);
 }
 
 async function text(page, selector) {
@@ -147,7 +164,7 @@ async function run(page, context) {
     check(stored.local === 0 && stored.session === 0 && stored.cookie === '', `the page stored something: ${JSON.stringify(stored)}`);
 
     step('create a token');
-    const name = `browser-${Date.now()}`;
+    const name = `browser-${Date.now()} ${IMG_PAYLOAD}${SCRIPT_PAYLOAD}`;
     await page.fill('#create-name', name);
     await page.click('#create-submit');
     await page.locator('#secret-panel').waitFor({state: 'visible'});
@@ -181,6 +198,8 @@ async function run(page, context) {
     const rowText = await row.textContent();
     check(rowText.includes(name) && rowText.includes(plaintext.slice(0, 12)), `row: ${rowText}`);
     check(!rowText.includes(plaintext), 'the list shows the plaintext');
+    check((await row.locator('td', {hasText: IMG_PAYLOAD}).first().isVisible()), 'the name\'s HTML is not visible as text');
+    await checkInert(page, 'the token list');
     check((await row.locator('.status').textContent()) === 'active', 'the new token is not active');
 
     step('usage shows the requests');
@@ -193,6 +212,11 @@ async function run(page, context) {
         await sleep(200);
         return false;
     });
+    check(
+        (await page.locator('#usage-body td', {hasText: USER_AGENT}).first().isVisible()),
+        'the user agent\'s HTML is not visible as text',
+    );
+    await checkInert(page, 'the usage rows');
     await waitFor('the summary total', async () => Number(await text(page, '#summary-body td')) >= 1);
     check((await page.locator('#summary-chart .bar').count()) > 0, 'no bars in the summary chart');
     check(/Page 1 of 1/.test(await text(page, '#usage-pageinfo')), `page info: ${await text(page, '#usage-pageinfo')}`);
@@ -226,11 +250,21 @@ async function run(page, context) {
     check((await me(plaintext)).status === 401, 'the revoked token still works');
     check((await me(rotated)).status === 200, 'the rotated token stopped working');
 
-    step('sign out');
+    step('sign out with a plaintext on screen');
+    await page.fill('#create-name', `browser-last-${Date.now()}`);
+    await page.click('#create-submit');
+    await page.locator('#secret-panel').waitFor({state: 'visible'});
+    const last = await page.inputValue('#secret-value');
+    recordSecret('api_token', last);
+    check(/^tgk_[0-9A-Za-z]{38}$/.test(last), 'the last token\'s plaintext is not shown');
     await page.click('#signout');
     await page.locator('#signin-view').waitFor({state: 'visible'});
     check(await page.locator('#tokens-view').isHidden(), 'the token view still shows');
     check((await text(page, '#whoami')) === '', 'the email still shows');
+    check(await page.locator('#secret-panel').isHidden(), 'the plaintext box still shows after sign-out');
+    check((await page.inputValue('#secret-value')) === '', 'the plaintext box still holds the token after sign-out');
+    check(!(await page.content()).includes(last), 'the plaintext is still in the page after sign-out');
+    await checkInert(page, 'after sign-out');
     check((await me(jwt)).status === 401, 'the session JWT still works after sign-out');
     await shot(page, '4-signed-out');
 

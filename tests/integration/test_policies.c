@@ -906,6 +906,56 @@ Test(checks, every_refusal_is_metered)
     cr_expect_str_eq(wait_value(want, COLLECT_TIMEOUT_MS, sql), want, "one usage row per refusal");
 }
 
+/* The promise of tg_policy_charge's order: a request refused for its IP or its scope is
+ * charged to no rate bucket and no quota, and one refused by the rate limit takes nothing
+ * from the quota. The refused children share their parent's allowance, so a charge they
+ * made would show in the parent's bucket; the quota's "used" is read live (no collector). */
+Test(checks, a_refusal_at_one_step_takes_nothing_from_later_limits)
+{
+    tg_fx_clear_of_utc_midnight(QUOTA_PERIOD_MARGIN_S);
+    const char *const args[] = {"--no-collector", NULL};
+    start_server(args, 2);
+    char pid[64], parent[64], ip_id[64], ip[64], sc_id[64], sc[64];
+    /* 6 per hour (nothing refills during the test), a quota far from its end */
+    json_decref(create_token("{\"name\":\"p\",\"rateLimit\":{\"requests\":6,\"perSeconds\":3600,\"burst\":0},"
+                             "\"quota\":{\"requests\":100,\"period\":\"day\"}}",
+                             pid, parent));
+    mint(parent, "{\"name\":\"ip\",\"allowedIps\":[\"10.0.0.0/8\"]}", ip_id, ip); /* 1 of the 6 */
+    mint(parent, "{\"name\":\"sc\",\"scopes\":[\"usage:read\"]}", sc_id, sc);     /* 2 of the 6 */
+    tg_fx_http_res_t res;
+    for (int i = 0; i < 4; ++i) {
+        call(PROTOS[i % NPROTOS], "GET", "/api/v1/me", ip, NULL, &res);
+        expect_error(&res, 403, "ip_not_allowed", "a child outside its IPs");
+        tg_fx_http_res_free(&res);
+        call(PROTOS[i % NPROTOS], "GET", "/api/v1/tokens", sc, NULL, &res);
+        expect_error(&res, 403, "insufficient_scope", "a child outside its scopes");
+        tg_fx_http_res_free(&res);
+    }
+    /* 8 requests against the 4 left: 4 admitted, 4 refused by the rate limit */
+    int ok = 0, limited = 0;
+    for (int i = 0; i < 8; ++i) {
+        call(PROTOS[i % NPROTOS], "GET", "/api/v1/me", parent, NULL, &res);
+        if (res.status == 200) {
+            if (ok == 0)
+                cr_expect_eq(header_number(&res, "ratelimit-remaining"), 3, "the IP and scope refusals took no request");
+            ++ok;
+        } else {
+            expect_error(&res, 429, "rate_limited", "past the bucket");
+            ++limited;
+        }
+        tg_fx_http_res_free(&res);
+    }
+    cr_expect_eq(ok, 4, "%d admitted: 6 per hour, 2 mints, and nothing for the 8 refusals of IP and scope", ok);
+    cr_expect_eq(limited, 4, "%d refused by the rate limit", limited);
+    for (size_t p = 0; p < NPROTOS; ++p) {
+        json_t *t = get_token(PROTOS[p], pid);
+        cr_expect_eq(integer_at(json_object_get(t, "quota"), "used"), 6,
+                     "quota used %lld: the 2 mints and 4 admitted requests, nothing for the refusals",
+                     integer_at(json_object_get(t, "quota"), "used"));
+        json_decref(t);
+    }
+}
+
 /* ------------------------------------------------------------------ bad policy input */
 
 TestSuite(input, .init = start_world, .fini = stop_world, .timeout = TEST_TIMEOUT_S);
