@@ -321,10 +321,10 @@ Test(config, pool_sizes_are_checked, .timeout = TEST_TIMEOUT_S)
 {
     world();
     static const char *const cases[][3] = {
-        {"--db-pool-size", "0", "db-pool-size (command line): \"0\" is not an integer in 1..64"},
-        {"--db-read-pool-size", "65", "db-read-pool-size (command line): \"65\" is not an integer in 1..64"},
-        {"--replica-max-lag", "61", "replica-max-lag (command line): \"61\" is not an integer in 1..60"},
-        {"--db-pool-size", "four", "db-pool-size (command line): \"four\" is not an integer"},
+        {"--db-pool-size", "0", "db-pool-size (flag): \"0\" is not an integer in 1..64"},
+        {"--db-read-pool-size", "65", "db-read-pool-size (flag): \"65\" is not an integer in 1..64"},
+        {"--replica-max-lag", "61", "replica-max-lag (flag): \"61\" is not an integer in 1..60"},
+        {"--db-pool-size", "four", "db-pool-size (flag): \"four\" is not an integer"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); ++i) {
         const char *extra[] = {cases[i][0], cases[i][1], NULL};

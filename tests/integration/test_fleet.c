@@ -8,6 +8,7 @@
 #define _GNU_SOURCE
 #include "tests/integration/fixture.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -226,6 +227,19 @@ static int wait_log(size_t i, const char *line, int timeout_ms)
     }
 }
 
+/* SIGSTOP or SIGCONT to each pid of a space-separated list (the standby's backends). */
+static void freeze(const char *pids, int sig)
+{
+    for (const char *p = pids; *p != '\0';) {
+        char *end;
+        long pid = strtol(p, &end, 10);
+        if (end == p)
+            break;
+        cr_assert_eq(kill((pid_t)pid, sig), 0, "kill %ld", pid);
+        p = end;
+    }
+}
+
 #define PATIENT 0 /* --replica-max-lag 60: keeps reading the paused standby */
 #define STRICT 1  /* --replica-max-lag 1: goes to the primary once the standby is a second behind */
 #define FIRST 5
@@ -268,8 +282,19 @@ Test(fleet, usage_reads_come_from_the_standby_unless_it_lags_or_is_gone)
     cr_expect_eq(total, FIRST + 3, "node 1 reads the primary once the standby lags past 1 s");
     cr_expect(wait_log(STRICT, "standby behind: usage reads go to the primary", 0), "node 1 logged why");
 
-    /* the standby gone: every read is answered, from the primary */
+    /* the standby frozen under a read node 0 sends it: the read is asked again of the primary */
     cr_assert_eq(tg_fx_pg_exec(&standby, "SELECT pg_wal_replay_resume()"), 0);
+    char *pids = tg_fx_pg_query_value(&standby, "SELECT string_agg(pid::text, ' ') FROM pg_stat_activity"
+                                                " WHERE application_name = 'tollgated' AND pid <> pg_backend_pid()");
+    cr_assert_not_null(pids, "the nodes' connections on the standby");
+    freeze(pids, SIGSTOP);
+    total = usage_total(PATIENT, id, 0, &status);
+    freeze(pids, SIGCONT);
+    free(pids);
+    cr_expect_eq(status, 200, "a read the frozen standby did not answer");
+    cr_expect_eq(total, FIRST + 3, "... answered by the primary");
+
+    /* the standby gone: every read is answered, from the primary */
     tg_fx_standby_stop(&standby);
     for (int i = 0; i < 4; ++i) {
         cr_expect_eq(usage_total(PATIENT, id, i % 2, &status), FIRST + 3, "read %d after the standby stopped", i);
