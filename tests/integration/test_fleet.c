@@ -275,10 +275,11 @@ Test(fleet, usage_reads_come_from_the_standby_unless_it_lags_or_is_gone)
     cr_expect_eq(usage_total(PATIENT, id, 1, &status), FIRST, "node 0's summary comes from the paused standby");
     cr_expect_eq(status, 200);
     /* node 1 allows a second of lag: it sees the standby fall behind and reads the primary */
-    long long deadline = tg_fx_now_ms() + COLLECT_TIMEOUT_MS;
+    long long since = tg_fx_now_ms(), deadline = since + COLLECT_TIMEOUT_MS;
     long total;
     while ((total = usage_total(STRICT, id, 0, &status)) != FIRST + 3 && tg_fx_now_ms() < deadline)
         sleep_ms(50);
+    cr_log_info("node 1 read the primary %lld ms after the primary had the rows the paused standby lacks", tg_fx_now_ms() - since);
     cr_expect_eq(total, FIRST + 3, "node 1 reads the primary once the standby lags past 1 s");
     cr_expect(wait_log(STRICT, "standby behind: usage reads go to the primary", 0), "node 1 logged why");
 
@@ -288,7 +289,9 @@ Test(fleet, usage_reads_come_from_the_standby_unless_it_lags_or_is_gone)
                                                 " WHERE application_name = 'tollgated' AND pid <> pg_backend_pid()");
     cr_assert_not_null(pids, "the nodes' connections on the standby");
     freeze(pids, SIGSTOP);
+    since = tg_fx_now_ms();
     total = usage_total(PATIENT, id, 0, &status);
+    cr_log_info("a read the frozen standby held was answered by the primary after %lld ms", tg_fx_now_ms() - since);
     freeze(pids, SIGCONT);
     free(pids);
     cr_expect_eq(status, 200, "a read the frozen standby did not answer");
