@@ -188,8 +188,8 @@ static int setup_services(tg_worker_t *w)
     w->db = tg_db_create(w->loop, s->config.database_url, (size_t)s->config.db_pool_size, channels, on_notify, w);
     if (s->config.database_read_url != NULL && w->db != NULL) {
         w->read_db = tg_db_create(w->loop, s->config.database_read_url, (size_t)s->config.db_read_pool_size, NULL, NULL, NULL);
-        w->replica = w->read_db != NULL ? tg_replica_create(w->loop, w->db, w->read_db, (uint64_t)s->config.replica_max_lag * 1000) : NULL;
-        if (w->replica == NULL)
+        if (w->read_db == NULL ||
+            (w->replica = tg_replica_create(w->loop, w->db, w->read_db, (uint64_t)s->config.replica_max_lag * 1000)) == NULL)
             return -1;
     }
     w->offload = tg_offload_create(w->loop, TG_WORKER_OFFLOAD_THREADS);

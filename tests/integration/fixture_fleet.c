@@ -180,8 +180,8 @@ int tg_fx_standby_start(tg_fx_pg_t *standby, const tg_fx_pg_t *primary)
     /* -R writes primary_conninfo (the primary's socket) and standby.signal; -c fast: no
      * wait for a spread checkpoint */
     size_t n = pg_tool(argv, "pg_basebackup", tool, sizeof(tool));
-    const char *backup[] = {"-D", data, "-R", "-X", "stream", "-c", "fast", "--no-sync", "-h", primary->dir, "-p", port, "-U",
-                            "postgres", NULL};
+    const char *backup[] = {"-D", data,         "-R", "-X", "stream", "-c",       "fast", "--no-sync",
+                            "-h", primary->dir, "-p", port, "-U",     "postgres", NULL};
     for (size_t i = 0; backup[i] != NULL; ++i)
         argv[n++] = backup[i];
     argv[n] = NULL;

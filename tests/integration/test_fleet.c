@@ -137,7 +137,8 @@ TestSuite(fleet, .fini = stop_world, .timeout = TEST_TIMEOUT_S);
 Test(fleet, usage_lands_once_and_a_revocation_reaches_every_node)
 {
     make_database(0);
-    tg_fx_fleet_opts_t opts = {.pg = &pg, .nodes = NODES, .workers = 1, .haproxy = 1, .haproxy_mode = TG_FX_HAPROXY_HTTP_FORWARDFOR};
+    tg_fx_fleet_opts_t opts = {
+        .pg = &pg, .nodes = NODES, .workers = 1, .haproxy = 1, .haproxy_mode = TG_FX_HAPROXY_HTTP_FORWARDFOR};
     cr_assert_eq(tg_fx_fleet_start(&fleet, &opts), 0, "the fleet did not start (see above)");
     char url[256], id[64], token[64], probe_id[64], probe[64];
     create_token(tg_fx_haproxy_url(&fleet.hp, "/api/v1/tokens", url, sizeof(url)), id, token);
