@@ -42,7 +42,12 @@ static void on_result(void *data, PGresult *res, const char *sqlstate, const cha
 int tg_db_call_submit(void *call, const tg_db_request_t *q, tg_db_call_cb cb)
 {
     tg_db_call_t *c = call;
-    tg_db_t *db = c->r->worker->db;
+    return tg_db_call_submit_on(call, c->r->worker->db, q, cb);
+}
+
+int tg_db_call_submit_on(void *call, tg_db_t *db, const tg_db_request_t *q, tg_db_call_cb cb)
+{
+    tg_db_call_t *c = call;
     c->_cb = cb;
     /* the callback never runs inside tg_db_submit (server/db.h), so the handle is kept as is */
     c->_query = db != NULL ? tg_db_submit(db, q, on_result, c) : NULL;

@@ -44,6 +44,9 @@ void *tg_db_call_new(tg_request_t *r, size_t size, void (*on_dispose)(void *call
  */
 int tg_db_call_submit(void *call, const tg_db_request_t *q, tg_db_call_cb cb);
 
+/** tg_db_call_submit on a given pool of the request's worker (a usage read on the standby, server/replica.h). */
+int tg_db_call_submit_on(void *call, tg_db_t *db, const tg_db_request_t *q, tg_db_call_cb cb);
+
 /** tg_db_call_submit for one statement with text parameters (not a transaction). */
 int tg_db_call_query(void *call, const char *sql, int nparams, const char *const *params, tg_db_call_cb cb);
 

@@ -25,7 +25,7 @@ server_libtgserver_a_SOURCES = \
 	server/routes/dashboard.c server/dashboard/assets.h \
 	server/routes/audit.c server/routes/audit_write.c server/routes/audit_write.h \
 	server/handler.c server/handler.h \
-	server/worker.c server/worker.h server/worker_context.h \
+	server/worker.c server/worker.h server/worker_context.h server/replica.c server/replica.h \
 	server/supervisor.c server/supervisor.h \
 	server/db.c server/db.h server/db_call.c server/db_call.h \
 	server/offload.c server/offload.h \

@@ -76,6 +76,20 @@ const tg_setting_t tg_server_settings[] = {
      OFF(proxy_protocol), 0, 0, NULL},
     {"database-url", TG_SETTING_STRING, "TOLLGATE_DATABASE_URL", NULL,
      "libpq conninfo or URI (default $DATABASE_URL, else libpq defaults)", OFF(database_url), 0, 0, NULL},
+    /* Pools (docs/scaling.md, "Connections"): 4 + the LISTEN connection per worker keeps four
+     * nodes of four workers, their collectors and a tollgatectl under a stock max_connections of
+     * 100. The standby pool only carries usage reads. 2 s of lag is ten collector flushes (200 ms):
+     * a reader still sees usage of a few seconds ago, and a standby any further behind is bypassed. */
+    {"database-read-url", TG_SETTING_STRING, "TOLLGATE_DATABASE_READ_URL", NULL,
+     "libpq conninfo or URI of a streaming standby that serves usage pages and summaries", OFF(database_read_url), 0, 0,
+     NULL},
+    {"replica-max-lag", TG_SETTING_INT, "TOLLGATE_REPLICA_MAX_LAG", "2",
+     "seconds the standby may be behind the primary before usage reads go to the primary", OFF(replica_max_lag), 1, 60,
+     NULL},
+    {"db-pool-size", TG_SETTING_INT, "TOLLGATE_DB_POOL_SIZE", "4", "PostgreSQL query connections per worker (primary)",
+     OFF(db_pool_size), 1, 64, NULL},
+    {"db-read-pool-size", TG_SETTING_INT, "TOLLGATE_DB_READ_POOL_SIZE", "2",
+     "standby query connections per worker (with database-read-url)", OFF(db_read_pool_size), 1, 64, NULL},
     {"workers", TG_SETTING_INT, "TOLLGATE_WORKERS", NULL, "worker processes (default: number of CPUs)", OFF(workers), 1,
      256, NULL},
     {"jwt-secret-file", TG_SETTING_STRING, "TOLLGATE_JWT_SECRET_FILE", NULL, "file holding the HS256 key, >= 32 bytes (required)",

@@ -16,6 +16,10 @@ typedef struct st_tg_server_config_t {
     char *tls_cert;
     char *tls_key;
     char *database_url;
+    char *database_read_url;  /* a streaming standby for usage reads (server/replica.h), or NULL */
+    long replica_max_lag;     /* seconds the standby may be behind before usage reads go to the primary */
+    long db_pool_size;        /* query connections per worker to the primary */
+    long db_read_pool_size;   /* query connections per worker to the standby (with database-read-url) */
     long workers; /* 0: number of CPUs */
     char *jwt_secret_file;
     long jwt_ttl;

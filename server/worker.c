@@ -20,11 +20,9 @@
 #include "server/metering.h"
 #include "server/offload.h"
 #include "server/proxy_accept.h"
+#include "server/replica.h"
 #include "server/token_cache.h"
 
-/* Query connections per worker: enough to overlap cache misses and API queries
- * without multiplying PostgreSQL backends (2 workers = 8 + 2 LISTEN connections). */
-#define TG_WORKER_DB_CONNECTIONS 4
 /* Argon2id checks at login: two threads keep a login burst from queueing long. */
 #define TG_WORKER_OFFLOAD_THREADS 2
 /* Credentials cached per worker: 16384 x ~720 B (server/token_cache.h) = 11.5 MiB. */
@@ -187,7 +185,13 @@ static int setup_services(tg_worker_t *w)
     w->tokens = tg_token_cache_create(TG_WORKER_TOKEN_CACHE_SIZE, s->revocations, (uint64_t)s->config.credential_cache_ttl * 1000,
                                       (uint64_t)s->config.credential_cache_grace * 1000);
     w->auth_state = tg_auth_state_create(w);
-    w->db = tg_db_create(w->loop, s->config.database_url, TG_WORKER_DB_CONNECTIONS, channels, on_notify, w);
+    w->db = tg_db_create(w->loop, s->config.database_url, (size_t)s->config.db_pool_size, channels, on_notify, w);
+    if (s->config.database_read_url != NULL && w->db != NULL) {
+        w->read_db = tg_db_create(w->loop, s->config.database_read_url, (size_t)s->config.db_read_pool_size, NULL, NULL, NULL);
+        if (w->read_db == NULL ||
+            (w->replica = tg_replica_create(w->loop, w->db, w->read_db, (uint64_t)s->config.replica_max_lag * 1000)) == NULL)
+            return -1;
+    }
     w->offload = tg_offload_create(w->loop, TG_WORKER_OFFLOAD_THREADS);
     w->metering = tg_metering_create(s->ring, strcmp(s->config.on_ring_full, "reject") == 0, s->gauges, (size_t)w->index,
                                      (size_t)s->config.workers);

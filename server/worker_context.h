@@ -26,6 +26,8 @@ typedef struct st_tg_worker_t {
     int draining;
     uint64_t drain_deadline_ms;
     struct st_tg_db_t *db;              /* async PostgreSQL pool (server/db.h) */
+    struct st_tg_db_t *read_db;         /* pool on the standby (--database-read-url), or NULL */
+    struct st_tg_replica_t *replica;    /* picks read_db or db for usage reads (server/replica.h), or NULL */
     struct st_tg_offload_t *offload;    /* thread pool for CPU-heavy work (server/offload.h) */
     struct st_tg_token_cache_t *tokens; /* validated credentials (server/token_cache.h) */
     struct st_tg_metering_t *metering;  /* usage records into the ring (server/metering.h) */

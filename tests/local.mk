@@ -18,7 +18,7 @@ tests_integration_libtgfixture_a_CPPFLAGS = $(AM_CPPFLAGS)
 tests_integration_libtgfixture_a_CFLAGS = $(TG_TEST_CFLAGS)
 tests_integration_libtgfixture_a_SOURCES = \
 	tests/integration/fixture.c tests/integration/fixture.h tests/integration/fixture_upstream.c \
-	tests/integration/fixture_haproxy.c
+	tests/integration/fixture_haproxy.c tests/integration/fixture_fleet.c
 TG_INTEGRATION_LDADD = tests/integration/libtgfixture.a $(TG_TEST_LIBS)
 
 # Issue 2: the server's process model, protocols, limits and bad input, end to end.
@@ -48,6 +48,7 @@ include tests/integration/usage_local.mk
 include tests/unit/token_stats_local.mk
 include tests/integration/policies_local.mk
 include tests/integration/fleet_proxy_local.mk
+include tests/integration/fleet_local.mk
 include tests/unit/throttle_local.mk
 include tests/unit/token_cache_local.mk
 include tests/integration/throttle_local.mk

@@ -16,6 +16,7 @@
 #include "server/auth.h"
 #include "server/db_call.h"
 #include "server/http.h"
+#include "server/replica.h"
 #include "server/routes/usage_query.h"
 #include "server/worker_context.h"
 
@@ -34,6 +35,8 @@ typedef struct st_usage_call_t {
         tg_usage_page_params_t page;
         tg_usage_summary_params_t summary;
     } params;
+    int on_standby; /* submitted to the standby's pool */
+    int retried;    /* resubmitted to the primary after the standby failed to answer */
 } usage_call_t;
 
 /* ------------------------------------------------------------------ responses */
@@ -210,9 +213,16 @@ static void render_summary(usage_call_t *c, tg_request_t *r, PGresult *res)
 
 /* ------------------------------------------------------------------ the query */
 
+static void submit(usage_call_t *c);
+
 static void on_result(void *data, tg_request_t *r, PGresult *res, const char *sqlstate, const char *error)
 {
     usage_call_t *c = data;
+    if (res == NULL && sqlstate == NULL && c->on_standby && !c->retried) {
+        c->retried = 1; /* the standby went away under this read: the primary answers it */
+        submit(c);
+        return;
+    }
     if (res == NULL) {
         /* sqlstate 57014: our statement_timeout; NULL: no connection. Both are transient. */
         tg_log_warn("usage", "usage query failed", "sqlstate=%s error=%s", sqlstate != NULL ? sqlstate : "",
@@ -238,7 +248,11 @@ static void submit(usage_call_t *c)
         tg_usage_page_request(&c->scope, &c->params.page, &args, &request);
     else
         tg_usage_summary_request(&c->scope, &c->params.summary, &args, &request);
-    if (tg_db_call_submit(c, &request, on_result) != 0)
+    /* usage reads go to the standby while it is fresh (server/replica.h); credentials never do */
+    tg_worker_t *w = c->call.r->worker;
+    tg_db_t *db = c->retried ? w->db : tg_replica_pool(w->replica, w->db);
+    c->on_standby = db != w->db;
+    if (tg_db_call_submit_on(c, db, &request, on_result) != 0)
         send_unavailable(c->call.r);
 }
 

@@ -363,6 +363,58 @@ void tg_fx_haproxy_stop(tg_fx_haproxy_t *hp);
 /** Writes "http://127.0.0.1:PORT" + path for the proxy into buf. Returns buf. */
 char *tg_fx_haproxy_url(const tg_fx_haproxy_t *hp, const char *path, char *buf, size_t cap);
 
+/* ------------------------------------------------------------------ fleet (fixture_fleet.c) */
+
+/* Nodes one fleet holds; tests use two or three. */
+#define TG_FX_FLEET_MAX_NODES 4
+
+typedef struct st_tg_fx_fleet_opts_t {
+    const tg_fx_pg_t *pg;  /* the one database every node (and its collector) uses */
+    size_t nodes;          /* 1 .. TG_FX_FLEET_MAX_NODES */
+    int workers;           /* per node; 0 means 1 */
+    int haproxy;           /* 1: haproxy in front, in haproxy_mode */
+    tg_fx_haproxy_mode_t haproxy_mode;
+    const char *const *extra_args[TG_FX_FLEET_MAX_NODES]; /* per node, NULL-terminated, or NULL */
+} tg_fx_fleet_opts_t;
+
+/**
+ * N tollgated nodes on one PostgreSQL database: each its own ports, ring (the fixture's
+ * "/tg-test-<pid>-<n>"), --node-id "node-<i>", spool dir and collector; optionally
+ * haproxy (fixture_haproxy.c, round robin) in front. Stop with tg_fx_fleet_stop(); what a
+ * failed assertion leaves running goes with the fixture's exit handlers.
+ */
+typedef struct st_tg_fx_fleet_t {
+    size_t n;
+    tg_fx_server_t nodes[TG_FX_FLEET_MAX_NODES];
+    tg_fx_haproxy_t hp; /* hp.pid 0 without haproxy */
+} tg_fx_fleet_t;
+
+/** Starts the fleet. 0, or -1 (the reason on stderr; whatever had started is stopped). */
+int tg_fx_fleet_start(tg_fx_fleet_t *fleet, const tg_fx_fleet_opts_t *opts);
+
+/** Stops haproxy and every node. Safe twice and on a zeroed struct. */
+void tg_fx_fleet_stop(tg_fx_fleet_t *fleet);
+
+/**
+ * A streaming standby of a private cluster (tg_fx_pg_start_private): `pg_basebackup -R`
+ * from the primary's socket into a new directory, started on its own port as a hot
+ * standby; standby->conninfo names the primary's database on it. The primary's defaults
+ * (wal_level=replica, max_wal_senders=10, initdb's `local replication all trust`) allow it.
+ * Waits until it accepts connections. 0, or -1 (reason on stderr, nothing left running).
+ * Stopped (`pg_ctl -m immediate`) and removed by tg_fx_standby_stop() or at exit.
+ */
+int tg_fx_standby_start(tg_fx_pg_t *standby, const tg_fx_pg_t *primary);
+
+/**
+ * Polls, up to `timeout_ms`, until the standby has replayed everything the primary had
+ * flushed when it was called (pg_last_wal_replay_lsn() >= the primary's
+ * pg_current_wal_flush_lsn()). 0, or -1 on timeout.
+ */
+int tg_fx_standby_wait_caught_up(const tg_fx_pg_t *standby, const tg_fx_pg_t *primary, int timeout_ms);
+
+/** Stops the standby and removes its directory. Safe twice and on a zeroed struct. */
+void tg_fx_standby_stop(tg_fx_pg_t *standby);
+
 /* ------------------------------------------------------------------ processes and time */
 
 struct st_tg_fx_run_t {

@@ -315,6 +315,31 @@ Test(config, node_id_too_long, .timeout = TEST_TIMEOUT_S)
     teardown();
 }
 
+/* Pool sizes and the standby's lag bound are checked at start: a bad value stops tollgated
+ * with exit 2 and one line naming the setting and its range, before any connection is made. */
+Test(config, pool_sizes_are_checked, .timeout = TEST_TIMEOUT_S)
+{
+    world();
+    static const char *const cases[][3] = {
+        {"--db-pool-size", "0", "db-pool-size (flag): \"0\" is not an integer in 1..64"},
+        {"--db-read-pool-size", "65", "db-read-pool-size (flag): \"65\" is not an integer in 1..64"},
+        {"--replica-max-lag", "61", "replica-max-lag (flag): \"61\" is not an integer in 1..60"},
+        {"--db-pool-size", "four", "db-pool-size (flag): \"four\" is not an integer"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); ++i) {
+        const char *extra[] = {cases[i][0], cases[i][1], NULL};
+        char ring[64];
+        tg_fx_run_t run;
+        run_tollgated(extra, &run, ring, sizeof(ring));
+        cr_expect(run.status != -1 && WIFEXITED(run.status) && WEXITSTATUS(run.status) == 2, "%s %s: status %d: %s", cases[i][0],
+                  cases[i][1], run.status, run.err);
+        cr_expect_eq(tg_fx_count_lines(run.err), 1, "expected one line: %s", run.err);
+        cr_expect(strstr(run.err, cases[i][2]) != NULL, "%s %s said: %s", cases[i][0], cases[i][1], run.err);
+        tg_fx_run_free(&run);
+    }
+    teardown();
+}
+
 /* A collector that refuses its settings means no metering: tollgated stops with exit 2. */
 Test(supervise, collector_bad_settings_stops_tollgated, .timeout = TEST_TIMEOUT_S)
 {
