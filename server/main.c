@@ -19,8 +19,11 @@
 #include "server/h2_guard.h"
 #include "server/listen.h"
 #include "server/proctitle.h"
+#include "server/reload.h"
+#include "server/sd_notify.h"
 #include "server/server.h"
 #include "server/settings.h"
+#include "server/socket_activation.h"
 #include "server/stats.h"
 #include "server/supervisor.h"
 #include "server/tls.h"
@@ -85,6 +88,8 @@ static void configure_h2o(tg_server_t *server)
 static int open_listeners(tg_server_t *server, char *err, size_t errlen)
 {
     const tg_server_config_t *c = &server->config;
+    if (server->nlisteners > 0) /* passed by systemd (socket activation): they replace --listen/--tls-listen */
+        return 0;
     for (size_t i = 0; i < c->listen.count; ++i) {
         if (server->nlisteners == TG_MAX_LISTENERS - 1) {
             snprintf(err, errlen, "too many listen addresses (at most %d)", TG_MAX_LISTENERS - 1);
@@ -184,8 +189,13 @@ int main(int argc, char **argv)
 {
     static tg_server_t server;
     static tg_supervisor_t sup;
+    static tg_sd_notify_t notify;
     tg_proctitle_t proctitle;
     char err[512];
+    /* SIGHUP parses the command line again; the process title overwrites the original */
+    char **saved_argv = calloc((size_t)argc + 1, sizeof(char *));
+    for (int i = 0; saved_argv != NULL && i < argc; ++i)
+        saved_argv[i] = strdup(argv[i]);
     tg_proctitle_init(&proctitle, argc, argv);
     switch (tg_server_config_load(&server.config, argc, argv, err, sizeof(err))) {
     case TG_CONFIG_OK:
@@ -220,8 +230,14 @@ int main(int argc, char **argv)
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
+    int activated = tg_socket_activation_take(server.listeners, TG_MAX_LISTENERS - 1, &server.config, err, sizeof(err));
+    if (activated < 0 || tg_sd_notify_init(&notify, err, sizeof(err)) != 0) {
+        fprintf(stderr, "tollgated: %s\n", err);
+        return 2;
+    }
+    server.nlisteners = (size_t)activated;
     configure_h2o(&server);
-    if (server.config.tls_listen != NULL &&
+    if ((server.config.tls_listen != NULL || tg_reload_has_tls(&server)) &&
         (server.ssl_ctx = tg_tls_create_context(server.config.tls_cert, server.config.tls_key, err, sizeof(err))) == NULL) {
         fprintf(stderr, "tollgated: %s\n", err);
         return 2;
@@ -268,6 +284,9 @@ int main(int argc, char **argv)
     }
     sup.server = &server;
     sup.proctitle = &proctitle;
+    sup.notify = &notify;
+    sup.argc = saved_argv != NULL ? argc : 0;
+    sup.argv = saved_argv;
     if (!server.config.no_collector) {
         char *path = find_collector(&server.config);
         if (path == NULL || access(path, X_OK) != 0) {
@@ -278,7 +297,8 @@ int main(int argc, char **argv)
             sup.collector_path = path;
         }
     }
-    tg_log_info("master", "started", "workers=%ld listeners=%zu", server.config.workers, server.nlisteners);
+    tg_log_info("master", "started", "workers=%ld listeners=%zu socket_activation=%s", server.config.workers, server.nlisteners,
+                activated > 0 ? "yes" : "no");
     int status = tg_supervisor_run(&sup);
     /* its counts mean nothing to the next tollgated (which makes a fresh one); a collector
      * still attached keeps its mapping */

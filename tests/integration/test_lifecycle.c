@@ -1,0 +1,398 @@
+/*
+ * tollgated as a systemd service, against a real tollgated the test starts the way
+ * systemd does: listening sockets passed from fd 3 (LISTEN_PID/LISTEN_FDS/LISTEN_FDNAMES)
+ * and a notify socket the test reads (READY, RELOADING, STOPPING, WATCHDOG). Then SIGHUP
+ * reloads (TLS certificate, log level, a bad file) and a restart under h2load load.
+ */
+#include <criterion/criterion.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "tests/integration/fixture.h"
+
+/* Everything the test waits for gets this long: generous for 2 shared cores, never a sleep. */
+#define LC_DEADLINE_MS 15000
+#define LC_MAX_FDS 2
+
+typedef struct st_lc_t {
+    char dir[256];
+    char log_path[300];
+    char ring[64];
+    char notify_path[300]; /* NOTIFY_SOCKET value ("@..." abstract or a path) */
+    int notify_fd;
+    int fds[LC_MAX_FDS]; /* listening sockets the test owns, passed as 3, 4 */
+    const char *fd_names;
+    size_t nfds;
+    int ports[LC_MAX_FDS];
+    pid_t pid;
+} lc_t;
+
+static lc_t *registered[4];
+
+static void lc_kill(lc_t *lc)
+{
+    if (lc->pid > 0) {
+        kill(-lc->pid, SIGKILL);
+        waitpid(lc->pid, NULL, 0);
+        lc->pid = 0;
+    }
+}
+
+static void cleanup_at_exit(void)
+{
+    for (size_t i = 0; i < 4; ++i)
+        if (registered[i] != NULL) {
+            lc_kill(registered[i]);
+            shm_unlink(registered[i]->ring);
+        }
+}
+
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    char *buf = NULL;
+    size_t len = 0;
+    if (f != NULL) {
+        FILE *m = open_memstream(&buf, &len);
+        char chunk[8192];
+        size_t n;
+        while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+            fwrite(chunk, 1, n, m);
+        fclose(m);
+        fclose(f);
+    }
+    return buf != NULL ? buf : strdup("");
+}
+
+static void write_file(const char *path, const char *text)
+{
+    char tmp[512];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    cr_assert(f != NULL, "cannot write %s", tmp);
+    fputs(text, f);
+    fclose(f);
+    cr_assert_eq(rename(tmp, path), 0, "rename %s", path); /* atomic, as an operator's deploy tool does */
+}
+
+static int listening_socket(int *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+    cr_assert(fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 && listen(fd, 4096) == 0, "listen: %s", strerror(errno));
+    getsockname(fd, (struct sockaddr *)&a, &len);
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
+/* A temp dir, a JWT secret, a ring name, a notify socket (abstract or a path), and `nfds` listening sockets. */
+static void lc_init(lc_t *lc, size_t nfds, const char *fd_names, int abstract_notify)
+{
+    static unsigned counter;
+    memset(lc, 0, sizeof(*lc));
+    snprintf(lc->dir, sizeof(lc->dir), "/tmp/tg-lc-%d-XXXXXX", (int)getpid());
+    cr_assert(mkdtemp(lc->dir) != NULL);
+    snprintf(lc->log_path, sizeof(lc->log_path), "%s/tollgated.log", lc->dir);
+    snprintf(lc->ring, sizeof(lc->ring), "/tg-lc-%d-%u", (int)getpid(), counter++);
+    char path[400];
+    snprintf(path, sizeof(path), "%s/jwt-secret", lc->dir);
+    write_file(path, "0123456789abcdef0123456789abcdef0123456789abcdef");
+    lc->notify_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    socklen_t alen;
+    if (abstract_notify) {
+        snprintf(lc->notify_path, sizeof(lc->notify_path), "@tg-lc-notify-%d-%u", (int)getpid(), counter++);
+        memcpy(a.sun_path + 1, lc->notify_path + 1, strlen(lc->notify_path) - 1);
+        alen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(lc->notify_path));
+    } else {
+        snprintf(lc->notify_path, sizeof(lc->notify_path), "%s/notify", lc->dir);
+        cr_assert(strlen(lc->notify_path) < sizeof(a.sun_path), "notify path too long");
+        memcpy(a.sun_path, lc->notify_path, strlen(lc->notify_path) + 1);
+        alen = sizeof(a);
+    }
+    cr_assert(bind(lc->notify_fd, (struct sockaddr *)&a, alen) == 0, "bind notify socket: %s", strerror(errno));
+    for (size_t i = 0; i < nfds; ++i)
+        lc->fds[i] = listening_socket(&lc->ports[i]);
+    lc->nfds = nfds;
+    lc->fd_names = fd_names;
+    for (size_t i = 0; i < 4; ++i)
+        if (registered[i] == NULL || registered[i] == lc) {
+            registered[i] = lc;
+            break;
+        }
+    static int once;
+    if (!once++)
+        atexit(cleanup_at_exit);
+}
+
+/* Starts tollgated as systemd would: our listening sockets become fds 3.., LISTEN_PID is
+ * its own pid. `args` and `env` (NULL-terminated) come after the basics. Returns at once. */
+static void lc_spawn(lc_t *lc, const char *const *args, const char *const *env)
+{
+    char bin[512], secret[400], spool[400];
+    cr_assert_eq(tg_fx_bin("tollgated", bin, sizeof(bin)), 0);
+    snprintf(secret, sizeof(secret), "%s/jwt-secret", lc->dir);
+    snprintf(spool, sizeof(spool), "%s/spool", lc->dir);
+    const char *argv[48] = {bin, "--workers", "2", "--jwt-secret-file", secret, "--ring", lc->ring, "--spool-dir", spool,
+                            "--auth-throttle-failures", "0"};
+    size_t n = 11;
+    for (size_t i = 0; args != NULL && args[i] != NULL && n < 47; ++i)
+        argv[n++] = args[i];
+    argv[n] = NULL;
+    int log_fd = open(lc->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    cr_assert(log_fd >= 0);
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        setpgid(0, 0);
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(1);
+        int high[LC_MAX_FDS];
+        for (size_t i = 0; i < lc->nfds; ++i) /* out of the way first: our fds may be 3 or 4 already */
+            high[i] = fcntl(lc->fds[i], F_DUPFD, 100);
+        for (size_t i = 0; i < lc->nfds; ++i) {
+            dup2(high[i], 3 + (int)i);
+            close(high[i]);
+        }
+        dup2(log_fd, 1);
+        dup2(log_fd, 2);
+        for (int fd = 3 + (int)lc->nfds; fd < 1024; ++fd)
+            close(fd);
+        char listen_pid[32], listen_fds[32], names[128], notify[400];
+        snprintf(listen_pid, sizeof(listen_pid), "LISTEN_PID=%d", (int)getpid());
+        snprintf(listen_fds, sizeof(listen_fds), "LISTEN_FDS=%zu", lc->nfds);
+        snprintf(names, sizeof(names), "LISTEN_FDNAMES=%s", lc->fd_names != NULL ? lc->fd_names : "");
+        snprintf(notify, sizeof(notify), "NOTIFY_SOCKET=%s", lc->notify_path);
+        const char *envp[24] = {"PATH=/usr/bin:/bin", notify};
+        size_t e = 2;
+        if (lc->nfds > 0) {
+            envp[e++] = listen_pid;
+            envp[e++] = listen_fds;
+            envp[e++] = names;
+        }
+        for (size_t i = 0; env != NULL && env[i] != NULL && e < 23; ++i)
+            envp[e++] = env[i];
+        envp[e] = NULL;
+        execve(bin, (char *const *)argv, (char *const *)envp);
+        _exit(127);
+    }
+    close(log_fd);
+    setpgid(pid, pid);
+    lc->pid = pid;
+}
+
+/* Waits for a notify datagram containing `needle`; returns it (malloc'd) or NULL at the deadline. */
+static char *lc_wait_notify(lc_t *lc, const char *needle, int timeout_ms)
+{
+    long long deadline = tg_fx_now_ms() + timeout_ms;
+    for (;;) {
+        long long left = deadline - tg_fx_now_ms();
+        if (left <= 0)
+            return NULL;
+        struct pollfd p = {.fd = lc->notify_fd, .events = POLLIN};
+        if (poll(&p, 1, (int)left) <= 0)
+            continue;
+        char buf[512];
+        ssize_t n = recv(lc->notify_fd, buf, sizeof(buf) - 1, 0);
+        if (n <= 0)
+            continue;
+        buf[n] = '\0';
+        if (strstr(buf, needle) != NULL)
+            return strdup(buf);
+    }
+}
+
+/* Waits for the master to exit; returns its wait status (-1: killed at the deadline). */
+static int lc_wait_exit(lc_t *lc)
+{
+    if (lc->pid <= 0)
+        return -1;
+    long long deadline = tg_fx_now_ms() + LC_DEADLINE_MS;
+    int status;
+    while (tg_fx_now_ms() < deadline) {
+        if (waitpid(lc->pid, &status, WNOHANG) == lc->pid) {
+            lc->pid = 0;
+            return status;
+        }
+        poll(NULL, 0, 20);
+    }
+    lc_kill(lc);
+    return -1;
+}
+
+/* SIGTERM, then waits for the master; returns its wait status (-1: killed at the deadline). */
+static int lc_stop(lc_t *lc)
+{
+    if (lc->pid > 0)
+        kill(lc->pid, SIGTERM);
+    return lc_wait_exit(lc);
+}
+
+static void lc_dump(const lc_t *lc)
+{
+    char *log = slurp(lc->log_path);
+    fprintf(stderr, "---- tollgated log %s ----\n%s\n", lc->log_path, log);
+    free(log);
+}
+
+static void lc_fini(lc_t *lc)
+{
+    if (getenv("TG_TEST_DUMP_LOG") != NULL)
+        lc_dump(lc);
+    lc_kill(lc);
+    shm_unlink(lc->ring);
+    for (size_t i = 0; i < lc->nfds; ++i)
+        close(lc->fds[i]);
+    close(lc->notify_fd);
+    char cmd[400];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", lc->dir);
+    if (getenv("TG_FX_KEEP") == NULL && system(cmd) != 0)
+        fprintf(stderr, "cannot remove %s\n", lc->dir);
+    for (size_t i = 0; i < 4; ++i)
+        if (registered[i] == lc)
+            registered[i] = NULL;
+}
+
+static long get_status(CURL *h, const char *url, long version)
+{
+    char *sink = NULL;
+    size_t sink_len = 0;
+    FILE *body = open_memstream(&sink, &sink_len);
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_HTTP_VERSION, version);
+    curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
+    curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 5000L);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, body);
+    long status = 0;
+    CURLcode rc = curl_easy_perform(h);
+    fclose(body);
+    free(sink);
+    if (rc != CURLE_OK)
+        return -(long)rc;
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+    return status;
+}
+
+static long get_once(int port, const char *path, long version)
+{
+    char url[128];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, path);
+    CURL *h = curl_easy_init();
+    long status = get_status(h, url, version);
+    curl_easy_cleanup(h);
+    return status;
+}
+
+/* ------------------------------------------------------------------ sd_notify */
+
+/* How many of workers 1..n have logged that they serve. */
+static int workers_serving_in(const char *log, int n)
+{
+    int count = 0;
+    for (int i = 1; i <= n; ++i) {
+        char needle[64];
+        snprintf(needle, sizeof(needle), "\"msg\":\"serving\",\"worker\":%d", i);
+        count += strstr(log, needle) != NULL;
+    }
+    return count;
+}
+
+Test(notify, ready_after_every_worker_then_watchdog_and_stopping, .timeout = 60)
+{
+    lc_t lc;
+    lc_init(&lc, 1, "http", 1);
+    const char *args[] = {"--no-collector", "--no-metering", NULL};
+    const char *env[] = {"WATCHDOG_USEC=200000", "TOLLGATE_DATABASE_URL=host=/nonexistent port=1 dbname=none connect_timeout=1",
+                         NULL};
+    lc_spawn(&lc, args, env);
+    char *ready = lc_wait_notify(&lc, "READY=1", LC_DEADLINE_MS);
+    /* read the log at once: every worker must have said it serves before READY=1 was sent */
+    char *log = slurp(lc.log_path);
+    if (ready == NULL)
+        lc_dump(&lc);
+    cr_assert(ready != NULL, "no READY=1 within %d ms", LC_DEADLINE_MS);
+    cr_expect(strstr(ready, "STATUS=serving: 2 workers") != NULL, "READY without a STATUS: %s", ready);
+    cr_assert_eq(workers_serving_in(log, 2), 2, "READY=1 came before every worker served; log:\n%s", log);
+    free(log);
+    free(ready);
+    cr_assert_eq(get_once(lc.ports[0], "/healthz", CURL_HTTP_VERSION_1_1), 200);
+    /* WATCHDOG_USEC=200 ms: a ping every 100 ms from the master's loop */
+    for (int i = 0; i < 3; ++i) {
+        char *wd = lc_wait_notify(&lc, "WATCHDOG=1", 2000);
+        cr_assert(wd != NULL, "WATCHDOG=1 #%d did not come", i + 1);
+        free(wd);
+    }
+    kill(lc.pid, SIGTERM);
+    char *stopping = lc_wait_notify(&lc, "STOPPING=1", LC_DEADLINE_MS);
+    cr_assert(stopping != NULL, "no STOPPING=1 after SIGTERM");
+    free(stopping);
+    int status = lc_stop(&lc);
+    cr_expect(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0, "exit status %d", status);
+    lc_fini(&lc);
+}
+
+/* ------------------------------------------------------------------ socket activation */
+
+Test(activation, serves_on_passed_sockets_instead_of_listen, .timeout = 60)
+{
+    lc_t lc;
+    lc_init(&lc, 1, "http", 0);
+    int other = tg_fx_free_port();
+    char listen[64];
+    snprintf(listen, sizeof(listen), "127.0.0.1:%d", other);
+    const char *args[] = {"--no-collector", "--no-metering", "--listen", listen, NULL};
+    const char *env[] = {"TOLLGATE_DATABASE_URL=host=/nonexistent port=1 dbname=none connect_timeout=1", NULL};
+    lc_spawn(&lc, args, env);
+    char *ready = lc_wait_notify(&lc, "READY=1", LC_DEADLINE_MS);
+    if (ready == NULL)
+        lc_dump(&lc);
+    cr_assert(ready != NULL, "no READY=1");
+    free(ready);
+    for (int i = 0; i < 4; ++i) {
+        cr_assert_eq(get_once(lc.ports[0], "/healthz", CURL_HTTP_VERSION_1_1), 200, "HTTP/1.1 on the passed socket");
+        cr_assert_eq(get_once(lc.ports[0], "/healthz", CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE), 200, "h2c on the passed socket");
+    }
+    /* the passed sockets replace --listen: nothing listens there */
+    cr_expect_eq(tg_fx_connect(other), -1, "--listen %s was opened too", listen);
+    char *log = slurp(lc.log_path);
+    cr_expect(strstr(log, "\"socket_activation\":\"yes\"") != NULL, "log: %s", log);
+    free(log);
+    int status = lc_stop(&lc);
+    cr_expect(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0, "exit status %d", status);
+    lc_fini(&lc);
+}
+
+Test(activation, refuses_a_socket_that_does_not_listen, .timeout = 30)
+{
+    lc_t lc;
+    lc_init(&lc, 0, NULL, 0);
+    lc.fds[0] = socket(AF_INET, SOCK_STREAM, 0); /* a stream socket, not listening */
+    lc.nfds = 1;
+    lc.fd_names = "http";
+    const char *args[] = {"--no-collector", "--no-metering", NULL};
+    lc_spawn(&lc, args, NULL);
+    int status = lc_wait_exit(&lc);
+    cr_expect(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 2, "exit status %d", status);
+    char *log = slurp(lc.log_path);
+    cr_expect(strstr(log, "socket activation: fd 3 is not listening") != NULL, "log: %s", log);
+    free(log);
+    lc_fini(&lc);
+}
