@@ -396,3 +396,215 @@ Test(activation, refuses_a_socket_that_does_not_listen, .timeout = 30)
     free(log);
     lc_fini(&lc);
 }
+
+/* ------------------------------------------------------------------ SIGHUP reload */
+
+/* A self-signed localhost certificate with this serial, into DIR/NAME.crt and DIR/NAME.key. */
+static void make_cert(const lc_t *lc, const char *name, const char *serial)
+{
+    char crt[400], key[400];
+    snprintf(crt, sizeof(crt), "%s/%s.crt", lc->dir, name);
+    snprintf(key, sizeof(key), "%s/%s.key", lc->dir, name);
+    char *argv[] = {"openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key,
+                    "-out", crt, "-days", "2", "-subj", "/CN=localhost", "-set_serial", (char *)serial, NULL};
+    tg_fx_run_t run;
+    cr_assert_eq(tg_fx_run(argv, NULL, NULL, 20000, &run), 0, "cannot run openssl");
+    cr_assert(WIFEXITED(run.status) && WEXITSTATUS(run.status) == 0, "openssl req: %s", run.err);
+    tg_fx_run_free(&run);
+}
+
+/* Copies DIR/NAME.crt and .key over DIR/tls.crt and DIR/tls.key (the paths tollgated is given). */
+static void install_cert(const lc_t *lc, const char *name)
+{
+    const char *ext[] = {"key", "crt"};
+    for (int i = 0; i < 2; ++i) {
+        char from[400], to[400];
+        snprintf(from, sizeof(from), "%s/%s.%s", lc->dir, name, ext[i]);
+        snprintf(to, sizeof(to), "%s/tls.%s", lc->dir, ext[i]);
+        char *text = slurp(from);
+        write_file(to, text);
+        free(text);
+    }
+}
+
+static void write_conf(const lc_t *lc, const char *text)
+{
+    char path[400];
+    snprintf(path, sizeof(path), "%s/tollgate.conf", lc->dir);
+    write_file(path, text);
+}
+
+/* Starts tollgated on a cleartext (fd 3) and a TLS (fd 4, "https") socket with DIR/tls.* and DIR/tollgate.conf. */
+static void start_tls_node(lc_t *lc)
+{
+    static char conf[400], crt[400], key[400];
+    snprintf(conf, sizeof(conf), "%s/tollgate.conf", lc->dir);
+    snprintf(crt, sizeof(crt), "%s/tls.crt", lc->dir);
+    snprintf(key, sizeof(key), "%s/tls.key", lc->dir);
+    const char *args[] = {"--config", conf, "--tls-cert", crt, "--tls-key", key, "--no-collector", "--no-metering", NULL};
+    const char *env[] = {"TOLLGATE_DATABASE_URL=host=/nonexistent port=1 dbname=none connect_timeout=1", NULL};
+    lc_spawn(lc, args, env);
+    char *ready = lc_wait_notify(lc, "READY=1", LC_DEADLINE_MS);
+    if (ready == NULL)
+        lc_dump(lc);
+    cr_assert(ready != NULL, "no READY=1");
+    free(ready);
+}
+
+/* The serial number of the certificate a fresh TLS handshake on `port` presents (as curl prints it). */
+static char *fresh_serial(int port)
+{
+    char url[128];
+    snprintf(url, sizeof(url), "https://127.0.0.1:%d/healthz", port);
+    CURL *h = curl_easy_init();
+    curl_easy_setopt(h, CURLOPT_CERTINFO, 1L);
+    cr_assert_eq(get_status(h, url, CURL_HTTP_VERSION_2TLS), 200, "GET %s", url);
+    struct curl_certinfo *ci = NULL;
+    char *serial = NULL;
+    if (curl_easy_getinfo(h, CURLINFO_CERTINFO, &ci) == CURLE_OK && ci != NULL && ci->num_of_certs > 0)
+        for (struct curl_slist *s = ci->certinfo[0]; s != NULL && serial == NULL; s = s->next)
+            if (strncmp(s->data, "Serial Number:", 14) == 0)
+                serial = strdup(s->data + 14);
+    curl_easy_cleanup(h);
+    cr_assert(serial != NULL, "no certificate info from curl");
+    return serial;
+}
+
+/* The serial as curl writes it contains "1001" for 0x1001 (hex, maybe with colons removed). */
+static int serial_is(const char *serial, const char *hex)
+{
+    char digits[128];
+    size_t n = 0;
+    for (const char *p = serial; *p != '\0' && n + 1 < sizeof(digits); ++p)
+        if (*p != ':' && *p != ' ')
+            digits[n++] = *p;
+    digits[n] = '\0';
+    size_t skip = 0;
+    while (digits[skip] == '0' && digits[skip + 1] != '\0')
+        ++skip;
+    return strcasecmp(digits + skip, hex) == 0;
+}
+
+static long reused_get(CURL *h, const char *url, long version, long *new_connections)
+{
+    long status = get_status(h, url, version);
+    curl_easy_getinfo(h, CURLINFO_NUM_CONNECTS, new_connections);
+    return status;
+}
+
+static void sighup_and_wait_ready(lc_t *lc)
+{
+    kill(lc->pid, SIGHUP);
+    char *reloading = lc_wait_notify(lc, "RELOADING=1", LC_DEADLINE_MS);
+    cr_assert(reloading != NULL, "no RELOADING=1 after SIGHUP");
+    cr_expect(strstr(reloading, "MONOTONIC_USEC=") != NULL, "RELOADING=1 without MONOTONIC_USEC: %s", reloading);
+    free(reloading);
+    char *ready = lc_wait_notify(lc, "READY=1", LC_DEADLINE_MS);
+    if (ready == NULL)
+        lc_dump(lc);
+    cr_assert(ready != NULL, "no READY=1 after the reload");
+    free(ready);
+}
+
+Test(reload, new_certificate_and_log_level_while_connections_stay, .timeout = 60)
+{
+    lc_t lc;
+    lc_init(&lc, 2, "http:https", 0);
+    make_cert(&lc, "old", "0x1001");
+    make_cert(&lc, "new", "0x2002");
+    install_cert(&lc, "old");
+    write_conf(&lc, "log-level = info\n");
+    start_tls_node(&lc);
+    char *serial = fresh_serial(lc.ports[1]);
+    cr_assert(serial_is(serial, "1001"), "serial before the reload: %s", serial);
+    free(serial);
+
+    /* connections opened before the reload: HTTP/2 over TLS and HTTP/1.1 keep-alive (curl 7.88
+     * does not reuse an h2c connection across transfers of one handle) */
+    char tls_url[128], h1_url[128];
+    snprintf(tls_url, sizeof(tls_url), "https://127.0.0.1:%d/healthz", lc.ports[1]);
+    snprintf(h1_url, sizeof(h1_url), "http://127.0.0.1:%d/healthz", lc.ports[0]);
+    CURL *tls = curl_easy_init(), *h1 = curl_easy_init();
+    long fresh;
+    cr_assert_eq(reused_get(tls, tls_url, CURL_HTTP_VERSION_2TLS, &fresh), 200);
+    cr_assert_eq(reused_get(h1, h1_url, CURL_HTTP_VERSION_1_1, &fresh), 200);
+    long version = 0;
+    curl_easy_getinfo(tls, CURLINFO_HTTP_VERSION, &version);
+    cr_assert_eq(version, CURL_HTTP_VERSION_2_0, "the TLS connection is not HTTP/2");
+
+    install_cert(&lc, "new");
+    write_conf(&lc, "log-level = error\nh2-idle-timeout = 7\n");
+    sighup_and_wait_ready(&lc);
+
+    for (int i = 0; i < 3; ++i) {
+        cr_assert_eq(reused_get(tls, tls_url, CURL_HTTP_VERSION_2TLS, &fresh), 200, "TLS request after the reload");
+        cr_expect_eq(fresh, 0, "the TLS connection from before the reload was closed");
+        cr_assert_eq(reused_get(h1, h1_url, CURL_HTTP_VERSION_1_1, &fresh), 200, "HTTP/1.1 request after the reload");
+        cr_expect_eq(fresh, 0, "the HTTP/1.1 connection from before the reload was closed");
+    }
+    curl_easy_cleanup(tls);
+    curl_easy_cleanup(h1);
+    /* every worker: several fresh handshakes land on both */
+    for (int i = 0; i < 6; ++i) {
+        serial = fresh_serial(lc.ports[1]);
+        cr_assert(serial_is(serial, "2002"), "handshake %d after the reload presented serial %s", i, serial);
+        free(serial);
+    }
+    char *log = slurp(lc.log_path);
+    cr_expect(strstr(log, "\"msg\":\"not reloaded: the new value needs a restart\",\"setting\":\"h2-idle-timeout\"") != NULL,
+              "the restart-only change was not named; log:\n%s", log);
+    size_t before_stop = strlen(log);
+    free(log);
+    int status = lc_stop(&lc);
+    cr_expect(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0, "exit status %d", status);
+    /* log-level error: the info lines of stopping ("stopping", "draining", "stopped") are gone */
+    log = slurp(lc.log_path);
+    cr_expect(strstr(log + before_stop, "\"level\":\"info\"") == NULL, "info lines after reloading to error:\n%s", log + before_stop);
+    free(log);
+    lc_fini(&lc);
+}
+
+Test(reload, a_bad_configuration_changes_nothing, .timeout = 60)
+{
+    lc_t lc;
+    lc_init(&lc, 2, "http:https", 0);
+    make_cert(&lc, "old", "0x1001");
+    make_cert(&lc, "new", "0x2002");
+    install_cert(&lc, "old");
+    write_conf(&lc, "log-level = info\n");
+    start_tls_node(&lc);
+
+    install_cert(&lc, "new");
+    write_conf(&lc, "log-level = loud\n");
+    sighup_and_wait_ready(&lc);
+    char *log = slurp(lc.log_path);
+    cr_assert(strstr(log, "\"msg\":\"reload refused: the running settings stay\"") != NULL, "no refusal in the log:\n%s", log);
+    free(log);
+    for (int i = 0; i < 4; ++i) {
+        char *serial = fresh_serial(lc.ports[1]);
+        cr_assert(serial_is(serial, "1001"), "a refused reload changed the certificate: %s", serial);
+        free(serial);
+    }
+    /* a key that does not match the certificate is refused as well */
+    char *key = slurp(strcat(strcpy((char[400]){0}, lc.dir), "/old.key"));
+    char key_path[400];
+    snprintf(key_path, sizeof(key_path), "%s/tls.key", lc.dir);
+    write_conf(&lc, "log-level = info\n");
+    write_file(key_path, key);
+    free(key);
+    sighup_and_wait_ready(&lc);
+    char *serial = fresh_serial(lc.ports[1]);
+    cr_assert(serial_is(serial, "1001"), "a mismatched key changed the certificate: %s", serial);
+    free(serial);
+
+    log = slurp(lc.log_path);
+    size_t before_stop = strlen(log);
+    free(log);
+    int status = lc_stop(&lc);
+    cr_expect(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0, "exit status %d", status);
+    log = slurp(lc.log_path);
+    cr_expect(strstr(log + before_stop, "\"msg\":\"stopping\"") != NULL, "the log level changed after a refused reload:\n%s",
+              log + before_stop);
+    free(log);
+    lc_fini(&lc);
+}
