@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -607,4 +608,199 @@ Test(reload, a_bad_configuration_changes_nothing, .timeout = 60)
               log + before_stop);
     free(log);
     lc_fini(&lc);
+}
+
+/* ------------------------------------------------------------------ restart under load */
+
+/* Requests h2load sends through the restart: a few seconds of load on 2 shared cores. */
+#define RESTART_REQUESTS 10000
+
+static void ctl_ok(const tg_fx_pg_t *pg, const char *input, tg_fx_run_t *run, const char *what, int rc)
+{
+    (void)pg;
+    (void)input;
+    cr_assert(rc == 0 && run->status != -1 && WIFEXITED(run->status) && WEXITSTATUS(run->status) == 0, "tollgatectl %s: %s",
+              what, run->err != NULL ? run->err : "");
+}
+
+static long long sql_count(const tg_fx_pg_t *pg, const char *sql)
+{
+    char *v = tg_fx_pg_query_value(pg, sql);
+    long long n = v != NULL ? atoll(v) : -1;
+    free(v);
+    return n;
+}
+
+/* h2load in its own process group, output to `out_path`. */
+static pid_t h2load_start(const char *out_path, const char *auth, const char *url, pid_t *group)
+{
+    char n[16];
+    snprintf(n, sizeof(n), "%d", RESTART_REQUESTS);
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        setpgid(0, 0);
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        int fd = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        execlp("h2load", "h2load", "--h1", "-c", "8", "-t", "1", "-n", n, "-H", auth, url, (char *)NULL);
+        _exit(127);
+    }
+    setpgid(pid, pid);
+    *group = pid;
+    return pid;
+}
+
+/* Fresh-connection requests in a loop (h2load keeps its connections open, so only its
+ * reconnects would meet a refusing listener; these connect anew every time). */
+typedef struct st_prober_t {
+    int port;
+    const char *auth;
+    tg_fx_proto_t proto;
+    volatile int stop;
+    volatile int restarted; /* set once the second tollgated is ready */
+    volatile long ok_after_restart;
+    long ok, other_status, transport_errors;
+    char last_error[256];
+    pthread_t thread;
+} prober_t;
+
+static void *probe(void *arg)
+{
+    prober_t *p = arg;
+    char url[128];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/api/v1/me", p->port);
+    const char *headers[] = {p->auth, NULL};
+    while (!p->stop) {
+        tg_fx_http_req_t req = {.url = url, .headers = headers, .proto = p->proto, .timeout_ms = 10000};
+        tg_fx_http_res_t res;
+        if (tg_fx_http(&req, &res) != 0) {
+            ++p->transport_errors;
+            snprintf(p->last_error, sizeof(p->last_error), "%s", res.error);
+        } else if (res.status == 200) {
+            ++p->ok;
+            if (p->restarted)
+                ++p->ok_after_restart;
+        } else {
+            ++p->other_status;
+        }
+        tg_fx_http_res_free(&res);
+    }
+    return NULL;
+}
+
+Test(restart, under_h2load_refuses_nothing_and_meters_each_request_once, .timeout = 120)
+{
+    tg_fx_clear_of_utc_midnight(60);
+    tg_fx_pg_t pg;
+    cr_assert_eq(tg_fx_pg_start(&pg), 0, "no PostgreSQL");
+    cr_assert_eq(tg_fx_pg_migrate(&pg), 0, "migrate failed");
+    tg_fx_run_t run;
+    int rc = tg_fx_ctl(&pg, NULL, &run, "tenant", "create", "Acme", NULL);
+    ctl_ok(&pg, NULL, &run, "tenant create", rc);
+    tg_fx_run_free(&run);
+    rc = tg_fx_ctl(&pg, "correct horse battery staple\n", &run, "user", "create", "--tenant", "Acme", "--email", "ops@acme.example",
+                   NULL);
+    ctl_ok(&pg, NULL, &run, "user create", rc);
+    tg_fx_run_free(&run);
+    rc = tg_fx_ctl(&pg, NULL, &run, "token", "create", "--email", "ops@acme.example", "--name", "load", NULL);
+    ctl_ok(&pg, NULL, &run, "token create", rc);
+    char token[160], auth[200];
+    cr_assert(sscanf(run.out, "%159s", token) == 1, "token create printed %s", run.out);
+    tg_fx_run_free(&run);
+    tg_fx_audit_secret("api_token", token, strlen(token), "test_lifecycle restart");
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
+
+    lc_t lc;
+    lc_init(&lc, 1, "http", 0);
+    char database_url[600];
+    snprintf(database_url, sizeof(database_url), "TOLLGATE_DATABASE_URL=%s", pg.conninfo);
+    const char *args[] = {"--ring-capacity", "65536", "--node-id", "test-node", NULL};
+    const char *env[] = {database_url, NULL};
+    lc_spawn(&lc, args, env);
+    char *ready = lc_wait_notify(&lc, "READY=1", LC_DEADLINE_MS);
+    if (ready == NULL)
+        lc_dump(&lc);
+    cr_assert(ready != NULL, "the first tollgated never became ready");
+    free(ready);
+
+    char url[128], out_path[400];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/api/v1/me", lc.ports[0]);
+    snprintf(out_path, sizeof(out_path), "%s/h2load.out", lc.dir);
+    pid_t group;
+    pid_t h2load = h2load_start(out_path, auth, url, &group);
+
+    /* restart once the load is well under way (a tenth of it metered) */
+    long long deadline = tg_fx_now_ms() + 30000;
+    while (sql_count(&pg, "SELECT count(*) FROM api_token_usage") < RESTART_REQUESTS / 10 && tg_fx_now_ms() < deadline)
+        poll(NULL, 0, 20);
+    /* fresh connections from just before the stop until the second tollgated has answered a few */
+    prober_t probers[2] = {{.port = lc.ports[0], .auth = auth, .proto = TG_FX_HTTP1},
+                           {.port = lc.ports[0], .auth = auth, .proto = TG_FX_H2C}};
+    for (int i = 0; i < 2; ++i)
+        cr_assert_eq(pthread_create(&probers[i].thread, NULL, probe, &probers[i]), 0);
+    long long t0 = tg_fx_now_ms();
+    int status = lc_stop(&lc); /* what systemd does on restart: stop, then start on the same socket */
+    cr_assert(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0, "the first tollgated did not stop cleanly: %d", status);
+    lc_spawn(&lc, args, env);
+    ready = lc_wait_notify(&lc, "READY=1", LC_DEADLINE_MS);
+    cr_assert(ready != NULL, "the second tollgated never became ready");
+    free(ready);
+    fprintf(stderr, "[lifecycle] restart: stop + start took %lld ms\n", tg_fx_now_ms() - t0);
+    for (int i = 0; i < 2; ++i)
+        probers[i].restarted = 1;
+    deadline = tg_fx_now_ms() + LC_DEADLINE_MS;
+    while ((probers[0].ok_after_restart < 10 || probers[1].ok_after_restart < 10) && tg_fx_now_ms() < deadline)
+        poll(NULL, 0, 10);
+    long probe_ok = 0;
+    for (int i = 0; i < 2; ++i) {
+        probers[i].stop = 1;
+        pthread_join(probers[i].thread, NULL);
+        fprintf(stderr, "[lifecycle] prober %d (fresh connections): %ld ok, %ld other status, %ld transport errors %s\n", i,
+                probers[i].ok, probers[i].other_status, probers[i].transport_errors, probers[i].last_error);
+        cr_expect_eq(probers[i].transport_errors, 0, "fresh connections failed across the restart: %s", probers[i].last_error);
+        cr_expect_eq(probers[i].other_status, 0, "fresh connections got a status other than 200");
+        cr_expect(probers[i].ok_after_restart >= 10, "the prober got no answer from the second tollgated");
+        probe_ok += probers[i].ok;
+    }
+
+    int h2status;
+    deadline = tg_fx_now_ms() + 60000;
+    while (waitpid(h2load, &h2status, WNOHANG) != h2load) {
+        if (tg_fx_now_ms() > deadline) {
+            kill(-group, SIGKILL);
+            waitpid(h2load, &h2status, 0);
+            cr_assert_fail("h2load did not finish");
+        }
+        poll(NULL, 0, 50);
+    }
+    char *out = slurp(out_path);
+    long done = -1, succeeded = -1, failed = -1, errored = -1, s2xx = -1;
+    const char *req = strstr(out, "\nrequests: "), *codes = strstr(out, "\nstatus codes: ");
+    cr_assert(req != NULL && codes != NULL, "h2load output:\n%s", out);
+    sscanf(req + 1, "requests: %*d total, %*d started, %ld done, %ld succeeded, %ld failed, %ld errored", &done, &succeeded, &failed,
+           &errored);
+    sscanf(codes + 1, "status codes: %ld 2xx", &s2xx);
+    fprintf(stderr, "[lifecycle] restart under load: h2load %ld done, %ld succeeded, %ld failed, %ld errored, %ld 2xx\n", done,
+            succeeded, failed, errored, s2xx);
+    cr_expect_eq(failed, 0, "failed requests across the restart:\n%s", out);
+    cr_expect_eq(errored, 0, "errored requests across the restart:\n%s", out);
+    cr_expect_eq(s2xx, RESTART_REQUESTS, "2xx responses:\n%s", out);
+    free(out);
+
+    /* every completed request metered exactly once: poll until the collector caught up */
+    succeeded += probe_ok;
+    long long rows = -1;
+    deadline = tg_fx_now_ms() + LC_DEADLINE_MS;
+    while ((rows = sql_count(&pg, "SELECT count(*) FROM api_token_usage")) < succeeded && tg_fx_now_ms() < deadline)
+        poll(NULL, 0, 50);
+    cr_expect_eq(rows, succeeded, "usage rows %lld for %ld completed requests", rows, succeeded);
+    cr_expect_eq(sql_count(&pg, "SELECT count(DISTINCT id) FROM api_token_usage"), rows, "duplicate usage records");
+    status = lc_stop(&lc);
+    cr_expect(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0, "exit status %d", status);
+    /* the second collector drained what was left: still exactly one row per request */
+    cr_expect_eq(sql_count(&pg, "SELECT count(*) FROM api_token_usage"), succeeded, "rows after the final stop");
+    lc_fini(&lc);
+    tg_fx_pg_stop(&pg);
 }
