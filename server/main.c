@@ -41,6 +41,10 @@ static void usage(FILE *out)
                  "requests into a shared-memory ring and supervises the workers and the collector.\n\n"
                  "Options (config file < environment < flags):\n");
     tg_config_print_help(out, tg_server_settings);
+    fprintf(out, "\nSignals: SIGTERM/SIGINT drain and stop; SIGHUP reloads tls-cert, tls-key and log-level\n"
+                 "(other changed settings are logged as needing a restart).\n"
+                 "systemd: READY/RELOADING/STOPPING/WATCHDOG to $NOTIFY_SOCKET; sockets passed in $LISTEN_FDS\n"
+                 "(name \"https\": TLS) replace --listen and --tls-listen.\n");
 }
 
 static int read_jwt_secret(tg_server_t *server, char *err, size_t errlen)
