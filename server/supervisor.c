@@ -334,14 +334,26 @@ static void notify_ready(tg_supervisor_t *sup)
     tg_log_info("master", "every worker serves", "workers=%zu", workers);
 }
 
-/* WATCHDOG=1 every WATCHDOG_USEC/2, only while every child runs: a crash loop lets systemd act. */
+/* Healthy: running, and not in a crash loop (two quick deaths in a row, still young). One
+ * crash and its immediate restart do not count, so a short WatchdogSec= survives it. */
+static int children_healthy(const tg_supervisor_t *sup, uint64_t now)
+{
+    for (size_t i = 0; i < sup->nchildren; ++i) {
+        const tg_child_t *ch = &sup->children[i];
+        if (ch->pid <= 0 || (ch->quick_deaths >= 2 && now - ch->started_at_ms < TG_SUPERVISOR_HEALTHY_MS))
+            return 0;
+    }
+    return 1;
+}
+
+/* WATCHDOG=1 every WATCHDOG_USEC/2, only while every child is healthy: a crash loop lets systemd act. */
 static void feed_watchdog(tg_supervisor_t *sup)
 {
     uint64_t now = now_ms();
     if (sup->next_watchdog_ms == 0 || now < sup->next_watchdog_ms)
         return;
     sup->next_watchdog_ms = now + sup->notify->watchdog_usec / 2000;
-    if (sup->stopping || live_children(sup) != sup->nchildren)
+    if (sup->stopping || !children_healthy(sup, now))
         return;
     tg_sd_notify_send(sup->notify, "WATCHDOG=1");
 }

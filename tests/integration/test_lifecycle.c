@@ -199,13 +199,14 @@ static void lc_spawn(lc_t *lc, const char *const *args, const char *const *env)
     lc->pid = pid;
 }
 
-/* Waits for a notify datagram containing `needle`; returns it (malloc'd) or NULL at the deadline. */
+/* Waits for a notify datagram containing `needle`; returns it (malloc'd) or NULL at the
+ * deadline (0: only what is queued already). */
 static char *lc_wait_notify(lc_t *lc, const char *needle, int timeout_ms)
 {
     long long deadline = tg_fx_now_ms() + timeout_ms;
     for (;;) {
         long long left = deadline - tg_fx_now_ms();
-        if (left <= 0)
+        if (left < 0)
             return NULL;
         struct pollfd p = {.fd = lc->notify_fd, .events = POLLIN};
         if (poll(&p, 1, (int)left) <= 0)
@@ -347,6 +348,38 @@ Test(notify, ready_after_every_worker_then_watchdog_and_stopping, .timeout = 60)
     free(stopping);
     int status = lc_stop(&lc);
     cr_expect(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0, "exit status %d", status);
+    lc_fini(&lc);
+}
+
+Test(notify, no_watchdog_while_a_child_crash_loops, .timeout = 60)
+{
+    lc_t lc;
+    lc_init(&lc, 1, "http", 1);
+    /* a "collector" that exits at once, every time: the master restarts it with backoff */
+    const char *args[] = {"--collector-path", "/bin/false", "--no-metering", NULL};
+    const char *env[] = {"WATCHDOG_USEC=200000", "TOLLGATE_DATABASE_URL=host=/nonexistent port=1 dbname=none connect_timeout=1",
+                         NULL};
+    lc_spawn(&lc, args, env);
+    char *ready = lc_wait_notify(&lc, "READY=1", LC_DEADLINE_MS);
+    cr_assert(ready != NULL, "no READY=1: the workers serve, the collector does not matter for it");
+    free(ready);
+    /* by now it has died quickly twice or more (restarts at 0, 250, 750 ms ...) */
+    long long deadline = tg_fx_now_ms() + LC_DEADLINE_MS;
+    char *log = slurp(lc.log_path);
+    while (strstr(log, "\"restart_in_ms\":500") == NULL && tg_fx_now_ms() < deadline) {
+        free(log);
+        poll(NULL, 0, 20);
+        log = slurp(lc.log_path);
+    }
+    cr_assert(strstr(log, "\"restart_in_ms\":500") != NULL, "the collector is not crash-looping; log:\n%s", log);
+    free(log);
+    char *stale;
+    while ((stale = lc_wait_notify(&lc, "WATCHDOG=1", 0)) != NULL) /* pings queued before the loop was seen */
+        free(stale);
+    char *wd = lc_wait_notify(&lc, "WATCHDOG=1", 1500); /* 15 periods of 100 ms */
+    cr_expect(wd == NULL, "WATCHDOG=1 while the collector crash-loops");
+    free(wd);
+    lc_stop(&lc);
     lc_fini(&lc);
 }
 
