@@ -91,7 +91,6 @@ static void close_channel(tg_child_t *ch)
     if (ch->channel >= 0)
         close(ch->channel);
     ch->channel = -1;
-    ch->serving = 0;
 }
 
 static void spawn(tg_supervisor_t *sup, tg_child_t *ch)
@@ -127,7 +126,7 @@ static void spawn(tg_supervisor_t *sup, tg_child_t *ch)
     if (pair[1] >= 0)
         close(pair[1]);
     ch->channel = pair[0];
-    ch->serving = 0;
+    ch->reloads_sent = ch->serving_said = 0;
     ch->pid = pid;
     ch->started_at_ms = now_ms();
     ch->restart_at_ms = 0;
@@ -272,8 +271,9 @@ static void reload(tg_supervisor_t *sup)
         tg_child_t *ch = &sup->children[i];
         if (ch->pid <= 0 || ch->channel < 0)
             continue;
-        ch->serving = 0;
-        if (send(ch->channel, &msg, sizeof(msg), MSG_NOSIGNAL) != (ssize_t)sizeof(msg))
+        if (send(ch->channel, &msg, sizeof(msg), MSG_NOSIGNAL) == (ssize_t)sizeof(msg))
+            ++ch->reloads_sent;
+        else
             tg_log_error("master", "cannot pass the reload to a worker", "index=%d error=%s", ch->index, strerror(errno));
     }
     tg_log_info("master", "reloading", "log_level=%s tls=%s not_reloaded=%zu", msg.log_level,
@@ -307,7 +307,7 @@ static void read_channels(tg_supervisor_t *sup, const struct pollfd *pfds, size_
             ssize_t n;
             while ((n = recv(ch->channel, &byte, 1, MSG_DONTWAIT)) == 1)
                 if (byte == TG_RELOAD_WORKER_SERVING)
-                    ch->serving = 1;
+                    ++ch->serving_said;
             if (n == 0) /* the worker is exiting; SIGCHLD does the rest */
                 close_channel(ch);
         }
@@ -323,7 +323,8 @@ static void notify_ready(tg_supervisor_t *sup)
     for (size_t i = 0; i < sup->nchildren; ++i) {
         if (sup->children[i].kind != TG_CHILD_WORKER)
             continue;
-        if (!sup->children[i].serving)
+        const tg_child_t *ch = &sup->children[i];
+        if (ch->pid <= 0 || ch->serving_said != ch->reloads_sent + 1)
             return;
         ++workers;
     }

@@ -23,7 +23,10 @@ typedef struct st_tg_child_t {
     uint64_t restart_at_ms;
     unsigned quick_deaths;   /* consecutive deaths soon after start: drives the backoff */
     int channel;             /* worker: the master's end of its socketpair (server/reload.h), -1 otherwise */
-    int serving;             /* worker: said it serves with the current settings since its start or the last reload */
+    /* worker: it says "serving" once after start and once after each reload it applied,
+     * in that order on one channel; it serves the current settings when it has said so
+     * reloads_sent + 1 times (a late start-up message cannot pass for a reload's) */
+    unsigned reloads_sent, serving_said;
 } tg_child_t;
 
 /* Process model: master + N workers + one collector; 256 workers is the --workers ceiling. */
