@@ -259,6 +259,9 @@ static void lc_fini(lc_t *lc)
     if (getenv("TG_TEST_DUMP_LOG") != NULL)
         lc_dump(lc);
     lc_kill(lc);
+    char *log = slurp(lc->log_path); /* the sanitizer build reports into the same log */
+    cr_expect(strstr(log, "Sanitizer") == NULL && strstr(log, "runtime error") == NULL, "sanitizer report in the log:\n%s", log);
+    free(log);
     shm_unlink(lc->ring);
     for (size_t i = 0; i < lc->nfds; ++i)
         close(lc->fds[i]);
