@@ -726,6 +726,30 @@ static void *probe(void *arg)
     return NULL;
 }
 
+/* The collector tollgated exec'd must not see the systemd variables meant for the master. */
+static void expect_collector_env_clean(const lc_t *lc)
+{
+    tg_fx_server_t master = {.pid = lc->pid};
+    pid_t collector = -1;
+    long long deadline = tg_fx_now_ms() + LC_DEADLINE_MS;
+    while ((collector = tg_fx_server_collector_pid(&master)) <= 0 && tg_fx_now_ms() < deadline)
+        poll(NULL, 0, 20);
+    cr_assert(collector > 0, "no collector under tollgated");
+    char path[64], env[16384];
+    snprintf(path, sizeof(path), "/proc/%d/environ", (int)collector);
+    int fd = open(path, O_RDONLY);
+    cr_assert(fd >= 0, "open %s", path);
+    ssize_t n = read(fd, env, sizeof(env) - 1);
+    close(fd);
+    cr_assert(n > 0);
+    for (ssize_t i = 0; i < n; i += (ssize_t)strlen(env + i) + 1) {
+        env[n] = '\0';
+        cr_expect(strncmp(env + i, "LISTEN_", 7) != 0 && strncmp(env + i, "NOTIFY_SOCKET=", 14) != 0 &&
+                      strncmp(env + i, "WATCHDOG_", 9) != 0,
+                  "the collector inherited %s", env + i);
+    }
+}
+
 Test(restart, under_h2load_refuses_nothing_and_meters_each_request_once, .timeout = 120)
 {
     tg_fx_clear_of_utc_midnight(60);
@@ -784,6 +808,7 @@ Test(restart, under_h2load_refuses_nothing_and_meters_each_request_once, .timeou
     cr_assert(ready != NULL, "the second tollgated never became ready");
     free(ready);
     fprintf(stderr, "[lifecycle] restart: stop + start took %lld ms\n", tg_fx_now_ms() - t0);
+    expect_collector_env_clean(&lc);
     for (int i = 0; i < 2; ++i)
         probers[i].restarted = 1;
     deadline = tg_fx_now_ms() + LC_DEADLINE_MS;
