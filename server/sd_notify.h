@@ -9,9 +9,9 @@
 #include <stdint.h>
 
 typedef struct st_tg_sd_notify_t {
-    int fd;                   /* datagram socket, -1 when $NOTIFY_SOCKET was not set */
-    char path[108];           /* sun_path as given ("@name" for an abstract socket) */
-    uint64_t watchdog_usec;   /* $WATCHDOG_USEC for this process, 0 when off */
+    int fd;                 /* datagram socket, -1 when $NOTIFY_SOCKET was not set */
+    char path[108];         /* sun_path as given ("@name" for an abstract socket) */
+    uint64_t watchdog_usec; /* $WATCHDOG_USEC for this process, 0 when off */
 } tg_sd_notify_t;
 
 /**

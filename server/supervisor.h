@@ -44,8 +44,8 @@ typedef struct st_tg_supervisor_t {
     const tg_sd_notify_t *notify; /* systemd notifications (server/sd_notify.h); never NULL */
     int argc;                     /* the command line, copied before the process title overwrote it: SIGHUP re-reads it */
     char **argv;
-    int notified_ready;           /* READY=1 sent since the start or the last reload */
-    uint64_t next_watchdog_ms;    /* next WATCHDOG=1, 0 when the watchdog is off */
+    int notified_ready;        /* READY=1 sent since the start or the last reload */
+    uint64_t next_watchdog_ms; /* next WATCHDOG=1, 0 when the watchdog is off */
 } tg_supervisor_t;
 
 /**

@@ -190,7 +190,8 @@ static void on_channel(h2o_socket_t *sock, const char *err)
     while ((n = recv(h2o_socket_get_fd(sock), &msg, sizeof(msg), MSG_DONTWAIT)) > 0) {
         if (n != (ssize_t)sizeof(msg))
             continue; /* not a message of this build's master */
-        msg.tls_cert[sizeof(msg.tls_cert) - 1] = msg.tls_key[sizeof(msg.tls_key) - 1] = msg.log_level[sizeof(msg.log_level) - 1] = '\0';
+        msg.tls_cert[sizeof(msg.tls_cert) - 1] = msg.tls_key[sizeof(msg.tls_key) - 1] = msg.log_level[sizeof(msg.log_level) - 1] =
+            '\0';
         apply_reload(w, &msg);
     }
     if (n == 0) { /* the master is gone: PR_SET_PDEATHSIG sends SIGTERM */

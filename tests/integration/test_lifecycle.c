@@ -149,8 +149,8 @@ static void lc_spawn(lc_t *lc, const char *const *args, const char *const *env)
     cr_assert_eq(tg_fx_bin("tollgated", bin, sizeof(bin)), 0);
     snprintf(secret, sizeof(secret), "%s/jwt-secret", lc->dir);
     snprintf(spool, sizeof(spool), "%s/spool", lc->dir);
-    const char *argv[48] = {bin, "--workers", "2", "--jwt-secret-file", secret, "--ring", lc->ring, "--spool-dir", spool,
-                            "--auth-throttle-failures", "0"};
+    const char *argv[48] = {bin,      "--workers",   "2",   "--jwt-secret-file",        secret, "--ring",
+                            lc->ring, "--spool-dir", spool, "--auth-throttle-failures", "0"};
     size_t n = 11;
     for (size_t i = 0; args != NULL && args[i] != NULL && n < 47; ++i)
         argv[n++] = args[i];
@@ -442,8 +442,9 @@ static void make_cert(const lc_t *lc, const char *name, const char *serial)
     char crt[400], key[400];
     snprintf(crt, sizeof(crt), "%s/%s.crt", lc->dir, name);
     snprintf(key, sizeof(key), "%s/%s.key", lc->dir, name);
-    char *argv[] = {"openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key,
-                    "-out", crt, "-days", "2", "-subj", "/CN=localhost", "-set_serial", (char *)serial, NULL};
+    char *argv[] = {"openssl", "req",           "-x509",       "-newkey",      "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes",  "-keyout",       key,           "-out",         crt,  "-days",    "2",
+                    "-subj",   "/CN=localhost", "-set_serial", (char *)serial, NULL};
     tg_fx_run_t run;
     cr_assert_eq(tg_fx_run(argv, NULL, NULL, 20000, &run), 0, "cannot run openssl");
     cr_assert(WIFEXITED(run.status) && WEXITSTATUS(run.status) == 0, "openssl req: %s", run.err);
@@ -596,7 +597,8 @@ Test(reload, new_certificate_and_log_level_while_connections_stay, .timeout = 60
     cr_expect(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0, "exit status %d", status);
     /* log-level error: the info lines of stopping ("stopping", "draining", "stopped") are gone */
     log = slurp(lc.log_path);
-    cr_expect(strstr(log + before_stop, "\"level\":\"info\"") == NULL, "info lines after reloading to error:\n%s", log + before_stop);
+    cr_expect(strstr(log + before_stop, "\"level\":\"info\"") == NULL, "info lines after reloading to error:\n%s",
+              log + before_stop);
     free(log);
     lc_fini(&lc);
 }
@@ -655,8 +657,8 @@ static void ctl_ok(const tg_fx_pg_t *pg, const char *input, tg_fx_run_t *run, co
 {
     (void)pg;
     (void)input;
-    cr_assert(rc == 0 && run->status != -1 && WIFEXITED(run->status) && WEXITSTATUS(run->status) == 0, "tollgatectl %s: %s",
-              what, run->err != NULL ? run->err : "");
+    cr_assert(rc == 0 && run->status != -1 && WIFEXITED(run->status) && WEXITSTATUS(run->status) == 0, "tollgatectl %s: %s", what,
+              run->err != NULL ? run->err : "");
 }
 
 static long long sql_count(const tg_fx_pg_t *pg, const char *sql)
@@ -802,7 +804,8 @@ Test(restart, under_h2load_refuses_nothing_and_meters_each_request_once, .timeou
         cr_assert_eq(pthread_create(&probers[i].thread, NULL, probe, &probers[i]), 0);
     long long t0 = tg_fx_now_ms();
     int status = lc_stop(&lc); /* what systemd does on restart: stop, then start on the same socket */
-    cr_assert(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0, "the first tollgated did not stop cleanly: %d", status);
+    cr_assert(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0, "the first tollgated did not stop cleanly: %d",
+              status);
     lc_spawn(&lc, args, env);
     ready = lc_wait_notify(&lc, "READY=1", LC_DEADLINE_MS);
     cr_assert(ready != NULL, "the second tollgated never became ready");
@@ -840,8 +843,8 @@ Test(restart, under_h2load_refuses_nothing_and_meters_each_request_once, .timeou
     long done = -1, succeeded = -1, failed = -1, errored = -1, s2xx = -1;
     const char *req = strstr(out, "\nrequests: "), *codes = strstr(out, "\nstatus codes: ");
     cr_assert(req != NULL && codes != NULL, "h2load output:\n%s", out);
-    sscanf(req + 1, "requests: %*d total, %*d started, %ld done, %ld succeeded, %ld failed, %ld errored", &done, &succeeded, &failed,
-           &errored);
+    sscanf(req + 1, "requests: %*d total, %*d started, %ld done, %ld succeeded, %ld failed, %ld errored", &done, &succeeded,
+           &failed, &errored);
     sscanf(codes + 1, "status codes: %ld 2xx", &s2xx);
     fprintf(stderr, "[lifecycle] restart under load: h2load %ld done, %ld succeeded, %ld failed, %ld errored, %ld 2xx\n", done,
             succeeded, failed, errored, s2xx);
