@@ -27,6 +27,8 @@ server_libtgserver_a_SOURCES = \
 	server/handler.c server/handler.h \
 	server/worker.c server/worker.h server/worker_context.h server/replica.c server/replica.h \
 	server/supervisor.c server/supervisor.h \
+	server/sd_notify.c server/sd_notify.h server/socket_activation.c server/socket_activation.h \
+	server/reload.c server/reload.h \
 	server/db.c server/db.h server/db_call.c server/db_call.h \
 	server/offload.c server/offload.h \
 	server/token_cache.c server/token_cache.h \

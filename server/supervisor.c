@@ -16,11 +16,13 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "common/log.h"
+#include "server/reload.h"
 #include "server/stats.h"
 #include "server/worker.h"
 
@@ -84,23 +86,47 @@ static void exec_collector(tg_supervisor_t *sup)
     _exit(127);
 }
 
+static void close_channel(tg_child_t *ch)
+{
+    if (ch->channel >= 0)
+        close(ch->channel);
+    ch->channel = -1;
+}
+
 static void spawn(tg_supervisor_t *sup, tg_child_t *ch)
 {
+    /* a worker's channel: it says when it serves, the master sends it reloads (server/reload.h) */
+    int pair[2] = {-1, -1};
+    if (ch->kind == TG_CHILD_WORKER && socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, pair) != 0) {
+        tg_log_error("master", "socketpair failed", "error=%s", strerror(errno));
+        ch->restart_at_ms = now_ms() + TG_SUPERVISOR_BACKOFF_BASE_MS;
+        return;
+    }
     pid_t pid = fork();
     if (pid < 0) {
         tg_log_error("master", "fork failed", "error=%s", strerror(errno));
         ch->restart_at_ms = now_ms() + TG_SUPERVISOR_BACKOFF_BASE_MS;
+        if (pair[0] >= 0)
+            close(pair[0]), close(pair[1]);
         return;
     }
     if (pid == 0) {
         child_reset_signals();
+        for (size_t i = 0; i < sup->nchildren; ++i) /* the other workers' channels are the master's */
+            if (sup->children[i].channel >= 0)
+                close(sup->children[i].channel);
         if (ch->kind == TG_CHILD_COLLECTOR)
             exec_collector(sup);
+        close(pair[0]);
         char title[64];
         snprintf(title, sizeof(title), "tollgated: worker %d", ch->index);
         tg_proctitle_set(sup->proctitle, title);
-        _exit(tg_worker_run(sup->server, ch->index));
+        _exit(tg_worker_run(sup->server, ch->index, pair[1]));
     }
+    if (pair[1] >= 0)
+        close(pair[1]);
+    ch->channel = pair[0];
+    ch->reloads_sent = ch->serving_said = 0;
     ch->pid = pid;
     ch->started_at_ms = now_ms();
     ch->restart_at_ms = 0;
@@ -125,6 +151,7 @@ static void on_child_exit(tg_supervisor_t *sup, tg_child_t *ch, int status)
     int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1, sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
     pid_t dead_pid = ch->pid;
     ch->pid = 0;
+    close_channel(ch);
     if (ch->kind == TG_CHILD_WORKER) {
         tg_counters_retire_row(sup->server->counters, (size_t)ch->index);
         tg_counters_zero_row(sup->server->gauges, (size_t)ch->index); /* its in-flight requests died with it */
@@ -178,6 +205,7 @@ static void begin_stop(tg_supervisor_t *sup, int signo)
     sup->stopping = 1;
     sup->stop_deadline_ms = now_ms() + TG_SUPERVISOR_STOP_GRACE_MS;
     tg_log_info("master", "stopping", "signal=%d", signo); /* 0: not a signal (a child that cannot run) */
+    tg_sd_notify_send(sup->notify, "STOPPING=1\nSTATUS=stopping: draining connections");
     /* The workers still hold their copies of the listeners and accept what is queued
      * before they close them; the master's copies can go now. */
     close_listeners(sup->server);
@@ -194,7 +222,7 @@ static size_t live_children(const tg_supervisor_t *sup)
     return n;
 }
 
-/* Milliseconds until the next scheduled event (restart or deadline), -1 for none. */
+/* Milliseconds until the next scheduled event (restart, watchdog or deadline), -1 for none. */
 static int next_timeout(const tg_supervisor_t *sup)
 {
     uint64_t now = now_ms(), next = UINT64_MAX;
@@ -205,6 +233,8 @@ static int next_timeout(const tg_supervisor_t *sup)
             if (sup->children[i].pid == 0 && sup->children[i].restart_at_ms < next)
                 next = sup->children[i].restart_at_ms;
     }
+    if (sup->next_watchdog_ms != 0 && sup->next_watchdog_ms < next)
+        next = sup->next_watchdog_ms;
     if (next == UINT64_MAX)
         return -1;
     return next <= now ? 0 : (int)(next - now);
@@ -218,6 +248,38 @@ static void restart_due(tg_supervisor_t *sup)
             spawn(sup, &sup->children[i]);
 }
 
+/* SIGHUP: validate everything first, then apply what changes live and tell each worker. */
+static void reload(tg_supervisor_t *sup)
+{
+    if (sup->stopping)
+        return;
+    tg_sd_notify_reloading(sup->notify);
+    sup->notified_ready = 0; /* READY=1 again once every worker has the new settings */
+    tg_server_config_t next;
+    SSL_CTX *next_ctx;
+    char err[512];
+    if (tg_reload_load(sup->server, sup->argc, sup->argv, &next, &next_ctx, err, sizeof(err)) != 0) {
+        tg_log_error("master", "reload refused: the running settings stay", "error=%s", err);
+        return;
+    }
+    size_t restart_needed = tg_reload_report_restart_needed(&sup->server->config, &next);
+    tg_reload_msg_t msg;
+    tg_reload_apply(sup->server, &next, next_ctx, &msg);
+    tg_config_free(tg_server_settings, &next);
+    free(next.config_file);
+    for (size_t i = 0; i < sup->nchildren; ++i) {
+        tg_child_t *ch = &sup->children[i];
+        if (ch->pid <= 0 || ch->channel < 0)
+            continue;
+        if (send(ch->channel, &msg, sizeof(msg), MSG_NOSIGNAL) == (ssize_t)sizeof(msg))
+            ++ch->reloads_sent;
+        else
+            tg_log_error("master", "cannot pass the reload to a worker", "index=%d error=%s", ch->index, strerror(errno));
+    }
+    tg_log_info("master", "reloading", "log_level=%s tls=%s not_reloaded=%zu", msg.log_level,
+                sup->server->ssl_ctx != NULL ? "reloaded" : "off", restart_needed);
+}
+
 static void handle_signals(tg_supervisor_t *sup, int sfd)
 {
     struct signalfd_siginfo si;
@@ -226,7 +288,75 @@ static void handle_signals(tg_supervisor_t *sup, int sfd)
             reap(sup);
         else if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)
             begin_stop(sup, (int)si.ssi_signo);
+        else if (si.ssi_signo == SIGHUP)
+            reload(sup);
     }
+}
+
+/* Messages from the workers: TG_RELOAD_WORKER_SERVING after start and after each reload. */
+static void read_channels(tg_supervisor_t *sup, const struct pollfd *pfds, size_t npfds)
+{
+    for (size_t p = 0; p < npfds; ++p) {
+        if (pfds[p].revents == 0)
+            continue;
+        for (size_t i = 0; i < sup->nchildren; ++i) {
+            tg_child_t *ch = &sup->children[i];
+            if (ch->channel != pfds[p].fd)
+                continue;
+            char byte;
+            ssize_t n;
+            while ((n = recv(ch->channel, &byte, 1, MSG_DONTWAIT)) == 1)
+                if (byte == TG_RELOAD_WORKER_SERVING)
+                    ++ch->serving_said;
+            if (n == 0) /* the worker is exiting; SIGCHLD does the rest */
+                close_channel(ch);
+        }
+    }
+}
+
+/* READY=1 once every worker serves (after the start, or after a reload). */
+static void notify_ready(tg_supervisor_t *sup)
+{
+    if (sup->stopping || sup->notified_ready)
+        return;
+    size_t workers = 0;
+    for (size_t i = 0; i < sup->nchildren; ++i) {
+        if (sup->children[i].kind != TG_CHILD_WORKER)
+            continue;
+        const tg_child_t *ch = &sup->children[i];
+        if (ch->pid <= 0 || ch->serving_said != ch->reloads_sent + 1)
+            return;
+        ++workers;
+    }
+    char msg[160];
+    snprintf(msg, sizeof(msg), "READY=1\nSTATUS=serving: %zu workers, %zu listeners", workers, sup->server->nlisteners);
+    tg_sd_notify_send(sup->notify, msg);
+    sup->notified_ready = 1;
+    tg_log_info("master", "every worker serves", "workers=%zu", workers);
+}
+
+/* Healthy: running, and not in a crash loop (two quick deaths in a row, still young). One
+ * crash and its immediate restart do not count, so a short WatchdogSec= survives it. */
+static int children_healthy(const tg_supervisor_t *sup, uint64_t now)
+{
+    for (size_t i = 0; i < sup->nchildren; ++i) {
+        const tg_child_t *ch = &sup->children[i];
+        if (ch->pid <= 0 || (ch->quick_deaths >= 2 && now - ch->started_at_ms < TG_SUPERVISOR_HEALTHY_MS))
+            return 0;
+    }
+    return 1;
+}
+
+/* WATCHDOG=1 every WATCHDOG_USEC/2, only while every child is healthy: a crash loop lets systemd act. */
+static void feed_watchdog(tg_supervisor_t *sup)
+{
+    uint64_t now = now_ms();
+    if (sup->next_watchdog_ms == 0 || now < sup->next_watchdog_ms)
+        return;
+    sup->next_watchdog_ms = now + sup->notify->watchdog_usec / 2000;
+    if (sup->stopping || !children_healthy(sup, now))
+        return;
+    tg_sd_notify_send(sup->notify, "WATCHDOG=1");
 }
 
 int tg_supervisor_run(tg_supervisor_t *sup)
@@ -236,6 +366,7 @@ int tg_supervisor_run(tg_supervisor_t *sup)
     sigaddset(&set, SIGCHLD);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
     sigprocmask(SIG_BLOCK, &set, NULL);
     int sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
     if (sfd < 0) {
@@ -243,18 +374,28 @@ int tg_supervisor_run(tg_supervisor_t *sup)
         return 1;
     }
     for (long i = 0; i < sup->server->config.workers; ++i)
-        sup->children[sup->nchildren++] = (tg_child_t){.kind = TG_CHILD_WORKER, .index = (int)i + 1};
+        sup->children[sup->nchildren++] = (tg_child_t){.kind = TG_CHILD_WORKER, .index = (int)i + 1, .channel = -1};
     if (sup->collector_path != NULL)
-        sup->children[sup->nchildren++] = (tg_child_t){.kind = TG_CHILD_COLLECTOR, .index = 0};
+        sup->children[sup->nchildren++] = (tg_child_t){.kind = TG_CHILD_COLLECTOR, .index = 0, .channel = -1};
     for (size_t i = 0; i < sup->nchildren; ++i)
         spawn(sup, &sup->children[i]);
+    /* systemd's watchdog: a ping every half period (sd_watchdog_enabled(3)); at least every ms */
+    if (sup->notify->watchdog_usec >= 2000)
+        sup->next_watchdog_ms = now_ms() + sup->notify->watchdog_usec / 2000;
     for (;;) {
-        struct pollfd pfd = {.fd = sfd, .events = POLLIN};
-        if (poll(&pfd, 1, next_timeout(sup)) < 0 && errno != EINTR)
+        struct pollfd pfds[TG_MAX_CHILDREN + 1] = {{.fd = sfd, .events = POLLIN}};
+        size_t npfds = 1;
+        for (size_t i = 0; i < sup->nchildren; ++i)
+            if (sup->children[i].channel >= 0)
+                pfds[npfds++] = (struct pollfd){.fd = sup->children[i].channel, .events = POLLIN};
+        if (poll(pfds, npfds, next_timeout(sup)) < 0 && errno != EINTR)
             break;
+        read_channels(sup, pfds + 1, npfds - 1);
         handle_signals(sup, sfd);
         reap(sup);
         restart_due(sup);
+        notify_ready(sup);
+        feed_watchdog(sup);
         if (sup->stopping && live_children(sup) == 0)
             break;
         if (sup->stopping && now_ms() >= sup->stop_deadline_ms) {

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -20,7 +21,9 @@
 #include "server/metering.h"
 #include "server/offload.h"
 #include "server/proxy_accept.h"
+#include "server/reload.h"
 #include "server/replica.h"
+#include "server/tls.h"
 #include "server/token_cache.h"
 
 /* Argon2id checks at login: two threads keep a login burst from queueing long. */
@@ -136,6 +139,7 @@ static int setup_signals(tg_worker_t *w)
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP); /* reloads come from the master on the channel; a stray SIGHUP must not kill a worker */
     sigprocmask(SIG_BLOCK, &set, NULL);
     int fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
     if (fd < 0)
@@ -144,6 +148,62 @@ static int setup_signals(tg_worker_t *w)
     w->signals->data = w;
     h2o_socket_read_start(w->signals, on_signal);
     return 0;
+}
+
+static void tell_master_serving(tg_worker_t *w)
+{
+    char byte = TG_RELOAD_WORKER_SERVING;
+    if (w->channel != NULL && send(h2o_socket_get_fd(w->channel), &byte, 1, MSG_NOSIGNAL | MSG_DONTWAIT) != 1)
+        tg_log_warn("worker", "cannot tell the master this worker serves", "worker=%d error=%s", w->index, strerror(errno));
+}
+
+/* A reload from the master: it checked every file already; new TLS handshakes use the new
+ * context, connections already open keep theirs (each SSL holds a reference to its own). */
+static void apply_reload(tg_worker_t *w, const tg_reload_msg_t *msg)
+{
+    tg_log_level_t level;
+    if (tg_log_parse_level(msg->log_level, &level) == 0)
+        tg_log_set_level(level);
+    if (w->accept_tls.ssl_ctx != NULL && msg->tls_cert[0] != '\0') {
+        char err[512];
+        SSL_CTX *ctx = tg_tls_create_context(msg->tls_cert, msg->tls_key, err, sizeof(err));
+        if (ctx == NULL) {
+            tg_log_error("worker", "reload: the TLS certificate stays as it was", "worker=%d error=%s", w->index, err);
+        } else {
+            if (w->reloaded_ssl_ctx != NULL)
+                SSL_CTX_free(w->reloaded_ssl_ctx);
+            w->reloaded_ssl_ctx = ctx;
+            w->accept_tls.ssl_ctx = ctx;
+        }
+    }
+    tg_log_info("worker", "reloaded", "worker=%d log_level=%s", w->index, msg->log_level);
+    tell_master_serving(w);
+}
+
+static void on_channel(h2o_socket_t *sock, const char *err)
+{
+    tg_worker_t *w = sock->data;
+    tg_reload_msg_t msg;
+    ssize_t n;
+    while ((n = recv(h2o_socket_get_fd(sock), &msg, sizeof(msg), MSG_DONTWAIT)) > 0) {
+        if (n != (ssize_t)sizeof(msg))
+            continue; /* not a message of this build's master */
+        msg.tls_cert[sizeof(msg.tls_cert) - 1] = msg.tls_key[sizeof(msg.tls_key) - 1] = msg.log_level[sizeof(msg.log_level) - 1] =
+            '\0';
+        apply_reload(w, &msg);
+    }
+    if (n == 0) { /* the master is gone: PR_SET_PDEATHSIG sends SIGTERM */
+        h2o_socket_read_stop(sock);
+    }
+}
+
+static void setup_channel(tg_worker_t *w, int fd)
+{
+    if (fd < 0)
+        return;
+    w->channel = h2o_evloop_socket_create(w->loop, fd, H2O_SOCKET_FLAG_DONT_READ);
+    w->channel->data = w;
+    h2o_socket_read_start(w->channel, on_channel);
 }
 
 static void setup_listeners(tg_worker_t *w)
@@ -203,7 +263,7 @@ static int setup_services(tg_worker_t *w)
     return w->tokens != NULL && w->auth_state != NULL && w->db != NULL && w->offload != NULL && w->metering != NULL && w->h2_guard != NULL ? 0 : -1;
 }
 
-int tg_worker_run(const tg_server_t *server, int index)
+int tg_worker_run(const tg_server_t *server, int index, int channel)
 {
     tg_worker_t *w = calloc(1, sizeof(*w));
     if (w == NULL)
@@ -221,7 +281,9 @@ int tg_worker_run(const tg_server_t *server, int index)
         return 1;
     }
     setup_listeners(w);
+    setup_channel(w, channel);
     tg_log_info("worker", "serving", "worker=%d", index);
+    tell_master_serving(w); /* the listeners are in the loop: the next turn accepts */
     for (;;) {
         int32_t max_wait = w->draining ? TG_WORKER_DRAIN_POLL_MS : INT32_MAX;
         if (h2o_evloop_run(w->loop, max_wait) != 0 && errno != EINTR) {

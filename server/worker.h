@@ -10,9 +10,10 @@
 
 /**
  * Runs worker `index` in the calling (freshly forked) process until SIGTERM has been
- * handled and in-flight requests finished, or the drain deadline passed. Returns the
- * process exit code.
+ * handled and in-flight requests finished, or the drain deadline passed. `channel` is
+ * its end of the master's socketpair (server/reload.h): the worker says there when it
+ * serves, and applies the reloads it reads there. Returns the process exit code.
  */
-int tg_worker_run(const tg_server_t *server, int index);
+int tg_worker_run(const tg_server_t *server, int index, int channel);
 
 #endif

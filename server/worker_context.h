@@ -22,6 +22,8 @@ typedef struct st_tg_worker_t {
     size_t nlisteners;
     int listening;
     h2o_socket_t *signals;
+    h2o_socket_t *channel;     /* to and from the master: "serving", reloads (server/reload.h) */
+    SSL_CTX *reloaded_ssl_ctx; /* the TLS context of the last reload, owned here; NULL before one */
     size_t connections;
     int draining;
     uint64_t drain_deadline_ms;
