@@ -111,11 +111,11 @@ static void admit(tg_request_t *r)
 
 void tg_handler_run(tg_request_t *r)
 {
+    tg_metering_attach(r); /* every route: the logger reads its class for the latency histogram */
     if ((r->route->flags & TG_ROUTE_AUTH) == 0) {
         r->route->fn(r);
         return;
     }
-    tg_metering_attach(r);
     tg_auth_run(r, admit);
 }
 

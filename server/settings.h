@@ -15,6 +15,7 @@ typedef struct st_tg_server_config_t {
     char *tls_listen;
     char *tls_cert;
     char *tls_key;
+    char *metrics_listen; /* NULL: no metrics listener (server/metrics_listener.h) */
     char *database_url;
     long workers; /* 0: number of CPUs */
     char *jwt_secret_file;

@@ -18,6 +18,7 @@
 #include "server/db.h"
 #include "server/h2_guard.h"
 #include "server/metering.h"
+#include "server/metrics_listener.h"
 #include "server/offload.h"
 #include "server/proxy_accept.h"
 #include "server/token_cache.h"
@@ -118,6 +119,7 @@ static void begin_drain(tg_worker_t *w)
     w->draining = 1;
     w->drain_deadline_ms = h2o_now(w->loop) + (uint64_t)w->server->config.shutdown_timeout * 1000;
     close_listeners(w);
+    tg_metrics_listener_stop(w->metrics_accept);
     h2o_context_request_shutdown(&w->ctx);
     tg_log_info("worker", "draining", "worker=%d connections=%zu", w->index, w->connections);
 }
@@ -158,6 +160,8 @@ static void setup_listeners(tg_worker_t *w)
         ls->data = s->listeners[i].is_tls ? &w->accept_tls : &w->accept_plain;
         w->listeners[w->nlisteners++] = ls;
     }
+    if (s->metrics_listener != NULL)
+        w->metrics_accept = tg_metrics_listener_start(s->metrics_listener, &w->ctx, w->loop);
     listen_start(w);
 }
 

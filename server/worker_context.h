@@ -20,6 +20,7 @@ typedef struct st_tg_worker_t {
     h2o_accept_ctx_t accept_tls;
     h2o_socket_t *listeners[TG_MAX_LISTENERS];
     size_t nlisteners;
+    struct st_tg_metrics_accept_t *metrics_accept; /* --metrics-listen in this worker (server/metrics_listener.h) */
     int listening;
     h2o_socket_t *signals;
     size_t connections;

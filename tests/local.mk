@@ -61,3 +61,4 @@ include tests/integration/secrets_local.mk
 include tests/integration/contract_local.mk
 include tests/integration/readyz_local.mk
 include tests/unit/route_table_local.mk
+include tests/integration/metrics_local.mk
