@@ -17,9 +17,12 @@ const char *const tg_latency_family_names[2] = {"read", "write"};
 const char *const tg_latency_auth_names[3] = {"none", "jwt", "api_token"};
 
 #define API_PREFIX "/api/v1/"
+#define API_PREFIX_LEN (sizeof(API_PREFIX) - 1)
 #define USAGE_INFIX "/usage" /* /api/v1/tokens/:id/usage[/summary] */
 #define USAGE_AT (sizeof("/api/v1/tokens/:id") - 1)
 
+/* Runs once per request: lengths and single bytes first, fixed-size memcmps (which the
+ * compiler turns into one or two loads) after; no strcmp. */
 tg_latency_class_t tg_latency_class_of(const tg_route_t *route)
 {
     if (route == NULL)
@@ -28,17 +31,19 @@ tg_latency_class_t tg_latency_class_of(const tg_route_t *route)
         return TG_LATENCY_CLASS_PROXY;
     const char *p = route->pattern;
     size_t len = route->pattern_len;
-    if (strcmp(p, "/healthz") == 0 || strcmp(p, "/readyz") == 0)
+    if ((len == 8 && memcmp(p, "/healthz", 8) == 0) || (len == 7 && memcmp(p, "/readyz", 7) == 0))
         return TG_LATENCY_CLASS_HEALTH;
-    if (len <= sizeof(API_PREFIX) - 1 || memcmp(p, API_PREFIX, sizeof(API_PREFIX) - 1) != 0)
+    if (len <= API_PREFIX_LEN || memcmp(p, API_PREFIX, API_PREFIX_LEN) != 0)
         return TG_LATENCY_CLASS_OTHER;
-    p += sizeof(API_PREFIX) - 1;
-    if (strcmp(p, "me") == 0)
+    p += API_PREFIX_LEN;
+    len -= API_PREFIX_LEN;
+    if (len == 2 && p[0] == 'm' && p[1] == 'e')
         return TG_LATENCY_CLASS_ME;
-    if (strncmp(p, "auth/", 5) == 0)
+    if (len >= 5 && memcmp(p, "auth/", 5) == 0)
         return TG_LATENCY_CLASS_AUTH;
-    if (strncmp(p, "tokens", 6) == 0) {
-        if (len >= USAGE_AT + sizeof(USAGE_INFIX) - 1 && memcmp(route->pattern + USAGE_AT, USAGE_INFIX, sizeof(USAGE_INFIX) - 1) == 0)
+    if (len >= 6 && memcmp(p, "tokens", 6) == 0) {
+        if (route->pattern_len >= USAGE_AT + sizeof(USAGE_INFIX) - 1 &&
+            memcmp(route->pattern + USAGE_AT, USAGE_INFIX, sizeof(USAGE_INFIX) - 1) == 0)
             return TG_LATENCY_CLASS_USAGE;
         return TG_LATENCY_CLASS_TOKENS;
     }

@@ -62,3 +62,4 @@ include tests/integration/contract_local.mk
 include tests/integration/readyz_local.mk
 include tests/unit/route_table_local.mk
 include tests/integration/metrics_local.mk
+include tests/unit/latency_local.mk
