@@ -15,6 +15,7 @@
 #include "common/log.h"
 #include "common/usage_record.h"
 #include "common/uuid.h"
+#include "server/access_log.h"
 #include "server/latency.h"
 #include "server/worker_context.h"
 
@@ -65,7 +66,7 @@ void tg_metering_attach(tg_request_t *r)
     req->env.entries[req->env.size++] = h2o_iovec_init((char *)r, 0);
 }
 
-static tg_request_t *find_context(h2o_req_t *req)
+tg_request_t *tg_metering_context(h2o_req_t *req)
 {
     for (size_t i = 0; i + 1 < req->env.size; i += 2)
         if (req->env.entries[i].base == TG_METERING_ENV_KEY)
@@ -171,16 +172,30 @@ static void observe_latency(tg_worker_t *w, h2o_req_t *req, const tg_request_t *
     tg_latency_observe(w->server->counters, (size_t)w->index, series, end > begin ? (uint64_t)(end - begin) : 0);
 }
 
+/* --access-log: a request no route took has its id only in the response (server/request_id.c). */
+static void log_line(tg_access_log_t *log, h2o_req_t *req, const tg_request_t *r, int64_t end)
+{
+    h2o_iovec_t id = r != NULL ? r->request_id : h2o_iovec_init(NULL, 0);
+    if (id.base == NULL) {
+        ssize_t i = h2o_find_header_by_str(&req->res.headers, H2O_STRLIT("x-request-id"), -1);
+        if (i >= 0)
+            id = req->res.headers.entries[i].value;
+    }
+    tg_access_log_write(log, req, r, id, request_begin_us(req, r), end);
+}
+
 static void log_access(h2o_logger_t *self, h2o_req_t *req)
 {
     tg_worker_t *w = tg_worker_of(req);
     int status = req->res.status;
     if (status >= 100 && status < 600)
         tg_worker_count(w, (tg_stat_t)(TG_STAT_RESPONSES_1XX + status / 100 - 1));
-    tg_request_t *r = find_context(req);
+    tg_request_t *r = tg_metering_context(req);
     /* one clock read per request: the histogram's end, and a usage record's end and id time */
     int64_t end = tg_request_now_us();
     observe_latency(w, req, r, end);
+    if (w->access_log != NULL)
+        log_line(w->access_log, req, r, end);
     if (r == NULL || !r->auth.metered)
         return;
     tg_metering_t *m = w->metering;

@@ -16,6 +16,7 @@ typedef struct st_tg_server_config_t {
     char *tls_cert;
     char *tls_key;
     char *metrics_listen; /* NULL: no metrics listener (server/metrics_listener.h) */
+    char *access_log;     /* NULL: no access log; "-": standard output (server/access_log.h) */
     char *database_url;
     long workers; /* 0: number of CPUs */
     char *jwt_secret_file;

@@ -14,6 +14,7 @@
 
 #include "common/log.h"
 #include "common/uuid.h"
+#include "server/access_log.h"
 #include "server/auth.h"
 #include "server/db.h"
 #include "server/h2_guard.h"
@@ -21,6 +22,7 @@
 #include "server/metrics_listener.h"
 #include "server/offload.h"
 #include "server/proxy_accept.h"
+#include "server/request_id.h"
 #include "server/token_cache.h"
 
 /* Query connections per worker: enough to overlap cache misses and API queries
@@ -200,6 +202,9 @@ static int setup_services(tg_worker_t *w)
     tg_h2_guard_config_t guard = {.reset_budget = (uint32_t)s->config.h2_reset_budget,
                                   .request_timeout_ms = (uint64_t)s->config.request_timeout * 1000};
     w->h2_guard = tg_h2_guard_create(&w->ctx, &guard, s->counters, (size_t)w->index);
+    w->request_ids = tg_request_ids_create(s->config.node_id, w->index);
+    if (s->access_log_fd >= 0 && (w->access_log = tg_access_log_create(s->access_log_fd, w->loop)) == NULL)
+        return -1;
     return w->tokens != NULL && w->auth_state != NULL && w->db != NULL && w->offload != NULL && w->metering != NULL && w->h2_guard != NULL ? 0 : -1;
 }
 
@@ -231,6 +236,8 @@ int tg_worker_run(const tg_server_t *server, int index)
         if (w->draining && (w->connections == 0 || h2o_now(w->loop) >= w->drain_deadline_ms))
             break;
     }
+    if (w->access_log != NULL)
+        tg_access_log_flush(w->access_log);
     tg_log_info("worker", "stopped", "worker=%d open_connections=%zu", index, w->connections);
     return 0;
 }

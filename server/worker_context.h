@@ -32,6 +32,8 @@ typedef struct st_tg_worker_t {
     struct st_tg_metering_t *metering;  /* usage records into the ring (server/metering.h) */
     struct st_tg_h2_guard_t *h2_guard;  /* HTTP/2 reset budget and request timeout (server/h2_guard.h) */
     struct st_tg_auth_state_t *auth_state; /* credential lookups shared by requests, background refreshes (server/auth.h) */
+    struct st_tg_request_ids_t *request_ids; /* X-Request-Id generator (server/request_id.h) */
+    struct st_tg_access_log_t *access_log;   /* --access-log buffer (server/access_log.h); NULL when off */
 } tg_worker_t;
 
 /** The worker serving a request. */
