@@ -96,9 +96,10 @@ static void add_forwarded_for(tg_request_t *r)
 static void forward(tg_request_t *r)
 {
     h2o_req_t *req = r->req;
+    /* before the client's headers go: a trusted proxy's X-Request-Id is the id */
+    h2o_iovec_t id = tg_request_id_of(r); /* the id tollgate logs and returns (server/request_id.h) */
     delete_client_trust_headers(req);
     add_forwarded_for(r);
-    h2o_iovec_t id = tg_request_id_of(r); /* the id tollgate logs and returns (server/request_id.h) */
     if (id.base != NULL)
         h2o_add_header_by_str(&req->pool, &req->headers, H2O_STRLIT("x-request-id"), 0, NULL, id.base, id.len);
     add_uuid_header(req, identity_headers[0], r->auth.user_id);

@@ -141,6 +141,23 @@ Test(request_ids, proxy_routes_pass_an_id_upstream_even_without_the_access_log, 
     free(seen);
 }
 
+/* A trusted proxy's id reaches the upstream unchanged, also without the access log. */
+Test(request_ids, a_trusted_proxys_id_reaches_the_upstream, .timeout = TEST_TIMEOUT_S)
+{
+    cr_assert_eq(tg_fx_upstream_start(&up), 0);
+    char route[128];
+    snprintf(route, sizeof(route), "/svc=http://127.0.0.1:%d/up", up.port);
+    const char *args[] = {"--route", route, "--trusted-proxy", "127.0.0.0/8", NULL};
+    start(args);
+    char token[128], id[256];
+    make_token(token, sizeof(token));
+    cr_assert_eq(get_id("/svc/x", token, "lb-42.a_b", id, sizeof(id)), 200);
+    cr_assert_eq(tg_fx_upstream_count(&up), 1);
+    char *seen = tg_fx_upstream_header(&up, 0, "x-request-id");
+    cr_expect(seen != NULL && strcmp(seen, "lb-42.a_b") == 0, "upstream saw %s", seen != NULL ? seen : "(none)");
+    free(seen);
+}
+
 /* The access log's lines so far, polled until it holds `want` lines or the deadline passes. */
 static char *wait_lines(const char *path, size_t want)
 {
