@@ -35,6 +35,8 @@ struct st_tg_access_log_t {
     h2o_timeout_t timeout;
     h2o_timeout_entry_t flush_entry;
     size_t batch; /* flush once this much is buffered */
+    int64_t second; /* the second whose "YYYY-MM-DDTHH:MM:SS." is in time_prefix; -1: none */
+    char time_prefix[TG_TIME_MS_STRLEN + 1];
     size_t len;
     char buf[]; /* batch + TG_ACCESS_LOG_LINE_MAX */
 };
@@ -85,6 +87,7 @@ tg_access_log_t *tg_access_log_create(int fd, h2o_evloop_t *loop)
     l->fd = fd;
     l->loop = loop;
     l->batch = batch;
+    l->second = -1;
     h2o_timeout_init(loop, &l->timeout, TG_ACCESS_LOG_FLUSH_MS);
     l->flush_entry.cb = on_flush_timeout;
     return l;
@@ -115,6 +118,44 @@ static void put_escaped(tg_access_log_t *l, const char *s, size_t n, size_t max)
     }
 }
 
+/* Decimal digits of v, without a format string: a line's numbers cost tens of
+ * instructions, not snprintf's hundreds. */
+static void put_u64(tg_access_log_t *l, uint64_t v)
+{
+    char digits[20];
+    size_t n = 0;
+    do {
+        digits[sizeof(digits) - ++n] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    put(l, digits + sizeof(digits) - n, n);
+}
+
+/* v as exactly `width` digits, zero-padded (v < 10^width). */
+static void put_padded(tg_access_log_t *l, uint64_t v, size_t width)
+{
+    for (size_t i = width; i-- > 0; v /= 10)
+        l->buf[l->len + i] = (char)('0' + v % 10);
+    l->len += width;
+}
+
+/* RFC 3339 UTC with milliseconds, formatted in full once a second (common/timefmt.h)
+ * and otherwise only its last three digits. */
+static void put_time(tg_access_log_t *l, int64_t us)
+{
+    int64_t second = us >= 0 ? us / 1000000 : -1;
+    if (second != l->second) {
+        if (tg_time_format_ms(us, l->time_prefix) != TG_TIME_MS_STRLEN) {
+            l->second = -1;
+            return;
+        }
+        l->second = second;
+    }
+    put(l, l->time_prefix, TG_TIME_MS_STRLEN - 4); /* up to the '.' */
+    put_padded(l, (uint64_t)(us / 1000 % 1000), 3);
+    PUT_LIT(l, "Z");
+}
+
 static const char *auth_name(const tg_request_t *r)
 {
     if (r == NULL)
@@ -132,9 +173,7 @@ static const char *auth_name(const tg_request_t *r)
 void tg_access_log_write(tg_access_log_t *l, h2o_req_t *req, const tg_request_t *r, h2o_iovec_t id, int64_t begin_us,
                          int64_t end_us)
 {
-    char time[TG_TIME_MS_STRLEN + 1], client[64], num[96];
-    if (tg_time_format_ms(end_us, time) < 0)
-        time[0] = '\0';
+    char client[64];
     tg_client_addr_t peer;
     if (r != NULL) {
         peer = r->client;
@@ -149,7 +188,7 @@ void tg_access_log_write(tg_access_log_t *l, h2o_req_t *req, const tg_request_t 
     size_t start = l->len;
 
     PUT_LIT(l, "{\"time\":\"");
-    put(l, time, strlen(time));
+    put_time(l, end_us);
     PUT_LIT(l, "\",\"id\":\"");
     put_escaped(l, id.base, id.len, 128);
     PUT_LIT(l, "\",\"client\":\"");
@@ -158,10 +197,15 @@ void tg_access_log_write(tg_access_log_t *l, h2o_req_t *req, const tg_request_t 
     put_escaped(l, req->method.base, req->method.len, TG_ACCESS_LOG_METHOD_MAX);
     PUT_LIT(l, "\",\"path\":\"");
     put_escaped(l, path.base, path.len, TG_ACCESS_LOG_PATH_MAX);
-    int n = snprintf(num, sizeof(num), "\",\"status\":%d,\"bytes\":%llu,\"duration_seconds\":%llu.%06llu,\"auth\":\"",
-                     req->res.status, (unsigned long long)req->bytes_sent, (unsigned long long)(us / 1000000),
-                     (unsigned long long)(us % 1000000));
-    put(l, num, n > 0 && (size_t)n < sizeof(num) ? (size_t)n : 0);
+    PUT_LIT(l, "\",\"status\":");
+    put_u64(l, req->res.status > 0 ? (uint64_t)req->res.status : 0);
+    PUT_LIT(l, ",\"bytes\":");
+    put_u64(l, req->bytes_sent);
+    PUT_LIT(l, ",\"duration_seconds\":");
+    put_u64(l, us / 1000000);
+    PUT_LIT(l, ".");
+    put_padded(l, us % 1000000, 6);
+    PUT_LIT(l, ",\"auth\":\"");
     const char *auth = auth_name(r);
     put(l, auth, strlen(auth));
     PUT_LIT(l, "\"");

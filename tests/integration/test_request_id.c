@@ -208,6 +208,9 @@ Test(access_log, one_json_line_per_request_without_secrets, .timeout = TEST_TIME
                       json_is_integer(json_object_get(doc, "status")) && json_is_integer(json_object_get(doc, "bytes")) &&
                       json_is_number(json_object_get(doc, "duration_seconds")),
                   "fields missing: %s", line);
+        const char *time = json_string_value(json_object_get(doc, "time"));
+        cr_expect(time != NULL && strlen(time) == 24 && time[4] == '-' && time[10] == 'T' && time[19] == '.' && time[23] == 'Z',
+                  "time is not RFC 3339 UTC with milliseconds: %s", line);
         if (id != NULL && strcmp(id, id_me) == 0) {
             saw_me = 1;
             cr_expect_str_eq(json_string_value(json_object_get(doc, "path")), "/api/v1/me");
