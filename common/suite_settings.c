@@ -13,7 +13,7 @@ static const char *const SUITE_SETTINGS[] = {
     /* more than one program */
     "database-url", "ring", "spool-dir", "retention-days", "node-id", "log-level",
     /* tollgated */
-    "listen", "trusted-proxy", "proxy-protocol", "tls-listen", "tls-cert", "tls-key", "workers", "jwt-secret-file", "jwt-ttl", "ring-capacity", "on-ring-full",
+    "listen", "trusted-proxy", "proxy-protocol", "tls-listen", "tls-cert", "tls-key", "metrics-listen", "access-log", "workers", "jwt-secret-file", "jwt-ttl", "ring-capacity", "on-ring-full",
     "no-collector", "no-metering", "route", "collector-path", "shutdown-timeout", "max-connections", "auth-throttle-failures",
     "auth-throttle-window", "credential-cache-ttl", "credential-cache-grace", "request-timeout", "h2-idle-timeout",
     "h2-max-concurrent-requests", "h2-reset-budget", "max-request-headers", "token-stats-capacity", "max-tokens-per-user",

@@ -16,6 +16,7 @@
 #include "server/metering.h"
 #include "server/policy.h"
 #include "server/proxy.h"
+#include "server/request_id.h"
 #include "server/router.h"
 #include "server/server.h"
 #include "server/worker_context.h"
@@ -111,11 +112,13 @@ static void admit(tg_request_t *r)
 
 void tg_handler_run(tg_request_t *r)
 {
+    tg_metering_attach(r); /* every route: the logger reads its class for the latency histogram */
+    if (r->worker->access_log != NULL) /* else only proxy routes need one (server/request_id.h) */
+        tg_request_id_of(r);
     if ((r->route->flags & TG_ROUTE_AUTH) == 0) {
         r->route->fn(r);
         return;
     }
-    tg_metering_attach(r);
     tg_auth_run(r, admit);
 }
 

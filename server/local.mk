@@ -17,6 +17,10 @@ server_libtgserver_a_SOURCES = \
 	server/routes/ready.c \
 	server/routes/metrics.c \
 	server/stats.c server/stats.h \
+	server/latency.c server/latency.h \
+	server/metrics_listener.c server/metrics_listener.h \
+	server/request_id.c server/request_id.h \
+	server/access_log.c server/access_log.h \
 	server/routes/auth_routes.c server/routes/login_body.c server/routes/login_body.h server/routes/me.c \
 	server/routes/tokens.c server/routes/token_body.c server/routes/token_body.h \
 	server/routes/token_json.c server/routes/token_json.h \

@@ -15,12 +15,16 @@
 
 #include "common/log.h"
 #include "common/version.h"
+#include "server/access_log.h"
 #include "server/auth_throttle.h"
 #include "server/h2_guard.h"
+#include "server/latency.h"
 #include "server/listen.h"
+#include "server/metrics_listener.h"
 #include "server/proctitle.h"
 #include "server/reload.h"
 #include "server/sd_notify.h"
+#include "server/request_id.h"
 #include "server/server.h"
 #include "server/settings.h"
 #include "server/socket_activation.h"
@@ -254,7 +258,15 @@ int main(int argc, char **argv)
         return 2;
     }
     tg_h2_guard_register(server.hostconf);
-    if ((server.counters = tg_counters_create((size_t)server.config.workers + 1, TG_STAT_COUNT)) == NULL) {
+    server.access_log_fd = -1;
+    if (server.config.access_log != NULL) {
+        if ((server.access_log_fd = tg_access_log_open(server.config.access_log, err, sizeof(err))) < 0) {
+            fprintf(stderr, "tollgated: %s\n", err);
+            return 2;
+        }
+        tg_request_id_register_filter(server.hostconf);
+    }
+    if ((server.counters = tg_counters_create((size_t)server.config.workers + 1, TG_STAT_TABLE_COLUMNS)) == NULL) {
         fprintf(stderr, "tollgated: cannot map the statistics counters\n");
         return 1;
     }
@@ -286,6 +298,12 @@ int main(int argc, char **argv)
     }
     if (open_listeners(&server, err, sizeof(err)) != 0) {
         tg_log_error("master", "cannot open listeners", "error=%s", err);
+        fprintf(stderr, "tollgated: %s\n", err);
+        return 1;
+    }
+    if (server.config.metrics_listen != NULL &&
+        (server.metrics_listener = tg_metrics_listener_open(server.config.metrics_listen, err, sizeof(err))) == NULL) {
+        tg_log_error("master", "cannot open the metrics listener", "error=%s", err);
         fprintf(stderr, "tollgated: %s\n", err);
         return 1;
     }

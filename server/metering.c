@@ -15,6 +15,8 @@
 #include "common/log.h"
 #include "common/usage_record.h"
 #include "common/uuid.h"
+#include "server/access_log.h"
+#include "server/latency.h"
 #include "server/worker_context.h"
 
 /* The name under which a request's tollgate context is stored in req->env. */
@@ -64,7 +66,7 @@ void tg_metering_attach(tg_request_t *r)
     req->env.entries[req->env.size++] = h2o_iovec_init((char *)r, 0);
 }
 
-static tg_request_t *find_context(h2o_req_t *req)
+tg_request_t *tg_metering_context(h2o_req_t *req)
 {
     for (size_t i = 0; i + 1 < req->env.size; i += 2)
         if (req->env.entries[i].base == TG_METERING_ENV_KEY)
@@ -119,16 +121,21 @@ static int64_t timeval_us(const struct timeval *tv)
     return (int64_t)tv->tv_sec * 1000000 + tv->tv_usec;
 }
 
-static void build_record(tg_metering_t *m, h2o_req_t *req, const tg_request_t *r, tg_usage_record_t *rec)
+/* When tollgate took the request; h2o's timestamps (the loop's cached clock) only for a
+ * request no route took, which has no tg_request_t. */
+static int64_t request_begin_us(h2o_req_t *req, const tg_request_t *r)
+{
+    return r != NULL && r->start_us != 0 ? r->start_us : timeval_us(&req->timestamps.request_begin_at);
+}
+
+static void build_record(tg_metering_t *m, h2o_req_t *req, const tg_request_t *r, int64_t end, tg_usage_record_t *rec)
 {
     /* The slot is usually cold (the ring is far larger than the caches): its lines are
-     * asked for first, and the work that needs no slot (the clock, the id, the header
-     * lookup) runs while they arrive. */
+     * asked for first, and the work that needs no slot (the id, the header lookup)
+     * runs while they arrive. */
     for (size_t off = 0; off < sizeof(*rec); off += 64)
         __builtin_prefetch((const char *)rec + off, 1, 3);
-    /* h2o's timestamps are the loop's cached clock: time the request ourselves */
-    int64_t begin = r->start_us != 0 ? r->start_us : timeval_us(&req->timestamps.request_begin_at);
-    int64_t end = tg_request_now_us();
+    int64_t begin = request_begin_us(req, r);
     tg_uuid_t id;
     if (tg_uuid_v7_at(&m->uuids, end, &id) != 0) /* the id's time is the record's end: one clock read for both */
         memset(&id, 0, sizeof(id));
@@ -155,13 +162,40 @@ static void build_record(tg_metering_t *m, h2o_req_t *req, const tg_request_t *r
     fill_peer(r, rec);
 }
 
+/* Into tollgate_request_duration_seconds (server/latency.h): the route's class, or
+ * "other" for a request no route took. */
+static void observe_latency(tg_worker_t *w, h2o_req_t *req, const tg_request_t *r, int64_t end)
+{
+    int64_t begin = request_begin_us(req, r);
+    size_t series = tg_latency_series(tg_latency_class_of(r != NULL ? r->route : NULL), req->method,
+                                      r != NULL ? r->auth.method : TG_AUTH_NONE);
+    tg_latency_observe(w->server->counters, (size_t)w->index, series, end > begin ? (uint64_t)(end - begin) : 0);
+}
+
+/* --access-log: a request no route took has its id only in the response (server/request_id.c). */
+static void log_line(tg_access_log_t *log, h2o_req_t *req, const tg_request_t *r, int64_t end)
+{
+    h2o_iovec_t id = r != NULL ? r->request_id : h2o_iovec_init(NULL, 0);
+    if (id.base == NULL) {
+        ssize_t i = h2o_find_header_by_str(&req->res.headers, H2O_STRLIT("x-request-id"), -1);
+        if (i >= 0)
+            id = req->res.headers.entries[i].value;
+    }
+    tg_access_log_write(log, req, r, id, request_begin_us(req, r), end);
+}
+
 static void log_access(h2o_logger_t *self, h2o_req_t *req)
 {
     tg_worker_t *w = tg_worker_of(req);
     int status = req->res.status;
     if (status >= 100 && status < 600)
         tg_worker_count(w, (tg_stat_t)(TG_STAT_RESPONSES_1XX + status / 100 - 1));
-    tg_request_t *r = find_context(req);
+    tg_request_t *r = tg_metering_context(req);
+    /* one clock read per request: the histogram's end, and a usage record's end and id time */
+    int64_t end = tg_request_now_us();
+    observe_latency(w, req, r, end);
+    if (w->access_log != NULL)
+        log_line(w->access_log, req, r, end);
     if (r == NULL || !r->auth.metered)
         return;
     tg_metering_t *m = w->metering;
@@ -173,7 +207,7 @@ static void log_access(h2o_logger_t *self, h2o_req_t *req)
     tg_ring_reservation_t res;
     tg_ring_status_t outcome = tg_ring_reserve(m->ring, &res);
     if (outcome == TG_RING_OK) {
-        build_record(m, req, r, res.payload);
+        build_record(m, req, r, end, res.payload);
         if (m->payload_size > sizeof(tg_usage_record_t)) /* the slot's old bytes never leak into this record */
             memset((unsigned char *)res.payload + sizeof(tg_usage_record_t), 0, m->payload_size - sizeof(tg_usage_record_t));
         outcome = tg_ring_commit(m->ring, &res);

@@ -24,6 +24,9 @@ tg_metering_t *tg_metering_create(tg_ring_t *ring, int reject_when_full, tg_coun
 /** Makes the request context reachable from the logger hook (stored in req->env). */
 void tg_metering_attach(tg_request_t *r);
 
+/** The request context tg_metering_attach stored, or NULL (a request no route took). */
+tg_request_t *tg_metering_context(h2o_req_t *req);
+
 /** Registers the metering logger on a pathconf (built-in routes and each proxy route). Before fork. */
 void tg_metering_register_logger(h2o_pathconf_t *pathconf);
 

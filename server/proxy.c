@@ -17,6 +17,7 @@
 #include "server/http.h"
 #include "server/metering.h"
 #include "server/proxy_path.h"
+#include "server/request_id.h"
 #include "server/router.h"
 #include "server/worker_context.h"
 
@@ -49,7 +50,8 @@ static int is_ours_to_set(const h2o_iovec_t *name)
                                         {H2O_STRLIT("forwarded")},
                                         {H2O_STRLIT("x-real-ip")},
                                         {H2O_STRLIT("x-client-ip")},
-                                        {H2O_STRLIT("true-client-ip")}};
+                                        {H2O_STRLIT("true-client-ip")},
+                                        {H2O_STRLIT("x-request-id")}};
     for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); ++i)
         if (name->len >= prefixes[i].len && h2o_lcstris(name->base, prefixes[i].len, prefixes[i].base, prefixes[i].len))
             return 1;
@@ -94,8 +96,12 @@ static void add_forwarded_for(tg_request_t *r)
 static void forward(tg_request_t *r)
 {
     h2o_req_t *req = r->req;
+    /* before the client's headers go: a trusted proxy's X-Request-Id is the id */
+    h2o_iovec_t id = tg_request_id_of(r); /* the id tollgate logs and returns (server/request_id.h) */
     delete_client_trust_headers(req);
     add_forwarded_for(r);
+    if (id.base != NULL)
+        h2o_add_header_by_str(&req->pool, &req->headers, H2O_STRLIT("x-request-id"), 0, NULL, id.base, id.len);
     add_uuid_header(req, identity_headers[0], r->auth.user_id);
     add_uuid_header(req, identity_headers[1], r->auth.tenant_id);
     if (r->auth.method == TG_AUTH_API_TOKEN)

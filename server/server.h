@@ -40,6 +40,8 @@ typedef struct st_tg_server_t {
     SSL_CTX *ssl_ctx;
     tg_listener_t listeners[TG_MAX_LISTENERS];
     size_t nlisteners;
+    struct st_tg_metrics_listener_t *metrics_listener; /* --metrics-listen (server/metrics_listener.h); NULL when off */
+    int access_log_fd;                                 /* --access-log (server/access_log.h); -1 when off */
     tg_revocations_t *revocations; /* node-wide revocation feed (shared memory) */
     tg_ring_t *ring;               /* usage ring; NULL with --no-metering */
     tg_counters_t *counters;       /* node-wide statistics (server/stats.h); row 0 master, row N worker N */

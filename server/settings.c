@@ -65,6 +65,11 @@ const tg_setting_t tg_server_settings[] = {
     {"tls-cert", TG_SETTING_STRING, "TOLLGATE_TLS_CERT", NULL, "PEM certificate chain for --tls-listen", OFF(tls_cert), 0,
      0, NULL},
     {"tls-key", TG_SETTING_STRING, "TOLLGATE_TLS_KEY", NULL, "PEM private key for --tls-listen", OFF(tls_key), 0, 0, NULL},
+    {"metrics-listen", TG_SETTING_STRING, "TOLLGATE_METRICS_LISTEN", NULL,
+     "listener HOST:PORT serving only GET /metrics, to any peer that can reach it (off unless set; server/metrics_listener.h)",
+     OFF(metrics_listen), 0, 0, tg_config_check_hostport},
+    {"access-log", TG_SETTING_STRING, "TOLLGATE_ACCESS_LOG", NULL,
+     "file to append one JSON line per request to, or - for standard output (off unless set)", OFF(access_log), 0, 0, NULL},
     /* Load balancers (docs/operations.md, "Behind a load balancer"; server/client_addr.h). */
     {"trusted-proxy", TG_SETTING_LIST, "TOLLGATE_TRUSTED_PROXY", NULL,
      "address or CIDR prefix of a load balancer whose X-Forwarded-For/Forwarded is believed "

@@ -15,6 +15,8 @@ typedef struct st_tg_server_config_t {
     char *tls_listen;
     char *tls_cert;
     char *tls_key;
+    char *metrics_listen; /* NULL: no metrics listener (server/metrics_listener.h) */
+    char *access_log;     /* NULL: no access log; "-": standard output (server/access_log.h) */
     char *database_url;
     char *database_read_url;  /* a streaming standby for usage reads (server/replica.h), or NULL */
     long replica_max_lag;     /* seconds the standby may be behind before usage reads go to the primary */

@@ -35,3 +35,31 @@ const tg_stat_desc_t tg_stat_descs[TG_STAT_COUNT] = {
      "Children the master restarted after they died (a crash loop backs off: 250 ms doubling to 10 s)."},
     {"tollgate_child_restarts_total", "child=\"collector\"", NULL},
 };
+
+const tg_stat_desc_t tg_gauge_descs[TG_GAUGE_COUNT] = {
+    [TG_GAUGE_METERING_INFLIGHT] = {"tollgate_metering_inflight_requests", "",
+                                    "Requests admitted under --on-ring-full=reject whose usage record is not in the ring yet."},
+};
+
+/* The ring's own outcomes (appended, dropped, lost) open tollgate_ring_records_total;
+ * the collector's collected and spilled rows follow in the same family. */
+const tg_ring_counter_desc_t tg_ring_counter_descs[TG_RING_COUNTER_SLOTS] = {
+    [TG_RING_COUNTER_COLLECTED] = {"tollgate_ring_records_total", "outcome=\"collected\"", NULL, "counter", 0},
+    [TG_RING_COUNTER_SPILLED] = {"tollgate_ring_records_total", "outcome=\"spilled\"", NULL, "counter", 0},
+    [TG_RING_COUNTER_COLLECTOR_LAG_MS] = {"tollgate_collector_lag_seconds", "",
+                                          "Age of the oldest record in the batch the collector is building, in seconds; 0 when empty.",
+                                          "gauge", 1},
+    [TG_RING_COUNTER_CONSUMER_HEARTBEAT] = {"tollgate_collector_heartbeat_timestamp_seconds", "",
+                                            "Unix time in seconds of the collector's last main-loop turn; 0 before it first ran.",
+                                            "gauge", 1},
+    [TG_RING_COUNTER_SPILL_REPLAYED] = {"tollgate_collector_spill_replayed_records_total", "",
+                                        "Records committed from a spill file (also counted as collected).", "counter", 0},
+    [TG_RING_COUNTER_INVALID] = {"tollgate_collector_invalid_records_total", "",
+                                 "Records the collector skipped: failed validation, or stamped outside the retention .. today+7 days.",
+                                 "counter", 0},
+    [TG_RING_COUNTER_LAST_COMMIT_MS] = {"tollgate_collector_last_commit_timestamp_seconds", "",
+                                        "Unix time in seconds of the collector's last successful commit; 0 before the first.", "gauge",
+                                        1},
+    [TG_RING_COUNTER_SPILL_CORRUPT] = {"tollgate_collector_spill_corrupt_frames_total", "",
+                                       "Spill-file frames skipped as corrupt or torn.", "counter", 0},
+};

@@ -7,6 +7,7 @@
 #define TG_STATS_H
 
 #include "shm/counters.h"
+#include "shm/ring.h"
 
 typedef enum {
     TG_STAT_RESPONSES_1XX,
@@ -51,5 +52,21 @@ typedef enum {
     TG_GAUGE_METERING_INFLIGHT, /* requests admitted under --on-ring-full=reject whose record is not appended yet */
     TG_GAUGE_COUNT
 } tg_gauge_t;
+
+/** Prometheus name, label and help of each gauge (summed over workers), in tg_gauge_t order. */
+extern const tg_stat_desc_t tg_gauge_descs[TG_GAUGE_COUNT];
+
+/** How /metrics prints each counter the collector publishes in the ring's header
+ *  (shm/ring.h's TG_RING_COUNTER_* slots), in slot order: a slot with no row here is
+ *  a test failure (tests/integration/test_metrics.c), so none goes unexported. */
+typedef struct st_tg_ring_counter_desc_t {
+    const char *name;
+    const char *labels; /* "" or `outcome="collected"` */
+    const char *help;   /* NULL: a further series of the family named by an earlier row */
+    const char *type;   /* "counter" or "gauge" */
+    int ms_to_seconds;  /* the slot holds milliseconds, printed in seconds */
+} tg_ring_counter_desc_t;
+
+extern const tg_ring_counter_desc_t tg_ring_counter_descs[TG_RING_COUNTER_SLOTS];
 
 #endif

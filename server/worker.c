@@ -15,15 +15,18 @@
 
 #include "common/log.h"
 #include "common/uuid.h"
+#include "server/access_log.h"
 #include "server/auth.h"
 #include "server/db.h"
 #include "server/h2_guard.h"
 #include "server/metering.h"
+#include "server/metrics_listener.h"
 #include "server/offload.h"
 #include "server/proxy_accept.h"
 #include "server/reload.h"
 #include "server/replica.h"
 #include "server/tls.h"
+#include "server/request_id.h"
 #include "server/token_cache.h"
 
 /* Argon2id checks at login: two threads keep a login burst from queueing long. */
@@ -119,6 +122,7 @@ static void begin_drain(tg_worker_t *w)
     w->draining = 1;
     w->drain_deadline_ms = h2o_now(w->loop) + (uint64_t)w->server->config.shutdown_timeout * 1000;
     close_listeners(w);
+    tg_metrics_listener_stop(w->metrics_accept);
     h2o_context_request_shutdown(&w->ctx);
     tg_log_info("worker", "draining", "worker=%d connections=%zu", w->index, w->connections);
 }
@@ -216,6 +220,8 @@ static void setup_listeners(tg_worker_t *w)
         ls->data = s->listeners[i].is_tls ? &w->accept_tls : &w->accept_plain;
         w->listeners[w->nlisteners++] = ls;
     }
+    if (s->metrics_listener != NULL)
+        w->metrics_accept = tg_metrics_listener_start(s->metrics_listener, &w->ctx, w->loop);
     listen_start(w);
 }
 
@@ -260,6 +266,9 @@ static int setup_services(tg_worker_t *w)
     tg_h2_guard_config_t guard = {.reset_budget = (uint32_t)s->config.h2_reset_budget,
                                   .request_timeout_ms = (uint64_t)s->config.request_timeout * 1000};
     w->h2_guard = tg_h2_guard_create(&w->ctx, &guard, s->counters, (size_t)w->index);
+    w->request_ids = tg_request_ids_create(s->config.node_id, w->index);
+    if (s->access_log_fd >= 0 && (w->access_log = tg_access_log_create(s->access_log_fd, w->loop)) == NULL)
+        return -1;
     return w->tokens != NULL && w->auth_state != NULL && w->db != NULL && w->offload != NULL && w->metering != NULL && w->h2_guard != NULL ? 0 : -1;
 }
 
@@ -293,6 +302,8 @@ int tg_worker_run(const tg_server_t *server, int index, int channel)
         if (w->draining && (w->connections == 0 || h2o_now(w->loop) >= w->drain_deadline_ms))
             break;
     }
+    if (w->access_log != NULL)
+        tg_access_log_flush(w->access_log);
     tg_log_info("worker", "stopped", "worker=%d open_connections=%zu", index, w->connections);
     return 0;
 }

@@ -20,6 +20,7 @@ typedef struct st_tg_worker_t {
     h2o_accept_ctx_t accept_tls;
     h2o_socket_t *listeners[TG_MAX_LISTENERS];
     size_t nlisteners;
+    struct st_tg_metrics_accept_t *metrics_accept; /* --metrics-listen in this worker (server/metrics_listener.h) */
     int listening;
     h2o_socket_t *signals;
     h2o_socket_t *channel;     /* to and from the master: "serving", reloads (server/reload.h) */
@@ -35,6 +36,8 @@ typedef struct st_tg_worker_t {
     struct st_tg_metering_t *metering;  /* usage records into the ring (server/metering.h) */
     struct st_tg_h2_guard_t *h2_guard;  /* HTTP/2 reset budget and request timeout (server/h2_guard.h) */
     struct st_tg_auth_state_t *auth_state; /* credential lookups shared by requests, background refreshes (server/auth.h) */
+    struct st_tg_request_ids_t *request_ids; /* X-Request-Id generator (server/request_id.h) */
+    struct st_tg_access_log_t *access_log;   /* --access-log buffer (server/access_log.h); NULL when off */
 } tg_worker_t;
 
 /** The worker serving a request. */

@@ -63,3 +63,6 @@ include tests/integration/contract_local.mk
 include tests/integration/readyz_local.mk
 include tests/unit/route_table_local.mk
 include tests/integration/lifecycle_local.mk
+include tests/integration/metrics_local.mk
+include tests/unit/latency_local.mk
+include tests/integration/request_id_local.mk

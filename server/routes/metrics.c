@@ -1,21 +1,26 @@
 /*
- * GET /metrics (loopback peers only): Prometheus text exposition of the node-wide
- * counters (all workers summed from shared memory), of the usage ring and of every
- * counter the collector publishes in the ring's header (times in seconds).
+ * GET /metrics (loopback peers on the API listeners; anyone on --metrics-listen):
+ * Prometheus text exposition of the node-wide counters and latency histogram (all
+ * workers summed from shared memory), of the usage ring and of every counter the
+ * collector publishes in the ring's header (times in seconds).
  */
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
+#include <sys/time.h>
+
 #include "server/http.h"
+#include "server/latency.h"
 #include "server/routes/routes.h"
 #include "server/stats.h"
 #include "server/worker_context.h"
 #include "shm/ring.h"
 
-/* Every counter and ring gauge fits in well under this. */
-#define TG_METRICS_MAX_BYTES 8192
+/* Every series fits in well under this: the histogram's 42 series of 16 lines of at
+ * most ~140 bytes are 94 KiB at worst, the rest under 8 KiB. From the request's pool. */
+#define TG_METRICS_MAX_BYTES (128 * 1024)
 
 static void append(char *buf, size_t *pos, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void append(char *buf, size_t *pos, const char *fmt, ...)
@@ -42,39 +47,38 @@ static void append_counters(const tg_server_t *s, char *buf, size_t *pos)
 }
 
 /* A counter slot holding milliseconds, printed in seconds (Prometheus' base unit). */
-static void append_ms_as_seconds(char *buf, size_t *pos, const char *name, const char *help, const char *type, uint64_t ms)
+static void append_ms_as_seconds(char *buf, size_t *pos, const char *name, const char *labels, uint64_t ms)
 {
-    append(buf, pos, "# HELP %s %s\n# TYPE %s %s\n%s %" PRIu64 ".%03u\n", name, help, name, type, name, ms / 1000,
+    append(buf, pos, "%s%s%s%s %" PRIu64 ".%03u\n", name, labels[0] ? "{" : "", labels, labels[0] ? "}" : "", ms / 1000,
            (unsigned)(ms % 1000));
 }
 
-/* The rest of what the collector publishes in the ring's header (shm/ring.h's counter slots). */
-static void append_collector(const tg_ring_stats_t *st, char *buf, size_t *pos)
+/* Every slot the collector publishes in the ring's header, from server/stats.c's table;
+ * rows without help continue the family opened before them. */
+static void append_ring_counters(const tg_ring_stats_t *st, int family_open, char *buf, size_t *pos)
 {
-    append_ms_as_seconds(buf, pos, "tollgate_collector_lag_seconds",
-                         "Age of the oldest record in the batch the collector is building, in seconds; 0 when empty.", "gauge",
-                         st->counters[TG_RING_COUNTER_COLLECTOR_LAG_MS]);
-    append_ms_as_seconds(buf, pos, "tollgate_collector_heartbeat_timestamp_seconds",
-                         "Unix time in seconds of the collector's last main-loop turn; 0 before it first ran.", "gauge",
-                         st->counters[TG_RING_COUNTER_CONSUMER_HEARTBEAT]);
-    append_ms_as_seconds(buf, pos, "tollgate_collector_last_commit_timestamp_seconds",
-                         "Unix time in seconds of the collector's last successful commit; 0 before the first.", "gauge",
-                         st->counters[TG_RING_COUNTER_LAST_COMMIT_MS]);
-    append(buf, pos,
-           "# HELP tollgate_collector_spill_replayed_records_total Records committed from a spill file (also counted as collected).\n"
-           "# TYPE tollgate_collector_spill_replayed_records_total counter\ntollgate_collector_spill_replayed_records_total %" PRIu64
-           "\n",
-           st->counters[TG_RING_COUNTER_SPILL_REPLAYED]);
-    append(buf, pos,
-           "# HELP tollgate_collector_invalid_records_total Records the collector skipped: failed validation, or stamped "
-           "outside the retention .. today+7 days.\n# TYPE tollgate_collector_invalid_records_total counter\n"
-           "tollgate_collector_invalid_records_total %" PRIu64 "\n",
-           st->counters[TG_RING_COUNTER_INVALID]);
-    append(buf, pos,
-           "# HELP tollgate_collector_spill_corrupt_frames_total Spill-file frames skipped as corrupt or torn.\n"
-           "# TYPE tollgate_collector_spill_corrupt_frames_total counter\ntollgate_collector_spill_corrupt_frames_total %" PRIu64
-           "\n",
-           st->counters[TG_RING_COUNTER_SPILL_CORRUPT]);
+    for (size_t i = 0; i < TG_RING_COUNTER_SLOTS; ++i) {
+        const tg_ring_counter_desc_t *d = &tg_ring_counter_descs[i];
+        if (d->name == NULL || (d->help == NULL) != family_open)
+            continue;
+        if (d->help != NULL)
+            append(buf, pos, "# HELP %s %s\n# TYPE %s %s\n", d->name, d->help, d->name, d->type);
+        if (d->ms_to_seconds)
+            append_ms_as_seconds(buf, pos, d->name, d->labels, st->counters[i]);
+        else
+            append(buf, pos, "%s%s%s%s %" PRIu64 "\n", d->name, d->labels[0] ? "{" : "", d->labels, d->labels[0] ? "}" : "",
+                   st->counters[i]);
+    }
+}
+
+/* Seconds since a unix-ms stamp the collector writes; +Inf before it first wrote one. */
+static void append_age(char *buf, size_t *pos, const char *name, const char *help, uint64_t stamp_ms, uint64_t now_ms)
+{
+    append(buf, pos, "# HELP %s %s\n# TYPE %s gauge\n", name, help, name);
+    if (stamp_ms == 0)
+        append(buf, pos, "%s +Inf\n", name);
+    else
+        append_ms_as_seconds(buf, pos, name, "", now_ms > stamp_ms ? now_ms - stamp_ms : 0);
 }
 
 static void append_ring(tg_ring_t *ring, char *buf, size_t *pos)
@@ -89,9 +93,55 @@ static void append_ring(tg_ring_t *ring, char *buf, size_t *pos)
     append(buf, pos, "tollgate_ring_records_total{outcome=\"appended\"} %" PRIu64 "\n", st.appended);
     append(buf, pos, "tollgate_ring_records_total{outcome=\"dropped\"} %" PRIu64 "\n", st.dropped);
     append(buf, pos, "tollgate_ring_records_total{outcome=\"lost\"} %" PRIu64 "\n", st.lost);
-    append(buf, pos, "tollgate_ring_records_total{outcome=\"collected\"} %" PRIu64 "\n", st.counters[TG_RING_COUNTER_COLLECTED]);
-    append(buf, pos, "tollgate_ring_records_total{outcome=\"spilled\"} %" PRIu64 "\n", st.counters[TG_RING_COUNTER_SPILLED]);
-    append_collector(&st, buf, pos);
+    append_ring_counters(&st, 1, buf, pos);
+    append_ring_counters(&st, 0, buf, pos);
+    struct timeval now;
+    gettimeofday(&now, NULL);
+    uint64_t now_ms = (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_usec / 1000;
+    append_age(buf, pos, "tollgate_collector_heartbeat_age_seconds",
+               "Seconds since the collector's last main-loop turn; +Inf before it first ran.",
+               st.counters[TG_RING_COUNTER_CONSUMER_HEARTBEAT], now_ms);
+    append_age(buf, pos, "tollgate_collector_last_commit_age_seconds",
+               "Seconds since the collector's last successful commit; +Inf before the first.",
+               st.counters[TG_RING_COUNTER_LAST_COMMIT_MS], now_ms);
+}
+
+static void append_gauges(const tg_server_t *s, char *buf, size_t *pos)
+{
+    for (int i = 0; i < TG_GAUGE_COUNT; ++i) {
+        const tg_stat_desc_t *d = &tg_gauge_descs[i];
+        append(buf, pos, "# HELP %s %s\n# TYPE %s gauge\n%s %" PRIu64 "\n", d->name, d->help, d->name, d->name,
+               tg_counters_sum(s->gauges, (size_t)i));
+    }
+}
+
+/* tollgate_request_duration_seconds: cumulative buckets, sum and count of every series
+ * that has seen a request (server/latency.h), summed over the workers. */
+static void append_latency(const tg_server_t *s, char *buf, size_t *pos)
+{
+    static const char name[] = "tollgate_request_duration_seconds";
+    append(buf, pos,
+           "# HELP %s Time from when tollgate took a request until its response was written, by route class, method "
+           "family and auth method.\n# TYPE %s histogram\n",
+           name, name);
+    for (size_t series = 0; series < TG_LATENCY_SERIES; ++series) {
+        uint64_t count = 0;
+        for (size_t b = 0; b <= TG_LATENCY_BUCKETS; ++b)
+            count += tg_counters_sum(s->counters, tg_latency_column(series, b));
+        if (count == 0)
+            continue;
+        char labels[128];
+        snprintf(labels, sizeof(labels), "route_class=\"%s\",method_family=\"%s\",auth_method=\"%s\"",
+                 tg_latency_class_names[series / 6], tg_latency_family_names[series / 3 % 2], tg_latency_auth_names[series % 3]);
+        uint64_t cumulative = 0;
+        for (size_t b = 0; b < TG_LATENCY_BUCKETS; ++b) {
+            cumulative += tg_counters_sum(s->counters, tg_latency_column(series, b));
+            append(buf, pos, "%s_bucket{%s,le=\"%s\"} %" PRIu64 "\n", name, labels, tg_latency_bound_labels[b], cumulative);
+        }
+        uint64_t sum_us = tg_counters_sum(s->counters, tg_latency_column(series, TG_LATENCY_BUCKETS + 1));
+        append(buf, pos, "%s_bucket{%s,le=\"+Inf\"} %" PRIu64 "\n%s_sum{%s} %" PRIu64 ".%06u\n%s_count{%s} %" PRIu64 "\n", name,
+               labels, count, name, labels, sum_us / 1000000, (unsigned)(sum_us % 1000000), name, labels, count);
+    }
 }
 
 void tg_route_metrics(tg_request_t *r)
@@ -100,6 +150,8 @@ void tg_route_metrics(tg_request_t *r)
     char *buf = h2o_mem_alloc_pool(&r->req->pool, TG_METRICS_MAX_BYTES);
     size_t pos = 0;
     append_counters(s, buf, &pos);
+    append_gauges(s, buf, &pos);
+    append_latency(s, buf, &pos);
     if (s->ring != NULL)
         append_ring(s->ring, buf, &pos);
     if (s->auth_throttle != NULL)

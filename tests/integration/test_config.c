@@ -87,6 +87,8 @@ static void write_config(char *path, size_t cap, const char *ring)
         {"collector-path", collector},
         {"batch-size", BATCH_SIZE},
         {"keep-detached", "false"},
+        {"metrics-listen", "127.0.0.1:0"}, /* the example's address is not this machine's */
+        {"access-log", "/dev/null"},       /* nor is its directory */
     };
     char example[512];
     snprintf(example, sizeof(example), "%s/contrib/tollgate.conf.example", TG_SRCDIR);
