@@ -21,8 +21,6 @@
 #include "server/router.h"
 #include "server/worker_context.h"
 
-/* Upstream I/O timeout: an API answers well within this or is broken. */
-#define TG_PROXY_IO_TIMEOUT_MS 30000
 #define TG_PROXY_KEEPALIVE_MS 2000
 
 typedef struct st_tg_proxy_route_t {
@@ -153,7 +151,9 @@ static int register_one(tg_server_t *server, const char *spec, unsigned scope_bi
     handler->max_header_fields = (size_t)server->config.max_request_headers;
     handler->route = (tg_route_t){.method = "", .pattern = prefix, .flags = TG_ROUTE_AUTH | TG_ROUTE_SCOPE_ANY,
                                   .scope = TG_SCOPE_PROXY_ALL | scope_bit, .fn = forward, .pattern_len = plen};
-    h2o_proxy_config_vars_t vars = {.io_timeout = TG_PROXY_IO_TIMEOUT_MS, .keepalive_timeout = TG_PROXY_KEEPALIVE_MS};
+    /* --upstream-timeout: an API answers well within it or is broken */
+    h2o_proxy_config_vars_t vars = {.io_timeout = (uint64_t)server->config.upstream_timeout * 1000,
+                                    .keepalive_timeout = TG_PROXY_KEEPALIVE_MS};
     h2o_proxy_register_reverse_proxy(pathconf, &upstream, &vars);
     tg_metering_register_logger(pathconf);
     return 0;

@@ -157,6 +157,10 @@ const tg_setting_t tg_server_settings[] = {
      OFF(h2_reset_budget), 16, 1000000, NULL},
     {"max-request-headers", TG_SETTING_INT, "TOLLGATE_MAX_REQUEST_HEADERS", "100", "header fields per request; more is 431",
      OFF(max_request_headers), 1, 100, NULL},
+    {"upstream-timeout", TG_SETTING_INT, "TOLLGATE_UPSTREAM_TIMEOUT", "30",
+     "seconds a --route upstream has to accept the connection, take the request and send its response head; past it "
+     "504 gateway_timeout",
+     OFF(upstream_timeout), 1, 3600, NULL},
     /* Token limits (docs/operations.md, "Tokens"). The table's default is 4 MiB plus 1 MiB
      * per worker of shared memory. 1000 live tokens a user covers a service per customer
      * and per CI job with room to spare; 100000 a tenant keeps one tenant from filling

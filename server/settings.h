@@ -49,6 +49,7 @@ typedef struct st_tg_server_config_t {
     long h2_max_concurrent_requests; /* requests of one HTTP/2 connection served at once */
     long h2_reset_budget;            /* HTTP/2 Rapid Reset allowance per connection (server/h2_guard.h) */
     long max_request_headers;        /* header fields per request; more is 431 */
+    long upstream_timeout;           /* seconds a proxy route's upstream has for each I/O step; past it 504 */
     char *config_file;               /* not a setting: the absolute path of the file read, or NULL; passed to the collector */
     long token_stats_capacity;       /* slots of the node's token table (shm/token_stats.h), a power of two */
     long max_tokens_per_user;        /* live API tokens one user may hold in one tenant */

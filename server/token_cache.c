@@ -30,6 +30,10 @@ struct st_tg_token_cache_t {
     uint64_t pending_since_ms;
     uint64_t ttl_ms;
     uint64_t grace_ms;
+    /* 0 until put first stores an entry: the whole-table scans below skip a table that never
+     * held one (a worker's first database connection calls expire_all, and the table's
+     * pages, megabytes of them, would all be faulted in for nothing) */
+    int stored;
     /* Revocations applied: the id applied as generation g (g >= 1) is in
      * revoked[(g - 1) % TG_TOKEN_CACHE_HISTORY]; from history_from on, none is missing
      * (a flush or expire_all moves it to the current generation: what it dropped is unknown). */
@@ -88,6 +92,8 @@ static void history_lost(tg_token_cache_t *c)
 void tg_token_cache_flush(tg_token_cache_t *c)
 {
     history_lost(c);
+    if (!c->stored)
+        return;
     for (size_t i = 0; i <= c->mask; ++i)
         if (c->entries[i].kind != TG_CACHE_KIND_EMPTY)
             entry_clear(&c->entries[i]);
@@ -96,6 +102,8 @@ void tg_token_cache_flush(tg_token_cache_t *c)
 void tg_token_cache_expire_all(tg_token_cache_t *c)
 {
     history_lost(c);
+    if (!c->stored)
+        return;
     for (size_t i = 0; i <= c->mask; ++i) {
         tg_cached_token_t *e = &c->entries[i];
         if (e->kind == TG_CACHE_KIND_TOKEN && !e->negative && c->grace_ms > 0) {
@@ -109,6 +117,8 @@ void tg_token_cache_expire_all(tg_token_cache_t *c)
 
 void tg_token_cache_forget_id(tg_token_cache_t *c, const uint8_t id[16])
 {
+    if (!c->stored)
+        return;
     for (size_t i = 0; i <= c->mask; ++i)
         if (c->entries[i].kind != TG_CACHE_KIND_EMPTY && memcmp(c->entries[i].id, id, 16) == 0)
             entry_clear(&c->entries[i]);
@@ -239,6 +249,7 @@ void tg_token_cache_put(tg_token_cache_t *c, const tg_cached_token_t *entry, uin
     if (victim->kind != TG_CACHE_KIND_EMPTY && victim->policy.extra_cidrs != entry->policy.extra_cidrs)
         tg_policy_dispose(&victim->policy);
     *victim = *entry;
+    c->stored = 1;
     victim->cached_at_ms = now_ms;
     victim->fresh_until_ms = now_ms + (entry->negative ? TG_TOKEN_CACHE_NEGATIVE_TTL_MS : c->ttl_ms);
     victim->refresh_after_ms = 0;

@@ -835,27 +835,29 @@ static void cluster_destroy(const char *dir)
     rm_rf(dir);
 }
 
-/* initdb + start in a new temp dir. On success pg->dir and pg->port are set. */
-static int cluster_create(tg_fx_pg_t *pg)
+/* Hands `dir` to the postgres user when we are root (initdb and postgres refuse root). */
+static int give_to_postgres(const char *dir)
+{
+    if (!am_root())
+        return 0;
+    struct passwd *pw = getpwnam("postgres");
+    if (pw == NULL) {
+        fx_log("no `postgres` user: install postgresql-15 (initdb cannot run as root)");
+        return -1;
+    }
+    if (chown(dir, pw->pw_uid, pw->pw_gid) != 0) {
+        fx_log("chown %s: %s", dir, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static int initdb_into(const char *dir)
 {
     char tool[512], datadir[300];
     const char *argv[24];
     size_t n = 0;
-    memset(pg, 0, sizeof(*pg));
-    if (make_temp_dir("tg-pg", pg->dir, sizeof(pg->dir)) != 0)
-        return -1;
-    if (am_root()) {
-        struct passwd *pw = getpwnam("postgres");
-        if (pw == NULL) {
-            fx_log("no `postgres` user: install postgresql-15 (initdb cannot run as root)");
-            goto Error;
-        }
-        if (chown(pg->dir, pw->pw_uid, pw->pw_gid) != 0) {
-            fx_log("chown %s: %s", pg->dir, strerror(errno));
-            goto Error;
-        }
-    }
-    snprintf(datadir, sizeof(datadir), "%s/data", pg->dir);
+    snprintf(datadir, sizeof(datadir), "%s/data", dir);
     pg_argv(argv, &n, "initdb", tool, sizeof(tool));
     argv[n++] = "-D";
     argv[n++] = datadir;
@@ -868,7 +870,55 @@ static int cluster_create(tg_fx_pg_t *pg)
     argv[n++] = "--no-locale";
     argv[n++] = "--no-sync";
     argv[n] = NULL;
-    if (run_checked((char *const *)argv, NULL, NULL, PG_SETUP_TIMEOUT_MS, pg->dir) != 0)
+    return run_checked((char *const *)argv, NULL, NULL, PG_SETUP_TIMEOUT_MS, dir);
+}
+
+/*
+ * initdb's result is the same every time, and it costs about a second of CPU: the first
+ * cluster of a build directory is made by initdb into TG_BUILDDIR/tests/pg-initdb (under
+ * a lock: test binaries run in parallel), every later one is a copy of that never-started
+ * data directory. 0 when dir/data is such a copy; -1 (nothing to undo) when the cache
+ * cannot be made or copied, and the caller runs initdb itself.
+ */
+static int initdb_from_cache(const char *dir)
+{
+    char cache[280], lock_path[300], tests_dir[280], tmp[300], datadir[300], cached[300];
+    snprintf(cache, sizeof(cache), "%s/tests/pg-initdb", TG_BUILDDIR);
+    snprintf(lock_path, sizeof(lock_path), "%s.lock", cache);
+    snprintf(cached, sizeof(cached), "%s/data", cache);
+    snprintf(datadir, sizeof(datadir), "%s/data", dir);
+    int lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600), rc = -1;
+    if (lock_fd < 0 || flock(lock_fd, LOCK_EX) != 0)
+        goto Exit;
+    if (access(cache, F_OK) != 0) {
+        snprintf(tests_dir, sizeof(tests_dir), "%s/tests", TG_BUILDDIR);
+        if (make_temp_dir_in(tests_dir, "pg-initdb-new", tmp, sizeof(tmp)) != 0)
+            goto Exit;
+        if (give_to_postgres(tmp) != 0 || initdb_into(tmp) != 0 || rename(tmp, cache) != 0) {
+            rm_rf(tmp);
+            goto Exit;
+        }
+    }
+    char *argv[] = {"cp", "-a", cached, datadir, NULL};
+    rc = run_checked(argv, NULL, NULL, PG_SETUP_TIMEOUT_MS, NULL);
+    if (rc != 0)
+        rm_rf(datadir);
+Exit:
+    if (lock_fd >= 0)
+        close(lock_fd); /* releases the flock */
+    return rc;
+}
+
+/* initdb (or a copy of its cached result) + start in a new temp dir. On success pg->dir and
+ * pg->port are set. */
+static int cluster_create(tg_fx_pg_t *pg)
+{
+    memset(pg, 0, sizeof(*pg));
+    if (make_temp_dir("tg-pg", pg->dir, sizeof(pg->dir)) != 0)
+        return -1;
+    if (give_to_postgres(pg->dir) != 0)
+        goto Error;
+    if (initdb_from_cache(pg->dir) != 0 && initdb_into(pg->dir) != 0)
         goto Error;
     if ((pg->port = tg_fx_free_port()) < 0)
         goto Error;
@@ -966,8 +1016,11 @@ static int create_database(tg_fx_pg_t *pg)
         nonce = (uint32_t)tg_fx_now_ms();
     char dbname[64], sql[160];
     snprintf(dbname, sizeof(dbname), "tg_%d_%u_%08x", (int)getpid(), next_counter(), nonce);
-    /* template0: never connected to, so concurrent CREATE DATABASE calls cannot collide on it. */
-    snprintf(sql, sizeof(sql), "CREATE DATABASE %s TEMPLATE template0 ENCODING 'UTF8'", dbname);
+    /* template0: never connected to, so concurrent CREATE DATABASE calls cannot collide on it.
+     * FILE_COPY rather than PostgreSQL 15's default WAL_LOG: for a database this small, copying
+     * the files (with fsync off) costs the server about half the CPU of writing every block to
+     * the WAL, and every test that uses PostgreSQL makes one. */
+    snprintf(sql, sizeof(sql), "CREATE DATABASE %s TEMPLATE template0 ENCODING 'UTF8' STRATEGY FILE_COPY", dbname);
     set_conninfo(pg, "postgres");
     if (exec_on(pg->conninfo, sql, NULL) != 0)
         return -1;

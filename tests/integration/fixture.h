@@ -48,7 +48,8 @@ typedef struct st_tg_fx_pg_t {
 /**
  * Makes a PostgreSQL cluster available (the binary's shared one, started on first use)
  * and creates a fresh, empty database for the caller; pg->conninfo points at it.
- * initdb runs as the `postgres` user when we are root (initdb refuses root).
+ * initdb runs as the `postgres` user when we are root (initdb refuses root); its result is
+ * kept in TG_BUILDDIR/tests/pg-initdb and copied for every later cluster of the build.
  * Returns 0, or -1 with the reason on stderr.
  */
 int tg_fx_pg_start(tg_fx_pg_t *pg);
