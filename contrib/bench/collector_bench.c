@@ -1,17 +1,25 @@
 /*
  * collector_bench: the collector bar of docs/performance.md, measured side by side in one run on one
  * private PostgreSQL 15 (fsync on): rows/s of tollgate-collector draining a ring holding N
- * records, against a raw COPY BINARY (and a raw COPY text) of the same rows into the same
- * table, 10k rows per transaction, each phase starting from an empty table.
+ * records, against a raw COPY BINARY of the same rows through the parent table (with
+ * whatever rollup trigger the schema has there) and into the bare day partition (no
+ * rollups at all: the total cost of metering), 10k rows per transaction, each phase
+ * starting from empty tables (raw rows and rollups).
  *
- *   collector_bench [-n ROWS] [-r ROUNDS]      (defaults 500000 rows, 3 rounds)
+ *   collector_bench [-n ROWS] [-r ROUNDS] [--tokens N] [--zipf S] [--text]
+ *                   (defaults 500000 rows, 3 rounds, 100 tokens, s = 1.1)
  *
- * After an untimed warm-up COPY, rounds interleave the three phases (collector and raw
- * binary swap order every round); medians are printed last (the anchors spread ±25-40 %). Needs the fixture
- * (tests/integration/fixture.c) for the cluster and a built tollgate-collector and tollgatectl in TG_BUILDDIR.
+ * Rows go to N tokens of four tenants, drawn from a Zipf(s) distribution (rank k has weight
+ * 1/k^s; the CDF is computed once, the generator is seeded, so every run draws the same rows).
+ * After an untimed warm-up COPY, rounds interleave the phases (collector first in odd rounds,
+ * last in even ones); medians are printed last (the anchors spread ±25-40 %). --text adds
+ * a raw COPY text phase. Needs the fixture (tests/integration/fixture.c) for the cluster
+ * and a built tollgate-collector and tollgatectl in TG_BUILDDIR.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
+#include <getopt.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,8 +39,9 @@
 
 /* Rows per COPY transaction for the raw phases: the anchors' setting and the collector's default --batch-size. */
 #define BENCH_BATCH 10000
-/* Distinct tokens among the rows: a busy node's working set. */
+/* Distinct tokens among the rows by default: a busy node's working set. */
 #define BENCH_TOKENS 100
+#define BENCH_TENANTS 4
 #define MAX_ROUNDS 9
 
 static void die(const char *what)
@@ -41,26 +50,72 @@ static void die(const char *what)
     exit(1);
 }
 
-static void make_rows(tg_usage_record_t *rows, size_t n)
+/* splitmix64: a seeded, portable generator, so every run draws the same rows */
+static uint64_t next_random(uint64_t *state)
+{
+    uint64_t z = (*state += UINT64_C(0x9E3779B97F4A7C15));
+    z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
+    z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
+    return z ^ (z >> 31);
+}
+
+/* Cumulative Zipf(s) weights of ranks 1..tokens, normalised to 1: computed once. */
+static double *zipf_cdf(size_t tokens, double s)
+{
+    double *cdf = malloc(tokens * sizeof(*cdf)), sum = 0;
+    if (cdf == NULL)
+        die("out of memory");
+    for (size_t k = 0; k < tokens; ++k)
+        cdf[k] = (sum += 1.0 / pow((double)(k + 1), s));
+    for (size_t k = 0; k < tokens; ++k)
+        cdf[k] /= sum;
+    return cdf;
+}
+
+/* The rank (0-based) whose CDF interval holds u in [0, 1): binary search. */
+static size_t zipf_draw(const double *cdf, size_t tokens, double u)
+{
+    size_t lo = 0, hi = tokens - 1;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (cdf[mid] > u)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return lo;
+}
+
+static void make_rows(tg_usage_record_t *rows, size_t n, size_t tokens, double s)
 {
     int64_t now = tg_time_now_us();
+    /* all rows in one UTC day, so the bare-partition phase has one target */
+    int64_t day_start = (int64_t)tg_partitions_day_of(now) * 86400 * INT64_C(1000000);
+    int64_t base = now - (int64_t)n * 10 < day_start ? day_start + (int64_t)n * 10 : now;
+    double *cdf = zipf_cdf(tokens, s);
+    uint64_t state = 20260101;
     static const char *const paths[] = {"/api/v1/me", "/api/v1/tokens", "/proxy/orders/12345", "/api/v1/tokens/x/usage"};
     for (size_t i = 0; i < n; ++i) {
         tg_usage_record_t *r = &rows[i];
         memset(r, 0, sizeof(*r));
-        uint64_t seq = i + 1, tok = i % BENCH_TOKENS;
+        uint64_t seq = i + 1;
+        uint64_t tok = zipf_draw(cdf, tokens, (double)(next_random(&state) >> 11) * 0x1.0p-53);
+        uint64_t mix_state = tok, mixed = next_random(&mix_state); /* the id's random half, as UUIDv7 has */
         r->id[0] = 0x01;
         r->id[6] = 0x70;
         r->id[8] = 0x80;
         for (int k = 0; k < 6; ++k)
             r->id[15 - k] = (uint8_t)(seq >> (8 * k));
         memset(r->token_id, 0x11, 16);
-        r->token_id[15] = (uint8_t)tok;
+        for (int k = 0; k < 8; ++k)
+            r->token_id[8 + k] = (uint8_t)(mixed >> (8 * k));
+        for (int k = 0; k < 4; ++k)
+            r->token_id[k] = (uint8_t)(tok >> (8 * k));
         memset(r->tenant_id, 0x22, 16);
-        r->tenant_id[15] = (uint8_t)(tok % 10);
+        r->tenant_id[15] = (uint8_t)(tok % BENCH_TENANTS);
         memset(r->user_id, 0x33, 16);
-        r->user_id[15] = (uint8_t)tok;
-        r->ts_us = now - (int64_t)(n - i) * 10; /* the last few seconds, in order */
+        memcpy(r->user_id + 8, r->token_id + 8, 8);
+        r->ts_us = base - (int64_t)(n - i) * 10; /* the last few seconds, in order */
         r->processing_time_us = 100 + (uint32_t)(i % 5000);
         r->status = i % 50 == 0 ? 404 : 200;
         r->version = TG_USAGE_RECORD_VERSION;
@@ -71,6 +126,27 @@ static void make_rows(tg_usage_record_t *rows, size_t n)
         r->ip_family = TG_USAGE_IP_V4;
         inet_pton(AF_INET, "127.0.0.1", r->ip);
     }
+    free(cdf);
+}
+
+/* Mean distinct tokens per BENCH_BATCH rows: what the rollups of one batch touch. */
+static double distinct_per_batch(const tg_usage_record_t *rows, size_t n, size_t tokens)
+{
+    uint32_t *seen = calloc(tokens, sizeof(*seen));
+    size_t batches = 0, distinct = 0;
+    if (seen == NULL)
+        die("out of memory");
+    for (size_t b = 0; b * BENCH_BATCH < n; ++b, ++batches)
+        for (size_t i = b * BENCH_BATCH; i < n && i < (b + 1) * BENCH_BATCH; ++i) {
+            uint32_t tok = (uint32_t)rows[i].token_id[0] | (uint32_t)rows[i].token_id[1] << 8 |
+                           (uint32_t)rows[i].token_id[2] << 16 | (uint32_t)rows[i].token_id[3] << 24;
+            if (seen[tok] != b + 1) {
+                seen[tok] = (uint32_t)b + 1;
+                ++distinct;
+            }
+        }
+    free(seen);
+    return (double)distinct / (double)batches;
 }
 
 static PGconn *connect_pg(const tg_fx_pg_t *pg)
@@ -89,10 +165,10 @@ static void exec(PGconn *c, const char *sql)
     PQclear(r);
 }
 
-/* Empty table, WAL flushed: every phase starts from the same state. */
+/* Empty tables (raw rows and rollups), WAL flushed: every phase starts from the same state. */
 static void reset_table(PGconn *c)
 {
-    exec(c, "TRUNCATE api_token_usage");
+    exec(c, "TRUNCATE api_token_usage, api_token_usage_minute, api_token_usage_hour");
     exec(c, "CHECKPOINT");
 }
 
@@ -120,8 +196,8 @@ static void copy_buffer(PGconn *c, const char *sql, const void *data, size_t len
     exec(c, "COMMIT");
 }
 
-/* The raw ceiling: pre-encoded batches, only COPY and COMMIT are timed. */
-static double raw_copy_binary(PGconn *c, const tg_usage_record_t *rows, size_t n)
+/* The raw ceiling: pre-encoded batches, only COPY and COMMIT are timed. `sql` names the target. */
+static double raw_copy_binary(PGconn *c, const char *sql, const tg_usage_record_t *rows, size_t n)
 {
     size_t nb = (n + BENCH_BATCH - 1) / BENCH_BATCH;
     tg_copy_buf_t *bufs = calloc(nb, sizeof(*bufs));
@@ -136,7 +212,7 @@ static double raw_copy_binary(PGconn *c, const tg_usage_record_t *rows, size_t n
     }
     long long t0 = tg_fx_now_ms();
     for (size_t b = 0; b < nb; ++b)
-        copy_buffer(c, TG_COPY_BINARY_SQL, bufs[b].data, bufs[b].len);
+        copy_buffer(c, sql, bufs[b].data, bufs[b].len);
     long long t1 = tg_fx_now_ms();
     for (size_t b = 0; b < nb; ++b)
         tg_copy_buf_free(&bufs[b]);
@@ -234,32 +310,52 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof(double), cmp_double);
+    return v[n / 2];
+}
+
+#define USAGE "usage: collector_bench [-n ROWS] [-r ROUNDS] [--tokens N] [--zipf S] [--text]\n"
+
 int main(int argc, char **argv)
 {
-    size_t n = 500000;
-    int rounds = 3, opt;
+    size_t n = 500000, tokens = BENCH_TOKENS;
+    double zipf = 1.1;
+    int rounds = 3, opt, with_text = 0;
     if (argc > 1 && strcmp(argv[1], "--version") == 0) {
         fputs(TG_VERSION_LINE("collector_bench"), stdout);
         return 0;
     }
     if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
-        fputs("usage: collector_bench [-n ROWS] [-r ROUNDS]\n       collector_bench --version\n\nDrains ROWS records through the collector into its own throwaway PostgreSQL, ROUNDS times,\ninterleaved with a raw COPY BINARY of the same rows, and prints rows/s for both.\n", stdout);
+        fputs(USAGE "       collector_bench --version\n\nDrains ROWS records through the collector into its own throwaway "
+              "PostgreSQL, ROUNDS times,\ninterleaved with a raw COPY BINARY of the same rows through the parent table and "
+              "into the\nbare day partition, and prints rows/s for each. Rows go to N tokens (default 100) drawn\nfrom a "
+              "Zipf distribution with exponent S (default 1.1), seeded: every run draws the same rows.\n",
+              stdout);
         return 0;
     }
-    while ((opt = getopt(argc, argv, "n:r:")) != -1) {
+    static const struct option longopts[] = {
+        {"tokens", required_argument, NULL, 'T'}, {"zipf", required_argument, NULL, 'Z'}, {"text", no_argument, NULL, 'X'}, {NULL, 0, NULL, 0}};
+    while ((opt = getopt_long(argc, argv, "n:r:", longopts, NULL)) != -1) {
         if (opt == 'n')
             n = strtoul(optarg, NULL, 10);
         else if (opt == 'r')
             rounds = atoi(optarg);
+        else if (opt == 'T')
+            tokens = strtoul(optarg, NULL, 10);
+        else if (opt == 'Z')
+            zipf = strtod(optarg, NULL);
+        else if (opt == 'X')
+            with_text = 1;
         else
-            die("usage: collector_bench [-n ROWS] [-r ROUNDS]");
+            die(USAGE);
     }
-    if (n == 0 || rounds < 1 || rounds > MAX_ROUNDS)
-        die("bad -n or -r");
+    if (n == 0 || rounds < 1 || rounds > MAX_ROUNDS || tokens == 0 || tokens > 100000000 || !(zipf >= 0 && zipf <= 10))
+        die("bad -n, -r, --tokens or --zipf");
     tg_fx_pg_t pg;
     if (tg_fx_pg_start_private(&pg) != 0 || tg_fx_pg_migrate(&pg) != 0)
         die("cannot start or migrate PostgreSQL");
-    /* the fixture turns durability off for tests; the anchors were measured with it on */
     /* the fixture starts clusters with fsync off (flags on the command line, which beat
      * ALTER SYSTEM); the anchors were measured with it on: restart without those flags */
     char cmd[1024];
@@ -287,40 +383,62 @@ int main(int argc, char **argv)
     if (ring == NULL)
         die(err);
     tg_usage_record_t *rows = malloc(n * sizeof(*rows));
-    make_rows(rows, n);
-    double col[MAX_ROUNDS], bin[MAX_ROUNDS], txt[MAX_ROUNDS];
+    if (rows == NULL)
+        die("out of memory");
+    make_rows(rows, n, tokens, zipf);
+    printf("%zu rows, %zu tokens (Zipf s = %.2f, %d tenants): %.0f distinct tokens per %d-row batch\n", n, tokens, zipf,
+           BENCH_TENANTS, distinct_per_batch(rows, n, tokens), BENCH_BATCH);
+    /* the bare partition of the rows' day: a COPY there fires no trigger of the parent */
+    char bare_sql[512], part[TG_PARTITION_NAME_SIZE];
+    tg_partitions_day_name(tg_partitions_day_of(rows[0].ts_us), part);
+    snprintf(bare_sql, sizeof(bare_sql),
+             "COPY %s (id, token_id, tenant_id, user_id, ts, method, endpoint, response_status, ip_address, "
+             "user_agent, processing_time_us, truncated) FROM STDIN (FORMAT binary)",
+             part);
+    double col[MAX_ROUNDS], bin[MAX_ROUNDS], bare[MAX_ROUNDS], txt[MAX_ROUNDS], rp[MAX_ROUNDS], rb[MAX_ROUNDS];
     /* warm-up, untimed: the first COPY after start pays for cold caches and catalog lookups */
     reset_table(c);
-    raw_copy_binary(c, rows, n < 100000 ? n : 100000);
+    raw_copy_binary(c, TG_COPY_BINARY_SQL, rows, n < 100000 ? n : 100000);
     for (int r = 0; r < rounds; ++r) {
-        /* alternate which phase goes first, so neither always follows the other */
-        if (r % 2 == 1) {
-            reset_table(c);
-            bin[r] = raw_copy_binary(c, rows, n);
-        }
-        reset_table(c);
-        col[r] = collector_drain(&pg, ring, ring_name, spool, rows, n);
+        /* alternate whether the collector goes first or last, so neither always follows the other */
         if (r % 2 == 0) {
             reset_table(c);
-            bin[r] = raw_copy_binary(c, rows, n);
+            col[r] = collector_drain(&pg, ring, ring_name, spool, rows, n);
         }
         reset_table(c);
-        txt[r] = raw_copy_text(c, rows, n);
-        printf("round %d: collector %.0f rows/s, raw COPY BINARY %.0f rows/s (collector %.0f %%), raw COPY text %.0f rows/s\n",
-               r + 1, col[r], bin[r], 100.0 * col[r] / bin[r], txt[r]);
+        bin[r] = raw_copy_binary(c, TG_COPY_BINARY_SQL, rows, n);
+        reset_table(c);
+        bare[r] = raw_copy_binary(c, bare_sql, rows, n);
+        if (r % 2 == 1) {
+            reset_table(c);
+            col[r] = collector_drain(&pg, ring, ring_name, spool, rows, n);
+        }
+        txt[r] = 0;
+        if (with_text) {
+            reset_table(c);
+            txt[r] = raw_copy_text(c, rows, n);
+        }
+        rp[r] = col[r] / bin[r];
+        rb[r] = col[r] / bare[r];
+        printf("round %d: collector %.0f rows/s; raw COPY BINARY into the bare partition %.0f rows/s (collector %.0f %%), "
+               "through the parent %.0f rows/s (collector %.0f %%)",
+               r + 1, col[r], bare[r], 100.0 * rb[r], bin[r], 100.0 * rp[r]);
+        if (with_text)
+            printf(", raw COPY text %.0f rows/s", txt[r]);
+        printf("\n");
         fflush(stdout);
     }
-    double ratio[MAX_ROUNDS];
-    for (int r = 0; r < rounds; ++r)
-        ratio[r] = col[r] / bin[r];
-    qsort(ratio, (size_t)rounds, sizeof(double), cmp_double);
-    qsort(col, (size_t)rounds, sizeof(double), cmp_double);
-    qsort(bin, (size_t)rounds, sizeof(double), cmp_double);
-    qsort(txt, (size_t)rounds, sizeof(double), cmp_double);
-    double mc = col[rounds / 2], mb = bin[rounds / 2], mt = txt[rounds / 2];
-    printf("median of %d rounds, %zu rows each: collector %.0f rows/s, raw COPY BINARY %.0f rows/s, raw COPY text %.0f "
-           "rows/s; collector/raw binary = %.0f %% (median of the per-round ratios %.0f %%, range %.0f-%.0f %%)\n",
-           rounds, n, mc, mb, mt, 100.0 * mc / mb, 100.0 * ratio[rounds / 2], 100.0 * ratio[0], 100.0 * ratio[rounds - 1]);
+    double mrp = median(rp, rounds), mrb = median(rb, rounds);
+    /* contrib/bench/run reads "collector N rows/s" and "raw COPY BINARY N rows/s" from this line:
+     * the raw figure is the bare partition's, the total cost of metering */
+    printf("median of %d rounds, %zu rows, %zu tokens: collector %.0f rows/s, raw COPY BINARY %.0f rows/s (bare partition), "
+           "through the parent %.0f rows/s",
+           rounds, n, tokens, median(col, rounds), median(bare, rounds), median(bin, rounds));
+    if (with_text)
+        printf(", raw COPY text %.0f rows/s", median(txt, rounds));
+    printf("; collector/raw bare partition = %.0f %% (median of the per-round ratios, range %.0f-%.0f %%), "
+           "collector/through the parent = %.0f %% (range %.0f-%.0f %%)\n",
+           100.0 * mrb, 100.0 * rb[0], 100.0 * rb[rounds - 1], 100.0 * mrp, 100.0 * rp[0], 100.0 * rp[rounds - 1]);
     PQfinish(c);
     tg_ring_close(ring);
     tg_ring_unlink(ring_name, err, sizeof(err));

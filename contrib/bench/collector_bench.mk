@@ -8,5 +8,5 @@ contrib_bench_collector_bench_CPPFLAGS = $(AM_CPPFLAGS)
 contrib_bench_collector_bench_CFLAGS = $(TG_TEST_CFLAGS)
 contrib_bench_collector_bench_SOURCES = contrib/bench/collector_bench.c
 contrib_bench_collector_bench_LDADD = $(TG_INTEGRATION_LDADD) collector/libtgcollector.a partitions/libtgpartitions.a shm/libtgshm.a \
-	common/libtgcommon.a $(PQ_LIBS) $(LIBS)
+	common/libtgcommon.a $(PQ_LIBS) $(LIBS) -lm
 endif
