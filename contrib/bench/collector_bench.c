@@ -196,8 +196,35 @@ static void copy_buffer(PGconn *c, const char *sql, const void *data, size_t len
     exec(c, "COMMIT");
 }
 
-/* The raw ceiling: pre-encoded batches, only COPY and COMMIT are timed. `sql` names the target. */
-static double raw_copy_binary(PGconn *c, const char *sql, const tg_usage_record_t *rows, size_t n)
+/* CPU time (user + system) a process has used so far, in microseconds; 0 when unreadable. */
+static long long proc_cpu_us(long pid)
+{
+    char path[64], text[1024];
+    snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return 0;
+    size_t len = fread(text, 1, sizeof(text) - 1, f);
+    fclose(f);
+    text[len] = '\0';
+    const char *p = strrchr(text, ')'); /* the command name may hold spaces */
+    unsigned long long utime = 0, stime = 0;
+    if (p == NULL || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime, &stime) != 2)
+        return 0;
+    return (long long)((utime + stime) * 1000000ULL / (unsigned long long)sysconf(_SC_CLK_TCK));
+}
+
+static long backend_pid(PGconn *c)
+{
+    PGresult *r = PQexec(c, "SELECT pg_backend_pid()");
+    long pid = PQresultStatus(r) == PGRES_TUPLES_OK ? atol(PQgetvalue(r, 0, 0)) : 0;
+    PQclear(r);
+    return pid;
+}
+
+/* The raw ceiling: pre-encoded batches, only COPY and COMMIT are timed. `sql` names the target.
+ * *cpu_per_row: the backend's CPU per row (µs), which, unlike rows/s, a shared machine's load barely moves. */
+static double raw_copy_binary(PGconn *c, const char *sql, const tg_usage_record_t *rows, size_t n, double *cpu_per_row)
 {
     size_t nb = (n + BENCH_BATCH - 1) / BENCH_BATCH;
     tg_copy_buf_t *bufs = calloc(nb, sizeof(*bufs));
@@ -210,10 +237,12 @@ static double raw_copy_binary(PGconn *c, const char *sql, const tg_usage_record_
         if (tg_copy_binary_end(&bufs[b]) != 0)
             die("out of memory");
     }
-    long long t0 = tg_fx_now_ms();
+    long pid = backend_pid(c);
+    long long cpu0 = proc_cpu_us(pid), t0 = tg_fx_now_ms();
     for (size_t b = 0; b < nb; ++b)
         copy_buffer(c, sql, bufs[b].data, bufs[b].len);
     long long t1 = tg_fx_now_ms();
+    *cpu_per_row = (double)(proc_cpu_us(pid) - cpu0) / (double)n;
     for (size_t b = 0; b < nb; ++b)
         tg_copy_buf_free(&bufs[b]);
     free(bufs);
@@ -269,8 +298,19 @@ static double raw_copy_text(PGconn *c, const tg_usage_record_t *rows, size_t n)
 }
 
 /* The collector: the ring is filled first, then the clock runs from exec to the last release. */
+/* CPU (µs) of the collector's backends (its drain and prune connections) since they connected. */
+static long long collector_backends_cpu_us(PGconn *c)
+{
+    PGresult *res = PQexec(c, "SELECT pid FROM pg_stat_activity WHERE application_name = 'tollgate-collector'");
+    long long cpu = 0;
+    for (int i = 0; PQresultStatus(res) == PGRES_TUPLES_OK && i < PQntuples(res); ++i)
+        cpu += proc_cpu_us(atol(PQgetvalue(res, i, 0)));
+    PQclear(res);
+    return cpu;
+}
+
 static double collector_drain(const tg_fx_pg_t *pg, tg_ring_t *ring, const char *ring_name, const char *spool,
-                              const tg_usage_record_t *rows, size_t n)
+                              const tg_usage_record_t *rows, size_t n, double *cpu_per_row)
 {
     for (size_t i = 0; i < n; ++i)
         if (tg_ring_append(ring, &rows[i], sizeof(rows[i])) != TG_RING_OK)
@@ -288,17 +328,29 @@ static double collector_drain(const tg_fx_pg_t *pg, tg_ring_t *ring, const char 
         execv(bin, argv);
         _exit(127);
     }
-    long long first = 0;
-    uint64_t done;
+    /* Backend CPU is read twice: at the first commit seen and at the end. The difference, per
+     * row committed in between, leaves out what a fresh connection pays once (catalog caches,
+     * the first batch), which the raw phases' warm connection does not pay either. */
+    PGconn *c = connect_pg(pg);
+    long long first = 0, cpu_first = 0;
+    uint64_t done, done_first = 0;
     while ((done = tg_ring_counter_get(ring, TG_RING_COUNTER_COLLECTED) - before) < n) {
-        if (done != 0 && first == 0)
+        if (done != 0 && first == 0) {
             first = tg_fx_now_ms();
+            cpu_first = collector_backends_cpu_us(c);
+            done_first = tg_ring_counter_get(ring, TG_RING_COUNTER_COLLECTED) - before;
+        }
         if (tg_fx_now_ms() - t0 > 300000)
             die("the collector did not finish in 5 minutes");
         usleep(1000);
     }
     long long t1 = tg_fx_now_ms();
-    printf("  collector: first commit after %lld ms, whole drain %lld ms\n", first - t0, t1 - t0);
+    long long cpu_end = collector_backends_cpu_us(c);
+    PQfinish(c);
+    *cpu_per_row = done_first < n ? (double)(cpu_end - cpu_first) / (double)(n - done_first) : 0;
+    printf("  collector: first commit after %lld ms, whole drain %lld ms; collector CPU %.2f us/row; its backends' CPU "
+           "%.2f us/row in all, %.2f us/row after the first commit\n",
+           first - t0, t1 - t0, (double)proc_cpu_us(pid) / (double)n, (double)cpu_end / (double)n, *cpu_per_row);
     kill(pid, SIGTERM);
     waitpid(pid, NULL, 0);
     return (double)n * 1000.0 / (double)(t1 - t0);
@@ -396,22 +448,24 @@ int main(int argc, char **argv)
              "user_agent, processing_time_us, truncated) FROM STDIN (FORMAT binary)",
              part);
     double col[MAX_ROUNDS], bin[MAX_ROUNDS], bare[MAX_ROUNDS], txt[MAX_ROUNDS], rp[MAX_ROUNDS], rb[MAX_ROUNDS];
+    double ccol[MAX_ROUNDS], cbin[MAX_ROUNDS], cbare[MAX_ROUNDS], crb[MAX_ROUNDS];
     /* warm-up, untimed: the first COPY after start pays for cold caches and catalog lookups */
     reset_table(c);
-    raw_copy_binary(c, TG_COPY_BINARY_SQL, rows, n < 100000 ? n : 100000);
+    double ignored;
+    raw_copy_binary(c, TG_COPY_BINARY_SQL, rows, n < 100000 ? n : 100000, &ignored);
     for (int r = 0; r < rounds; ++r) {
         /* alternate whether the collector goes first or last, so neither always follows the other */
         if (r % 2 == 0) {
             reset_table(c);
-            col[r] = collector_drain(&pg, ring, ring_name, spool, rows, n);
+            col[r] = collector_drain(&pg, ring, ring_name, spool, rows, n, &ccol[r]);
         }
         reset_table(c);
-        bin[r] = raw_copy_binary(c, TG_COPY_BINARY_SQL, rows, n);
+        bin[r] = raw_copy_binary(c, TG_COPY_BINARY_SQL, rows, n, &cbin[r]);
         reset_table(c);
-        bare[r] = raw_copy_binary(c, bare_sql, rows, n);
+        bare[r] = raw_copy_binary(c, bare_sql, rows, n, &cbare[r]);
         if (r % 2 == 1) {
             reset_table(c);
-            col[r] = collector_drain(&pg, ring, ring_name, spool, rows, n);
+            col[r] = collector_drain(&pg, ring, ring_name, spool, rows, n, &ccol[r]);
         }
         txt[r] = 0;
         if (with_text) {
@@ -420,12 +474,14 @@ int main(int argc, char **argv)
         }
         rp[r] = col[r] / bin[r];
         rb[r] = col[r] / bare[r];
+        crb[r] = ccol[r] > 0 ? cbare[r] / ccol[r] : 0;
         printf("round %d: collector %.0f rows/s; raw COPY BINARY into the bare partition %.0f rows/s (collector %.0f %%), "
                "through the parent %.0f rows/s (collector %.0f %%)",
                r + 1, col[r], bare[r], 100.0 * rb[r], bin[r], 100.0 * rp[r]);
         if (with_text)
             printf(", raw COPY text %.0f rows/s", txt[r]);
-        printf("\n");
+        printf("; PostgreSQL backend CPU per row: collector %.2f us, bare partition %.2f us, through the parent %.2f us\n",
+               ccol[r], cbare[r], cbin[r]);
         fflush(stdout);
     }
     double mrp = median(rp, rounds), mrb = median(rb, rounds);
@@ -439,6 +495,11 @@ int main(int argc, char **argv)
     printf("; collector/raw bare partition = %.0f %% (median of the per-round ratios, range %.0f-%.0f %%), "
            "collector/through the parent = %.0f %% (range %.0f-%.0f %%)\n",
            100.0 * mrb, 100.0 * rb[0], 100.0 * rb[rounds - 1], 100.0 * mrp, 100.0 * rp[0], 100.0 * rp[rounds - 1]);
+    double mcrb = median(crb, rounds);
+    printf("backend CPU per row, medians: collector %.2f us, bare partition %.2f us, through the parent %.2f us; "
+           "bare/collector = %.0f %% (range %.0f-%.0f %%): the collector's rows/s relative to a raw COPY when PostgreSQL's "
+           "CPU is the limit\n",
+           median(ccol, rounds), median(cbare, rounds), median(cbin, rounds), 100.0 * mcrb, 100.0 * crb[0], 100.0 * crb[rounds - 1]);
     PQfinish(c);
     tg_ring_close(ring);
     tg_ring_unlink(ring_name, err, sizeof(err));
