@@ -16,10 +16,13 @@ TG_PACKAGES_BUILD=(
 # nghttp2-client, python3-h2 for frame-level HTTP/2), clang for the analyzer and for
 # building with another compiler, chromium for the dashboard's browser test (tests/browser:
 # playwright-core drives /usr/bin/chromium), haproxy as the real load balancer of
-# tests/integration/test_fleet_proxy; node >= 20 and npm come with the machine (not
-# Debian's older nodejs, whose npm package would conflict).
+# tests/integration/test_fleet_proxy, systemd (systemd-analyze verify of contrib/systemd/),
+# dpkg-dev and debhelper (tests/contrib/test_deb.sh builds the Debian package); node >= 20
+# and npm come with the machine (not Debian's older nodejs, whose npm package would
+# conflict).
 TG_PACKAGES_TEST=(
     libcriterion-dev libcurl4-openssl-dev nghttp2-client python3-h2 clang chromium iproute2 util-linux haproxy
+    systemd dpkg-dev debhelper
 )
 
 # libjwt 1.10.2 as first released in bookworm has a security bug that Debian fixed in

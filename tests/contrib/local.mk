@@ -3,3 +3,7 @@
 # Issue 12: contrib/quickstart installs the build-and-run packages, not the test tools.
 TESTS += tests/contrib/test_quickstart_packages.sh
 EXTRA_DIST += tests/contrib/test_quickstart_packages.sh
+
+# Issue 16: contrib/systemd/'s units verify; sysusers.d and tmpfiles.d make the user and spool.
+TESTS += tests/contrib/test_systemd_units.sh
+EXTRA_DIST += tests/contrib/test_systemd_units.sh contrib/systemd
