@@ -42,6 +42,7 @@ cat "$tmp/verify.out"
 # the contract with tollgated: named sockets, notify with watchdog, reload by SIGHUP
 grep -qx 'FileDescriptorName=http' "$units/tollgated.socket" || bad "tollgated.socket does not name its socket http"
 grep -qx 'FileDescriptorName=https' "$units/tollgated-tls.socket" || bad "tollgated-tls.socket does not name its socket https"
+# shellcheck disable=SC2016 # $MAINPID is systemd's, not ours
 for line in 'Type=notify' 'NotifyAccess=main' 'WatchdogSec=30s' 'ExecReload=/bin/kill -HUP $MAINPID' \
     'ExecStart=/usr/bin/tollgated --config /etc/tollgate/tollgate.conf' 'User=tollgate' 'RemoveIPC=no'; do
     grep -qxF "$line" "$units/tollgated.service" || bad "tollgated.service lacks: $line"
@@ -59,7 +60,9 @@ entry=$(grep '^tollgate:' "$root/etc/passwd" || true)
 IFS=: read -r _ _ uid gid _ home shell <<<"$entry"
 [ "$home" = /var/lib/tollgate ] || bad "tollgate's home is $home, not /var/lib/tollgate"
 [ "$shell" = /usr/sbin/nologin ] || bad "tollgate has the login shell $shell"
-[ "${uid:-0}" -gt 0 ] && [ "${uid:-0}" -lt 1000 ] || bad "tollgate is not a system user (uid $uid)"
+if [ "${uid:-0}" -eq 0 ] || [ "${uid:-0}" -ge 1000 ]; then
+    bad "tollgate is not a system user (uid $uid)"
+fi
 systemd-tmpfiles --create --root="$root" "$units/tollgate.tmpfiles" >"$tmp/tmpfiles.out" 2>&1 || {
     cat "$tmp/tmpfiles.out"
     bad "systemd-tmpfiles --create failed"
