@@ -17,10 +17,13 @@ TG_PACKAGES_BUILD=(
 # building with another compiler, chromium for the dashboard's browser test (tests/browser:
 # playwright-core drives /usr/bin/chromium), haproxy as the real load balancer of
 # tests/integration/test_fleet_proxy, prometheus for its promtool
-# (tests/contrib/test_prometheus_rules.sh); node >= 20 and npm come with the machine (not
-# Debian's older nodejs, whose npm package would conflict).
+# (tests/contrib/test_prometheus_rules.sh), systemd (systemd-analyze verify of
+# contrib/systemd/), dpkg-dev and debhelper (tests/contrib/test_deb.sh builds the Debian
+# package); node >= 20 and npm come with the machine (not Debian's older nodejs, whose npm
+# package would conflict).
 TG_PACKAGES_TEST=(
     libcriterion-dev libcurl4-openssl-dev nghttp2-client python3-h2 clang chromium iproute2 util-linux haproxy prometheus
+    systemd dpkg-dev debhelper
 )
 
 # libjwt 1.10.2 as first released in bookworm has a security bug that Debian fixed in
