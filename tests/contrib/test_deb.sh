@@ -77,6 +77,7 @@ files=(
     /etc/tollgate/tollgate.conf /etc/tollgate/jwt-secret
     /usr/share/doc/tollgate/README.md /usr/share/doc/tollgate/operations.md /usr/share/doc/tollgate/openapi.yaml
     /usr/share/doc/tollgate/copyright
+    /usr/share/tollgate/prometheus/alerts.yml /usr/share/tollgate/grafana/tollgate.json
 )
 for f in "${files[@]}"; do
     [ -e "$f" ] || bad "the package does not install $f"
