@@ -15,7 +15,7 @@ static const char *const SUITE_SETTINGS[] = {
     /* tollgated */
     "listen", "trusted-proxy", "proxy-protocol", "tls-listen", "tls-cert", "tls-key", "workers", "jwt-secret-file", "jwt-ttl", "ring-capacity", "on-ring-full",
     "no-collector", "no-metering", "route", "collector-path", "shutdown-timeout", "max-connections", "auth-throttle-failures",
-    "auth-throttle-window", "credential-cache-ttl", "credential-cache-grace", "request-timeout", "h2-idle-timeout",
+    "auth-throttle-window", "credential-cache-ttl", "credential-cache-grace", "credential-cache-capacity", "request-timeout", "h2-idle-timeout",
     "h2-max-concurrent-requests", "h2-reset-budget", "max-request-headers", "token-stats-capacity", "max-tokens-per-user",
     "max-tokens-per-tenant",
     /* tollgate-collector */
