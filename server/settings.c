@@ -113,7 +113,7 @@ const tg_setting_t tg_server_settings[] = {
      "seconds in which auth-throttle-failures refill", OFF(auth_throttle_window), 1, 86400, NULL},
     /* Credential cache (server/token_cache.h; docs/operations.md, "Credentials"). */
     {"credential-cache-ttl", TG_SETTING_INT, "TOLLGATE_CREDENTIAL_CACHE_TTL", "60",
-     "seconds a worker trusts a cached credential before confirming it with PostgreSQL (revocations on this node, "
+     "seconds the node trusts a cached credential before confirming it with PostgreSQL (revocations on this node, "
      "and NOTIFYs from others, apply at once regardless)",
      OFF(credential_cache_ttl), 1, 3600, NULL},
     {"credential-cache-capacity", TG_SETTING_INT, "TOLLGATE_CREDENTIAL_CACHE_CAPACITY", "16384",
