@@ -222,13 +222,31 @@ static void carry_limits(tg_request_t *r, const tg_cached_token_t *e, uint32_t s
     r->auth.nlimits = (uint8_t)n;
 }
 
+static void finish_checks(tg_request_t *r, const tg_cached_token_t *e, tg_auth_next_fn next);
+
 /* Decides on a cached or freshly loaded entry. Order (docs/token-policies.md):
  * revoked or expired 401, allowedIps 403; then the route's scope 403, rate limit and quota
  * 429 in the handler's admission (server/handler.h). All after fill_context(), so all metered. */
 static void finish_with_entry(tg_request_t *r, const tg_cached_token_t *e, tg_auth_next_fn next)
 {
-    int64_t now = now_us(r);
     fill_context(&r->auth, e);
+    r->auth.me_json_seq = NULL; /* the body is the entry's own */
+    finish_checks(r, e, next);
+}
+
+/* The same for an entry found in the node's table: its /me body is read in place (server/request.h). */
+static void finish_with_copy(tg_request_t *r, const tg_token_cache_copy_t *c, tg_auth_next_fn next)
+{
+    fill_context(&r->auth, &c->e);
+    r->auth.me_json = c->me_json;
+    r->auth.me_json_seq = c->seq;
+    r->auth.me_json_seq_at = c->seq_at;
+    finish_checks(r, &c->e, next);
+}
+
+static void finish_checks(tg_request_t *r, const tg_cached_token_t *e, tg_auth_next_fn next)
+{
+    int64_t now = now_us(r);
     int expired = e->expires_at_us != 0 && e->expires_at_us <= now;
     int revoked = e->revoked_at_us != 0 && e->revoked_at_us <= now;
     if (expired || revoked) {
@@ -423,7 +441,7 @@ static void land_waiter(tg_request_t *r, tg_auth_next_fn next, const uint8_t key
     switch (tg_token_cache_find_token(r->worker->tokens, key, h2o_now(r->worker->loop), &found)) {
     case TG_CACHE_VALID:
     case TG_CACHE_STALE:
-        finish_with_entry(r, &found.e, next);
+        finish_with_copy(r, &found, next);
         return;
     case TG_CACHE_UNKNOWN:
         tg_worker_count(r->worker, TG_STAT_UNKNOWN_TOKENS);
@@ -606,7 +624,7 @@ static void auth_api_token(tg_request_t *r, h2o_iovec_t credential, tg_auth_next
         /* fallthrough */
     case TG_CACHE_VALID:
         tg_worker_count(r->worker, TG_STAT_CACHE_HITS);
-        finish_with_entry(r, &found.e, next);
+        finish_with_copy(r, &found, next);
         return;
     case TG_CACHE_UNKNOWN:
         tg_worker_count(r->worker, TG_STAT_CACHE_HITS);
@@ -751,7 +769,7 @@ static void auth_jwt(tg_request_t *r, h2o_iovec_t credential, tg_auth_next_fn ne
             return;
         }
         tg_worker_count(r->worker, TG_STAT_CACHE_HITS);
-        finish_with_entry(r, e, next);
+        finish_with_copy(r, &found, next);
         return;
     }
     tg_worker_count(r->worker, TG_STAT_CACHE_MISSES); /* a session lookup is a credential lookup too */

@@ -10,6 +10,7 @@
 
 #include <stdalign.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -283,19 +284,39 @@ static tg_cache_lookup_t past_fresh(tg_token_cache_t *c, tg_credential_slot_t *s
     return TG_CACHE_STALE;
 }
 
-/* Copies what a request needs of the slot: the entry, and the allowedIps beyond the inline
- * ones when it has them (rebuilt as one array, as tg_policy_from_row() made it). */
+#define TG_MIN(a, b) ((a) < (b) ? (a) : (b))
+
+/* Copies what a request needs of the slot, ~200 of its ~1900 bytes for a typical token: the
+ * fixed part but the key, the used bytes of the email, the allowedIps it has (those
+ * beyond the inline ones rebuilt as one array, as tg_policy_from_row() made it) and the
+ * limits. The rest of `out` is left as it was. The lengths come from the slot and may be
+ * torn: each is capped to its array, and the caller's re-check throws such a copy away. */
 static void copy_out(const tg_credential_slot_t *slot, tg_token_cache_copy_t *out)
 {
-    memcpy(&out->e, &slot->e, sizeof(out->e));
-    size_t n = out->e.policy.ncidrs;
+    const tg_cached_token_t *s = &slot->e;
+    tg_cached_token_t *d = &out->e;
+    memcpy(d->id, s->id, offsetof(tg_cached_token_t, email) - offsetof(tg_cached_token_t, id)); /* not the key: the caller has it */
+    memcpy(d->email, s->email, d->email_len); /* a uint8_t: within the 255 bytes */
+    d->me_json_len = TG_MIN(s->me_json_len, (uint16_t)sizeof(d->me_json));
+    out->me_json = s->me_json;
+    const tg_token_policy_t *sp = &s->policy;
+    tg_token_policy_t *dp = &d->policy;
+    dp->flags = sp->flags;
+    dp->ncidrs = sp->ncidrs;
+    dp->extra_cidrs = NULL;
+    size_t n = TG_MIN((size_t)dp->ncidrs, (size_t)TG_TOKEN_CACHE_MAX_CIDRS);
+    memcpy(dp->cidrs, sp->cidrs, TG_MIN(n, (size_t)TG_POLICY_INLINE_CIDRS) * sizeof(tg_cidr_t));
     if (n > TG_POLICY_INLINE_CIDRS) {
-        if (n > TG_TOKEN_CACHE_MAX_CIDRS)
-            n = TG_TOKEN_CACHE_MAX_CIDRS; /* only a torn copy: the re-check throws it away */
-        memcpy(out->cidrs, out->e.policy.cidrs, sizeof(out->e.policy.cidrs));
+        memcpy(out->cidrs, sp->cidrs, sizeof(sp->cidrs));
         memcpy(out->cidrs + TG_POLICY_INLINE_CIDRS, slot->more, (n - TG_POLICY_INLINE_CIDRS) * sizeof(tg_cidr_t));
-        out->e.policy.extra_cidrs = out->cidrs;
+        dp->extra_cidrs = out->cidrs;
     }
+    dp->nancestors = 0;
+    if ((dp->flags & (TG_POLICY_RATE | TG_POLICY_QUOTA | TG_POLICY_ANCESTORS)) == 0)
+        return; /* no limits to carry (server/auth.c reads them only then) */
+    dp->limits = sp->limits;
+    dp->nancestors = sp->nancestors;
+    memcpy(dp->ancestors, sp->ancestors, TG_MIN((size_t)dp->nancestors, (size_t)TG_POLICY_MAX_ANCESTORS) * sizeof(tg_token_limits_t));
 }
 
 /* The seqlock's read side: the sequence (acquire: the copy is not read before it), the
@@ -322,6 +343,8 @@ static tg_cache_lookup_t find(tg_token_cache_t *c, uint8_t kind, const uint8_t k
             atomic_thread_fence(memory_order_acquire);
             if (atomic_load_explicit(&slot->seq, memory_order_relaxed) != seq)
                 continue; /* torn: a writer came by during the copy */
+            out->seq = &slot->seq;
+            out->seq_at = seq;
             tg_cache_lookup_t found = out->e.negative ? TG_CACHE_UNKNOWN : TG_CACHE_VALID;
             if (now_ms >= out->e.fresh_until_ms && (found = past_fresh(c, slot, &out->e, now_ms)) == TG_CACHE_MISS &&
                 write_begin(slot, seq) == 0) {

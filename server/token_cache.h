@@ -12,6 +12,7 @@
 #ifndef TG_TOKEN_CACHE_H
 #define TG_TOKEN_CACHE_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -68,7 +69,6 @@ typedef struct st_tg_cached_token_t {
     int64_t revoked_at_us; /* 0: not revoked */
     uint64_t cached_at_ms;
     uint64_t fresh_until_ms;   /* set by put: cached_at_ms + the TTL (0: re-validate at the next use) */
-    uint64_t refresh_after_ms; /* API tokens past fresh_until_ms: no refresh is started before this */
     unsigned scopes;
     uint32_t stats_slot;   /* API tokens: the slot in shm/token_stats, or TG_TOKEN_STATS_NO_SLOT */
     uint8_t kind;          /* a tg_cache_kind_t */
@@ -81,9 +81,15 @@ typedef struct st_tg_cached_token_t {
 } tg_cached_token_t;
 
 /** A found entry, copied out of the shared table: `e.policy.extra_cidrs` points into `cidrs`
- * when the token has more than TG_POLICY_INLINE_CIDRS allowedIps. Valid as long as the copy. */
+ * when the token has more than TG_POLICY_INLINE_CIDRS allowedIps. Valid as long as the copy,
+ * except for the /me body, which is not copied (only GET /api/v1/me reads it): `me_json`
+ * points at it in the table, and a copy of it is good while `*seq` is still `seq_at`
+ * (tg_auth_me_json_intact(), server/request.h). e.me_json is left as it was. */
 typedef struct st_tg_token_cache_copy_t {
     tg_cached_token_t e;
+    const char *me_json;
+    const _Atomic uint64_t *seq;
+    uint64_t seq_at;
     tg_cidr_t cidrs[TG_TOKEN_CACHE_MAX_CIDRS];
 } tg_token_cache_copy_t;
 

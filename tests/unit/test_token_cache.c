@@ -51,7 +51,7 @@ static tg_cache_lookup_t find_token(tg_token_cache_t *c, uint8_t fill, uint64_t 
     memset(&found, 0, sizeof(found));
     tg_cache_lookup_t r = tg_token_cache_find_token(c, key, now, &found);
     if (r != TG_CACHE_MISS)
-        cr_assert(found.e.key[0] == fill, "the entry found is not the one asked for");
+        cr_assert(found.e.id[0] == fill, "the entry found is not the one asked for");
     return r;
 }
 
@@ -346,11 +346,17 @@ Test(token_cache, a_reader_never_takes_a_copy_torn_by_a_concurrent_writer)
             continue;
         }
         uint8_t v = found.e.user_id[0];
-        int whole = (v == 'a' || v == 'b') && found.e.scopes == v;
-        for (size_t k = 0; whole && k < sizeof(found.e.email); ++k)
+        int whole = (v == 'a' || v == 'b') && found.e.scopes == v && found.e.email_len == 200 &&
+                    found.e.me_json_len == sizeof(found.e.me_json);
+        for (size_t k = 0; whole && k < found.e.email_len; ++k)
             whole = found.e.email[k] == (char)v;
-        for (size_t k = 0; whole && k < sizeof(found.e.me_json); ++k)
-            whole = found.e.me_json[k] == (char)v;
+        /* the /me body is read in place, and good while the slot's sequence has not moved */
+        char body[sizeof(found.e.me_json)];
+        memcpy(body, found.me_json, found.e.me_json_len);
+        atomic_thread_fence(memory_order_acquire);
+        int body_intact = atomic_load_explicit(found.seq, memory_order_relaxed) == found.seq_at;
+        for (size_t k = 0; whole && body_intact && k < found.e.me_json_len; ++k)
+            whole = body[k] == (char)v;
         for (size_t k = 0; whole && k < 16; ++k)
             whole = found.e.tenant_id[k] == v;
         if (!whole)
