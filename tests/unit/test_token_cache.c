@@ -369,3 +369,28 @@ Test(token_cache, a_reader_never_takes_a_copy_torn_by_a_concurrent_writer)
     cr_expect_eq(torn, 0, "a reader took a torn copy (%ld whole, %ld missed)", seen[0] + seen[1], missed);
     cr_expect(seen[0] > 0 && seen[1] > 0, "the writer raced the reader (versions seen: %ld a, %ld b)", seen[0], seen[1]);
 }
+
+Test(token_cache, a_token_with_more_allowed_ips_than_fit_inline_keeps_them_all)
+{
+    tg_token_cache_t *c = cache_create(64, NULL, TTL, GRACE);
+    tg_cidr_t mine[TG_TOKEN_CACHE_MAX_CIDRS];
+    for (int i = 0; i < TG_TOKEN_CACHE_MAX_CIDRS; ++i)
+        mine[i] = (tg_cidr_t){.addr = {10, 0, (uint8_t)i, 0}, .bits = 24, .v4 = 1};
+    tg_cached_token_t e = entry(1, 7, 0);
+    e.policy.flags = TG_POLICY_IPS;
+    e.policy.ncidrs = TG_TOKEN_CACHE_MAX_CIDRS;
+    e.policy.extra_cidrs = mine; /* the caller's: the table copies it */
+    tg_token_cache_put(c, &e, T0);
+    memset(mine, 0, sizeof(mine));
+    uint8_t key[32];
+    memset(key, 7, 32);
+    tg_token_cache_copy_t found;
+    cr_assert_eq(tg_token_cache_find_token(c, key, T0, &found), TG_CACHE_VALID);
+    cr_assert_eq(found.e.policy.ncidrs, TG_TOKEN_CACHE_MAX_CIDRS);
+    cr_assert(found.e.policy.extra_cidrs == found.cidrs, "the copy's allowedIps are its own");
+    for (int i = 0; i < TG_TOKEN_CACHE_MAX_CIDRS; ++i)
+        cr_expect(found.cidrs[i].addr[2] == i && found.cidrs[i].bits == 24 && found.cidrs[i].v4 == 1, "allowedIps %d", i);
+    uint8_t last[4] = {10, 0, TG_TOKEN_CACHE_MAX_CIDRS - 1, 9}, outside[4] = {10, 1, 0, 9};
+    cr_expect(tg_policy_cidrs_match(found.e.policy.extra_cidrs, found.e.policy.ncidrs, last, 1), "the 64th prefix matches");
+    cr_expect(!tg_policy_cidrs_match(found.e.policy.extra_cidrs, found.e.policy.ncidrs, outside, 1));
+}
