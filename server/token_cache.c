@@ -29,10 +29,12 @@
 /* A reader that sees a slot's sequence move while it copies reads again this many times,
  * then takes the lookup as a miss: a writer holds a slot for one copy of ~2 KiB. */
 #define TG_TOKEN_CACHE_READ_TRIES 4
-/* Reads of a slot's sequence a reader makes while a writer holds it (odd), before it counts
- * a try: a write is one copy of ~2 KiB, well under a microsecond, so only a writer that was
- * descheduled mid-copy makes a reader give up and look the credential up instead. */
-#define TG_TOKEN_CACHE_WRITE_SPINS 4096
+/* Reads of a slot's sequence a reader makes while a writer holds it (odd) before it passes
+ * the slot over: a write is one copy of ~2 KiB, well under a microsecond, so only a writer
+ * that was descheduled mid-copy makes a reader give up and look the credential up instead.
+ * A writer killed mid-copy leaves its slot odd until the node restarts: the credentials
+ * probing past it pay these reads (a few microseconds) on each lookup. */
+#define TG_TOKEN_CACHE_WRITE_SPINS 1024
 /* Victims a put tries to claim before it gives up caching (each failure: another writer won). */
 #define TG_TOKEN_CACHE_PUT_TRIES 3
 
@@ -332,7 +334,7 @@ static tg_cache_lookup_t find(tg_token_cache_t *c, uint8_t kind, const uint8_t k
             for (unsigned spins = 0; (seq & 1) != 0 && spins < TG_TOKEN_CACHE_WRITE_SPINS; ++spins)
                 seq = atomic_load_explicit(&slot->seq, memory_order_acquire); /* a writer is copying: wait it out */
             if ((seq & 1) != 0)
-                continue;
+                break; /* a writer descheduled (or killed) mid-copy: not waited for again, the next slot is looked at */
             if (slot->e.kind != kind || !tg_apitoken_hash_equal(slot->e.key, key)) {
                 atomic_thread_fence(memory_order_acquire);
                 if (atomic_load_explicit(&slot->seq, memory_order_relaxed) != seq)
