@@ -16,8 +16,8 @@
 void tg_route_me(tg_request_t *r)
 {
     const tg_auth_context_t *a = &r->auth;
-    char *body;
-    size_t len;
+    char *body = NULL;
+    size_t len = 0;
     if (a->me_json_len != 0) {
         /* rendered when the credential was cached: copied, because the table's slot may be
          * reused before h2o writes the response out (and was it reused during the copy,
