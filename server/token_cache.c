@@ -116,6 +116,11 @@ tg_token_cache_t *tg_token_cache_create(tg_credential_table_t *table, tg_revocat
     return c;
 }
 
+void tg_token_cache_destroy(tg_token_cache_t *c)
+{
+    free(c);
+}
+
 /* ------------------------------------------------------------------ the seqlock */
 
 /* Claims `slot` for writing if it holds sequence `seen` (even). acquire: the writes below

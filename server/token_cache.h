@@ -113,6 +113,9 @@ size_t tg_credential_table_bytes(size_t capacity);
  * past its TTL is a miss, as sessions are). NULL on failure. */
 tg_token_cache_t *tg_token_cache_create(tg_credential_table_t *table, tg_revocations_t *revocations, uint64_t ttl_ms, uint64_t grace_ms);
 
+/** Frees a worker's handle (the table stays, with what it holds). */
+void tg_token_cache_destroy(tg_token_cache_t *cache);
+
 /**
  * Applies revocations published since the last call (cheap when there are none: one
  * shared load). Call before lookups; `now_ms` is the loop's clock.

@@ -315,6 +315,7 @@ static void *torn_writer(void *arg)
         for (volatile uint64_t pause = 0; pause < (i * 7) % 61; ++pause) /* varied: the reader meets every phase of a write */
             ;
     }
+    tg_token_cache_destroy(w);
     return NULL;
 }
 
