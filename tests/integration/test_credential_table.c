@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -203,4 +204,34 @@ Test(credential_table, a_revoked_token_is_refused_by_every_worker_at_once)
     long long base[WORKERS];
     worker_checks(base);
     on_every_worker(token, 401, base, "after the DELETE's 204");
+}
+
+/* The table lives in the master's mapping: workers restarted after a crash serve what their
+ * predecessors verified, also with PostgreSQL stopped (a per-worker cache starts empty). */
+Test(credential_table, restarted_workers_serve_what_their_predecessors_verified, .init = start_private)
+{
+    char jwt[4096], id[TG_UUID_STRLEN + 1], token[TG_APITOKEN_LEN + 1];
+    login(jwt);
+    create_token(jwt, id, token);
+    cr_assert_eq(me_status(token, 0), 200, "verified once, by one worker");
+    pid_t old[WORKERS], now[WORKERS];
+    cr_assert_eq(tg_fx_server_worker_pids(&srv, old, WORKERS), (size_t)WORKERS);
+    pg_stop_immediate();
+    for (int w = 0; w < WORKERS; ++w)
+        cr_assert_eq(kill(old[w], SIGKILL), 0);
+    long long deadline = tg_fx_now_ms() + 15000;
+    int fresh = 0;
+    while (fresh < WORKERS && tg_fx_now_ms() < deadline) {
+        fresh = 0;
+        size_t n = tg_fx_server_worker_pids(&srv, now, WORKERS);
+        for (size_t i = 0; i < n && i < WORKERS; ++i)
+            fresh += now[i] != old[0] && now[i] != old[1];
+        if (fresh < WORKERS)
+            usleep(20000);
+    }
+    cr_assert_eq(fresh, WORKERS, "the master did not restart both workers");
+    long long base[WORKERS];
+    worker_checks(base);
+    int n = on_every_worker(token, 200, base, "restarted workers, PostgreSQL stopped");
+    cr_log_info("restarted workers, PostgreSQL stopped: %d fresh connections, every worker among them, all 200", n);
 }
