@@ -15,9 +15,10 @@ static const char *const SUITE_SETTINGS[] = {
     /* tollgated */
     "listen", "trusted-proxy", "proxy-protocol", "tls-listen", "tls-cert", "tls-key", "metrics-listen", "access-log", "workers", "jwt-secret-file", "jwt-ttl", "ring-capacity", "on-ring-full",
     "no-collector", "no-metering", "route", "collector-path", "shutdown-timeout", "max-connections", "auth-throttle-failures",
-    "auth-throttle-window", "credential-cache-ttl", "credential-cache-grace", "request-timeout", "h2-idle-timeout",
-    "h2-max-concurrent-requests", "h2-reset-budget", "max-request-headers", "upstream-timeout", "token-stats-capacity",
-    "max-tokens-per-user", "max-tokens-per-tenant", "database-read-url", "replica-max-lag", "db-pool-size", "db-read-pool-size",
+    "auth-throttle-window", "credential-cache-ttl", "credential-cache-grace", "credential-cache-capacity", "request-timeout",
+    "h2-idle-timeout", "h2-max-concurrent-requests", "h2-reset-budget", "max-request-headers", "upstream-timeout",
+    "token-stats-capacity", "max-tokens-per-user", "max-tokens-per-tenant", "database-read-url", "replica-max-lag",
+    "db-pool-size", "db-read-pool-size",
     /* tollgate-collector */
     "partitions-ahead", "batch-size", "flush-interval-ms", "spill-threshold", "stall-timeout-ms", "prune-interval-s",
     "last-used-interval-ms", "db-timeout-ms", "keep-detached",

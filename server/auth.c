@@ -1,8 +1,8 @@
 /*
  * The authentication middleware. Order of checks, cheapest first: header shape,
  * credential kind, JWT signature and claims or API-token checksum (no I/O), then
- * the worker's credential cache, and only on a miss one PostgreSQL lookup whose
- * answer is cached. Every failure is the same 401 body: which part of a credential
+ * the node's credential table (copied out to the stack: the request holds no pointer into
+ * shared memory), and only on a miss one PostgreSQL lookup whose answer is cached. Every failure is the same 401 body: which part of a credential
  * was wrong is never said. What the cache cannot answer first passes the per-address
  * failure throttle (server/auth_throttle.h); a cache hit never touches it.
  */
@@ -222,13 +222,31 @@ static void carry_limits(tg_request_t *r, const tg_cached_token_t *e, uint32_t s
     r->auth.nlimits = (uint8_t)n;
 }
 
+static void finish_checks(tg_request_t *r, const tg_cached_token_t *e, tg_auth_next_fn next);
+
 /* Decides on a cached or freshly loaded entry. Order (docs/token-policies.md):
  * revoked or expired 401, allowedIps 403; then the route's scope 403, rate limit and quota
  * 429 in the handler's admission (server/handler.h). All after fill_context(), so all metered. */
 static void finish_with_entry(tg_request_t *r, const tg_cached_token_t *e, tg_auth_next_fn next)
 {
-    int64_t now = now_us(r);
     fill_context(&r->auth, e);
+    r->auth.me_json_seq = NULL; /* the body is the entry's own */
+    finish_checks(r, e, next);
+}
+
+/* The same for an entry found in the node's table: its /me body is read in place (server/request.h). */
+static void finish_with_copy(tg_request_t *r, const tg_token_cache_copy_t *c, tg_auth_next_fn next)
+{
+    fill_context(&r->auth, &c->e);
+    r->auth.me_json = c->me_json;
+    r->auth.me_json_seq = c->seq;
+    r->auth.me_json_seq_at = c->seq_at;
+    finish_checks(r, &c->e, next);
+}
+
+static void finish_checks(tg_request_t *r, const tg_cached_token_t *e, tg_auth_next_fn next)
+{
+    int64_t now = now_us(r);
     int expired = e->expires_at_us != 0 && e->expires_at_us <= now;
     int revoked = e->revoked_at_us != 0 && e->revoked_at_us <= now;
     if (expired || revoked) {
@@ -419,11 +437,11 @@ static void land_waiter(tg_request_t *r, tg_auth_next_fn next, const uint8_t key
         lookup_failed(r, error);
         return;
     }
-    const tg_cached_token_t *e;
-    switch (tg_token_cache_find_token(r->worker->tokens, key, h2o_now(r->worker->loop), &e)) {
+    tg_token_cache_copy_t found;
+    switch (tg_token_cache_find_token(r->worker->tokens, key, h2o_now(r->worker->loop), &found)) {
     case TG_CACHE_VALID:
     case TG_CACHE_STALE:
-        finish_with_entry(r, e, next);
+        finish_with_copy(r, &found, next);
         return;
     case TG_CACHE_UNKNOWN:
         tg_worker_count(r->worker, TG_STAT_UNKNOWN_TOKENS);
@@ -480,7 +498,8 @@ static answer_t cache_answer(tg_worker_t *w, const tg_auth_flight_t *f, PGresult
         *res = NULL, *error = why; /* fail closed, uncached: looked up again next time */
         return ANSWER_FAILED;
     }
-    tg_token_cache_put(w->tokens, &e, h2o_now(w->loop)); /* takes over e.policy */
+    tg_token_cache_put(w->tokens, &e, h2o_now(w->loop)); /* copies e.policy, ours to free */
+    tg_policy_dispose(&e.policy);
     return ANSWER_CACHED;
 }
 
@@ -598,14 +617,14 @@ static void auth_api_token(tg_request_t *r, h2o_iovec_t credential, tg_auth_next
 {
     uint8_t key[32];
     tg_token_cache_credential_key(r->worker->tokens, credential.base, credential.len, key);
-    const tg_cached_token_t *e;
-    switch (tg_token_cache_find_token(r->worker->tokens, key, h2o_now(r->worker->loop), &e)) {
+    tg_token_cache_copy_t found; /* on the stack: the route reads it (email, /me body) before it returns */
+    switch (tg_token_cache_find_token(r->worker->tokens, key, h2o_now(r->worker->loop), &found)) {
     case TG_CACHE_STALE:
         refresh(r->worker, key, credential); /* before finish: it may run next(), which may use the cache */
         /* fallthrough */
     case TG_CACHE_VALID:
         tg_worker_count(r->worker, TG_STAT_CACHE_HITS);
-        finish_with_entry(r, e, next);
+        finish_with_copy(r, &found, next);
         return;
     case TG_CACHE_UNKNOWN:
         tg_worker_count(r->worker, TG_STAT_CACHE_HITS);
@@ -701,8 +720,9 @@ static int verify_jwt(tg_request_t *r, h2o_iovec_t credential, tg_jwt_claims_t *
     uint64_t now_ms = h2o_now(r->worker->loop);
     uint8_t key[32];
     tg_token_cache_credential_key(r->worker->tokens, credential.base, credential.len, key);
-    const tg_cached_token_t *v;
-    if (tg_token_cache_find_jwt(r->worker->tokens, key, now_ms, &v) == TG_CACHE_VALID) {
+    tg_token_cache_copy_t found;
+    const tg_cached_token_t *v = &found.e;
+    if (tg_token_cache_find_jwt(r->worker->tokens, key, now_ms, &found) == TG_CACHE_VALID) {
         /* verified earlier: only exp can have changed its verdict since */
         if (v->expires_at_us / 1000000 + TG_JWT_LEEWAY_S <= now_s)
             return -1;
@@ -741,14 +761,15 @@ static void auth_jwt(tg_request_t *r, h2o_iovec_t credential, tg_auth_next_fn ne
             send_invalid(r);
         return;
     }
-    const tg_cached_token_t *e;
-    if (tg_token_cache_find_session(r->worker->tokens, claims.session_id, h2o_now(r->worker->loop), &e) == TG_CACHE_VALID) {
+    tg_token_cache_copy_t found;
+    const tg_cached_token_t *e = &found.e;
+    if (tg_token_cache_find_session(r->worker->tokens, claims.session_id, h2o_now(r->worker->loop), &found) == TG_CACHE_VALID) {
         if (memcmp(e->user_id, claims.user_id, 16) != 0 || memcmp(e->tenant_id, claims.tenant_id, 16) != 0) {
             send_invalid(r);
             return;
         }
         tg_worker_count(r->worker, TG_STAT_CACHE_HITS);
-        finish_with_entry(r, e, next);
+        finish_with_copy(r, &found, next);
         return;
     }
     tg_worker_count(r->worker, TG_STAT_CACHE_MISSES); /* a session lookup is a credential lookup too */

@@ -31,6 +31,7 @@
 #include "server/stats.h"
 #include "server/supervisor.h"
 #include "server/tls.h"
+#include "server/token_cache.h"
 
 /* 256-byte ring records (an 8-byte sequence word + the 248-byte usage record). */
 #define TG_RING_RECORD_SIZE 256
@@ -276,6 +277,11 @@ int main(int argc, char **argv)
     }
     if ((server.revocations = tg_revocations_create()) == NULL) {
         fprintf(stderr, "tollgated: cannot map the revocation feed\n");
+        return 1;
+    }
+    /* before fork, so every worker and every restarted one shares it (server/token_cache.h) */
+    if ((server.credentials = tg_credential_table_create((size_t)server.config.credential_cache_capacity)) == NULL) {
+        fprintf(stderr, "tollgated: cannot map the credential table\n");
         return 1;
     }
     if (server.config.auth_throttle_failures > 0 &&

@@ -7,6 +7,7 @@
 #define TG_REQUEST_H
 
 #include <h2o.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <sys/time.h>
 
@@ -63,7 +64,24 @@ typedef struct st_tg_auth_context_t {
     uint8_t email_len;
     uint16_t me_json_len;   /* 0: none */
     const char *me_json;    /* the GET /api/v1/me body, rendered when the credential was cached */
+    /* Non-NULL when me_json is read in place in the node's credential table (server/token_cache.h):
+     * a copy of it is valid when the slot's sequence is still me_json_seq_at afterwards. */
+    const _Atomic uint64_t *me_json_seq;
+    uint64_t me_json_seq_at;
 } tg_auth_context_t;
+
+/**
+ * After copying a->me_json: 1 when the copy is the body of the credential the request was
+ * authenticated with, 0 when a writer reused its slot meanwhile (render it instead).
+ */
+static inline int tg_auth_me_json_intact(const tg_auth_context_t *a)
+{
+    if (a->me_json_seq == NULL)
+        return 1;
+    /* acquire: the copy's loads are done before the sequence is read again (the seqlock's read side) */
+    atomic_thread_fence(memory_order_acquire);
+    return atomic_load_explicit(a->me_json_seq, memory_order_relaxed) == a->me_json_seq_at;
+}
 
 typedef struct st_tg_request_t {
     h2o_req_t *req;

@@ -43,6 +43,7 @@ typedef struct st_tg_server_t {
     struct st_tg_metrics_listener_t *metrics_listener; /* --metrics-listen (server/metrics_listener.h); NULL when off */
     int access_log_fd;                                 /* --access-log (server/access_log.h); -1 when off */
     tg_revocations_t *revocations; /* node-wide revocation feed (shared memory) */
+    struct st_tg_credential_table_t *credentials; /* node-wide credential table (server/token_cache.h; shared memory) */
     tg_ring_t *ring;               /* usage ring; NULL with --no-metering */
     tg_counters_t *counters;       /* node-wide statistics (server/stats.h); row 0 master, row N worker N */
     tg_counters_t *gauges;         /* per-worker gauges (tg_gauge_t), zeroed when a worker dies */

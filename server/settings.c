@@ -132,9 +132,13 @@ const tg_setting_t tg_server_settings[] = {
      "seconds in which auth-throttle-failures refill", OFF(auth_throttle_window), 1, 86400, NULL},
     /* Credential cache (server/token_cache.h; docs/operations.md, "Credentials"). */
     {"credential-cache-ttl", TG_SETTING_INT, "TOLLGATE_CREDENTIAL_CACHE_TTL", "60",
-     "seconds a worker trusts a cached credential before confirming it with PostgreSQL (revocations on this node, "
+     "seconds the node trusts a cached credential before confirming it with PostgreSQL (revocations on this node, "
      "and NOTIFYs from others, apply at once regardless)",
      OFF(credential_cache_ttl), 1, 3600, NULL},
+    {"credential-cache-capacity", TG_SETTING_INT, "TOLLGATE_CREDENTIAL_CACHE_CAPACITY", "16384",
+     "credentials the node's one shared table holds (API tokens, sessions, verified JWTs; rounded up to a power of two; "
+     "about 1.9 KiB each)",
+     OFF(credential_cache_capacity), 64, 16777216, NULL},
     {"credential-cache-grace", TG_SETTING_INT, "TOLLGATE_CREDENTIAL_CACHE_GRACE", "300",
      "seconds past the TTL a cached API token is still served while PostgreSQL cannot confirm it; 0: answer 503 instead",
      OFF(credential_cache_grace), 0, 86400, NULL},

@@ -43,6 +43,7 @@ typedef struct st_tg_server_config_t {
     long auth_throttle_failures; /* per client address and window; 0: the throttle is off */
     long auth_throttle_window;   /* seconds */
     long credential_cache_ttl;   /* seconds before a cached credential is confirmed again (server/token_cache.h) */
+    long credential_cache_capacity; /* entries of the node's credential table (server/token_cache.h) */
     long credential_cache_grace; /* seconds past the TTL a cached API token is served while PostgreSQL cannot confirm it */
     long request_timeout;            /* seconds for a TLS handshake, and for each request's headers and body */
     long h2_idle_timeout;            /* seconds an HTTP/2 connection without a request in progress stays open */

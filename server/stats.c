@@ -14,7 +14,7 @@ const tg_stat_desc_t tg_stat_descs[TG_STAT_COUNT] = {
     {"tollgate_auth_success_total", "method=\"api_token\"", NULL},
     {"tollgate_auth_rejected_total", "", "Requests refused by authentication (401/400)."},
     {"tollgate_auth_unknown_tokens_total", "", "Well-formed API tokens that match no token (not metered)."},
-    {"tollgate_credential_cache_hits_total", "", "Credential checks answered from the worker cache."},
+    {"tollgate_credential_cache_hits_total", "", "Credential checks answered from the node's credential table."},
     {"tollgate_credential_cache_misses_total", "", "Credential lookups in PostgreSQL (requests that wait for a lookup of the same credential already under way are not counted)."},
     {"tollgate_credential_cache_refreshes_total", "",
      "Background re-validations of cached API tokens past their TTL (attempts; the token is served meanwhile)."},

@@ -1,23 +1,31 @@
 /*
- * A worker's cache of validated credentials, so that a known API token or JWT session
- * costs no database round trip: API tokens and verified JWTs keyed by a keyed PRF of the
- * plaintext (SipHash-2-4-128 under a random key of this worker's), sessions by session
- * id. Fixed-size open addressing, no allocation after creation,
- * no locks (one worker, one thread). Revocations published node-wide through
- * shm/revocations are applied before every lookup, and remembered (by generation) so
- * that the answer of a lookup sent before one is not cached as valid.
+ * The node's credential table and a worker's view of it, so that a known API token or JWT
+ * session costs no database round trip on any worker: API tokens and verified JWTs keyed by
+ * a keyed PRF of the plaintext (SipHash-2-4-128 under a random key the master draws once per
+ * node), sessions by session id. One fixed-size open-addressing table in shared memory,
+ * mapped by the master before fork; entries published with a per-slot seqlock (readers copy
+ * out and re-check, never lock or allocate; writers claim a slot with a CAS and never wait).
+ * Revocations published node-wide through shm/revocations are applied before every lookup,
+ * and remembered per worker (by generation) so that the answer of a lookup sent before one
+ * is not cached as valid.
  */
 #ifndef TG_TOKEN_CACHE_H
 #define TG_TOKEN_CACHE_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "server/policy.h"
 #include "shm/revocations.h"
 
-/* Entries are ~980 bytes (the email, the /me body and allowedIps kept inline): 16384 of
- * them are 15.5 MiB of address space per worker, resident only as far as they are used. */
+/* Default of --credential-cache-capacity: the entries of the node's one table (rounded up to
+ * a power of two). Slots are TG_TOKEN_CACHE_SLOT_BYTES (the email, the /me body and up to 64
+ * allowedIps inline): 16384 of them are ~30 MiB per node, resident as far as they are used,
+ * where the per-worker caches before took ~15.5 MiB per worker for the same 16384 tokens. */
+#define TG_TOKEN_CACHE_CAPACITY 16384
+/* allowedIps a cached token may carry (server/routes/tokens.c accepts up to 64). */
+#define TG_TOKEN_CACHE_MAX_CIDRS 64
 /* Defaults of --credential-cache-ttl and --credential-cache-grace. A positive entry is
  * re-validated against PostgreSQL once it is older than the TTL, the safety net should
  * a NOTIFY from another node be missed. An API token past its TTL is still served while
@@ -30,7 +38,7 @@
 #define TG_TOKEN_CACHE_REFRESH_RETRY_MS 1000
 /* Unknown tokens are remembered briefly so a flood of one bad token costs one query. */
 #define TG_TOKEN_CACHE_NEGATIVE_TTL_MS 5000
-/* Revoked ids remembered for lookups still out (16 KiB per worker): a lookup's round trip
+/* Revoked ids remembered by each worker for its lookups still out (16 KiB per worker): a lookup's round trip
  * is milliseconds, so more revocations than this during one is a burst (a user with a
  * thousand tokens deleted), after which the lookups then out are simply sent again. */
 #define TG_TOKEN_CACHE_HISTORY 1024
@@ -61,7 +69,6 @@ typedef struct st_tg_cached_token_t {
     int64_t revoked_at_us; /* 0: not revoked */
     uint64_t cached_at_ms;
     uint64_t fresh_until_ms;   /* set by put: cached_at_ms + the TTL (0: re-validate at the next use) */
-    uint64_t refresh_after_ms; /* API tokens past fresh_until_ms: no refresh is started before this */
     unsigned scopes;
     uint32_t stats_slot;   /* API tokens: the slot in shm/token_stats, or TG_TOKEN_STATS_NO_SLOT */
     uint8_t kind;          /* a tg_cache_kind_t */
@@ -73,12 +80,41 @@ typedef struct st_tg_cached_token_t {
     tg_token_policy_t policy; /* API tokens: allowedIps, rateLimit, quota (server/policy.h) */
 } tg_cached_token_t;
 
+/** A found entry, copied out of the shared table: `e.policy.extra_cidrs` points into `cidrs`
+ * when the token has more than TG_POLICY_INLINE_CIDRS allowedIps. Valid as long as the copy,
+ * except for the /me body, which is not copied (only GET /api/v1/me reads it): `me_json`
+ * points at it in the table, and a copy of it is good while `*seq` is still `seq_at`
+ * (tg_auth_me_json_intact(), server/request.h). e.me_json is left as it was. */
+typedef struct st_tg_token_cache_copy_t {
+    tg_cached_token_t e;
+    const char *me_json;
+    const _Atomic uint64_t *seq;
+    uint64_t seq_at;
+    tg_cidr_t cidrs[TG_TOKEN_CACHE_MAX_CIDRS];
+} tg_token_cache_copy_t;
+
+/** The node-wide table (shared memory). */
+typedef struct st_tg_credential_table_t tg_credential_table_t;
+/** A worker's handle on it: its revocation cursor and history, its TTL and grace. */
 typedef struct st_tg_token_cache_t tg_token_cache_t;
 
-/** Creates a cache of `capacity` entries (power of two) with a fresh random PRF key; ttl_ms
- * and grace_ms as above (grace 0: an API token past its TTL is a miss, as sessions are).
- * NULL on failure. */
-tg_token_cache_t *tg_token_cache_create(size_t capacity, tg_revocations_t *revocations, uint64_t ttl_ms, uint64_t grace_ms);
+/**
+ * Maps the node's table of `capacity` entries (rounded up to a power of two; MAP_SHARED |
+ * MAP_ANONYMOUS) and draws its PRF key from getrandom(2): the key lives in that mapping only,
+ * never in a file. Call in the master before forking: every worker, and a worker restarted
+ * later, inherits the same table. NULL on failure.
+ */
+tg_credential_table_t *tg_credential_table_create(size_t capacity);
+
+/** Bytes the table of `capacity` entries maps (for the docs and the log). */
+size_t tg_credential_table_bytes(size_t capacity);
+
+/** Creates a worker's handle on `table`; ttl_ms and grace_ms as above (grace 0: an API token
+ * past its TTL is a miss, as sessions are). NULL on failure. */
+tg_token_cache_t *tg_token_cache_create(tg_credential_table_t *table, tg_revocations_t *revocations, uint64_t ttl_ms, uint64_t grace_ms);
+
+/** Frees a worker's handle (the table stays, with what it holds). */
+void tg_token_cache_destroy(tg_token_cache_t *cache);
 
 /**
  * Applies revocations published since the last call (cheap when there are none: one
@@ -88,18 +124,20 @@ void tg_token_cache_sync(tg_token_cache_t *cache, uint64_t now_ms);
 
 /**
  * The key an API token's or a JWT's entry is found by: SipHash-2-4-128 of the credential's
- * text under this cache's own random key (drawn at creation, never stored elsewhere),
+ * text under the node's random key (drawn by the master, never stored elsewhere),
  * zero-padded to 32 bytes. A hit then costs no SHA-256: the digest that PostgreSQL stores
- * is computed on a miss only. The cache holds no plaintext and no digest PostgreSQL knows:
- * with 190 bits of entropy in a token and 128 bits of output, even this worker's key and
- * memory together do not identify the token (some 2^62 well-formed tokens share each key).
+ * is computed on a miss only. The table holds no plaintext and no digest PostgreSQL knows:
+ * with 190 bits of entropy in a token and 128 bits of output, even the key and the table
+ * together do not identify the token (some 2^62 well-formed tokens share each key).
  */
 void tg_token_cache_credential_key(const tg_token_cache_t *cache, const char *credential, size_t len, uint8_t key[32]);
 
-/** Looks up an API token by its credential key. On TG_CACHE_VALID/STALE/UNKNOWN *entry points into the cache (valid until
- * the next insert). On TG_CACHE_STALE the caller serves the entry and starts one refresh. */
+/** Looks up an API token by its credential key. On TG_CACHE_VALID/STALE/UNKNOWN the entry is
+ * copied into *out (a copy torn by a concurrent writer is read again, then taken as a miss).
+ * TG_CACHE_STALE goes to one caller per node per refresh interval (a CAS on the entry): it
+ * serves the entry and starts the one refresh. Lock-free, allocation-free. */
 tg_cache_lookup_t tg_token_cache_find_token(tg_token_cache_t *cache, const uint8_t key[32], uint64_t now_ms,
-                                            const tg_cached_token_t **entry);
+                                            tg_token_cache_copy_t *out);
 
 /**
  * Looks up a JWT whose signature and claims were already verified, by the credential key
@@ -107,16 +145,18 @@ tg_cache_lookup_t tg_token_cache_find_token(tg_token_cache_t *cache, const uint8
  * session id forgets these too. The caller still checks exp and the session.
  */
 tg_cache_lookup_t tg_token_cache_find_jwt(tg_token_cache_t *cache, const uint8_t key[32], uint64_t now_ms,
-                                          const tg_cached_token_t **entry);
+                                          tg_token_cache_copy_t *out);
 
 /** Looks up a session by id. */
 tg_cache_lookup_t tg_token_cache_find_session(tg_token_cache_t *cache, const uint8_t session_id[16], uint64_t now_ms,
-                                              const tg_cached_token_t **entry);
+                                              tg_token_cache_copy_t *out);
 
 /**
  * Inserts or replaces an entry (kind and key set by the caller), evicting the oldest in its
- * probe window. The cache takes over entry->policy.extra_cidrs (freed when the entry goes):
- * the caller must not free it, and may read its copy only until the next cache call.
+ * probe window; copies it (entry->policy.extra_cidrs included: the caller keeps and frees
+ * its own). A slot another process is writing is passed over; when every slot of the window
+ * is, the entry is not cached (the next use looks it up again). Afterwards, applies the
+ * revocations published meanwhile, so one published while it was written removes it.
  */
 void tg_token_cache_put(tg_token_cache_t *cache, const tg_cached_token_t *entry, uint64_t now_ms);
 

@@ -31,8 +31,6 @@
 
 /* Argon2id checks at login: two threads keep a login burst from queueing long. */
 #define TG_WORKER_OFFLOAD_THREADS 2
-/* Credentials cached per worker: 16384 x ~720 B (server/token_cache.h) = 11.5 MiB. */
-#define TG_WORKER_TOKEN_CACHE_SIZE 16384
 /* The NOTIFY channel on which revocations reach the other nodes (issue 3: within 1 s). */
 #define TG_REVOCATION_CHANNEL "tollgate_revocations"
 
@@ -248,7 +246,7 @@ static int setup_services(tg_worker_t *w)
 {
     static const char *const channels[] = {TG_REVOCATION_CHANNEL, NULL};
     const tg_server_t *s = w->server;
-    w->tokens = tg_token_cache_create(TG_WORKER_TOKEN_CACHE_SIZE, s->revocations, (uint64_t)s->config.credential_cache_ttl * 1000,
+    w->tokens = tg_token_cache_create(s->credentials, s->revocations, (uint64_t)s->config.credential_cache_ttl * 1000,
                                       (uint64_t)s->config.credential_cache_grace * 1000);
     w->auth_state = tg_auth_state_create(w);
     w->db = tg_db_create(w->loop, s->config.database_url, (size_t)s->config.db_pool_size, channels, on_notify, w);

@@ -41,6 +41,11 @@ void tg_counters_set(tg_counters_t *c, size_t row, size_t id, uint64_t value)
     atomic_store_explicit(&c->values[row * c->stride + id], value, memory_order_relaxed);
 }
 
+uint64_t tg_counters_get(const tg_counters_t *c, size_t row, size_t id)
+{
+    return atomic_load_explicit(&((tg_counters_t *)c)->values[row * c->stride + id], memory_order_relaxed);
+}
+
 uint64_t tg_counters_sum(const tg_counters_t *c, size_t id)
 {
     uint64_t sum = 0;

@@ -21,6 +21,9 @@ void tg_counters_add(tg_counters_t *c, size_t row, size_t id, uint64_t delta);
 /** Sets a gauge-like counter of the caller's own row. */
 void tg_counters_set(tg_counters_t *c, size_t row, size_t id, uint64_t value);
 
+/** Counter `id` of row `row` alone. Any process. */
+uint64_t tg_counters_get(const tg_counters_t *c, size_t row, size_t id);
+
 /** Sum of counter `id` over all rows. Any process. */
 uint64_t tg_counters_sum(const tg_counters_t *c, size_t id);
 

@@ -61,6 +61,7 @@ include tests/fuzz/fuzz_local.mk
 include tests/integration/secrets_local.mk
 include tests/integration/contract_local.mk
 include tests/integration/readyz_local.mk
+include tests/integration/credential_table_local.mk
 include tests/unit/route_table_local.mk
 include tests/integration/lifecycle_local.mk
 include tests/integration/metrics_local.mk

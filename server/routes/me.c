@@ -16,15 +16,17 @@
 void tg_route_me(tg_request_t *r)
 {
     const tg_auth_context_t *a = &r->auth;
-    char *body;
-    size_t len;
+    char *body = NULL;
+    size_t len = 0;
     if (a->me_json_len != 0) {
-        /* rendered when the credential was cached: copied, because the cache's slot may be
-         * reused before h2o writes the response out */
+        /* rendered when the credential was cached: copied, because the table's slot may be
+         * reused before h2o writes the response out (and was it reused during the copy,
+         * rendered after all) */
         len = a->me_json_len;
         body = h2o_mem_alloc_pool(&r->req->pool, len);
         memcpy(body, a->me_json, len);
-    } else {
+    }
+    if (a->me_json_len == 0 || !tg_auth_me_json_intact(a)) {
         /* sized for this email (an escaped byte takes at most 6), so the pool's current
          * chunk usually holds it and nothing is malloc'd */
         size_t cap = TG_ME_BODY_FIXED + 6 * (size_t)a->email_len;

@@ -159,6 +159,12 @@ void tg_route_metrics(tg_request_t *r)
                "# HELP tollgate_auth_throttle_evictions_total Entries the full failed-authentication table forgot.\n"
                "# TYPE tollgate_auth_throttle_evictions_total counter\ntollgate_auth_throttle_evictions_total %" PRIu64 "\n",
                tg_throttle_evictions(s->auth_throttle));
+    /* per worker: with one credential table per node, which workers answer a credential */
+    append(buf, &pos, "# HELP tollgate_worker_credential_checks_total Credential checks (cache hits and lookups) by worker "
+                      "since it started.\n# TYPE tollgate_worker_credential_checks_total counter\n");
+    for (long i = 1; i <= s->config.workers; ++i)
+        append(buf, &pos, "tollgate_worker_credential_checks_total{worker=\"%ld\"} %" PRIu64 "\n", i,
+               tg_counters_get(s->counters, (size_t)i, TG_STAT_CACHE_HITS) + tg_counters_get(s->counters, (size_t)i, TG_STAT_CACHE_MISSES));
     append(buf, &pos, "# HELP tollgate_workers Configured worker processes.\n# TYPE tollgate_workers gauge\ntollgate_workers %ld\n",
            s->config.workers);
     h2o_req_t *req = r->req;

@@ -1650,14 +1650,19 @@ static void *warm_one(void *arg)
 
 int tg_fx_warm_every_worker(const tg_fx_server_t *srv, const char *credential, int workers)
 {
-    static const char misses[] = "tollgate_credential_cache_misses_total";
-    enum { BURST = 3, MAX_REQUESTS = 400 }; /* a few connections at once: a busy worker leaves some to the others */
+    enum { BURST = 3, MAX_REQUESTS = 400, MAX_WORKERS = 64 }; /* a few connections at once: a busy worker leaves some to the others */
     char authorization[4200];
     snprintf(authorization, sizeof(authorization), "Authorization: Bearer %s", credential);
-    long long base = tg_fx_metric(srv, misses);
-    if (base < 0) {
-        fprintf(stderr, "fixture: warm-up: no %s\n", misses);
+    if (workers < 1 || workers > MAX_WORKERS)
         return -1;
+    char series[MAX_WORKERS][80];
+    long long base[MAX_WORKERS];
+    for (int w = 0; w < workers; ++w) {
+        snprintf(series[w], sizeof(series[w]), "tollgate_worker_credential_checks_total{worker=\"%d\"}", w + 1);
+        if ((base[w] = tg_fx_metric(srv, series[w])) < 0) {
+            fprintf(stderr, "fixture: warm-up: no %s\n", series[w]);
+            return -1;
+        }
     }
     int made = 0;
     while (made < MAX_REQUESTS) {
@@ -1679,7 +1684,10 @@ int tg_fx_warm_every_worker(const tg_fx_server_t *srv, const char *credential, i
         made += BURST;
         if (bad)
             return -1;
-        if (tg_fx_metric(srv, misses) - base >= workers)
+        int reached = 0;
+        for (int w = 0; w < workers; ++w)
+            reached += tg_fx_metric(srv, series[w]) > base[w];
+        if (reached == workers)
             return made;
     }
     fprintf(stderr, "fixture: warm-up: %d connections never reached all %d workers\n", made, workers);

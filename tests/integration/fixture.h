@@ -182,13 +182,13 @@ size_t tg_fx_server_wait_workers(const tg_fx_server_t *srv, size_t n, int timeou
 long long tg_fx_metric(const tg_fx_server_t *srv, const char *series);
 
 /**
- * Proves that each of the server's `workers` workers holds `credential` (an API token or a
- * JWT) in its credential cache: GET /api/v1/me on fresh connections (HTTP/1.1 and h2c, three
- * at a time) until tollgate_credential_cache_misses_total has grown by `workers` (a worker
- * looks a credential up once, then answers from its cache). Call it before the server has
- * seen the credential (a JWT: before its session was used there). Returns how many
- * requests it made (each one counts against the credential's rate limit), or -1 (reason
- * on stderr) when a request was not 200 or 400 connections never reached every worker.
+ * Proves that each of the server's `workers` workers answers `credential` (an API token or a
+ * JWT) from the node's credential table: GET /api/v1/me on fresh connections (HTTP/1.1 and
+ * h2c, three at a time) until every worker's tollgate_worker_credential_checks_total{worker}
+ * has grown (the first check looks the credential up, every later one on any worker is a
+ * hit). Make no other credential checks meanwhile. Returns how many requests it made (each
+ * one counts against the credential's rate limit), or -1 (reason on stderr) when a request
+ * was not 200 or 400 connections never reached every worker.
  */
 int tg_fx_warm_every_worker(const tg_fx_server_t *srv, const char *credential, int workers);
 

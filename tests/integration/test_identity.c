@@ -451,7 +451,7 @@ Test(logout, the_jwt_stops_working_on_every_worker)
     for (size_t p = 0; p < NPROTOS; ++p) {
         char jwt[4096];
         login(PROTOS[p], ALICE, jwt);
-        /* cached on both workers (proved by the miss counter), so a 401 cannot come from an uncached one */
+        /* cached on both workers (proved by the per-worker check counters), so a 401 cannot come from an uncached one */
         cr_assert_gt(tg_fx_warm_every_worker(&srv, jwt, 2), 0, "the JWT is not cached on both workers");
         tg_fx_http_res_t res;
         call(PROTOS[p], "POST", "/api/v1/auth/logout", jwt, NULL, &res);
@@ -776,7 +776,7 @@ Test(tokens, delete_is_seen_by_every_worker_at_once)
         char jwt[4096], id[TG_UUID_STRLEN + 1], token[TG_APITOKEN_LEN + 1];
         login(PROTOS[p], ALICE, jwt);
         json_decref(create_token(PROTOS[p], jwt, "{\"name\":\"doomed\"}", id, token));
-        /* cache it on both workers (proved by the miss counter) */
+        /* cache it on both workers (proved by the per-worker check counters) */
         cr_assert_gt(tg_fx_warm_every_worker(&srv, token, 2), 0, "the token is not cached on both workers");
         char path[128];
         snprintf(path, sizeof(path), "/api/v1/tokens/%s", id);
@@ -893,7 +893,7 @@ Test(tokens, revoking_a_token_revokes_the_tokens_created_with_it)
     login(TG_FX_HTTP1, ALICE, jwt);
     json_decref(create_token(TG_FX_HTTP1, jwt, "{\"name\":\"parent\"}", pid, parent));
     json_decref(create_token(TG_FX_HTTP1, parent, "{\"name\":\"child\"}", cid, child));
-    /* cached on both workers (proved by the miss counter) before anything else uses them */
+    /* cached on both workers (proved by the per-worker check counters) before anything else uses them */
     cr_assert_gt(tg_fx_warm_every_worker(&srv, child, 2), 0, "the child is not cached on both workers");
     json_decref(create_token(TG_FX_H2C, child, "{\"name\":\"grandchild\"}", gid, grandchild));
     cr_assert_gt(tg_fx_warm_every_worker(&srv, grandchild, 2), 0, "the grandchild is not cached on both workers");
@@ -1483,7 +1483,7 @@ Test(nodes, delete_and_logout_reach_another_node_within_a_second)
     char jwt[4096], id[TG_UUID_STRLEN + 1], token[TG_APITOKEN_LEN + 1], path[128], payload[64];
     login(TG_FX_HTTP1, ALICE, jwt);
     json_decref(create_token(TG_FX_HTTP1, jwt, "{\"name\":\"shared\"}", id, token));
-    /* both credentials cached on every worker of node B, proved by B's miss counter (a
+    /* both credentials cached on every worker of node B, proved by B's per-worker check counters (a
      * worker that had not cached one would answer 401 from PostgreSQL, NOTIFY or not) */
     cr_assert_gt(tg_fx_warm_every_worker(&node_b, token, 2), 0, "the token is not cached on both workers of node B");
     cr_assert_gt(tg_fx_warm_every_worker(&node_b, jwt, 2), 0, "the JWT is not cached on both workers of node B");
