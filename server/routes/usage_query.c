@@ -14,6 +14,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include "common/hex.h"
 #include "common/timefmt.h"
 #include "common/uuid.h"
 
@@ -106,17 +107,6 @@ typedef struct st_query_param_t {
     char value[TG_USAGE_MAX_VALUE_LEN + 1];
 } query_param_t;
 
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Percent-decodes s[0..len) into out (at most cap bytes). '+' stays '+' (RFC 3986: only
  * HTML forms read it as a space, and "+02:00" offsets need it). Returns the decoded
  * length, or -1 for a bad escape, a NUL byte or an overlong value. */
@@ -128,7 +118,7 @@ static ssize_t percent_decode(const char *s, size_t len, char *out, size_t cap)
         if (c == '%') {
             if (i + 2 >= len)
                 return -1;
-            int hi = hex_value(s[i + 1]), lo = hex_value(s[i + 2]);
+            int hi = tg_hex_value(s[i + 1]), lo = tg_hex_value(s[i + 2]);
             if (hi < 0 || lo < 0)
                 return -1;
             c = (char)(hi << 4 | lo);
