@@ -6,12 +6,14 @@
 #include "server/routes/token_list.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include "common/uuid.h"
 #include "server/routes/usage_query.h"
 
 static const char KEY_LABEL[] = "tollgate token list cursor key v1";
@@ -59,6 +61,24 @@ void tg_token_list_cursor(const uint8_t key[TG_TOKEN_LIST_KEY_LEN], const uint8_
     memcpy(raw + 9, id, 16);
     tag_of(key, user_id, tenant_id, raw, raw + PAYLOAD_LEN);
     tg_usage_b64url_encode(raw, sizeof(raw), out);
+}
+
+int tg_token_list_cursor_from_text(const uint8_t key[TG_TOKEN_LIST_KEY_LEN], const uint8_t user_id[16], const uint8_t tenant_id[16],
+                                   const char *created_us, const char *id, char out[TG_TOKEN_LIST_CURSOR_LEN + 1])
+{
+    tg_uuid_t uuid;
+    if (tg_uuid_parse(id, strlen(id), &uuid) != 0)
+        return -1;
+    tg_token_list_cursor(key, user_id, tenant_id, strtoll(created_us, NULL, 10), uuid.bytes, out);
+    return 0;
+}
+
+void tg_token_list_sql_args(const tg_token_list_params_t *params, tg_token_list_sql_args_t *out)
+{
+    _Static_assert(sizeof(out->after_id) == TG_UUID_STRLEN + 1, "a UUID's text");
+    snprintf(out->limit, sizeof(out->limit), "%u", params->limit + 1);
+    snprintf(out->after_us, sizeof(out->after_us), "%lld", (long long)params->after_created_us);
+    tg_uuid_format((const tg_uuid_t *)params->after_id, out->after_id);
 }
 
 /* "1".."1000", digits only. */

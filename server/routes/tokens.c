@@ -438,16 +438,14 @@ static void on_token_list(void *data, tg_request_t *r, PGresult *res, const char
         return;
     }
     if (more) {
-        tg_uuid_t id;
         char cursor[TG_TOKEN_LIST_CURSOR_LEN + 1];
-        const char *id_text = PQgetvalue(res, rows - 1, 0);
-        if (tg_uuid_parse(id_text, strlen(id_text), &id) != 0) {
+        if (tg_token_list_cursor_from_text(c->list_key, r->auth.user_id, r->auth.tenant_id,
+                                           PQgetvalue(res, rows - 1, TG_TOKEN_SQL_NCOLUMNS), PQgetvalue(res, rows - 1, 0),
+                                           cursor) != 0) {
             json_decref(tokens);
             tg_http_send_error(r->req, 500, "internal_error", "The request could not be completed.");
             return;
         }
-        tg_token_list_cursor(c->list_key, r->auth.user_id, r->auth.tenant_id,
-                             strtoll(PQgetvalue(res, rows - 1, TG_TOKEN_SQL_NCOLUMNS), NULL, 10), id.bytes, cursor);
         next = json_string(cursor);
     }
     tg_http_send_jansson(
@@ -459,11 +457,9 @@ static void list_query(tokens_call_t *c)
 {
     caller_ids_t ids;
     caller_ids(c->call.r, &ids);
-    char limit[16], after_us[24], after_id[TG_UUID_STRLEN + 1];
-    snprintf(limit, sizeof(limit), "%u", c->list.limit + 1);
-    snprintf(after_us, sizeof(after_us), "%lld", (long long)c->list.after_created_us);
-    tg_uuid_format((const tg_uuid_t *)c->list.after_id, after_id);
-    const char *params[5] = {ids.user, ids.tenant, limit, after_us, after_id};
+    tg_token_list_sql_args_t page;
+    tg_token_list_sql_args(&c->list, &page);
+    const char *params[5] = {ids.user, ids.tenant, page.limit, page.after_us, page.after_id};
     live_begin(c);
     int rc = c->list.has_cursor ? tg_db_call_query(c, SQL_LIST_AFTER, 5, params, on_token_list)
                                 : tg_db_call_query(c, SQL_LIST, 3, params, on_token_list);

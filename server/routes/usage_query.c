@@ -107,10 +107,7 @@ typedef struct st_query_param_t {
     char value[TG_USAGE_MAX_VALUE_LEN + 1];
 } query_param_t;
 
-/* Percent-decodes s[0..len) into out (at most cap bytes). '+' stays '+' (RFC 3986: only
- * HTML forms read it as a space, and "+02:00" offsets need it). Returns the decoded
- * length, or -1 for a bad escape, a NUL byte or an overlong value. */
-static ssize_t percent_decode(const char *s, size_t len, char *out, size_t cap)
+ssize_t tg_usage_percent_decode(const char *s, size_t len, char *out, size_t cap)
 {
     size_t n = 0;
     for (size_t i = 0; i < len; ++i) {
@@ -145,7 +142,7 @@ static int take_pair(const char *pair, size_t len, query_param_t *params, size_t
     const char *eq = memchr(pair, '=', len);
     size_t name_len = eq != NULL ? (size_t)(eq - pair) : len;
     char name[MAX_NAME_LEN];
-    ssize_t decoded = percent_decode(pair, name_len, name, sizeof(name));
+    ssize_t decoded = tg_usage_percent_decode(pair, name_len, name, sizeof(name));
     query_param_t *p = decoded > 0 ? find_param(params, nparams, name, (size_t)decoded) : NULL;
     if (p == NULL)
         return 0; /* not ours (a cache buster, say): ignored */
@@ -153,7 +150,7 @@ static int take_pair(const char *pair, size_t len, query_param_t *params, size_t
         return fail(err, p->name, "Parameter '%s' is given more than once.");
     p->present = 1;
     const char *value = eq != NULL ? eq + 1 : pair + len;
-    ssize_t vlen = percent_decode(value, (size_t)(pair + len - value), p->value, TG_USAGE_MAX_VALUE_LEN);
+    ssize_t vlen = tg_usage_percent_decode(value, (size_t)(pair + len - value), p->value, TG_USAGE_MAX_VALUE_LEN);
     if (vlen < 0)
         return fail(err, p->name, "Parameter '%s' has a malformed, overlong or NUL-containing value.");
     if (vlen == 0)
