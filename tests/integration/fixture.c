@@ -1028,6 +1028,22 @@ char *tg_fx_pg_query_value(const tg_fx_pg_t *pg, const char *sql)
     return value;
 }
 
+const char *tg_fx_pg_value(const tg_fx_pg_t *pg, const char *fmt, ...)
+{
+    static char slots[8][4096];
+    static unsigned next;
+    char sql[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(sql, sizeof(sql), fmt, ap);
+    va_end(ap);
+    char *v = tg_fx_pg_query_value(pg, sql);
+    char *slot = slots[next++ % 8];
+    snprintf(slot, sizeof(slots[0]), "%s", v != NULL ? v : "(null)");
+    free(v);
+    return slot;
+}
+
 int tg_fx_pg_migrate(const tg_fx_pg_t *pg)
 {
     char ctl[512], schema_env[600];
@@ -1833,6 +1849,20 @@ int tg_fx_is_error(tg_fx_http_res_t *res, const char *code)
     if (got_code == NULL || got_code[0] == '\0' || message == NULL || message[0] == '\0')
         return 0;
     return code == NULL || strcmp(code, got_code) == 0;
+}
+
+const char *tg_fx_proto_name(tg_fx_proto_t proto)
+{
+    switch (proto) {
+    case TG_FX_H2C:
+        return "h2c";
+    case TG_FX_H2_TLS:
+        return "h2 over TLS";
+    case TG_FX_HTTP1_TLS:
+        return "HTTP/1.1 over TLS";
+    default:
+        return "HTTP/1.1";
+    }
 }
 
 int tg_fx_get(const tg_fx_server_t *srv, tg_fx_proto_t proto, const char *path, tg_fx_http_res_t *res)

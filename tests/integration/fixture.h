@@ -75,6 +75,13 @@ int tg_fx_pg_exec(const tg_fx_pg_t *pg, const char *sql);
  */
 char *tg_fx_pg_query_value(const tg_fx_pg_t *pg, const char *sql);
 
+/**
+ * The value of a one-value query built like printf, "(null)" when there is none or it
+ * failed. The text lives in one of 8 rotating static slots of 4 KiB (the test frees
+ * nothing; the 9th call reuses the 1st slot). Not thread-safe: for a test's main thread.
+ */
+const char *tg_fx_pg_value(const tg_fx_pg_t *pg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /** Runs `tollgatectl --database-url CONNINFO migrate` from the build directory. 0 when it exits 0. */
 int tg_fx_pg_migrate(const tg_fx_pg_t *pg);
 
@@ -256,6 +263,9 @@ json_t *tg_fx_json(tg_fx_http_res_t *res);
  * `code` NULL accepts any non-empty code.
  */
 int tg_fx_is_error(tg_fx_http_res_t *res, const char *code);
+
+/** A protocol's name for assertion messages: "HTTP/1.1", "h2c", "h2 over TLS", "HTTP/1.1 over TLS". */
+const char *tg_fx_proto_name(tg_fx_proto_t proto);
 
 /** Writes "http(s)://127.0.0.1:PORT" + path for `proto` into buf. Returns buf. */
 char *tg_fx_server_url(const tg_fx_server_t *srv, tg_fx_proto_t proto, const char *path, char *buf, size_t cap);

@@ -36,22 +36,8 @@ static tg_fx_server_t srv;
 
 /* ------------------------------------------------------------------ database and tollgatectl */
 
-static const char *value(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static const char *value(const char *fmt, ...)
-{
-    static char slots[8][4096];
-    static int next;
-    char sql[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(sql, sizeof(sql), fmt, ap);
-    va_end(ap);
-    char *v = tg_fx_pg_query_value(&pg, sql);
-    char *slot = slots[next++ % 8];
-    snprintf(slot, 4096, "%s", v != NULL ? v : "(null)");
-    free(v);
-    return slot;
-}
+/* The value of a one-value query, "(null)" when there is none; the test owns nothing. */
+#define value(...) tg_fx_pg_value(&pg, __VA_ARGS__)
 
 #define ctl(...) tg_fx_ctl_exit(&pg, __VA_ARGS__)
 
