@@ -55,13 +55,11 @@ static int parse_range(const char *query, size_t len, int64_t *from_us, int64_t 
     *from_us = AUDIT_FROM_MIN;
     *to_us = AUDIT_TO_MAX;
     int seen_from = 0, seen_to = 0;
-    for (size_t start = 0; start < len;) {
-        const char *pair = query + start, *amp = memchr(pair, '&', len - start);
-        size_t pair_len = amp != NULL ? (size_t)(amp - pair) : len - start;
-        start += pair_len + 1;
-        const char *eq = memchr(pair, '=', pair_len);
-        size_t name_len = eq != NULL ? (size_t)(eq - pair) : pair_len;
-        int is_from = name_len == 4 && memcmp(pair, "from", 4) == 0, is_to = name_len == 2 && memcmp(pair, "to", 2) == 0;
+    tg_usage_query_pair_t pair;
+    for (size_t pos = 0; tg_usage_query_next(query, len, &pos, &pair);) {
+        size_t name_len = pair.name_len;
+        int is_from = name_len == 4 && memcmp(pair.name, "from", 4) == 0,
+            is_to = name_len == 2 && memcmp(pair.name, "to", 2) == 0;
         if (!is_from && !is_to)
             continue;
         const char *name = is_from ? "from" : "to";
@@ -69,11 +67,10 @@ static int parse_range(const char *query, size_t len, int64_t *from_us, int64_t 
             snprintf(msg, msg_cap, "Parameter '%s' is given more than once.", name);
             return -1;
         }
-        const char *value = eq != NULL ? eq + 1 : pair + pair_len;
         char text[64];
         int64_t us;
         tg_time_form_t form;
-        ssize_t text_len = tg_usage_percent_decode(value, (size_t)(pair + pair_len - value), text, sizeof(text) - 1);
+        ssize_t text_len = tg_usage_percent_decode(pair.value, pair.value_len, text, sizeof(text) - 1);
         if (text_len < 0 || tg_time_parse(text, (size_t)text_len, &us, &form) != 0) {
             snprintf(msg, msg_cap, "Parameter '%s' must be an RFC 3339 timestamp or a date (YYYY-MM-DD).", name);
             return -1;

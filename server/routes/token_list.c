@@ -122,21 +122,17 @@ int tg_token_list_parse(const char *query, size_t len, const uint8_t key[TG_TOKE
     memset(out, 0, sizeof(*out));
     out->limit = TG_TOKEN_LIST_DEFAULT_LIMIT;
     int seen_limit = 0, seen_cursor = 0;
-    for (size_t start = 0; start < len;) {
-        const char *pair = query + start, *amp = memchr(pair, '&', len - start);
-        size_t pair_len = amp != NULL ? (size_t)(amp - pair) : len - start;
-        start += pair_len + 1;
-        const char *eq = memchr(pair, '=', pair_len);
-        size_t name_len = eq != NULL ? (size_t)(eq - pair) : pair_len;
-        const char *value = eq != NULL ? eq + 1 : pair + pair_len;
-        size_t value_len = (size_t)(pair + pair_len - value);
+    tg_usage_query_pair_t pair;
+    for (size_t pos = 0; tg_usage_query_next(query, len, &pos, &pair);) {
+        const char *value = pair.value;
+        size_t name_len = pair.name_len, value_len = pair.value_len;
         /* values are taken as sent: a limit is digits and a cursor base64url, neither needs escaping */
-        if (name_len == 5 && memcmp(pair, "limit", 5) == 0) {
+        if (name_len == 5 && memcmp(pair.name, "limit", 5) == 0) {
             if (seen_limit++)
                 return fail(err, "limit", "Parameter '%s' is given more than once.");
             if (parse_limit(value, value_len, &out->limit) != 0)
                 return fail(err, "limit", "Parameter '%s' must be a whole number from 1 to 1000.");
-        } else if (name_len == 6 && memcmp(pair, "cursor", 6) == 0) {
+        } else if (name_len == 6 && memcmp(pair.name, "cursor", 6) == 0) {
             if (seen_cursor++)
                 return fail(err, "cursor", "Parameter '%s' is given more than once.");
             if (open_cursor(value, value_len, key, user_id, tenant_id, out) != 0)
