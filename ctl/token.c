@@ -11,6 +11,7 @@
 #include "common/uuid.h"
 #include "ctl/ctl.h"
 #include "ctl/db.h"
+#include "ctl/token.h"
 
 enum { OPT_EMAIL, OPT_NAME, OPT_EXPIRES_AT };
 
@@ -41,7 +42,7 @@ static int parse_expiry(const char *value, char out[TG_TIME_US_STRLEN + 1])
     return 0;
 }
 
-static int make_token(tg_apitoken_new_t *token)
+int tg_ctl_token_mint(tg_apitoken_new_t *token)
 {
     if (tg_apitoken_mint(token) != 0) {
         tg_ctl_error("cannot read random bytes for a token");
@@ -80,12 +81,19 @@ static int insert_token(tg_ctl_t *ctl, const tg_apitoken_new_t *token, const cha
 
 /* The plaintext goes to stdout and nowhere else; a failed write is an error, since the
  * token would otherwise exist with nobody holding it. */
-static int print_token(const tg_apitoken_new_t *token, const char *expires)
+int tg_ctl_token_print(const tg_apitoken_new_t *token)
 {
     if (printf("%s\n", token->plaintext) < 0 || fflush(stdout) != 0) {
         tg_ctl_error("could not write the token to stdout; it is unusable, revoke token %s", token->id_text);
         return -1;
     }
+    return 0;
+}
+
+static int print_token(const tg_apitoken_new_t *token, const char *expires)
+{
+    if (tg_ctl_token_print(token) != 0)
+        return -1;
     fprintf(stderr, "created token id=%s prefix=%s expires_at=%s\n", token->id_text, token->prefix,
             expires[0] != '\0' ? expires : "never");
     return 0;
@@ -101,7 +109,7 @@ static int run_token_create(tg_ctl_t *ctl, const tg_ctl_args_t *args)
     if (tg_ctl_check_email(email) != 0 || tg_ctl_check_label("token name", name, TG_CTL_NAME_MAX) != 0 ||
         parse_expiry(args->values[OPT_EXPIRES_AT], expires) != 0)
         return TG_CTL_EXIT_USAGE;
-    if (make_token(&token) != 0)
+    if (tg_ctl_token_mint(&token) != 0)
         goto Exit;
     if (tg_ctl_db_connect(ctl) != 0 || insert_token(ctl, &token, email, name, expires) != 0)
         goto Exit;

@@ -12,6 +12,7 @@
 #include "common/uuid.h"
 #include "ctl/ctl.h"
 #include "ctl/db.h"
+#include "ctl/token.h"
 
 /* The API's bound on overlapSeconds (docs/api.md: at most 7 days). */
 #define ROTATE_MAX_OVERLAP_S 604800
@@ -239,10 +240,8 @@ static int run_token_rotate(tg_ctl_t *ctl, const tg_ctl_args_t *args)
     memset(&token, 0, sizeof(token));
     if (resolve_token(ctl, args->positional, old_id) != 0)
         goto Exit;
-    if (tg_apitoken_mint(&token) != 0) {
-        tg_ctl_error("cannot read random bytes for a token");
+    if (tg_ctl_token_mint(&token) != 0)
         goto Exit;
-    }
     const char *new_id = token.id_text, *prefix = token.prefix;
     char overlap_text[16];
     snprintf(overlap_text, sizeof(overlap_text), "%ld", overlap_s);
@@ -260,10 +259,8 @@ static int run_token_rotate(tg_ctl_t *ctl, const tg_ctl_args_t *args)
         tg_ctl_error("token %s is revoked, expired or already rotated: nothing to rotate", old_id);
         goto Exit;
     }
-    if (printf("%s\n", token.plaintext) < 0 || fflush(stdout) != 0) {
-        tg_ctl_error("could not write the token to stdout; it is unusable, revoke token %s", new_id);
+    if (tg_ctl_token_print(&token) != 0)
         goto Exit;
-    }
     fprintf(stderr, "rotated token id=%s into id=%s prefix=%s; the old one works for %ld more seconds\n", old_id, new_id, prefix,
             overlap_s);
     status = TG_CTL_EXIT_OK;
