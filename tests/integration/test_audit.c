@@ -72,14 +72,9 @@ static void stop_world(void)
 static void call(const char *method, const char *path, const char *credential, const char *body, tg_fx_http_res_t *res)
 {
     char url[1024], authorization[8192];
-    const char *headers[3] = {NULL, NULL, NULL};
-    size_t n = 0;
-    if (credential != NULL) {
-        snprintf(authorization, sizeof(authorization), "Authorization: Bearer %s", credential);
-        headers[n++] = authorization;
-    }
-    if (body != NULL)
-        headers[n++] = "Content-Type: application/json";
+    const char *headers[3];
+    tg_fx_bearer_headers(credential, body != NULL, NULL, authorization, sizeof(authorization), headers,
+                         sizeof(headers) / sizeof(headers[0]));
     tg_fx_server_url(&srv, TG_FX_HTTP1, path, url, sizeof(url));
     tg_fx_http_req_t req = {.method = method, .url = url, .headers = headers, .body = body, .proto = TG_FX_HTTP1};
     cr_assert_eq(tg_fx_http(&req, res), 0, "%s %s: %s", method, path, res->error);

@@ -134,14 +134,9 @@ static void call(tg_fx_proto_t proto, const char *method, const char *path, cons
                  tg_fx_http_res_t *res)
 {
     static char authorization[16 * 1024];
-    const char *headers[3] = {NULL, NULL, NULL};
-    size_t n = 0;
-    if (credential != NULL) {
-        snprintf(authorization, sizeof(authorization), "Authorization: Bearer %s", credential);
-        headers[n++] = authorization;
-    }
-    if (body != NULL)
-        headers[n++] = "Content-Type: application/json";
+    const char *headers[3];
+    tg_fx_bearer_headers(credential, body != NULL, NULL, authorization, sizeof(authorization), headers,
+                         sizeof(headers) / sizeof(headers[0]));
     call_headers(proto, method, path, headers, body, res);
 }
 

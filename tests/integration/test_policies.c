@@ -63,18 +63,7 @@ static void start_server(const char *const *extra_args, int workers)
 static void start_world(void)
 {
     cr_assert_eq(tg_fx_pg_start(&pg), 0, "no PostgreSQL (see above)");
-    cr_assert_eq(tg_fx_pg_migrate(&pg), 0, "tollgatectl migrate failed (see above)");
-    tg_fx_run_t run;
-    cr_assert_eq(ctl(NULL, &run, "tenant", "create", "Acme", NULL), 0, "tenant create: %s", run.err);
-    tg_fx_run_free(&run);
-    cr_assert_eq(ctl(PASSWORD "\n", &run, "user", "create", "--tenant", "Acme", "--email", ALICE, NULL), 0, "user create: %s",
-                 run.err);
-    tg_fx_run_free(&run);
-    cr_assert_eq(ctl(NULL, &run, "token", "create", "--email", ALICE, "--name", "master", NULL), 0, "token create: %s", run.err);
-    cr_assert_geq(strlen(run.out), TG_APITOKEN_LEN);
-    memcpy(master, run.out, TG_APITOKEN_LEN);
-    master[TG_APITOKEN_LEN] = '\0';
-    tg_fx_run_free(&run);
+    cr_assert_eq(tg_fx_seed_world(&pg, "Acme", ALICE, PASSWORD, master, sizeof(master)), 0, "no tenant, user and token (see above)");
 }
 
 static void stop_world(void)
@@ -92,14 +81,9 @@ static void call_url(tg_fx_proto_t proto, const char *method, const char *url, c
                      tg_fx_http_res_t *res)
 {
     char authorization[256];
-    const char *headers[3] = {NULL, NULL, NULL};
-    size_t n = 0;
-    if (credential != NULL) {
-        snprintf(authorization, sizeof(authorization), "Authorization: Bearer %s", credential);
-        headers[n++] = authorization;
-    }
-    if (body != NULL)
-        headers[n++] = "Content-Type: application/json";
+    const char *headers[3];
+    tg_fx_bearer_headers(credential, body != NULL, NULL, authorization, sizeof(authorization), headers,
+                         sizeof(headers) / sizeof(headers[0]));
     tg_fx_http_req_t req = {.method = method, .url = url, .headers = headers, .body = body, .proto = proto};
     cr_assert_eq(tg_fx_http(&req, res), 0, "%s %s over %s: %s", method, url, tg_fx_proto_name(proto), res->error);
 }

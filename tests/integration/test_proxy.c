@@ -37,16 +37,8 @@ static void call(tg_fx_proto_t proto, const char *method, const char *path, cons
 {
     char authorization[8192], url[2048];
     const char *headers[32];
-    size_t n = 0;
-    if (credential != NULL) {
-        snprintf(authorization, sizeof(authorization), "Authorization: Bearer %s", credential);
-        headers[n++] = authorization;
-    }
-    if (body != NULL)
-        headers[n++] = "Content-Type: application/json";
-    for (size_t i = 0; extra != NULL && extra[i] != NULL && n < 31; ++i)
-        headers[n++] = extra[i];
-    headers[n] = NULL;
+    tg_fx_bearer_headers(credential, body != NULL, extra, authorization, sizeof(authorization), headers,
+                         sizeof(headers) / sizeof(headers[0]));
     tg_fx_server_url(&srv, proto, path, url, sizeof(url));
     tg_fx_http_req_t req = {.method = method, .url = url, .headers = headers, .body = body, .proto = proto, .path_as_is = 1};
     cr_assert_eq(tg_fx_http(&req, res), 0, "%s %s over %s: %s", method, path, tg_fx_proto_name(proto), res->error);
