@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "common/log.h"
+#include "common/pg_connect.h"
 
 /* libpq sends COPY data in messages; 256 KiB per PQputCopyData keeps the socket busy
  * without buffering a whole 2.5 MB batch twice. */
@@ -152,9 +153,7 @@ int tg_collector_db_connect(tg_collector_db_t *db)
     if (now < db->_next_attempt_ms)
         return -1;
     /* COPY BINARY sends text in the client encoding: the records hold UTF-8 */
-    const char *keys[] = {"dbname", "fallback_application_name", "client_encoding", NULL};
-    const char *values[] = {db->_conninfo, "tollgate-collector", "UTF8", NULL};
-    db->conn = PQconnectStartParams(keys, values, 1);
+    db->conn = tg_pg_connect_start(&(tg_pg_connect_t){.url = db->_conninfo, .application_name = "tollgate-collector", .utf8 = 1});
     if (db->conn != NULL)
         PQsetNoticeProcessor(db->conn, tg_log_pg_notice, (void *)"collector");
     if (db->conn == NULL || PQstatus(db->conn) == CONNECTION_BAD || connect_poll(db, now + db->_timeout_ms) != 0) {

@@ -12,6 +12,7 @@
 
 #include "collector/db.h"
 #include "common/log.h"
+#include "common/pg_connect.h"
 #include "common/timefmt.h"
 
 enum { PR_IDLE = 0, PR_CONNECTING, PR_RUNNING };
@@ -105,10 +106,8 @@ static void send_next(tg_prune_t *pr)
 
 static void start_round(tg_prune_t *pr, int64_t now)
 {
-    const char *keys[] = {"dbname", "fallback_application_name", NULL};
-    const char *values[] = {pr->_conninfo, "tollgate-collector-prune", NULL};
     pr->_round_started_ms = now;
-    pr->_conn = PQconnectStartParams(keys, values, 1);
+    pr->_conn = tg_pg_connect_start(&(tg_pg_connect_t){.url = pr->_conninfo, .application_name = "tollgate-collector-prune"});
     if (pr->_conn == NULL || PQstatus(pr->_conn) == CONNECTION_BAD)
         return end_round(pr, pr->_conn != NULL ? PQerrorMessage(pr->_conn) : "out of memory");
     pr->_state = PR_CONNECTING;

@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/hex.h"
 #include "common/log.h"
 
 /* Frames read per pread(2) when replaying: 1 MiB keeps syscalls rare and memory small. */
@@ -114,16 +115,6 @@ static int64_t unix_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void hex(const uint8_t *bytes, size_t n, char *out)
-{
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; ++i) {
-        out[2 * i] = digits[bytes[i] >> 4];
-        out[2 * i + 1] = digits[bytes[i] & 15];
-    }
-    out[2 * n] = '\0';
 }
 
 static int unhex(const char *s, uint8_t *bytes, size_t n)
@@ -318,7 +309,7 @@ static int write_all(int fd, const uint8_t *p, size_t len)
 static int start_file(tg_spill_t *sp, const uint8_t instance[TG_RING_INSTANCE_ID_SIZE], uint64_t first_position)
 {
     char ihex[2 * TG_RING_INSTANCE_ID_SIZE + 1];
-    hex(instance, TG_RING_INSTANCE_ID_SIZE, ihex);
+    tg_hex_encode(instance, TG_RING_INSTANCE_ID_SIZE, ihex);
     int64_t created = unix_ms();
     snprintf(sp->wname, sizeof(sp->wname), TG_SPILL_NAME_FMT, ihex, first_position, (uint64_t)created);
     sp->wfd = openat(sp->dirfd, sp->wname, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);

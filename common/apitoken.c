@@ -16,6 +16,7 @@
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
 
+#include "common/hex.h"
 #include "common/random.h"
 
 /* ASCII order, so checksum strings compare like the numbers they encode. */
@@ -178,3 +179,16 @@ void tg_apitoken_display_prefix(const char *token, char out[TG_APITOKEN_DISPLAY_
     out[TG_APITOKEN_DISPLAY_LEN] = '\0';
 }
 
+
+int tg_apitoken_mint(tg_apitoken_new_t *out)
+{
+    if (tg_uuid_v7(NULL, &out->id) != 0 || tg_apitoken_generate(out->plaintext) != 0) {
+        explicit_bzero(out->plaintext, sizeof(out->plaintext));
+        return -1;
+    }
+    tg_uuid_format(&out->id, out->id_text);
+    tg_apitoken_hash(out->plaintext, TG_APITOKEN_LEN, out->hash);
+    tg_hex_encode(out->hash, TG_APITOKEN_HASH_LEN, out->hash_hex);
+    tg_apitoken_display_prefix(out->plaintext, out->prefix);
+    return 0;
+}

@@ -11,6 +11,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "common/uuid.h"
+
 /** Fixed prefix: "tg" for tollgate, "k" for key; the underscore keeps double-click selection whole. */
 #define TG_APITOKEN_PREFIX "tgk_"
 #define TG_APITOKEN_PREFIX_LEN 4
@@ -70,6 +72,25 @@ static inline int tg_apitoken_hash_equal(const uint8_t a[TG_APITOKEN_HASH_LEN], 
     }
     return diff == 0;
 }
+
+/** A new token as both minters (tollgated's POST and rotate, tollgatectl's create and
+ * rotate) store it: a UUIDv7 id, the plaintext shown once, its digest (raw and as lower-case
+ * hex, for a binary or a text parameter) and its display prefix. */
+typedef struct st_tg_apitoken_new_t {
+    tg_uuid_t id;
+    char id_text[TG_UUID_STRLEN + 1];
+    char plaintext[TG_APITOKEN_LEN + 1];
+    uint8_t hash[TG_APITOKEN_HASH_LEN];
+    char hash_hex[2 * TG_APITOKEN_HASH_LEN + 1];
+    char prefix[TG_APITOKEN_DISPLAY_LEN + 1];
+} tg_apitoken_new_t;
+
+/**
+ * Generate, hash and name a new token into *out: the one sequence every minter runs.
+ * Returns 0, or -1 when the kernel gives no random bytes (*out then holds no plaintext).
+ * The caller wipes out->plaintext (explicit_bzero) once it has been shown. Thread-safe.
+ */
+int tg_apitoken_mint(tg_apitoken_new_t *out) __attribute__((warn_unused_result));
 
 /** CRC-32 (IEEE 802.3 / zlib polynomial, reflected, init and xorout 0xFFFFFFFF) of buf. Exposed for tests. */
 uint32_t tg_apitoken_crc32(const void *buf, size_t len);

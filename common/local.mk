@@ -20,3 +20,9 @@ common_libtgcommon_a_SOURCES = \
 common_libtgcommon_a_CFLAGS += $(ARGON2_CFLAGS)
 # --retention-days bounds, read by tollgated, tollgate-collector and tollgatectl.
 common_libtgcommon_a_SOURCES += common/retention.h
+# How the three programs open PostgreSQL connections (libpq's headers; each program
+# already links $(PQ_LIBS)).
+common_libtgcommon_a_SOURCES += common/pg_connect.c common/pg_connect.h
+# Hex digits both ways (percent-escapes, UUID text, token digests).
+common_libtgcommon_a_SOURCES += common/hex.c common/hex.h
+common_libtgcommon_a_CFLAGS += $(PQ_CFLAGS)

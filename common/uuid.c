@@ -11,6 +11,7 @@
 #endif
 #include <time.h>
 
+#include "common/hex.h"
 #include "common/random.h"
 
 /* Bytes of randomness per id: rand_b is 62 bits, we draw 64 and overwrite the variant. */
@@ -84,17 +85,6 @@ int tg_uuid_v7_at(tg_uuid_gen_t *gen, int64_t unix_us, tg_uuid_t *out)
     return make_v7(gen, (us / 1000) << 12 | (us % 1000) * SUBMS_FRACTIONS / 1000, out);
 }
 
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 static int is_hyphen_position(size_t i)
 {
     return i == 8 || i == 13 || i == 18 || i == 23;
@@ -112,7 +102,7 @@ int tg_uuid_parse(const char *s, size_t len, tg_uuid_t *out)
                 return -1;
             continue;
         }
-        int v = hex_value(s[i]);
+        int v = tg_hex_value(s[i]);
         if (v < 0)
             return -1;
         if (nibble % 2 == 0)

@@ -7,18 +7,22 @@
 
 #include <string.h>
 
+#include "common/pg_connect.h"
+
 /* Seconds to wait for a connection before giving up: long enough for a remote database,
  * short enough that a wrong host does not hang a script (libpq's default is forever). */
 #define CONNECT_TIMEOUT "10"
+
+PGconn *tg_ctl_db_open(const char *conninfo)
+{
+    return tg_pg_connect(&(tg_pg_connect_t){.url = conninfo, .application_name = "tollgatectl", .connect_timeout = CONNECT_TIMEOUT, .utf8 = 1});
+}
 
 int tg_ctl_db_connect(tg_ctl_t *ctl)
 {
     if (ctl->conn != NULL)
         return 0;
-    /* Keywords before "dbname" are defaults: an expanded conninfo or URI overrides them. */
-    const char *const keywords[] = {"connect_timeout", "client_encoding", "fallback_application_name", "dbname", NULL};
-    const char *const values[] = {CONNECT_TIMEOUT, "UTF8", "tollgatectl", ctl->conninfo, NULL};
-    ctl->conn = PQconnectdbParams(keywords, values, 1);
+    ctl->conn = tg_ctl_db_open(ctl->conninfo);
     if (ctl->conn == NULL) {
         tg_ctl_error("cannot connect to PostgreSQL: out of memory");
         return -1;

@@ -21,6 +21,13 @@
 int tg_ctl_db_connect(tg_ctl_t *ctl) __attribute__((warn_unused_result));
 
 /**
+ * The blocking connect under tg_ctl_db_connect, for commands that hold their own
+ * connection: conninfo over the same defaults. Returns NULL only when out of memory;
+ * the caller checks PQstatus and PQfinishes. Prints nothing.
+ */
+PGconn *tg_ctl_db_open(const char *conninfo);
+
+/**
  * Runs one statement. values[i] == NULL is SQL NULL; formats[i] == 1 sends values[i] as
  * lengths[i] raw bytes (binary), otherwise it is a NUL-terminated text value; `lengths`
  * and `formats` may be NULL when every parameter is text. With nparams == 0 the SQL may

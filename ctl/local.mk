@@ -12,7 +12,7 @@ tollgatectl_SOURCES = \
 	ctl/migrate_status.c \
 	ctl/tenant.c \
 	ctl/user.c \
-	ctl/token.c \
+	ctl/token.c ctl/token.h \
 	ctl/token_admin.c \
 	ctl/user_admin.c \
 	ctl/audit.c \

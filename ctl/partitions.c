@@ -14,6 +14,7 @@
 #include "common/retention.h"
 #include "common/timefmt.h"
 #include "ctl/ctl.h"
+#include "ctl/db.h"
 #include "partitions/partitions.h"
 #include "partitions/prune.h"
 
@@ -46,9 +47,7 @@ static void format_size(int64_t bytes, char *out, size_t cap)
 
 static PGconn *connect_db(const char *conninfo)
 {
-    const char *keys[] = {"dbname", "fallback_application_name", "connect_timeout", NULL};
-    const char *values[] = {conninfo, "tollgatectl", "10", NULL};
-    PGconn *conn = PQconnectdbParams(keys, values, 1);
+    PGconn *conn = tg_ctl_db_open(conninfo);
     if (conn == NULL || PQstatus(conn) != CONNECTION_OK) {
         char msg[512];
         snprintf(msg, sizeof(msg), "%s", conn != NULL ? PQerrorMessage(conn) : "out of memory");

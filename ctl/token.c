@@ -11,20 +11,13 @@
 #include "common/uuid.h"
 #include "ctl/ctl.h"
 #include "ctl/db.h"
+#include "ctl/token.h"
 
 enum { OPT_EMAIL, OPT_NAME, OPT_EXPIRES_AT };
 
 /* What `token create` grants: every scope there is (docs/api.md, "Scopes"), proxy:* meaning every proxy
  * route; the CLI acts as the administrator, so there is no caller's set to narrow it to. */
 #define DEFAULT_SCOPES "{tokens:read,tokens:write,usage:read,proxy:*}"
-
-/* A new token: its id, plaintext, digest and display prefix. */
-typedef struct st_new_token_t {
-    char id[TG_UUID_STRLEN + 1];
-    char plaintext[TG_APITOKEN_LEN + 1];
-    uint8_t hash[TG_APITOKEN_HASH_LEN];
-    char prefix[TG_APITOKEN_DISPLAY_LEN + 1];
-} new_token_t;
 
 /* --expires-at: an RFC 3339 timestamp in the future. Writes "" for no expiry. */
 static int parse_expiry(const char *value, char out[TG_TIME_US_STRLEN + 1])
@@ -49,20 +42,16 @@ static int parse_expiry(const char *value, char out[TG_TIME_US_STRLEN + 1])
     return 0;
 }
 
-static int make_token(new_token_t *token)
+int tg_ctl_token_mint(tg_apitoken_new_t *token)
 {
-    tg_uuid_t id;
-    if (tg_uuid_v7(NULL, &id) != 0 || tg_apitoken_generate(token->plaintext) != 0) {
+    if (tg_apitoken_mint(token) != 0) {
         tg_ctl_error("cannot read random bytes for a token");
         return -1;
     }
-    tg_uuid_format(&id, token->id);
-    tg_apitoken_hash(token->plaintext, TG_APITOKEN_LEN, token->hash);
-    tg_apitoken_display_prefix(token->plaintext, token->prefix);
     return 0;
 }
 
-static int insert_token(tg_ctl_t *ctl, const new_token_t *token, const char *email, const char *name, const char *expires)
+static int insert_token(tg_ctl_t *ctl, const tg_apitoken_new_t *token, const char *email, const char *name, const char *expires)
 {
     /* The user (and with it the tenant) is resolved in the same statement; no row back
      * means no such user. The digest goes as binary, the plaintext not at all. The audit
@@ -75,7 +64,7 @@ static int insert_token(tg_ctl_t *ctl, const new_token_t *token, const char *ema
         " SELECT id, tollgate_audit_record(tenant_id, user_id, 'admin_cli', NULL, 'token.created', id, NULL,"
         " jsonb_build_object('name', name, 'prefix', prefix)) FROM t";
     const char *params[] = {
-        token->id, name, token->prefix, (const char *)token->hash, DEFAULT_SCOPES, expires[0] != '\0' ? expires : NULL, email};
+        token->id_text, name, token->prefix, (const char *)token->hash, DEFAULT_SCOPES, expires[0] != '\0' ? expires : NULL, email};
     const int lengths[] = {0, 0, 0, TG_APITOKEN_HASH_LEN, 0, 0, 0};
     const int formats[] = {0, 0, 0, 1, 0, 0, 0};
     PGresult *res;
@@ -92,13 +81,20 @@ static int insert_token(tg_ctl_t *ctl, const new_token_t *token, const char *ema
 
 /* The plaintext goes to stdout and nowhere else; a failed write is an error, since the
  * token would otherwise exist with nobody holding it. */
-static int print_token(const new_token_t *token, const char *expires)
+int tg_ctl_token_print(const tg_apitoken_new_t *token)
 {
     if (printf("%s\n", token->plaintext) < 0 || fflush(stdout) != 0) {
-        tg_ctl_error("could not write the token to stdout; it is unusable, revoke token %s", token->id);
+        tg_ctl_error("could not write the token to stdout; it is unusable, revoke token %s", token->id_text);
         return -1;
     }
-    fprintf(stderr, "created token id=%s prefix=%s expires_at=%s\n", token->id, token->prefix,
+    return 0;
+}
+
+static int print_token(const tg_apitoken_new_t *token, const char *expires)
+{
+    if (tg_ctl_token_print(token) != 0)
+        return -1;
+    fprintf(stderr, "created token id=%s prefix=%s expires_at=%s\n", token->id_text, token->prefix,
             expires[0] != '\0' ? expires : "never");
     return 0;
 }
@@ -107,13 +103,13 @@ static int run_token_create(tg_ctl_t *ctl, const tg_ctl_args_t *args)
 {
     const char *email = args->values[OPT_EMAIL], *name = args->values[OPT_NAME];
     char expires[TG_TIME_US_STRLEN + 1];
-    new_token_t token;
+    tg_apitoken_new_t token;
     int status = TG_CTL_EXIT_FAILURE;
 
     if (tg_ctl_check_email(email) != 0 || tg_ctl_check_label("token name", name, TG_CTL_NAME_MAX) != 0 ||
         parse_expiry(args->values[OPT_EXPIRES_AT], expires) != 0)
         return TG_CTL_EXIT_USAGE;
-    if (make_token(&token) != 0)
+    if (tg_ctl_token_mint(&token) != 0)
         goto Exit;
     if (tg_ctl_db_connect(ctl) != 0 || insert_token(ctl, &token, email, name, expires) != 0)
         goto Exit;

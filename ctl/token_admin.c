@@ -12,6 +12,7 @@
 #include "common/uuid.h"
 #include "ctl/ctl.h"
 #include "ctl/db.h"
+#include "ctl/token.h"
 
 /* The API's bound on overlapSeconds (docs/api.md: at most 7 days). */
 #define ROTATE_MAX_OVERLAP_S 604800
@@ -182,15 +183,10 @@ const tg_ctl_command_t tg_ctl_cmd_token_show = {
 
 static int run_token_revoke(tg_ctl_t *ctl, const tg_ctl_args_t *args)
 {
-    /* DELETE /api/v1/tokens/:id's statement without the owner check: the token and every
-     * token created with it, directly or not, revoked now unless already revoked sooner;
+    /* DELETE /api/v1/tokens/:id's function (schema 0014) without the owner check: the
+     * token and every token created with it revoked now unless already revoked sooner;
      * each announced on tollgate_revocations at commit. */
-    static const char sql[] = "WITH RECURSIVE d AS (SELECT a.id FROM api_tokens a WHERE a.id = $1::uuid"
-                              " UNION SELECT t.id FROM api_tokens t JOIN d ON t.created_by = d.id),"
-                              " r AS (UPDATE api_tokens SET revoked_at = now() WHERE id IN (SELECT id FROM d)"
-                              " AND (revoked_at IS NULL OR revoked_at > now()) RETURNING id),"
-                              " n AS (SELECT pg_notify('tollgate_revocations', 't:' || id::text) FROM r)"
-                              " SELECT (SELECT count(*) FROM n)";
+    static const char sql[] = "SELECT revoked FROM tollgate_token_revoke($1::uuid)";
     char id[TG_UUID_STRLEN + 1];
     if (resolve_token(ctl, args->positional, id) != 0 || begin_locked(ctl, id) != 0)
         return TG_CTL_EXIT_FAILURE;
@@ -226,26 +222,10 @@ enum { ROTATE_OVERLAP };
 
 static int run_token_rotate(tg_ctl_t *ctl, const tg_ctl_args_t *args)
 {
-    /* POST /api/v1/tokens/:id/rotate's statement without the owner check ($2 overlap, $3
-     * new id, $4 prefix, $5 digest): the old token (locked) is revoked at now() + overlap if
-     * live, its descendants at the same instant, and a successor inserted with the same
-     * name, scopes, policies and expiry (bounded by the parent's revoked_at and expires_at). */
-    static const char sql[] =
-        "WITH RECURSIVE old AS (SELECT a.id, a.revoked_at, a.expires_at,"
-        " least(a.expires_at, (SELECT least(p.expires_at, p.revoked_at) FROM api_tokens p WHERE p.id = a.created_by)) AS new_exp"
-        " FROM api_tokens a WHERE a.id = $1::uuid FOR UPDATE OF a),"
-        " upd AS (UPDATE api_tokens t SET revoked_at = now() + $2::int * interval '1 second' FROM old"
-        " WHERE t.id = old.id AND old.revoked_at IS NULL AND (old.new_exp IS NULL OR old.new_exp > now())"
-        " RETURNING t.id, t.user_id, t.tenant_id, t.name, t.scopes, t.allowed_ips, t.rate_limit, t.quota, old.new_exp,"
-        " t.created_by, t.revoked_at),"
-        " d AS (SELECT t.id FROM api_tokens t JOIN upd ON t.created_by = upd.id"
-        " UNION SELECT t.id FROM api_tokens t JOIN d ON t.created_by = d.id),"
-        " dr AS (UPDATE api_tokens t SET revoked_at = upd.revoked_at FROM upd"
-        " WHERE t.id IN (SELECT id FROM d) AND (t.revoked_at IS NULL OR t.revoked_at > upd.revoked_at) RETURNING t.id)"
-        " INSERT INTO api_tokens (id, user_id, tenant_id, name, prefix, token_hash, scopes, allowed_ips, rate_limit, quota,"
-        " expires_at, rotated_from, created_by)"
-        " SELECT $3::uuid, user_id, tenant_id, name, $4, $5::bytea, scopes, allowed_ips, rate_limit, quota, new_exp, id,"
-        " created_by FROM upd RETURNING id";
+    /* POST /api/v1/tokens/:id/rotate's function (schema 0014) without the owner check ($2
+     * overlap, $3 new id, $4 prefix, $5 digest): the successor's id, NULL when the old
+     * token was not live. */
+    static const char sql[] = "SELECT tollgate_token_rotate($1::uuid, $2::int, $3::uuid, $4, $5::bytea)";
     const char *overlap = args->values[ROTATE_OVERLAP] != NULL ? args->values[ROTATE_OVERLAP] : "0";
     char *end;
     long overlap_s = strtol(overlap, &end, 10);
@@ -253,24 +233,19 @@ static int run_token_rotate(tg_ctl_t *ctl, const tg_ctl_args_t *args)
         tg_ctl_error("--overlap-seconds: expected 0 to %d", ROTATE_MAX_OVERLAP_S);
         return TG_CTL_EXIT_USAGE;
     }
-    char old_id[TG_UUID_STRLEN + 1], new_id[TG_UUID_STRLEN + 1], plaintext[TG_APITOKEN_LEN + 1],
-        prefix[TG_APITOKEN_DISPLAY_LEN + 1];
-    uint8_t hash[TG_APITOKEN_HASH_LEN];
-    tg_uuid_t uuid;
+    char old_id[TG_UUID_STRLEN + 1];
+    tg_apitoken_new_t token;
     int status = TG_CTL_EXIT_FAILURE;
     PGresult *res = NULL;
+    memset(&token, 0, sizeof(token));
     if (resolve_token(ctl, args->positional, old_id) != 0)
         goto Exit;
-    if (tg_uuid_v7(NULL, &uuid) != 0 || tg_apitoken_generate(plaintext) != 0) {
-        tg_ctl_error("cannot read random bytes for a token");
+    if (tg_ctl_token_mint(&token) != 0)
         goto Exit;
-    }
-    tg_uuid_format(&uuid, new_id);
-    tg_apitoken_hash(plaintext, TG_APITOKEN_LEN, hash);
-    tg_apitoken_display_prefix(plaintext, prefix);
+    const char *new_id = token.id_text, *prefix = token.prefix;
     char overlap_text[16];
     snprintf(overlap_text, sizeof(overlap_text), "%ld", overlap_s);
-    const char *params[] = {old_id, overlap_text, new_id, prefix, (const char *)hash};
+    const char *params[] = {old_id, overlap_text, new_id, prefix, (const char *)token.hash};
     const int lengths[] = {0, 0, 0, 0, TG_APITOKEN_HASH_LEN};
     const int formats[] = {0, 0, 0, 0, 1};
     if (begin_locked(ctl, old_id) != 0)
@@ -280,21 +255,19 @@ static int run_token_rotate(tg_ctl_t *ctl, const tg_ctl_args_t *args)
         tg_ctl_db_report(ctl, res, "rotating the token");
     if (end_locked(ctl, ok) != 0 || !ok)
         goto Exit;
-    if (PQntuples(res) == 0) {
+    if (PQntuples(res) == 0 || PQgetisnull(res, 0, 0)) {
         tg_ctl_error("token %s is revoked, expired or already rotated: nothing to rotate", old_id);
         goto Exit;
     }
-    if (printf("%s\n", plaintext) < 0 || fflush(stdout) != 0) {
-        tg_ctl_error("could not write the token to stdout; it is unusable, revoke token %s", new_id);
+    if (tg_ctl_token_print(&token) != 0)
         goto Exit;
-    }
     fprintf(stderr, "rotated token id=%s into id=%s prefix=%s; the old one works for %ld more seconds\n", old_id, new_id, prefix,
             overlap_s);
     status = TG_CTL_EXIT_OK;
 
 Exit:
     PQclear(res);
-    explicit_bzero(plaintext, sizeof(plaintext));
+    explicit_bzero(&token, sizeof(token));
     return status;
 }
 

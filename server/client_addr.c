@@ -61,7 +61,7 @@ int tg_client_addr_in(const tg_client_addr_t *a, const struct st_tg_cidr_t *cidr
 {
     if (a->family == TG_CLIENT_ADDR_NONE || n == 0)
         return 0;
-    return tg_policy_cidrs_match(cidrs, n, a->ip, a->family == TG_CLIENT_ADDR_V4);
+    return tg_cidr_match(cidrs, n, a->ip, a->family == TG_CLIENT_ADDR_V4);
 }
 
 const char *tg_client_addr_format(const tg_client_addr_t *a, char *buf, size_t len)

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/pg_connect.h"
 
 /* Client-side ceiling on one request, above the server-side statement_timeout (2 s)
  * so PostgreSQL normally reports first; it only fires when PostgreSQL is frozen. */
@@ -507,7 +508,8 @@ static void conn_start(tg_db_conn_t *c)
 {
     c->nprepared = 0; /* a new session has none */
     c->preparing = 0;
-    c->pg = PQconnectStart(c->db->conninfo);
+    /* no connect_timeout: TG_DB_CONNECT_DEADLINE_MS bounds the attempt in the loop */
+    c->pg = tg_pg_connect_start(&(tg_pg_connect_t){.url = c->db->conninfo, .application_name = "tollgated"});
     if (c->pg != NULL)
         PQsetNoticeProcessor(c->pg, tg_log_pg_notice, (void *)"db");
     c->state = CONN_CONNECTING;

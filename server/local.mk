@@ -68,3 +68,5 @@ bin_PROGRAMS += tollgated
 tollgated_SOURCES = server/main.c
 tollgated_CFLAGS = $(server_libtgserver_a_CFLAGS)
 tollgated_LDADD = $(TG_SERVER_LIBS)
+# Address prefixes (allowedIps, --trusted-proxy): no libh2o, so fuzz targets link it alone.
+server_libtgserver_a_SOURCES += server/cidr.c server/cidr.h

@@ -241,7 +241,7 @@ int main(int argc, char **argv)
     tg_proctitle_init(&proctitle, argc, argv);
     tg_proctitle_set(&proctitle, "tollgated: master");
     for (size_t i = 0; i < server.config.trusted_proxy.count; ++i) /* checked by the setting's row */
-        tg_policy_parse_cidr(server.config.trusted_proxy.items[i], strlen(server.config.trusted_proxy.items[i]),
+        tg_cidr_parse(server.config.trusted_proxy.items[i], strlen(server.config.trusted_proxy.items[i]),
                              &server.trusted_proxies[server.ntrusted_proxies++]);
     if (read_jwt_secret(&server, err, sizeof(err)) != 0) {
         fprintf(stderr, "tollgated: %s\n", err);

@@ -12,6 +12,7 @@
 #include <libpq-fe.h>
 #include <stdint.h>
 
+#include "server/cidr.h"
 #include "server/request.h"
 #include "shm/token_stats.h"
 
@@ -37,13 +38,6 @@ enum {
  * (made before that rule) fails closed: it is not loaded (503). */
 #define TG_POLICY_MAX_ANCESTORS 4
 
-/** One allowed prefix. IPv4 prefixes keep their 4 bytes first and match IPv4 (and
- * v4-mapped IPv6) clients only; IPv6 prefixes match IPv6 clients only. */
-typedef struct st_tg_cidr_t {
-    uint8_t addr[16];
-    uint8_t bits;
-    uint8_t v4;
-} tg_cidr_t;
 
 /** A token's policies as cached. Copyable by assignment; `extra_cidrs` is owned by
  * whichever copy the credential cache holds (token_cache.c frees it). */
@@ -73,12 +67,6 @@ void tg_policy_dispose(tg_token_policy_t *p);
 /** 1 when the client address (server/client_addr.h: behind a trusted proxy, the forwarded
  * one) is inside one of the token's prefixes (or no allowedIps is set). */
 int tg_policy_peer_allowed(const tg_token_policy_t *p, const tg_client_addr_t *client);
-
-/** 1 when the IPv4 (v4 = 1, 4 bytes) or IPv6 address is inside one of the prefixes. For tests and the above. */
-int tg_policy_cidrs_match(const tg_cidr_t *cidrs, size_t n, const uint8_t *addr, int v4);
-
-/** Parses "a.b.c.d/n" or "x::y/n" (n optional) into *out. 0 or -1. */
-int tg_policy_parse_cidr(const char *s, size_t len, tg_cidr_t *out);
 
 /* Retry-After of a 503 limits_unavailable: a limited token found no slot in the node's
  * token table; one frees when a token has been idle for TG_TOKEN_STATS_IDLE_S. */

@@ -6,16 +6,7 @@
  */
 #include "server/proxy_path.h"
 
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
+#include "common/hex.h"
 
 /* A byte no upstream may see in a path, whether sent raw or percent-encoded. */
 static const char *refused_in_any_form(unsigned char c)
@@ -80,10 +71,10 @@ const char *tg_proxy_path_check(const char *path, size_t len)
         }
         if (c == '%') {
             int hi, lo;
-            if (end - p < 3 || (hi = hex_value(p[1])) < 0 || (lo = hex_value(p[2])) < 0)
+            if (end - p < 3 || (hi = tg_hex_value(p[1])) < 0 || (lo = tg_hex_value(p[2])) < 0)
                 return "The path holds a '%' that is not followed by two hex digits.";
             c = (unsigned char)(hi << 4 | lo);
-            if (c == '%' && end - p >= 5 && hex_value(p[3]) >= 0 && hex_value(p[4]) >= 0)
+            if (c == '%' && end - p >= 5 && tg_hex_value(p[3]) >= 0 && tg_hex_value(p[4]) >= 0)
                 return refused_encoded('%');
             if (c != '%' && (why = refused_encoded(c)) != NULL)
                 return why;

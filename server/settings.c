@@ -32,7 +32,7 @@ static const char *check_route(const char *value)
 static const char *check_trusted_proxy(const char *value)
 {
     tg_cidr_t cidr;
-    return tg_policy_parse_cidr(value, strlen(value), &cidr) == 0 ? NULL : "expected an address or CIDR prefix";
+    return tg_cidr_parse(value, strlen(value), &cidr) == 0 ? NULL : "expected an address or CIDR prefix";
 }
 
 static const char *check_on_ring_full(const char *value)

@@ -18,6 +18,7 @@
 #include "server/db_call.h"
 #include "server/http.h"
 #include "server/routes/token_list.h"
+#include "server/routes/usage_query.h"
 #include "server/worker_context.h"
 
 /* The usage endpoint's limits: a page is milliseconds, so a second means trouble. */
@@ -48,46 +49,17 @@ typedef struct st_audit_call_t {
     uint8_t key[TG_TOKEN_LIST_KEY_LEN];
 } audit_call_t;
 
-/* Percent-decodes v[0..len) into out (cap bytes with the NUL); -1 when malformed or too long. */
-static int decode_value(const char *v, size_t len, char *out, size_t cap)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < len; ++i) {
-        int ch = (unsigned char)v[i];
-        if (ch == '%') {
-            if (i + 2 >= len)
-                return -1;
-            char hex[3] = {v[i + 1], v[i + 2], '\0'};
-            char *end;
-            long x = strtol(hex, &end, 16);
-            if (end != hex + 2 || hex[0] == '+' || hex[0] == '-')
-                return -1;
-            ch = (int)x;
-            i += 2;
-            if (ch == 0)
-                return -1;
-        } /* a literal '+' stays '+', as in the usage routes' from/to */
-        if (n + 1 >= cap)
-            return -1;
-        out[n++] = (char)ch;
-    }
-    out[n] = '\0';
-    return 0;
-}
-
 /* `from` and `to` (RFC 3339 or a date; `to` as a date means the end of that day). 0, or -1 with msg filled. */
 static int parse_range(const char *query, size_t len, int64_t *from_us, int64_t *to_us, char *msg, size_t msg_cap)
 {
     *from_us = AUDIT_FROM_MIN;
     *to_us = AUDIT_TO_MAX;
     int seen_from = 0, seen_to = 0;
-    for (size_t start = 0; start < len;) {
-        const char *pair = query + start, *amp = memchr(pair, '&', len - start);
-        size_t pair_len = amp != NULL ? (size_t)(amp - pair) : len - start;
-        start += pair_len + 1;
-        const char *eq = memchr(pair, '=', pair_len);
-        size_t name_len = eq != NULL ? (size_t)(eq - pair) : pair_len;
-        int is_from = name_len == 4 && memcmp(pair, "from", 4) == 0, is_to = name_len == 2 && memcmp(pair, "to", 2) == 0;
+    tg_usage_query_pair_t pair;
+    for (size_t pos = 0; tg_usage_query_next(query, len, &pos, &pair);) {
+        size_t name_len = pair.name_len;
+        int is_from = name_len == 4 && memcmp(pair.name, "from", 4) == 0,
+            is_to = name_len == 2 && memcmp(pair.name, "to", 2) == 0;
         if (!is_from && !is_to)
             continue;
         const char *name = is_from ? "from" : "to";
@@ -95,12 +67,11 @@ static int parse_range(const char *query, size_t len, int64_t *from_us, int64_t 
             snprintf(msg, msg_cap, "Parameter '%s' is given more than once.", name);
             return -1;
         }
-        const char *value = eq != NULL ? eq + 1 : pair + pair_len;
         char text[64];
         int64_t us;
         tg_time_form_t form;
-        if (decode_value(value, (size_t)(pair + pair_len - value), text, sizeof(text)) != 0 ||
-            tg_time_parse(text, strlen(text), &us, &form) != 0) {
+        ssize_t text_len = tg_usage_percent_decode(pair.value, pair.value_len, text, sizeof(text) - 1);
+        if (text_len < 0 || tg_time_parse(text, (size_t)text_len, &us, &form) != 0) {
             snprintf(msg, msg_cap, "Parameter '%s' must be an RFC 3339 timestamp or a date (YYYY-MM-DD).", name);
             return -1;
         }
@@ -161,16 +132,13 @@ static void on_page(void *call, tg_request_t *r, PGresult *res, const char *sqls
         json_array_append_new(events, ev);
     }
     if (more) {
-        tg_uuid_t id;
-        const char *id_text = PQgetvalue(res, rows - 1, COL_ID);
-        if (tg_uuid_parse(id_text, strlen(id_text), &id) != 0) {
+        char cursor[TG_TOKEN_LIST_CURSOR_LEN + 1];
+        if (tg_token_list_cursor_from_text(c->key, r->auth.user_id, r->auth.tenant_id, PQgetvalue(res, rows - 1, COL_US),
+                                           PQgetvalue(res, rows - 1, COL_ID), cursor) != 0) {
             json_decref(events);
             tg_http_send_error(r->req, 500, "internal_error", "The request could not be completed.");
             return;
         }
-        char cursor[TG_TOKEN_LIST_CURSOR_LEN + 1];
-        tg_token_list_cursor(c->key, r->auth.user_id, r->auth.tenant_id, strtoll(PQgetvalue(res, rows - 1, COL_US), NULL, 10),
-                             id.bytes, cursor);
         next = json_string(cursor);
     }
     tg_http_send_jansson(
@@ -197,21 +165,20 @@ void tg_route_audit(tg_request_t *r)
         tg_http_send_error(r->req, 400, "invalid_parameter", msg);
         return;
     }
-    char tenant[TG_UUID_STRLEN + 1], user[TG_UUID_STRLEN + 1], limit[16], from[24], to[24], after_us[24],
-        after_id[TG_UUID_STRLEN + 1];
+    char tenant[TG_UUID_STRLEN + 1], user[TG_UUID_STRLEN + 1], from[24], to[24];
     tg_uuid_format((const tg_uuid_t *)r->auth.tenant_id, tenant);
     tg_uuid_format((const tg_uuid_t *)r->auth.user_id, user);
-    snprintf(limit, sizeof(limit), "%u", c->page.limit + 1);
     snprintf(from, sizeof(from), "%lld", (long long)c->from_us);
     snprintf(to, sizeof(to), "%lld", (long long)c->to_us);
-    snprintf(after_us, sizeof(after_us), "%lld", (long long)c->page.after_created_us);
-    tg_uuid_format((const tg_uuid_t *)c->page.after_id, after_id);
+    tg_token_list_sql_args_t page;
+    tg_token_list_sql_args(&c->page, &page);
     tg_db_request_t q = {.nsteps = 2, .result_step = 1, .is_transaction = 1};
     q.steps[0] = (tg_db_step_t){.sql = SQL_SCOPE, .nparams = 1, .params = {tenant}};
     q.steps[1] = (tg_db_step_t){
         .sql = SQL_PAGE,
         .nparams = 7,
-        .params = {tenant, user, limit, from, to, c->page.has_cursor ? after_us : NULL, c->page.has_cursor ? after_id : NULL}};
+        .params = {tenant, user, page.limit, from, to, c->page.has_cursor ? page.after_us : NULL,
+                   c->page.has_cursor ? page.after_id : NULL}};
     if (tg_db_call_submit(c, &q, on_page) != 0)
         tg_db_call_fail(r, "audit", "page", NULL, "unavailable");
 }

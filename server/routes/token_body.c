@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "server/authz.h"
+#include "server/cidr.h"
 
 /* "ffff:...:ffff/128" plus slack: INET6_ADDRSTRLEN (46) + "/128". */
 #define TOKEN_CIDR_MAX 64
@@ -216,51 +217,27 @@ static int host_bits_zero(const unsigned char *addr, size_t nbytes, unsigned pre
     return 1;
 }
 
-/* "addr" or "addr/len" (v4 or v6, host bits zero) to "addr/len" in inet_ntop's form. */
+/*
+ * "addr" or "addr/len" (v4 or v6, host bits zero) to "addr/len" in inet_ntop's form: the
+ * runtime's parser (tg_cidr_parse) plus what a stored value must also be, no
+ * leading zero in the length and no host bits. ::ffff:a.b.c.d/n (n >= 96) comes back as
+ * the IPv4 prefix a.b.c.d/(n-96), which is how the runtime matches it, so PostgreSQL
+ * compares it with a parent's CIDRs as IPv4 too. A shorter IPv6 prefix cannot hold the
+ * ffff (its host bits would not be zero) unless it is all of ::/n, which stays IPv6:
+ * IPv6 prefixes admit no IPv4 client.
+ */
 static int canonical_cidr(const char *s, size_t len, char out[TOKEN_CIDR_MAX])
 {
-    char addr[TOKEN_CIDR_MAX];
     const char *slash = memchr(s, '/', len);
-    size_t addr_len = slash != NULL ? (size_t)(slash - s) : len;
-    if (addr_len == 0 || addr_len >= sizeof(addr))
+    if (slash != NULL && s + len - slash > 2 && slash[1] == '0')
+        return -1; /* a leading zero */
+    tg_cidr_t cidr;
+    if (tg_cidr_parse(s, len, &cidr) != 0 || !host_bits_zero(cidr.addr, cidr.v4 ? 4 : 16, cidr.bits))
         return -1;
-    memcpy(addr, s, addr_len);
-    addr[addr_len] = '\0';
-    int family = memchr(addr, ':', addr_len) != NULL ? AF_INET6 : AF_INET;
-    unsigned char bytes[16];
-    if (inet_pton(family, addr, bytes) != 1)
-        return -1;
-    unsigned max = family == AF_INET6 ? 128 : 32, prefix = max;
-    if (slash != NULL) {
-        const char *p = slash + 1, *end = s + len;
-        if (p == end || end - p > 3 || (*p == '0' && end - p > 1))
-            return -1; /* no digits, too many, or a leading zero */
-        prefix = 0;
-        for (; p < end; ++p) {
-            if (*p < '0' || *p > '9')
-                return -1;
-            prefix = prefix * 10 + (unsigned)(*p - '0');
-        }
-        if (prefix > max)
-            return -1;
-    }
-    if (!host_bits_zero(bytes, max / 8, prefix))
-        return -1;
-    /* ::ffff:a.b.c.d/n (n >= 96) is stored as the IPv4 prefix a.b.c.d/(n-96), which is how
-     * the runtime matches it (tg_policy_parse_cidr), so PostgreSQL compares it with a
-     * parent's CIDRs as IPv4 too. A shorter IPv6 prefix cannot hold the ffff (its host
-     * bits would not be zero) unless it is all of ::/n, which stays IPv6: IPv6 prefixes
-     * admit no IPv4 client. */
-    static const unsigned char v4_mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-    if (family == AF_INET6 && prefix >= 96 && memcmp(bytes, v4_mapped, sizeof(v4_mapped)) == 0) {
-        memmove(bytes, bytes + 12, 4);
-        family = AF_INET;
-        prefix -= 96;
-    }
     char text[INET6_ADDRSTRLEN];
-    if (inet_ntop(family, bytes, text, sizeof(text)) == NULL)
+    if (inet_ntop(cidr.v4 ? AF_INET : AF_INET6, cidr.addr, text, sizeof(text)) == NULL)
         return -1;
-    snprintf(out, TOKEN_CIDR_MAX, "%s/%u", text, prefix);
+    snprintf(out, TOKEN_CIDR_MAX, "%s/%u", text, (unsigned)cidr.bits);
     return 0;
 }
 

@@ -6,12 +6,14 @@
 #include "server/routes/token_list.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include "common/uuid.h"
 #include "server/routes/usage_query.h"
 
 static const char KEY_LABEL[] = "tollgate token list cursor key v1";
@@ -61,6 +63,24 @@ void tg_token_list_cursor(const uint8_t key[TG_TOKEN_LIST_KEY_LEN], const uint8_
     tg_usage_b64url_encode(raw, sizeof(raw), out);
 }
 
+int tg_token_list_cursor_from_text(const uint8_t key[TG_TOKEN_LIST_KEY_LEN], const uint8_t user_id[16], const uint8_t tenant_id[16],
+                                   const char *created_us, const char *id, char out[TG_TOKEN_LIST_CURSOR_LEN + 1])
+{
+    tg_uuid_t uuid;
+    if (tg_uuid_parse(id, strlen(id), &uuid) != 0)
+        return -1;
+    tg_token_list_cursor(key, user_id, tenant_id, strtoll(created_us, NULL, 10), uuid.bytes, out);
+    return 0;
+}
+
+void tg_token_list_sql_args(const tg_token_list_params_t *params, tg_token_list_sql_args_t *out)
+{
+    _Static_assert(sizeof(out->after_id) == TG_UUID_STRLEN + 1, "a UUID's text");
+    snprintf(out->limit, sizeof(out->limit), "%u", params->limit + 1);
+    snprintf(out->after_us, sizeof(out->after_us), "%lld", (long long)params->after_created_us);
+    tg_uuid_format((const tg_uuid_t *)params->after_id, out->after_id);
+}
+
 /* "1".."1000", digits only. */
 static int parse_limit(const char *v, size_t len, uint32_t *out)
 {
@@ -102,21 +122,17 @@ int tg_token_list_parse(const char *query, size_t len, const uint8_t key[TG_TOKE
     memset(out, 0, sizeof(*out));
     out->limit = TG_TOKEN_LIST_DEFAULT_LIMIT;
     int seen_limit = 0, seen_cursor = 0;
-    for (size_t start = 0; start < len;) {
-        const char *pair = query + start, *amp = memchr(pair, '&', len - start);
-        size_t pair_len = amp != NULL ? (size_t)(amp - pair) : len - start;
-        start += pair_len + 1;
-        const char *eq = memchr(pair, '=', pair_len);
-        size_t name_len = eq != NULL ? (size_t)(eq - pair) : pair_len;
-        const char *value = eq != NULL ? eq + 1 : pair + pair_len;
-        size_t value_len = (size_t)(pair + pair_len - value);
+    tg_usage_query_pair_t pair;
+    for (size_t pos = 0; tg_usage_query_next(query, len, &pos, &pair);) {
+        const char *value = pair.value;
+        size_t name_len = pair.name_len, value_len = pair.value_len;
         /* values are taken as sent: a limit is digits and a cursor base64url, neither needs escaping */
-        if (name_len == 5 && memcmp(pair, "limit", 5) == 0) {
+        if (name_len == 5 && memcmp(pair.name, "limit", 5) == 0) {
             if (seen_limit++)
                 return fail(err, "limit", "Parameter '%s' is given more than once.");
             if (parse_limit(value, value_len, &out->limit) != 0)
                 return fail(err, "limit", "Parameter '%s' must be a whole number from 1 to 1000.");
-        } else if (name_len == 6 && memcmp(pair, "cursor", 6) == 0) {
+        } else if (name_len == 6 && memcmp(pair.name, "cursor", 6) == 0) {
             if (seen_cursor++)
                 return fail(err, "cursor", "Parameter '%s' is given more than once.");
             if (open_cursor(value, value_len, key, user_id, tenant_id, out) != 0)

@@ -45,4 +45,19 @@ int tg_token_list_parse(const char *query, size_t len, const uint8_t key[TG_TOKE
 void tg_token_list_cursor(const uint8_t key[TG_TOKEN_LIST_KEY_LEN], const uint8_t user_id[16], const uint8_t tenant_id[16],
                           int64_t created_us, const uint8_t id[16], char out[TG_TOKEN_LIST_CURSOR_LEN + 1]);
 
+/** tg_token_list_cursor from a page's last row as PostgreSQL returns it: created_at in
+ * microseconds and the id, both as text. 0, or -1 when the id is not a UUID. */
+int tg_token_list_cursor_from_text(const uint8_t key[TG_TOKEN_LIST_KEY_LEN], const uint8_t user_id[16], const uint8_t tenant_id[16],
+                                   const char *created_us, const char *id, char out[TG_TOKEN_LIST_CURSOR_LEN + 1]);
+
+/** A page's keyset parameters as SQL text: the row limit (one more than asked, to learn
+ * whether a next page exists) and the cursor's position. */
+typedef struct st_tg_token_list_sql_args_t {
+    char limit[16];
+    char after_us[24];
+    char after_id[37];
+} tg_token_list_sql_args_t;
+
+void tg_token_list_sql_args(const tg_token_list_params_t *params, tg_token_list_sql_args_t *out);
+
 #endif

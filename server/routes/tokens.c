@@ -107,46 +107,23 @@ static const char SQL_GET[] = "SELECT " TG_TOKEN_SQL_COLUMNS " FROM api_tokens"
           " AND tollgate_token_in_reach($4::uuid, " alias ".id)"
 
 /*
- * One statement: revoke the token and every token created with it, directly or not
- * (schema 0007's created_by), if still live (a rotated token inside its overlap has a
- * future revoked_at: revoke it now); NOTIFY the other nodes for each one this call
- * revoked; return a row whenever the caller may change the token, so a repeated DELETE is
- * 204, with the descendants' ids for this node's revocation log.
+ * Revocation: schema 0014's tollgate_token_revoke (the token and every token created with
+ * it, directly or not, NOTIFYing the other nodes), called only when the caller may change
+ * the token; a row whenever it may, so a repeated DELETE is 204, with the descendants'
+ * ids for this node's revocation log.
  */
-static const char SQL_REVOKE[] =
-    "WITH RECURSIVE d AS (SELECT a.id FROM api_tokens a WHERE " SQL_IN_REACH("a")
-    " UNION SELECT t.id FROM api_tokens t JOIN d ON t.created_by = d.id),"
-    " r AS (UPDATE api_tokens SET revoked_at = now() WHERE id IN (SELECT id FROM d)"
-    " AND (revoked_at IS NULL OR revoked_at > now()) RETURNING id),"
-    " n AS (SELECT pg_notify('tollgate_revocations', 't:' || id::text) FROM r)"
-    " SELECT o.id::text, (SELECT count(*) FROM n), (SELECT string_agg(id::text, ' ') FROM d WHERE id <> $1::uuid)"
-    " FROM api_tokens o WHERE " SQL_IN_REACH("o");
+static const char SQL_REVOKE[] = "SELECT o.id::text, v.revoked, v.descendants FROM api_tokens o,"
+                                 " LATERAL tollgate_token_revoke(o.id) v WHERE " SQL_IN_REACH("o");
 
 /*
- * Rotation, step 1 ($5 overlap seconds, $6 new id, $7 prefix, $8 hash): revoke the old
- * token at now() + overlap if it is live (locked, so two rotations of one token cannot
- * both succeed) and insert its successor with the same name, scopes, policies and expiry,
- * the expiry bounded by the parent's revoked_at and expires_at (a child's successor does
- * not outlive the child's parent); the old token's descendants are revoked at the same
- * instant (unless revoked sooner). Each revoked_at change fires 0005's trigger: other
- * nodes are told through NOTIFY when this commits.
+ * Rotation, step 1 ($5 overlap seconds, $6 new id, $7 prefix, $8 hash): schema 0014's
+ * tollgate_token_rotate (the old token revoked at now() + overlap if live, its
+ * descendants with it, a successor with the same name, scopes, policies and bounded
+ * expiry), called only when the caller may change the old token. Each revoked_at change
+ * fires 0005's trigger: other nodes are told through NOTIFY when this commits.
  */
-static const char SQL_ROTATE[] =
-    "WITH RECURSIVE old AS (SELECT a.id, a.revoked_at, a.expires_at,"
-    " least(a.expires_at, (SELECT least(p.expires_at, p.revoked_at) FROM api_tokens p WHERE p.id = a.created_by)) AS new_exp"
-    " FROM api_tokens a WHERE " SQL_IN_REACH("a") " FOR UPDATE OF a),"
-    " upd AS (UPDATE api_tokens t SET revoked_at = now() + $5::int * interval '1 second' FROM old"
-    " WHERE t.id = old.id AND old.revoked_at IS NULL AND (old.new_exp IS NULL OR old.new_exp > now())"
-    " RETURNING t.id, t.user_id, t.tenant_id, t.name, t.scopes, t.allowed_ips, t.rate_limit, t.quota, old.new_exp,"
-    " t.created_by, t.revoked_at),"
-    " d AS (SELECT t.id FROM api_tokens t JOIN upd ON t.created_by = upd.id"
-    " UNION SELECT t.id FROM api_tokens t JOIN d ON t.created_by = d.id),"
-    " dr AS (UPDATE api_tokens t SET revoked_at = upd.revoked_at FROM upd"
-    " WHERE t.id IN (SELECT id FROM d) AND (t.revoked_at IS NULL OR t.revoked_at > upd.revoked_at) RETURNING t.id)"
-    " INSERT INTO api_tokens (id, user_id, tenant_id, name, prefix, token_hash, scopes, allowed_ips, rate_limit, quota,"
-    " expires_at, rotated_from, created_by)"
-    " SELECT $6::uuid, user_id, tenant_id, name, $7, decode($8, 'hex'), scopes, allowed_ips, rate_limit, quota, new_exp, id,"
-    " created_by FROM upd";
+static const char SQL_ROTATE[] = "SELECT v.successor FROM api_tokens a, LATERAL tollgate_token_rotate(a.id, $5::int, $6::uuid, $7,"
+                                 " decode($8, 'hex')) v(successor) WHERE " SQL_IN_REACH("a");
 
 /* Rotation, step 2 (same transaction): the successor's token object (it sees its
  * predecessor's quota usage now), or NULLs and why not, then the old token's descendants
@@ -187,8 +164,7 @@ typedef struct st_tokens_call_t {
     int attempts;         /* token-object queries run so far (TOKEN_LIVE_ATTEMPTS) */
     uint64_t stats_seq;   /* the collector's flush sequence before the query was sent */
     uint8_t token_id[16];
-    uint8_t new_token_id[16]; /* rotation: the successor */
-    char plaintext[TG_APITOKEN_LEN + 1]; /* POST and rotate only; wiped on dispose */
+    tg_apitoken_new_t minted;            /* POST and rotate only; its plaintext wiped on dispose */
     tg_token_list_params_t list;         /* GET /api/v1/tokens */
     uint8_t list_key[TG_TOKEN_LIST_KEY_LEN];
 } tokens_call_t;
@@ -196,7 +172,7 @@ typedef struct st_tokens_call_t {
 static void call_dispose(void *p)
 {
     tokens_call_t *c = p;
-    explicit_bzero(c->plaintext, sizeof(c->plaintext));
+    explicit_bzero(c->minted.plaintext, sizeof(c->minted.plaintext));
 }
 
 static tokens_call_t *call_new(tg_request_t *r)
@@ -344,33 +320,33 @@ static void on_token_created(void *data, tg_request_t *r, PGresult *res, const c
         tg_http_send_error(r->req, 500, "internal_error", "The request could not be completed.");
         return;
     }
-    json_object_set_new(obj, "token", json_string(c->plaintext));
+    json_object_set_new(obj, "token", json_string(c->minted.plaintext));
     /* issued here: usable at once even from an address the failed-auth throttle holds */
-    tg_auth_throttle_remember(r->worker, c->plaintext, TG_APITOKEN_LEN);
-    explicit_bzero(c->plaintext, sizeof(c->plaintext));
+    tg_auth_throttle_remember(r->worker, c->minted.plaintext, TG_APITOKEN_LEN);
+    explicit_bzero(c->minted.plaintext, sizeof(c->minted.plaintext));
     char location[64];
     int n = snprintf(location, sizeof(location), "/api/v1/tokens/%s", PQgetvalue(res, 0, 0));
     tg_http_add_header(r->req, "location", location, (size_t)n);
     tg_http_send_jansson(r->req, 201, obj);
 }
 
+/* A new token into c->minted; answers 500 when there is no randomness. */
+static int mint(tokens_call_t *c)
+{
+    if (tg_apitoken_mint(&c->minted) == 0)
+        return 0;
+    tg_log_error("tokens", "no randomness for a new token", NULL);
+    tg_http_send_error(c->call.r->req, 500, "internal_error", "The request could not be completed.");
+    return -1;
+}
+
 static void insert_token(tokens_call_t *c, const tg_token_body_t *in)
 {
     tg_request_t *r = c->call.r;
-    tg_uuid_t id;
-    if (tg_uuid_v7(NULL, &id) != 0 || tg_apitoken_generate(c->plaintext) != 0) {
-        tg_log_error("tokens", "no randomness for a new token", NULL);
-        tg_http_send_error(r->req, 500, "internal_error", "The request could not be completed.");
+    if (mint(c) != 0)
         return;
-    }
-    memcpy(c->token_id, id.bytes, 16);
-    uint8_t hash[TG_APITOKEN_HASH_LEN];
-    char hash_hex[2 * TG_APITOKEN_HASH_LEN + 1], prefix[TG_APITOKEN_DISPLAY_LEN + 1], id_text[TG_UUID_STRLEN + 1];
-    tg_apitoken_hash(c->plaintext, TG_APITOKEN_LEN, hash);
-    for (size_t i = 0; i < sizeof(hash); ++i)
-        snprintf(hash_hex + 2 * i, 3, "%02x", hash[i]);
-    tg_apitoken_display_prefix(c->plaintext, prefix);
-    tg_uuid_format(&id, id_text);
+    memcpy(c->token_id, c->minted.id.bytes, 16);
+    const char *id_text = c->minted.id_text;
     caller_ids_t ids;
     caller_ids(r, &ids);
     h2o_mem_pool_t *pool = &r->req->pool;
@@ -380,8 +356,8 @@ static void insert_token(tokens_call_t *c, const tg_token_body_t *in)
                               ids.user,
                               ids.tenant,
                               in->name,
-                              prefix,
-                              hash_hex,
+                              c->minted.prefix,
+                              c->minted.hash_hex,
                               pool_dump(pool, in->scopes),
                               pool_dump(pool, in->allowed_ips),
                               pool_dump(pool, in->rate_limit),
@@ -462,16 +438,14 @@ static void on_token_list(void *data, tg_request_t *r, PGresult *res, const char
         return;
     }
     if (more) {
-        tg_uuid_t id;
         char cursor[TG_TOKEN_LIST_CURSOR_LEN + 1];
-        const char *id_text = PQgetvalue(res, rows - 1, 0);
-        if (tg_uuid_parse(id_text, strlen(id_text), &id) != 0) {
+        if (tg_token_list_cursor_from_text(c->list_key, r->auth.user_id, r->auth.tenant_id,
+                                           PQgetvalue(res, rows - 1, TG_TOKEN_SQL_NCOLUMNS), PQgetvalue(res, rows - 1, 0),
+                                           cursor) != 0) {
             json_decref(tokens);
             tg_http_send_error(r->req, 500, "internal_error", "The request could not be completed.");
             return;
         }
-        tg_token_list_cursor(c->list_key, r->auth.user_id, r->auth.tenant_id,
-                             strtoll(PQgetvalue(res, rows - 1, TG_TOKEN_SQL_NCOLUMNS), NULL, 10), id.bytes, cursor);
         next = json_string(cursor);
     }
     tg_http_send_jansson(
@@ -483,11 +457,9 @@ static void list_query(tokens_call_t *c)
 {
     caller_ids_t ids;
     caller_ids(c->call.r, &ids);
-    char limit[16], after_us[24], after_id[TG_UUID_STRLEN + 1];
-    snprintf(limit, sizeof(limit), "%u", c->list.limit + 1);
-    snprintf(after_us, sizeof(after_us), "%lld", (long long)c->list.after_created_us);
-    tg_uuid_format((const tg_uuid_t *)c->list.after_id, after_id);
-    const char *params[5] = {ids.user, ids.tenant, limit, after_us, after_id};
+    tg_token_list_sql_args_t page;
+    tg_token_list_sql_args(&c->list, &page);
+    const char *params[5] = {ids.user, ids.tenant, page.limit, page.after_us, page.after_id};
     live_begin(c);
     int rc = c->list.has_cursor ? tg_db_call_query(c, SQL_LIST_AFTER, 5, params, on_token_list)
                                 : tg_db_call_query(c, SQL_LIST, 3, params, on_token_list);
@@ -689,9 +661,9 @@ static void on_token_rotated(void *data, tg_request_t *r, PGresult *res, const c
     tg_auth_revoke(r->worker, c->token_id, 0);
     revoke_descendants(r->worker, PQgetvalue(res, 0, TG_TOKEN_SQL_NCOLUMNS + 1));
     add_live(r, obj);
-    json_object_set_new(obj, "token", json_string(c->plaintext));
-    tg_auth_throttle_remember(r->worker, c->plaintext, TG_APITOKEN_LEN);
-    explicit_bzero(c->plaintext, sizeof(c->plaintext));
+    json_object_set_new(obj, "token", json_string(c->minted.plaintext));
+    tg_auth_throttle_remember(r->worker, c->minted.plaintext, TG_APITOKEN_LEN);
+    explicit_bzero(c->minted.plaintext, sizeof(c->minted.plaintext));
     tg_http_send_jansson(r->req, 200, obj);
 }
 
@@ -704,21 +676,10 @@ void tg_route_tokens_rotate(tg_request_t *r)
         return;
     tokens_call_t *c = call_new(r);
     memcpy(c->token_id, old_id, 16);
-    tg_uuid_t id;
-    if (tg_uuid_v7(NULL, &id) != 0 || tg_apitoken_generate(c->plaintext) != 0) {
-        tg_log_error("tokens", "no randomness for a new token", NULL);
-        tg_http_send_error(r->req, 500, "internal_error", "The request could not be completed.");
+    if (mint(c) != 0)
         return;
-    }
-    memcpy(c->new_token_id, id.bytes, 16);
-    uint8_t hash[TG_APITOKEN_HASH_LEN];
-    char hash_hex[2 * TG_APITOKEN_HASH_LEN + 1], prefix[TG_APITOKEN_DISPLAY_LEN + 1], new_text[TG_UUID_STRLEN + 1],
-        overlap_text[24], caller_text[TG_UUID_STRLEN + 1];
-    tg_apitoken_hash(c->plaintext, TG_APITOKEN_LEN, hash);
-    for (size_t i = 0; i < sizeof(hash); ++i)
-        snprintf(hash_hex + 2 * i, 3, "%02x", hash[i]);
-    tg_apitoken_display_prefix(c->plaintext, prefix);
-    tg_uuid_format(&id, new_text);
+    const char *new_text = c->minted.id_text;
+    char overlap_text[24], caller_text[TG_UUID_STRLEN + 1];
     snprintf(overlap_text, sizeof(overlap_text), "%lld", (long long)overlap);
     caller_ids_t ids;
     caller_ids(r, &ids);
@@ -726,7 +687,7 @@ void tg_route_tokens_rotate(tg_request_t *r)
     tg_db_request_t q = {.nsteps = 3, .result_step = 2, .is_transaction = 1};
     q.steps[0] = (tg_db_step_t){.sql = SQL_LOCK_USER_TOKENS, .nparams = 2, .params = {ids.user, ids.tenant}};
     q.steps[1] = (tg_db_step_t){.sql = SQL_ROTATE, .nparams = 8,
-                                .params = {old_text, ids.user, ids.tenant, caller, overlap_text, new_text, prefix, hash_hex}};
+                                .params = {old_text, ids.user, ids.tenant, caller, overlap_text, new_text, c->minted.prefix, c->minted.hash_hex}};
     q.steps[2] =
         (tg_db_step_t){.sql = SQL_ROTATE_RESULT, .nparams = 5, .params = {old_text, ids.user, ids.tenant, caller, new_text}};
     char actor_id[TG_UUID_STRLEN + 1], ip[NI_MAXHOST];

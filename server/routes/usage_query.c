@@ -14,6 +14,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include "common/hex.h"
 #include "common/timefmt.h"
 #include "common/uuid.h"
 
@@ -106,21 +107,22 @@ typedef struct st_query_param_t {
     char value[TG_USAGE_MAX_VALUE_LEN + 1];
 } query_param_t;
 
-static int hex_value(char c)
+int tg_usage_query_next(const char *query, size_t len, size_t *pos, tg_usage_query_pair_t *out)
 {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
+    if (*pos >= len)
+        return 0;
+    const char *pair = query + *pos, *amp = memchr(pair, '&', len - *pos);
+    size_t pair_len = amp != NULL ? (size_t)(amp - pair) : len - *pos;
+    *pos += pair_len + 1;
+    const char *eq = memchr(pair, '=', pair_len);
+    out->name = pair;
+    out->name_len = eq != NULL ? (size_t)(eq - pair) : pair_len;
+    out->value = eq != NULL ? eq + 1 : pair + pair_len;
+    out->value_len = (size_t)(pair + pair_len - out->value);
+    return 1;
 }
 
-/* Percent-decodes s[0..len) into out (at most cap bytes). '+' stays '+' (RFC 3986: only
- * HTML forms read it as a space, and "+02:00" offsets need it). Returns the decoded
- * length, or -1 for a bad escape, a NUL byte or an overlong value. */
-static ssize_t percent_decode(const char *s, size_t len, char *out, size_t cap)
+ssize_t tg_usage_percent_decode(const char *s, size_t len, char *out, size_t cap)
 {
     size_t n = 0;
     for (size_t i = 0; i < len; ++i) {
@@ -128,7 +130,7 @@ static ssize_t percent_decode(const char *s, size_t len, char *out, size_t cap)
         if (c == '%') {
             if (i + 2 >= len)
                 return -1;
-            int hi = hex_value(s[i + 1]), lo = hex_value(s[i + 2]);
+            int hi = tg_hex_value(s[i + 1]), lo = tg_hex_value(s[i + 2]);
             if (hi < 0 || lo < 0)
                 return -1;
             c = (char)(hi << 4 | lo);
@@ -150,20 +152,17 @@ static query_param_t *find_param(query_param_t *params, size_t n, const char *na
 }
 
 /* Takes one name=value pair: known names are decoded into their slot, others ignored. */
-static int take_pair(const char *pair, size_t len, query_param_t *params, size_t nparams, tg_usage_error_t *err)
+static int take_pair(const tg_usage_query_pair_t *pair, query_param_t *params, size_t nparams, tg_usage_error_t *err)
 {
-    const char *eq = memchr(pair, '=', len);
-    size_t name_len = eq != NULL ? (size_t)(eq - pair) : len;
     char name[MAX_NAME_LEN];
-    ssize_t decoded = percent_decode(pair, name_len, name, sizeof(name));
+    ssize_t decoded = tg_usage_percent_decode(pair->name, pair->name_len, name, sizeof(name));
     query_param_t *p = decoded > 0 ? find_param(params, nparams, name, (size_t)decoded) : NULL;
     if (p == NULL)
         return 0; /* not ours (a cache buster, say): ignored */
     if (p->present)
         return fail(err, p->name, "Parameter '%s' is given more than once.");
     p->present = 1;
-    const char *value = eq != NULL ? eq + 1 : pair + len;
-    ssize_t vlen = percent_decode(value, (size_t)(pair + len - value), p->value, TG_USAGE_MAX_VALUE_LEN);
+    ssize_t vlen = tg_usage_percent_decode(pair->value, pair->value_len, p->value, TG_USAGE_MAX_VALUE_LEN);
     if (vlen < 0)
         return fail(err, p->name, "Parameter '%s' has a malformed, overlong or NUL-containing value.");
     if (vlen == 0)
@@ -175,14 +174,10 @@ static int take_pair(const char *pair, size_t len, query_param_t *params, size_t
 
 static int collect_params(const char *query, size_t len, query_param_t *params, size_t nparams, tg_usage_error_t *err)
 {
-    size_t start = 0;
-    while (start < len) {
-        const char *amp = memchr(query + start, '&', len - start);
-        size_t end = amp != NULL ? (size_t)(amp - query) : len;
-        if (end > start && take_pair(query + start, end - start, params, nparams, err) != 0)
-            return -1;
-        start = end + 1;
-    }
+    tg_usage_query_pair_t pair;
+    for (size_t pos = 0; tg_usage_query_next(query, len, &pos, &pair);)
+        if (take_pair(&pair, params, nparams, err) != 0)
+            return -1; /* an empty pair decodes to no name: ignored */
     return 0;
 }
 

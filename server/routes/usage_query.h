@@ -10,6 +10,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <libpq-fe.h>
 
@@ -83,6 +84,27 @@ typedef struct st_tg_usage_summary_params_t {
     int64_t first_bucket_us; /* start of the first bucket */
     uint32_t nbuckets;
 } tg_usage_summary_params_t;
+
+/**
+ * Percent-decodes s[0..len) into out (at most cap bytes, no NUL added). '+' stays '+'
+ * (RFC 3986: only HTML forms read it as a space, and "+02:00" offsets need it). Returns
+ * the decoded length, or -1 for a bad escape, a NUL byte or an overlong value. The one
+ * decoder of query values (usage, audit).
+ */
+ssize_t tg_usage_percent_decode(const char *s, size_t len, char *out, size_t cap);
+
+/** One name=value pair of a query string, as sent (not decoded); a pair without '='
+ * has an empty value. */
+typedef struct st_tg_usage_query_pair_t {
+    const char *name;
+    size_t name_len;
+    const char *value;
+    size_t value_len;
+} tg_usage_query_pair_t;
+
+/** The pair of query[0..len) that starts at *pos, advancing *pos past it and its '&'.
+ * Empty pairs ("a=1&&b=2") come back with name_len 0. 1, or 0 when *pos >= len. */
+int tg_usage_query_next(const char *query, size_t len, size_t *pos, tg_usage_query_pair_t *out);
 
 /** base64url without padding of `len` bytes into `out` ((len * 8 + 5) / 6 characters and a NUL). */
 void tg_usage_b64url_encode(const uint8_t *in, size_t len, char *out);

@@ -1081,6 +1081,53 @@ char *tg_fx_pg_query_value(const tg_fx_pg_t *pg, const char *sql)
     return value;
 }
 
+const char *tg_fx_pg_value(const tg_fx_pg_t *pg, const char *fmt, ...)
+{
+    static char slots[8][4096];
+    static unsigned next;
+    char sql[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(sql, sizeof(sql), fmt, ap);
+    va_end(ap);
+    char *v = tg_fx_pg_query_value(pg, sql);
+    char *slot = slots[next++ % 8];
+    snprintf(slot, sizeof(slots[0]), "%s", v != NULL ? v : "(null)");
+    free(v);
+    return slot;
+}
+
+int tg_fx_seed_world(const tg_fx_pg_t *pg, const char *tenant, const char *email, const char *password, char *master, size_t cap)
+{
+    if (tg_fx_pg_migrate(pg) != 0) {
+        fx_log("tollgatectl migrate failed");
+        return -1;
+    }
+    char input[256];
+    snprintf(input, sizeof(input), "%s\n", password);
+    tg_fx_run_t run;
+    int rc = tg_fx_ctl_exit(pg, NULL, &run, "tenant", "create", tenant, NULL);
+    if (rc == 0) {
+        tg_fx_run_free(&run);
+        rc = tg_fx_ctl_exit(pg, input, &run, "user", "create", "--tenant", tenant, "--email", email, NULL);
+    }
+    if (rc == 0) {
+        tg_fx_run_free(&run);
+        rc = tg_fx_ctl_exit(pg, NULL, &run, "token", "create", "--email", email, "--name", "master", NULL);
+    }
+    size_t len = rc == 0 ? strcspn(run.out, "\n") : 0;
+    if (rc != 0 || len == 0 || len >= cap) {
+        fx_log("seeding tenant, user and token failed: %s", rc != -1 && run.err != NULL ? run.err : "");
+        if (rc != -1)
+            tg_fx_run_free(&run);
+        return -1;
+    }
+    memcpy(master, run.out, len);
+    master[len] = '\0';
+    tg_fx_run_free(&run);
+    return 0;
+}
+
 int tg_fx_pg_migrate(const tg_fx_pg_t *pg)
 {
     char ctl[512], schema_env[600];
@@ -1894,6 +1941,36 @@ int tg_fx_is_error(tg_fx_http_res_t *res, const char *code)
     if (got_code == NULL || got_code[0] == '\0' || message == NULL || message[0] == '\0')
         return 0;
     return code == NULL || strcmp(code, got_code) == 0;
+}
+
+size_t tg_fx_bearer_headers(const char *credential, int has_body, const char *const *extra, char *authorization, size_t cap,
+                            const char **headers, size_t max)
+{
+    size_t n = 0;
+    if (credential != NULL && n + 1 < max) {
+        snprintf(authorization, cap, "Authorization: Bearer %s", credential);
+        headers[n++] = authorization;
+    }
+    if (has_body && n + 1 < max)
+        headers[n++] = "Content-Type: application/json";
+    for (size_t i = 0; extra != NULL && extra[i] != NULL && n + 1 < max; ++i)
+        headers[n++] = extra[i];
+    headers[n] = NULL;
+    return n;
+}
+
+const char *tg_fx_proto_name(tg_fx_proto_t proto)
+{
+    switch (proto) {
+    case TG_FX_H2C:
+        return "h2c";
+    case TG_FX_H2_TLS:
+        return "h2 over TLS";
+    case TG_FX_HTTP1_TLS:
+        return "HTTP/1.1 over TLS";
+    default:
+        return "HTTP/1.1";
+    }
 }
 
 int tg_fx_get(const tg_fx_server_t *srv, tg_fx_proto_t proto, const char *path, tg_fx_http_res_t *res)

@@ -76,6 +76,21 @@ int tg_fx_pg_exec(const tg_fx_pg_t *pg, const char *sql);
  */
 char *tg_fx_pg_query_value(const tg_fx_pg_t *pg, const char *sql);
 
+/**
+ * The value of a one-value query built like printf, "(null)" when there is none or it
+ * failed. The text lives in one of 8 rotating static slots of 4 KiB (the test frees
+ * nothing; the 9th call reuses the 1st slot). Not thread-safe: for a test's main thread.
+ */
+const char *tg_fx_pg_value(const tg_fx_pg_t *pg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/**
+ * The world most tests start from, through tollgatectl: the schema migrated, tenant
+ * `tenant`, user `email` with `password` in it, and an API token named "master" of that
+ * user with every scope, its plaintext into master[0..cap) (cap > the token's length).
+ * 0, or -1 with the failing step in the test's log.
+ */
+int tg_fx_seed_world(const tg_fx_pg_t *pg, const char *tenant, const char *email, const char *password, char *master, size_t cap);
+
 /** Runs `tollgatectl --database-url CONNINFO migrate` from the build directory. 0 when it exits 0. */
 int tg_fx_pg_migrate(const tg_fx_pg_t *pg);
 
@@ -257,6 +272,18 @@ json_t *tg_fx_json(tg_fx_http_res_t *res);
  * `code` NULL accepts any non-empty code.
  */
 int tg_fx_is_error(tg_fx_http_res_t *res, const char *code);
+
+/**
+ * The request headers most tests send: "Authorization: Bearer <credential>" (skipped when
+ * credential is NULL; the line is written into authorization[cap]), "Content-Type:
+ * application/json" when has_body, then extra[] (NULL-terminated; may be NULL), and a NULL
+ * after the last. At most max - 1 headers go into headers[]. Returns how many.
+ */
+size_t tg_fx_bearer_headers(const char *credential, int has_body, const char *const *extra, char *authorization, size_t cap,
+                            const char **headers, size_t max);
+
+/** A protocol's name for assertion messages: "HTTP/1.1", "h2c", "h2 over TLS", "HTTP/1.1 over TLS". */
+const char *tg_fx_proto_name(tg_fx_proto_t proto);
 
 /** Writes "http(s)://127.0.0.1:PORT" + path for `proto` into buf. Returns buf. */
 char *tg_fx_server_url(const tg_fx_server_t *srv, tg_fx_proto_t proto, const char *path, char *buf, size_t cap);

@@ -36,22 +36,8 @@ static tg_fx_server_t srv;
 
 /* ------------------------------------------------------------------ database and tollgatectl */
 
-static const char *value(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static const char *value(const char *fmt, ...)
-{
-    static char slots[8][4096];
-    static int next;
-    char sql[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(sql, sizeof(sql), fmt, ap);
-    va_end(ap);
-    char *v = tg_fx_pg_query_value(&pg, sql);
-    char *slot = slots[next++ % 8];
-    snprintf(slot, 4096, "%s", v != NULL ? v : "(null)");
-    free(v);
-    return slot;
-}
+/* The value of a one-value query, "(null)" when there is none; the test owns nothing. */
+#define value(...) tg_fx_pg_value(&pg, __VA_ARGS__)
 
 #define ctl(...) tg_fx_ctl_exit(&pg, __VA_ARGS__)
 
@@ -86,14 +72,9 @@ static void stop_world(void)
 static void call(const char *method, const char *path, const char *credential, const char *body, tg_fx_http_res_t *res)
 {
     char url[1024], authorization[8192];
-    const char *headers[3] = {NULL, NULL, NULL};
-    size_t n = 0;
-    if (credential != NULL) {
-        snprintf(authorization, sizeof(authorization), "Authorization: Bearer %s", credential);
-        headers[n++] = authorization;
-    }
-    if (body != NULL)
-        headers[n++] = "Content-Type: application/json";
+    const char *headers[3];
+    tg_fx_bearer_headers(credential, body != NULL, NULL, authorization, sizeof(authorization), headers,
+                         sizeof(headers) / sizeof(headers[0]));
     tg_fx_server_url(&srv, TG_FX_HTTP1, path, url, sizeof(url));
     tg_fx_http_req_t req = {.method = method, .url = url, .headers = headers, .body = body, .proto = TG_FX_HTTP1};
     cr_assert_eq(tg_fx_http(&req, res), 0, "%s %s: %s", method, path, res->error);

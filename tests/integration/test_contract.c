@@ -73,16 +73,9 @@ static void exchange(tg_fx_proto_t proto, const char *method, const char *tmpl, 
                      const char *body, const char *extra_header, long want, tg_fx_http_res_t *res)
 {
     char url[1024], authorization[512];
-    const char *headers[4] = {NULL, NULL, NULL, NULL};
-    size_t n = 0;
-    if (credential != NULL) {
-        snprintf(authorization, sizeof(authorization), "Authorization: Bearer %s", credential);
-        headers[n++] = authorization;
-    }
-    if (body != NULL)
-        headers[n++] = "Content-Type: application/json";
-    if (extra_header != NULL)
-        headers[n++] = extra_header;
+    const char *headers[4];
+    tg_fx_bearer_headers(credential, body != NULL, (const char *const[]){extra_header, NULL}, authorization, sizeof(authorization), headers,
+                         sizeof(headers) / sizeof(headers[0]));
     tg_fx_server_url(&srv, proto, path, url, sizeof(url));
     tg_fx_http_req_t req = {.method = method, .url = url, .headers = headers, .body = body, .proto = proto};
     cr_assert_eq(tg_fx_http(&req, res), 0, "%s %s: %s", method, path, res->error);
@@ -141,19 +134,7 @@ static void create_token(tg_fx_proto_t proto, const char *credential, const char
 static void start_world(void)
 {
     cr_assert_eq(tg_fx_pg_start(&pg), 0, "no PostgreSQL (see above)");
-    cr_assert_eq(tg_fx_pg_migrate(&pg), 0, "tollgatectl migrate failed (see above)");
-    tg_fx_run_t run;
-    cr_assert_eq(tg_fx_ctl_exit(&pg, NULL, &run, "tenant", "create", "Acme", NULL), 0, "tenant create: %s", run.err);
-    tg_fx_run_free(&run);
-    cr_assert_eq(tg_fx_ctl_exit(&pg, PASSWORD "\n", &run, "user", "create", "--tenant", "Acme", "--email", ALICE, NULL), 0,
-                 "user create: %s", run.err);
-    tg_fx_run_free(&run);
-    cr_assert_eq(tg_fx_ctl_exit(&pg, NULL, &run, "token", "create", "--email", ALICE, "--name", "master", NULL), 0,
-                 "token create: %s", run.err);
-    cr_assert_geq(strlen(run.out), TG_APITOKEN_LEN);
-    memcpy(master, run.out, TG_APITOKEN_LEN);
-    master[TG_APITOKEN_LEN] = '\0';
-    tg_fx_run_free(&run);
+    cr_assert_eq(tg_fx_seed_world(&pg, "Acme", ALICE, PASSWORD, master, sizeof(master)), 0, "no tenant, user and token (see above)");
     tg_fx_server_opts_t opts = {.workers = 1, .pg = &pg};
     cr_assert_eq(tg_fx_server_start(&srv, &opts), 0, "tollgated did not start (see the log above)");
 }

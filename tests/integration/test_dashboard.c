@@ -56,11 +56,6 @@ static const asset_t assets[] = {
 
 static const tg_fx_proto_t protos[] = {TG_FX_HTTP1, TG_FX_H2C};
 
-static const char *proto_name(tg_fx_proto_t p)
-{
-    return p == TG_FX_H2C ? "h2c" : "HTTP/1.1";
-}
-
 static void sleep_ms(int ms)
 {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
@@ -92,7 +87,7 @@ static void request(tg_fx_proto_t proto, const char *method, const char *path, c
     char url[512];
     tg_fx_server_url(&srv, proto, path, url, sizeof(url));
     tg_fx_http_req_t req = {.method = method, .url = url, .headers = headers, .proto = proto};
-    cr_assert_eq(tg_fx_http(&req, res), 0, "%s %s over %s: %s", method ? method : "GET", path, proto_name(proto), res->error);
+    cr_assert_eq(tg_fx_http(&req, res), 0, "%s %s over %s: %s", method ? method : "GET", path, tg_fx_proto_name(proto), res->error);
     cr_assert_eq(res->http_version, proto == TG_FX_H2C ? CURL_HTTP_VERSION_2_0 : CURL_HTTP_VERSION_1_1, "%s %s: wrong protocol",
                  method ? method : "GET", path);
 }
@@ -172,7 +167,7 @@ Test(dashboard, serves_the_source_files_with_types_headers_and_etags)
     for (size_t p = 0; p < 2; ++p) {
         for (size_t i = 0; i < NASSETS; ++i) {
             char what[1024], rel[128];
-            snprintf(what, sizeof(what), "GET %s over %s", assets[i].path, proto_name(protos[p]));
+            snprintf(what, sizeof(what), "GET %s over %s", assets[i].path, tg_fx_proto_name(protos[p]));
             snprintf(rel, sizeof(rel), "server/dashboard/%s", assets[i].file);
             size_t want_len;
             char *want = read_source(rel, &want_len);
@@ -190,7 +185,7 @@ Test(dashboard, serves_the_source_files_with_types_headers_and_etags)
             tg_fx_http_res_free(&res);
 
             /* HEAD: the same headers and length, no body */
-            snprintf(what, sizeof(what), "HEAD %s over %s", assets[i].path, proto_name(protos[p]));
+            snprintf(what, sizeof(what), "HEAD %s over %s", assets[i].path, tg_fx_proto_name(protos[p]));
             request(protos[p], "HEAD", assets[i].path, NULL, &res);
             cr_assert_eq(res.status, 200, "%s: status %ld", what, res.status);
             cr_assert_eq(res.body_len, 0, "%s: has a body", what);
@@ -213,7 +208,7 @@ Test(dashboard, serves_the_source_files_with_types_headers_and_etags)
             *last = *last == '0' ? '1' : '0';
             for (size_t k = 0; k < 5; ++k) {
                 const char *headers[] = {inm[k], NULL};
-                snprintf(what, sizeof(what), "GET %s over %s with %s", assets[i].path, proto_name(protos[p]), inm[k]);
+                snprintf(what, sizeof(what), "GET %s over %s with %s", assets[i].path, tg_fx_proto_name(protos[p]), inm[k]);
                 request(protos[p], NULL, assets[i].path, headers, &res);
                 if (k < 4) {
                     cr_assert_eq(res.status, 304, "%s: status %ld", what, res.status);
@@ -265,7 +260,7 @@ Test(dashboard, redirects_404s_and_405s)
         /* /dashboard → 308 /dashboard/, for GET and HEAD; no body */
         static const char *const methods[] = {"GET", "HEAD"};
         for (size_t m = 0; m < 2; ++m) {
-            snprintf(what, sizeof(what), "%s /dashboard over %s", methods[m], proto_name(proto));
+            snprintf(what, sizeof(what), "%s /dashboard over %s", methods[m], tg_fx_proto_name(proto));
             request(proto, methods[m], "/dashboard", NULL, &res);
             cr_assert_eq(res.status, 308, "%s: status %ld", what, res.status);
             expect_header(&res, "location", "/dashboard/", what);
@@ -274,7 +269,7 @@ Test(dashboard, redirects_404s_and_405s)
         }
         /* a query string does not change the answer */
         request(proto, NULL, "/dashboard/?from=bookmark", NULL, &res);
-        cr_assert_eq(res.status, 200, "/dashboard/?from=bookmark over %s: %ld", proto_name(proto), res.status);
+        cr_assert_eq(res.status, 200, "/dashboard/?from=bookmark over %s: %ld", tg_fx_proto_name(proto), res.status);
         tg_fx_http_res_free(&res);
 
         /* anything else under /dashboard/ is the API's 404 */
@@ -283,7 +278,7 @@ Test(dashboard, redirects_404s_and_405s)
                                               "/dashboard/../etc/passwd", "/dashboard/%2e%2e/app.js", "/dashboard//",
                                               NULL};
         for (size_t k = 0; missing[k] != NULL; ++k) {
-            snprintf(what, sizeof(what), "GET %s over %s", missing[k], proto_name(proto));
+            snprintf(what, sizeof(what), "GET %s over %s", missing[k], tg_fx_proto_name(proto));
             request(proto, NULL, missing[k], NULL, &res);
             expect_json_error(&res, 404, "not_found", what);
             expect_header(&res, "content-type", "application/json", what);
@@ -296,13 +291,13 @@ Test(dashboard, redirects_404s_and_405s)
         static const char *const wrong[] = {"POST", "PUT", "DELETE", "PATCH", NULL};
         for (size_t k = 0; known[k] != NULL; ++k)
             for (size_t m = 0; wrong[m] != NULL; ++m) {
-                snprintf(what, sizeof(what), "%s %s over %s", wrong[m], known[k], proto_name(proto));
+                snprintf(what, sizeof(what), "%s %s over %s", wrong[m], known[k], tg_fx_proto_name(proto));
                 request(proto, wrong[m], known[k], NULL, &res);
                 expect_json_error(&res, 405, "method_not_allowed", what);
                 expect_header(&res, "allow", "GET, HEAD", what);
                 tg_fx_http_res_free(&res);
             }
-        snprintf(what, sizeof(what), "POST /dashboard/nope over %s", proto_name(proto));
+        snprintf(what, sizeof(what), "POST /dashboard/nope over %s", tg_fx_proto_name(proto));
         request(proto, "POST", "/dashboard/nope", NULL, &res);
         expect_json_error(&res, 404, "not_found", what);
         tg_fx_http_res_free(&res);

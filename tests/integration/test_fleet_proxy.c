@@ -52,18 +52,7 @@ static const char *const TRUST_LOOPBACK_PROXY[] = {"--trusted-proxy", "127.0.0.1
 static void start_world(const char *const *extra_args, tg_fx_haproxy_mode_t mode)
 {
     cr_assert_eq(tg_fx_pg_start(&pg), 0, "no PostgreSQL (see above)");
-    cr_assert_eq(tg_fx_pg_migrate(&pg), 0, "tollgatectl migrate failed (see above)");
-    tg_fx_run_t run;
-    cr_assert_eq(ctl(NULL, &run, "tenant", "create", "Acme", NULL), 0, "tenant create: %s", run.err);
-    tg_fx_run_free(&run);
-    cr_assert_eq(ctl(PASSWORD "\n", &run, "user", "create", "--tenant", "Acme", "--email", ALICE, NULL), 0, "user create: %s",
-                 run.err);
-    tg_fx_run_free(&run);
-    cr_assert_eq(ctl(NULL, &run, "token", "create", "--email", ALICE, "--name", "master", NULL), 0, "token create: %s", run.err);
-    cr_assert_geq(strlen(run.out), TG_APITOKEN_LEN);
-    memcpy(master, run.out, TG_APITOKEN_LEN);
-    master[TG_APITOKEN_LEN] = '\0';
-    tg_fx_run_free(&run);
+    cr_assert_eq(tg_fx_seed_world(&pg, "Acme", ALICE, PASSWORD, master, sizeof(master)), 0, "no tenant, user and token (see above)");
     tg_fx_server_opts_t opts = {.workers = 2, .pg = &pg, .extra_args = extra_args};
     cr_assert_eq(tg_fx_server_start(&srv, &opts), 0, "tollgated did not start (see the log above)");
     const tg_fx_server_t *nodes[] = {&srv};

@@ -46,11 +46,6 @@ static tg_fx_server_t srv;
 static const tg_fx_proto_t PROTOS[] = {TG_FX_HTTP1, TG_FX_H2C};
 #define NPROTOS (sizeof(PROTOS) / sizeof(PROTOS[0]))
 
-static const char *proto_name(tg_fx_proto_t p)
-{
-    return p == TG_FX_H2C ? "h2c" : "HTTP/1.1";
-}
-
 /* ------------------------------------------------------------------ database and tollgatectl */
 
 static char *query(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -65,22 +60,7 @@ static char *query(const char *fmt, ...)
 }
 
 /* The value of a one-value query, "(null)" when there is none; the test owns nothing. */
-static const char *value(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static const char *value(const char *fmt, ...)
-{
-    static char slots[8][1024];
-    static int next;
-    char sql[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(sql, sizeof(sql), fmt, ap);
-    va_end(ap);
-    char *v = tg_fx_pg_query_value(&pg, sql);
-    char *slot = slots[next++ % 8];
-    snprintf(slot, 1024, "%s", v != NULL ? v : "(null)");
-    free(v);
-    return slot;
-}
+#define value(...) tg_fx_pg_value(&pg, __VA_ARGS__)
 
 /* Everything a refused request must leave alone: tokens (not their live usage counters),
  * sessions, users, tenants. */
@@ -146,7 +126,7 @@ static void call_headers(tg_fx_proto_t proto, const char *method, const char *pa
     char url[1024];
     tg_fx_server_url(&srv, proto, path, url, sizeof(url));
     tg_fx_http_req_t req = {.method = method, .url = url, .headers = headers, .body = body, .proto = proto};
-    cr_assert_eq(tg_fx_http(&req, res), 0, "%s %s over %s: %s", method, path, proto_name(proto), res->error);
+    cr_assert_eq(tg_fx_http(&req, res), 0, "%s %s over %s: %s", method, path, tg_fx_proto_name(proto), res->error);
 }
 
 /* One request with `Authorization: Bearer <credential>` (none when NULL). */
@@ -154,14 +134,9 @@ static void call(tg_fx_proto_t proto, const char *method, const char *path, cons
                  tg_fx_http_res_t *res)
 {
     static char authorization[16 * 1024];
-    const char *headers[3] = {NULL, NULL, NULL};
-    size_t n = 0;
-    if (credential != NULL) {
-        snprintf(authorization, sizeof(authorization), "Authorization: Bearer %s", credential);
-        headers[n++] = authorization;
-    }
-    if (body != NULL)
-        headers[n++] = "Content-Type: application/json";
+    const char *headers[3];
+    tg_fx_bearer_headers(credential, body != NULL, NULL, authorization, sizeof(authorization), headers,
+                         sizeof(headers) / sizeof(headers[0]));
     call_headers(proto, method, path, headers, body, res);
 }
 
@@ -192,7 +167,7 @@ static void expect_refused(tg_fx_proto_t proto, const char *method, const char *
     tg_fx_http_res_t res;
     call(proto, method, path, credential, body, &res);
     char label[512];
-    snprintf(label, sizeof(label), "%s (%s %s over %s)", what, method, path, proto_name(proto));
+    snprintf(label, sizeof(label), "%s (%s %s over %s)", what, method, path, tg_fx_proto_name(proto));
     expect_error(&res, status, code, label);
     tg_fx_http_res_free(&res);
     char *after = db_fingerprint();
@@ -214,7 +189,7 @@ static void login(tg_fx_proto_t proto, const char *email, char jwt[4096])
     snprintf(body, sizeof(body), "{\"email\":\"%s\",\"password\":\"" PASSWORD "\"}", email);
     tg_fx_http_res_t res;
     call(proto, "POST", "/api/v1/auth/login", NULL, body, &res);
-    cr_assert_eq(res.status, 200, "login %s over %s: %ld %s", email, proto_name(proto), res.status, res.body);
+    cr_assert_eq(res.status, 200, "login %s over %s: %ld %s", email, tg_fx_proto_name(proto), res.status, res.body);
     const char *cc = tg_fx_header(&res, "cache-control");
     cr_expect(cc != NULL && strcmp(cc, "no-store") == 0, "login: Cache-Control is %s (a JWT in the body)", cc ? cc : "(none)");
     json_t *doc = tg_fx_json(&res);
@@ -230,7 +205,7 @@ static json_t *create_token(tg_fx_proto_t proto, const char *credential, const c
 {
     tg_fx_http_res_t res;
     call(proto, "POST", "/api/v1/tokens", credential, body, &res);
-    cr_assert_eq(res.status, 201, "create token over %s: %ld %s", proto_name(proto), res.status, res.body);
+    cr_assert_eq(res.status, 201, "create token over %s: %ld %s", tg_fx_proto_name(proto), res.status, res.body);
     json_t *doc = tg_fx_json(&res);
     cr_assert(doc != NULL && json_is_object(doc), "body %s", res.body);
     json_incref(doc);
@@ -323,7 +298,7 @@ Test(login, issues_a_jwt_for_a_new_session_on_both_protocols)
         tg_fx_http_res_t res;
         long long before = (long long)time(NULL);
         call(PROTOS[p], "POST", "/api/v1/auth/login", NULL, "{\"email\":\"" ALICE "\",\"password\":\"" PASSWORD "\"}", &res);
-        cr_assert_eq(res.status, 200, "%s: %ld %s", proto_name(PROTOS[p]), res.status, res.body);
+        cr_assert_eq(res.status, 200, "%s: %ld %s", tg_fx_proto_name(PROTOS[p]), res.status, res.body);
         json_t *doc = tg_fx_json(&res);
         cr_assert(doc != NULL && json_object_size(doc) == 3, "body %s", res.body);
         const char *jwt = json_str(doc, "token");
@@ -455,7 +430,7 @@ Test(logout, the_jwt_stops_working_on_every_worker)
         cr_assert_gt(tg_fx_warm_every_worker(&srv, jwt, 2), 0, "the JWT is not cached on both workers");
         tg_fx_http_res_t res;
         call(PROTOS[p], "POST", "/api/v1/auth/logout", jwt, NULL, &res);
-        cr_assert_eq(res.status, 204, "logout over %s: %ld %s", proto_name(PROTOS[p]), res.status, res.body);
+        cr_assert_eq(res.status, 204, "logout over %s: %ld %s", tg_fx_proto_name(PROTOS[p]), res.status, res.body);
         cr_expect_eq(res.body_len, 0);
         tg_fx_http_res_free(&res);
         for (int i = 0; i < LOGOUT_TRIES; ++i) {
@@ -1611,7 +1586,7 @@ static void expect_header_refused(const char *const *headers, long status, const
         tg_fx_http_res_t res;
         call_headers(PROTOS[p], "GET", "/api/v1/tokens", headers, NULL, &res);
         char label[256];
-        snprintf(label, sizeof(label), "%s over %s", what, proto_name(PROTOS[p]));
+        snprintf(label, sizeof(label), "%s over %s", what, tg_fx_proto_name(PROTOS[p]));
         expect_error(&res, status, code, label);
         tg_fx_http_res_free(&res);
         char *after = db_fingerprint();

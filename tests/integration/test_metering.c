@@ -83,11 +83,6 @@ typedef struct st_token_t {
     char id[40];
 } token_t;
 
-static const char *proto_name(tg_fx_proto_t p)
-{
-    return p == TG_FX_H2C ? "h2c" : "HTTP/1.1";
-}
-
 static void sleep_ms(int ms)
 {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
@@ -364,7 +359,7 @@ static long call(const call_t *c, tg_fx_http_res_t *res)
     if (c->body != NULL)
         headers[n++] = "Content-Type: application/json";
     tg_fx_http_req_t req = {.method = c->method, .url = url, .headers = headers, .body = c->body, .proto = c->proto};
-    cr_assert_eq(tg_fx_http(&req, res), 0, "%s %s over %s: %s", c->method ? c->method : "GET", url, proto_name(c->proto),
+    cr_assert_eq(tg_fx_http(&req, res), 0, "%s %s over %s: %s", c->method ? c->method : "GET", url, tg_fx_proto_name(c->proto),
                  res->error);
     return res->status;
 }
@@ -914,7 +909,7 @@ Test(metering, k_requests_become_k_rows_with_every_field, .timeout = TEST_TIMEOU
         s->done_ms = tg_fx_now_ms();
         s->client_ms = res.total_ms;
         poll_state.last_done_ms = s->done_ms;
-        cr_expect_eq(status, s->status, "request %d %s %s over %s%s: %ld %s", i, s->method, s->path, proto_name(s->proto),
+        cr_expect_eq(status, s->status, "request %d %s %s over %s%s: %ld %s", i, s->method, s->path, tg_fx_proto_name(s->proto),
                      s->v6 ? " (IPv6)" : "", status, res.body);
         if (s->status == 403)
             cr_expect(tg_fx_is_error(&res, "insufficient_scope"), "request %d: %s", i, res.body);
@@ -1004,7 +999,7 @@ static void expect_401(tg_fx_proto_t proto, const char *bearer, const char *what
     tg_fx_http_res_t res;
     call_t c = {.server = &srv, .proto = proto, .path = "/api/v1/me", .bearer = bearer, .ua = "tgm-auth"};
     long status = call(&c, &res);
-    cr_expect_eq(status, 401, "%s over %s: %ld %s", what, proto_name(proto), status, res.body);
+    cr_expect_eq(status, 401, "%s over %s: %ld %s", what, tg_fx_proto_name(proto), status, res.body);
     cr_expect(tg_fx_is_error(&res, NULL), "%s: %s", what, res.body);
     tg_fx_http_res_free(&res);
 }
@@ -1147,7 +1142,7 @@ Test(metering, full_ring_reject_mode_never_serves_unmetered, .timeout = TEST_TIM
     for (int i = 0; i < 2; ++i) {
         tg_fx_http_res_t res;
         call_t c = {.server = &srv, .proto = i ? TG_FX_H2C : TG_FX_HTTP1, .path = "/api/v1/me", .bearer = tok.plain};
-        cr_expect_eq(call(&c, &res), 503, "over %s: %s", proto_name(c.proto), res.body);
+        cr_expect_eq(call(&c, &res), 503, "over %s: %s", tg_fx_proto_name(c.proto), res.body);
         cr_expect(tg_fx_is_error(&res, "metering_unavailable"), "body %s", res.body);
         tg_fx_http_res_free(&res);
     }

@@ -43,30 +43,10 @@ static int v6_port;                       /* a second listener on [::1], 0 when 
 static const tg_fx_proto_t PROTOS[] = {TG_FX_HTTP1, TG_FX_H2C};
 #define NPROTOS (sizeof(PROTOS) / sizeof(PROTOS[0]))
 
-static const char *proto_name(tg_fx_proto_t p)
-{
-    return p == TG_FX_H2C ? "h2c" : "HTTP/1.1";
-}
-
 /* ------------------------------------------------------------------ database and tollgatectl */
 
 /* The value of a one-value query, "(null)" when there is none; the test owns nothing. */
-static const char *value(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static const char *value(const char *fmt, ...)
-{
-    static char slots[8][1024];
-    static int next;
-    char sql[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(sql, sizeof(sql), fmt, ap);
-    va_end(ap);
-    char *v = tg_fx_pg_query_value(&pg, sql);
-    char *slot = slots[next++ % 8];
-    snprintf(slot, 1024, "%s", v != NULL ? v : "(null)");
-    free(v);
-    return slot;
-}
+#define value(...) tg_fx_pg_value(&pg, __VA_ARGS__)
 
 /* tollgatectl against this file's cluster: its exit status, -1 when it did not run */
 #define ctl(...) tg_fx_ctl_exit(&pg, __VA_ARGS__)
@@ -83,18 +63,7 @@ static void start_server(const char *const *extra_args, int workers)
 static void start_world(void)
 {
     cr_assert_eq(tg_fx_pg_start(&pg), 0, "no PostgreSQL (see above)");
-    cr_assert_eq(tg_fx_pg_migrate(&pg), 0, "tollgatectl migrate failed (see above)");
-    tg_fx_run_t run;
-    cr_assert_eq(ctl(NULL, &run, "tenant", "create", "Acme", NULL), 0, "tenant create: %s", run.err);
-    tg_fx_run_free(&run);
-    cr_assert_eq(ctl(PASSWORD "\n", &run, "user", "create", "--tenant", "Acme", "--email", ALICE, NULL), 0, "user create: %s",
-                 run.err);
-    tg_fx_run_free(&run);
-    cr_assert_eq(ctl(NULL, &run, "token", "create", "--email", ALICE, "--name", "master", NULL), 0, "token create: %s", run.err);
-    cr_assert_geq(strlen(run.out), TG_APITOKEN_LEN);
-    memcpy(master, run.out, TG_APITOKEN_LEN);
-    master[TG_APITOKEN_LEN] = '\0';
-    tg_fx_run_free(&run);
+    cr_assert_eq(tg_fx_seed_world(&pg, "Acme", ALICE, PASSWORD, master, sizeof(master)), 0, "no tenant, user and token (see above)");
 }
 
 static void stop_world(void)
@@ -112,16 +81,11 @@ static void call_url(tg_fx_proto_t proto, const char *method, const char *url, c
                      tg_fx_http_res_t *res)
 {
     char authorization[256];
-    const char *headers[3] = {NULL, NULL, NULL};
-    size_t n = 0;
-    if (credential != NULL) {
-        snprintf(authorization, sizeof(authorization), "Authorization: Bearer %s", credential);
-        headers[n++] = authorization;
-    }
-    if (body != NULL)
-        headers[n++] = "Content-Type: application/json";
+    const char *headers[3];
+    tg_fx_bearer_headers(credential, body != NULL, NULL, authorization, sizeof(authorization), headers,
+                         sizeof(headers) / sizeof(headers[0]));
     tg_fx_http_req_t req = {.method = method, .url = url, .headers = headers, .body = body, .proto = proto};
-    cr_assert_eq(tg_fx_http(&req, res), 0, "%s %s over %s: %s", method, url, proto_name(proto), res->error);
+    cr_assert_eq(tg_fx_http(&req, res), 0, "%s %s over %s: %s", method, url, tg_fx_proto_name(proto), res->error);
 }
 
 static void call(tg_fx_proto_t proto, const char *method, const char *path, const char *credential, const char *body,
@@ -253,7 +217,7 @@ Test(allowed_ips, ipv4_inside_passes_outside_is_403)
     for (size_t p = 0; p < NPROTOS; ++p) {
         for (int i = 0; i < 4; ++i) { /* fresh connections: both workers */
             cr_expect_eq(status_of(PROTOS[p], "GET", "/api/v1/me", in), 200, "127.0.0.1 in 127.0.0.1/32 over %s",
-                         proto_name(PROTOS[p]));
+                         tg_fx_proto_name(PROTOS[p]));
             tg_fx_http_res_t res;
             call(PROTOS[p], "GET", "/api/v1/me", out, NULL, &res);
             expect_error(&res, 403, "ip_not_allowed", "127.0.0.1 outside 10.0.0.0/8");
@@ -277,7 +241,7 @@ Test(allowed_ips, ipv6_loopback)
     for (size_t p = 0; p < NPROTOS; ++p) {
         tg_fx_http_res_t res;
         call_url(PROTOS[p], "GET", url, v6, NULL, &res);
-        cr_expect_eq(res.status, 200, "::1 in ::1/128 over %s: %ld %s", proto_name(PROTOS[p]), res.status, res.body);
+        cr_expect_eq(res.status, 200, "::1 in ::1/128 over %s: %ld %s", tg_fx_proto_name(PROTOS[p]), res.status, res.body);
         tg_fx_http_res_free(&res);
         call_url(PROTOS[p], "GET", url, v4, NULL, &res);
         expect_error(&res, 403, "ip_not_allowed", "::1 is not inside an IPv4 prefix");
@@ -559,7 +523,7 @@ Test(live, request_count_and_last_used_before_any_collector)
     int64_t after = wall_us();
     for (size_t p = 0; p < NPROTOS; ++p) {
         t = get_token(PROTOS[p], id);
-        cr_expect_eq(integer_at(t, "requestCount"), 7, "over %s", proto_name(PROTOS[p]));
+        cr_expect_eq(integer_at(t, "requestCount"), 7, "over %s", tg_fx_proto_name(PROTOS[p]));
         int64_t last = parse_time(json_str(t, "lastUsedAt"));
         cr_expect(last >= before / 1000 * 1000 - 1000 && last <= after, "lastUsedAt %s outside the requests' window",
                   json_str(t, "lastUsedAt"));

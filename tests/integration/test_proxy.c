@@ -31,30 +31,17 @@ static char admin_token[TG_APITOKEN_LEN + 1], admin_id[TG_UUID_STRLEN + 1];
 static const tg_fx_proto_t PROTOS[] = {TG_FX_HTTP1, TG_FX_H2C};
 #define NPROTOS (sizeof(PROTOS) / sizeof(PROTOS[0]))
 
-static const char *proto_name(tg_fx_proto_t p)
-{
-    return p == TG_FX_HTTP1 ? "HTTP/1.1" : "h2c";
-}
-
 /* One request with `Authorization: Bearer <credential>` and `extra` headers (NULL-terminated, may be NULL). */
 static void call(tg_fx_proto_t proto, const char *method, const char *path, const char *credential, const char *const *extra,
                  const char *body, tg_fx_http_res_t *res)
 {
     char authorization[8192], url[2048];
     const char *headers[32];
-    size_t n = 0;
-    if (credential != NULL) {
-        snprintf(authorization, sizeof(authorization), "Authorization: Bearer %s", credential);
-        headers[n++] = authorization;
-    }
-    if (body != NULL)
-        headers[n++] = "Content-Type: application/json";
-    for (size_t i = 0; extra != NULL && extra[i] != NULL && n < 31; ++i)
-        headers[n++] = extra[i];
-    headers[n] = NULL;
+    tg_fx_bearer_headers(credential, body != NULL, extra, authorization, sizeof(authorization), headers,
+                         sizeof(headers) / sizeof(headers[0]));
     tg_fx_server_url(&srv, proto, path, url, sizeof(url));
     tg_fx_http_req_t req = {.method = method, .url = url, .headers = headers, .body = body, .proto = proto, .path_as_is = 1};
-    cr_assert_eq(tg_fx_http(&req, res), 0, "%s %s over %s: %s", method, path, proto_name(proto), res->error);
+    cr_assert_eq(tg_fx_http(&req, res), 0, "%s %s over %s: %s", method, path, tg_fx_proto_name(proto), res->error);
 }
 
 static void create_token(const char *body, char id[TG_UUID_STRLEN + 1], char token[TG_APITOKEN_LEN + 1])
@@ -110,16 +97,16 @@ static void expect_proxied(tg_fx_proto_t proto, const char *path, const char *cr
     size_t before = tg_fx_upstream_count(&up);
     tg_fx_http_res_t res;
     call(proto, "GET", path, credential, NULL, NULL, &res);
-    cr_expect_eq(res.status, status, "GET %s over %s: %ld %s, want %ld", path, proto_name(proto), res.status, res.body, status);
+    cr_expect_eq(res.status, status, "GET %s over %s: %ld %s, want %ld", path, tg_fx_proto_name(proto), res.status, res.body, status);
     size_t after = tg_fx_upstream_count(&up);
     if (want_line != NULL) {
-        cr_expect_str_eq(res.body, "upstream", "GET %s over %s: not the upstream's answer", path, proto_name(proto));
-        cr_assert_eq(after, before + 1, "GET %s over %s: the upstream got %zu requests", path, proto_name(proto), after - before);
+        cr_expect_str_eq(res.body, "upstream", "GET %s over %s: not the upstream's answer", path, tg_fx_proto_name(proto));
+        cr_assert_eq(after, before + 1, "GET %s over %s: the upstream got %zu requests", path, tg_fx_proto_name(proto), after - before);
         char *line = tg_fx_upstream_request_line(&up, before);
-        cr_expect_str_eq(line, want_line, "GET %s over %s: the upstream saw %s", path, proto_name(proto), line);
+        cr_expect_str_eq(line, want_line, "GET %s over %s: the upstream saw %s", path, tg_fx_proto_name(proto), line);
         free(line);
     } else {
-        cr_expect_eq(after, before, "GET %s over %s: forwarded, the upstream saw %s", path, proto_name(proto),
+        cr_expect_eq(after, before, "GET %s over %s: forwarded, the upstream saw %s", path, tg_fx_proto_name(proto),
                      tg_fx_upstream_request_line(&up, before));
     }
     tg_fx_http_res_free(&res);
@@ -169,10 +156,10 @@ static void expect_invalid_path(tg_fx_proto_t proto, const char *path, const cha
     size_t before = tg_fx_upstream_count(&up);
     tg_fx_http_res_t res;
     call(proto, "GET", path, credential, NULL, NULL, &res);
-    cr_expect_eq(res.status, 400, "GET %s over %s with %s: %ld %s, want 400", path, proto_name(proto), who, res.status, res.body);
-    cr_expect(tg_fx_is_error(&res, "invalid_path"), "GET %s over %s: body %s", path, proto_name(proto), res.body);
+    cr_expect_eq(res.status, 400, "GET %s over %s with %s: %ld %s, want 400", path, tg_fx_proto_name(proto), who, res.status, res.body);
+    cr_expect(tg_fx_is_error(&res, "invalid_path"), "GET %s over %s: body %s", path, tg_fx_proto_name(proto), res.body);
     tg_fx_http_res_free(&res);
-    cr_expect_eq(tg_fx_upstream_count(&up), before, "GET %s over %s with %s was forwarded", path, proto_name(proto), who);
+    cr_expect_eq(tg_fx_upstream_count(&up), before, "GET %s over %s with %s was forwarded", path, tg_fx_proto_name(proto), who);
 }
 
 Test(proxy_paths, ambiguous_paths_are_400_and_never_forwarded)
@@ -260,7 +247,7 @@ Test(proxy_headers, forwarding_identity_and_credential_headers_are_tollgates_alo
     for (size_t p = 0; p < NPROTOS; ++p)
         for (size_t c = 0; c < 2; ++c) {
             char what[64];
-            snprintf(what, sizeof(what), "%s with %s", proto_name(PROTOS[p]), c == 0 ? "an API token" : "a session");
+            snprintf(what, sizeof(what), "%s with %s", tg_fx_proto_name(PROTOS[p]), c == 0 ? "an API token" : "a session");
             size_t i = tg_fx_upstream_count(&up);
             tg_fx_http_res_t res;
             call(PROTOS[p], "GET", "/svc/h", credentials[c], forged, NULL, &res);

@@ -50,14 +50,9 @@ static void call(const tg_fx_server_t *node, const char *method, const char *pat
                  tg_fx_http_res_t *res)
 {
     char url[512], authorization[4200];
-    const char *headers[3] = {NULL, NULL, NULL};
-    size_t n = 0;
-    if (credential != NULL) {
-        snprintf(authorization, sizeof(authorization), "Authorization: Bearer %s", credential);
-        headers[n++] = authorization;
-    }
-    if (body != NULL)
-        headers[n++] = "Content-Type: application/json";
+    const char *headers[3];
+    tg_fx_bearer_headers(credential, body != NULL, NULL, authorization, sizeof(authorization), headers,
+                         sizeof(headers) / sizeof(headers[0]));
     tg_fx_server_url(node, TG_FX_HTTP1, path, url, sizeof(url));
     tg_fx_http_req_t req = {.method = method, .url = url, .headers = headers, .body = body, .timeout_ms = 30000};
     cr_assert_eq(tg_fx_http(&req, res), 0, "%s %s: %s", method ? method : "GET", path, res->error);

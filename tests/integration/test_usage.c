@@ -38,11 +38,6 @@ static tg_fx_server_t srv;
 static const tg_fx_proto_t PROTOS[] = {TG_FX_HTTP1, TG_FX_H2C};
 #define NPROTOS (sizeof(PROTOS) / sizeof(PROTOS[0]))
 
-static const char *proto_name(tg_fx_proto_t p)
-{
-    return p == TG_FX_H2C ? "h2c" : "HTTP/1.1";
-}
-
 /* ------------------------------------------------------------------ SQL helpers */
 
 static void sql(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -187,14 +182,14 @@ static void get(const token_t *t, tg_fx_proto_t proto, const char *path, tg_fx_h
     snprintf(auth, sizeof(auth), "Authorization: Bearer %s", t->plaintext);
     const char *headers[] = {auth, NULL};
     tg_fx_http_req_t req = {.url = tg_fx_server_url(&srv, proto, path, url, sizeof(url)), .headers = headers, .proto = proto};
-    cr_assert_eq(tg_fx_http(&req, res), 0, "GET %s (%s): %s", path, proto_name(proto), res->error);
+    cr_assert_eq(tg_fx_http(&req, res), 0, "GET %s (%s): %s", path, tg_fx_proto_name(proto), res->error);
 }
 
 /* GET that must answer 200 with a JSON object; returns it (owned by res). */
 static json_t *get_ok(const token_t *t, tg_fx_proto_t proto, const char *path, tg_fx_http_res_t *res)
 {
     get(t, proto, path, res);
-    cr_assert_eq(res->status, 200, "GET %s (%s): status %ld, body %s", path, proto_name(proto), res->status, res->body);
+    cr_assert_eq(res->status, 200, "GET %s (%s): status %ld, body %s", path, tg_fx_proto_name(proto), res->status, res->body);
     const char *ct = tg_fx_header(res, "content-type");
     cr_assert(ct != NULL && strncmp(ct, "application/json", 16) == 0, "content-type %s", ct ? ct : "(none)");
     json_t *doc = tg_fx_json(res);
@@ -236,7 +231,7 @@ static void expect_invalid(const token_t *t, const char *path, const char *param
     for (size_t p = 0; p < NPROTOS; ++p) {
         tg_fx_http_res_t res;
         get(t, PROTOS[p], path, &res);
-        cr_expect_eq(res.status, 400, "%s (%s): status %ld, body %s", path, proto_name(PROTOS[p]), res.status, res.body);
+        cr_expect_eq(res.status, 400, "%s (%s): status %ld, body %s", path, tg_fx_proto_name(PROTOS[p]), res.status, res.body);
         cr_expect(tg_fx_is_error(&res, "invalid_parameter"), "%s: body %s", path, res.body);
         json_t *msg = json_object_get(json_object_get(tg_fx_json(&res), "error"), "message");
         char quoted[64];
@@ -282,7 +277,7 @@ Test(usage_contract, first_page_has_the_spec_shape_on_both_protocols)
         cr_expect_eq(json_object_size(doc), 2, "exactly usage and pagination: %s", res.body);
         json_t *usage = json_object_get(doc, "usage");
         cr_assert(json_is_array(usage));
-        cr_assert_eq(json_array_size(usage), 50, "default limit 50 (%s)", proto_name(PROTOS[p]));
+        cr_assert_eq(json_array_size(usage), 50, "default limit 50 (%s)", tg_fx_proto_name(PROTOS[p]));
         for (size_t i = 0; i < json_array_size(usage); ++i)
             expect_entry_shape(json_array_get(usage, i), &alice1);
         /* newest first: row 119 is the newest, at 10:01:59.123 */
@@ -393,7 +388,7 @@ Test(usage_contract, cursor_walks_every_row_once_in_order)
                 break;
             cr_assert_lt(page, 30, "the cursor walk does not end");
         }
-        cr_expect_eq(m, 132, "every row exactly once (%s)", proto_name(PROTOS[p]));
+        cr_expect_eq(m, 132, "every row exactly once (%s)", tg_fx_proto_name(PROTOS[p]));
     }
 }
 
@@ -501,7 +496,7 @@ Test(usage_contract, other_users_and_tenants_tokens_are_404_like_unknown_ones)
         for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); ++i) {
             tg_fx_http_res_t res;
             get(cases[i].caller, PROTOS[p], cases[i].path, &res);
-            cr_expect_eq(res.status, 404, "%s (%s): %ld %s", cases[i].what, proto_name(PROTOS[p]), res.status, res.body);
+            cr_expect_eq(res.status, 404, "%s (%s): %ld %s", cases[i].what, tg_fx_proto_name(PROTOS[p]), res.status, res.body);
             cr_expect_str_eq(res.body, unknown.body, "%s: the same body as an unknown id", cases[i].what);
             tg_fx_http_res_free(&res);
         }

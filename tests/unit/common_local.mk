@@ -38,4 +38,18 @@ tests_unit_test_siphash_CFLAGS = $(TG_COMMON_UNIT_CFLAGS)
 tests_unit_test_siphash_SOURCES = tests/unit/test_siphash.c
 tests_unit_test_siphash_LDADD = $(TG_COMMON_UNIT_LDADD)
 
+check_PROGRAMS += tests/unit/test_pg_connect
+TESTS += tests/unit/test_pg_connect
+tests_unit_test_pg_connect_CPPFLAGS = $(AM_CPPFLAGS)
+tests_unit_test_pg_connect_CFLAGS = $(TG_COMMON_UNIT_CFLAGS) $(PQ_CFLAGS)
+tests_unit_test_pg_connect_SOURCES = tests/unit/test_pg_connect.c
+tests_unit_test_pg_connect_LDADD = $(TG_COMMON_UNIT_LDADD) $(PQ_LIBS)
+
+check_PROGRAMS += tests/unit/test_hex
+TESTS += tests/unit/test_hex
+tests_unit_test_hex_CPPFLAGS = $(AM_CPPFLAGS)
+tests_unit_test_hex_CFLAGS = $(TG_COMMON_UNIT_CFLAGS)
+tests_unit_test_hex_SOURCES = tests/unit/test_hex.c
+tests_unit_test_hex_LDADD = $(TG_COMMON_UNIT_LDADD)
+
 endif

@@ -157,3 +157,26 @@ Test(apitoken, display_prefix_is_the_first_12_characters)
     cr_assert_eq(strlen(prefix), 12);
     cr_assert_eq(strncmp(prefix, t, 12), 0);
 }
+
+Test(apitoken, mint_fills_every_field_from_one_plaintext)
+{
+    tg_apitoken_new_t a, b;
+    cr_assert_eq(tg_apitoken_mint(&a), 0);
+    cr_assert_eq(tg_apitoken_mint(&b), 0);
+    cr_expect_eq(tg_apitoken_check_format(a.plaintext, strlen(a.plaintext)), 0);
+    uint8_t hash[TG_APITOKEN_HASH_LEN];
+    tg_apitoken_hash(a.plaintext, TG_APITOKEN_LEN, hash);
+    cr_expect_arr_eq(a.hash, hash, sizeof(hash));
+    char hex[2 * TG_APITOKEN_HASH_LEN + 1];
+    for (size_t i = 0; i < sizeof(hash); ++i)
+        snprintf(hex + 2 * i, 3, "%02x", hash[i]);
+    cr_expect_str_eq(a.hash_hex, hex);
+    cr_expect_eq(strncmp(a.prefix, a.plaintext, TG_APITOKEN_DISPLAY_LEN), 0);
+    cr_expect_eq(strlen(a.prefix), TG_APITOKEN_DISPLAY_LEN);
+    char id_text[TG_UUID_STRLEN + 1];
+    tg_uuid_format(&a.id, id_text);
+    cr_expect_str_eq(a.id_text, id_text);
+    cr_expect_eq(tg_uuid_version(&a.id), 7);
+    cr_expect_str_neq(a.plaintext, b.plaintext);
+    cr_expect_str_neq(a.id_text, b.id_text);
+}

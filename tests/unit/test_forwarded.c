@@ -30,7 +30,7 @@ static const char *client_of(const char *trusted, const char *value, int rfc7239
     for (const char *s = trusted; *s != '\0';) {
         const char *end = strchr(s, ' ');
         size_t l = end != NULL ? (size_t)(end - s) : strlen(s);
-        cr_assert_eq(tg_policy_parse_cidr(s, l, &cidrs[n++]), 0);
+        cr_assert_eq(tg_cidr_parse(s, l, &cidrs[n++]), 0);
         s += l + (end != NULL);
     }
     trusted_t t = {cidrs, n};

@@ -24,14 +24,14 @@ static int64_t at(const char *rfc3339)
 static int matches(const char *cidr, const char *addr)
 {
     tg_cidr_t c;
-    cr_assert_eq(tg_policy_parse_cidr(cidr, strlen(cidr), &c), 0, "%s", cidr);
+    cr_assert_eq(tg_cidr_parse(cidr, strlen(cidr), &c), 0, "%s", cidr);
     uint8_t bytes[16];
     int v6 = strchr(addr, ':') != NULL;
     cr_assert_eq(inet_pton(v6 ? AF_INET6 : AF_INET, addr, bytes), 1, "%s", addr);
     static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
     if (v6 && memcmp(bytes, mapped, 12) == 0) /* what tg_policy_peer_allowed does with a v4-mapped peer */
-        return tg_policy_cidrs_match(&c, 1, bytes + 12, 1);
-    return tg_policy_cidrs_match(&c, 1, bytes, !v6);
+        return tg_cidr_match(&c, 1, bytes + 12, 1);
+    return tg_cidr_match(&c, 1, bytes, !v6);
 }
 
 Test(policy, cidrs_match_their_family_and_prefix)
@@ -60,7 +60,7 @@ Test(policy, bad_cidrs_are_refused)
                                       "nonsense", "1.2.3.4/1234", "1:2:3/64"};
     tg_cidr_t c;
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); ++i)
-        cr_assert_eq(tg_policy_parse_cidr(bad[i], strlen(bad[i]), &c), -1, "%s", bad[i]);
+        cr_assert_eq(tg_cidr_parse(bad[i], strlen(bad[i]), &c), -1, "%s", bad[i]);
 }
 
 Test(policy, day_periods_are_utc_days)
