@@ -11,4 +11,4 @@ contrib_bench_bare_bare_LDADD = $(H2O_LIBS) $(OPENSSL_LIBS)
 contrib_bench_copy_raw_SOURCES = contrib/bench/copy_raw.c
 contrib_bench_copy_raw_CFLAGS = $(AM_CFLAGS) $(PQ_CFLAGS)
 contrib_bench_copy_raw_LDADD = $(PQ_LIBS)
-EXTRA_DIST += contrib/bench/run contrib/bench/crosscheck contrib/bench/build.mk contrib/bench/nginx/nginx.conf.in
+EXTRA_DIST += contrib/bench/run contrib/bench/crosscheck contrib/bench/ab contrib/bench/callgrind contrib/bench/build.mk contrib/bench/nginx/nginx.conf.in
