@@ -381,10 +381,26 @@ typedef struct st_tg_auth_flight_t {
     h2o_linklist_t waiters;   /* tg_auth_lookup_t.waiting */
 } tg_auth_flight_t;
 
+/* A miss for a token another worker is looking up (its PENDING marker in the node's table)
+ * waits for that answer: it looks in the table again every TG_AUTH_PARK_TICK_MS, up to
+ * TG_AUTH_PARK_MS, the pool's query deadline (server/db.c) that also bounds the marker. */
+#define TG_AUTH_PARK_TICK_MS 1
+#define TG_AUTH_PARK_MS 3000
+
 struct st_tg_auth_state_t {
     tg_worker_t *worker;
+    h2o_timeout_t park_tick; /* TG_AUTH_PARK_TICK_MS: requests waiting for another worker's lookup */
     tg_auth_flight_t flights[TG_AUTH_FLIGHTS];
 };
+
+/* A request waiting for another worker's lookup of its token (in its request's pool). */
+typedef struct st_tg_auth_park_t {
+    h2o_timeout_entry_t tick;
+    tg_request_t *r;
+    h2o_iovec_t credential; /* the request's header: lives as long as it */
+    tg_auth_next_fn next;
+    uint64_t until_ms;
+} tg_auth_park_t;
 
 static void flight_init(tg_auth_state_t *st, tg_auth_flight_t *f)
 {
@@ -398,6 +414,7 @@ tg_auth_state_t *tg_auth_state_create(tg_worker_t *w)
     if (st == NULL)
         return NULL;
     st->worker = w;
+    h2o_timeout_init(w->loop, &st->park_tick, TG_AUTH_PARK_TICK_MS);
     for (size_t i = 0; i < TG_AUTH_FLIGHTS; ++i)
         flight_init(st, &st->flights[i]);
     return st;
@@ -544,9 +561,11 @@ static void on_flight_row(void *data, PGresult *res, const char *sqlstate, const
     tg_auth_throttle_settle(w, f->throttle_charge, lookup_outcome(res), f->digest);
     if (cache_answer(w, f, &res, &error) == ANSWER_OUTDATED) {
         if (resend_flight(w, f))
-            return;
+            return; /* the node's PENDING marker stays: the new lookup answers it */
         res = NULL, error = "the credential kept being revoked while it was looked up";
     }
+    /* an answer cached replaced the marker; otherwise other workers' waiters look it up themselves */
+    tg_token_cache_release_pending(w->tokens, f->key);
     /* the flight is over before any waiter runs: a route may start lookups of its own */
     uint8_t key[32];
     memcpy(key, f->key, 32);
@@ -611,6 +630,60 @@ static void refresh(tg_worker_t *w, const uint8_t key[32], h2o_iovec_t credentia
     start_flight(w, key, digest, 0);
 }
 
+static void api_token_miss(tg_request_t *r, h2o_iovec_t credential, const uint8_t key[32], tg_auth_next_fn next,
+                           tg_auth_park_t *park);
+
+static void on_park_dispose(void *p)
+{
+    tg_auth_park_t *park = p;
+    if (h2o_timeout_is_linked(&park->tick))
+        h2o_timeout_unlink(&park->tick);
+}
+
+/* The tick of a parked request: the table has the answer (or an entry to serve), the
+ * other lookup is still out (wait on), or it is gone or overdue (look it up ourselves). */
+static void on_park_tick(h2o_timeout_entry_t *entry)
+{
+    tg_auth_park_t *park = H2O_STRUCT_FROM_MEMBER(tg_auth_park_t, tick, entry);
+    tg_request_t *r = park->r;
+    uint8_t key[32];
+    tg_token_cache_credential_key(r->worker->tokens, park->credential.base, park->credential.len, key);
+    tg_token_cache_sync(r->worker->tokens, h2o_now(r->worker->loop));
+    tg_token_cache_copy_t found;
+    switch (tg_token_cache_find_token(r->worker->tokens, key, h2o_now(r->worker->loop), &found)) {
+    case TG_CACHE_STALE:
+    case TG_CACHE_VALID:
+        tg_worker_count(r->worker, TG_STAT_CACHE_HITS);
+        finish_with_copy(r, &found, park->next);
+        return;
+    case TG_CACHE_UNKNOWN:
+        tg_worker_count(r->worker, TG_STAT_CACHE_HITS);
+        if (!tg_auth_throttle_reject(r))
+            return;
+        tg_worker_count(r->worker, TG_STAT_UNKNOWN_TOKENS);
+        send_invalid(r);
+        return;
+    case TG_CACHE_MISS:
+        break;
+    }
+    api_token_miss(r, park->credential, key, park->next, park);
+}
+
+/* Waits (no query, no throttle charge, no miss counted) for the lookup another worker has out. */
+static void park_request(tg_request_t *r, h2o_iovec_t credential, tg_auth_next_fn next, tg_auth_park_t *park)
+{
+    if (park == NULL) {
+        park = h2o_mem_alloc_shared(&r->req->pool, sizeof(*park), on_park_dispose);
+        memset(park, 0, sizeof(*park));
+        park->r = r;
+        park->credential = credential;
+        park->next = next;
+        park->until_ms = h2o_now(r->worker->loop) + TG_AUTH_PARK_MS;
+        park->tick.cb = on_park_tick;
+    }
+    h2o_timeout_link(r->worker->loop, &r->worker->auth_state->park_tick, &park->tick);
+}
+
 /* A known token is found by its cache key (a keyed PRF, ~10x cheaper than SHA-256); the
  * SHA-256 that PostgreSQL and the failure throttle know tokens by is computed on a miss. */
 static void auth_api_token(tg_request_t *r, h2o_iovec_t credential, tg_auth_next_fn next)
@@ -636,9 +709,24 @@ static void auth_api_token(tg_request_t *r, h2o_iovec_t credential, tg_auth_next
     case TG_CACHE_MISS:
         break;
     }
+    api_token_miss(r, credential, key, next, NULL);
+}
+
+/* A token the table does not know: join this worker's lookup of it, wait for another
+ * worker's (its PENDING marker), or mark it and send the node's one lookup. `park`: the
+ * request waited already (NULL: not yet). */
+static void api_token_miss(tg_request_t *r, h2o_iovec_t credential, const uint8_t key[32], tg_auth_next_fn next,
+                           tg_auth_park_t *park)
+{
     tg_auth_flight_t *flight = find_flight(r->worker->auth_state, key);
     if (flight != NULL) {
         join_flight(r, flight, next); /* no query, no throttle charge and no miss of its own */
+        return;
+    }
+    uint64_t now_ms = h2o_now(r->worker->loop);
+    int may_wait = park == NULL || now_ms < park->until_ms;
+    if (may_wait && tg_token_cache_is_pending(r->worker->tokens, key, now_ms)) {
+        park_request(r, credential, next, park);
         return;
     }
     uint8_t hash[32];
@@ -647,13 +735,23 @@ static void auth_api_token(tg_request_t *r, h2o_iovec_t credential, tg_auth_next
     uint64_t throttle_charge;
     if (!tg_auth_throttle_admit(r, hash, &throttle_charge))
         return; /* 429 before any work */
-    tg_worker_count(r->worker, TG_STAT_CACHE_MISSES);
     /* the format check runs on misses only: a known token's hash already proved it */
     if (tg_apitoken_check_format(credential.base, credential.len) != 0) {
+        tg_worker_count(r->worker, TG_STAT_CACHE_MISSES);
         send_invalid(r); /* mistyped or not ours: rejected without touching the database; the charge stays */
         return;
     }
+    tg_cache_claim_t claim = may_wait ? tg_token_cache_claim_pending(r->worker->tokens, key, now_ms, now_ms + TG_AUTH_PARK_MS)
+                                      : TG_CACHE_CLAIM_NONE;
+    if (claim == TG_CACHE_CLAIM_BUSY) { /* another worker marked it first: wait for its answer */
+        tg_auth_throttle_settle(r->worker, throttle_charge, TG_AUTH_THROTTLE_UNJUDGED, hash);
+        park_request(r, credential, next, park);
+        return;
+    }
+    tg_worker_count(r->worker, TG_STAT_CACHE_MISSES);
     if ((flight = start_flight(r->worker, key, hash, throttle_charge)) == NULL) {
+        if (claim == TG_CACHE_CLAIMED)
+            tg_token_cache_release_pending(r->worker->tokens, key); /* nothing out: nobody waits for it */
         tg_auth_throttle_settle(r->worker, throttle_charge, TG_AUTH_THROTTLE_UNJUDGED, hash);
         lookup_failed(r, NULL);
         return;

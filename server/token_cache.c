@@ -416,7 +416,9 @@ static tg_credential_slot_t *claim_victim(tg_token_cache_t *c, const tg_cached_t
                 continue;
             /* racy reads, confirmed by the CAS on seq below */
             uint8_t kind = slot->e.kind;
-            if (kind == entry->kind && memcmp(slot->e.key, entry->key, 32) == 0) {
+            /* an API token replaces its own PENDING marker (and a marker is taken over by a new one) */
+            int same_kind = kind == entry->kind || (kind == TG_CACHE_KIND_PENDING && entry->kind == TG_CACHE_KIND_TOKEN);
+            if (same_kind && memcmp(slot->e.key, entry->key, 32) == 0) {
                 victim = slot, victim_seq = seq;
                 break;
             }
@@ -456,4 +458,72 @@ void tg_token_cache_put(tg_token_cache_t *c, const tg_cached_token_t *entry, uin
      * and its publisher's scan forgets it */
     atomic_thread_fence(memory_order_seq_cst);
     tg_token_cache_sync(c, now_ms);
+}
+
+/* The slot of the window holding `kind` for `key`, and its (even) sequence; NULL when none. Racy
+ * reads: a writer's CAS on the sequence confirms them. */
+static tg_credential_slot_t *find_kind(tg_token_cache_t *c, uint8_t kind, const uint8_t key[32], uint64_t *seq_out)
+{
+    size_t base = slot_of(key);
+    for (size_t i = 0; i < TG_TOKEN_CACHE_PROBE; ++i) {
+        tg_credential_slot_t *slot = &c->slots[(base + i) & c->mask];
+        uint64_t seq = atomic_load_explicit(&slot->seq, memory_order_acquire);
+        if ((seq & 1) != 0 || slot->e.kind != kind || memcmp(slot->e.key, key, 32) != 0)
+            continue;
+        *seq_out = seq;
+        return slot;
+    }
+    return NULL;
+}
+
+int tg_token_cache_is_pending(tg_token_cache_t *c, const uint8_t key[32], uint64_t now_ms)
+{
+    uint64_t seq;
+    tg_credential_slot_t *slot = find_kind(c, TG_CACHE_KIND_PENDING, key, &seq);
+    if (slot == NULL)
+        return 0;
+    uint64_t deadline = slot->e.fresh_until_ms;
+    atomic_thread_fence(memory_order_acquire);
+    return atomic_load_explicit(&slot->seq, memory_order_relaxed) == seq && now_ms < deadline;
+}
+
+tg_cache_claim_t tg_token_cache_claim_pending(tg_token_cache_t *c, const uint8_t key[32], uint64_t now_ms, uint64_t deadline_ms)
+{
+    uint64_t seq;
+    if (find_kind(c, TG_CACHE_KIND_TOKEN, key, &seq) != NULL)
+        return TG_CACHE_CLAIM_NONE; /* answered meanwhile (or an entry the caller's find spent): not marked */
+    if (tg_token_cache_is_pending(c, key, now_ms))
+        return TG_CACHE_CLAIM_BUSY;
+    tg_cached_token_t marker;
+    memset(&marker, 0, sizeof(marker));
+    memcpy(marker.key, key, 32);
+    marker.kind = TG_CACHE_KIND_PENDING;
+    tg_credential_slot_t *slot = claim_victim(c, &marker);
+    if (slot == NULL)
+        return TG_CACHE_CLAIM_NONE;
+    if (slot->e.kind == TG_CACHE_KIND_PENDING && memcmp(slot->e.key, key, 32) == 0 && now_ms < slot->e.fresh_until_ms) {
+        write_end(slot); /* another worker's marker won the race to the slot: untouched */
+        return TG_CACHE_CLAIM_BUSY;
+    }
+    memset(&slot->e, 0, sizeof(slot->e));
+    memcpy(slot->e.key, key, 32);
+    slot->e.kind = TG_CACHE_KIND_PENDING;
+    slot->e.cached_at_ms = now_ms;
+    slot->e.fresh_until_ms = deadline_ms;
+    atomic_store_explicit(&slot->refresh_after_ms, 0, memory_order_relaxed);
+    if (atomic_load_explicit(&c->table->stored, memory_order_relaxed) == 0)
+        atomic_store_explicit(&c->table->stored, 1, memory_order_relaxed); /* before write_end's release */
+    write_end(slot);
+    return TG_CACHE_CLAIMED;
+}
+
+void tg_token_cache_release_pending(tg_token_cache_t *c, const uint8_t key[32])
+{
+    uint64_t seq;
+    tg_credential_slot_t *slot = find_kind(c, TG_CACHE_KIND_PENDING, key, &seq);
+    if (slot == NULL || write_begin(slot, seq) != 0)
+        return;
+    if (slot->e.kind == TG_CACHE_KIND_PENDING && memcmp(slot->e.key, key, 32) == 0)
+        slot_clear(slot);
+    write_end(slot);
 }

@@ -58,6 +58,7 @@ typedef enum {
     TG_CACHE_KIND_TOKEN = 1,   /* an API token's row (or, negative, that there is none) */
     TG_CACHE_KIND_SESSION = 2, /* a login session's row */
     TG_CACHE_KIND_JWT = 3,     /* a JWT whose signature and claims were verified */
+    TG_CACHE_KIND_PENDING = 4, /* an API token one worker is looking up (fresh_until_ms: its deadline) */
 } tg_cache_kind_t;
 
 typedef struct st_tg_cached_token_t {
@@ -159,6 +160,27 @@ tg_cache_lookup_t tg_token_cache_find_session(tg_token_cache_t *cache, const uin
  * revocations published meanwhile, so one published while it was written removes it.
  */
 void tg_token_cache_put(tg_token_cache_t *cache, const tg_cached_token_t *entry, uint64_t now_ms);
+
+typedef enum {
+    TG_CACHE_CLAIMED = 0, /* the caller holds the marker: it sends the lookup, and put() or release_pending() ends it */
+    TG_CACHE_CLAIM_BUSY,  /* another worker's marker, before its deadline: wait and find the token again */
+    TG_CACHE_CLAIM_NONE,  /* no slot could be claimed (or the token was cached meanwhile): look it up anyway */
+} tg_cache_claim_t;
+
+/**
+ * On a miss for an API token: marks `key` as being looked up, node-wide, until
+ * `deadline_ms` (a PENDING entry in the token's probe window, written like any entry),
+ * so that the other workers wait for that one answer instead of sending their own.
+ * A marker past its deadline is taken over. tg_token_cache_put() of the token replaces it.
+ */
+tg_cache_claim_t tg_token_cache_claim_pending(tg_token_cache_t *cache, const uint8_t key[32], uint64_t now_ms,
+                                              uint64_t deadline_ms);
+
+/** Whether a marker for `key` is there before its deadline (another worker's lookup is out). */
+int tg_token_cache_is_pending(tg_token_cache_t *cache, const uint8_t key[32], uint64_t now_ms);
+
+/** Removes the marker for `key` (its lookup failed or was not cached): the waiters look it up themselves. */
+void tg_token_cache_release_pending(tg_token_cache_t *cache, const uint8_t key[32]);
 
 /** Forgets entries whose id (token id or session id) matches. */
 void tg_token_cache_forget_id(tg_token_cache_t *cache, const uint8_t id[16]);

@@ -4,7 +4,8 @@
  * negative entries, sessions never served stale, expire_all after a missed NOTIFY, and the
  * revocation history that lookups sent before a revocation are judged by; and the node-wide
  * table itself: two workers' handles share entries and one refresh, the seqlock never hands
- * out a torn copy under a concurrent writer, a full table evicts, and no plaintext is kept.
+ * out a torn copy under a concurrent writer, a full table evicts, and no plaintext is kept;
+ * and the PENDING marker that makes a new token's lookup one per node.
  */
 #define _GNU_SOURCE /* memmem */
 #include <criterion/criterion.h>
@@ -258,6 +259,34 @@ Test(token_cache, two_workers_share_entries_and_one_refresh_per_stale_token)
     cr_expect_eq(find_token(w1, 7, stale), TG_CACHE_VALID, "the other serves it meanwhile, no second refresh");
     tg_token_cache_forget_id(w1, e.id);
     cr_expect_eq(find_token(w2, 7, T0), TG_CACHE_MISS, "forgotten by one, gone for both");
+}
+
+Test(token_cache, one_worker_claims_a_new_token_until_its_answer_or_deadline)
+{
+    tg_credential_table_t *t = tg_credential_table_create(64);
+    cr_assert_not_null(t);
+    tg_token_cache_t *w1 = tg_token_cache_create(t, NULL, TTL, GRACE), *w2 = tg_token_cache_create(t, NULL, TTL, GRACE);
+    cr_assert(w1 != NULL && w2 != NULL);
+    uint8_t key[32];
+    memset(key, 7, 32);
+    cr_assert_eq(tg_token_cache_claim_pending(w1, key, T0, T0 + 3000), TG_CACHE_CLAIMED);
+    cr_expect(tg_token_cache_is_pending(w2, key, T0 + 1), "the other worker sees the lookup out");
+    cr_expect_eq(tg_token_cache_claim_pending(w2, key, T0 + 1, T0 + 3001), TG_CACHE_CLAIM_BUSY, "a second claimant is refused");
+    cr_expect_eq(tg_token_cache_claim_pending(w1, key, T0 + 1, T0 + 3001), TG_CACHE_CLAIM_BUSY, "also the same worker");
+    cr_expect_eq(find_token(w2, 7, T0 + 1), TG_CACHE_MISS, "a marker is never served");
+    cr_expect(!tg_token_cache_is_pending(w2, key, T0 + 3000), "past its deadline");
+    cr_expect_eq(tg_token_cache_claim_pending(w2, key, T0 + 3000, T0 + 6000), TG_CACHE_CLAIMED, "an overdue marker is taken over");
+    cr_expect_eq(tg_token_cache_claim_pending(w1, key, T0 + 3001, T0 + 6001), TG_CACHE_CLAIM_BUSY, "the new marker holds");
+    tg_cached_token_t e = entry(1, 7, 0);
+    tg_token_cache_put(w2, &e, T0 + 3002);
+    cr_expect_eq(find_token(w1, 7, T0 + 3002), TG_CACHE_VALID, "the answer replaced the marker");
+    cr_expect(!tg_token_cache_is_pending(w1, key, T0 + 3002), "and no marker is left");
+    cr_expect_eq(tg_token_cache_claim_pending(w1, key, T0 + 3002, T0 + 6002), TG_CACHE_CLAIM_NONE, "a cached token is not marked");
+    memset(key, 8, 32);
+    cr_assert_eq(tg_token_cache_claim_pending(w1, key, T0, T0 + 3000), TG_CACHE_CLAIMED);
+    tg_token_cache_release_pending(w1, key);
+    cr_expect(!tg_token_cache_is_pending(w2, key, T0 + 1), "a failed lookup's marker is gone at once");
+    cr_expect_eq(tg_token_cache_claim_pending(w2, key, T0 + 1, T0 + 3001), TG_CACHE_CLAIMED);
 }
 
 Test(token_cache, the_credential_key_is_the_nodes_and_the_table_holds_no_plaintext)
