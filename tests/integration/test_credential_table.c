@@ -12,6 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
+#include <pthread.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -187,6 +190,81 @@ Test(credential_table, a_token_is_looked_up_once_per_node_not_once_per_worker)
     worker_checks(base);
     int n = on_every_worker(token, 200, base, "known token");
     cr_expect_eq(metric(MISSES) - misses, 1, "%d requests on every worker made more lookups than the first", n);
+}
+
+#define BURST 16 /* connections per round, spread over the workers by the kernel */
+
+typedef struct {
+    int fd;
+    const char *token;
+    pthread_barrier_t *go;
+    long status;
+} burst_req_t;
+
+/* One connection already open: waits for the others, then sends its one request and reads
+ * the status line (the server closes after it). */
+static void *burst_one(void *p)
+{
+    burst_req_t *b = p;
+    char req[512], resp[256];
+    int n = snprintf(req, sizeof(req), "GET /api/v1/me HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\n"
+                                       "Connection: close\r\n\r\n", b->token);
+    pthread_barrier_wait(b->go);
+    b->status = -1;
+    if (send(b->fd, req, (size_t)n, 0) != n)
+        return NULL;
+    size_t got = 0;
+    ssize_t r;
+    while (got < sizeof(resp) - 1 && (r = recv(b->fd, resp + got, sizeof(resp) - 1 - got, 0)) > 0)
+        got += (size_t)r;
+    resp[got] = 0;
+    if (got > 12 && strncmp(resp, "HTTP/1.1 ", 9) == 0)
+        b->status = strtol(resp + 9, NULL, 10);
+    return NULL;
+}
+
+/* (b') The first requests for a new token, arriving together on every worker, make one
+ * lookup: the first worker to miss marks the token as being looked up in the node's table,
+ * and the others wait for its answer (before, each worker that missed sent its own). */
+Test(credential_table, first_requests_arriving_together_on_every_worker_make_one_lookup)
+{
+    char jwt[4096], id[TG_UUID_STRLEN + 1], token[TG_APITOKEN_LEN + 1];
+    login(jwt);
+    for (int round = 0; round < 5; ++round) { /* until a round reaches every worker */
+        create_token(jwt, id, token);
+        long long misses = metric(MISSES), base[WORKERS], after[WORKERS];
+        worker_checks(base);
+        pthread_barrier_t go;
+        pthread_barrier_init(&go, NULL, BURST);
+        burst_req_t reqs[BURST];
+        pthread_t threads[BURST];
+        for (int i = 0; i < BURST; ++i) {
+            reqs[i] = (burst_req_t){.fd = tg_fx_connect(srv.port), .token = token, .go = &go};
+            cr_assert_geq(reqs[i].fd, 0, "connect");
+            struct timeval tv = {.tv_sec = 20};
+            setsockopt(reqs[i].fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        }
+        for (int i = 0; i < BURST; ++i)
+            cr_assert_eq(pthread_create(&threads[i], NULL, burst_one, &reqs[i]), 0);
+        for (int i = 0; i < BURST; ++i) {
+            pthread_join(threads[i], NULL);
+            close(reqs[i].fd);
+        }
+        pthread_barrier_destroy(&go);
+        for (int i = 0; i < BURST; ++i)
+            cr_assert_eq(reqs[i].status, 200, "round %d, request %d answered %ld", round, i, reqs[i].status);
+        worker_checks(after);
+        int reached = 0;
+        for (int w = 0; w < WORKERS; ++w)
+            reached += after[w] > base[w];
+        cr_assert_eq(metric(MISSES) - misses, 1, "round %d: %d requests over %d workers made %lld lookups", round, BURST,
+                     reached, metric(MISSES) - misses);
+        if (reached == WORKERS) {
+            cr_log_info("%d first requests over %d workers: one lookup", BURST, WORKERS);
+            return;
+        }
+    }
+    cr_assert_fail("no round of %d connections reached all %d workers", BURST, WORKERS);
 }
 
 /* (c) A revocation through one worker is refused by every worker from its 204 on. */
