@@ -45,7 +45,8 @@ _Static_assert(ATOMIC_LLONG_LOCK_FREE == 2, "64-bit atomics must be lock-free to
  * one word readers write: the CAS that hands a stale API token's refresh to one worker. */
 typedef struct st_tg_credential_slot_t {
     alignas(64) _Atomic uint64_t seq;
-    _Atomic uint64_t refresh_after_ms; /* API tokens past fresh_until_ms: no refresh is started before this */
+    _Atomic uint64_t refresh_after_ms; /* API tokens past fresh_until_ms: no refresh is started before this;
+                                          PENDING markers: the table's revocation epoch when claimed */
     tg_cached_token_t e;               /* e.policy.extra_cidrs is always NULL here: the first 16 are in e.policy.cidrs */
     tg_cidr_t more[TG_TOKEN_CACHE_MAX_CIDRS - TG_POLICY_INLINE_CIDRS]; /* allowedIps 17..64 */
 } tg_credential_slot_t;
@@ -57,6 +58,9 @@ struct st_tg_credential_table_t {
      * (a worker's first expire_all, flush, a revocation's scan) then touch none of its
      * megabytes, which would otherwise all be faulted in at every start */
     _Atomic uint32_t stored;
+    /* bumped by every revocation any worker applies: a PENDING marker claimed before one
+     * stands for a lookup whose answer may be outdated, which nobody waits for */
+    _Atomic uint64_t revocation_epoch;
     alignas(64) tg_credential_slot_t slots[];
 };
 
@@ -174,6 +178,7 @@ static size_t slot_of(const uint8_t key[32])
  * id: a lookup sent before now cannot tell whether its answer is outdated. */
 static void history_lost(tg_token_cache_t *c)
 {
+    atomic_fetch_add_explicit(&c->table->revocation_epoch, 1, memory_order_seq_cst);
     c->history_from = ++c->generation;
 }
 
@@ -240,6 +245,7 @@ void tg_token_cache_forget_id(tg_token_cache_t *c, const uint8_t id[16])
 
 void tg_token_cache_revoke(tg_token_cache_t *c, const uint8_t id[16])
 {
+    atomic_fetch_add_explicit(&c->table->revocation_epoch, 1, memory_order_seq_cst);
     tg_token_cache_forget_id(c, id);
     memcpy(c->revoked[c->generation % TG_TOKEN_CACHE_HISTORY], id, 16);
     ++c->generation;
@@ -482,9 +488,10 @@ int tg_token_cache_is_pending(tg_token_cache_t *c, const uint8_t key[32], uint64
     tg_credential_slot_t *slot = find_kind(c, TG_CACHE_KIND_PENDING, key, &seq);
     if (slot == NULL)
         return 0;
-    uint64_t deadline = slot->e.fresh_until_ms;
+    uint64_t deadline = slot->e.fresh_until_ms, epoch = atomic_load_explicit(&slot->refresh_after_ms, memory_order_relaxed);
     atomic_thread_fence(memory_order_acquire);
-    return atomic_load_explicit(&slot->seq, memory_order_relaxed) == seq && now_ms < deadline;
+    return atomic_load_explicit(&slot->seq, memory_order_relaxed) == seq && now_ms < deadline &&
+           epoch == atomic_load_explicit(&c->table->revocation_epoch, memory_order_seq_cst);
 }
 
 tg_cache_claim_t tg_token_cache_claim_pending(tg_token_cache_t *c, const uint8_t key[32], uint64_t now_ms, uint64_t deadline_ms)
@@ -501,7 +508,9 @@ tg_cache_claim_t tg_token_cache_claim_pending(tg_token_cache_t *c, const uint8_t
     tg_credential_slot_t *slot = claim_victim(c, &marker);
     if (slot == NULL)
         return TG_CACHE_CLAIM_NONE;
-    if (slot->e.kind == TG_CACHE_KIND_PENDING && memcmp(slot->e.key, key, 32) == 0 && now_ms < slot->e.fresh_until_ms) {
+    uint64_t epoch = atomic_load_explicit(&c->table->revocation_epoch, memory_order_seq_cst);
+    if (slot->e.kind == TG_CACHE_KIND_PENDING && memcmp(slot->e.key, key, 32) == 0 && now_ms < slot->e.fresh_until_ms &&
+        atomic_load_explicit(&slot->refresh_after_ms, memory_order_relaxed) == epoch) {
         write_end(slot); /* another worker's marker won the race to the slot: untouched */
         return TG_CACHE_CLAIM_BUSY;
     }
@@ -510,7 +519,7 @@ tg_cache_claim_t tg_token_cache_claim_pending(tg_token_cache_t *c, const uint8_t
     slot->e.kind = TG_CACHE_KIND_PENDING;
     slot->e.cached_at_ms = now_ms;
     slot->e.fresh_until_ms = deadline_ms;
-    atomic_store_explicit(&slot->refresh_after_ms, 0, memory_order_relaxed);
+    atomic_store_explicit(&slot->refresh_after_ms, epoch, memory_order_relaxed);
     if (atomic_load_explicit(&c->table->stored, memory_order_relaxed) == 0)
         atomic_store_explicit(&c->table->stored, 1, memory_order_relaxed); /* before write_end's release */
     write_end(slot);

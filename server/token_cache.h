@@ -171,12 +171,14 @@ typedef enum {
  * On a miss for an API token: marks `key` as being looked up, node-wide, until
  * `deadline_ms` (a PENDING entry in the token's probe window, written like any entry),
  * so that the other workers wait for that one answer instead of sending their own.
- * A marker past its deadline is taken over. tg_token_cache_put() of the token replaces it.
+ * A marker past its deadline, or claimed before a revocation any worker of the node applied
+ * since (its answer may be outdated), is taken over. tg_token_cache_put() of the token replaces it.
  */
 tg_cache_claim_t tg_token_cache_claim_pending(tg_token_cache_t *cache, const uint8_t key[32], uint64_t now_ms,
                                               uint64_t deadline_ms);
 
-/** Whether a marker for `key` is there before its deadline (another worker's lookup is out). */
+/** Whether a marker for `key` is there before its deadline, claimed after the node's last
+ * revocation (another worker's lookup is out, and its answer will be current). */
 int tg_token_cache_is_pending(tg_token_cache_t *cache, const uint8_t key[32], uint64_t now_ms);
 
 /** Removes the marker for `key` (its lookup failed or was not cached): the waiters look it up themselves. */

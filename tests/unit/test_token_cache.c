@@ -287,6 +287,11 @@ Test(token_cache, one_worker_claims_a_new_token_until_its_answer_or_deadline)
     tg_token_cache_release_pending(w1, key);
     cr_expect(!tg_token_cache_is_pending(w2, key, T0 + 1), "a failed lookup's marker is gone at once");
     cr_expect_eq(tg_token_cache_claim_pending(w2, key, T0 + 1, T0 + 3001), TG_CACHE_CLAIMED);
+    uint8_t other_id[16];
+    memset(other_id, 0x42, 16);
+    tg_token_cache_revoke(w1, other_id);
+    cr_expect(!tg_token_cache_is_pending(w2, key, T0 + 2), "a lookup sent before a revocation is waited for by nobody");
+    cr_expect_eq(tg_token_cache_claim_pending(w1, key, T0 + 2, T0 + 3002), TG_CACHE_CLAIMED, "it is taken over");
 }
 
 Test(token_cache, the_credential_key_is_the_nodes_and_the_table_holds_no_plaintext)
