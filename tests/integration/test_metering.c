@@ -1522,7 +1522,9 @@ Test(metering, postgres_crash_right_after_commit_loses_nothing, .timeout = TEST_
  * connections asleep for seconds after it is back. Once it is back: a cached token keeps
  * working at once (the listener's reconnect flushes the cache, and then the woken pool
  * answers the lookup instead of a 503), and a token no worker has seen works within
- * 1.5 s of pg_ctl's return (backoff capped at 1 s, plus one tick).
+ * 2.5 s of pg_ctl's return (backoff capped at 1 s, plus one tick, plus room for a loaded
+ * 2-core machine: 1514 ms was seen with eight other processes building; a 5 s cap, the
+ * failure this guards against, takes about 5 s).
  */
 Test(metering, credentials_work_soon_after_postgres_comes_back, .timeout = TEST_TIMEOUT_S)
 {
@@ -1551,7 +1553,7 @@ Test(metering, credentials_work_soon_after_postgres_comes_back, .timeout = TEST_
     fprintf(stderr, "[metering] PostgreSQL down %lld ms: an unseen token answered %ld %lld ms after the restart\n", t_up - t_down,
             status, took);
     cr_assert_eq(status, 200);
-    cr_expect_lt(took, 1500, "a worker kept answering 503 for %lld ms after PostgreSQL was back", took);
+    cr_expect_lt(took, 2500, "a worker kept answering 503 for %lld ms after PostgreSQL was back", took);
     world_stop();
 }
 
