@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <criterion/criterion.h>
 
@@ -31,6 +33,7 @@ static char master[TG_APITOKEN_LEN + 1]; /* an API token with every scope, made 
 #define ALICE "alice@acme.example"
 /* The client machine: a loopback address other than haproxy's 127.0.0.1. */
 #define OFFICE "127.0.0.2"
+#define NAT "127.0.0.3"
 
 /* 6 failures per 3600 s: one refills every 600 s, far longer than a test, so the counts are
  * exact. The fleet's slack is 0 (docs/security.md), also for guesses in flight at once
@@ -51,9 +54,10 @@ static const char *const NODE_ARGS[] = {
 
 /* ------------------------------------------------------------------ world */
 
-static void start_world(void)
+/* private_cluster: a PostgreSQL of this test's own, which it may stop. */
+static void start_world_on(int private_cluster)
 {
-    cr_assert_eq(tg_fx_pg_start(&pg), 0, "no PostgreSQL (see above)");
+    cr_assert_eq(private_cluster ? tg_fx_pg_start_private(&pg) : tg_fx_pg_start(&pg), 0, "no PostgreSQL (see above)");
     cr_assert_eq(tg_fx_seed_world(&pg, "Acme", ALICE, PASSWORD, master, sizeof(master)), 0,
                  "no tenant, user and token (see above)");
     tg_fx_fleet_opts_t opts = {.pg = &pg,
@@ -63,6 +67,25 @@ static void start_world(void)
                                .haproxy_mode = TG_FX_HAPROXY_HTTP_FORWARDFOR,
                                .extra_args = {NODE_ARGS, NODE_ARGS, NODE_ARGS}};
     cr_assert_eq(tg_fx_fleet_start(&fleet, &opts), 0, "the fleet did not start (see above)");
+}
+
+static void start_world(void)
+{
+    start_world_on(0);
+}
+
+/* Stops the private cluster at once (pg_ctl -m immediate), as a crash would. */
+static void pg_stop_immediate(void)
+{
+    char datadir[300];
+    snprintf(datadir, sizeof(datadir), "%s/data", pg.dir);
+    char *as_root[] = {"runuser",   "-u", "postgres", "--", "/usr/lib/postgresql/15/bin/pg_ctl", "-D", datadir, "-m",
+                       "immediate", "-w", "stop",     NULL};
+    char *as_user[] = {"/usr/lib/postgresql/15/bin/pg_ctl", "-D", datadir, "-m", "immediate", "-w", "stop", NULL};
+    tg_fx_run_t run;
+    cr_assert_eq(tg_fx_run(geteuid() == 0 ? as_root : as_user, NULL, NULL, 60000, &run), 0);
+    cr_assert(run.status != -1 && WIFEXITED(run.status) && WEXITSTATUS(run.status) == 0, "pg_ctl stop: %s %s", run.out, run.err);
+    tg_fx_run_free(&run);
 }
 
 static void stop_world(void)
@@ -87,16 +110,16 @@ static void create_token(const char *name, char token[TG_APITOKEN_LEN + 1])
 
 /* ------------------------------------------------------------------ HTTP from the office */
 
-/* One request from 127.0.0.2 on a fresh connection to `url`: its status (429s are checked
- * for their code and Retry-After here). `credential` and `body` may be NULL. */
-static long office_call(const char *method, const char *url, const char *credential, const char *body)
+/* One request from `from` on a fresh connection to `url`: its status (429s are checked for
+ * their code and Retry-After here). `credential` and `body` may be NULL. */
+static long call_from(const char *from, const char *method, const char *url, const char *credential, const char *body)
 {
     char authorization[256];
     const char *headers[4];
     tg_fx_bearer_headers(credential, body != NULL, NULL, authorization, sizeof(authorization), headers, 4);
-    tg_fx_http_req_t req = {.method = method, .url = url, .headers = headers, .body = body, .local_address = OFFICE};
+    tg_fx_http_req_t req = {.method = method, .url = url, .headers = headers, .body = body, .local_address = from};
     tg_fx_http_res_t res;
-    cr_assert_eq(tg_fx_http(&req, &res), 0, "%s %s from " OFFICE ": %s", method, url, res.error);
+    cr_assert_eq(tg_fx_http(&req, &res), 0, "%s %s from %s: %s", method, url, from, res.error);
     long status = res.status;
     if (status == 429) {
         cr_expect(tg_fx_is_error(&res, "rate_limited"), "429 body: %s", res.body);
@@ -105,6 +128,12 @@ static long office_call(const char *method, const char *url, const char *credent
     }
     tg_fx_http_res_free(&res);
     return status;
+}
+
+/* From the client machine of these tests. */
+static long office_call(const char *method, const char *url, const char *credential, const char *body)
+{
+    return call_from(OFFICE, method, url, credential, body);
 }
 
 static char *via_proxy(const char *path, char *url, size_t cap)
@@ -286,4 +315,27 @@ Test(fleet_throttle, the_fleet_table_forgets_idle_addresses_and_holds_no_secret)
     count = tg_fx_pg_query_value(&pg, "SELECT count(*) FROM auth_failures WHERE idle_at < now()");
     cr_expect_str_eq(count != NULL ? count : "(none)", "12", "the charge that added a row removed 8 idle ones");
     free(count);
+}
+
+/* Not a well-formed token: rejected without the database. */
+static const char MALFORMED[] = "tgk_malformed";
+
+Test(fleet_throttle, without_postgresql_each_node_keeps_its_own_budget)
+{
+    start_world_on(1);
+    pg_stop_immediate();
+    char url[256], guess[TG_APITOKEN_LEN + 1];
+    for (size_t i = 0; i < NODES; ++i) {
+        for (int k = 0; k < BUDGET; ++k)
+            cr_expect_eq(office_call("GET", on_node(i, "/api/v1/me", url, sizeof(url)), MALFORMED, NULL), 401,
+                         "node %zu, failure %d: judged by the node alone, within its own budget", i, k + 1);
+        cr_expect_eq(office_call("GET", on_node(i, "/api/v1/me", url, sizeof(url)), MALFORMED, NULL), 429,
+                     "node %zu: its own budget spent", i);
+        cr_assert_eq(tg_apitoken_generate(guess), 0);
+        cr_expect_eq(office_call("GET", on_node(i, "/api/v1/me", url, sizeof(url)), guess, NULL), 429,
+                     "node %zu: a well-formed unknown token waits too, before any lookup", i);
+        /* another address: the token cannot be checked, so nothing is charged */
+        cr_expect_eq(call_from(NAT, "GET", on_node(i, "/api/v1/me", url, sizeof(url)), guess, NULL), 503,
+                     "node %zu: from 127.0.0.3 the lookup cannot run", i);
+    }
 }
