@@ -772,8 +772,8 @@ static void api_token_miss(tg_request_t *r, h2o_iovec_t credential, const uint8_
         send_invalid(r); /* mistyped or not ours: rejected without touching the database; the charge stays */
         return;
     }
-    tg_cache_claim_t claim =
-        may_wait ? tg_token_cache_claim_pending(r->worker->tokens, key, now_ms, now_ms + TG_AUTH_PARK_MS) : TG_CACHE_CLAIM_NONE;
+    tg_cache_claim_t claim = may_wait ? tg_token_cache_claim_pending(r->worker->tokens, key, now_ms, now_ms + TG_AUTH_PARK_MS)
+                                      : TG_CACHE_CLAIM_NONE;
     if (claim == TG_CACHE_CLAIM_BUSY) { /* another worker marked it first: wait for its answer */
         tg_auth_throttle_settle(r->worker, throttle_charge, TG_AUTH_THROTTLE_UNJUDGED, hash);
         park_request(r, credential, next, park);
