@@ -2,9 +2,11 @@
  * The authentication middleware. Order of checks, cheapest first: header shape,
  * credential kind, JWT signature and claims or API-token checksum (no I/O), then
  * the node's credential table (copied out to the stack: the request holds no pointer into
- * shared memory), and only on a miss one PostgreSQL lookup whose answer is cached. Every failure is the same 401 body: which part of a credential
- * was wrong is never said. What the cache cannot answer first passes the per-address
- * failure throttle (server/auth_throttle.h); a cache hit never touches it.
+ * shared memory), and only on a miss one PostgreSQL lookup whose answer is cached. Every
+ * failure is the same 401 body: which part of a credential was wrong is never said. What
+ * the cache cannot answer first passes the per-address failure throttle
+ * (server/auth_throttle.h), and a lookup that matches nothing charges the fleet's budget
+ * in the same statement; a cache hit never touches either.
  */
 #include "server/auth.h"
 
@@ -42,9 +44,16 @@ static const char SQL_TOKEN_BY_HASH[] =
     " coalesce((a.rate_limit ->> 'requests')::bigint::text, '-'), coalesce((a.rate_limit ->> 'perSeconds')::bigint::text, '-'),"
     " coalesce((a.rate_limit ->> 'burst')::bigint::text, '-'), coalesce((a.quota ->> 'requests')::bigint::text, '-'),"
     " coalesce(a.quota ->> 'period', '-')), ',' ORDER BY up.depth)"
-    " FROM up JOIN api_tokens a ON a.id = up.id WHERE a.rate_limit IS NOT NULL OR a.quota IS NOT NULL)"
-    " FROM api_tokens t JOIN users u ON u.id = t.user_id AND u.disabled_at IS NULL WHERE t.token_hash = $1";
+    " FROM up JOIN api_tokens a ON a.id = up.id WHERE a.rate_limit IS NOT NULL OR a.quota IS NOT NULL),"
+    /* the fleet's failure budget (schema/0016_auth_failures.sql), charged only when no token
+     * matched and the client is throttled ($2 the address, $3 failures, $4 the window in ms) */
+    " CASE WHEN t.id IS NULL AND $2::inet IS NOT NULL"
+    " THEN tollgate_auth_failure_take($2::inet, '00000000-0000-0000-0000-000000000000', $3::integer, $4::bigint) END"
+    " FROM (SELECT 1) one LEFT JOIN (api_tokens t JOIN users u ON u.id = t.user_id AND u.disabled_at IS NULL)"
+    " ON t.token_hash = $1";
 #define TG_AUTH_POLICY_COLUMN 7
+/* Always one row: the token's columns NULL when none matched, then the fleet's verdict. */
+#define TG_AUTH_FLEET_COLUMN 15
 
 static const char SQL_SESSION_BY_ID[] =
     "SELECT s.user_id, s.tenant_id,"
@@ -316,13 +325,19 @@ static uint32_t claim_stats_slot(tg_worker_t *w, const uint8_t id[16])
     return slot;
 }
 
-/* What a token lookup's answer means to the failure throttle: a row is a token we issued
- * (even if revoked or expired), no row is a failure, no answer judged nothing. */
+/* Whether a token lookup's answer (always one row) found a token. */
+static int token_found(const PGresult *res)
+{
+    return PQntuples(res) == 1 && !PQgetisnull(res, 0, 0);
+}
+
+/* What a token lookup's answer means to the failure throttle: a token we issued (even if
+ * revoked or expired), a failure when none matched, nothing judged without an answer. */
 static tg_auth_throttle_outcome_t lookup_outcome(PGresult *res)
 {
     if (res == NULL)
         return TG_AUTH_THROTTLE_UNJUDGED;
-    return PQntuples(res) == 1 ? TG_AUTH_THROTTLE_GENUINE : TG_AUTH_THROTTLE_FAILED;
+    return token_found(res) ? TG_AUTH_THROTTLE_GENUINE : TG_AUTH_THROTTLE_FAILED;
 }
 
 /* Fills an API-token entry (key and kind already set) from its one-row answer.
@@ -447,8 +462,10 @@ static tg_auth_flight_t *new_flight(tg_auth_state_t *st)
 }
 
 /* One waiter of a finished flight: served from the entry the answer put in the cache
- * (found again, so a waiter never holds a pointer across another's route), or refused. */
-static void land_waiter(tg_request_t *r, tg_auth_next_fn next, const uint8_t key[32], PGresult *res, const char *error)
+ * (found again, so a waiter never holds a pointer across another's route), or refused:
+ * 401 for an unknown token, 429 when the fleet's budget was spent (fleet_retry_ms > 0). */
+static void land_waiter(tg_request_t *r, tg_auth_next_fn next, const uint8_t key[32], PGresult *res, const char *error,
+                        uint64_t fleet_retry_ms)
 {
     if (res == NULL) {
         lookup_failed(r, error);
@@ -461,6 +478,10 @@ static void land_waiter(tg_request_t *r, tg_auth_next_fn next, const uint8_t key
         finish_with_copy(r, &found, next);
         return;
     case TG_CACHE_UNKNOWN:
+        if (fleet_retry_ms != 0) {
+            tg_auth_throttle_refuse(r, fleet_retry_ms); /* the fleet's budget for this address was spent */
+            return;
+        }
         tg_worker_count(r->worker, TG_STAT_UNKNOWN_TOKENS);
         send_invalid(r);
         return;
@@ -506,7 +527,7 @@ static answer_t cache_answer(tg_worker_t *w, const tg_auth_flight_t *f, PGresult
     memcpy(e.key, f->key, 32);
     e.kind = TG_CACHE_KIND_TOKEN;
     const char *why = NULL;
-    if (PQntuples(*res) != 1)
+    if (!token_found(*res))
         e.negative = 1; /* no such token (any more): no revocation makes that outdated */
     else if (parse_uuid_field(*res, 0, e.id) == 0 && answer_current(w, f->generation, e.id) != 0)
         return ANSWER_OUTDATED;
@@ -520,7 +541,8 @@ static answer_t cache_answer(tg_worker_t *w, const tg_auth_flight_t *f, PGresult
     return ANSWER_CACHED;
 }
 
-static tg_auth_flight_t *start_flight(tg_worker_t *w, const uint8_t key[32], const uint8_t digest[32], uint64_t throttle_charge);
+static tg_auth_flight_t *start_flight(tg_worker_t *w, const uint8_t key[32], const uint8_t digest[32], uint64_t throttle_charge,
+                                      const tg_auth_throttle_fleet_t *fleet);
 
 static void release_flight(tg_auth_flight_t *f)
 {
@@ -542,7 +564,7 @@ static int resend_flight(tg_worker_t *w, tg_auth_flight_t *f)
     tg_auth_flight_t *again = find_flight(w->auth_state, f->key); /* never f: sent before a revocation */
     if (again == f)
         again = NULL; /* (cannot happen while find_flight() skips older generations; were it to, the waiters would be lost) */
-    if (again == NULL && (again = start_flight(w, f->key, f->digest, 0)) == NULL)
+    if (again == NULL && (again = start_flight(w, f->key, f->digest, 0, NULL)) == NULL)
         return 0;
     if (again->attempts < f->attempts + 1)
         again->attempts = f->attempts + 1;
@@ -559,6 +581,9 @@ static void on_flight_row(void *data, PGresult *res, const char *sqlstate, const
     tg_auth_flight_t *f = data;
     tg_worker_t *w = f->owner->worker;
     tg_auth_throttle_settle(w, f->throttle_charge, lookup_outcome(res), f->digest);
+    uint64_t fleet_retry_ms = 0; /* > 0: no token matched and the fleet's budget was spent */
+    if (res != NULL)
+        tg_auth_throttle_fleet_verdict(res, TG_AUTH_FLEET_COLUMN, &fleet_retry_ms);
     if (cache_answer(w, f, &res, &error) == ANSWER_OUTDATED) {
         if (resend_flight(w, f))
             return; /* the node's PENDING marker stays: the new lookup answers it */
@@ -580,12 +605,15 @@ static void on_flight_row(void *data, PGresult *res, const char *sqlstate, const
         l->flight = NULL;
         l->r = NULL;
         if (r != NULL)
-            land_waiter(r, l->next, key, res, error);
+            land_waiter(r, l->next, key, res, error, fleet_retry_ms);
     }
 }
 
-/* Starts the lookup of `key` (SHA-256 `digest`); NULL when PostgreSQL is unavailable now. */
-static tg_auth_flight_t *start_flight(tg_worker_t *w, const uint8_t key[32], const uint8_t digest[32], uint64_t throttle_charge)
+/* Starts the lookup of `key` (SHA-256 `digest`), charging the fleet's failure budget of
+ * `fleet`'s client if no token matches (NULL: nobody's, a refresh); NULL when PostgreSQL
+ * is unavailable now. */
+static tg_auth_flight_t *start_flight(tg_worker_t *w, const uint8_t key[32], const uint8_t digest[32], uint64_t throttle_charge,
+                                      const tg_auth_throttle_fleet_t *fleet)
 {
     tg_auth_flight_t *f = new_flight(w->auth_state);
     if (f == NULL)
@@ -596,9 +624,12 @@ static tg_auth_flight_t *start_flight(tg_worker_t *w, const uint8_t key[32], con
     f->generation = tg_token_cache_generation(w->tokens);
     f->attempts = 1;
     tg_db_request_t q = {.nsteps = 1};
-    q.steps[0] = (tg_db_step_t){.sql = SQL_TOKEN_BY_HASH, .nparams = 1, .prepare = 1};
+    q.steps[0] = (tg_db_step_t){.sql = SQL_TOKEN_BY_HASH, .nparams = 4, .prepare = 1};
     q.steps[0].params[0] = (const char *)f->digest;
     q.steps[0].lengths[0] = 32;
+    q.steps[0].params[1] = fleet != NULL ? tg_auth_throttle_fleet_source(fleet) : NULL; /* copied by tg_db_submit */
+    q.steps[0].params[2] = fleet != NULL ? fleet->failures : "1";
+    q.steps[0].params[3] = fleet != NULL ? fleet->window_ms : "1";
     if (tg_db_submit(w->db, &q, on_flight_row, f) == NULL) {
         if (f->on_heap)
             free(f);
@@ -627,7 +658,7 @@ static void refresh(tg_worker_t *w, const uint8_t key[32], h2o_iovec_t credentia
         return;
     uint8_t digest[32];
     tg_apitoken_hash(credential.base, credential.len, digest); /* what PostgreSQL knows it by */
-    start_flight(w, key, digest, 0);
+    start_flight(w, key, digest, 0, NULL);
 }
 
 static void api_token_miss(tg_request_t *r, h2o_iovec_t credential, const uint8_t key[32], tg_auth_next_fn next,
@@ -749,7 +780,9 @@ static void api_token_miss(tg_request_t *r, h2o_iovec_t credential, const uint8_
         return;
     }
     tg_worker_count(r->worker, TG_STAT_CACHE_MISSES);
-    if ((flight = start_flight(r->worker, key, hash, throttle_charge)) == NULL) {
+    tg_auth_throttle_fleet_t fleet;
+    tg_auth_throttle_fleet_params(r, &fleet);
+    if ((flight = start_flight(r->worker, key, hash, throttle_charge, &fleet)) == NULL) {
         if (claim == TG_CACHE_CLAIMED)
             tg_token_cache_release_pending(r->worker->tokens, key); /* nothing out: nobody waits for it */
         tg_auth_throttle_settle(r->worker, throttle_charge, TG_AUTH_THROTTLE_UNJUDGED, hash);

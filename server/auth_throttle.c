@@ -1,14 +1,17 @@
 /*
  * The failed-authentication throttle between server/auth.c, server/routes/auth_routes.c
  * and the shared table in shm/throttle.c: which bytes key a client, which keys a
- * credential or a login, and the 429 a spent budget gets. Runs only where a credential
- * missed the worker's cache or a login arrived; the cached-credential path never enters.
+ * credential or a login, the fleet charge's parameters and verdicts in the statements of
+ * server/auth.c and the login route (schema/0016_auth_failures.sql), and the 429 a spent
+ * budget gets. Runs only where a credential missed the worker's cache or a login arrived;
+ * the cached-credential path never enters.
  */
 #include "server/auth_throttle.h"
 
 #include <ctype.h>
 #include <inttypes.h>
 #include <netdb.h>
+#include <stdlib.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
@@ -243,4 +246,68 @@ void tg_auth_throttle_login_finish(tg_auth_throttle_login_t *login, int status)
         tg_throttle_give_back(t, login->charge);
     if (status == 200)
         tg_throttle_remember(t, login->pair, tg_throttle_now_ms(t));
+}
+
+/* ------------------------------------------------------------------ the fleet's budget */
+
+int tg_auth_throttle_source_text(const uint8_t *source, size_t len, char out[TG_AUTH_THROTTLE_FLEET_SOURCE_MAX])
+{
+    if (len == 5 && source[0] == '4')
+        return inet_ntop(AF_INET, source + 1, out, TG_AUTH_THROTTLE_FLEET_SOURCE_MAX) != NULL ? 0 : -1;
+    if (len != 9 || source[0] != '6')
+        return -1;
+    uint8_t net[16] = {0};
+    memcpy(net, source + 1, 8);
+    if (inet_ntop(AF_INET6, net, out, INET6_ADDRSTRLEN) == NULL)
+        return -1;
+    strcat(out, "/64");
+    return 0;
+}
+
+int tg_auth_throttle_fleet_params(tg_request_t *r, tg_auth_throttle_fleet_t *f)
+{
+    f->source[0] = '\0';
+    const tg_server_config_t *cfg = &r->worker->server->config;
+    snprintf(f->failures, sizeof(f->failures), "%ld", cfg->auth_throttle_failures);
+    snprintf(f->window_ms, sizeof(f->window_ms), "%ld", cfg->auth_throttle_window * 1000);
+    client_t c;
+    if (throttle_for(r, &c) == NULL || tg_auth_throttle_source_text(c.source, c.source_len, f->source) != 0) {
+        f->source[0] = '\0';
+        return 0;
+    }
+    return 1;
+}
+
+tg_auth_throttle_fleet_verdict_t tg_auth_throttle_fleet_verdict(const PGresult *res, int column, uint64_t *retry_ms)
+{
+    *retry_ms = 0;
+    if (PQntuples(res) < 1 || column >= PQnfields(res) || PQgetisnull(res, 0, column))
+        return TG_AUTH_FLEET_NONE;
+    long long v = strtoll(PQgetvalue(res, 0, column), NULL, 10);
+    if (v == 0)
+        return TG_AUTH_FLEET_ADDRESS;
+    if (v < 0)
+        return TG_AUTH_FLEET_PAIR;
+    *retry_ms = (uint64_t)v;
+    return TG_AUTH_FLEET_REFUSED;
+}
+
+void tg_auth_throttle_refuse(tg_request_t *r, uint64_t retry_after_ms)
+{
+    client_t c;
+    if (throttle_for(r, &c) == NULL)
+        memset(&c, 0, sizeof(c)); /* (cannot happen: the fleet refuses only a throttled client) */
+    send_throttled(r, retry_after_ms, &c);
+}
+
+const char *tg_auth_throttle_login_fleet_paid(const tg_auth_throttle_login_t *login)
+{
+    switch (login->fleet) {
+    case TG_AUTH_FLEET_ADDRESS:
+        return "0";
+    case TG_AUTH_FLEET_PAIR:
+        return "-1";
+    default:
+        return NULL;
+    }
 }

@@ -4,13 +4,17 @@
  * than --auth-throttle-failures times per --auth-throttle-window gets 429 rate_limited
  * for credentials that would need checking, before any database lookup, signature check
  * or argon2id. Credentials this node has verified recently are never throttled, so the
- * budget cannot be turned against a real user. State is node-wide (shm/throttle.h).
+ * budget cannot be turned against a real user. State is node-wide (shm/throttle.h), and
+ * fleet-wide in PostgreSQL (schema/0016_auth_failures.sql) for the checks that go there
+ * anyway: the statement of a token lookup or a login charges the fleet's budget too.
  */
 #ifndef TG_AUTH_THROTTLE_H
 #define TG_AUTH_THROTTLE_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include <arpa/inet.h>
+#include <libpq-fe.h>
 #include <sys/socket.h>
 
 #include "server/request.h"
@@ -30,6 +34,24 @@
 /* The longest source key: a kind byte and an IPv4 address or an IPv6 /64. */
 #define TG_AUTH_THROTTLE_SOURCE_MAX 9
 
+/* The longest client address as the fleet's table takes it: an IPv6 /64 as text, "/64" included. */
+#define TG_AUTH_THROTTLE_FLEET_SOURCE_MAX (INET6_ADDRSTRLEN + 3)
+
+/** The fleet charge's parameters of a statement (text), from the client and the node's settings. */
+typedef struct st_tg_auth_throttle_fleet_t {
+    char source[TG_AUTH_THROTTLE_FLEET_SOURCE_MAX]; /* "" when this client is not throttled: nothing is charged */
+    char failures[24];                              /* --auth-throttle-failures */
+    char window_ms[24];                             /* --auth-throttle-window, in ms */
+} tg_auth_throttle_fleet_t;
+
+/** What the fleet's budget said in a statement's answer (its charge column). */
+typedef enum {
+    TG_AUTH_FLEET_NONE,    /* nothing charged: a token matched, or the client is not throttled */
+    TG_AUTH_FLEET_ADDRESS, /* the address's budget paid one failure */
+    TG_AUTH_FLEET_PAIR,    /* a login's (address, user) budget paid: the address's was spent */
+    TG_AUTH_FLEET_REFUSED, /* spent: answer 429, nothing charged */
+} tg_auth_throttle_fleet_verdict_t;
+
 /** What a credential check let through by the throttle turned out to be. */
 typedef enum {
     TG_AUTH_THROTTLE_FAILED,   /* matched nothing tollgate issued: the failure stays charged */
@@ -39,9 +61,10 @@ typedef enum {
 
 /** A login's stake in the throttle, kept with the login from admission to the end of the request. */
 typedef struct st_tg_auth_throttle_login_t {
-    tg_throttle_t *table; /* NULL: nothing to settle */
-    uint64_t charge;      /* the bucket charged one failure (the address's or the pair's), or 0 */
-    uint64_t pair;        /* the memory of (address, email), made when the login succeeds */
+    tg_throttle_t *table;                   /* NULL: nothing to settle */
+    uint64_t charge;                        /* the bucket charged one failure (the address's or the pair's), or 0 */
+    uint64_t pair;                          /* the memory of (address, email), made when the login succeeds */
+    tg_auth_throttle_fleet_verdict_t fleet; /* what the user fetch charged the fleet, given back with a success */
 } tg_auth_throttle_login_t;
 
 /**
@@ -56,6 +79,13 @@ tg_throttle_t *tg_auth_throttle_create(const tg_server_config_t *cfg, char *err,
  * the peer has no IP address (it is then never throttled). Pure; exposed for tests.
  */
 size_t tg_auth_throttle_source(const struct sockaddr *sa, socklen_t len, uint8_t out[TG_AUTH_THROTTLE_SOURCE_MAX]);
+
+/**
+ * The source bytes of tg_auth_throttle_source() as the fleet's table keys them (an inet
+ * value): an IPv4 address ("192.0.2.1"), or an IPv6 /64 network ("2001:db8:1:2::/64").
+ * 0, or -1 for bytes that are no source. Pure; exposed for tests.
+ */
+int tg_auth_throttle_source_text(const uint8_t *source, size_t len, char out[TG_AUTH_THROTTLE_FLEET_SOURCE_MAX]);
 
 /**
  * Before checking a credential the worker's cache could not answer (a database lookup, a
@@ -95,5 +125,31 @@ int tg_auth_throttle_login_admit(tg_request_t *r, const char *email, size_t emai
  * anything else (401, or a client that left before the verdict) keeps it.
  */
 void tg_auth_throttle_login_finish(tg_auth_throttle_login_t *login, int status);
+
+/**
+ * The fleet charge's parameters for r's client: 1 with f filled, 0 when this client is
+ * not throttled (the throttle is off, or the peer has no IP address): f->source is then
+ * "" and tg_auth_throttle_fleet_source() NULL, which makes the statement charge nothing.
+ */
+int tg_auth_throttle_fleet_params(tg_request_t *r, tg_auth_throttle_fleet_t *f);
+
+/** f's source as a statement parameter: NULL (SQL NULL) when nothing is to be charged. */
+static inline const char *tg_auth_throttle_fleet_source(const tg_auth_throttle_fleet_t *f)
+{
+    return f->source[0] != '\0' ? f->source : NULL;
+}
+
+/**
+ * The fleet's verdict in row 0, column `column` of an answer (the value of
+ * tollgate_auth_failure_take() or tollgate_auth_login_take(): NULL nothing, 0 the address
+ * paid, -1 the pair paid, > 0 refused for that many ms, put in *retry_ms).
+ */
+tg_auth_throttle_fleet_verdict_t tg_auth_throttle_fleet_verdict(const PGresult *res, int column, uint64_t *retry_ms);
+
+/** The 429 of a budget the fleet found spent (counted and logged as the node's own 429s). */
+void tg_auth_throttle_refuse(tg_request_t *r, uint64_t retry_after_ms);
+
+/** A successful login's p_paid for tollgate_auth_login_succeeded(): "0", "-1", or NULL (the fleet charged nothing). */
+const char *tg_auth_throttle_login_fleet_paid(const tg_auth_throttle_login_t *login);
 
 #endif

@@ -126,7 +126,8 @@ const tg_setting_t tg_server_settings[] = {
     {"log-level", TG_SETTING_STRING, "TOLLGATE_LOG_LEVEL", "info", "debug, info, warn or error", OFF(log_level), 0, 0,
      check_log_level},
     {"auth-throttle-failures", TG_SETTING_INT, "TOLLGATE_AUTH_THROTTLE_FAILURES", "20",
-     "failed authentications a client address (IPv6: its /64) may make per auth-throttle-window before 429; 0: off",
+     "failed authentications a client address (IPv6: its /64) may make per auth-throttle-window before 429, per node and, for "
+     "token lookups and logins, per fleet; 0: off",
      OFF(auth_throttle_failures), 0, 100000, NULL},
     {"auth-throttle-window", TG_SETTING_INT, "TOLLGATE_AUTH_THROTTLE_WINDOW", "60",
      "seconds in which auth-throttle-failures refill", OFF(auth_throttle_window), 1, 86400, NULL},

@@ -52,6 +52,7 @@ include tests/integration/fleet_local.mk
 include tests/unit/throttle_local.mk
 include tests/unit/token_cache_local.mk
 include tests/integration/throttle_local.mk
+include tests/integration/fleet_throttle_local.mk
 include tests/integration/hardening_local.mk
 include tests/integration/errors_local.mk
 include tests/integration/dashboard_local.mk

@@ -29,14 +29,24 @@
 #include "server/routes/login_body.h"
 #include "server/worker_context.h"
 
-static const char SQL_USER_BY_EMAIL[] = "SELECT id::text, tenant_id::text, password_hash FROM users WHERE lower(email) = lower($1)"
-                                       " AND disabled_at IS NULL";
+/* Always one row (the user's columns NULL for an unknown email), then the fleet's charge
+ * of the client's failure budget (schema/0016_auth_failures.sql): $2 the address (NULL:
+ * not throttled), $3 failures, $4 the window in ms. Charged in advance, given back by
+ * SQL_INSERT_SESSION when the password was right. */
+static const char SQL_USER_BY_EMAIL[] =
+    "SELECT u.id::text, u.tenant_id::text, u.password_hash, tollgate_auth_login_take($2::inet, u.id, $3::integer, $4::bigint)"
+    " FROM (SELECT 1) one LEFT JOIN users u ON lower(u.email) = lower($1) AND u.disabled_at IS NULL";
+#define LOGIN_FLEET_COLUMN 3
 
-/* The session and its audit event (schema 0010) in one statement: the actor is the new session. */
+/* The session and its audit event (schema 0010) in one statement: the actor is the new
+ * session. It also gives back the fleet's failure charge of SQL_USER_BY_EMAIL and
+ * remembers (address, user) fleet-wide for 24 h ($6 the address or NULL, $7 what was
+ * charged, $8 failures, $9 the window in ms). */
 static const char SQL_INSERT_SESSION[] =
     "WITH s AS (INSERT INTO sessions (id, user_id, tenant_id, expires_at, ip_address)"
     " VALUES ($1::uuid, $2::uuid, $3::uuid, to_timestamp($4::bigint), $5::inet) RETURNING id, user_id, tenant_id, ip_address)"
-    " SELECT tollgate_audit_record(tenant_id, user_id, 'session', id, 'login.succeeded', NULL, ip_address, '{}') FROM s";
+    " SELECT tollgate_audit_record(tenant_id, user_id, 'session', id, 'login.succeeded', NULL, ip_address, '{}'),"
+    " tollgate_auth_login_succeeded($6::inet, user_id, $7::bigint, $8::integer, $9::bigint) FROM s";
 
 /* Revokes the session if still live, tells the other nodes (within 1 s: LISTEN/NOTIFY)
  * and records the logout ($4 the client's address) when this call revoked it. */
@@ -60,7 +70,7 @@ typedef struct st_login_t {
     uint8_t user_id[16];
     uint8_t tenant_id[16];
     uint8_t session_id[16];
-    int64_t issued_at, expires_at; /* seconds since the epoch */
+    int64_t issued_at, expires_at;     /* seconds since the epoch */
     tg_auth_throttle_login_t throttle; /* settled when the request ends */
 } login_t;
 
@@ -166,8 +176,18 @@ static void create_session(login_t *l)
     tg_uuid_format((const tg_uuid_t *)l->user_id, user);
     tg_uuid_format((const tg_uuid_t *)l->tenant_id, tenant);
     snprintf(expires, sizeof(expires), "%lld", (long long)l->expires_at);
-    const char *params[5] = {sid_text, user, tenant, expires, tg_audit_client_address(r, ip)};
-    if (tg_db_call_query(l, SQL_INSERT_SESSION, 5, params, on_session_created) != 0)
+    tg_auth_throttle_fleet_t fleet;
+    tg_auth_throttle_fleet_params(r, &fleet);
+    const char *params[9] = {sid_text,
+                             user,
+                             tenant,
+                             expires,
+                             tg_audit_client_address(r, ip),
+                             tg_auth_throttle_fleet_source(&fleet),
+                             tg_auth_throttle_login_fleet_paid(&l->throttle),
+                             fleet.failures,
+                             fleet.window_ms};
+    if (tg_db_call_query(l, SQL_INSERT_SESSION, 9, params, on_session_created) != 0)
         tg_db_call_fail(r, "auth", "login", NULL, "unavailable");
 }
 
@@ -248,8 +268,14 @@ static void on_user_row(void *data, tg_request_t *r, PGresult *res, const char *
         tg_db_call_fail(r, "auth", "login", sqlstate, error);
         return;
     }
+    uint64_t retry_ms;
+    l->throttle.fleet = tg_auth_throttle_fleet_verdict(res, LOGIN_FLEET_COLUMN, &retry_ms);
+    if (l->throttle.fleet == TG_AUTH_FLEET_REFUSED) {
+        tg_auth_throttle_refuse(r, retry_ms); /* the fleet's budget for this address is spent: no argon2id */
+        return;
+    }
     const char *stored_hash = NULL;
-    if (PQntuples(res) == 1 && parse_uuid_text(PQgetvalue(res, 0, 0), l->user_id) == 0 &&
+    if (PQntuples(res) == 1 && !PQgetisnull(res, 0, 0) && parse_uuid_text(PQgetvalue(res, 0, 0), l->user_id) == 0 &&
         parse_uuid_text(PQgetvalue(res, 0, 1), l->tenant_id) == 0)
         stored_hash = PQgetvalue(res, 0, 2);
     login_job_t *job = job_new(l, stored_hash);
@@ -278,8 +304,10 @@ void tg_route_auth_login(tg_request_t *r)
     l->password = h2o_mem_alloc_pool(&r->req->pool, password_len + 1);
     memcpy(l->password, password, password_len + 1);
     l->password_len = password_len;
-    const char *params[1] = {email};
-    if (tg_db_call_query(l, SQL_USER_BY_EMAIL, 1, params, on_user_row) != 0)
+    tg_auth_throttle_fleet_t fleet;
+    tg_auth_throttle_fleet_params(r, &fleet);
+    const char *params[4] = {email, tg_auth_throttle_fleet_source(&fleet), fleet.failures, fleet.window_ms};
+    if (tg_db_call_query(l, SQL_USER_BY_EMAIL, 4, params, on_user_row) != 0)
         tg_db_call_fail(r, "auth", "login", NULL, "unavailable");
     json_decref(body);
 }

@@ -242,3 +242,24 @@ Test(sources, ipv4_by_address_ipv6_by_64)
     uint8_t out[TG_AUTH_THROTTLE_SOURCE_MAX];
     cr_expect_eq(tg_auth_throttle_source((struct sockaddr *)&un, sizeof(un), out), 0, "no IP address: never throttled");
 }
+
+/* The fleet's key of a client (schema/0016_auth_failures.sql: an inet value), from its address. */
+static void expect_fleet_source(const char *address, const char *expected)
+{
+    uint8_t source[TG_AUTH_THROTTLE_SOURCE_MAX];
+    char text[TG_AUTH_THROTTLE_FLEET_SOURCE_MAX];
+    size_t len = source_of(address, source);
+    cr_assert_eq(tg_auth_throttle_source_text(source, len, text), 0, "%s", address);
+    cr_expect_str_eq(text, expected, "the fleet's key of %s", address);
+}
+
+Test(sources, the_fleet_keys_the_same_client_by_its_address_or_64)
+{
+    expect_fleet_source("192.0.2.1", "192.0.2.1");
+    expect_fleet_source("::ffff:192.0.2.1", "192.0.2.1");
+    expect_fleet_source("2001:db8:1:2:ffff:ffff:ffff:ffff", "2001:db8:1:2::/64");
+    expect_fleet_source("2001:db8:ffff:ffff:ffff:ffff:ffff:ffff", "2001:db8:ffff:ffff::/64");
+    expect_fleet_source("::1", "::/64");
+    char text[TG_AUTH_THROTTLE_FLEET_SOURCE_MAX];
+    cr_expect_eq(tg_auth_throttle_source_text((const uint8_t *)"4ab", 3, text), -1, "too short for a source");
+}
