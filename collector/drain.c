@@ -317,10 +317,11 @@ static void startup_log(tg_drain_t *d)
     if (s->first_commit_ms != 0 || s->began_ms == 0)
         return;
     startup_mark(d, &s->first_commit_ms);
-    tg_log_info("collector", "first batch committed since start",
-                "began_unix_ms=%lld attached_ms=%lld first_release_ms=%lld connected_ms=%lld recovered_ms=%lld first_commit_ms=%lld",
-                (long long)s->began_unix_ms, (long long)s->attached_ms, (long long)s->first_release_ms, (long long)s->connected_ms,
-                (long long)s->recovered_ms, (long long)s->first_commit_ms);
+    tg_log_info(
+        "collector", "first batch committed since start",
+        "began_unix_ms=%lld attached_ms=%lld first_release_ms=%lld connected_ms=%lld recovered_ms=%lld first_commit_ms=%lld",
+        (long long)s->began_unix_ms, (long long)s->attached_ms, (long long)s->first_release_ms, (long long)s->connected_ms,
+        (long long)s->recovered_ms, (long long)s->first_commit_ms);
 }
 
 /* ---------------------------------------------------------------- setup */

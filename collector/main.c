@@ -148,8 +148,8 @@ int main(int argc, char **argv)
     char instance[2 * TG_RING_INSTANCE_ID_SIZE + 1];
     tg_ring_instance_id_hex(ring, instance);
     tg_log_info("collector", "started", "ring=%s instance=%s capacity=%llu depth=%llu node_id=%s spool_dir=%s batch_size=%ld",
-                cfg.ring, instance, (unsigned long long)tg_ring_capacity(ring), (unsigned long long)tg_ring_depth(ring), cfg.node_id,
-                cfg.spool_dir, cfg.batch_size);
+                cfg.ring, instance, (unsigned long long)tg_ring_capacity(ring), (unsigned long long)tg_ring_depth(ring),
+                cfg.node_id, cfg.spool_dir, cfg.batch_size);
 
     /* the first batch ensures its own days, so making days ahead can wait until it is in */
     int64_t next_premake_ms = tg_collector_now_ms() + TG_COLLECTOR_PREMAKE_FIRST_MS,

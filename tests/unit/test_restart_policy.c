@@ -22,7 +22,8 @@ Test(restart_policy, two_kills_in_a_row_restart_at_once)
 Test(restart_policy, a_crash_loop_backs_off_100ms_doubling_to_5s)
 {
     tg_restart_history_t h = {0};
-    const uint64_t expected[] = {0, 0, 0, 100, 200, 400, 800, 1600, 3200, 5000, 5000, 5000, 5000, 5000, 5000, 5000, 5000, 5000, 5000};
+    const uint64_t expected[] = {0,    0,    0,    100,  200,  400,  800,  1600, 3200, 5000,
+                                 5000, 5000, 5000, 5000, 5000, 5000, 5000, 5000, 5000};
     uint64_t now = T0;
     for (size_t i = 0; i < sizeof(expected) / sizeof(expected[0]); ++i) {
         uint64_t delay = tg_restart_on_death(&h, now);
