@@ -300,6 +300,30 @@ static void token_stats_flush_end(tg_drain_t *d, const tg_drain_batch_t *b, int 
     d->stats_flushing = 0;
 }
 
+/* ---------------------------------------------------------------- start-up timeline */
+
+/* Sets a milestone of this process's start the first time it is reached. */
+static void startup_mark(tg_drain_t *d, int64_t *milestone)
+{
+    if (*milestone == 0 && d->startup.began_ms != 0) {
+        int64_t since = tg_collector_now_ms() - d->startup.began_ms;
+        *milestone = since > 0 ? since : 1; /* 0 means "not yet" */
+    }
+}
+
+static void startup_log(tg_drain_t *d)
+{
+    tg_drain_startup_t *s = &d->startup;
+    if (s->first_commit_ms != 0 || s->began_ms == 0)
+        return;
+    startup_mark(d, &s->first_commit_ms);
+    tg_log_info(
+        "collector", "first batch committed since start",
+        "began_unix_ms=%lld attached_ms=%lld first_release_ms=%lld connected_ms=%lld recovered_ms=%lld first_commit_ms=%lld",
+        (long long)s->began_unix_ms, (long long)s->attached_ms, (long long)s->first_release_ms, (long long)s->connected_ms,
+        (long long)s->recovered_ms, (long long)s->first_commit_ms);
+}
+
 /* ---------------------------------------------------------------- setup */
 
 int tg_drain_init(tg_drain_t *d, const tg_collector_config_t *cfg, tg_ring_t *ring, char *err, size_t errlen)
@@ -599,6 +623,9 @@ static int commit_batch(tg_drain_t *d, int final)
     }
     tg_ring_counter_set(d->ring, TG_RING_COUNTER_LAST_COMMIT_MS, (uint64_t)unix_ms());
     tg_log_debug("collector", "batch committed", "rows=%zu position=%" PRIu64, b->rows, to.position);
+    if (!from_spill)
+        startup_mark(d, &d->startup.first_release_ms);
+    startup_log(d);
     /* the next batch, read while this one committed, becomes the current one */
     batch_reset(b);
     d->batch = d->next;
@@ -719,6 +746,7 @@ static int recover(tg_drain_t *d)
     d->spill_pending = nfiles != 0;
     free(files);
     d->position_known = 1;
+    startup_mark(d, &d->startup.recovered_ms);
     tg_log_info("collector", "position recovered",
                 "position=%" PRIu64 " ring_tail=%" PRIu64 " ring_head=%" PRIu64 " spill_files=%d", d->committed.position, tail,
                 tg_ring_head(d->ring), d->spill_pending);
@@ -751,6 +779,7 @@ void tg_drain_spill_check(tg_drain_t *d)
             break;
         }
         d->spill_pending = 1;
+        startup_mark(d, &d->startup.first_release_ms);
         if (tg_ring_depth(d->ring) <= d->spill_depth / 2)
             break;
     }
@@ -853,6 +882,7 @@ int tg_drain_step(tg_drain_t *d, int final)
         d->position_known = 0;
         return 0;
     }
+    startup_mark(d, &d->startup.connected_ms);
     if (!d->position_known && recover(d) != 0) {
         if (d->retry_at_ms <= now)
             d->retry_at_ms = now + TG_DRAIN_RETRY_MIN_MS;

@@ -55,6 +55,18 @@ typedef struct st_tg_drain_batch_t {
     tg_copy_buf_t copy;
 } tg_drain_batch_t;
 
+/**
+ * How this process's start went, ms after main() began (0: not yet): the ring attached,
+ * the first records released from the ring (spilled or committed), the database
+ * connected, the position recovered, the first batch committed. Logged once, with the
+ * first commit ("first batch committed since start"): the collector-side part of a restart.
+ */
+typedef struct st_tg_drain_startup_t {
+    int64_t began_ms;      /* monotonic; main() sets these three after tg_drain_init */
+    int64_t began_unix_ms; /* the same instant on the wall clock, to line up with other logs */
+    int64_t attached_ms, first_release_ms, connected_ms, recovered_ms, first_commit_ms;
+} tg_drain_startup_t;
+
 /** Totals since start (also published in the ring header, shm/ring.h). */
 typedef struct st_tg_drain_stats_t {
     uint64_t collected, spilled, replayed, invalid, corrupt, lost, commits, failures;
@@ -93,6 +105,7 @@ typedef struct st_tg_drain_t {
     int credits_stale; /* pending credits were counted against a table that was replaced: drop them */
     int stats_flushing;
     tg_drain_stats_t stats;
+    tg_drain_startup_t startup;
 } tg_drain_t;
 
 /**

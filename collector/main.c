@@ -13,6 +13,7 @@
 #include "collector/prune.h"
 #include "collector/settings.h"
 #include "common/log.h"
+#include "common/timefmt.h"
 #include "common/version.h"
 
 /* Sleep when a loop turn found nothing to do: adds at most 2 ms to a record's latency and
@@ -104,6 +105,7 @@ int main(int argc, char **argv)
     static tg_collector_config_t cfg;
     static tg_drain_t drain;
     static tg_prune_t prune;
+    int64_t began_ms = tg_collector_now_ms(), began_unix_ms = tg_time_now_us() / 1000;
     char err[512];
     switch (tg_collector_config_load(&cfg, argc, argv, err, sizeof(err))) {
     case TG_CONFIG_OK:
@@ -134,15 +136,20 @@ int main(int argc, char **argv)
         status = 0; /* asked to stop before the ring appeared */
         goto Exit;
     }
+    int64_t attached_ms = tg_collector_now_ms() - began_ms;
     if (tg_drain_init(&drain, &cfg, ring, err, sizeof(err)) != 0) {
         tg_log_error("collector", "cannot start", "error=%s", err);
         goto Exit;
     }
+    drain.startup.began_ms = began_ms;
+    drain.startup.began_unix_ms = began_unix_ms;
+    drain.startup.attached_ms = attached_ms > 0 ? attached_ms : 1;
     tg_prune_init(&prune, cfg.database_url, cfg.retention_days, cfg.keep_detached, cfg.prune_interval_s);
     char instance[2 * TG_RING_INSTANCE_ID_SIZE + 1];
     tg_ring_instance_id_hex(ring, instance);
-    tg_log_info("collector", "started", "ring=%s instance=%s capacity=%llu node_id=%s spool_dir=%s batch_size=%ld", cfg.ring,
-                instance, (unsigned long long)tg_ring_capacity(ring), cfg.node_id, cfg.spool_dir, cfg.batch_size);
+    tg_log_info("collector", "started", "ring=%s instance=%s capacity=%llu depth=%llu node_id=%s spool_dir=%s batch_size=%ld",
+                cfg.ring, instance, (unsigned long long)tg_ring_capacity(ring), (unsigned long long)tg_ring_depth(ring),
+                cfg.node_id, cfg.spool_dir, cfg.batch_size);
 
     /* the first batch ensures its own days, so making days ahead can wait until it is in */
     int64_t next_premake_ms = tg_collector_now_ms() + TG_COLLECTOR_PREMAKE_FIRST_MS,

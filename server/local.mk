@@ -30,7 +30,7 @@ server_libtgserver_a_SOURCES = \
 	server/routes/audit.c server/routes/audit_write.c server/routes/audit_write.h \
 	server/handler.c server/handler.h \
 	server/worker.c server/worker.h server/worker_context.h server/replica.c server/replica.h \
-	server/supervisor.c server/supervisor.h \
+	server/supervisor.c server/supervisor.h server/restart_policy.c server/restart_policy.h \
 	server/sd_notify.c server/sd_notify.h server/socket_activation.c server/socket_activation.h \
 	server/reload.c server/reload.h \
 	server/db.c server/db.h server/db_call.c server/db_call.h \

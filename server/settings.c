@@ -102,7 +102,11 @@ const tg_setting_t tg_server_settings[] = {
     {"jwt-ttl", TG_SETTING_INT, "TOLLGATE_JWT_TTL", "3600", "lifetime of a login session's JWT in seconds", OFF(jwt_ttl), 60,
      30L * 24 * 3600, NULL},
     {"ring", TG_SETTING_STRING, "TOLLGATE_RING", "/tollgate", "shared-memory ring name", OFF(ring), 0, 0, check_ring_name},
-    {"ring-capacity", TG_SETTING_INT, "TOLLGATE_RING_CAPACITY", "65536", "ring size in records, a power of two",
+    /* 131072 records (32 MiB): the collector restarts with the ring at most 75 % full (its
+     * spill threshold), so a quarter, 32768 records, must hold what arrives until the new
+     * collector spills: 200k req/s x 146 ms, the slowest restart measured (docs/collector.md,
+     * "Restarts"). With the token table it fits a container's 64 MiB /dev/shm up to 26 workers. */
+    {"ring-capacity", TG_SETTING_INT, "TOLLGATE_RING_CAPACITY", "131072", "ring size in records, a power of two",
      OFF(ring_capacity), 64, 1L << 24, NULL},
     {"on-ring-full", TG_SETTING_STRING, "TOLLGATE_ON_RING_FULL", "drop",
      "drop: serve and count the lost record; reject: answer metered requests 503", OFF(on_ring_full), 0, 0,

@@ -1,10 +1,12 @@
 /*
  * Master process supervision. Signals arrive through a signalfd polled with a
  * timeout, so restarts due later and the shutdown deadline need no timers or
- * signal-handler state. A child that dies is restarted at once the first time and
- * with exponential backoff while it keeps dying soon after starting (each restart is
- * counted for /metrics). A collector that exits 2 refused its settings: restarting
- * cannot help, and without it nothing is metered, so tollgated stops and exits 2.
+ * signal-handler state. A worker that dies is restarted at once the first time and
+ * with exponential backoff while it keeps dying soon after starting; a collector at
+ * once for its first three deaths in a minute (server/restart_policy.h: the ring fills
+ * while it is away). Each restart is counted for /metrics. A collector that exits 2
+ * refused its settings: restarting cannot help, and without it nothing is metered, so
+ * tollgated stops and exits 2.
  */
 #include "server/supervisor.h"
 
@@ -26,9 +28,10 @@
 #include "server/stats.h"
 #include "server/worker.h"
 
-/* A child that lived this long is healthy again: its next death restarts at once. */
+/* A worker that lived this long is healthy again: its next death restarts at once. */
 #define TG_SUPERVISOR_HEALTHY_MS 10000
-/* Backoff: 250 ms doubling up to 10 s, so a crash loop costs little CPU yet recovers fast. */
+/* Worker backoff: 250 ms doubling up to 10 s, so a crash loop costs little CPU yet recovers
+ * fast. (The collector's rule is server/restart_policy.h's.) */
 #define TG_SUPERVISOR_BACKOFF_BASE_MS 250
 #define TG_SUPERVISOR_BACKOFF_MAX_MS 10000
 /* SIGTERM must end the master within 10 s (Foundation issue): children get 9.5 s. */
@@ -169,9 +172,14 @@ static void on_child_exit(tg_supervisor_t *sup, tg_child_t *ch, int status)
     }
     tg_counters_add(sup->server->counters, 0,
                     ch->kind == TG_CHILD_WORKER ? TG_STAT_CHILD_RESTARTS_WORKER : TG_STAT_CHILD_RESTARTS_COLLECTOR, 1);
-    ch->quick_deaths = lived >= TG_SUPERVISOR_HEALTHY_MS ? 0 : ch->quick_deaths;
-    uint64_t delay = tg_supervisor_backoff_ms(ch->quick_deaths);
-    ++ch->quick_deaths;
+    uint64_t delay;
+    if (ch->kind == TG_CHILD_COLLECTOR) {
+        delay = tg_restart_on_death(&ch->deaths, now_ms());
+    } else {
+        ch->quick_deaths = lived >= TG_SUPERVISOR_HEALTHY_MS ? 0 : ch->quick_deaths;
+        delay = tg_supervisor_backoff_ms(ch->quick_deaths);
+        ++ch->quick_deaths;
+    }
     ch->restart_at_ms = now_ms() + delay;
     tg_log_error("master", "child died, restarting",
                  "kind=%s index=%d pid=%d exit_code=%d signal=%d lived_ms=%llu restart_in_ms=%llu", what, ch->index, (int)dead_pid,
@@ -335,13 +343,15 @@ static void notify_ready(tg_supervisor_t *sup)
     tg_log_info("master", "every worker serves", "workers=%zu", workers);
 }
 
-/* Healthy: running, and not in a crash loop (two quick deaths in a row, still young). One
- * crash and its immediate restart do not count, so a short WatchdogSec= survives it. */
+/* Healthy: running, and not in a crash loop (a worker: two quick deaths in a row; the
+ * collector: restarts slowed down by its rule), still young. A crash and its immediate
+ * restart do not count, so a short WatchdogSec= survives it. */
 static int children_healthy(const tg_supervisor_t *sup, uint64_t now)
 {
     for (size_t i = 0; i < sup->nchildren; ++i) {
         const tg_child_t *ch = &sup->children[i];
-        if (ch->pid <= 0 || (ch->quick_deaths >= 2 && now - ch->started_at_ms < TG_SUPERVISOR_HEALTHY_MS))
+        int looping = ch->kind == TG_CHILD_COLLECTOR ? tg_restart_backing_off(&ch->deaths, now) : ch->quick_deaths >= 2;
+        if (ch->pid <= 0 || (looping && now - ch->started_at_ms < TG_SUPERVISOR_HEALTHY_MS))
             return 0;
     }
     return 1;

@@ -67,4 +67,5 @@ include tests/unit/route_table_local.mk
 include tests/integration/lifecycle_local.mk
 include tests/integration/metrics_local.mk
 include tests/unit/latency_local.mk
+include tests/unit/restart_policy_local.mk
 include tests/integration/request_id_local.mk

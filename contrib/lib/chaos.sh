@@ -207,17 +207,19 @@ chaos_token() {
 
 # chaos_tollgated NAME RING_CAPACITY SPOOL_DIR [FLAGS...]: starts an instance with ring
 # /tgchaos-PID-NAME and node id chaos-NAME; prints "PID PORT" once /healthz answers and the
-# collector has attached to the ring. Environment variables for the collector pass through.
+# collector has attached to the ring. RING_CAPACITY "default" passes no --ring-capacity (the
+# instance runs with tollgated's default). Environment variables for the collector pass through.
 chaos_tollgated() {
-    local name=$1 cap=$2 spool=$3 port pid deadline attempt up
+    local name=$1 cap=$2 spool=$3 port pid deadline attempt up capflag=()
     shift 3
+    [ "$cap" = default ] || capflag=(--ring-capacity "$cap")
     # a port free when chosen can be taken before tollgated binds it: then it exits at once,
     # saying so, and another port is tried
     for attempt in 1 2 3; do
         port=$(chaos_free_port) || return 1
         pid=$(chaos_bg "tollgated-$name" "$CHAOS_TOLLGATED" --listen "127.0.0.1:$port" --database-url "$CHAOS_DBURL" \
             --workers "$CHAOS_WORKERS" --jwt-secret-file "$CHAOS_TMP/jwt.key" --ring "/tgchaos-$$-$name" \
-            --ring-capacity "$cap" --spool-dir "$spool" --node-id "chaos-$name" --log-level info "$@")
+            "${capflag[@]}" --spool-dir "$spool" --node-id "chaos-$name" --log-level info "$@")
         up=0
         deadline=$(($(date +%s) + 30))
         while [ "$(date +%s)" -lt "$deadline" ] && kill -0 "$pid" 2>/dev/null; do
@@ -294,6 +296,38 @@ chaos_wait_commit() {
     return 1
 }
 
+# chaos_restart_timeline LOG KILL_MS: where the collector's restart after a kill at KILL_MS
+# (unix ms) went, from log timestamps: the master seeing the death, the fork, the new
+# collector's main(), and its own milestones ("first batch committed since start").
+chaos_restart_timeline() {
+    local log=$1 kill_ms=$2 died forked began line off
+    ms_of() { date -d "$(sed -n 's/^{"ts":"\([^"]*\)".*/\1/p' <<<"$1")" +%s%3N; }
+    line=$(grep '"child died, restarting","kind":"collector"' "$log" | while read -r l; do
+        [ "$(ms_of "$l")" -ge "$kill_ms" ] && { echo "$l"; break; }; done)
+    [ -n "$line" ] || { echo "no death logged after the kill"; return 0; }
+    died=$(ms_of "$line")
+    off=$(sed -n 's/.*"restart_in_ms":\([0-9]*\).*/\1/p' <<<"$line")
+    line=$(grep '"msg":"collector started"' "$log" | while read -r l; do
+        [ "$(ms_of "$l")" -ge "$died" ] && { echo "$l"; break; }; done)
+    forked=$([ -n "$line" ] && ms_of "$line" || echo "$died")
+    line=$(grep '"first batch committed since start"' "$log" | while read -r l; do
+        b=$(sed -n 's/.*"began_unix_ms":\([0-9]*\).*/\1/p' <<<"$l")
+        [ "$b" -ge "$forked" ] && { echo "$l"; break; }; done)
+    [ -n "$line" ] || { echo "death seen after $((died - kill_ms)) ms, restart_in_ms $off, forked +$((forked - kill_ms)) ms; no first commit logged"; return 0; }
+    began=$(sed -n 's/.*"began_unix_ms":\([0-9]*\).*/\1/p' <<<"$line")
+    field() { sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p" <<<"$line"; }
+    local b=$((began - kill_ms))
+    at() { # a milestone, ms after the kill; "-" when it was not reached
+        local v
+        v=$(field "$1")
+        if [ "${v:-0}" -gt 0 ]; then echo $((b + v)); else echo -; fi
+    }
+    local depth
+    depth=$(grep '"msg":"started"' "$log" | grep "\"pid\":$(sed -n 's/.*"pid":\([0-9]*\),"component".*/\1/p' <<<"$line")," |
+        sed -n 's/.*"capacity":\([0-9]*\),"depth":\([0-9]*\).*/\2 of \1/p')
+    echo "ring depth when the new collector started: ${depth:-?} records; ms after the kill: master saw the death $((died - kill_ms)) (restart_in_ms $off), forked $((forked - kill_ms)), collector main() $b, ring attached $(at attached_ms), first records released $(at first_release_ms), database connected $(at connected_ms), position recovered $(at recovered_ms), first commit $(at first_commit_ms)"
+}
+
 # chaos_spill_files DIR: number of spill files in a spool directory.
 chaos_spill_files() { find "$1" -maxdepth 1 -name 'spill-*.tgs' 2>/dev/null | wc -l; }
 
@@ -351,6 +385,18 @@ chaos_burst() {
     mkdir -p "$dir"
     timeout -s KILL 120 h2load -c 16 -m 32 -t 1 -n "$n" -N 15s -H "authorization: Bearer $token" \
         --log-file "$dir/req.1" "$url" >"$dir/out.1" 2>&1 || echo "burst: h2load exit $?" >>"$dir/errors"
+}
+
+# chaos_saturate DIR URL TOKEN SECONDS: an unpaced h2load run for SECONDS (-c 16 -m 32, one
+# thread: as fast as the server answers), in the background, summary in DIR/out.1 (no
+# per-request log: a million lines); prints its pid.
+chaos_saturate() {
+    local dir=$1 url=$2 token=$3 secs=$4
+    mkdir -p "$dir"
+    (timeout -s KILL $((secs + 60)) h2load -c 16 -m 32 -t 1 -D "$secs" -N 15s -H "authorization: Bearer $token" \
+        "$url" >"$dir/out.1" 2>&1 || echo "saturating run: h2load exit $?" >>"$dir/errors") </dev/null >/dev/null 2>&1 &
+    echo "$!" >>"$CHAOS_PIDFILE"
+    echo "$!"
 }
 
 # chaos_load_stop DIR PID: asks the loop to stop after its current run and waits for it.
