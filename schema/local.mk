@@ -21,7 +21,8 @@ TG_SCHEMA_SQL = \
 	schema/0011_user_disabled.sql \
 	schema/0012_token_lineage.sql \
 	schema/0013_usage_keys_tenant.sql \
-	schema/0014_token_change.sql
+	schema/0014_token_change.sql \
+	schema/0015_limit_leases.sql
 
 schemadir = $(pkgdatadir)/schema
 dist_schema_DATA = $(TG_SCHEMA_SQL)
