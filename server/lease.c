@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "common/log.h"
+#include "common/pg_connect.h"
 #include "common/uuid.h"
 #include "server/db.h"
 #include "server/lease_plan.h"
@@ -66,13 +67,14 @@ struct st_tg_lease_t {
     tg_worker_t *w;
     h2o_timeout_t tick_timeout;
     h2o_timeout_entry_t tick;
-    h2o_timeout_t poll_timeout; /* TG_LEASE_WAIT_POLL_MS: requests waiting for a first grant */
-    int inflight;               /* the tick's statement is out */
-    int64_t last_tick_ms;       /* when this worker last led a tick */
-    int64_t last_sent_ms;       /* when it last sent a statement (heartbeats) */
-    size_t cursor;              /* the next active word to visit when a tick stopped at TG_LEASE_MAX_BATCH */
-    int64_t *last_charge_ms;    /* per slot, while leading: the last tick that saw a charge */
-    uint64_t *rate_debt;        /* per slot, while leading: units spent during a renewal beyond its grant */
+    h2o_timeout_t poll_timeout;   /* TG_LEASE_WAIT_POLL_MS: requests waiting for a first grant */
+    int inflight;                 /* the tick's statement is out */
+    int64_t last_tick_ms;         /* when this worker last led a tick */
+    int64_t last_sent_ms;         /* when it last sent a statement (heartbeats) */
+    size_t cursor;                /* the next active word to visit when a tick stopped at TG_LEASE_MAX_BATCH */
+    int64_t *last_charge_ms;      /* per slot, while leading: the last tick that saw a charge */
+    uint64_t *rate_debt;          /* per slot, while leading: units spent during a renewal beyond its grant */
+    tg_lease_batch_t *tick_batch; /* the ticks' batch, reused (one tick statement is out at a time) */
     tg_lease_text_t arrays[TG_LEASE_NARRAYS];
 };
 
@@ -245,6 +247,8 @@ static void deposit(tg_lease_t *lease, const tg_lease_entry_t *e, const PGresult
     atomic_fetch_or_explicit(&line->state, TG_LEASE_ANSWERED, memory_order_release);
 }
 
+static void batch_free(tg_lease_batch_t *batch);
+
 static void on_answer(void *data, PGresult *res, const char *sqlstate, const char *error)
 {
     tg_lease_batch_t *batch = data;
@@ -270,7 +274,7 @@ static void on_answer(void *data, PGresult *res, const char *sqlstate, const cha
             tg_log_warn("lease", "fleet grants cannot be had from PostgreSQL: each node spends what it holds, then the outage rule",
                         "sqlstate=%s error=%s fallback=%s", sqlstate != NULL ? sqlstate : "", error != NULL ? error : "",
                         w->server->config.lease_fallback);
-        free(batch);
+        batch_free(batch);
         return;
     }
     int rows = PQntuples(res);
@@ -293,7 +297,7 @@ static void on_answer(void *data, PGresult *res, const char *sqlstate, const cha
     atomic_store_explicit(&node->ok_ms, now_ms, memory_order_relaxed);
     if (atomic_exchange_explicit(&node->failed, 0, memory_order_relaxed) != 0)
         tg_log_info("lease", "fleet grants flow again", "live_nodes=%lld", (long long)live);
-    free(batch);
+    batch_free(batch);
 }
 
 /* Sends the arrays built for `batch`; 0 sent, -1 not (the batch is freed). */
@@ -305,7 +309,7 @@ static int send_batch(tg_lease_t *lease, tg_lease_batch_t *batch)
             text_append(&lease->arrays[i], "{", 1);
         text_append(&lease->arrays[i], "}", 1);
         if (lease->arrays[i].failed) {
-            free(batch);
+            batch_free(batch);
             return -1;
         }
     }
@@ -320,6 +324,13 @@ static int send_batch(tg_lease_t *lease, tg_lease_batch_t *batch)
         return -1;
     }
     return 0;
+}
+
+/* A first ask's batch is its own; the tick's is the leaser's, reused by every tick. */
+static void batch_free(tg_lease_batch_t *batch)
+{
+    if (!batch->is_tick)
+        free(batch);
 }
 
 static tg_lease_batch_t *batch_new(tg_lease_t *lease, size_t cap, int is_tick)
@@ -404,12 +415,16 @@ static int plan_line(tg_lease_t *lease, uint32_t slot, tg_lease_line_t *line, ui
     const tg_server_config_t *cfg = &lease->w->server->config;
     uint64_t rate_demand, quota_demand;
     tg_lease_line_take_demand(line, &rate_demand, &quota_demand);
-    if (rate_demand + quota_demand != 0)
+    /* a line this leader has not seen before counts as charged now: new to it is not idle
+     * (a new leader, or a first grant that arrived before its request charged it) */
+    if (rate_demand + quota_demand != 0 || lease->last_charge_ms[slot] == 0)
         lease->last_charge_ms[slot] = now_ms;
     int64_t since_answer = now_ms - atomic_load_explicit(&line->answered_ms, memory_order_relaxed);
     int64_t refill = emission_ms(line);
     int starved = (state & TG_LEASE_STARVED) != 0 && since_answer >= (refill < 1000 ? refill : 1000);
-    int wanted = (state & TG_LEASE_WANT) != 0 || (state & TG_LEASE_ANSWERED) == 0 || starved;
+    /* a line whose first ask is out is not asked for again: two answers would be two
+     * grants, and the second is lost if the node stops before it arrives */
+    int wanted = (state & TG_LEASE_WANT) != 0 || (state & (TG_LEASE_ANSWERED | TG_LEASE_ASKED)) == 0 || starved;
     int64_t rate_ask = 0, quota_ask = 0, start_us = 0, end_us = 0;
     e->asked_rate = 0;
     e->given_back = 0;
@@ -419,10 +434,11 @@ static int plan_line(tg_lease_t *lease, uint32_t slot, tg_lease_line_t *line, ui
     uint64_t rate_held = 0, quota_held = 0;
     if (atomic_load_explicit(&line->rate_limit, memory_order_relaxed) != 0) {
         rate_held = tg_lease_line_rate_held(line, now_ms);
-        /* a recent lineage's grant that lapses before the next tick is renewed: what it
+        /* a recent lineage's grant past half its life is renewed (half: a tick that comes
+         * late on a loaded machine still finds it unlapsed): what it
          * holds goes back to the bucket (with any debt taken from it) and a fresh grant
          * comes out, so no unit is held past one horizon and a paused client finds some */
-        int renew = recent && tg_lease_line_rate_ttl(line, now_ms) < 2 * TG_LEASE_TICK_MS;
+        int renew = recent && tg_lease_line_rate_ttl(line, now_ms) < lapse_ms(lease, line) / 2;
         if (renew) {
             e->given_back = rate_held;
             rate_return = (int64_t)rate_held - (int64_t)lease->rate_debt[slot];
@@ -485,9 +501,10 @@ static void run_tick(tg_lease_t *lease, int64_t now_ms)
     if (elapsed_ms <= 0)
         elapsed_ms = 1;
     lease->last_tick_ms = now_ms;
-    tg_lease_batch_t *batch = batch_new(lease, TG_LEASE_MAX_BATCH, 1);
-    if (batch == NULL)
+    if (lease->tick_batch == NULL && (lease->tick_batch = batch_new(lease, TG_LEASE_MAX_BATCH, 1)) == NULL)
         return;
+    tg_lease_batch_t *batch = lease->tick_batch;
+    batch->n = 0;
     arrays_reset(lease);
     int64_t now_us = tg_request_now_us();
     size_t visited = 0;
@@ -509,7 +526,7 @@ static void run_tick(tg_lease_t *lease, int64_t now_ms)
     }
     lease->cursor = (lease->cursor + visited) % words;
     if (batch->n == 0 && now_ms - lease->last_sent_ms < TG_LEASE_BEAT_MS) {
-        free(batch);
+        batch_free(batch);
         return;
     }
     lease->inflight = 1;
@@ -522,7 +539,9 @@ static void on_tick(h2o_timeout_entry_t *entry)
 {
     tg_lease_t *lease = H2O_STRUCT_FROM_MEMBER(tg_lease_t, tick, entry);
     int64_t now_ms = tg_lease_now_ms();
-    if (lead(lease, now_ms) && !lease->inflight)
+    /* a draining worker asks for nothing more: an answer that came after it stopped would
+     * be lost with what it granted */
+    if (!tg_worker_is_draining(lease->w) && lead(lease, now_ms) && !lease->inflight)
         run_tick(lease, now_ms);
     h2o_timeout_link(lease->w->loop, &lease->tick_timeout, &lease->tick);
 }
@@ -545,4 +564,62 @@ tg_lease_t *tg_lease_create(tg_worker_t *w)
 struct st_h2o_timeout_t *tg_lease_poll_timeout(tg_lease_t *lease)
 {
     return &lease->poll_timeout;
+}
+
+/* ------------------------------------------------------------------ shutdown */
+
+int tg_lease_give_back(tg_token_stats_t *stats, const tg_server_config_t *cfg)
+{
+    tg_lease_t *lease = calloc(1, sizeof(*lease));
+    if (lease == NULL)
+        return -1;
+    size_t words = (tg_token_stats_capacity(stats) + 63) / 64, n = 0;
+    uint64_t units = 0;
+    int64_t now_us = tg_request_now_us();
+    arrays_reset(lease);
+    for (size_t word = 0; word < words; ++word) {
+        for (uint64_t bits = tg_token_stats_lease_active(stats, word); bits != 0; bits &= bits - 1) {
+            uint32_t slot = (uint32_t)(word * 64 + (size_t)__builtin_ctzll(bits));
+            tg_lease_line_t *line = tg_token_stats_lease(stats, slot);
+            uint8_t lineage[16];
+            if (line == NULL || atomic_load_explicit(&line->quota_requests, memory_order_relaxed) == 0 ||
+                tg_token_stats_slot_id(stats, slot, lineage) != 0)
+                continue;
+            int64_t start_us, end_us;
+            uint32_t key = line_period(line, now_us, &start_us, &end_us);
+            uint64_t held = tg_lease_line_take_quota(line, key);
+            if (held == 0)
+                continue;
+            arrays_add(lease, lineage, line, 0, 0, start_us, end_us, -(int64_t)held);
+            units += held;
+            ++n;
+        }
+    }
+    int result = 0;
+    if (n != 0) {
+        for (size_t i = 0; i < TG_LEASE_NARRAYS; ++i)
+            text_append(&lease->arrays[i], "}", 1);
+        tg_pg_connect_t options = {.url = cfg->database_url, .application_name = "tollgated", .connect_timeout = "3"};
+        PGconn *conn = tg_pg_connect(&options);
+        const char *params[1 + TG_LEASE_NARRAYS] = {cfg->node_id};
+        for (size_t i = 0; i < TG_LEASE_NARRAYS; ++i)
+            params[1 + i] = lease->arrays[i].p;
+        PGresult *res = conn != NULL && PQstatus(conn) == CONNECTION_OK
+                            ? PQexecParams(conn, SQL_LEASE, 1 + TG_LEASE_NARRAYS, NULL, params, NULL, NULL, 0)
+                            : NULL;
+        if (res != NULL && PQresultStatus(res) == PGRES_TUPLES_OK) {
+            tg_log_info("lease", "unspent quota grants given back", "lineages=%zu units=%llu", n, (unsigned long long)units);
+        } else {
+            tg_log_warn("lease", "unspent quota grants could not be given back: they are lost (under-admission)",
+                        "lineages=%zu units=%llu error=%s", n, (unsigned long long)units,
+                        conn != NULL ? PQerrorMessage(conn) : "out of memory");
+            result = -1;
+        }
+        PQclear(res);
+        PQfinish(conn);
+    }
+    for (size_t i = 0; i < TG_LEASE_NARRAYS; ++i)
+        free(lease->arrays[i].p);
+    free(lease);
+    return result;
 }

@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "server/request.h"
+#include "server/settings.h"
 
 struct st_tg_worker_t;
 typedef struct st_tg_lease_t tg_lease_t;
@@ -40,6 +41,14 @@ uint64_t tg_lease_live_nodes(struct st_tg_token_stats_t *stats);
 
 /** The worker's timer collection for requests waiting for a first grant (server/lease_wait.h). */
 struct st_h2o_timeout_t *tg_lease_poll_timeout(tg_lease_t *lease);
+
+/**
+ * The master, once every worker has stopped: gives the quota units the node still holds
+ * back to PostgreSQL in one blocking statement (3 s to connect), so other nodes can grant
+ * them. 0, or -1 when they could not be given back (logged; they are lost, which only ever
+ * under-admits). Rate units are not given back: they lapse within the horizon anyway.
+ */
+int tg_lease_give_back(struct st_tg_token_stats_t *stats, const tg_server_config_t *cfg);
 
 /** CLOCK_MONOTONIC milliseconds (vDSO). */
 int64_t tg_lease_now_ms(void);

@@ -312,6 +312,30 @@ Test(leases, a_quota_admits_at_most_its_requests_across_nodes_a_restart_and_a_ro
     cr_expect_leq(total + again + rotated, QUOTA, "admitted %d + %d + %d > the quota %d", total, again, rotated, QUOTA);
 }
 
+/* A node that stops gives back the quota units it holds: the other node can spend them. */
+Test(leases, a_stopping_node_gives_its_quota_back)
+{
+    tg_fx_clear_of_utc_midnight(60);
+    make_database(0);
+    start_fleet(2, NULL);
+    char id[64], token[64], url[256], authorization[128];
+    create_token("{\"name\":\"q\",\"quota\":{\"requests\":1000,\"period\":\"day\"}}", id, token);
+    /* one request on node 1: its first grant is 100 units (1 % of 1000, or 100), 99 stay */
+    snprintf(authorization, sizeof(authorization), "Authorization: Bearer %s", token);
+    const char *headers[] = {authorization, NULL};
+    tg_fx_http_req_t req = {.url = node_url(1, "/api/v1/me", url, sizeof(url)), .headers = headers};
+    tg_fx_http_res_t res;
+    cr_assert_eq(tg_fx_http(&req, &res), 0);
+    cr_assert_eq(res.status, 200, "%ld %s", res.status, res.body);
+    tg_fx_http_res_free(&res);
+    cr_assert_eq(tg_fx_server_stop(&fleet.nodes[1], 0), 0, "node 1 stops cleanly");
+    int admitted[TG_FX_FLEET_MAX_NODES];
+    int total = hammer_nodes(1, token, tg_fx_now_ms() + 20000, EXCEEDED_IN_A_ROW, admitted);
+    cr_log_info("node 1 spent 1 and stopped; node 0 then admitted %d of the 999 left; PostgreSQL granted %s", total,
+                tg_fx_pg_value(&pg, "SELECT granted FROM tollgate_quota_grants WHERE lineage_id = '%s'", id));
+    cr_expect_eq(total, 999, "node 0 admitted %d: node 1's unspent units did not come back", total);
+}
+
 /* ------------------------------------------------------------------ PostgreSQL unreachable */
 
 /* RateLimit-Remaining of one request at node i (what it holds after it, plus the fleet's level at its last answer). */
