@@ -17,7 +17,7 @@ static const char *const SUITE_SETTINGS[] = {
     "no-collector", "no-metering", "route", "collector-path", "shutdown-timeout", "max-connections", "auth-throttle-failures",
     "auth-throttle-window", "credential-cache-ttl", "credential-cache-grace", "credential-cache-capacity", "request-timeout",
     "h2-idle-timeout", "h2-max-concurrent-requests", "h2-reset-budget", "max-request-headers", "upstream-timeout",
-    "token-stats-capacity", "max-tokens-per-user", "max-tokens-per-tenant", "database-read-url", "replica-max-lag",
+    "token-stats-capacity", "lease-horizon-ms", "lease-fallback", "max-tokens-per-user", "max-tokens-per-tenant", "database-read-url", "replica-max-lag",
     "db-pool-size", "db-read-pool-size",
     /* tollgate-collector */
     "partitions-ahead", "batch-size", "flush-interval-ms", "spill-threshold", "stall-timeout-ms", "prune-interval-s",

@@ -90,6 +90,12 @@ static int has_scope(tg_request_t *r, const tg_route_t *route)
     return 0;
 }
 
+/* An admitted request's route. */
+static void run_route(tg_request_t *r)
+{
+    r->route->fn(r);
+}
+
 /* The auth middleware's continuation: the caller is authenticated (r->auth is filled).
  * Order (docs/token-policies.md): the JWT-only rule and the scope (403), then the token's
  * rate limit and quota (429), charged once per request and only for a caller the route
@@ -105,8 +111,8 @@ static void admit(tg_request_t *r)
     }
     if (!has_scope(r, route))
         return;
-    if (r->auth.limits != NULL && !tg_policy_charge(r))
-        return;
+    if (r->auth.limits != NULL && !tg_policy_charge(r, run_route))
+        return; /* answered, or run_route runs once the first grant is in (server/lease_wait.h) */
     route->fn(r);
 }
 

@@ -38,6 +38,7 @@ server_libtgserver_a_SOURCES = \
 	server/token_cache.c server/token_cache.h \
 	server/auth.c server/auth.h server/me_body.c server/me_body.h \
 	server/h2_guard.c server/h2_guard.h server/compat/khash.h \
+	server/lease.c server/lease.h server/lease_plan.c server/lease_plan.h server/lease_wait.c server/lease_wait.h \
 	server/auth_throttle.c server/auth_throttle.h \
 	server/authz.c server/authz.h \
 	server/policy.c server/policy.h \

@@ -19,6 +19,7 @@
 #include "server/auth_throttle.h"
 #include "server/h2_guard.h"
 #include "server/latency.h"
+#include "server/lease.h"
 #include "server/listen.h"
 #include "server/metrics_listener.h"
 #include "server/proctitle.h"
@@ -331,6 +332,8 @@ int main(int argc, char **argv)
     tg_log_info("master", "started", "workers=%ld listeners=%zu socket_activation=%s", server.config.workers, server.nlisteners,
                 activated > 0 ? "yes" : "no");
     int status = tg_supervisor_run(&sup);
+    /* the workers are gone: what the node still holds of quotas is of use to the others */
+    tg_lease_give_back(server.token_stats, &server.config);
     /* its counts mean nothing to the next tollgated (which makes a fresh one); a collector
      * still attached keeps its mapping */
     tg_token_stats_unlink(token_stats_name);

@@ -21,15 +21,11 @@
 #include "common/uuid.h"
 #include "server/db.h"
 #include "server/http.h"
+#include "server/lease.h"
+#include "server/lease_plan.h"
+#include "server/lease_wait.h"
 #include "server/worker.h"
-
-/* How many stored rows count against a lineage's quota in [from, to): those of every
- * token of the lineage and of every token created below them (schema/0012_token_lineage.sql).
- * The first value echoes the request ("<lineage id> <period key>") so the callback needs
- * no allocated context. */
-static const char SQL_QUOTA_SEED[] =
-    "SELECT $1::text, tollgate_quota_used($2::uuid, timestamptz 'epoch' + $3::bigint * interval '1 microsecond',"
-    " timestamptz 'epoch' + $4::bigint * interval '1 microsecond')";
+#include "shm/lease_line.h"
 
 /* ------------------------------------------------------------------ allowedIps */
 
@@ -80,11 +76,6 @@ static int parse_u64(const char *v, uint64_t max, uint64_t *out)
         return -1;
     *out = n;
     return 0;
-}
-
-static int column_u64(const PGresult *res, int row, int col, uint64_t max, uint64_t *out)
-{
-    return parse_u64(PQgetvalue(res, row, col), max, out);
 }
 
 /* One lineage's limits from its text values (NULL: absent): rateLimit's requests,
@@ -208,55 +199,6 @@ int tg_policy_period_kind(const char *name)
     return TG_QUOTA_NONE;
 }
 
-/* ------------------------------------------------------------------ quota seeding */
-
-/* The seed's answer: "<lineage id> <period key>", count. Runs in the worker that asked. */
-static void on_quota_seed(void *data, PGresult *res, const char *sqlstate, const char *error)
-{
-    tg_worker_t *w = data;
-    tg_token_stats_t *stats = w->server->token_stats;
-    if (res == NULL || PQntuples(res) != 1) {
-        tg_log_warn("policy", "quota seed query failed; the node counts from its own requests until a retry",
-                    "sqlstate=%s error=%s", sqlstate != NULL ? sqlstate : "", error != NULL ? error : "");
-        return; /* the election stays as claimed: retried after TG_POLICY_QUOTA_SEED_RETRY_S (see seed_quota) */
-    }
-    const char *echo = PQgetvalue(res, 0, 0);
-    tg_uuid_t id;
-    uint32_t slot;
-    unsigned long key;
-    uint64_t count;
-    char *end;
-    if (strlen(echo) <= TG_UUID_STRLEN || tg_uuid_parse(echo, TG_UUID_STRLEN, &id) != 0 ||
-        (key = strtoul(echo + TG_UUID_STRLEN + 1, &end, 10), *end != '\0') ||
-        column_u64(res, 0, 1, UINT64_MAX, &count) != 0 ||
-        (slot = tg_token_stats_slot(stats, id.bytes, 0)) == TG_TOKEN_STATS_NO_SLOT)
-        return;
-    tg_token_stats_quota_raise(stats, slot, (uint32_t)key, count);
-    tg_token_stats_seed_reschedule(stats, slot, (uint32_t)key, (uint64_t)(tg_time_now_us() / TG_TIME_US_PER_SEC) +
-                                                                  TG_POLICY_QUOTA_RESEED_S);
-}
-
-/* First request of a period on this node (or the reseed interval passed): ask PostgreSQL
- * how many requests lineage `lineage` (and the tokens below it) already made in the
- * period, without waiting for it. */
-static void seed_quota(tg_request_t *r, const uint8_t lineage[16], uint32_t slot, uint32_t key, int64_t start_us, int64_t end_us)
-{
-    tg_worker_t *w = r->worker;
-    tg_token_stats_t *stats = w->server->token_stats;
-    uint64_t now_s = (uint64_t)(r->start_us / TG_TIME_US_PER_SEC);
-    /* elected with the short retry interval: a seed that succeeds moves it to the long one */
-    if (!tg_token_stats_seed_claim(stats, slot, key, now_s, TG_POLICY_QUOTA_SEED_RETRY_S))
-        return;
-    char echo[TG_UUID_STRLEN + 16], id[TG_UUID_STRLEN + 1], from[24], to[24];
-    tg_uuid_format((const tg_uuid_t *)lineage, id);
-    snprintf(echo, sizeof(echo), "%s %" PRIu32, id, key);
-    snprintf(from, sizeof(from), "%" PRId64, start_us);
-    snprintf(to, sizeof(to), "%" PRId64, end_us);
-    const char *params[4] = {echo, id, from, to};
-    if (w->db == NULL || tg_db_query(w->db, SQL_QUOTA_SEED, 4, params, on_quota_seed, w) == NULL)
-        tg_log_warn("policy", "cannot submit the quota seed query; retrying later", "lineage_id=%s", id);
-}
-
 /* ------------------------------------------------------------------ charging */
 
 static int64_t monotonic_ns(void)
@@ -345,23 +287,123 @@ static int refuse_no_slot(tg_request_t *r, tg_token_stats_t *stats)
     return 0;
 }
 
-/* Every rate bucket of the request, nearest first; stops at the first refusal. The
- * RateLimit-* headers are those of the tightest bucket: the refusing one, else the one
- * with the fewest requests remaining. */
-static int charge_rates(tg_request_t *r, tg_token_stats_t *stats, const tg_token_limits_t *levels, size_t n)
+/* ------------------------------------------------------------------ fleet grants on the request path */
+
+/* The line of a limited level, its limits written once (the leaser reads them from there). */
+static tg_lease_line_t *level_line(tg_token_stats_t *stats, const tg_token_limits_t *l)
 {
-    int64_t now_ns = monotonic_ns();
+    tg_lease_line_t *line = tg_token_stats_lease(stats, l->stats_slot);
+    /* acquire: a line whose TG_LEASE_LIMITS is seen has its limits words in place */
+    if ((atomic_load_explicit(&line->state, memory_order_acquire) & TG_LEASE_LIMITS) != 0)
+        return line;
+    atomic_store_explicit(&line->rate_limit, l->has_rate ? (uint64_t)l->rate_requests << 32 | l->rate_per_seconds : 0,
+                          memory_order_relaxed);
+    atomic_store_explicit(&line->burst_period, (uint64_t)l->rate_burst << 32 | l->quota_period, memory_order_relaxed);
+    atomic_store_explicit(&line->quota_requests, l->quota_period != TG_QUOTA_NONE ? l->quota_requests : 0,
+                          memory_order_relaxed);
+    /* tg_lease_line_mark's release publishes the words above with the flag */
+    if ((tg_lease_line_mark(line, TG_LEASE_LIMITS) & TG_LEASE_LIMITS) == 0)
+        tg_token_stats_lease_activate(stats, l->stats_slot);
+    return line;
+}
+
+static int is_limited(const tg_token_limits_t *l)
+{
+    return l->has_rate || l->quota_period != TG_QUOTA_NONE;
+}
+
+/* 1 when the request waits for the first grant of one of its lineages on this node:
+ * none was ever answered and PostgreSQL is not known to be unreachable. The lineages whose
+ * first ask this request claims are asked for at once, in one statement. */
+static int first_grant_pending(tg_request_t *r, tg_token_stats_t *stats, const tg_token_limits_t *levels, size_t n,
+                               int64_t now_ms)
+{
+    const tg_token_limits_t *ask[1 + TG_POLICY_MAX_ANCESTORS];
+    size_t nask = 0;
+    int pending = 0;
+    for (size_t i = 0; i < n; ++i) {
+        if (!is_limited(&levels[i]))
+            continue;
+        tg_lease_line_t *line = level_line(stats, &levels[i]);
+        if ((atomic_load_explicit(&line->state, memory_order_acquire) & TG_LEASE_ANSWERED) != 0)
+            continue;
+        pending = 1;
+        if ((tg_lease_line_mark(line, TG_LEASE_ASKED) & TG_LEASE_ASKED) == 0)
+            ask[nask++] = &levels[i];
+    }
+    if (nask != 0 && r->worker->lease != NULL)
+        tg_lease_ask_first(r->worker->lease, ask, nask);
+    return pending && !tg_lease_outage(stats, now_ms);
+}
+
+/* RateLimit-* of a granted bucket: Remaining is what this node holds after the request plus
+ * what the fleet's bucket held at the last answer (truthful to within a grant); Reset the
+ * time the bucket needs to refill from there; a refusal's Retry-After is the next tick
+ * when the fleet's bucket still had units, else one refill interval and a tick. */
+static void lease_verdict(const tg_token_limits_t *l, const tg_lease_line_t *line, int allowed, uint64_t held,
+                          tg_gcra_verdict_t *v)
+{
+    uint64_t capacity = (uint64_t)l->rate_requests + l->rate_burst;
+    uint64_t fleet_level = atomic_load_explicit(&line->fleet, memory_order_relaxed) >> 32;
+    uint64_t remaining = held + fleet_level;
+    if (remaining > capacity)
+        remaining = capacity;
+    v->allowed = allowed;
+    v->remaining = remaining;
+    v->reset_ns = (int64_t)(capacity - remaining) * l->gcra.emission_ns;
+    /* an empty fleet bucket: one refill interval, plus the tick that brings the unit here */
+    v->retry_after_ns = allowed ? 0 : (fleet_level >= 1 ? 0 : l->gcra.emission_ns) + (int64_t)TG_LEASE_TICK_MS * 1000000;
+}
+
+/* The outage rule for a rate bucket without a grant: share, the node's fair share counted
+ * here (the node-wide GCRA word with the limit divided by the live nodes); closed, nothing. */
+static int outage_rate(tg_request_t *r, tg_token_stats_t *stats, const tg_token_limits_t *l, tg_gcra_verdict_t *v)
+{
+    if (strcmp(r->worker->server->config.lease_fallback, "share") != 0) {
+        v->allowed = 0;
+        v->remaining = 0;
+        v->reset_ns = (int64_t)((uint64_t)l->rate_requests + l->rate_burst) * l->gcra.emission_ns;
+        v->retry_after_ns = l->gcra.emission_ns;
+        return 0;
+    }
+    tg_gcra_t share;
+    tg_lease_plan_share_gcra(&l->gcra, (uint64_t)l->rate_requests + l->rate_burst, tg_lease_live_nodes(stats), &share);
+    if (!tg_token_stats_rate(stats, l->stats_slot, &share, monotonic_ns(), v))
+        return 0;
+    tg_worker_count(r->worker, TG_STAT_LEASE_OUTAGE_ADMITTED);
+    return 1;
+}
+
+/* Every rate bucket of the request, nearest first; stops at the first refusal. Each takes a
+ * unit of this node's grant; without one, the outage rule when PostgreSQL is unreachable
+ * (or the first grant did not come in time: `cut_off`), else a refusal that marks the
+ * lineage as wanting more. The RateLimit-* headers are those of the tightest bucket: the
+ * refusing one, else the one with the fewest requests remaining. */
+static int charge_rates(tg_request_t *r, tg_token_stats_t *stats, const tg_token_limits_t *levels, size_t n, int64_t now_ms,
+                        int cut_off)
+{
     const tg_token_limits_t *tightest = NULL;
     tg_gcra_verdict_t tightest_v = {0};
     for (size_t i = 0; i < n; ++i) {
         const tg_token_limits_t *l = &levels[i];
         if (!l->has_rate)
             continue;
+        tg_lease_line_t *line = tg_token_stats_lease(stats, l->stats_slot);
         tg_gcra_verdict_t v;
-        if (!tg_token_stats_rate(stats, l->stats_slot, &l->gcra, now_ns, &v)) {
-            add_rate_headers(r->req, l, &v);
-            tg_http_send_error(r->req, 429, "rate_limited", "This token's rate limit is exhausted; retry after Retry-After seconds.");
-            return 0;
+        uint64_t held;
+        if (tg_lease_line_spend_rate(line, now_ms, &held)) {
+            lease_verdict(l, line, 1, held, &v);
+        } else {
+            tg_lease_line_mark(line, TG_LEASE_WANT);
+            int admitted = (cut_off || tg_lease_outage(stats, now_ms)) ? outage_rate(r, stats, l, &v) : 0;
+            if (!admitted) {
+                if (!cut_off && !tg_lease_outage(stats, now_ms))
+                    lease_verdict(l, line, 0, 0, &v);
+                add_rate_headers(r->req, l, &v);
+                tg_http_send_error(r->req, 429, "rate_limited",
+                                   "This token's rate limit is exhausted; retry after Retry-After seconds.");
+                return 0;
+            }
         }
         if (tightest == NULL || v.remaining < tightest_v.remaining) {
             tightest = l;
@@ -382,33 +424,100 @@ static int refuse_quota(tg_request_t *r, int64_t now_us, int64_t end_us)
     return 0;
 }
 
+/* No unit held, but the fleet had some left at the last answer: this node waits for its
+ * next grant (Retry-After 1: the next tick). */
+static int refuse_quota_wait(tg_request_t *r)
+{
+    const h2o_iovec_t *name = &H2O_TOKEN_RETRY_AFTER->buf;
+    add_numbers(r->req, &name, &(uint64_t){1}, 1);
+    tg_http_send_error(r->req, 429, "rate_limited",
+                       "This node is waiting for its next share of the token's quota; retry after Retry-After seconds.");
+    return 0;
+}
+
+/* The fleet's units of period `key` not yet granted to any node at the last answer, or the
+ * whole quota when none was answered for this period. */
+static uint64_t quota_fleet_left(const tg_lease_line_t *line, const tg_token_limits_t *l, uint32_t key)
+{
+    uint64_t w = atomic_load_explicit(&line->quota_left, memory_order_relaxed);
+    return (uint32_t)(w >> TG_LEASE_COUNT_BITS) == key && w != 0 ? w & TG_LEASE_COUNT_MASK : l->quota_requests;
+}
+
+/* Whether quota level `l` can admit this request: 1 from a held unit, 2 from the outage
+ * share, 0 refused (answered). */
+static int quota_room(tg_request_t *r, tg_token_stats_t *stats, const tg_token_limits_t *l, uint32_t key, int64_t now_us,
+                      int64_t end_us, int64_t now_ms, int cut_off)
+{
+    tg_lease_line_t *line = tg_token_stats_lease(stats, l->stats_slot);
+    if (tg_lease_line_quota_held(line, key) != 0)
+        return 1;
+    tg_lease_line_mark(line, TG_LEASE_WANT);
+    uint64_t left = quota_fleet_left(line, l, key);
+    if (cut_off || tg_lease_outage(stats, now_ms)) {
+        uint64_t unleased = atomic_load_explicit(&line->unleased, memory_order_relaxed);
+        uint64_t taken = (uint32_t)(unleased >> TG_LEASE_COUNT_BITS) == key ? unleased & TG_LEASE_COUNT_MASK : 0;
+        if (strcmp(r->worker->server->config.lease_fallback, "share") == 0 &&
+            taken < tg_lease_plan_quota_share(left, tg_lease_live_nodes(stats)))
+            return 2;
+        return refuse_quota(r, now_us, end_us);
+    }
+    return left == 0 ? refuse_quota(r, now_us, end_us) : refuse_quota_wait(r);
+}
+
 /* Every quota of the request: all checked first, so a quota that refuses costs the others
  * nothing; then taken nearest first (a take lost to a concurrent request refuses too, and
- * the nearer quotas keep that one unit). */
-static int charge_quotas(tg_request_t *r, tg_token_stats_t *stats, const tg_token_limits_t *levels, size_t n)
+ * the nearer quotas keep that one unit). Each admitted request is also counted in the
+ * node's own count of the period (the token object's live quota.used). */
+static int charge_quotas(tg_request_t *r, tg_token_stats_t *stats, const tg_token_limits_t *levels, size_t n, int64_t now_ms,
+                         int cut_off)
 {
     int64_t now_us = r->start_us != 0 ? r->start_us : tg_request_now_us();
-    int64_t start_us[1 + TG_POLICY_MAX_ANCESTORS] = {0}, end_us[1 + TG_POLICY_MAX_ANCESTORS] = {0};
+    int64_t start_us, end_us[1 + TG_POLICY_MAX_ANCESTORS] = {0};
     uint32_t key[1 + TG_POLICY_MAX_ANCESTORS] = {0};
+    int room[1 + TG_POLICY_MAX_ANCESTORS] = {0};
     for (size_t i = 0; i < n; ++i) {
         const tg_token_limits_t *l = &levels[i];
         if (l->quota_period == TG_QUOTA_NONE)
             continue;
-        key[i] = tg_policy_period(l->quota_period, now_us, &start_us[i], &end_us[i]);
-        seed_quota(r, l->lineage, l->stats_slot, key[i], start_us[i], end_us[i]);
-        if (tg_token_stats_quota_used(stats, l->stats_slot, key[i]) >= l->quota_requests)
-            return refuse_quota(r, now_us, end_us[i]);
+        key[i] = tg_policy_period(l->quota_period, now_us, &start_us, &end_us[i]);
+        if ((room[i] = quota_room(r, stats, l, key[i], now_us, end_us[i], now_ms, cut_off)) == 0)
+            return 0;
     }
     for (size_t i = 0; i < n; ++i) {
         const tg_token_limits_t *l = &levels[i];
-        uint64_t used;
-        if (l->quota_period != TG_QUOTA_NONE && !tg_token_stats_quota_take(stats, l->stats_slot, key[i], l->quota_requests, &used))
-            return refuse_quota(r, now_us, end_us[i]);
+        if (l->quota_period == TG_QUOTA_NONE)
+            continue;
+        tg_lease_line_t *line = tg_token_stats_lease(stats, l->stats_slot);
+        uint64_t left, used;
+        int taken = room[i] == 1 ? tg_lease_line_spend_quota(line, key[i], &left)
+                                 : tg_lease_line_take_unleased(line, key[i],
+                                                               tg_lease_plan_quota_share(quota_fleet_left(line, l, key[i]),
+                                                                                         tg_lease_live_nodes(stats)));
+        if (!taken)
+            return refuse_quota_wait(r);
+        if (room[i] == 2)
+            tg_worker_count(r->worker, TG_STAT_LEASE_OUTAGE_ADMITTED);
+        tg_token_stats_quota_take(stats, l->stats_slot, key[i], TG_TOKEN_STATS_QUOTA_MAX, &used);
     }
     return 1;
 }
 
-int tg_policy_charge(tg_request_t *r)
+/* Charges every level once the first grants are in (or cannot come): 1 admitted, 0 answered. */
+static int charge_levels(tg_request_t *r, const tg_token_limits_t *levels, size_t n, int cut_off)
+{
+    tg_token_stats_t *stats = r->worker->server->token_stats;
+    int64_t now_ms = tg_lease_now_ms();
+    return charge_rates(r, stats, levels, n, now_ms, cut_off) && charge_quotas(r, stats, levels, n, now_ms, cut_off);
+}
+
+/* The first grant arrived (or the wait ended): charge, then go on. */
+static void on_first_grant(tg_request_t *r, const tg_token_limits_t *levels, size_t n, int timed_out, tg_policy_next_fn next)
+{
+    if (charge_levels(r, levels, n, timed_out))
+        next(r);
+}
+
+int tg_policy_charge(tg_request_t *r, tg_policy_next_fn next)
 {
     const tg_token_limits_t *levels = r->auth.limits;
     size_t n = r->auth.nlimits;
@@ -419,9 +528,13 @@ int tg_policy_charge(tg_request_t *r)
     if (stats == NULL)
         return refuse_no_slot(r, stats);
     for (size_t i = 0; i < n; ++i)
-        if ((levels[i].has_rate || levels[i].quota_period != TG_QUOTA_NONE) && levels[i].stats_slot == TG_TOKEN_STATS_NO_SLOT)
+        if (is_limited(&levels[i]) && levels[i].stats_slot == TG_TOKEN_STATS_NO_SLOT)
             return refuse_no_slot(r, stats);
-    return charge_rates(r, stats, levels, n) && charge_quotas(r, stats, levels, n);
+    if (first_grant_pending(r, stats, levels, n, tg_lease_now_ms())) {
+        tg_lease_wait(r, levels, n, on_first_grant, next);
+        return 0;
+    }
+    return charge_levels(r, levels, n, 0);
 }
 
 /* ------------------------------------------------------------------ live figures */

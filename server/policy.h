@@ -2,8 +2,8 @@
  * API-token policies on the request path (docs/token-policies.md): allowedIps,
  * rateLimit and quota in the form the credential cache keeps them (parsed once, when a
  * token is loaded from PostgreSQL), the per-request checks against the node-wide table in
- * shm/token_stats, the headers and refusals they produce, the quota's seeding from
- * PostgreSQL, and the live figures of the token object.
+ * shm/token_stats (spending the node's fleet grants, shm/lease_line.h), the headers and
+ * refusals they produce, and the live figures of the token object.
  */
 #ifndef TG_POLICY_H
 #define TG_POLICY_H
@@ -20,12 +20,6 @@
  * array allocated when the token is loaded, never per request. 16 covers every real
  * allow-list we know of (office egress + CI + a few hosts) at 18 bytes each. */
 #define TG_POLICY_INLINE_CIDRS 16
-/* A node re-reads a quota's count from PostgreSQL at most this often while the token is in
- * use (and always at its first request of a period): folds in what other nodes admitted,
- * at the cost of one count per active quota token per node per 5 minutes. */
-#define TG_POLICY_QUOTA_RESEED_S 300
-/* After a failed seed query the next request of the period may try again this much later. */
-#define TG_POLICY_QUOTA_SEED_RETRY_S 10
 
 enum {
     TG_POLICY_IPS = 1,       /* allowedIps is set */
@@ -80,19 +74,26 @@ int tg_policy_peer_allowed(const tg_token_policy_t *p, const tg_client_addr_t *c
  */
 uint32_t tg_policy_stats_slot(tg_request_t *r, const uint8_t id[16], uint32_t hint, int may_evict);
 
+/** Where an admitted request goes next (the route). */
+typedef void (*tg_policy_next_fn)(tg_request_t *r);
+
 /**
  * Charges rate limits, then quotas, for a request whose r->auth.limits is set (once: it
  * clears it): its own lineage's, then each limited ancestor's; a request is admitted only
- * when every one of them has room. Rate buckets are taken nearest first and the first
- * refusal stops it (the nearer buckets keep the unit they gave: at most one per refused
- * request, only in the requester's own line); quotas are all checked before any is taken.
- * Adds RateLimit-* headers of the tightest bucket for rate-limited tokens. 1 to go on; 0
- * when it answered 429 (rate_limited or quota_exceeded, with Retry-After), or 503
- * limits_unavailable when the token has no slot to count in (never served unlimited). Lock-free and
- * allocation-free except for header values in the request's pool; the first request of a
- * quota period also submits an asynchronous count to PostgreSQL that it does not wait for.
+ * when every one of them has room. Each limit is spent from this node's fleet grant
+ * (shm/lease_line.h; docs/token-policies.md, "Fleet-wide limits"): no unit held is a 429
+ * (rate_limited, or quota_exceeded when the fleet's quota is used up) that marks the
+ * lineage as wanting more for the leaser, except during an outage of PostgreSQL, when the
+ * node's fair share (or nothing, --lease-fallback closed) is counted here. Rate buckets are
+ * taken nearest first and the first refusal stops it (the nearer buckets keep the unit they
+ * gave); quotas are all checked before any is taken. Adds RateLimit-* headers of the
+ * tightest bucket for rate-limited tokens. 1 to go on now; 0 when it answered (429, or 503
+ * limits_unavailable when the token has no slot to count in) or when the request waits
+ * for its lineage's first grant on this node (server/lease_wait.h): `next` is then called
+ * once it is admitted. Lock-free and allocation-free except for header values and a
+ * first-grant wait in the request's pool.
  */
-int tg_policy_charge(tg_request_t *r);
+int tg_policy_charge(tg_request_t *r, tg_policy_next_fn next);
 
 /* ------------------------------------------------------------------ quota periods */
 

@@ -40,6 +40,11 @@ static const char *check_on_ring_full(const char *value)
     return strcmp(value, "drop") == 0 || strcmp(value, "reject") == 0 ? NULL : "expected drop or reject";
 }
 
+static const char *check_lease_fallback(const char *value)
+{
+    return strcmp(value, "share") == 0 || strcmp(value, "closed") == 0 ? NULL : "expected share or closed";
+}
+
 static const char *check_ring_name(const char *value)
 {
     if (value[0] != '/' || strlen(value) < 2 || strlen(value) > 200 || strchr(value + 1, '/') != NULL)
@@ -105,7 +110,7 @@ const tg_setting_t tg_server_settings[] = {
     /* 131072 records (32 MiB): the collector restarts with the ring at most 75 % full (its
      * spill threshold), so a quarter, 32768 records, must hold what arrives until the new
      * collector spills: 200k req/s x 146 ms, the slowest restart measured (docs/collector.md,
-     * "Restarts"). With the token table it fits a container's 64 MiB /dev/shm up to 26 workers. */
+     * "Restarts"). With the token table it fits a container's 64 MiB /dev/shm up to 18 workers. */
     {"ring-capacity", TG_SETTING_INT, "TOLLGATE_RING_CAPACITY", "131072", "ring size in records, a power of two",
      OFF(ring_capacity), 64, 1L << 24, NULL},
     {"on-ring-full", TG_SETTING_STRING, "TOLLGATE_ON_RING_FULL", "drop",
@@ -177,6 +182,16 @@ const tg_setting_t tg_server_settings[] = {
     {"token-stats-capacity", TG_SETTING_INT, "TOLLGATE_TOKEN_STATS_CAPACITY", "65536",
      "slots of the node's token table (rate limits, quotas, live counts), a power of two", OFF(token_stats_capacity), 2,
      1L << 24, NULL},
+    /* Fleet limits (docs/token-policies.md, "Fleet-wide limits"). A rate grant lapses after
+     * 1 s: a node cannot hoard more than a second of its demand, and a lapsed unit is only
+     * ever under-admission; 100 ms is the leaser's tick, 60 s a minute of demand. */
+    {"lease-horizon-ms", TG_SETTING_INT, "TOLLGATE_LEASE_HORIZON_MS", "1000",
+     "milliseconds after which an unspent rate grant lapses; a node asks for its demand over this long",
+     OFF(lease_horizon_ms), 100, 60000, NULL},
+    {"lease-fallback", TG_SETTING_STRING, "TOLLGATE_LEASE_FALLBACK", "share",
+     "when PostgreSQL cannot be reached and a node's grant is spent: share (the limit divided by the live nodes, counted "
+     "here) or closed (429)",
+     OFF(lease_fallback), 0, 0, check_lease_fallback},
     {"max-tokens-per-user", TG_SETTING_INT, "TOLLGATE_MAX_TOKENS_PER_USER", "1000",
      "live (not revoked, not expired) API tokens one user may hold; creating more is 409 token_limit_reached",
      OFF(max_tokens_per_user), 1, 100000000, NULL},

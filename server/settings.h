@@ -53,6 +53,8 @@ typedef struct st_tg_server_config_t {
     long upstream_timeout;           /* seconds a proxy route's upstream has for each I/O step; past it 504 */
     char *config_file;               /* not a setting: the absolute path of the file read, or NULL; passed to the collector */
     long token_stats_capacity;       /* slots of the node's token table (shm/token_stats.h), a power of two */
+    long lease_horizon_ms;           /* a rate grant lapses this long after it arrives (server/lease.h) */
+    char *lease_fallback;            /* "share" or "closed": the outage rule of fleet limits */
     long max_tokens_per_user;        /* live API tokens one user may hold in one tenant */
     long max_tokens_per_tenant;      /* live API tokens of one tenant */
 } tg_server_config_t;

@@ -34,6 +34,10 @@ const tg_stat_desc_t tg_stat_descs[TG_STAT_COUNT] = {
     {"tollgate_child_restarts_total", "child=\"worker\"",
      "Children the master restarted after they died (a crash loop backs off: 250 ms doubling to 10 s)."},
     {"tollgate_child_restarts_total", "child=\"collector\"", NULL},
+    {"tollgate_lease_queries_total", "", "Fleet-grant statements (tollgate_lease) this node sent to PostgreSQL."},
+    {"tollgate_lease_failures_total", "", "Fleet-grant statements that failed (PostgreSQL unreachable or in error)."},
+    {"tollgate_lease_outage_admitted_total", "",
+     "Requests admitted by the outage rule (the node's fair share of a limit) because no grant was held."},
 };
 
 const tg_stat_desc_t tg_gauge_descs[TG_GAUGE_COUNT] = {

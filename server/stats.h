@@ -35,6 +35,9 @@ typedef enum {
     TG_STAT_H2_REQUEST_TIMEOUT_CLOSED,  /* HTTP/2 connections closed because a request did not arrive in time */
     TG_STAT_CHILD_RESTARTS_WORKER,      /* workers the master restarted after they died (server/supervisor.c) */
     TG_STAT_CHILD_RESTARTS_COLLECTOR,   /* collectors the master restarted after they died */
+    TG_STAT_LEASE_QUERIES,              /* fleet-grant statements sent to PostgreSQL (server/lease.h) */
+    TG_STAT_LEASE_FAILURES,             /* of which failed */
+    TG_STAT_LEASE_OUTAGE_ADMITTED,      /* requests admitted by the outage rule (fair share), without a grant */
     TG_STAT_COUNT
 } tg_stat_t;
 

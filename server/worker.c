@@ -19,6 +19,7 @@
 #include "server/auth.h"
 #include "server/db.h"
 #include "server/h2_guard.h"
+#include "server/lease.h"
 #include "server/metering.h"
 #include "server/metrics_listener.h"
 #include "server/offload.h"
@@ -265,9 +266,10 @@ static int setup_services(tg_worker_t *w)
                                   .request_timeout_ms = (uint64_t)s->config.request_timeout * 1000};
     w->h2_guard = tg_h2_guard_create(&w->ctx, &guard, s->counters, (size_t)w->index);
     w->request_ids = tg_request_ids_create(s->config.node_id, w->index);
+    w->lease = tg_lease_create(w);
     if (s->access_log_fd >= 0 && (w->access_log = tg_access_log_create(s->access_log_fd, w->loop)) == NULL)
         return -1;
-    return w->tokens != NULL && w->auth_state != NULL && w->db != NULL && w->offload != NULL && w->metering != NULL && w->h2_guard != NULL ? 0 : -1;
+    return w->tokens != NULL && w->auth_state != NULL && w->db != NULL && w->offload != NULL && w->metering != NULL && w->h2_guard != NULL && w->lease != NULL ? 0 : -1;
 }
 
 int tg_worker_run(const tg_server_t *server, int index, int channel)

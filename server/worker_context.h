@@ -38,6 +38,7 @@ typedef struct st_tg_worker_t {
     struct st_tg_auth_state_t *auth_state; /* credential lookups shared by requests, background refreshes (server/auth.h) */
     struct st_tg_request_ids_t *request_ids; /* X-Request-Id generator (server/request_id.h) */
     struct st_tg_access_log_t *access_log;   /* --access-log buffer (server/access_log.h); NULL when off */
+    struct st_tg_lease_t *lease;             /* fleet grants: tick, first asks, waits (server/lease.h) */
 } tg_worker_t;
 
 /** The worker serving a request. */

@@ -8,6 +8,8 @@
  */
 #include "shm/token_stats.h"
 
+#include "shm/lease_line.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdalign.h>
@@ -21,7 +23,7 @@
 
 /* "tgtoken1": a segment of this module, first layout. */
 #define TG_TOKEN_STATS_MAGIC UINT64_C(0x7467746f6b656e31)
-#define TG_TOKEN_STATS_LAYOUT 2
+#define TG_TOKEN_STATS_LAYOUT 3
 /* Linear probing gives up after this many slots. At 90 % load an unsuccessful search
  * probes ~50 slots on average (Knuth: (1 + 1/(1-a)^2) / 2), so 128 only fails on a table
  * that is effectively full. */
@@ -45,6 +47,7 @@ typedef struct st_tg_token_stats_header_t {
     alignas(64) _Atomic uint64_t flush_seq; /* odd while the collector flushes (tg_token_stats_flush_begin) */
     alignas(64) _Atomic uint64_t full;      /* claims refused: table full */
     _Atomic uint64_t evicted;               /* idle slots taken over by another token */
+    tg_lease_node_t lease;                  /* the node's fleet-grant state (shm/lease_line.h) */
 } tg_token_stats_header_t;
 
 /* One token. Written by any worker (tat_ns, quota, seed), the collector (committed) and
@@ -72,6 +75,8 @@ typedef struct st_tg_token_stats_counter_t {
 struct st_tg_token_stats_t {
     tg_token_stats_header_t *header;
     tg_token_stats_slot_t *slots;
+    tg_lease_line_t *leases;            /* capacity lines: slot i's fleet grants */
+    _Atomic uint64_t *active;           /* a bit per slot whose lease line the leaser visits */
     tg_token_stats_counter_t *counters; /* nrows * capacity, row-major */
     size_t capacity;
     size_t nrows;
@@ -87,9 +92,16 @@ static size_t header_size(void)
     return (sizeof(tg_token_stats_header_t) + 63) & ~(size_t)63;
 }
 
+/* The leaser's bitmap of active lease lines, rounded up to whole cache lines. */
+static size_t active_size(size_t capacity)
+{
+    return ((capacity + 511) / 512) * 64;
+}
+
 static size_t segment_size(size_t capacity, size_t nrows)
 {
-    return header_size() + capacity * sizeof(tg_token_stats_slot_t) + nrows * capacity * sizeof(tg_token_stats_counter_t);
+    return header_size() + capacity * (sizeof(tg_token_stats_slot_t) + sizeof(tg_lease_line_t)) + active_size(capacity) +
+           nrows * capacity * sizeof(tg_token_stats_counter_t);
 }
 
 int tg_token_stats_name(const char *ring_name, char *out, size_t cap)
@@ -136,7 +148,9 @@ static void bind_layout(tg_token_stats_t *s)
     s->capacity = (size_t)s->header->capacity;
     s->nrows = (size_t)s->header->nrows;
     s->slots = (tg_token_stats_slot_t *)((char *)s->header + header_size());
-    s->counters = (tg_token_stats_counter_t *)(s->slots + s->capacity);
+    s->leases = (tg_lease_line_t *)(s->slots + s->capacity);
+    s->active = (_Atomic uint64_t *)(s->leases + s->capacity);
+    s->counters = (tg_token_stats_counter_t *)((char *)s->active + active_size(s->capacity));
 }
 
 tg_token_stats_t *tg_token_stats_create(const char *name, size_t capacity, size_t nrows, const uint8_t ring_instance[16],
@@ -390,6 +404,7 @@ static int take_over(tg_token_stats_t *s, size_t i, uint64_t seen, uint64_t key,
     atomic_store_explicit(&slot->tat_ns, 0, memory_order_relaxed);
     atomic_store_explicit(&slot->quota, 0, memory_order_relaxed);
     atomic_store_explicit(&slot->seed, 0, memory_order_relaxed);
+    tg_lease_line_reset(&s->leases[i]); /* the previous owner's grants are dropped (never over-admission) */
     uint64_t counted = 0;
     for (size_t row = 0; row < s->nrows; ++row)
         counted += atomic_load_explicit(&s->counters[row * s->capacity + i].requests, memory_order_relaxed);
@@ -716,4 +731,54 @@ void tg_token_stats_flush_end(tg_token_stats_t *s)
 {
     /* release: the credits above are visible to whoever acquires the new even value */
     atomic_fetch_add_explicit(&s->header->flush_seq, 1, memory_order_release);
+}
+
+/* ------------------------------------------------------------------ fleet grants */
+
+tg_lease_line_t *tg_token_stats_lease(tg_token_stats_t *s, uint32_t slot)
+{
+    return slot < s->capacity ? &s->leases[slot] : NULL;
+}
+
+tg_lease_node_t *tg_token_stats_lease_node(tg_token_stats_t *s)
+{
+    return &s->header->lease;
+}
+
+size_t tg_token_stats_capacity(const tg_token_stats_t *s)
+{
+    return s->capacity;
+}
+
+int tg_token_stats_slot_id(const tg_token_stats_t *s, uint32_t slot, uint8_t id[16])
+{
+    if (slot >= s->capacity)
+        return -1;
+    const tg_token_stats_slot_t *sl = &s->slots[slot];
+    uint64_t key = atomic_load_explicit(&sl->key, memory_order_acquire);
+    uint64_t hi = atomic_load_explicit(&sl->id_hi, memory_order_acquire);
+    if ((key >> 63) == 0 || hi == 0)
+        return -1; /* empty, a tombstone, or being claimed */
+    for (int i = 0; i < 8; ++i) {
+        id[i] = (uint8_t)(hi >> (56 - 8 * i));
+        id[8 + i] = (uint8_t)(key >> (56 - 8 * i));
+    }
+    return 0;
+}
+
+void tg_token_stats_lease_activate(tg_token_stats_t *s, uint32_t slot)
+{
+    if (slot < s->capacity) /* relaxed: the leaser reads the line's state with acquire before using it */
+        atomic_fetch_or_explicit(&s->active[slot / 64], UINT64_C(1) << (slot % 64), memory_order_relaxed);
+}
+
+void tg_token_stats_lease_deactivate(tg_token_stats_t *s, uint32_t slot)
+{
+    if (slot < s->capacity)
+        atomic_fetch_and_explicit(&s->active[slot / 64], ~(UINT64_C(1) << (slot % 64)), memory_order_relaxed);
+}
+
+uint64_t tg_token_stats_lease_active(const tg_token_stats_t *s, size_t word)
+{
+    return word < (s->capacity + 63) / 64 ? atomic_load_explicit(&s->active[word], memory_order_relaxed) : 0;
 }

@@ -17,7 +17,7 @@ typedef struct st_tg_token_stats_t tg_token_stats_t;
 
 /* No slot: the table is full (or, for readers, the token was never used on this node). */
 #define TG_TOKEN_STATS_NO_SLOT UINT32_MAX
-/* Default slots (tollgated's --token-stats-capacity): 64 bytes each (4 MiB) plus 16 bytes
+/* Default slots (tollgated's --token-stats-capacity): 192 bytes each (a 64-byte slot and a 128-byte lease line, shm/lease_line.h: 12 MiB) plus 16 bytes
  * per slot per worker row. When a token's probe window is full, a slot idle for
  * TG_TOKEN_STATS_IDLE_S (whose rate bucket is full again) is taken over; a limited token
  * that still finds none is refused by the caller (counted in tg_token_stats_full()). */
@@ -196,5 +196,35 @@ int tg_token_stats_creditable(const tg_token_stats_t *s, const uint8_t instance[
 void tg_token_stats_flush_begin(tg_token_stats_t *s);
 void tg_token_stats_credit(tg_token_stats_t *s, const uint8_t id[16], uint64_t count);
 void tg_token_stats_flush_end(tg_token_stats_t *s);
+
+/* ------------------------------------------------------------------ fleet grants */
+
+struct st_tg_lease_line_t;
+struct st_tg_lease_node_t;
+
+/** The fleet-grant line of `slot` (shm/lease_line.h), NULL past the table. A line belongs
+ * to whichever lineage holds the slot; a takeover clears it. */
+struct st_tg_lease_line_t *tg_token_stats_lease(tg_token_stats_t *s, uint32_t slot);
+
+/** The node's lease state (shm/lease_line.h), in the table's header. */
+struct st_tg_lease_node_t *tg_token_stats_lease_node(tg_token_stats_t *s);
+
+/**
+ * The leaser's index of lease lines to visit: a bit per slot, set by the request path when
+ * it first writes a lineage's limits into the line, cleared by the leaser when the line
+ * has been idle (or changed hands). `word` counts 64 slots each, up to capacity / 64.
+ */
+void tg_token_stats_lease_activate(tg_token_stats_t *s, uint32_t slot);
+void tg_token_stats_lease_deactivate(tg_token_stats_t *s, uint32_t slot);
+uint64_t tg_token_stats_lease_active(const tg_token_stats_t *s, size_t word);
+
+/** Slots in the table. */
+size_t tg_token_stats_capacity(const tg_token_stats_t *s);
+
+/**
+ * The id held by `slot`: 0 and `id` filled, -1 when the slot is empty or being claimed.
+ * The id's byte 8 has its top bit set (the RFC 9562 variant: every id we mint has it).
+ */
+int tg_token_stats_slot_id(const tg_token_stats_t *s, uint32_t slot, uint8_t id[16]);
 
 #endif

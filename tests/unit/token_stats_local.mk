@@ -30,3 +30,22 @@ tests_unit_test_proxy_protocol_SOURCES = tests/unit/test_proxy_protocol.c
 tests_unit_test_proxy_protocol_LDADD = $(TG_SERVER_LIBS) $(CRITERION_LIBS)
 
 endif
+
+# tests/unit/test_lease_line: shm/lease_line.c (grant balances, racing processes);
+# tests/unit/test_lease_plan: server/lease_plan.c (ask sizes, quota returns, outage shares).
+if HAVE_TEST_DEPS
+
+check_PROGRAMS += tests/unit/test_lease_line tests/unit/test_lease_plan
+TESTS += tests/unit/test_lease_line tests/unit/test_lease_plan
+
+tests_unit_test_lease_line_CPPFLAGS = $(AM_CPPFLAGS)
+tests_unit_test_lease_line_CFLAGS = $(AM_CFLAGS) $(CRITERION_CFLAGS)
+tests_unit_test_lease_line_SOURCES = tests/unit/test_lease_line.c tests/unit/race.h
+tests_unit_test_lease_line_LDADD = shm/libtgshm.a $(CRITERION_LIBS) -lrt
+
+tests_unit_test_lease_plan_CPPFLAGS = $(AM_CPPFLAGS)
+tests_unit_test_lease_plan_CFLAGS = $(tests_unit_test_policy_CFLAGS)
+tests_unit_test_lease_plan_SOURCES = tests/unit/test_lease_plan.c
+tests_unit_test_lease_plan_LDADD = $(TG_SERVER_LIBS) $(CRITERION_LIBS)
+
+endif
