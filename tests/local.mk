@@ -50,6 +50,7 @@ include tests/integration/policies_local.mk
 include tests/integration/fleet_proxy_local.mk
 include tests/integration/fleet_local.mk
 include tests/integration/fleet_leases_local.mk
+include tests/integration/fleet_limits_local.mk
 include tests/unit/throttle_local.mk
 include tests/unit/token_cache_local.mk
 include tests/integration/throttle_local.mk
