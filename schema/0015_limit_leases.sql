@@ -10,6 +10,9 @@
 -- A node's leaser calls tollgate_lease() once per tick with arrays (one element per
 -- lineage that wants a grant or returns one) and spends the grants from shared memory.
 -- Nothing here is read on the request path.
+-- What grows with time is swept by the ticks themselves (tollgate_lease_sweep): the rows
+-- of quota periods that ended more than a day ago, and nodes silent for a day. A rate
+-- bucket stays, one per limited lineage (bounded by the tokens table).
 
 CREATE TABLE tollgate_nodes (
     node_id text PRIMARY KEY,
@@ -33,6 +36,23 @@ CREATE TABLE tollgate_quota_grants (
     last_grant bigint NOT NULL DEFAULT 0,    -- the units the last call granted (< 0: returned)
     PRIMARY KEY (lineage_id, period_start)
 );
+-- the sweep's scan: rows of periods long over
+CREATE INDEX tollgate_quota_grants_period_end ON tollgate_quota_grants (period_end);
+
+-- Removes up to 100 rows of quota periods that ended more than a day ago (a node's clock
+-- may be off by minutes, never by a day; a finished period's units are void on every
+-- node) and the nodes that have not beaten for a day (they no longer count as live after
+-- 10 s anyway). Called by tollgate_lease at most once a second per node, so a fleet of N
+-- nodes removes up to 100 N rows a second: a day's periods of 100,000 quota tokens go in
+-- well under an hour.
+CREATE FUNCTION tollgate_lease_sweep() RETURNS void
+LANGUAGE sql
+AS $fn$
+    DELETE FROM tollgate_quota_grants
+    WHERE ctid = ANY (ARRAY(SELECT ctid FROM tollgate_quota_grants
+                            WHERE period_end < now() - interval '1 day' LIMIT 100));
+    DELETE FROM tollgate_nodes WHERE beat_at < now() - interval '1 day';
+$fn$;
 
 -- The arrays of one tick as rows (see tollgate_lease).
 CREATE FUNCTION tollgate_lease_asks(p_lineage uuid[], p_rate_requests bigint[], p_per_seconds bigint[], p_burst bigint[],
@@ -75,6 +95,10 @@ DECLARE
 BEGIN
     INSERT INTO tollgate_nodes AS n (node_id, beat_at) VALUES (p_node, now())
     ON CONFLICT (node_id) DO UPDATE SET beat_at = now() WHERE n.beat_at < now() - interval '1 second';
+    IF FOUND THEN
+        -- the beat was written: at most once a second per node
+        PERFORM tollgate_lease_sweep();
+    END IF;
     SELECT greatest(count(*), 1)::integer INTO live FROM tollgate_nodes WHERE beat_at > now() - interval '10 seconds';
     IF cardinality(p_lineage) IS NULL OR cardinality(p_lineage) = 0 THEN
         RETURN;

@@ -336,6 +336,36 @@ Test(leases, a_stopping_node_gives_its_quota_back)
     cr_expect_eq(total, 999, "node 0 admitted %d: node 1's unspent units did not come back", total);
 }
 
+/* What grows with time goes with the ticks: a quota period that ended more than a day ago
+ * and a node silent for a day are removed; yesterday's period (ended an hour ago) and the
+ * live node stay. */
+Test(leases, old_quota_periods_and_silent_nodes_are_swept_by_the_ticks)
+{
+    make_database(0);
+    const char *seeded = tg_fx_pg_value(
+        &pg, "WITH q AS (INSERT INTO tollgate_quota_grants (lineage_id, period_start, period_end, granted)"
+             " SELECT gen_random_uuid(), now() - interval '3 days', now() - interval '2 days', 7 FROM generate_series(1, 150)"
+             " UNION ALL SELECT '00000000-0000-4000-8000-0000000000aa', now() - interval '1 day', now() - interval '1 hour', 9"
+             " RETURNING 1), n AS (INSERT INTO tollgate_nodes VALUES ('gone-node', now() - interval '2 days') RETURNING 1)"
+             " SELECT (SELECT count(*) FROM q) + (SELECT count(*) FROM n)");
+    cr_assert_str_eq(seeded, "152", "seeded %s rows", seeded);
+    start_fleet(1, NULL);
+    /* 150 old rows: two sweeps (100 each, at most one a second) */
+    long long deadline = tg_fx_now_ms() + 15000;
+    while (strcmp(tg_fx_pg_value(&pg, "SELECT count(*) FROM tollgate_quota_grants WHERE period_end < now() - interval '1 day'"),
+                  "0") != 0 &&
+           tg_fx_now_ms() < deadline)
+        sleep_ms(100);
+    cr_expect_str_eq(tg_fx_pg_value(&pg, "SELECT count(*) FROM tollgate_quota_grants WHERE period_end < now() - interval '1 day'"),
+                     "0", "quota periods over for more than a day are still there");
+    cr_expect_str_eq(tg_fx_pg_value(&pg, "SELECT granted FROM tollgate_quota_grants"
+                                         " WHERE lineage_id = '00000000-0000-4000-8000-0000000000aa'"),
+                     "9", "a period that ended an hour ago was removed");
+    cr_expect_str_eq(tg_fx_pg_value(&pg, "SELECT count(*) FROM tollgate_nodes WHERE node_id = 'gone-node'"), "0",
+                     "a node silent for two days is still listed");
+    cr_expect_str_eq(tg_fx_pg_value(&pg, "SELECT count(*) FROM tollgate_nodes"), "1", "the live node was removed");
+}
+
 /* ------------------------------------------------------------------ PostgreSQL unreachable */
 
 /* RateLimit-Remaining of one request at node i (what it holds after it, plus the fleet's level at its last answer). */
