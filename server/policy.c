@@ -375,12 +375,11 @@ static int outage_rate(tg_request_t *r, tg_token_stats_t *stats, const tg_token_
 }
 
 /* Every rate bucket of the request, nearest first; stops at the first refusal. Each takes a
- * unit of this node's grant; without one, the outage rule when PostgreSQL is unreachable
- * (or the first grant did not come in time: `cut_off`), else a refusal that marks the
- * lineage as wanting more. The RateLimit-* headers are those of the tightest bucket: the
+ * unit of this node's grant; without one, the outage rule when PostgreSQL is unreachable,
+ * else a refusal that marks the lineage as wanting more (also when a first grant did not
+ * come in time: a slow database is not an outage). The RateLimit-* headers are those of the tightest bucket: the
  * refusing one, else the one with the fewest requests remaining. */
-static int charge_rates(tg_request_t *r, tg_token_stats_t *stats, const tg_token_limits_t *levels, size_t n, int64_t now_ms,
-                        int cut_off)
+static int charge_rates(tg_request_t *r, tg_token_stats_t *stats, const tg_token_limits_t *levels, size_t n, int64_t now_ms)
 {
     const tg_token_limits_t *tightest = NULL;
     tg_gcra_verdict_t tightest_v = {0};
@@ -395,9 +394,10 @@ static int charge_rates(tg_request_t *r, tg_token_stats_t *stats, const tg_token
             lease_verdict(l, line, 1, held, &v);
         } else {
             tg_lease_line_mark(line, TG_LEASE_WANT);
-            int admitted = (cut_off || tg_lease_outage(stats, now_ms)) ? outage_rate(r, stats, l, &v) : 0;
+            int outage = tg_lease_outage(stats, now_ms);
+            int admitted = outage ? outage_rate(r, stats, l, &v) : 0;
             if (!admitted) {
-                if (!cut_off && !tg_lease_outage(stats, now_ms))
+                if (!outage)
                     lease_verdict(l, line, 0, 0, &v);
                 add_rate_headers(r->req, l, &v);
                 tg_http_send_error(r->req, 429, "rate_limited",
@@ -446,14 +446,14 @@ static uint64_t quota_fleet_left(const tg_lease_line_t *line, const tg_token_lim
 /* Whether quota level `l` can admit this request: 1 from a held unit, 2 from the outage
  * share, 0 refused (answered). */
 static int quota_room(tg_request_t *r, tg_token_stats_t *stats, const tg_token_limits_t *l, uint32_t key, int64_t now_us,
-                      int64_t end_us, int64_t now_ms, int cut_off)
+                      int64_t end_us, int64_t now_ms)
 {
     tg_lease_line_t *line = tg_token_stats_lease(stats, l->stats_slot);
     if (tg_lease_line_quota_held(line, key) != 0)
         return 1;
     tg_lease_line_mark(line, TG_LEASE_WANT);
     uint64_t left = quota_fleet_left(line, l, key);
-    if (cut_off || tg_lease_outage(stats, now_ms)) {
+    if (tg_lease_outage(stats, now_ms)) {
         uint64_t unleased = atomic_load_explicit(&line->unleased, memory_order_relaxed);
         uint64_t taken = (uint32_t)(unleased >> TG_LEASE_COUNT_BITS) == key ? unleased & TG_LEASE_COUNT_MASK : 0;
         if (strcmp(r->worker->server->config.lease_fallback, "share") == 0 &&
@@ -468,8 +468,7 @@ static int quota_room(tg_request_t *r, tg_token_stats_t *stats, const tg_token_l
  * nothing; then taken nearest first (a take lost to a concurrent request refuses too, and
  * the nearer quotas keep that one unit). Each admitted request is also counted in the
  * node's own count of the period (the token object's live quota.used). */
-static int charge_quotas(tg_request_t *r, tg_token_stats_t *stats, const tg_token_limits_t *levels, size_t n, int64_t now_ms,
-                         int cut_off)
+static int charge_quotas(tg_request_t *r, tg_token_stats_t *stats, const tg_token_limits_t *levels, size_t n, int64_t now_ms)
 {
     int64_t now_us = r->start_us != 0 ? r->start_us : tg_request_now_us();
     int64_t start_us, end_us[1 + TG_POLICY_MAX_ANCESTORS] = {0};
@@ -480,7 +479,7 @@ static int charge_quotas(tg_request_t *r, tg_token_stats_t *stats, const tg_toke
         if (l->quota_period == TG_QUOTA_NONE)
             continue;
         key[i] = tg_policy_period(l->quota_period, now_us, &start_us, &end_us[i]);
-        if ((room[i] = quota_room(r, stats, l, key[i], now_us, end_us[i], now_ms, cut_off)) == 0)
+        if ((room[i] = quota_room(r, stats, l, key[i], now_us, end_us[i], now_ms)) == 0)
             return 0;
     }
     for (size_t i = 0; i < n; ++i) {
@@ -503,17 +502,19 @@ static int charge_quotas(tg_request_t *r, tg_token_stats_t *stats, const tg_toke
 }
 
 /* Charges every level once the first grants are in (or cannot come): 1 admitted, 0 answered. */
-static int charge_levels(tg_request_t *r, const tg_token_limits_t *levels, size_t n, int cut_off)
+static int charge_levels(tg_request_t *r, const tg_token_limits_t *levels, size_t n)
 {
     tg_token_stats_t *stats = r->worker->server->token_stats;
     int64_t now_ms = tg_lease_now_ms();
-    return charge_rates(r, stats, levels, n, now_ms, cut_off) && charge_quotas(r, stats, levels, n, now_ms, cut_off);
+    return charge_rates(r, stats, levels, n, now_ms) && charge_quotas(r, stats, levels, n, now_ms);
 }
 
-/* The first grant arrived (or the wait ended): charge, then go on. */
+/* The first grant arrived (or the wait ended, `timed_out`: then, like any request without a
+ * unit, it is refused unless PostgreSQL is known to be unreachable): charge, then go on. */
 static void on_first_grant(tg_request_t *r, const tg_token_limits_t *levels, size_t n, int timed_out, tg_policy_next_fn next)
 {
-    if (charge_levels(r, levels, n, timed_out))
+    (void)timed_out;
+    if (charge_levels(r, levels, n))
         next(r);
 }
 
@@ -534,7 +535,7 @@ int tg_policy_charge(tg_request_t *r, tg_policy_next_fn next)
         tg_lease_wait(r, levels, n, on_first_grant, next);
         return 0;
     }
-    return charge_levels(r, levels, n, 0);
+    return charge_levels(r, levels, n);
 }
 
 /* ------------------------------------------------------------------ live figures */

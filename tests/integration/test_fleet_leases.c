@@ -39,6 +39,7 @@ static char master[TG_APITOKEN_LEN + 1];
 
 #define ctl(...) tg_fx_ctl_exit(&pg, __VA_ARGS__)
 #define LEASE_QUERIES "tollgate_lease_queries_total"
+#define OUTAGE_ADMITTED "tollgate_lease_outage_admitted_total"
 
 static void sleep_ms(long ms)
 {
@@ -188,9 +189,11 @@ Test(leases, a_rate_limit_admits_one_bucket_across_two_saturated_nodes)
     int admitted[TG_FX_FLEET_MAX_NODES];
     long long before[2] = {tg_fx_metric(&fleet.nodes[0], LEASE_QUERIES), tg_fx_metric(&fleet.nodes[1], LEASE_QUERIES)};
     int total = hammer_nodes(3, token, tg_fx_now_ms() + WINDOW_MS, 0, admitted);
-    cr_log_info("two nodes saturated for %d ms: admitted %d + %d = %d (one bucket: %d); lease statements %lld and %lld", WINDOW_MS,
-                admitted[0], admitted[1], total, ONE_BUCKET, tg_fx_metric(&fleet.nodes[0], LEASE_QUERIES) - before[0],
-                tg_fx_metric(&fleet.nodes[1], LEASE_QUERIES) - before[1]);
+    cr_log_info("two nodes saturated for %d ms: admitted %d + %d = %d (one bucket: %d); lease statements %lld and %lld;"
+                " admitted by the outage rule %lld and %lld",
+                WINDOW_MS, admitted[0], admitted[1], total, ONE_BUCKET, tg_fx_metric(&fleet.nodes[0], LEASE_QUERIES) - before[0],
+                tg_fx_metric(&fleet.nodes[1], LEASE_QUERIES) - before[1], tg_fx_metric(&fleet.nodes[0], OUTAGE_ADMITTED),
+                tg_fx_metric(&fleet.nodes[1], OUTAGE_ADMITTED));
     cr_expect_leq(total, ONE_BUCKET * 110 / 100, "admitted %d > %d (1.10 x one bucket)", total, ONE_BUCKET * 110 / 100);
     cr_expect_gt(admitted[0], 0, "node 0 admitted none");
     cr_expect_gt(admitted[1], 0, "node 1 admitted none");
