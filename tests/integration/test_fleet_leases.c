@@ -10,6 +10,8 @@
 #define _GNU_SOURCE
 #include "tests/integration/fixture.h"
 
+#include <ctype.h>
+#include <dirent.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -80,8 +82,41 @@ static void start_fleet(size_t nodes, const char *const *extra[])
         sleep_ms(50);
 }
 
+/* PostgreSQL processes a test SIGSTOPped (a_slow_database_is_not_an_outage), resumed
+ * before anything is torn down, also when an assertion failed half way. */
+static pid_t frozen[256];
+static size_t nfrozen;
+
+static void pg_thaw(void)
+{
+    for (size_t i = nfrozen; i > 0; --i)
+        kill(frozen[i - 1], SIGCONT);
+    nfrozen = 0;
+}
+
+/* SIGSTOPs the cluster: the postmaster first (so it forks nothing new), then its children. */
+static void pg_freeze(void)
+{
+    pid_t postmaster = tg_fx_pg_postmaster_pid(&pg);
+    if (postmaster <= 0 || kill(postmaster, SIGSTOP) != 0)
+        return;
+    frozen[nfrozen++] = postmaster;
+    DIR *proc = opendir("/proc");
+    struct dirent *ent;
+    while (proc != NULL && (ent = readdir(proc)) != NULL && nfrozen < sizeof(frozen) / sizeof(frozen[0])) {
+        if (!isdigit((unsigned char)ent->d_name[0]))
+            continue;
+        pid_t pid = (pid_t)atoi(ent->d_name);
+        if (tg_fx_parent_pid(pid) == postmaster && kill(pid, SIGSTOP) == 0)
+            frozen[nfrozen++] = pid;
+    }
+    if (proc != NULL)
+        closedir(proc);
+}
+
 static void stop_world(void)
 {
+    pg_thaw();
     if (getenv("TG_TEST_DUMP_LOG") != NULL)
         for (size_t i = 0; i < fleet.n; ++i)
             tg_fx_server_dump_log(&fleet.nodes[i], 16 * 1024);
@@ -197,6 +232,42 @@ Test(leases, a_rate_limit_admits_one_bucket_across_two_saturated_nodes)
     cr_expect_leq(total, ONE_BUCKET * 110 / 100, "admitted %d > %d (1.10 x one bucket)", total, ONE_BUCKET * 110 / 100);
     cr_expect_gt(admitted[0], 0, "node 0 admitted none");
     cr_expect_gt(admitted[1], 0, "node 1 admitted none");
+}
+
+/* PostgreSQL frozen for FREEZE_MS in the middle of a saturating load: every answer is late,
+ * none fails. The nodes refuse what they hold no unit for; none takes its outage share
+ * beside the grants the bucket keeps making (before, a statement unanswered for 1 s
+ * counted as an outage, and the shares came on top of the bucket). */
+#define FREEZE_MS 1600
+
+static void *freeze_for_a_while(void *arg)
+{
+    (void)arg;
+    sleep_ms(800); /* pacing the fault inside the load, not synchronising */
+    pg_freeze();
+    sleep_ms(FREEZE_MS);
+    pg_thaw();
+    return NULL;
+}
+
+Test(leases, a_slow_database_is_not_an_outage)
+{
+    make_database(1);
+    start_fleet(2, NULL);
+    char id[64], token[64];
+    create_token("{\"name\":\"rl\",\"rateLimit\":{\"requests\":50,\"perSeconds\":1,\"burst\":50}}", id, token);
+    pthread_t freezer;
+    cr_assert_eq(pthread_create(&freezer, NULL, freeze_for_a_while, NULL), 0);
+    int admitted[TG_FX_FLEET_MAX_NODES];
+    int total = hammer_nodes(3, token, tg_fx_now_ms() + WINDOW_MS, 0, admitted);
+    pthread_join(freezer, NULL);
+    long long outage[2] = {tg_fx_metric(&fleet.nodes[0], OUTAGE_ADMITTED), tg_fx_metric(&fleet.nodes[1], OUTAGE_ADMITTED)};
+    cr_log_info("PostgreSQL frozen %d ms inside %d ms of saturation on two nodes: admitted %d + %d = %d (one bucket: %d);"
+                " by the outage rule %lld and %lld",
+                FREEZE_MS, WINDOW_MS, admitted[0], admitted[1], total, ONE_BUCKET, outage[0], outage[1]);
+    cr_expect_eq(outage[0] + outage[1], 0, "a frozen-but-alive PostgreSQL was taken for an outage: %lld + %lld admitted by the share",
+                 outage[0], outage[1]);
+    cr_expect_leq(total, ONE_BUCKET * 110 / 100, "admitted %d > %d (1.10 x one bucket)", total, ONE_BUCKET * 110 / 100);
 }
 
 Test(leases, one_node_alone_gets_the_whole_limit)
