@@ -27,9 +27,10 @@
  * machine admitted 313 where the bound is 276). Until then a node without units refuses. */
 #define TG_LEASE_STALL_MS 3000
 /* The first limited request of a lineage on a node waits at most this long for the first
- * grant; after it, it is refused like any request without a unit (or, when PostgreSQL is
- * known to be unreachable, the outage rule applies). 2 s is below the credential lookup's 3 s. */
-#define TG_LEASE_FIRST_WAIT_MS 2000
+ * grant: as long as a statement may take before it counts as an outage, so a first request
+ * ends either granted or under the outage rule (one that ends a moment early, without
+ * either, is refused like any request without a unit). */
+#define TG_LEASE_FIRST_WAIT_MS TG_LEASE_STALL_MS
 /* Quota units held by a node whose lineage charged nothing for this long go back to
  * PostgreSQL for the other nodes. */
 #define TG_LEASE_QUOTA_IDLE_MS 5000
