@@ -249,6 +249,15 @@ static void deposit(tg_lease_t *lease, const tg_lease_entry_t *e, const PGresult
 
 static void batch_free(tg_lease_batch_t *batch);
 
+/* Errors of a PostgreSQL that is reachable but busy: our statement_timeout (query_canceled),
+ * a lock it could not have (lock_not_available), a deadlock or serialization failure (class
+ * 40). Anything else (no answer, a lost connection, a shutdown, too many connections) is an
+ * outage. */
+static int answered_busy(const char *sqlstate)
+{
+    return sqlstate != NULL && (strcmp(sqlstate, "57014") == 0 || strcmp(sqlstate, "55P03") == 0 || strncmp(sqlstate, "40", 2) == 0);
+}
+
 static void on_answer(void *data, PGresult *res, const char *sqlstate, const char *error)
 {
     tg_lease_batch_t *batch = data;
@@ -268,6 +277,14 @@ static void on_answer(void *data, PGresult *res, const char *sqlstate, const cha
             tg_lease_line_t *line = tg_token_stats_lease(w->server->token_stats, batch->entries[i].slot);
             if (batch->entries[i].given_back != 0 && line != NULL)
                 tg_lease_line_renew_rate(line, 0, batch->entries[i].given_back, now_ms, now_ms + lapse_ms(lease, line));
+        }
+        if (answered_busy(sqlstate)) {
+            /* PostgreSQL answered, slowly: not an outage (a share beside the grants the
+             * bucket keeps making would admit twice); the node refuses what it holds no unit for */
+            tg_log_warn("lease", "a lease statement was cancelled by PostgreSQL; the next tick asks again", "sqlstate=%s error=%s",
+                        sqlstate, error != NULL ? error : "");
+            batch_free(batch);
+            return;
         }
         /* relaxed: a flag the request path reads as a hint; the exchange tells a change apart */
         if (atomic_exchange_explicit(&node->failed, 1, memory_order_relaxed) == 0)
