@@ -30,12 +30,11 @@ static void on_dispose(void *p)
 
 static int all_answered(tg_token_stats_t *stats, const tg_token_limits_t *levels, size_t n)
 {
+    int64_t now_us = tg_request_now_us();
     for (size_t i = 0; i < n; ++i) {
         if (!levels[i].has_rate && levels[i].quota_period == 0)
             continue;
-        const tg_lease_line_t *line = tg_token_stats_lease(stats, levels[i].stats_slot);
-        /* acquire: pairs with the deposit's release, so the grant is seen with the flag */
-        if ((atomic_load_explicit(&line->state, memory_order_acquire) & TG_LEASE_ANSWERED) == 0)
+        if (!tg_policy_level_answered(stats, &levels[i], now_us))
             return 0;
     }
     return 1;

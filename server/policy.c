@@ -307,6 +307,20 @@ static tg_lease_line_t *level_line(tg_token_stats_t *stats, const tg_token_limit
     return line;
 }
 
+int tg_policy_level_answered(tg_token_stats_t *stats, const tg_token_limits_t *l, int64_t now_us)
+{
+    const tg_lease_line_t *line = tg_token_stats_lease(stats, l->stats_slot);
+    /* acquire: pairs with the deposit's release, so the grant is seen with the flag */
+    if ((atomic_load_explicit(&line->state, memory_order_acquire) & TG_LEASE_ANSWERED) == 0)
+        return 0;
+    if (l->quota_period == TG_QUOTA_NONE)
+        return 1;
+    int64_t start_us, end_us;
+    uint32_t key = tg_policy_period(l->quota_period, now_us, &start_us, &end_us);
+    uint64_t w = atomic_load_explicit(&line->quota_left, memory_order_relaxed);
+    return w != 0 && (uint32_t)(w >> TG_LEASE_COUNT_BITS) == key;
+}
+
 static int is_limited(const tg_token_limits_t *l)
 {
     return l->has_rate || l->quota_period != TG_QUOTA_NONE;
@@ -318,6 +332,7 @@ static int is_limited(const tg_token_limits_t *l)
 static int first_grant_pending(tg_request_t *r, tg_token_stats_t *stats, const tg_token_limits_t *levels, size_t n,
                                int64_t now_ms)
 {
+    int64_t now_us = r->start_us != 0 ? r->start_us : tg_request_now_us();
     const tg_token_limits_t *ask[1 + TG_POLICY_MAX_ANCESTORS];
     size_t nask = 0;
     int pending = 0;
@@ -325,9 +340,15 @@ static int first_grant_pending(tg_request_t *r, tg_token_stats_t *stats, const t
         if (!is_limited(&levels[i]))
             continue;
         tg_lease_line_t *line = level_line(stats, &levels[i]);
-        if ((atomic_load_explicit(&line->state, memory_order_acquire) & TG_LEASE_ANSWERED) != 0)
+        if (tg_policy_level_answered(stats, &levels[i], now_us))
             continue;
         pending = 1;
+        if ((atomic_load_explicit(&line->state, memory_order_acquire) & TG_LEASE_ANSWERED) != 0) {
+            /* answered without this period's quota (a tick's answer for the rate alone, or a
+             * new period): the next tick asks for it */
+            tg_lease_line_mark(line, TG_LEASE_WANT);
+            continue;
+        }
         if ((tg_lease_line_mark(line, TG_LEASE_ASKED) & TG_LEASE_ASKED) == 0)
             ask[nask++] = &levels[i];
     }

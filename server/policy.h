@@ -58,6 +58,14 @@ int tg_policy_from_row(tg_token_policy_t *p, const PGresult *res, int row, int c
 /** Frees what tg_policy_from_row allocated (the extra CIDRs) and clears them. */
 void tg_policy_dispose(tg_token_policy_t *p);
 
+/**
+ * 1 when the lease line of level `l` (its slot set) has an answer that covers a request at
+ * `now_us`: a grant was answered and, for a quota, one for the current period (a tick's
+ * answer may carry only the rate's grant). Lock-free; a request waiting for its first
+ * grant waits until this holds.
+ */
+int tg_policy_level_answered(tg_token_stats_t *stats, const tg_token_limits_t *l, int64_t now_us);
+
 /** 1 when the client address (server/client_addr.h: behind a trusted proxy, the forwarded
  * one) is inside one of the token's prefixes (or no allowedIps is set). */
 int tg_policy_peer_allowed(const tg_token_policy_t *p, const tg_client_addr_t *client);
