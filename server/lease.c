@@ -271,6 +271,15 @@ static void on_answer(void *data, PGresult *res, const char *sqlstate, const cha
     }
     if (res == NULL) {
         tg_worker_count(w, TG_STAT_LEASE_FAILURES);
+        /* every line of a failed statement is asked for again at the next tick, a first ask
+         * too (its requests are waiting for it; left ASKED, no tick would ask again) */
+        for (size_t i = 0; i < batch->n; ++i) {
+            tg_lease_line_t *line = tg_token_stats_lease(w->server->token_stats, batch->entries[i].slot);
+            if (line != NULL) {
+                atomic_fetch_and_explicit(&line->state, ~(uint64_t)TG_LEASE_ASKED, memory_order_relaxed);
+                tg_lease_line_mark(line, TG_LEASE_WANT);
+            }
+        }
         /* a renewal PostgreSQL may have applied: the units it gave back are given up here too
          * (under-admission at worst, never a unit counted twice) */
         for (size_t i = 0; i < batch->n; ++i) {
