@@ -348,16 +348,19 @@ Test(login, wrong_password_and_unknown_email_look_the_same)
     tg_fx_http_res_t warm;
     call(PROTOS[0], "POST", "/api/v1/auth/login", NULL, wrong_body, &warm);
     tg_fx_http_res_free(&warm);
-    for (size_t p = 0; p < NPROTOS; ++p) {
+    /* argon2id's time is bimodal here (about 30 or about 100 ms, by whether its memory is
+     * already mapped): the fastest of four of each compares like with like */
+    for (size_t round = 0; round < 2 * NPROTOS; ++round) {
+        size_t p = round % NPROTOS;
         char *before = db_fingerprint();
         tg_fx_http_res_t wrong, unknown;
         /* an unknown email runs the same argon2id check, against a dummy hash; the order
          * alternates, so neither is always the warmer one */
         long long checks_before = tg_fx_metric(&srv, checks);
-        if (p % 2 == 0)
+        if (round % 2 == 0)
             call(PROTOS[p], "POST", "/api/v1/auth/login", NULL, wrong_body, &wrong);
         call(PROTOS[p], "POST", "/api/v1/auth/login", NULL, unknown_body, &unknown);
-        if (p % 2 != 0)
+        if (round % 2 != 0)
             call(PROTOS[p], "POST", "/api/v1/auth/login", NULL, wrong_body, &wrong);
         cr_expect(checks_before >= 0 && tg_fx_metric(&srv, checks) == checks_before + 2,
                   "an unknown email did not run the password check (%s)", checks);
