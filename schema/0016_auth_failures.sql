@@ -1,5 +1,5 @@
 -- 0016_auth_failures: the failed-authentication throttle's fleet-wide budgets
--- (docs/security.md, "Failed-authentication throttle"; issue 15, item 3). Each node keeps
+-- (docs/security.md, "Failed-authentication throttle"). Each node keeps
 -- its own budgets in shared memory (shm/throttle.c) as the cheap first line; these rows
 -- are what every node of a fleet charges together, so one client address gets its
 -- budget once per fleet, not once per node.

@@ -11,9 +11,9 @@
 #include <ctype.h>
 #include <inttypes.h>
 #include <netdb.h>
-#include <stdlib.h>
 #include <netinet/in.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/apitoken.h"

@@ -1097,6 +1097,23 @@ const char *tg_fx_pg_value(const tg_fx_pg_t *pg, const char *fmt, ...)
     return slot;
 }
 
+int tg_fx_token_create(const tg_fx_pg_t *pg, const char *email, const char *name, char *token, size_t cap)
+{
+    tg_fx_run_t run;
+    int rc = tg_fx_ctl_exit(pg, NULL, &run, "token", "create", "--email", email, "--name", name, NULL);
+    size_t len = rc == 0 ? strcspn(run.out, "\n") : 0;
+    if (rc != 0 || len == 0 || len >= cap) {
+        fx_log("token create failed: %s", rc != -1 && run.err != NULL ? run.err : "");
+        if (rc != -1)
+            tg_fx_run_free(&run);
+        return -1;
+    }
+    memcpy(token, run.out, len);
+    token[len] = '\0';
+    tg_fx_run_free(&run);
+    return 0;
+}
+
 int tg_fx_seed_world(const tg_fx_pg_t *pg, const char *tenant, const char *email, const char *password, char *master, size_t cap)
 {
     if (tg_fx_pg_migrate(pg) != 0) {
@@ -1111,21 +1128,14 @@ int tg_fx_seed_world(const tg_fx_pg_t *pg, const char *tenant, const char *email
         tg_fx_run_free(&run);
         rc = tg_fx_ctl_exit(pg, input, &run, "user", "create", "--tenant", tenant, "--email", email, NULL);
     }
-    if (rc == 0) {
-        tg_fx_run_free(&run);
-        rc = tg_fx_ctl_exit(pg, NULL, &run, "token", "create", "--email", email, "--name", "master", NULL);
-    }
-    size_t len = rc == 0 ? strcspn(run.out, "\n") : 0;
-    if (rc != 0 || len == 0 || len >= cap) {
-        fx_log("seeding tenant, user and token failed: %s", rc != -1 && run.err != NULL ? run.err : "");
+    if (rc != 0) {
+        fx_log("seeding tenant and user failed: %s", rc != -1 && run.err != NULL ? run.err : "");
         if (rc != -1)
             tg_fx_run_free(&run);
         return -1;
     }
-    memcpy(master, run.out, len);
-    master[len] = '\0';
     tg_fx_run_free(&run);
-    return 0;
+    return tg_fx_token_create(pg, email, "master", master, cap);
 }
 
 int tg_fx_pg_migrate(const tg_fx_pg_t *pg)
@@ -1204,6 +1214,15 @@ int tg_fx_pg_restart(tg_fx_pg_t *pg)
         return -1;
     }
     return pg_ctl(pg->dir, pg->port, "start");
+}
+
+int tg_fx_pg_crash(tg_fx_pg_t *pg)
+{
+    if (!pg->_private) {
+        fx_log("tg_fx_pg_crash: only a private cluster can be stopped");
+        return -1;
+    }
+    return pg_ctl(pg->dir, pg->port, "stop");
 }
 
 /* ------------------------------------------------------------------ TLS material */

@@ -84,6 +84,12 @@ char *tg_fx_pg_query_value(const tg_fx_pg_t *pg, const char *sql);
 const char *tg_fx_pg_value(const tg_fx_pg_t *pg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /**
+ * `tollgatectl token create --email EMAIL --name NAME`: the new token's plaintext (printed
+ * once) into token[0..cap). 0, or -1 with tollgatectl's message in the test's log.
+ */
+int tg_fx_token_create(const tg_fx_pg_t *pg, const char *email, const char *name, char *token, size_t cap);
+
+/**
  * The world most tests start from, through tollgatectl: the schema migrated, tenant
  * `tenant`, user `email` with `password` in it, and an API token named "master" of that
  * user with every scope, its plaintext into master[0..cap) (cap > the token's length).
@@ -118,6 +124,12 @@ pid_t tg_fx_pg_postmaster_pid(const tg_fx_pg_t *pg);
 
 /** Private cluster only: starts it again after a stop or a kill (pg_ctl start -w). */
 int tg_fx_pg_restart(tg_fx_pg_t *pg);
+
+/**
+ * Private cluster only: stops it at once (`pg_ctl -m immediate`), as a crash would, and
+ * keeps its directory for tg_fx_pg_restart(). 0, or -1 (the reason in the test's log).
+ */
+int tg_fx_pg_crash(tg_fx_pg_t *pg);
 
 /* ------------------------------------------------------------------ tollgated */
 

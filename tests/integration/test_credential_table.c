@@ -116,19 +116,6 @@ static void login(char jwt[4096])
     tg_fx_http_res_free(&res);
 }
 
-static void pg_stop_immediate(void)
-{
-    char datadir[300];
-    snprintf(datadir, sizeof(datadir), "%s/data", pg.dir);
-    char *as_root[] = {"runuser", "-u", "postgres", "--", "/usr/lib/postgresql/15/bin/pg_ctl", "-D", datadir, "-m", "immediate",
-                       "-w", "stop", NULL};
-    char *as_user[] = {"/usr/lib/postgresql/15/bin/pg_ctl", "-D", datadir, "-m", "immediate", "-w", "stop", NULL};
-    tg_fx_run_t run;
-    cr_assert_eq(tg_fx_run(geteuid() == 0 ? as_root : as_user, NULL, NULL, 60000, &run), 0);
-    cr_assert(run.status != -1 && WIFEXITED(run.status) && WEXITSTATUS(run.status) == 0, "pg_ctl stop: %s %s", run.out, run.err);
-    tg_fx_run_free(&run);
-}
-
 static void start_world(int private_cluster)
 {
     cr_assert_eq(private_cluster ? tg_fx_pg_start_private(&pg) : tg_fx_pg_start(&pg), 0, "no PostgreSQL (see above)");
@@ -173,7 +160,7 @@ Test(credential_table, a_token_verified_once_is_served_by_every_worker_with_post
     cr_assert_eq(me_status(token, 0), 200, "verified once, by one worker");
     long long base[WORKERS];
     worker_checks(base);
-    pg_stop_immediate();
+    cr_assert_eq(tg_fx_pg_crash(&pg), 0, "PostgreSQL did not stop (see above)");
     int n = on_every_worker(token, 200, base, "PostgreSQL stopped");
     cr_log_info("PostgreSQL stopped: %d fresh connections, every worker among them, all 200", n);
 }
@@ -294,7 +281,7 @@ Test(credential_table, restarted_workers_serve_what_their_predecessors_verified,
     cr_assert_eq(me_status(token, 0), 200, "verified once, by one worker");
     pid_t old[WORKERS], now[WORKERS];
     cr_assert_eq(tg_fx_server_worker_pids(&srv, old, WORKERS), (size_t)WORKERS);
-    pg_stop_immediate();
+    cr_assert_eq(tg_fx_pg_crash(&pg), 0, "PostgreSQL did not stop (see above)");
     for (int w = 0; w < WORKERS; ++w)
         cr_assert_eq(kill(old[w], SIGKILL), 0);
     long long deadline = tg_fx_now_ms() + 15000;

@@ -74,20 +74,6 @@ static void start_world(void)
     start_world_on(0);
 }
 
-/* Stops the private cluster at once (pg_ctl -m immediate), as a crash would. */
-static void pg_stop_immediate(void)
-{
-    char datadir[300];
-    snprintf(datadir, sizeof(datadir), "%s/data", pg.dir);
-    char *as_root[] = {"runuser",   "-u", "postgres", "--", "/usr/lib/postgresql/15/bin/pg_ctl", "-D", datadir, "-m",
-                       "immediate", "-w", "stop",     NULL};
-    char *as_user[] = {"/usr/lib/postgresql/15/bin/pg_ctl", "-D", datadir, "-m", "immediate", "-w", "stop", NULL};
-    tg_fx_run_t run;
-    cr_assert_eq(tg_fx_run(geteuid() == 0 ? as_root : as_user, NULL, NULL, 60000, &run), 0);
-    cr_assert(run.status != -1 && WIFEXITED(run.status) && WEXITSTATUS(run.status) == 0, "pg_ctl stop: %s %s", run.out, run.err);
-    tg_fx_run_free(&run);
-}
-
 static void stop_world(void)
 {
     if (getenv("TG_TEST_DUMP_LOG") != NULL)
@@ -100,12 +86,7 @@ static void stop_world(void)
 /* A real token of alice's, printed once by tollgatectl: no node has seen it. */
 static void create_token(const char *name, char token[TG_APITOKEN_LEN + 1])
 {
-    tg_fx_run_t run;
-    cr_assert_eq(ctl(NULL, &run, "token", "create", "--email", ALICE, "--name", name, NULL), 0, "token create: %s", run.err);
-    cr_assert_geq(strlen(run.out), TG_APITOKEN_LEN, "stdout \"%s\"", run.out);
-    memcpy(token, run.out, TG_APITOKEN_LEN);
-    token[TG_APITOKEN_LEN] = '\0';
-    tg_fx_run_free(&run);
+    cr_assert_eq(tg_fx_token_create(&pg, ALICE, name, token, TG_APITOKEN_LEN + 1), 0, "token create (see above)");
 }
 
 /* ------------------------------------------------------------------ HTTP from the office */
@@ -323,7 +304,7 @@ static const char MALFORMED[] = "tgk_malformed";
 Test(fleet_throttle, without_postgresql_each_node_keeps_its_own_budget)
 {
     start_world_on(1);
-    pg_stop_immediate();
+    cr_assert_eq(tg_fx_pg_crash(&pg), 0, "PostgreSQL did not stop (see above)");
     char url[256], guess[TG_APITOKEN_LEN + 1];
     for (size_t i = 0; i < NODES; ++i) {
         for (int k = 0; k < BUDGET; ++k)

@@ -338,16 +338,31 @@ Test(login, email_is_case_insensitive)
 Test(login, wrong_password_and_unknown_email_look_the_same)
 {
     static const char checks[] = "tollgate_login_password_checks_total";
+    static const char wrong_body[] = "{\"email\":\"" ALICE "\",\"password\":\"not the password\"}";
+    static const char unknown_body[] = "{\"email\":\"nobody@acme.example\",\"password\":\"" PASSWORD "\"}";
     double wrong_ms = 1e9, unknown_ms = 1e9; /* the fastest of each */
-    for (size_t p = 0; p < NPROTOS; ++p) {
+    /* one check first, not measured: the first argon2id run of a process maps its memory
+     * fresh, later ones reuse it (glibc raises its mmap threshold after the first free), so
+     * whichever login came first looked slower (unknown 21 ms against wrong 83 ms was seen
+     * on the code before the fleet throttle too) */
+    tg_fx_http_res_t warm;
+    call(PROTOS[0], "POST", "/api/v1/auth/login", NULL, wrong_body, &warm);
+    tg_fx_http_res_free(&warm);
+    /* argon2id's time is bimodal here (about 30 or about 100 ms, by whether its memory is
+     * already mapped): the fastest of four of each compares like with like */
+    for (size_t round = 0; round < 2 * NPROTOS; ++round) {
+        size_t p = round % NPROTOS;
         char *before = db_fingerprint();
         tg_fx_http_res_t wrong, unknown;
-        call(PROTOS[p], "POST", "/api/v1/auth/login", NULL, "{\"email\":\"" ALICE "\",\"password\":\"not the password\"}", &wrong);
-        /* an unknown email runs the same argon2id check, against a dummy hash */
+        /* an unknown email runs the same argon2id check, against a dummy hash; the order
+         * alternates, so neither is always the warmer one */
         long long checks_before = tg_fx_metric(&srv, checks);
-        call(PROTOS[p], "POST", "/api/v1/auth/login", NULL, "{\"email\":\"nobody@acme.example\",\"password\":\"" PASSWORD "\"}",
-             &unknown);
-        cr_expect(checks_before >= 0 && tg_fx_metric(&srv, checks) == checks_before + 1,
+        if (round % 2 == 0)
+            call(PROTOS[p], "POST", "/api/v1/auth/login", NULL, wrong_body, &wrong);
+        call(PROTOS[p], "POST", "/api/v1/auth/login", NULL, unknown_body, &unknown);
+        if (round % 2 != 0)
+            call(PROTOS[p], "POST", "/api/v1/auth/login", NULL, wrong_body, &wrong);
+        cr_expect(checks_before >= 0 && tg_fx_metric(&srv, checks) == checks_before + 2,
                   "an unknown email did not run the password check (%s)", checks);
         expect_error(&wrong, 401, "invalid_credentials", "wrong password");
         expect_error(&unknown, 401, "invalid_credentials", "unknown email");

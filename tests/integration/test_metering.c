@@ -649,20 +649,6 @@ static void pg_thaw(void)
     nfrozen = 0;
 }
 
-/* pg_ctl stop -m immediate, keeping the cluster's directory (tg_fx_pg_restart starts it again). */
-static void pg_stop_immediate(void)
-{
-    char datadir[300];
-    snprintf(datadir, sizeof(datadir), "%s/data", pg.dir);
-    char *as_root[] = {"runuser",   "-u", "postgres", "--", "/usr/lib/postgresql/15/bin/pg_ctl", "-D", datadir, "-m",
-                       "immediate", "-w", "stop",     NULL};
-    char *as_user[] = {"/usr/lib/postgresql/15/bin/pg_ctl", "-D", datadir, "-m", "immediate", "-w", "stop", NULL};
-    tg_fx_run_t run;
-    cr_assert_eq(tg_fx_run(geteuid() == 0 ? as_root : as_user, NULL, NULL, 60000, &run), 0);
-    cr_assert(run.status != -1 && WIFEXITED(run.status) && WEXITSTATUS(run.status) == 0, "pg_ctl stop: %s %s", run.out, run.err);
-    tg_fx_run_free(&run);
-}
-
 /* Entries of a directory other than . and .. whose name starts with `prefix`. */
 static int count_entries(const char *dir, const char *prefix)
 {
@@ -1433,7 +1419,7 @@ Test(metering, postgres_down_records_spill_then_arrive_once, .timeout = TEST_TIM
      * what happens without this). */
     sql_exec("CHECKPOINT");
     long long t_down = tg_fx_now_ms();
-    pg_stop_immediate();
+    cr_assert_eq(tg_fx_pg_crash(&pg), 0, "PostgreSQL did not stop (see above)");
     /* 2 clients at 600 requests/s each: ~4 s, 5x the ring, paced so the collector can spill */
     char out[400];
     const char *more[] = {"-n", "5000", "-c", "2", "-m", "1", "--rps", "600", "-t", "1", NULL};
@@ -1501,7 +1487,7 @@ Test(metering, postgres_crash_right_after_commit_loses_nothing, .timeout = TEST_
     while (ring_stat(srv.ring, "depth") != 0 && tg_fx_now_ms() < deadline)
         sleep_ms(POLL_MS);
     cr_assert_eq(ring_stat(srv.ring, "depth"), 0, "the collector released the slots after its COMMIT");
-    pg_stop_immediate();
+    cr_assert_eq(tg_fx_pg_crash(&pg), 0, "PostgreSQL did not stop (see above)");
     cr_assert_eq(tg_fx_pg_restart(&pg), 0, "PostgreSQL did not start again");
     /* the 4th request may reach the worker that never saw the token, whose connections
      * can still be in their (1 s at most) reconnect backoff: a 503 then is not metered,
@@ -1537,7 +1523,7 @@ Test(metering, credentials_work_soon_after_postgres_comes_back, .timeout = TEST_
     /* cached on both workers: two requests on fresh connections often reach the same one */
     warm_cache(&srv, &seen, 2);
     long long t_down = tg_fx_now_ms();
-    pg_stop_immediate();
+    cr_assert_eq(tg_fx_pg_crash(&pg), 0, "PostgreSQL did not stop (see above)");
     long status = get_status(&srv, TG_FX_HTTP1, "/api/v1/me", seen.plain);
     cr_assert_eq(status, 200, "a cached token while PostgreSQL is down: %ld", status);
     cr_assert_eq(get_status(&srv, TG_FX_HTTP1, "/api/v1/me", unseen.plain), 503, "an uncached token while PostgreSQL is down");
@@ -1631,7 +1617,7 @@ Test(metering, a_cached_token_outlives_its_ttl_while_postgres_is_down, .timeout 
     token_create("outage", &tok);
     for (int i = 0; i < 2; ++i)
         cr_assert_eq(get_status(&srv, i % 2 ? TG_FX_H2C : TG_FX_HTTP1, "/api/v1/me", tok.plain), 200);
-    pg_stop_immediate();
+    cr_assert_eq(tg_fx_pg_crash(&pg), 0, "PostgreSQL did not stop (see above)");
     int n = use_until_refreshed(tok.plain, 200, metric(&srv, M_CACHE_REFRESHES));
     long long t = tg_fx_now_ms();
     int more = 0;
@@ -1653,7 +1639,7 @@ Test(metering, without_a_grace_a_cached_token_needs_postgres_after_its_ttl, .tim
     token_t tok;
     token_create("nograce", &tok);
     cr_assert_eq(get_status(&srv, TG_FX_HTTP1, "/api/v1/me", tok.plain), 200);
-    pg_stop_immediate();
+    cr_assert_eq(tg_fx_pg_crash(&pg), 0, "PostgreSQL did not stop (see above)");
     long long deadline = tg_fx_now_ms() + 10000;
     long status = 200;
     while ((status = get_status(&srv, TG_FX_HTTP1, "/api/v1/me", tok.plain)) == 200 && tg_fx_now_ms() < deadline)

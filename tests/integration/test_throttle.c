@@ -83,12 +83,7 @@ static void stop_world(void)
 /* A real token of alice's, printed once by tollgatectl. */
 static void create_token(const char *name, char token[TG_APITOKEN_LEN + 1])
 {
-    tg_fx_run_t run;
-    cr_assert_eq(ctl(NULL, &run, "token", "create", "--email", ALICE, "--name", name, NULL), 0, "token create: %s", run.err);
-    cr_assert_geq(strlen(run.out), TG_APITOKEN_LEN, "stdout \"%s\"", run.out);
-    memcpy(token, run.out, TG_APITOKEN_LEN);
-    token[TG_APITOKEN_LEN] = '\0';
-    tg_fx_run_free(&run);
+    cr_assert_eq(tg_fx_token_create(&pg, ALICE, name, token, TG_APITOKEN_LEN + 1), 0, "token create (see above)");
 }
 
 /* A well-formed API token (right prefix, length and checksum) that no row has. */
