@@ -73,6 +73,7 @@ struct st_tg_lease_t {
     int64_t last_sent_ms;         /* when it last sent a statement (heartbeats) */
     size_t cursor;                /* the next active word to visit when a tick stopped at TG_LEASE_MAX_BATCH */
     int64_t *last_charge_ms;      /* per slot, while leading: the last tick that saw a charge */
+    int64_t *first_ask_seen_ms;   /* per slot, while leading: when a tick first saw its first ask out (0: not out) */
     uint64_t *rate_debt;          /* per slot, while leading: units spent during a renewal beyond its grant */
     tg_lease_batch_t *tick_batch; /* the ticks' batch, reused (one tick statement is out at a time) */
     tg_lease_text_t arrays[TG_LEASE_NARRAYS];
@@ -255,7 +256,8 @@ static void batch_free(tg_lease_batch_t *batch);
  * outage. */
 static int answered_busy(const char *sqlstate)
 {
-    return sqlstate != NULL && (strcmp(sqlstate, "57014") == 0 || strcmp(sqlstate, "55P03") == 0 || strncmp(sqlstate, "40", 2) == 0);
+    return sqlstate != NULL &&
+           (strcmp(sqlstate, "57014") == 0 || strcmp(sqlstate, "55P03") == 0 || strncmp(sqlstate, "40", 2) == 0);
 }
 
 static void on_answer(void *data, PGresult *res, const char *sqlstate, const char *error)
@@ -433,12 +435,40 @@ static int lead(tg_lease_t *lease, int64_t now_ms)
     }
 }
 
+/*
+ * 1 while the line's first ask (tg_lease_ask_first) is out: the tick leaves the line to
+ * that answer. A tick's own ask beside it would be sized without the waiting request's
+ * demand (not charged yet): a rate renewal with no quota units, whose answer, arriving
+ * first, let the waiting request through to a 429 "waiting for its next share". A first
+ * ask out longer than a statement may take (its worker died with it) is given up: the
+ * line is asked for at this tick.
+ */
+static int first_ask_out(tg_lease_t *lease, uint32_t slot, tg_lease_line_t *line, uint64_t *state, int64_t now_ms)
+{
+    if ((*state & (TG_LEASE_ASKED | TG_LEASE_ANSWERED)) != TG_LEASE_ASKED) {
+        lease->first_ask_seen_ms[slot] = 0;
+        return 0;
+    }
+    if (lease->first_ask_seen_ms[slot] == 0)
+        lease->first_ask_seen_ms[slot] = now_ms;
+    if (now_ms - lease->first_ask_seen_ms[slot] <= TG_LEASE_STALL_MS)
+        return 1;
+    lease->first_ask_seen_ms[slot] = 0;
+    atomic_fetch_and_explicit(&line->state, ~(uint64_t)TG_LEASE_ASKED, memory_order_relaxed);
+    tg_lease_line_mark(line, TG_LEASE_WANT);
+    *state = (*state & ~(uint64_t)TG_LEASE_ASKED) | TG_LEASE_WANT;
+    tg_log_warn("lease", "a first ask went unanswered; the tick asks instead", "slot=%u", (unsigned)slot);
+    return 0;
+}
+
 /* Sizes one active line's asks; 1 when it goes into the statement. */
 static int plan_line(tg_lease_t *lease, uint32_t slot, tg_lease_line_t *line, uint64_t state, int64_t now_ms, int64_t now_us,
                      int64_t elapsed_ms, tg_lease_entry_t *e)
 {
     tg_token_stats_t *stats = lease->w->server->token_stats;
     const tg_server_config_t *cfg = &lease->w->server->config;
+    if (first_ask_out(lease, slot, line, &state, now_ms))
+        return 0;
     uint64_t rate_demand, quota_demand;
     tg_lease_line_take_demand(line, &rate_demand, &quota_demand);
     /* a line this leader has not seen before counts as charged now: new to it is not idle
@@ -522,6 +552,8 @@ static void run_tick(tg_lease_t *lease, int64_t now_ms)
     if (lease->last_charge_ms == NULL && (lease->last_charge_ms = calloc(capacity, sizeof(int64_t))) == NULL)
         return;
     if (lease->rate_debt == NULL && (lease->rate_debt = calloc(capacity, sizeof(uint64_t))) == NULL)
+        return;
+    if (lease->first_ask_seen_ms == NULL && (lease->first_ask_seen_ms = calloc(capacity, sizeof(int64_t))) == NULL)
         return;
     int64_t elapsed_ms = lease->last_tick_ms != 0 ? now_ms - lease->last_tick_ms : TG_LEASE_TICK_MS;
     if (elapsed_ms <= 0)

@@ -265,8 +265,8 @@ Test(leases, a_slow_database_is_not_an_outage)
     cr_log_info("PostgreSQL frozen %d ms inside %d ms of saturation on two nodes: admitted %d + %d = %d (one bucket: %d);"
                 " by the outage rule %lld and %lld",
                 FREEZE_MS, WINDOW_MS, admitted[0], admitted[1], total, ONE_BUCKET, outage[0], outage[1]);
-    cr_expect_eq(outage[0] + outage[1], 0, "a frozen-but-alive PostgreSQL was taken for an outage: %lld + %lld admitted by the share",
-                 outage[0], outage[1]);
+    cr_expect_eq(outage[0] + outage[1], 0,
+                 "a frozen-but-alive PostgreSQL was taken for an outage: %lld + %lld admitted by the share", outage[0], outage[1]);
     cr_expect_leq(total, ONE_BUCKET * 110 / 100, "admitted %d > %d (1.10 x one bucket)", total, ONE_BUCKET * 110 / 100);
 }
 
@@ -384,6 +384,50 @@ Test(leases, a_quota_admits_at_most_its_requests_across_nodes_a_restart_and_a_ro
     int rotated = hammer_nodes(3, successor, tg_fx_now_ms() + 10000, EXCEEDED_IN_A_ROW, admitted);
     cr_log_info("after a rotation: %d more", rotated);
     cr_expect_leq(total + again + rotated, QUOTA, "admitted %d + %d + %d > the quota %d", total, again, rotated, QUOTA);
+}
+
+/* A first ask slowed in PostgreSQL (tollgate_lease wrapped to sleep 400 ms whenever a
+ * node asks for quota units): the ticks meanwhile (every 100 ms) must leave the lineage to
+ * that answer. A tick's own ask would be a rate renewal with no quota units (the waiting
+ * request has not charged yet); answered first, it let the request through to a 429
+ * "waiting for its next share". Before the fix, 2 of 4 first requests got that 429 (the ticks that carried an earlier
+ * token's quota ask were slowed too). */
+#define SLOWED_FIRST_ASKS 8
+
+Test(leases, a_first_request_waits_for_its_own_ask_not_a_tick)
+{
+    tg_fx_clear_of_utc_midnight(60);
+    make_database(0);
+    cr_assert_eq(tg_fx_pg_exec(&pg,
+                               "ALTER FUNCTION tollgate_lease(text, uuid[], bigint[], bigint[], bigint[], bigint[], bigint[],"
+                               " bigint[], bigint[], bigint[], bigint[]) RENAME TO tollgate_lease_unslowed;"
+                               "CREATE FUNCTION tollgate_lease(p_node text, p_lineage uuid[], a bigint[], b bigint[], c bigint[],"
+                               " d bigint[], e bigint[], f bigint[], g bigint[], h bigint[], quota_ask bigint[])"
+                               " RETURNS TABLE (lineage uuid, rate_granted bigint, rate_level bigint, quota_granted bigint,"
+                               " quota_remaining bigint, live_nodes integer) LANGUAGE plpgsql AS $$ BEGIN"
+                               " IF EXISTS (SELECT 1 FROM unnest(quota_ask) x WHERE x > 0) THEN PERFORM pg_sleep(0.4); END IF;"
+                               " RETURN QUERY SELECT * FROM tollgate_lease_unslowed(p_node, p_lineage, a, b, c, d, e, f, g, h,"
+                               " quota_ask); END $$"),
+                 0, "could not slow tollgate_lease down");
+    start_fleet(1, NULL);
+    int ok = 0;
+    for (int i = 0; i < SLOWED_FIRST_ASKS; ++i) {
+        char id[64], token[64], url[256], authorization[128];
+        create_token("{\"name\":\"first\",\"rateLimit\":{\"requests\":50,\"perSeconds\":1,\"burst\":50},"
+                     "\"quota\":{\"requests\":1000,\"period\":\"day\"}}",
+                     id, token);
+        snprintf(authorization, sizeof(authorization), "Authorization: Bearer %s", token);
+        const char *headers[] = {authorization, NULL};
+        tg_fx_http_req_t req = {.url = node_url(0, "/api/v1/me", url, sizeof(url)), .headers = headers, .timeout_ms = 10000};
+        tg_fx_http_res_t res;
+        long long t0 = tg_fx_now_ms();
+        cr_assert_eq(tg_fx_http(&req, &res), 0, "%s", res.error);
+        cr_log_info("first request of token %d: %ld after %lld ms %s", i, res.status, tg_fx_now_ms() - t0,
+                    res.status == 200 ? "" : res.body);
+        ok += res.status == 200;
+        tg_fx_http_res_free(&res);
+    }
+    cr_expect_eq(ok, SLOWED_FIRST_ASKS, "%d of %d first requests were admitted", ok, SLOWED_FIRST_ASKS);
 }
 
 /* A node that stops gives back the quota units it holds: the other node can spend them. */
