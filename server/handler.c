@@ -136,5 +136,7 @@ int tg_server_register_routes(tg_server_t *server, char *err, size_t errlen)
     tg_metering_register_logger(root);
     /* last: it goes on every path registered above, proxy routes included */
     tg_error_filter_register(server->hostconf);
+    /* after the error filter: the record takes the status it leaves */
+    tg_metering_register_filter(server->hostconf);
     return 0;
 }

@@ -980,6 +980,61 @@ Test(metering, k_requests_become_k_rows_with_every_field, .timeout = TEST_TIMEOU
 #define ROTTEN_OK 4 /* a token used, then revoked, then used again */
 #define ROTTEN_AFTER 4
 
+/*
+ * A worker killed right after it wrote a response (tests/integration/kill_after_write.so:
+ * SIGKILL as the writev carrying the response returns, before libh2o finishes or disposes
+ * the request): the client has the whole response, so the request must have its row. A
+ * record appended at dispose would be lost here; the record is appended when the response
+ * starts, before any of it is written. Once per protocol; a request with a second token
+ * afterwards is the barrier (its record follows theirs in the ring, so once its row is in,
+ * theirs are in too or never will be).
+ */
+Test(metering, a_response_sent_before_a_kill_has_its_row, .timeout = TEST_TIMEOUT_S)
+{
+    world_db(0);
+    token_t doomed, barrier;
+    token_create("doomed", &doomed);
+    token_create("barrier", &barrier);
+    char preload[600], needle[80];
+    snprintf(preload, sizeof(preload), "LD_PRELOAD=%s/tests/integration/kill_after_write.so", TG_BUILDDIR);
+    /* the GET /api/v1/me body names the token: only its responses kill */
+    snprintf(needle, sizeof(needle), "TG_KILL_AFTER_WRITE=%s", doomed.id);
+    /* a sanitizer build's runtime would refuse to come after the shim */
+    const char *env[] = {preload, needle, "ASAN_OPTIONS=verify_asan_link_order=0", NULL};
+    server_start(&srv, 0, NULL, env);
+    const tg_fx_proto_t protos[] = {TG_FX_HTTP1, TG_FX_H2C};
+    for (size_t i = 0; i < 2; ++i) {
+        pid_t before[8];
+        size_t n = tg_fx_server_worker_pids(&srv, before, 8);
+        cr_assert_eq(n, 2, "%zu workers before request %zu", n, i + 1);
+        tg_fx_http_res_t res;
+        call_t c = {.server = &srv, .proto = protos[i], .path = "/api/v1/me", .bearer = doomed.plain};
+        cr_assert_eq(call(&c, &res), 200, "over %s: %s", tg_fx_proto_name(protos[i]), res.body);
+        cr_assert(strstr(res.body, doomed.id) != NULL, "the client has the whole body: %s", res.body);
+        tg_fx_http_res_free(&res);
+        /* the worker that wrote it is gone, and replaced */
+        long long deadline = tg_fx_now_ms() + 10000;
+        int replaced = 0;
+        while (!replaced && tg_fx_now_ms() < deadline) {
+            pid_t now[8];
+            if (tg_fx_server_worker_pids(&srv, now, 8) == 2)
+                replaced = now[0] != before[0] || now[1] != before[1];
+            if (!replaced)
+                sleep_ms(POLL_MS);
+        }
+        cr_assert(replaced, "over %s: no worker died after writing the response (is the shim loaded?)",
+                  tg_fx_proto_name(protos[i]));
+    }
+    cr_assert_eq(get_status(&srv, TG_FX_HTTP1, "/api/v1/me", barrier.plain), 200);
+    cr_assert_eq(wait_rows(barrier.id, 1, ARRIVE_TIMEOUT_MS), 1, "the barrier's row");
+    long long rows = wait_rows(doomed.id, 2, 0);
+    fprintf(stderr, "[metering] responses written just before a kill -9: 2, rows %lld\n", rows);
+    cr_expect_eq(rows, 2, "2 responses reached the client before their workers were killed; %lld rows", rows);
+    cr_expect_eq(sql_ll("SELECT count(*) FROM api_token_usage WHERE token_id = '%s' AND response_status = 200", doomed.id), rows);
+    cr_expect_eq(ring_stat(srv.ring, "lost"), 0, "no slot was left half-written");
+    world_stop();
+}
+
 static void expect_401(tg_fx_proto_t proto, const char *bearer, const char *what)
 {
     tg_fx_http_res_t res;
