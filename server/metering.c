@@ -1,9 +1,10 @@
 /*
  * The worker side of the usage pipeline. A metered request's usage record is built in
- * a ring slot and appended when its response starts: a response filter's output
- * stream does it on the first send, before libh2o has any byte of the response to
- * write, so a response a client received never lacks its record, whatever instruction
- * a kill -9 lands on. A metered request that never starts a response (the client left
+ * a ring slot and appended when its response starts: a response filter does it in
+ * h2o_start_response (or, for a response server/error_filter.c rewrites, its output
+ * stream on the first send), before libh2o has any byte of the response to write, so a
+ * response a client received never lacks its record, whatever instruction a kill -9
+ * lands on. A metered request that never starts a response (the client left
  * first) gets its record from the logger hook, which runs once per finished request.
  * No allocation beyond h2o's pool, no lock, no syscall (the UUIDv7 generator refills
  * its random pool with one getrandom per ~50 ids).
@@ -20,6 +21,7 @@
 #include "common/usage_record.h"
 #include "common/uuid.h"
 #include "server/access_log.h"
+#include "server/error_filter.h"
 #include "server/latency.h"
 #include "server/worker_context.h"
 
@@ -247,9 +249,10 @@ static void log_access(h2o_logger_t *self, h2o_req_t *req)
         append_record(w, m, req, r, end);
 }
 
-/* The output stream that appends the record: it sits after every other filter's (the
- * error filter may still change the status when its first send passes through), so what
- * it records is the status and headers libh2o is about to write. */
+/* The output stream that appends the record of a response server/error_filter.c rewrites:
+ * it sits after that filter's (server/handler.c registers the two filters in that order),
+ * whose first send may still change the status, so what it records is the status libh2o
+ * is about to write. */
 typedef struct st_tg_metering_ostream_t {
     h2o_ostream_t super;
     tg_request_t *r;
@@ -265,14 +268,23 @@ static void on_first_send(h2o_ostream_t *self, h2o_req_t *req, h2o_iovec_t *bufs
     h2o_ostream_send_next(self, req, bufs, bufcnt, state);
 }
 
+/* Runs as the response starts (h2o_start_response), before libh2o has any of it to write. */
 static void on_setup_ostream(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot)
 {
+    (void)self;
     tg_request_t *r = tg_metering_context(req);
-    if (owed(tg_worker_of(req), r) != NULL) {
-        tg_metering_ostream_t *o = (void *)h2o_add_ostream(req, sizeof(*o), slot);
-        o->super.do_send = on_first_send;
-        o->r = r;
-        slot = &o->super.next;
+    tg_worker_t *w = tg_worker_of(req);
+    tg_metering_t *m = owed(w, r);
+    if (m != NULL) {
+        if (!tg_error_filter_rewrites(req)) {
+            /* the usual case: the status is final (no later filter changes it) */
+            append_record(w, m, req, r, tg_request_now_us());
+        } else {
+            tg_metering_ostream_t *o = (void *)h2o_add_ostream(req, sizeof(*o), slot);
+            o->super.do_send = on_first_send;
+            o->r = r;
+            slot = &o->super.next;
+        }
     }
     h2o_setup_next_ostream(req, slot);
 }

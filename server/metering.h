@@ -2,8 +2,8 @@
  * Metering in workers: one usage record per request made with a known API token,
  * whatever the outcome: success, refusal, 4xx/5xx, upstream errors. It is appended to
  * the shared-memory ring when the response starts, before libh2o writes any of it (a
- * response filter), or, for a request that never started a response, when the request
- * is done (h2o's logger hook).
+ * response filter, in h2o_start_response), or, for a request that never started a
+ * response, when the request is done (h2o's logger hook).
  */
 #ifndef TG_METERING_H
 #define TG_METERING_H
@@ -34,8 +34,9 @@ void tg_metering_register_logger(h2o_pathconf_t *pathconf);
 
 /**
  * Registers the filter that appends a metered request's record when its response starts,
- * on every path of `hostconf`. Before fork, after every path and every other filter
- * (server/error_filter.h) is registered: its output stream must see the final status.
+ * on every path of `hostconf`. Before fork, after every path, and just BEFORE
+ * server/error_filter.h's filter: h2o runs the filter registered last first, and the
+ * error filter, which may still change the status, must run before this one.
  */
 void tg_metering_register_filter(h2o_hostconf_t *hostconf);
 
