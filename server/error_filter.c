@@ -94,7 +94,7 @@ static void on_send(h2o_ostream_t *self, h2o_req_t *req, h2o_iovec_t *bufs, size
  * send JSON, and a proxied upstream's answer comes through the proxy's generator, which
  * has a proceed callback, so neither is touched. `_generator` is libh2o's private field;
  * the library version is pinned. */
-static int is_h2o_error(h2o_req_t *req)
+int tg_error_filter_rewrites(h2o_req_t *req)
 {
     if (req->res.status < 400 || req->_generator == NULL || req->_generator->proceed != NULL)
         return 0;
@@ -105,7 +105,7 @@ static int is_h2o_error(h2o_req_t *req)
 
 static void on_setup_ostream(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot)
 {
-    if (is_h2o_error(req)) {
+    if (tg_error_filter_rewrites(req)) {
         tg_error_ostream_t *ostream = (void *)h2o_add_ostream(req, sizeof(*ostream), slot);
         ostream->super.do_send = on_send;
         slot = &ostream->super.next;

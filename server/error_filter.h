@@ -15,4 +15,12 @@
  */
 void tg_error_filter_register(h2o_hostconf_t *hostconf);
 
+/**
+ * 1 when the filter will rewrite this response (libh2o's own plain-text error: a one-shot
+ * generator, status >= 400, h2o_send_error_generic()'s content type), which it does on the
+ * first send, possibly changing the status (a proxy timeout's 502 becomes 504). Valid once
+ * the response has started (from a filter's on_setup_ostream on).
+ */
+int tg_error_filter_rewrites(h2o_req_t *req);
+
 #endif

@@ -140,7 +140,11 @@ int tg_server_register_routes(tg_server_t *server, char *err, size_t errlen)
     handler->super.on_req = on_req;
     handler->max_header_fields = (size_t)server->config.max_request_headers;
     tg_metering_register_logger(root);
-    /* last: it goes on every path registered above, proxy routes included */
+    /* last, on every path registered above, proxy routes included: the metering filter,
+     * then the error filter. h2o runs the filter registered last first, so the error
+     * filter's output stream comes before metering's, and a record takes the status the
+     * error filter leaves (a proxy timeout's 502 becomes 504). */
+    tg_metering_register_filter(server->hostconf);
     tg_error_filter_register(server->hostconf);
     return 0;
 }

@@ -1,7 +1,12 @@
 /*
- * The worker side of the usage pipeline. The logger hook runs once per finished
- * request; for metered requests it fills a flat usage record on the stack and appends
- * it to the ring: no allocation, no lock, no syscall (the UUIDv7 generator refills
+ * The worker side of the usage pipeline. A metered request's usage record is built in
+ * a ring slot and appended when its response starts: a response filter does it in
+ * h2o_start_response (or, for a response server/error_filter.c rewrites, its output
+ * stream on the first send), before libh2o has any byte of the response to write, so a
+ * response a client received never lacks its record, whatever instruction a kill -9
+ * lands on. A metered request that never starts a response (the client left
+ * first) gets its record from the logger hook, which runs once per finished request.
+ * No allocation beyond h2o's pool, no lock, no syscall (the UUIDv7 generator refills
  * its random pool with one getrandom per ~50 ids).
  */
 #include "server/metering.h"
@@ -16,6 +21,7 @@
 #include "common/usage_record.h"
 #include "common/uuid.h"
 #include "server/access_log.h"
+#include "server/error_filter.h"
 #include "server/latency.h"
 #include "server/worker_context.h"
 
@@ -184,26 +190,12 @@ static void log_line(tg_access_log_t *log, h2o_req_t *req, const tg_request_t *r
     tg_access_log_write(log, req, r, id, request_begin_us(req, r), end);
 }
 
-static void log_access(h2o_logger_t *self, h2o_req_t *req)
+/* Appends r's record, once: built in place in the claimed slot (no copy of 248 bytes from
+ * the stack). Nothing between reserve and commit can block (the UUID pool's refill is a
+ * getrandom(2) that never waits once the kernel's pool is ready). */
+static void append_record(tg_worker_t *w, tg_metering_t *m, h2o_req_t *req, tg_request_t *r, int64_t end)
 {
-    tg_worker_t *w = tg_worker_of(req);
-    int status = req->res.status;
-    if (status >= 100 && status < 600)
-        tg_worker_count(w, (tg_stat_t)(TG_STAT_RESPONSES_1XX + status / 100 - 1));
-    tg_request_t *r = tg_metering_context(req);
-    /* one clock read per request: the histogram's end, and a usage record's end and id time */
-    int64_t end = tg_request_now_us();
-    observe_latency(w, req, r, end);
-    if (w->access_log != NULL)
-        log_line(w->access_log, req, r, end);
-    if (r == NULL || !r->auth.metered)
-        return;
-    tg_metering_t *m = w->metering;
-    if (m == NULL || m->ring == NULL)
-        return;
-    /* Built in place in the claimed slot: no copy of 248 bytes from the stack. Nothing
-     * between reserve and commit can block (the UUID pool's refill is a getrandom(2)
-     * that never waits once the kernel's pool is ready). */
+    r->usage_recorded = 1;
     tg_ring_reservation_t res;
     tg_ring_status_t outcome = tg_ring_reserve(m->ring, &res);
     if (outcome == TG_RING_OK) {
@@ -227,6 +219,81 @@ static void log_access(h2o_logger_t *self, h2o_req_t *req)
         break;
     default:
         break;
+    }
+}
+
+/* The request's metering state when its record is still owed, else NULL. */
+static tg_metering_t *owed(tg_worker_t *w, const tg_request_t *r)
+{
+    if (r == NULL || !r->auth.metered || r->usage_recorded)
+        return NULL;
+    tg_metering_t *m = w->metering;
+    return m != NULL && m->ring != NULL ? m : NULL;
+}
+
+static void log_access(h2o_logger_t *self, h2o_req_t *req)
+{
+    tg_worker_t *w = tg_worker_of(req);
+    int status = req->res.status;
+    if (status >= 100 && status < 600)
+        tg_worker_count(w, (tg_stat_t)(TG_STAT_RESPONSES_1XX + status / 100 - 1));
+    tg_request_t *r = tg_metering_context(req);
+    /* one clock read: the histogram's end, and (a request that never started a response)
+     * the usage record's end and id time */
+    int64_t end = tg_request_now_us();
+    observe_latency(w, req, r, end);
+    if (w->access_log != NULL)
+        log_line(w->access_log, req, r, end);
+    tg_metering_t *m = owed(w, r);
+    if (m != NULL) /* no response started: the client left first (its status is 0, stored as 500) */
+        append_record(w, m, req, r, end);
+}
+
+/* The output stream that appends the record of a response server/error_filter.c rewrites:
+ * it sits after that filter's (server/handler.c registers the two filters in that order),
+ * whose first send may still change the status, so what it records is the status libh2o
+ * is about to write. */
+typedef struct st_tg_metering_ostream_t {
+    h2o_ostream_t super;
+    tg_request_t *r;
+} tg_metering_ostream_t;
+
+static void on_first_send(h2o_ostream_t *self, h2o_req_t *req, h2o_iovec_t *bufs, size_t bufcnt, h2o_send_state_t state)
+{
+    tg_request_t *r = ((tg_metering_ostream_t *)self)->r;
+    tg_worker_t *w = tg_worker_of(req);
+    tg_metering_t *m = owed(w, r);
+    if (m != NULL)
+        append_record(w, m, req, r, tg_request_now_us());
+    h2o_ostream_send_next(self, req, bufs, bufcnt, state);
+}
+
+/* Runs as the response starts (h2o_start_response), before libh2o has any of it to write. */
+static void on_setup_ostream(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot)
+{
+    (void)self;
+    tg_request_t *r = tg_metering_context(req);
+    tg_worker_t *w = tg_worker_of(req);
+    tg_metering_t *m = owed(w, r);
+    if (m != NULL) {
+        if (!tg_error_filter_rewrites(req)) {
+            /* the usual case: the status is final (no later filter changes it) */
+            append_record(w, m, req, r, tg_request_now_us());
+        } else {
+            tg_metering_ostream_t *o = (void *)h2o_add_ostream(req, sizeof(*o), slot);
+            o->super.do_send = on_first_send;
+            o->r = r;
+            slot = &o->super.next;
+        }
+    }
+    h2o_setup_next_ostream(req, slot);
+}
+
+void tg_metering_register_filter(h2o_hostconf_t *hostconf)
+{
+    for (size_t i = 0; i < hostconf->paths.size; ++i) {
+        h2o_filter_t *filter = h2o_create_filter(&hostconf->paths.entries[i], sizeof(*filter));
+        filter->on_setup_ostream = on_setup_ostream;
     }
 }
 

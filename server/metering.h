@@ -1,7 +1,9 @@
 /*
  * Metering in workers: one usage record per request made with a known API token,
- * appended to the shared-memory ring when the response is done (h2o's logger hook),
- * whatever the outcome: success, refusal, 4xx/5xx, upstream errors.
+ * whatever the outcome: success, refusal, 4xx/5xx, upstream errors. It is appended to
+ * the shared-memory ring when the response starts, before libh2o writes any of it (a
+ * response filter, in h2o_start_response), or, for a request that never started a
+ * response, when the request is done (h2o's logger hook).
  */
 #ifndef TG_METERING_H
 #define TG_METERING_H
@@ -31,13 +33,22 @@ tg_request_t *tg_metering_context(h2o_req_t *req);
 void tg_metering_register_logger(h2o_pathconf_t *pathconf);
 
 /**
+ * Registers the filter that appends a metered request's record when its response starts,
+ * on every path of `hostconf`. Before fork, after every path, and just BEFORE
+ * server/error_filter.h's filter: h2o runs the filter registered last first, and the
+ * error filter, which may still change the status, must run before this one.
+ */
+void tg_metering_register_filter(h2o_hostconf_t *hostconf);
+
+/**
  * With --on-ring-full=reject: admits a metered request only if its record is sure to
  * find a slot when the request ends — ring depth plus every admitted, not yet
  * appended request of the node, plus one slot per worker for admissions racing on
  * other workers, stays within the capacity. Returns 1 when the request must be
  * refused (the caller answers 503 and does not meter the refusal: it would take the
  * slot an admitted request needs). The admission ends when the request's pool is
- * disposed, after its record was appended. Always 0 in drop mode.
+ * disposed, after its record was appended (at the response's start, or at the latest by
+ * the logger). Always 0 in drop mode.
  */
 int tg_metering_should_reject(tg_metering_t *m, h2o_req_t *req);
 

@@ -96,6 +96,7 @@ typedef struct st_tg_request_t {
     h2o_iovec_t _env[2]; /* req->env's first entries (server/metering.c) */
     tg_client_addr_t client; /* who is calling: the peer, or what a trusted proxy forwarded (server/client_addr.h) */
     h2o_iovec_t request_id;  /* X-Request-Id (server/request_id.h): in the pool or the request's headers */
+    uint8_t usage_recorded;  /* server/metering.c: the usage record was offered to the ring (never twice) */
 } tg_request_t;
 
 #endif

@@ -42,7 +42,7 @@ const tg_stat_desc_t tg_stat_descs[TG_STAT_COUNT] = {
 
 const tg_stat_desc_t tg_gauge_descs[TG_GAUGE_COUNT] = {
     [TG_GAUGE_METERING_INFLIGHT] = {"tollgate_metering_inflight_requests", "",
-                                    "Requests admitted under --on-ring-full=reject whose usage record is not in the ring yet."},
+                                    "Requests admitted under --on-ring-full=reject and not finished yet (their usage record may already be in the ring)."},
 };
 
 /* The ring's own outcomes (appended, dropped, lost) open tollgate_ring_records_total;

@@ -11,3 +11,14 @@ tests_integration_test_metering_SOURCES = tests/integration/test_metering.c
 tests_integration_test_metering_LDADD = $(TG_INTEGRATION_LDADD) shm/libtgshm.a $(LIBS)
 
 endif
+
+# An LD_PRELOAD shim that kills a worker right after it wrote a chosen response
+# (metering/a_response_sent_before_a_kill_has_its_row). Built without the sanitizers: it is
+# preloaded into a sanitized tollgated too.
+if HAVE_TEST_DEPS
+EXTRA_tests_integration_test_metering_DEPENDENCIES = tests/integration/kill_after_write.so
+tests/integration/kill_after_write.so: $(srcdir)/tests/integration/kill_after_write.c
+	$(AM_V_CC)$(MKDIR_P) tests/integration && $(CC) -shared -fPIC -O2 -Wall -Wextra -Werror -o $@ $(srcdir)/tests/integration/kill_after_write.c -ldl
+CLEANFILES += tests/integration/kill_after_write.so
+EXTRA_DIST += tests/integration/kill_after_write.c
+endif
