@@ -196,6 +196,40 @@ Test(jwt, is_shaped)
     cr_assert_not(tg_jwt_is_shaped("a.b\0.c", 6));
 }
 
+/* The 16-byte blocks of the shape check agree with a byte-by-byte reading: every byte
+ * value at every position of segments from 1 to 40 bytes (blocks, overlapping last blocks
+ * and byte tails). */
+static int reference_b64url(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
+}
+
+Test(jwt, is_shaped_reads_every_byte_of_every_segment)
+{
+    char buf[128];
+    for (size_t seg = 1; seg <= 40; ++seg) {
+        for (size_t which = 0; which < 3; ++which) {
+            for (size_t pos = 0; pos < seg; ++pos) {
+                for (int c = 0; c < 256; ++c) {
+                    /* three segments; the one under test is `seg` bytes of 'b' with byte `pos` set to c */
+                    size_t n = 0;
+                    for (size_t k = 0; k < 3; ++k) {
+                        size_t len = k == which ? seg : 17;
+                        memset(buf + n, 'b', len);
+                        if (k == which)
+                            buf[n + pos] = (char)c;
+                        n += len;
+                        if (k < 2)
+                            buf[n++] = '.';
+                    }
+                    int want = reference_b64url((unsigned char)c);
+                    cr_assert_eq(tg_jwt_is_shaped(buf, n), want, "segment %zu of %zu bytes, byte %zu = %d", which, seg, pos, c);
+                }
+            }
+        }
+    }
+}
+
 /* ------------------------------------------------------------------ algorithm and header */
 
 Test(jwt, alg_none_is_refused_in_every_spelling)
