@@ -39,6 +39,7 @@ server_libtgserver_a_SOURCES = \
 	server/auth.c server/auth.h server/me_body.c server/me_body.h \
 	server/h2_guard.c server/h2_guard.h server/compat/khash.h \
 	server/auth_throttle.c server/auth_throttle.h \
+	server/auth_memo.c server/auth_memo.h \
 	server/authz.c server/authz.h \
 	server/policy.c server/policy.h \
 	server/client_addr.c server/client_addr.h server/forwarded.c server/forwarded.h \
