@@ -21,6 +21,7 @@
 #include "server/http.h"
 #include "server/jwt.h"
 #include "server/me_body.h"
+#include "server/auth_memo.h"
 #include "server/auth_throttle.h"
 #include "server/metering.h"
 #include "server/policy.h"
@@ -108,23 +109,48 @@ static int64_t now_us(tg_request_t *r)
 
 typedef enum { CRED_MISSING, CRED_BAD_REQUEST, CRED_INVALID, CRED_OK } cred_parse_t;
 
-/* The value's grammar is server/authz.c's; here, that there is exactly one value. */
-static cred_parse_t parse_authorization(h2o_req_t *req, tg_authz_t *authz)
+static tg_auth_memo_t *auth_memo(tg_worker_t *w);
+
+/* The value's grammar is server/authz.c's; here, that there is exactly one value. On
+ * CRED_OK, `key` is the credential's key in the table: a header this connection sent
+ * before comes from the memo (server/auth_memo.h), parsed and keyed then; another is
+ * parsed, keyed and remembered. */
+static cred_parse_t parse_authorization(tg_request_t *r, tg_authz_t *authz, uint8_t key[32])
 {
+    h2o_req_t *req = r->req;
     ssize_t i = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1);
     if (i < 0)
         return CRED_MISSING;
     if (h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, i) >= 0)
         return CRED_BAD_REQUEST; /* two Authorization headers: ambiguous, refuse */
     h2o_iovec_t v = req->headers.entries[i].value;
+    tg_auth_memo_t *memo = auth_memo(r->worker);
+    tg_auth_memo_hit_t hit;
+    uint64_t now_ms = h2o_now(r->worker->loop);
+    if (memo != NULL && tg_auth_memo_find(memo, req->conn->id, v.base, v.len, now_ms, &hit)) {
+        authz->kind = (tg_authz_kind_t)hit.kind;
+        authz->credential = v.base + hit.credential_offset;
+        authz->len = hit.credential_len;
+        memcpy(key, hit.key, 32);
+        return CRED_OK;
+    }
     switch (tg_authz_parse(v.base, v.len, authz)) {
     case TG_AUTHZ_MISSING:
         return CRED_MISSING; /* another scheme: no Bearer credential was presented */
     case TG_AUTHZ_INVALID:
         return CRED_INVALID;
     default:
-        return CRED_OK;
+        break;
     }
+    tg_token_cache_credential_key(r->worker->tokens, authz->credential, authz->len, key);
+    if (memo != NULL) {
+        hit.kind = (int)authz->kind;
+        hit.credential_offset = (uint32_t)(authz->credential - v.base);
+        hit.credential_len = (uint32_t)authz->len;
+        memcpy(hit.key, key, 32);
+        tg_auth_memo_store(memo, req->conn->id, v.base, v.len, now_ms, &hit);
+    }
+    return CRED_OK;
 }
 
 /* ------------------------------------------------------------------ shared steps */
@@ -404,9 +430,24 @@ typedef struct st_tg_auth_flight_t {
 
 struct st_tg_auth_state_t {
     tg_worker_t *worker;
-    h2o_timeout_t park_tick; /* TG_AUTH_PARK_TICK_MS: requests waiting for another worker's lookup */
+    h2o_timeout_t park_tick;          /* TG_AUTH_PARK_TICK_MS: requests waiting for another worker's lookup */
+    tg_auth_memo_t *memo;             /* each connection's last Authorization header, parsed (NULL: none, every header is parsed) */
+    h2o_timeout_t memo_sweep_timeout; /* TG_AUTH_MEMO_SWEEP_MS: wipes headers kept past their age */
+    h2o_timeout_entry_t memo_sweep;
     tg_auth_flight_t flights[TG_AUTH_FLIGHTS];
 };
+
+static tg_auth_memo_t *auth_memo(tg_worker_t *w)
+{
+    return w->auth_state != NULL ? w->auth_state->memo : NULL;
+}
+
+static void on_memo_sweep(h2o_timeout_entry_t *entry)
+{
+    tg_auth_state_t *st = H2O_STRUCT_FROM_MEMBER(tg_auth_state_t, memo_sweep, entry);
+    tg_auth_memo_sweep(st->memo, h2o_now(st->worker->loop));
+    h2o_timeout_link(st->worker->loop, &st->memo_sweep_timeout, &st->memo_sweep);
+}
 
 /* A request waiting for another worker's lookup of its token (in its request's pool). */
 typedef struct st_tg_auth_park_t {
@@ -429,7 +470,13 @@ tg_auth_state_t *tg_auth_state_create(tg_worker_t *w)
     if (st == NULL)
         return NULL;
     st->worker = w;
+    st->memo = tg_auth_memo_create(); /* NULL: headers are parsed every time, nothing else changes */
     h2o_timeout_init(w->loop, &st->park_tick, TG_AUTH_PARK_TICK_MS);
+    if (st->memo != NULL) {
+        h2o_timeout_init(w->loop, &st->memo_sweep_timeout, TG_AUTH_MEMO_SWEEP_MS);
+        st->memo_sweep.cb = on_memo_sweep;
+        h2o_timeout_link(w->loop, &st->memo_sweep_timeout, &st->memo_sweep);
+    }
     for (size_t i = 0; i < TG_AUTH_FLIGHTS; ++i)
         flight_init(st, &st->flights[i]);
     return st;
@@ -717,10 +764,8 @@ static void park_request(tg_request_t *r, h2o_iovec_t credential, tg_auth_next_f
 
 /* A known token is found by its cache key (a keyed PRF, ~10x cheaper than SHA-256); the
  * SHA-256 that PostgreSQL and the failure throttle know tokens by is computed on a miss. */
-static void auth_api_token(tg_request_t *r, h2o_iovec_t credential, tg_auth_next_fn next)
+static void auth_api_token(tg_request_t *r, h2o_iovec_t credential, const uint8_t key[32], tg_auth_next_fn next)
 {
-    uint8_t key[32];
-    tg_token_cache_credential_key(r->worker->tokens, credential.base, credential.len, key);
     tg_token_cache_copy_t found; /* on the stack: the route reads it (email, /me body) before it returns */
     switch (tg_token_cache_find_token(r->worker->tokens, key, h2o_now(r->worker->loop), &found)) {
     case TG_CACHE_STALE:
@@ -772,8 +817,8 @@ static void api_token_miss(tg_request_t *r, h2o_iovec_t credential, const uint8_
         send_invalid(r); /* mistyped or not ours: rejected without touching the database; the charge stays */
         return;
     }
-    tg_cache_claim_t claim = may_wait ? tg_token_cache_claim_pending(r->worker->tokens, key, now_ms, now_ms + TG_AUTH_PARK_MS)
-                                      : TG_CACHE_CLAIM_NONE;
+    tg_cache_claim_t claim =
+        may_wait ? tg_token_cache_claim_pending(r->worker->tokens, key, now_ms, now_ms + TG_AUTH_PARK_MS) : TG_CACHE_CLAIM_NONE;
     if (claim == TG_CACHE_CLAIM_BUSY) { /* another worker marked it first: wait for its answer */
         tg_auth_throttle_settle(r->worker, throttle_charge, TG_AUTH_THROTTLE_UNJUDGED, hash);
         park_request(r, credential, next, park);
@@ -844,13 +889,11 @@ static int send_session_query(tg_auth_session_lookup_t *l)
  * was verified before (libjwt decodes through jansson: ~10x the cost of the API-token
  * path), else verified and remembered, after the failure throttle admitted it. Returns 0
  * with claims filled, -1 when invalid, 1 when the throttle answered 429. */
-static int verify_jwt(tg_request_t *r, h2o_iovec_t credential, tg_jwt_claims_t *claims)
+static int verify_jwt(tg_request_t *r, h2o_iovec_t credential, const uint8_t key[32], tg_jwt_claims_t *claims)
 {
     const tg_server_t *s = r->worker->server;
     int64_t now_s = now_us(r) / 1000000;
     uint64_t now_ms = h2o_now(r->worker->loop);
-    uint8_t key[32];
-    tg_token_cache_credential_key(r->worker->tokens, credential.base, credential.len, key);
     tg_token_cache_copy_t found;
     const tg_cached_token_t *v = &found.e;
     if (tg_token_cache_find_jwt(r->worker->tokens, key, now_ms, &found) == TG_CACHE_VALID) {
@@ -883,10 +926,10 @@ static int verify_jwt(tg_request_t *r, h2o_iovec_t credential, tg_jwt_claims_t *
     return 0;
 }
 
-static void auth_jwt(tg_request_t *r, h2o_iovec_t credential, tg_auth_next_fn next)
+static void auth_jwt(tg_request_t *r, h2o_iovec_t credential, const uint8_t key[32], tg_auth_next_fn next)
 {
     tg_jwt_claims_t claims;
-    int verdict = verify_jwt(r, credential, &claims);
+    int verdict = verify_jwt(r, credential, key, &claims);
     if (verdict != 0) {
         if (verdict < 0)
             send_invalid(r);
@@ -919,8 +962,9 @@ static void auth_jwt(tg_request_t *r, h2o_iovec_t credential, tg_auth_next_fn ne
 void tg_auth_run(tg_request_t *r, tg_auth_next_fn next)
 {
     tg_authz_t authz;
+    uint8_t key[32];
     tg_token_cache_sync(r->worker->tokens, h2o_now(r->worker->loop));
-    switch (parse_authorization(r->req, &authz)) {
+    switch (parse_authorization(r, &authz, key)) {
     case CRED_MISSING:
         send_missing(r);
         return;
@@ -936,9 +980,9 @@ void tg_auth_run(tg_request_t *r, tg_auth_next_fn next)
     }
     h2o_iovec_t credential = h2o_iovec_init(authz.credential, authz.len);
     if (authz.kind == TG_AUTHZ_JWT)
-        auth_jwt(r, credential, next);
+        auth_jwt(r, credential, key, next);
     else
-        auth_api_token(r, credential, next);
+        auth_api_token(r, credential, key, next);
 }
 
 void tg_auth_revoke(tg_worker_t *w, const uint8_t id[16], int is_session)

@@ -40,6 +40,7 @@ server_libtgserver_a_SOURCES = \
 	server/h2_guard.c server/h2_guard.h server/compat/khash.h \
 	server/lease.c server/lease.h server/lease_plan.c server/lease_plan.h server/lease_wait.c server/lease_wait.h \
 	server/auth_throttle.c server/auth_throttle.h \
+	server/auth_memo.c server/auth_memo.h \
 	server/authz.c server/authz.h \
 	server/policy.c server/policy.h \
 	server/client_addr.c server/client_addr.h server/forwarded.c server/forwarded.h \

@@ -40,6 +40,7 @@ include tests/unit/common_local.mk
 include tests/integration/ctl_local.mk
 include tests/unit/ring_local.mk
 include tests/unit/jwt_local.mk
+include tests/unit/auth_memo_local.mk
 include tests/integration/identity_local.mk
 include tests/integration/authz_local.mk
 include tests/integration/collector_local.mk

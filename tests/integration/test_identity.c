@@ -524,6 +524,52 @@ Test(me, reports_the_api_token_context)
     }
 }
 
+/* One connection that changes its credential from request to request (pipelined
+ * HTTP/1.1): each answer is the one for the credential that request sent, although the
+ * worker remembers what the connection's previous Authorization header parsed to
+ * (server/auth_memo.h). A token one character off after the real one is refused. */
+#define ONE_CONN_REQUESTS 11
+
+Test(me, each_request_on_one_connection_is_judged_by_its_own_credential)
+{
+    char jwt_a[4096], jwt_c[4096], id_a[TG_UUID_STRLEN + 1], id_c[TG_UUID_STRLEN + 1];
+    char token_a[TG_APITOKEN_LEN + 1], token_c[TG_APITOKEN_LEN + 1], wrong_a[TG_APITOKEN_LEN + 1];
+    login(TG_FX_HTTP1, ALICE, jwt_a);
+    login(TG_FX_HTTP1, CAROL, jwt_c);
+    json_decref(create_token(TG_FX_HTTP1, jwt_a, "{\"name\":\"one connection\"}", id_a, token_a));
+    json_decref(create_token(TG_FX_HTTP1, jwt_c, "{\"name\":\"one connection\"}", id_c, token_c));
+    memcpy(wrong_a, token_a, sizeof(wrong_a));
+    wrong_a[8] = wrong_a[8] == 'x' ? 'y' : 'x'; /* the checksum then fails: no lookup, 401 */
+    const char *creds[ONE_CONN_REQUESTS] = {token_a, token_a, token_c, token_c, wrong_a, token_a,
+                                            jwt_a,   jwt_a,   jwt_c,   token_a, jwt_c};
+    const char *emails[ONE_CONN_REQUESTS] = {ALICE, ALICE, CAROL, CAROL, NULL, ALICE, ALICE, ALICE, CAROL, ALICE, CAROL};
+    static char req[ONE_CONN_REQUESTS * 4608], resp[1 << 17];
+    size_t n = 0;
+    for (int i = 0; i < ONE_CONN_REQUESTS; ++i)
+        n += (size_t)snprintf(req + n, sizeof(req) - n,
+                              "GET /api/v1/me HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer %s\r\n%s\r\n", creds[i],
+                              i == ONE_CONN_REQUESTS - 1 ? "Connection: close\r\n" : "");
+    ssize_t got = tg_fx_raw(srv.port, req, n, resp, sizeof(resp), 10000);
+    cr_assert_gt(got, 0, "no answer on the connection (%zd)", got);
+    const char *p = resp;
+    for (int i = 0; i < ONE_CONN_REQUESTS; ++i) {
+        p = strstr(p, "HTTP/1.1 ");
+        cr_assert_not_null(p, "answer %d of %d missing: %s", i + 1, ONE_CONN_REQUESTS, resp);
+        long status = strtol(p + 9, NULL, 10);
+        const char *next = strstr(p + 9, "HTTP/1.1 ");
+        size_t len = next != NULL ? (size_t)(next - p) : strlen(p);
+        char one[8192];
+        snprintf(one, sizeof(one), "%.*s", (int)(len < sizeof(one) - 1 ? len : sizeof(one) - 1), p);
+        if (emails[i] == NULL) {
+            cr_expect_eq(status, 401, "request %d (a wrong token): %ld", i + 1, status);
+        } else {
+            cr_expect_eq(status, 200, "request %d: %ld %s", i + 1, status, one);
+            cr_expect_not_null(strstr(one, emails[i]), "request %d answered for another caller: %s", i + 1, one);
+        }
+        p += 9;
+    }
+}
+
 /* The body is rendered once per cached credential when it fits the cache's room for it
  * (server/token_cache.h) and per request otherwise: both give the same answer, on the
  * first request (cache miss) and the next ones (hits). */
