@@ -35,7 +35,6 @@ static char master[TG_APITOKEN_LEN + 1]; /* an API token with every scope, made 
 #define PASSWORD "correct horse battery staple"
 #define ALICE "alice@acme.example"
 
-#define ctl(...) tg_fx_ctl_exit(&pg, __VA_ARGS__)
 
 static void sleep_ms(long ms)
 {
@@ -49,18 +48,8 @@ static void sleep_ms(long ms)
 static void make_database(int private_cluster)
 {
     cr_assert_eq(private_cluster ? tg_fx_pg_start_private(&pg) : tg_fx_pg_start(&pg), 0, "no PostgreSQL (see above)");
-    cr_assert_eq(tg_fx_pg_migrate(&pg), 0, "tollgatectl migrate failed (see above)");
-    tg_fx_run_t run;
-    cr_assert_eq(ctl(NULL, &run, "tenant", "create", "Acme", NULL), 0, "tenant create: %s", run.err);
-    tg_fx_run_free(&run);
-    cr_assert_eq(ctl(PASSWORD "\n", &run, "user", "create", "--tenant", "Acme", "--email", ALICE, NULL), 0, "user create: %s",
-                 run.err);
-    tg_fx_run_free(&run);
-    cr_assert_eq(ctl(NULL, &run, "token", "create", "--email", ALICE, "--name", "master", NULL), 0, "token create: %s", run.err);
-    cr_assert_geq(strlen(run.out), TG_APITOKEN_LEN);
-    memcpy(master, run.out, TG_APITOKEN_LEN);
-    master[TG_APITOKEN_LEN] = '\0';
-    tg_fx_run_free(&run);
+    cr_assert_eq(tg_fx_seed_world(&pg, "Acme", ALICE, PASSWORD, master, sizeof(master)), 0,
+                 "no tenant, user and token (see above)");
 }
 
 static void stop_world(void)

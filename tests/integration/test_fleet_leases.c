@@ -39,7 +39,6 @@ static char master[TG_APITOKEN_LEN + 1];
 #define WINDOW_MS 3000
 #define ONE_BUCKET 251
 
-#define ctl(...) tg_fx_ctl_exit(&pg, __VA_ARGS__)
 #define LEASE_QUERIES "tollgate_lease_queries_total"
 #define OUTAGE_ADMITTED "tollgate_lease_outage_admitted_total"
 
@@ -53,18 +52,8 @@ static void sleep_ms(long ms)
 static void make_database(int private_cluster)
 {
     cr_assert_eq(private_cluster ? tg_fx_pg_start_private(&pg) : tg_fx_pg_start(&pg), 0, "no PostgreSQL (see above)");
-    cr_assert_eq(tg_fx_pg_migrate(&pg), 0, "tollgatectl migrate failed (see above)");
-    tg_fx_run_t run;
-    cr_assert_eq(ctl(NULL, &run, "tenant", "create", "Acme", NULL), 0, "tenant create: %s", run.err);
-    tg_fx_run_free(&run);
-    cr_assert_eq(ctl(PASSWORD "\n", &run, "user", "create", "--tenant", "Acme", "--email", ALICE, NULL), 0, "user create: %s",
-                 run.err);
-    tg_fx_run_free(&run);
-    cr_assert_eq(ctl(NULL, &run, "token", "create", "--email", ALICE, "--name", "master", NULL), 0, "token create: %s", run.err);
-    cr_assert_geq(strlen(run.out), TG_APITOKEN_LEN);
-    memcpy(master, run.out, TG_APITOKEN_LEN);
-    master[TG_APITOKEN_LEN] = '\0';
-    tg_fx_run_free(&run);
+    cr_assert_eq(tg_fx_seed_world(&pg, "Acme", ALICE, PASSWORD, master, sizeof(master)), 0,
+                 "no tenant, user and token (see above)");
 }
 
 static void start_fleet(size_t nodes, const char *const *extra[])
