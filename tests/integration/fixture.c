@@ -106,9 +106,9 @@ long long tg_fx_now_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void sleep_ms(int ms)
+void tg_fx_sleep_ms(long ms)
 {
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
         ;
 }
@@ -128,7 +128,7 @@ long long tg_fx_clear_of_utc_midnight(int needed_s)
         long long into_day_s = (long long)(wall.tv_sec % 86400);
         if ((into_day_s >= 1 && into_day_s < 86400 - needed_s) || tg_fx_now_ms() >= deadline)
             break;
-        sleep_ms(100);
+        tg_fx_sleep_ms(100);
     }
     return tg_fx_now_ms() - start;
 }
@@ -332,7 +332,7 @@ static int wait_until(pid_t pid, long long deadline_ms, int *status)
         }
         if (tg_fx_now_ms() >= deadline_ms)
             return 0;
-        sleep_ms(5);
+        tg_fx_sleep_ms(5);
     }
 }
 
@@ -1453,7 +1453,7 @@ static int spawn_server(tg_fx_server_t *srv, const tg_fx_server_opts_t *opts, co
         }
         ready = healthz_ok(srv, TG_FX_HTTP1) && (!opts->tls || healthz_ok(srv, TG_FX_H2_TLS));
         if (!ready)
-            sleep_ms(POLL_INTERVAL_MS);
+            tg_fx_sleep_ms(POLL_INTERVAL_MS);
     }
     return 0;
 }
@@ -1665,7 +1665,7 @@ size_t tg_fx_server_wait_workers(const tg_fx_server_t *srv, size_t n, int timeou
     pid_t pids[64];
     size_t seen;
     while ((seen = tg_fx_server_worker_pids(srv, pids, 64)) != n && tg_fx_now_ms() < deadline)
-        sleep_ms(5);
+        tg_fx_sleep_ms(5);
     return seen;
 }
 

@@ -318,6 +318,9 @@ int tg_fx_get(const tg_fx_server_t *srv, tg_fx_proto_t proto, const char *path, 
  */
 ssize_t tg_fx_raw(int port, const void *bytes, size_t len, char *response, size_t cap, int timeout_ms);
 
+/** Sleeps `ms` milliseconds (again after a signal): a poll's interval, never a wait for an event. */
+void tg_fx_sleep_ms(long ms);
+
 /** Connects a blocking TCP socket to 127.0.0.1:port. Returns the fd or -1. */
 int tg_fx_connect(int port);
 

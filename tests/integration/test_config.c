@@ -33,12 +33,6 @@ static tg_fx_pg_t pg;
 static tg_fx_server_t srv;
 static char workdir[64];
 
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 static void teardown(void)
 {
     tg_fx_server_stop(&srv, 0);
@@ -166,7 +160,7 @@ static int wait_log(const char *needle, int timeout_ms)
         free(log);
         if (found || tg_fx_now_ms() >= deadline)
             return found;
-        sleep_ms(POLL_MS);
+        tg_fx_sleep_ms(POLL_MS);
     }
 }
 
@@ -179,7 +173,7 @@ static long long wait_usage_rows(long long want)
         free(s);
         if (v >= want || tg_fx_now_ms() >= deadline)
             return v;
-        sleep_ms(POLL_MS);
+        tg_fx_sleep_ms(POLL_MS);
     }
 }
 
@@ -401,7 +395,7 @@ static pid_t wait_new_child(pid_t old, int collector, int timeout_ms)
         }
         if ((now > 0 && now != old) || tg_fx_now_ms() >= deadline)
             return now;
-        sleep_ms(POLL_MS);
+        tg_fx_sleep_ms(POLL_MS);
     }
 }
 

@@ -56,13 +56,6 @@ static const asset_t assets[] = {
 
 static const tg_fx_proto_t protos[] = {TG_FX_HTTP1, TG_FX_H2C};
 
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
-
 /* A whole file of the source tree (TG_SRCDIR), malloc'd; *len is its size. */
 static char *read_source(const char *rel, size_t *len)
 {
@@ -311,7 +304,7 @@ static long long wait_metric(const char *series, long long want, int timeout_ms)
 {
     long long deadline = tg_fx_now_ms() + timeout_ms, v;
     while ((v = tg_fx_metric(&srv, series)) < want && v != -2 && tg_fx_now_ms() < deadline)
-        sleep_ms(POLL_MS);
+        tg_fx_sleep_ms(POLL_MS);
     cr_assert_neq(v, -2, "GET /metrics failed (see above)");
     return v;
 }
@@ -374,7 +367,7 @@ Test(dashboard, requests_with_an_api_token_are_not_metered)
         rows = tg_fx_pg_query_value(&pg, "SELECT count(*) || ' ' || string_agg(endpoint, ',') FROM api_token_usage");
         if ((rows != NULL && strncmp(rows, "0", 1) != 0) || tg_fx_now_ms() >= deadline)
             break;
-        sleep_ms(POLL_MS);
+        tg_fx_sleep_ms(POLL_MS);
     }
     cr_assert(rows != NULL && strcmp(rows, "1 /api/v1/me") == 0, "usage rows: %s", rows ? rows : "(none)");
     free(rows);

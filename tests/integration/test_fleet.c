@@ -36,13 +36,6 @@ static char master[TG_APITOKEN_LEN + 1]; /* an API token with every scope, made 
 #define ALICE "alice@acme.example"
 
 
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0)
-        ;
-}
-
 /* ------------------------------------------------------------------ world */
 
 static void make_database(int private_cluster)
@@ -112,7 +105,7 @@ static long wait_rows(const char *token_id, long want)
         free(v);
         if (have >= want || tg_fx_now_ms() > deadline)
             return have;
-        sleep_ms(50);
+        tg_fx_sleep_ms(50);
     }
 }
 
@@ -213,7 +206,7 @@ static int wait_log(size_t i, const char *line, int timeout_ms)
             return 1;
         if (tg_fx_now_ms() > deadline)
             return 0;
-        sleep_ms(50);
+        tg_fx_sleep_ms(50);
     }
 }
 
@@ -268,7 +261,7 @@ Test(fleet, usage_reads_come_from_the_standby_unless_it_lags_or_is_gone)
     long long since = tg_fx_now_ms(), deadline = since + COLLECT_TIMEOUT_MS;
     long total;
     while ((total = usage_total(STRICT, id, 0, &status)) != FIRST + 3 && tg_fx_now_ms() < deadline)
-        sleep_ms(50);
+        tg_fx_sleep_ms(50);
     cr_log_info("node 1 read the primary %lld ms after the primary had the rows the paused standby lacks", tg_fx_now_ms() - since);
     cr_expect_eq(total, FIRST + 3, "node 1 reads the primary once the standby lags past 1 s");
     cr_expect(wait_log(STRICT, "standby behind: usage reads go to the primary", 0), "node 1 logged why");

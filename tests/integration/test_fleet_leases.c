@@ -42,13 +42,6 @@ static char master[TG_APITOKEN_LEN + 1];
 #define LEASE_QUERIES "tollgate_lease_queries_total"
 #define OUTAGE_ADMITTED "tollgate_lease_outage_admitted_total"
 
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0)
-        ;
-}
-
 static void make_database(int private_cluster)
 {
     cr_assert_eq(private_cluster ? tg_fx_pg_start_private(&pg) : tg_fx_pg_start(&pg), 0, "no PostgreSQL (see above)");
@@ -68,7 +61,7 @@ static void start_fleet(size_t nodes, const char *const *extra[])
     long long deadline = tg_fx_now_ms() + 10000;
     while (strcmp(tg_fx_pg_value(&pg, "SELECT count(*) FROM tollgate_nodes WHERE beat_at > now() - interval '10 s'"), want) != 0 &&
            tg_fx_now_ms() < deadline)
-        sleep_ms(50);
+        tg_fx_sleep_ms(50);
 }
 
 /* PostgreSQL processes a test SIGSTOPped (a_slow_database_is_not_an_outage), resumed
@@ -232,9 +225,9 @@ Test(leases, a_rate_limit_admits_one_bucket_across_two_saturated_nodes)
 static void *freeze_for_a_while(void *arg)
 {
     (void)arg;
-    sleep_ms(800); /* pacing the fault inside the load, not synchronising */
+    tg_fx_sleep_ms(800); /* pacing the fault inside the load, not synchronising */
     pg_freeze();
-    sleep_ms(FREEZE_MS);
+    tg_fx_sleep_ms(FREEZE_MS);
     pg_thaw();
     return NULL;
 }
@@ -440,7 +433,7 @@ Test(leases, a_stopping_node_gives_its_quota_back)
         if (res.status != 503 || tg_fx_now_ms() > deadline)
             break;
         tg_fx_http_res_free(&res);
-        sleep_ms(50);
+        tg_fx_sleep_ms(50);
     }
     cr_assert_eq(res.status, 200, "%ld %s", res.status, res.body);
     tg_fx_http_res_free(&res);
@@ -471,7 +464,7 @@ Test(leases, old_quota_periods_and_silent_nodes_are_swept_by_the_ticks)
     while (strcmp(tg_fx_pg_value(&pg, "SELECT count(*) FROM tollgate_quota_grants WHERE period_end < now() - interval '1 day'"),
                   "0") != 0 &&
            tg_fx_now_ms() < deadline)
-        sleep_ms(100);
+        tg_fx_sleep_ms(100);
     cr_expect_str_eq(tg_fx_pg_value(&pg, "SELECT count(*) FROM tollgate_quota_grants WHERE period_end < now() - interval '1 day'"),
                      "0", "quota periods over for more than a day are still there");
     cr_expect_str_eq(tg_fx_pg_value(&pg, "SELECT granted FROM tollgate_quota_grants"
@@ -519,7 +512,7 @@ Test(leases, postgresql_stopped_each_node_spends_what_it_holds_then_its_share_or
      * is the 98 not spent; whatever a node holds is at most 98 - level */
     /* the level once no statement changes it any more (a tick may still ask for either node) */
     long level = -1, seen = -2;
-    for (int stable = 0; stable < 3; sleep_ms(150)) {
+    for (int stable = 0; stable < 3; tg_fx_sleep_ms(150)) {
         seen = level;
         level = atol(tg_fx_pg_value(&pg, "SELECT floor(level) FROM tollgate_rate_buckets WHERE lineage_id = '%s'", id));
         stable = level == seen ? stable + 1 : 0;

@@ -87,13 +87,6 @@ static char scratch[64];                 /* h2load's outputs; removed by stop_wo
 
 /* ------------------------------------------------------------------ world */
 
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0)
-        ;
-}
-
 static void make_database(int private_cluster)
 {
     cr_assert_eq(private_cluster ? tg_fx_pg_start_private(&pg) : tg_fx_pg_start(&pg), 0, "no PostgreSQL (see above)");
@@ -250,7 +243,7 @@ static void load_wait(load_t *ld)
             waitpid(ld->pid, &status, 0);
             cr_assert_fail("h2load (%s) did not finish within %d ms", ld->out_path, LOAD_TIMEOUT_MS);
         }
-        sleep_ms(20);
+        tg_fx_sleep_ms(20);
     }
     ld->pid = 0;
     ld->wall_ms = tg_fx_now_ms() - ld->started_ms;
@@ -304,7 +297,7 @@ static long long tally_end(size_t i, tally_t *t)
     long long deadline = tg_fx_now_ms() + SETTLE_TIMEOUT_MS, prev = read_2xx(i, t), now;
     while ((now = read_2xx(i, t)) != prev + 1 && tg_fx_now_ms() < deadline) {
         prev = now;
-        sleep_ms(50);
+        tg_fx_sleep_ms(50);
     }
     /* the last read is not counted in `now`; every earlier one is */
     return now - t->base - (t->reads - 1);

@@ -126,13 +126,6 @@ static void create_token(const char *allowed_ip, char id[TG_UUID_STRLEN + 1], ch
     tg_fx_http_res_free(&res);
 }
 
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0)
-        ;
-}
-
 /* The client addresses of the token's stored usage rows, oldest first, once there are
  * `want` rows (or the deadline passed): "127.0.0.2,127.0.0.2". The caller frees it. */
 static char *usage_addresses(const char *token_id, int want)
@@ -145,7 +138,7 @@ static char *usage_addresses(const char *token_id, int want)
     long long deadline = tg_fx_now_ms() + COLLECT_TIMEOUT_MS;
     char *v;
     while ((v = tg_fx_pg_query_value(&pg, sql)) == NULL && tg_fx_now_ms() < deadline)
-        sleep_ms(50);
+        tg_fx_sleep_ms(50);
     return v != NULL ? v : strdup("(no rows)");
 }
 

@@ -41,12 +41,6 @@ static tg_fx_server_t srv;
  * a quarter of what an unguarded worker gave it (614 ms). */
 #define LATENCY_FLOOR_MS 150
 
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 static void start_server(const char *const *extra_args)
 {
     tg_fx_server_opts_t opts = {.workers = 1, .extra_args = extra_args};
@@ -204,7 +198,7 @@ static latency_t measure_latency(int duration_ms)
         clock_gettime(CLOCK_MONOTONIC, &b);
         cr_assert(strncmp(buf, "HTTP/1.1 200", 12) == 0, "probe: %.40s", buf);
         samples[l.n++] = ms_between(&a, &b);
-        sleep_ms(2);
+        tg_fx_sleep_ms(2);
     }
     close(fd);
     qsort(samples, l.n, sizeof(samples[0]), cmp_double);
@@ -321,7 +315,7 @@ Test(rapid_reset, a_reconnecting_flood_leaves_other_clients_their_latency)
      * moment to start): its first counted reset */
     long long started_by = tg_fx_now_ms() + 5000;
     while (metric("tollgate_http2_client_resets_total") == resets0 && tg_fx_now_ms() < started_by)
-        sleep_ms(5);
+        tg_fx_sleep_ms(5);
     cr_assert_gt(metric("tollgate_http2_client_resets_total"), resets0, "the flood never reached the worker");
     latency_t during = measure_latency(2500);
     json_t *report = attack_join(&flood);

@@ -83,13 +83,6 @@ typedef struct st_token_t {
     char id[40];
 } token_t;
 
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
-
 static long long wall_us(void)
 {
     struct timeval tv;
@@ -188,7 +181,7 @@ static int wait_child(pid_t pid, int timeout_ms)
         }
         if (r < 0 || tg_fx_now_ms() >= deadline)
             break;
-        sleep_ms(10);
+        tg_fx_sleep_ms(10);
     }
     kill(-pid, SIGKILL);
     waitpid(pid, NULL, 0);
@@ -249,7 +242,7 @@ static long long wait_for_value(long long want, int timeout_ms, const char *sql)
         free(s);
         if (v >= want || tg_fx_now_ms() >= deadline)
             return v;
-        sleep_ms(POLL_MS);
+        tg_fx_sleep_ms(POLL_MS);
     }
 }
 
@@ -387,7 +380,7 @@ static long long wait_metric(const tg_fx_server_t *s, const char *series, long l
 {
     long long deadline = tg_fx_now_ms() + timeout_ms, v;
     while ((v = metric(s, series)) < want && tg_fx_now_ms() < deadline)
-        sleep_ms(POLL_MS);
+        tg_fx_sleep_ms(POLL_MS);
     return v;
 }
 
@@ -745,7 +738,7 @@ static void *poller_main(void *arg)
             seen += seen_ms[i] != 0;
         if (p->all_sent && (seen >= tagged || now > p->last_done_ms + VISIBLE_DEADLINE_MS))
             break;
-        sleep_ms(10);
+        tg_fx_sleep_ms(10);
     }
     PQfinish(conn);
     return NULL;
@@ -927,7 +920,7 @@ Test(metering, k_requests_become_k_rows_with_every_field, .timeout = TEST_TIMEOU
     cr_assert_eq(wait_rows(tok.id, K_REQUESTS, 2000), K_REQUESTS, "rows for the token");
     long long depth, drain_deadline = tg_fx_now_ms() + 5000;
     while ((depth = metric(&srv, "tollgate_ring_depth")) != 0 && tg_fx_now_ms() < drain_deadline)
-        sleep_ms(POLL_MS);
+        tg_fx_sleep_ms(POLL_MS);
     cr_assert_eq(depth, 0, "the ring did not drain within 5 s");
     cr_assert_eq(sql_ll("SELECT count(*) FROM api_token_usage WHERE token_id = '%s'", tok.id), K_REQUESTS,
                  "rows for the token once the ring drained");
@@ -1081,7 +1074,7 @@ Test(metering, a_response_sent_before_a_kill_has_its_row, .timeout = TEST_TIMEOU
             if (tg_fx_server_worker_pids(&srv, now, 8) == 2)
                 replaced = now[0] != before[0] || now[1] != before[1];
             if (!replaced)
-                sleep_ms(POLL_MS);
+                tg_fx_sleep_ms(POLL_MS);
         }
         cr_assert(replaced, "over %s: no worker died after writing the response (is the shim loaded?)",
                   tg_fx_proto_name(protos[i]));
@@ -1215,7 +1208,7 @@ Test(metering, full_ring_drop_mode_serves_everything_and_counts_drops_exactly, .
     cr_expect_eq(wait_rows(tok.id, TINY_RING, ARRIVE_TIMEOUT_MS), TINY_RING, "rows once a collector runs");
     long long deadline = tg_fx_now_ms() + ARRIVE_TIMEOUT_MS;
     while (ring_stat(srv.ring, "depth") != 0 && tg_fx_now_ms() < deadline)
-        sleep_ms(POLL_MS);
+        tg_fx_sleep_ms(POLL_MS);
     cr_expect_eq(ring_stat(srv.ring, "depth"), 0, "the collector released every slot");
     cr_expect_eq(sql_ll("SELECT count(*) FROM api_token_usage"), TINY_RING, "exactly the ring's records");
     cr_expect_eq(sql_ll("SELECT count(DISTINCT id) FROM api_token_usage"), TINY_RING);
@@ -1265,7 +1258,7 @@ Test(metering, full_ring_reject_mode_never_serves_unmetered, .timeout = TEST_TIM
     cr_expect_eq(wait_rows(tok.id, appended, ARRIVE_TIMEOUT_MS), appended, "rows once a collector runs");
     long long deadline = tg_fx_now_ms() + ARRIVE_TIMEOUT_MS;
     while (ring_stat(srv.ring, "depth") != 0 && tg_fx_now_ms() < deadline)
-        sleep_ms(POLL_MS);
+        tg_fx_sleep_ms(POLL_MS);
     long long rows200 = sql_ll("SELECT count(*) FROM api_token_usage WHERE response_status = 200");
     long long rows503 = sql_ll("SELECT count(*) FROM api_token_usage WHERE response_status = 503");
     fprintf(stderr, "[metering] reject mode rows: %lld with 200, %lld with 503 (responses: %lld 200)\n", rows200, rows503, served);
@@ -1334,7 +1327,7 @@ Test(metering, reject_mode_admitted_requests_keep_a_slot, .timeout = TEST_TIMEOU
     }
     long long deadline = tg_fx_now_ms() + 10000;
     while (up.nheld < HELD_REQUESTS && tg_fx_now_ms() < deadline)
-        sleep_ms(5);
+        tg_fx_sleep_ms(5);
     cr_assert_eq(up.nheld, HELD_REQUESTS, "the upstream holds %d of %d admitted requests", up.nheld, HELD_REQUESTS);
 
     long served = 0, refused = 0;
@@ -1401,10 +1394,10 @@ Test(metering, collector_kill9_under_load_loses_and_duplicates_nothing, .timeout
         }
         pid_t c = tg_fx_server_collector_pid(&srv);
         if (c <= 0 || c == last) {
-            sleep_ms(10);
+            tg_fx_sleep_ms(10);
             continue;
         }
-        sleep_ms(KILL_PACE_MS); /* pacing the fault: let the new collector get into its work */
+        tg_fx_sleep_ms(KILL_PACE_MS); /* pacing the fault: let the new collector get into its work */
         if (kill(c, SIGKILL) == 0) {
             ++kills;
             last = c;
@@ -1458,11 +1451,11 @@ Test(metering, postgres_sigstopped_workers_keep_answering_then_rows_arrive_once,
     h2load_argv(argv, 32, url, sizeof(url), auth, sizeof(auth), &srv, tok.plain, more);
     snprintf(out, sizeof(out), "%s/h2load.out", srv.dir);
     pid_t load = spawn_logged(argv, out);
-    sleep_ms(1000); /* pacing the fault: load first */
+    tg_fx_sleep_ms(1000); /* pacing the fault: load first */
     long long freeze_us = wall_us();
     pg_freeze();
     size_t nstopped = nfrozen;
-    sleep_ms(FREEZE_MS);
+    tg_fx_sleep_ms(FREEZE_MS);
     long long thaw_us = wall_us();
     pg_thaw();
     int status = wait_child(load, 60000);
@@ -1546,7 +1539,7 @@ Test(metering, postgres_down_records_spill_then_arrive_once, .timeout = TEST_TIM
     int spill_files = 0;
     long long deadline = tg_fx_now_ms() + 20000;
     while ((spill_files = count_entries(spool, "spill-")) == 0 && tg_fx_now_ms() < deadline)
-        sleep_ms(POLL_MS);
+        tg_fx_sleep_ms(POLL_MS);
     int status = wait_child(load, 60000);
     char *text = slurp(out);
     cr_assert(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0, "h2load: %s", text);
@@ -1559,7 +1552,7 @@ Test(metering, postgres_down_records_spill_then_arrive_once, .timeout = TEST_TIM
     long long spilled = metric(&srv, M_RING_SPILLED);
     int files_now = count_entries(spool, "spill-");
     if (tg_fx_now_ms() < t_down + FREEZE_MS)
-        sleep_ms((int)(t_down + FREEZE_MS - tg_fx_now_ms())); /* pacing the fault: at least 5 s down */
+        tg_fx_sleep_ms((int)(t_down + FREEZE_MS - tg_fx_now_ms())); /* pacing the fault: at least 5 s down */
     cr_assert_eq(tg_fx_pg_restart(&pg), 0, "PostgreSQL did not start again");
     long long t_up = tg_fx_now_ms();
 
@@ -1573,7 +1566,7 @@ Test(metering, postgres_down_records_spill_then_arrive_once, .timeout = TEST_TIM
     cr_expect_eq(metric(&srv, M_DROPPED), 0, "records dropped");
     deadline = tg_fx_now_ms() + ARRIVE_TIMEOUT_MS;
     while (count_entries(spool, "") != 0 && tg_fx_now_ms() < deadline)
-        sleep_ms(POLL_MS);
+        tg_fx_sleep_ms(POLL_MS);
     cr_expect_eq(count_entries(spool, ""), 0, "the spool is not empty after the replay");
     cr_expect_eq(sql_ll("SELECT count(*) FROM api_token_usage"), want, "rows, again, once the spool is empty");
     world_stop();
@@ -1601,7 +1594,7 @@ Test(metering, postgres_crash_right_after_commit_loses_nothing, .timeout = TEST_
     cr_assert_eq(wait_rows(tok.id, 3, VISIBLE_DEADLINE_MS), 3, "rows before the crash");
     long long deadline = tg_fx_now_ms() + VISIBLE_DEADLINE_MS;
     while (ring_stat(srv.ring, "depth") != 0 && tg_fx_now_ms() < deadline)
-        sleep_ms(POLL_MS);
+        tg_fx_sleep_ms(POLL_MS);
     cr_assert_eq(ring_stat(srv.ring, "depth"), 0, "the collector released the slots after its COMMIT");
     cr_assert_eq(tg_fx_pg_crash(&pg), 0, "PostgreSQL did not stop (see above)");
     cr_assert_eq(tg_fx_pg_restart(&pg), 0, "PostgreSQL did not start again");
@@ -1611,7 +1604,7 @@ Test(metering, postgres_crash_right_after_commit_loses_nothing, .timeout = TEST_
     long status = 0;
     deadline = tg_fx_now_ms() + 5000;
     while ((status = get_status(&srv, TG_FX_HTTP1, "/api/v1/me", tok.plain)) == 503 && tg_fx_now_ms() < deadline)
-        sleep_ms(POLL_MS);
+        tg_fx_sleep_ms(POLL_MS);
     cr_assert_eq(status, 200);
     long long rows = wait_rows(tok.id, 4, 10000);
     fprintf(stderr, "[metering] PostgreSQL crash right after a commit: 4 requests, %lld rows\n", rows);
@@ -1645,12 +1638,12 @@ Test(metering, credentials_work_soon_after_postgres_comes_back, .timeout = TEST_
     cr_assert_eq(get_status(&srv, TG_FX_HTTP1, "/api/v1/me", unseen.plain), 503, "an uncached token while PostgreSQL is down");
     long long left = t_down + 7000 - tg_fx_now_ms();
     if (left > 0)
-        sleep_ms((int)left); /* pacing the fault, not synchronising: the outage lasts 7 s */
+        tg_fx_sleep_ms((int)left); /* pacing the fault, not synchronising: the outage lasts 7 s */
     cr_assert_eq(tg_fx_pg_restart(&pg), 0, "PostgreSQL did not start again");
     long long t_up = tg_fx_now_ms();
     cr_assert_eq(get_status(&srv, TG_FX_HTTP1, "/api/v1/me", seen.plain), 200, "a cached token right after the restart");
     while ((status = get_status(&srv, TG_FX_HTTP1, "/api/v1/me", unseen.plain)) != 200 && tg_fx_now_ms() < t_up + 5000)
-        sleep_ms(POLL_MS);
+        tg_fx_sleep_ms(POLL_MS);
     long long took = tg_fx_now_ms() - t_up;
     fprintf(stderr, "[metering] PostgreSQL down %lld ms: an unseen token answered %ld %lld ms after the restart\n", t_up - t_down,
             status, took);
@@ -1677,7 +1670,7 @@ static int use_until_refreshed(const char *bearer, long want, long long refreshe
     while (metric(&srv, M_CACHE_REFRESHES) == refreshes_before && tg_fx_now_ms() < deadline) {
         cr_assert_eq(get_status(&srv, TG_FX_HTTP1, "/api/v1/me", bearer), want, "request %d", n);
         ++n;
-        sleep_ms(POLL_MS);
+        tg_fx_sleep_ms(POLL_MS);
     }
     cr_assert_gt(metric(&srv, M_CACHE_REFRESHES), refreshes_before, "no background refresh within 10 s of a 1 s TTL");
     return n;
@@ -1710,7 +1703,7 @@ Test(metering, a_stale_cached_token_is_revalidated_in_the_background, .timeout =
     while ((status = get_status(&srv, after % 2 ? TG_FX_H2C : TG_FX_HTTP1, "/api/v1/me", tok.plain)) == 200 &&
            tg_fx_now_ms() < deadline) {
         ++after;
-        sleep_ms(POLL_MS);
+        tg_fx_sleep_ms(POLL_MS);
     }
     fprintf(stderr, "[metering] ttl 1 s: %d requests until the first refresh; revoked without NOTIFY: %d more 200s, then %ld\n",
             n, after, status);
@@ -1740,7 +1733,7 @@ Test(metering, a_cached_token_outlives_its_ttl_while_postgres_is_down, .timeout 
     while (tg_fx_now_ms() < t + 1500) { /* well past the failed refresh and its 1 s retry */
         cr_assert_eq(get_status(&srv, more % 2 ? TG_FX_H2C : TG_FX_HTTP1, "/api/v1/me", tok.plain), 200, "request %d", more);
         ++more;
-        sleep_ms(POLL_MS);
+        tg_fx_sleep_ms(POLL_MS);
     }
     fprintf(stderr, "[metering] PostgreSQL down, ttl 1 s: %d + %d requests answered 200 from the stale cache\n", n, more);
     cr_expect_eq(metric(&srv, M_DROPPED), 0, "records dropped");
@@ -1759,7 +1752,7 @@ Test(metering, without_a_grace_a_cached_token_needs_postgres_after_its_ttl, .tim
     long long deadline = tg_fx_now_ms() + 10000;
     long status = 200;
     while ((status = get_status(&srv, TG_FX_HTTP1, "/api/v1/me", tok.plain)) == 200 && tg_fx_now_ms() < deadline)
-        sleep_ms(POLL_MS);
+        tg_fx_sleep_ms(POLL_MS);
     cr_assert_eq(status, 503, "with no grace, a token past its TTL must be confirmed by PostgreSQL");
     world_stop();
 }
@@ -1961,7 +1954,7 @@ Test(metering, worker_memory_does_not_grow_with_requests, .timeout = TEST_TIMEOU
     for (size_t i = 0; i < nworkers; ++i) {
         long long deadline = tg_fx_now_ms() + 10000;
         while (proc_status_kib(workers[i], "RssShmem") < ring_kib && tg_fx_now_ms() < deadline)
-            sleep_ms(POLL_MS);
+            tg_fx_sleep_ms(POLL_MS);
         cr_expect_geq(proc_status_kib(workers[i], "RssShmem"), ring_kib, "worker %d did not map the whole ring at start",
                       (int)workers[i]);
     }
@@ -2002,7 +1995,7 @@ Test(metering, the_collector_s_command_line_carries_no_database_url, .timeout = 
     pid_t collector = -1;
     long long deadline = tg_fx_now_ms() + 10000; /* the master starts it after the workers */
     while ((collector = tg_fx_server_collector_pid(&srv)) <= 0 && tg_fx_now_ms() < deadline)
-        sleep_ms(POLL_MS);
+        tg_fx_sleep_ms(POLL_MS);
     cr_assert_gt(collector, 0, "no collector running");
     char path[64], cmdline[4096];
     snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)collector);

@@ -185,20 +185,13 @@ static int64_t parse_time(const char *s)
     return us;
 }
 
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0)
-        ;
-}
-
 /* Polls `sql` until it yields `want` or the deadline passes; returns the last value. */
 static const char *wait_value(const char *want, int timeout_ms, const char *sql)
 {
     long long deadline = tg_fx_now_ms() + timeout_ms;
     const char *v;
     while (strcmp(v = value("%s", sql), want) != 0 && tg_fx_now_ms() < deadline)
-        sleep_ms(50);
+        tg_fx_sleep_ms(50);
     return v;
 }
 
@@ -359,7 +352,7 @@ Test(rate_limit, bucket_then_429_with_headers_then_refill)
     }
     /* a refusal takes nothing from the bucket: after Retry-After one request passes, the next does not
      * (the fleet's bucket refills one in 2 s; the node asks for it again once it can have refilled) */
-    sleep_ms(3000);
+    tg_fx_sleep_ms(3000);
     call(TG_FX_H2C, "GET", "/api/v1/me", token, NULL, &res);
     cr_expect_eq(res.status, 200, "after the wait: %ld %s", res.status, res.body);
     cr_expect_eq(header_number(&res, "ratelimit-remaining"), 0);
@@ -500,7 +493,7 @@ Test(quota, a_restarted_node_seeds_used_from_postgresql)
     long long deadline = tg_fx_now_ms() + 5000;
     long status = 0;
     while ((status = status_of(TG_FX_HTTP1, "GET", "/api/v1/me", token)) == 200 && tg_fx_now_ms() < deadline)
-        sleep_ms(100);
+        tg_fx_sleep_ms(100);
     cr_expect_eq(status, 429, "the seeded count is enforced");
 }
 
@@ -618,7 +611,7 @@ Test(rotate, overlap_keeps_the_old_token_until_it_ends)
     cr_assert_geq(inside, (int)NPROTOS, "only %d requests fitted inside the overlap: the overlap was not tested", inside);
     /* after it the old one is refused (to the second: the cache knows revoked_at) */
     while (wall_us() < revoked_at + 100000)
-        sleep_ms(50);
+        tg_fx_sleep_ms(50);
     for (int i = 0; i < 6; ++i) {
         tg_fx_http_res_t res;
         call(PROTOS[i % NPROTOS], "GET", "/api/v1/me", old, NULL, &res);

@@ -238,13 +238,6 @@ static void spend_budget_with_tokens(const char *source, int budget)
     expect_throttled(&r, 30, "the first unknown token past the budget");
 }
 
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
-
 /* ------------------------------------------------------------------ tests */
 
 TestSuite(throttle, .timeout = TEST_TIMEOUT_S);
@@ -466,7 +459,7 @@ Test(throttle, the_budget_refills_with_time, .fini = stop_world)
     /* refusals cost nothing, so polling does not delay the refill */
     long long deadline = spent_at + 5000;
     while (me(OFFICE, "tgk_malformed", 0, &r) == 429 && tg_fx_now_ms() < deadline)
-        sleep_ms(50);
+        tg_fx_sleep_ms(50);
     long long refilled_after = tg_fx_now_ms() - spent_at;
     expect_401(&r, "invalid_token", "one failure refilled");
     /* one interval (1 s) after the first failure: not at once, and within Retry-After plus slack */
@@ -476,7 +469,7 @@ Test(throttle, the_budget_refills_with_time, .fini = stop_world)
     expect_throttled(&r, 1, "only one refilled");
 
     /* a whole window without failures refills the whole budget */
-    sleep_ms(2100);
+    tg_fx_sleep_ms(2100);
     for (int i = 0; i < 2; ++i) {
         me(OFFICE, "tgk_malformed", i, &r);
         expect_401(&r, "invalid_token", "the whole budget after the window");
