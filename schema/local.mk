@@ -22,7 +22,8 @@ TG_SCHEMA_SQL = \
 	schema/0012_token_lineage.sql \
 	schema/0013_usage_keys_tenant.sql \
 	schema/0014_token_change.sql \
-	schema/0016_auth_failures.sql
+	schema/0016_auth_failures.sql \
+	schema/0017_usage_rollup_deltas.sql
 
 schemadir = $(pkgdatadir)/schema
 dist_schema_DATA = $(TG_SCHEMA_SQL)
