@@ -773,9 +773,14 @@ Test(usage_db, a_query_without_tenant_filter_sees_only_the_set_tenant)
     partitions("2024-03-01", "2024-03-01");
     seed(&alice1, 40, "2024-03-01T10:00:00Z", "1 minute");
     seed(&carol1, 7, "2024-03-01T10:00:00Z", "1 minute");
+    /* both tenants' first three minutes in the rollups, the rest still deltas: every table holds both */
+    sql("SELECT tollgate_usage_deltas_compact('2024-03-01T10:03:00Z')");
     /* the owner (superuser here) bypasses RLS: that is why the endpoint switches role */
     cr_expect_eq(sql_number("SELECT count(*) FROM api_token_usage"), 47);
-    static const char *const tables[] = {"api_token_usage", "api_token_usage_minute", "api_token_usage_hour", "api_tokens"};
+    cr_expect_eq(sql_number("SELECT count(DISTINCT tenant_id) FROM api_token_usage_minute"), 2);
+    cr_expect_eq(sql_number("SELECT count(DISTINCT tenant_id) FROM api_token_usage_delta"), 2);
+    static const char *const tables[] = {"api_token_usage", "api_token_usage_minute", "api_token_usage_hour",
+                                         "api_token_usage_delta", "api_tokens"};
     for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); ++i) {
         const char *tb = tables[i];
         /* no filter at all, as tollgate_app, in Globex: none of Acme's rows */
