@@ -15,8 +15,9 @@
  *     committed but not released when we died: read, skip, release them.
  *   - loop: read up to --batch-size ready records from P without releasing; skip lost
  *     slots and invalid records (counted) while advancing; ensure the partitions of
- *     their days (outside the transaction); BEGIN; COPY; UPDATE the position from P to
- *     P + n; add the per-token counts to api_tokens (when due); COMMIT; credit those counts
+ *     their days (outside the transaction); BEGIN; COPY (the rows, then their rollup
+ *     deltas: collector/rollup_deltas.h, so the rollups are exactly once with the rows);
+ *     UPDATE the position from P to P + n; add the per-token counts to api_tokens (when due); COMMIT; credit those counts
  *     to tollgated's token table (shm/token_stats.h: live requestCount = stored + not yet
  *     credited, so nothing is counted twice); only then release P + n. Any failure before
  *     COMMIT: ROLLBACK (or the connection died), nothing is released, P is read again
