@@ -39,8 +39,9 @@ static size_t slot_hash(const uint8_t token_id[16], int64_t minute_us, uint32_t 
 static tg_rollup_delta_t *slot_of(tg_rollup_delta_t *slots, size_t cap, const tg_rollup_delta_t *key)
 {
     size_t i = slot_hash(key->token_id, key->minute_us, key->bin) & (cap - 1);
-    while (slots[i].used && (slots[i].minute_us != key->minute_us || slots[i].bin != key->bin ||
-                             memcmp(slots[i].token_id, key->token_id, 16) != 0 || memcmp(slots[i].tenant_id, key->tenant_id, 16) != 0))
+    while (slots[i].used &&
+           (slots[i].minute_us != key->minute_us || slots[i].bin != key->bin || memcmp(slots[i].token_id, key->token_id, 16) != 0 ||
+            memcmp(slots[i].tenant_id, key->tenant_id, 16) != 0))
         i = (i + 1) & (cap - 1);
     return &slots[i];
 }

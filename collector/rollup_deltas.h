@@ -38,7 +38,10 @@ typedef struct st_tg_rollup_deltas_t {
     size_t _cap, used;
 } tg_rollup_deltas_t;
 
-/** The histogram bin of a processing time, as tollgate_usage_hist_bin computes it (times above INT32_MAX clamp, as the COPY does). */
+/**
+ * The histogram bin of a processing time, as tollgate_usage_hist_bin computes it (times
+ * above INT32_MAX clamp, as the COPY does). Pure.
+ */
 uint32_t tg_rollup_hist_bin(uint32_t processing_time_us);
 
 /** Counts `rec` (checked with tg_usage_record_check). 0, or -1 when out of memory (the deltas are then unchanged). */
