@@ -26,6 +26,7 @@
 #include <libpq-fe.h>
 
 #include "collector/copy_binary.h"
+#include "collector/rollup_deltas.h"
 #include "collector/spill.h"
 #include "common/timefmt.h"
 #include "common/usage_record.h"
@@ -974,6 +975,42 @@ Test(collector, units, .timeout = TEST_TIMEOUT_S)
     char out[16];
     cr_assert_eq(tg_copy_sanitize_utf8("a\xc3\xa9\xff\0b\xed\xa0\x80", 9, out), 5);
     cr_assert_eq(memcmp(out, "a\xc3\xa9??b???", 9), 0, "valid sequences kept, bad bytes, NUL and surrogates replaced");
+}
+
+/* The collector's histogram bin (collector/rollup_deltas.c) is PostgreSQL's
+ * tollgate_usage_hist_bin (schema/0004) at 0..7, around every bin's lower bound and at
+ * the top of the clamp: deltas from the collector and from the trigger must agree. */
+Test(collector, histogram_bins_match_the_schema, .timeout = TEST_TIMEOUT_S)
+{
+    tg_fx_pg_t pg;
+    cr_assert_eq(tg_fx_pg_start(&pg), 0, "no PostgreSQL");
+    cr_assert_eq(tg_fx_pg_migrate(&pg), 0, "migrate failed");
+    static char sql[65536], mine[32768];
+    size_t n = (size_t)snprintf(sql, sizeof(sql), "SELECT string_agg(tollgate_usage_hist_bin(v)::text, ',' ORDER BY i)"
+                                                   " FROM unnest('{");
+    size_t m = 0, count = 0;
+    uint32_t values[3 * 32 * 4 + 16];
+    for (uint32_t v = 0; v < 16; ++v)
+        values[count++] = v;
+    for (int log2 = 3; log2 < 31; ++log2)
+        for (uint32_t q = 4; q < 8; ++q) {
+            uint32_t bound = q << (log2 - 2); /* 4..7 quarters of each power of two */
+            values[count++] = bound - 1;
+            values[count++] = bound;
+            values[count++] = bound + 1;
+        }
+    values[count++] = INT32_MAX;
+    for (size_t i = 0; i < count; ++i) {
+        n += (size_t)snprintf(sql + n, sizeof(sql) - n, "%s%u", i != 0 ? "," : "", values[i]);
+        m += (size_t)snprintf(mine + m, sizeof(mine) - m, "%s%u", i != 0 ? "," : "", tg_rollup_hist_bin(values[i]));
+    }
+    snprintf(sql + n, sizeof(sql) - n, "}'::integer[]) WITH ORDINALITY AS x(v, i)");
+    char *theirs = tg_fx_pg_query_value(&pg, sql);
+    cr_expect(theirs != NULL && strcmp(theirs, mine) == 0, "bins differ:\nschema    %s\ncollector %s", theirs ? theirs : "(error)",
+              mine);
+    cr_expect_eq(tg_rollup_hist_bin(UINT32_MAX), tg_rollup_hist_bin(INT32_MAX), "clamped like the COPY");
+    free(theirs);
+    tg_fx_pg_stop(&pg);
 }
 
 /* A ring re-created under the same name: the old one is emptied, the collector exits, and a
