@@ -512,8 +512,9 @@ Test(collector, kill9_exactly_once, .timeout = TEST_TIMEOUT_S)
 /* The rollups as readers see them (compacted minute rows plus deltas), per token and minute:
  * counts and merged histogram, hashed; and the same computed from the raw rows. */
 #define ROLLUPS_AS_READ                                                                                                            \
-    "WITH r AS (SELECT token_id, bucket, requests, status_2xx, status_3xx, status_4xx, status_5xx, hist FROM api_token_usage_delta" \
-    "           UNION ALL SELECT token_id, bucket, requests, status_2xx, status_3xx, status_4xx, status_5xx, hist"                  \
+    "WITH r AS (SELECT token_id, bucket, requests, status_2xx, status_3xx, status_4xx, status_5xx, hist FROM "                     \
+    "api_token_usage_delta"                                                                                                        \
+    "           UNION ALL SELECT token_id, bucket, requests, status_2xx, status_3xx, status_4xx, status_5xx, hist"                 \
     "           FROM api_token_usage_minute),"                                                                                     \
     " c AS (SELECT token_id, bucket, sum(requests) AS n, sum(status_2xx) AS s2, sum(status_3xx) AS s3, sum(status_4xx) AS s4,"     \
     "              sum(status_5xx) AS s5 FROM r GROUP BY 1, 2),"                                                                   \
@@ -522,7 +523,7 @@ Test(collector, kill9_exactly_once, .timeout = TEST_TIMEOUT_S)
     " FROM c JOIN h USING (token_id, bucket)"
 #define ROLLUPS_FROM_RAW                                                                                                           \
     "WITH b AS (SELECT token_id, date_trunc('minute', ts, 'UTC') AS bucket, tollgate_usage_hist_bin(processing_time_us) AS bin,"   \
-    "                  count(*) AS n, count(*) FILTER (WHERE response_status BETWEEN 200 AND 299) AS s2,"                           \
+    "                  count(*) AS n, count(*) FILTER (WHERE response_status BETWEEN 200 AND 299) AS s2,"                          \
     "                  count(*) FILTER (WHERE response_status BETWEEN 300 AND 399) AS s3,"                                         \
     "                  count(*) FILTER (WHERE response_status BETWEEN 400 AND 499) AS s4,"                                         \
     "                  count(*) FILTER (WHERE response_status BETWEEN 500 AND 599) AS s5"                                          \
@@ -986,8 +987,9 @@ Test(collector, histogram_bins_match_the_schema, .timeout = TEST_TIMEOUT_S)
     cr_assert_eq(tg_fx_pg_start(&pg), 0, "no PostgreSQL");
     cr_assert_eq(tg_fx_pg_migrate(&pg), 0, "migrate failed");
     static char sql[65536], mine[32768];
-    size_t n = (size_t)snprintf(sql, sizeof(sql), "SELECT string_agg(tollgate_usage_hist_bin(v)::text, ',' ORDER BY i)"
-                                                   " FROM unnest('{");
+    size_t n = (size_t)snprintf(sql, sizeof(sql),
+                                "SELECT string_agg(tollgate_usage_hist_bin(v)::text, ',' ORDER BY i)"
+                                " FROM unnest('{");
     size_t m = 0, count = 0;
     uint32_t values[3 * 32 * 4 + 16];
     for (uint32_t v = 0; v < 16; ++v)
