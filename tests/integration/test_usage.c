@@ -1018,8 +1018,8 @@ Test(usage_db, pruned_days_leave_the_totals)
     cr_expect_gt(sql_number("SELECT tollgate_usage_rollups_prune('2024-07-02')"), 0);
     cr_expect_eq(sql_number("SELECT count(*) FROM api_token_usage_minute WHERE bucket < '2024-07-02'"), 0);
     cr_expect_eq(sql_number("SELECT count(*) FROM api_token_usage_delta WHERE bucket < '2024-07-02'"), 0);
-    cr_expect_eq(sql_number("SELECT coalesce(sum(requests), 0) FROM api_token_usage_hour")
-                     + sql_number("SELECT coalesce(sum(requests), 0) FROM api_token_usage_delta"),
+    cr_expect_eq(sql_number("SELECT coalesce(sum(requests), 0) FROM api_token_usage_hour") +
+                     sql_number("SELECT coalesce(sum(requests), 0) FROM api_token_usage_delta"),
                  300 - 144);
 }
 
@@ -1047,8 +1047,8 @@ Test(usage_contract, summaries_with_deltas_and_after_compaction)
             tg_fx_http_res_t res;
             json_t *doc = get_ok(&alice1, TG_FX_HTTP1, summary_path(&alice1, queries[q]), &res);
             json_t *totals = json_object_get(doc, "totals");
-            cr_expect_eq(json_integer_value(json_object_get(totals, "requests")), expected, "round %d, %s: %s", round,
-                         queries[q], res.body);
+            cr_expect_eq(json_integer_value(json_object_get(totals, "requests")), expected, "round %d, %s: %s", round, queries[q],
+                         res.body);
             long long sum = 0;
             json_t *buckets = json_object_get(doc, "buckets");
             for (size_t i = 0; i < json_array_size(buckets); ++i)
@@ -1068,7 +1068,8 @@ Test(usage_contract, summaries_with_deltas_and_after_compaction)
         }
         /* the page total (tollgate_usage_count: rollups, deltas and raw edges) against a plain count */
         tg_fx_http_res_t res;
-        json_t *doc = get_ok(&alice1, TG_FX_HTTP1, usage_path(&alice1, "from=2024-08-01T09:59:10.5Z&to=2024-08-01T11:03:20Z"), &res);
+        json_t *doc =
+            get_ok(&alice1, TG_FX_HTTP1, usage_path(&alice1, "from=2024-08-01T09:59:10.5Z&to=2024-08-01T11:03:20Z"), &res);
         cr_expect_eq(pagination_int(doc, "total"),
                      sql_number("SELECT count(*) FROM api_token_usage WHERE token_id = '%s' AND ts >= '2024-08-01T09:59:10.5Z'"
                                 " AND ts < '2024-08-01T11:03:20Z'",
