@@ -46,6 +46,16 @@ static int reserve(tg_copy_buf_t *buf, size_t extra)
     return 0;
 }
 
+uint8_t *tg_copy_buf_reserve(tg_copy_buf_t *buf, size_t extra)
+{
+    return reserve(buf, extra) == 0 ? buf->data + buf->len : NULL;
+}
+
+void tg_copy_buf_commit(tg_copy_buf_t *buf, const uint8_t *end)
+{
+    buf->len = (size_t)(end - buf->data);
+}
+
 static inline uint8_t *put16(uint8_t *p, uint16_t v)
 {
     p[0] = (uint8_t)(v >> 8);

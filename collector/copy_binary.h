@@ -31,6 +31,14 @@ void tg_copy_buf_reset(tg_copy_buf_t *buf);
 /** Frees the memory. */
 void tg_copy_buf_free(tg_copy_buf_t *buf);
 
+/**
+ * Room for `extra` more bytes: returns where they go (write there, then call
+ * tg_copy_buf_commit with the end of what was written), or NULL when out of memory.
+ */
+uint8_t *tg_copy_buf_reserve(tg_copy_buf_t *buf, size_t extra);
+/** Takes the bytes written after tg_copy_buf_reserve up to `end` into the buffer. */
+void tg_copy_buf_commit(tg_copy_buf_t *buf, const uint8_t *end);
+
 /** Appends the 19-byte binary COPY header. 0, or -1 when out of memory. */
 int tg_copy_binary_begin(tg_copy_buf_t *buf) __attribute__((warn_unused_result));
 

@@ -15,8 +15,9 @@
  *     committed but not released when we died: read, skip, release them.
  *   - loop: read up to --batch-size ready records from P without releasing; skip lost
  *     slots and invalid records (counted) while advancing; ensure the partitions of
- *     their days (outside the transaction); BEGIN; COPY; UPDATE the position from P to
- *     P + n; add the per-token counts to api_tokens (when due); COMMIT; credit those counts
+ *     their days (outside the transaction); BEGIN; COPY (the rows, then their rollup
+ *     deltas: collector/rollup_deltas.h, so the rollups are exactly once with the rows);
+ *     UPDATE the position from P to P + n; add the per-token counts to api_tokens (when due); COMMIT; credit those counts
  *     to tollgated's token table (shm/token_stats.h: live requestCount = stored + not yet
  *     credited, so nothing is counted twice); only then release P + n. Any failure before
  *     COMMIT: ROLLBACK (or the connection died), nothing is released, P is read again
@@ -364,6 +365,8 @@ void tg_drain_dispose(tg_drain_t *d)
     tg_token_stats_close(d->token_stats);
     for (int i = 0; i < 2; ++i) {
         tg_copy_buf_free(&d->_batches[i].copy);
+        tg_copy_buf_free(&d->_batches[i].delta_copy);
+        tg_rollup_deltas_free(&d->_batches[i].deltas);
         free(d->_batches[i].days);
         tokens_free(&d->_batches[i].tokens);
     }
@@ -388,13 +391,19 @@ static void batch_reset(tg_drain_batch_t *b)
     int32_t *days = b->days;
     size_t days_cap = b->days_cap;
     tg_drain_tokens_t tokens = b->tokens;
+    tg_rollup_deltas_t deltas = b->deltas;
+    tg_copy_buf_t delta_copy = b->delta_copy;
     memset(b, 0, sizeof(*b));
     b->copy = copy;
     b->days = days;
     b->days_cap = days_cap;
     b->tokens = tokens;
+    b->deltas = deltas;
+    b->delta_copy = delta_copy;
     tokens_clear(&b->tokens);
+    tg_rollup_deltas_clear(&b->deltas);
     tg_copy_buf_reset(&b->copy);
+    tg_copy_buf_reset(&b->delta_copy);
 }
 
 /* Drops both batches (nothing was committed; their records are still in the ring or a spill file). */
@@ -440,7 +449,8 @@ static int batch_add_record(tg_drain_t *d, tg_drain_batch_t *b, const tg_usage_r
     if (b->copy.len == 0 && tg_copy_binary_begin(&b->copy) != 0)
         return -1;
     if (tg_copy_binary_append(&b->copy, rec) != 0 || batch_add_day(b, day) != 0 ||
-        tokens_add(&b->tokens, rec->token_id, 1, creditable(d, position), rec->ts_us) != 0)
+        tokens_add(&b->tokens, rec->token_id, 1, creditable(d, position), rec->ts_us) != 0 ||
+        tg_rollup_deltas_add(&b->deltas, rec) != 0)
         return -1;
     if (b->rows++ == 0 || rec->ts_us < b->oldest_ts_us)
         b->oldest_ts_us = rec->ts_us;
@@ -572,6 +582,29 @@ static int tokens_after_commit(tg_drain_t *d, const tg_drain_batch_t *b, int flu
     return 0;
 }
 
+/*
+ * The batch's rows and their rollup deltas, in the open transaction. Rows of one day go
+ * straight into that day's partition (no tuple routing, and the parent's rollup trigger
+ * does not fire) with the deltas folded here; rows of several days (a batch across
+ * midnight, a spill replay) go through the parent, whose trigger folds the deltas.
+ */
+static int copy_rows(tg_drain_t *d, tg_drain_batch_t *b)
+{
+    if (tg_copy_binary_end(&b->copy) != 0)
+        return -1;
+    if (b->ndays != 1)
+        return tg_collector_db_copy_in(&d->db, TG_COPY_BINARY_SQL, b->copy.data, b->copy.len);
+    char part[TG_PARTITION_NAME_SIZE], sql[sizeof(TG_COPY_BINARY_SQL) + TG_PARTITION_NAME_SIZE];
+    tg_partitions_day_name(b->days[0], part);
+    snprintf(sql, sizeof(sql), "COPY %s%s", part, TG_COPY_BINARY_SQL + strlen("COPY api_token_usage"));
+    if (tg_collector_db_copy_in(&d->db, sql, b->copy.data, b->copy.len) != 0)
+        return -1;
+    tg_copy_buf_reset(&b->delta_copy);
+    if (tg_rollup_deltas_encode(&b->deltas, &b->delta_copy) != 0)
+        return -1;
+    return tg_collector_db_copy_in(&d->db, TG_ROLLUP_DELTAS_COPY_SQL, b->delta_copy.data, b->delta_copy.len);
+}
+
 /* Commits the current batch; returns 0 (committed and released/consumed) or -1 (rolled back, see commit_failed). */
 static int commit_batch(tg_drain_t *d, int final)
 {
@@ -585,8 +618,7 @@ static int commit_batch(tg_drain_t *d, int final)
         goto Error;
     if (tg_collector_db_command(&d->db, "BEGIN", 0, NULL) < 0)
         goto Error;
-    if (b->rows != 0 &&
-        (tg_copy_binary_end(&b->copy) != 0 || tg_collector_db_copy_in(&d->db, TG_COPY_BINARY_SQL, b->copy.data, b->copy.len) != 0))
+    if (b->rows != 0 && copy_rows(d, b) != 0)
         goto Error;
     int moved = tg_position_advance(&d->db, d->cfg->node_id, &d->committed, &to);
     if (moved != 1) {

@@ -13,6 +13,7 @@
 #include "collector/db.h"
 #include "collector/partition_cache.h"
 #include "collector/position.h"
+#include "collector/rollup_deltas.h"
 #include "collector/settings.h"
 #include "collector/spill.h"
 #include "partitions/partitions.h"
@@ -53,6 +54,8 @@ typedef struct st_tg_drain_batch_t {
     size_t ndays, days_cap;
     tg_drain_tokens_t tokens; /* its rows per token */
     tg_copy_buf_t copy;
+    tg_rollup_deltas_t deltas; /* its rows per token, minute and histogram bin (schema/0018) */
+    tg_copy_buf_t delta_copy;  /* the deltas, encoded at commit */
 } tg_drain_batch_t;
 
 /**

@@ -6,9 +6,11 @@ collector_libtgcollector_a_SOURCES = \
 	collector/settings.c collector/settings.h \
 	collector/db.c collector/db.h \
 	collector/copy_binary.c collector/copy_binary.h \
+	collector/rollup_deltas.c collector/rollup_deltas.h \
 	collector/position.c collector/position.h \
 	collector/partition_cache.c collector/partition_cache.h \
 	collector/prune.c collector/prune.h \
+	collector/compact.c collector/compact.h \
 	collector/spill.c collector/spill.h \
 	collector/drain.c collector/drain.h
 

@@ -1,7 +1,8 @@
 /*
  * tollgate-collector: attaches to the ring as its consumer and drains it into
  * PostgreSQL (collector/drain.c), keeps daily partitions made ahead (hourly) and prunes
- * old ones (collector/prune.c). SIGTERM/SIGINT: finish and commit the current batch, exit 0.
+ * old ones (collector/prune.c), folds the rollup deltas into the rollups (collector/compact.c).
+ * SIGTERM/SIGINT: finish and commit the current batch, exit 0.
  */
 #include <errno.h>
 #include <signal.h>
@@ -10,6 +11,7 @@
 #include <time.h>
 
 #include "collector/drain.h"
+#include "collector/compact.h"
 #include "collector/prune.h"
 #include "collector/settings.h"
 #include "common/log.h"
@@ -105,6 +107,7 @@ int main(int argc, char **argv)
     static tg_collector_config_t cfg;
     static tg_drain_t drain;
     static tg_prune_t prune;
+    static tg_compact_t compact;
     int64_t began_ms = tg_collector_now_ms(), began_unix_ms = tg_time_now_us() / 1000;
     char err[512];
     switch (tg_collector_config_load(&cfg, argc, argv, err, sizeof(err))) {
@@ -145,6 +148,7 @@ int main(int argc, char **argv)
     drain.startup.began_unix_ms = began_unix_ms;
     drain.startup.attached_ms = attached_ms > 0 ? attached_ms : 1;
     tg_prune_init(&prune, cfg.database_url, cfg.retention_days, cfg.keep_detached, cfg.prune_interval_s);
+    tg_compact_init(&compact, cfg.database_url);
     char instance[2 * TG_RING_INSTANCE_ID_SIZE + 1];
     tg_ring_instance_id_hex(ring, instance);
     tg_log_info("collector", "started", "ring=%s instance=%s capacity=%llu depth=%llu node_id=%s spool_dir=%s batch_size=%ld",
@@ -174,6 +178,7 @@ int main(int argc, char **argv)
         if (retiring && tg_ring_depth(ring) == 0 && !tg_drain_has_pending(&drain))
             break;
         tg_prune_poll(&prune);
+        tg_compact_poll(&compact);
         if (!tg_drain_step(&drain, 0))
             sleep_ms(TG_COLLECTOR_IDLE_SLEEP_MS);
     }
@@ -186,6 +191,7 @@ int main(int argc, char **argv)
                 (unsigned long long)drain.stats.commits);
     status = 0;
     tg_prune_close(&prune);
+    tg_compact_close(&compact);
     tg_drain_dispose(&drain);
 
 Exit:

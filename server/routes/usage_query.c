@@ -70,8 +70,16 @@ const char tg_usage_sql_page[] = USAGE_PAGE_SQL("");
 /* Keyset continuation: $8, $9 are the last row's (ts, id); the row comparison is an index condition. */
 const char tg_usage_sql_page_after[] = USAGE_PAGE_SQL(" AND (u.ts, u.id) < ($8::timestamptz, $9::uuid)");
 
-/* The caller's token (404 when not owned), then its rollup rows in [$4, $5), oldest
- * first; buckets before the oldest retained partition describe pruned rows and are skipped. */
+/* The caller's token (404 when not owned), then its rollup rows in [$4, $5) and the deltas
+ * not yet compacted into them (schema/0018: minute buckets, several rows per bucket are
+ * added up by the caller, and a minute delta falls in the hour or day bucket that holds
+ * it), oldest first; buckets before the oldest retained partition describe pruned rows
+ * and are skipped. One statement, one snapshot: a compaction moves deltas into the
+ * rollups in one transaction, so they are counted once. */
+#define USAGE_SUMMARY_ROWS(table)                                                                                                  \
+    "   SELECT r.bucket, r.requests, r.status_2xx, r.status_3xx, r.status_4xx, r.status_5xx, r.hist FROM " table " AS r"            \
+    "   WHERE r.token_id = $1::uuid AND r.tenant_id = $3::uuid"                                                                    \
+    "     AND r.bucket >= greatest($4::timestamptz, tollgate_usage_retained_from()) AND r.bucket < $5::timestamptz"
 #define USAGE_SUMMARY_SQL(table)                                                                                                   \
     "SELECT r.bucket_us, r.requests, r.status_2xx, r.status_3xx, r.status_4xx, r.status_5xx, r.hist"                               \
     " FROM (SELECT k.id FROM api_tokens AS k"                                                                                      \
@@ -79,10 +87,8 @@ const char tg_usage_sql_page_after[] = USAGE_PAGE_SQL(" AND (u.ts, u.id) < ($8::
     " LEFT JOIN LATERAL ("                                                                                                         \
     "   SELECT (extract(epoch FROM r.bucket) * 1000000)::bigint AS bucket_us, r.requests, r.status_2xx, r.status_3xx,"             \
     "          r.status_4xx, r.status_5xx, r.hist::text AS hist"                                                                   \
-    "   FROM " table " AS r"                                                                                                       \
-    "   WHERE r.token_id = $1::uuid AND r.tenant_id = $3::uuid"                                                                    \
-    "     AND r.bucket >= greatest($4::timestamptz, tollgate_usage_retained_from()) AND r.bucket < $5::timestamptz"                \
-    "   ORDER BY r.bucket) AS r ON true"                                                                                           \
+    "   FROM (" USAGE_SUMMARY_ROWS(table) " UNION ALL " USAGE_SUMMARY_ROWS("api_token_usage_delta") ") AS r"                       \
+    "   ) AS r ON true"                                                                                                            \
     " ORDER BY r.bucket_us"
 
 const char tg_usage_sql_summary_minute[] = USAGE_SUMMARY_SQL("api_token_usage_minute");

@@ -23,8 +23,10 @@
 
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <libpq-fe.h>
 
 #include "collector/copy_binary.h"
+#include "collector/rollup_deltas.h"
 #include "collector/spill.h"
 #include "common/timefmt.h"
 #include "common/usage_record.h"
@@ -507,6 +509,109 @@ Test(collector, kill9_exactly_once, .timeout = TEST_TIMEOUT_S)
     cx_teardown(&cx);
 }
 
+/* The rollups as readers see them (compacted minute rows plus deltas), per token and minute:
+ * counts and merged histogram, hashed; and the same computed from the raw rows. */
+#define ROLLUPS_AS_READ                                                                                                            \
+    "WITH r AS (SELECT token_id, bucket, requests, status_2xx, status_3xx, status_4xx, status_5xx, hist FROM "                     \
+    "api_token_usage_delta"                                                                                                        \
+    "           UNION ALL SELECT token_id, bucket, requests, status_2xx, status_3xx, status_4xx, status_5xx, hist"                 \
+    "           FROM api_token_usage_minute),"                                                                                     \
+    " c AS (SELECT token_id, bucket, sum(requests) AS n, sum(status_2xx) AS s2, sum(status_3xx) AS s3, sum(status_4xx) AS s4,"     \
+    "              sum(status_5xx) AS s5 FROM r GROUP BY 1, 2),"                                                                   \
+    " h AS (SELECT token_id, bucket, tollgate_usage_hist_merge(array_agg(e)) AS hist FROM r, unnest(r.hist) AS e GROUP BY 1, 2)"   \
+    " SELECT md5(string_agg(concat_ws(',', token_id, bucket, n, s2, s3, s4, s5, hist), '|' ORDER BY token_id, bucket))"            \
+    " FROM c JOIN h USING (token_id, bucket)"
+#define ROLLUPS_FROM_RAW                                                                                                           \
+    "WITH b AS (SELECT token_id, date_trunc('minute', ts, 'UTC') AS bucket, tollgate_usage_hist_bin(processing_time_us) AS bin,"   \
+    "                  count(*) AS n, count(*) FILTER (WHERE response_status BETWEEN 200 AND 299) AS s2,"                          \
+    "                  count(*) FILTER (WHERE response_status BETWEEN 300 AND 399) AS s3,"                                         \
+    "                  count(*) FILTER (WHERE response_status BETWEEN 400 AND 499) AS s4,"                                         \
+    "                  count(*) FILTER (WHERE response_status BETWEEN 500 AND 599) AS s5"                                          \
+    "           FROM api_token_usage GROUP BY 1, 2, 3)"                                                                            \
+    " SELECT md5(string_agg(concat_ws(',', token_id, bucket, n, s2, s3, s4, s5, hist), '|' ORDER BY token_id, bucket))"            \
+    " FROM (SELECT token_id, bucket, sum(n) AS n, sum(s2) AS s2, sum(s3) AS s3, sum(s4) AS s4, sum(s5) AS s5,"                     \
+    "              array_agg(bin::bigint << 40 | n ORDER BY bin) AS hist FROM b GROUP BY 1, 2) AS x"
+
+/* Records of three tokens over the last few minutes, with every status class and
+ * processing times across many histogram bins. */
+static void append_varied(cx_t *cx, size_t n, size_t salt)
+{
+    int64_t now = tg_time_now_us();
+    for (size_t i = 0; i < n; ++i) {
+        size_t k = i + salt;
+        tg_usage_record_t r;
+        make_record(cx, &r, now - (int64_t)(k % 240) * 1000000);
+        r.token_id[15] = (uint8_t)(k % 3);
+        r.processing_time_us = (uint32_t)(k * 7919 % 3000000);
+        r.status = k % 11 == 0 ? 503 : k % 7 == 0 ? 404 : k % 13 == 0 ? 302 : k % 17 == 0 ? 101 : 200;
+        append(cx, &r);
+    }
+}
+
+static void expect_rollups_match_raw(cx_t *cx, const char *when)
+{
+    char *rollups = q_str(cx, "%s", ROLLUPS_AS_READ), *raw = q_str(cx, "%s", ROLLUPS_FROM_RAW);
+    cr_expect(rollups != NULL && raw != NULL && strcmp(rollups, raw) == 0, "%s: rollups (minute rows + deltas) %s, raw rows %s",
+              when, rollups != NULL ? rollups : "(error)", raw != NULL ? raw : "(error)");
+    free(rollups);
+    free(raw);
+}
+
+/* (3b) The rollup deltas commit with the rows and the position: a collector killed after
+ * its batch's COPYs (rows and deltas) but before COMMIT leaves neither, and its successor
+ * commits both once. Readers' view (deltas + compacted rows) equals the raw rows before
+ * and after compaction. */
+Test(collector, rollup_deltas_exactly_once_across_a_kill_before_commit, .timeout = TEST_TIMEOUT_S)
+{
+    static cx_t cx;
+    cx_setup(&cx, 0, 65536);
+    cx_start(&cx, NULL);
+    append_varied(&cx, 100, 0);
+    cr_assert_eq(wait_count(&cx, COUNT_ROWS, 100, ARRIVE_TIMEOUT_MS), 100);
+    cr_expect_gt(q_ll(&cx, "SELECT count(*) FROM api_token_usage_delta"), 0, "the batch's deltas are committed with it");
+    expect_rollups_match_raw(&cx, "first batch");
+
+    /* hold the position row: the next batch COPYs its rows and deltas, then waits on its UPDATE */
+    PGconn *holder = PQconnectdb(cx.pg.conninfo);
+    cr_assert_eq(PQstatus(holder), CONNECTION_OK);
+    PGresult *res = PQexec(holder, "BEGIN; SELECT 1 FROM collector_positions WHERE node_id = 'test-node' FOR UPDATE");
+    cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK, "%s", PQerrorMessage(holder));
+    PQclear(res);
+    append_varied(&cx, 200, 100);
+    cr_assert_eq(wait_count(&cx,
+                            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                            " AND application_name = 'tollgate-collector' AND wait_event_type = 'Lock'"
+                            " AND query LIKE 'UPDATE collector_positions%'",
+                            1, ARRIVE_TIMEOUT_MS),
+                 1, "the collector never waited on its position update");
+    pid_t victim = cx.collector;
+    cr_assert_eq(kill(-victim, SIGKILL), 0);
+    cr_assert_eq(waitpid(victim, NULL, 0), victim);
+    cx.collector = 0;
+    res = PQexec(holder, "COMMIT");
+    PQclear(res);
+    PQfinish(holder);
+    /* the killed collector's backend finds its client gone and rolls back */
+    cr_assert_eq(wait_count(&cx,
+                            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                            " AND application_name = 'tollgate-collector'",
+                            0, ARRIVE_TIMEOUT_MS),
+                 0);
+    cr_expect_eq(q_ll(&cx, COUNT_ROWS), 100, "the killed batch's rows were rolled back");
+    expect_rollups_match_raw(&cx, "after the kill");
+
+    cx_start(&cx, NULL);
+    cr_assert_eq(wait_count(&cx, COUNT_ROWS, 300, ARRIVE_TIMEOUT_MS), 300);
+    cr_expect_eq(q_ll(&cx, COUNT_DISTINCT), 300);
+    expect_rollups_match_raw(&cx, "after the restart");
+    cr_expect_gt(q_ll(&cx, "SELECT tollgate_usage_deltas_compact('infinity')"), 0);
+    cr_expect_eq(q_ll(&cx, "SELECT count(*) FROM api_token_usage_delta"), 0);
+    expect_rollups_match_raw(&cx, "after compaction");
+    cr_expect_eq(q_ll(&cx, "SELECT sum(requests) FROM api_token_usage_hour"), 300);
+    cr_assert_eq(cx_stop(&cx, 10000), 0);
+    cx_teardown(&cx);
+}
+
 static void stop_postgres(cx_t *cx)
 {
     pid_t pm = tg_fx_pg_postmaster_pid(&cx->pg);
@@ -871,6 +976,43 @@ Test(collector, units, .timeout = TEST_TIMEOUT_S)
     char out[16];
     cr_assert_eq(tg_copy_sanitize_utf8("a\xc3\xa9\xff\0b\xed\xa0\x80", 9, out), 5);
     cr_assert_eq(memcmp(out, "a\xc3\xa9??b???", 9), 0, "valid sequences kept, bad bytes, NUL and surrogates replaced");
+}
+
+/* The collector's histogram bin (collector/rollup_deltas.c) is PostgreSQL's
+ * tollgate_usage_hist_bin (schema/0004) at 0..7, around every bin's lower bound and at
+ * the top of the clamp: deltas from the collector and from the trigger must agree. */
+Test(collector, histogram_bins_match_the_schema, .timeout = TEST_TIMEOUT_S)
+{
+    tg_fx_pg_t pg;
+    cr_assert_eq(tg_fx_pg_start(&pg), 0, "no PostgreSQL");
+    cr_assert_eq(tg_fx_pg_migrate(&pg), 0, "migrate failed");
+    static char sql[65536], mine[32768];
+    size_t n = (size_t)snprintf(sql, sizeof(sql),
+                                "SELECT string_agg(tollgate_usage_hist_bin(v)::text, ',' ORDER BY i)"
+                                " FROM unnest('{");
+    size_t m = 0, count = 0;
+    uint32_t values[3 * 32 * 4 + 16];
+    for (uint32_t v = 0; v < 16; ++v)
+        values[count++] = v;
+    for (int log2 = 3; log2 < 31; ++log2)
+        for (uint32_t q = 4; q < 8; ++q) {
+            uint32_t bound = q << (log2 - 2); /* 4..7 quarters of each power of two */
+            values[count++] = bound - 1;
+            values[count++] = bound;
+            values[count++] = bound + 1;
+        }
+    values[count++] = INT32_MAX;
+    for (size_t i = 0; i < count; ++i) {
+        n += (size_t)snprintf(sql + n, sizeof(sql) - n, "%s%u", i != 0 ? "," : "", values[i]);
+        m += (size_t)snprintf(mine + m, sizeof(mine) - m, "%s%u", i != 0 ? "," : "", tg_rollup_hist_bin(values[i]));
+    }
+    snprintf(sql + n, sizeof(sql) - n, "}'::integer[]) WITH ORDINALITY AS x(v, i)");
+    char *theirs = tg_fx_pg_query_value(&pg, sql);
+    cr_expect(theirs != NULL && strcmp(theirs, mine) == 0, "bins differ:\nschema    %s\ncollector %s", theirs ? theirs : "(error)",
+              mine);
+    cr_expect_eq(tg_rollup_hist_bin(UINT32_MAX), tg_rollup_hist_bin(INT32_MAX), "clamped like the COPY");
+    free(theirs);
+    tg_fx_pg_stop(&pg);
 }
 
 /* A ring re-created under the same name: the old one is emptied, the collector exits, and a

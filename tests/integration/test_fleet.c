@@ -304,7 +304,7 @@ Test(fleet, every_usage_key_holds_the_tenant)
     char *v = tg_fx_pg_query_value(&pg, keys);
     cr_expect_str_eq(v != NULL ? v : "(error)", "2:", "unique keys of the usage tables : those without tenant_id");
     free(v);
-    /* the rollup trigger's upserts still find their key: two batches of one token and minute fold into one row */
+    /* the rollup compaction's upserts still find their key: two batches of one token and minute (two deltas) fold into one row */
     cr_assert_eq(tg_fx_pg_exec(&pg, "SELECT tollgate_ensure_usage_partition(current_date);"
                                     "INSERT INTO api_token_usage (id, token_id, tenant_id, user_id, ts, method, endpoint,"
                                     " response_status, processing_time_us) VALUES (gen_random_uuid(),"
@@ -313,7 +313,8 @@ Test(fleet, every_usage_key_holds_the_tenant)
                                     "INSERT INTO api_token_usage (id, token_id, tenant_id, user_id, ts, method, endpoint,"
                                     " response_status, processing_time_us) VALUES (gen_random_uuid(),"
                                     " '00000000-0000-0000-0000-000000000001', '00000000-0000-0000-0000-000000000002',"
-                                    " '00000000-0000-0000-0000-000000000003', date_trunc('minute', now()), 'GET', '/x', 500, 5)"),
+                                    " '00000000-0000-0000-0000-000000000003', date_trunc('minute', now()), 'GET', '/x', 500, 5);"
+                                    "SELECT tollgate_usage_deltas_compact('infinity')"),
                  0);
     v = tg_fx_pg_query_value(&pg, "SELECT (SELECT count(*) || '/' || sum(requests) FROM api_token_usage_minute) || ' '"
                                   " || (SELECT count(*) || '/' || sum(requests) FROM api_token_usage_hour)");

@@ -174,6 +174,13 @@ static void seed(const token_t *t, int n, const char *start, const char *step)
         t->id, t->owner->tenant, t->owner->user, start, step, n - 1);
 }
 
+/* Folds every rollup delta into the minute and hour rollups, as the collector's
+ * compaction does for closed minutes (schema/0018). Returns the deltas folded. */
+static long long compact(void)
+{
+    return sql_number("SELECT tollgate_usage_deltas_compact('infinity')");
+}
+
 /* ------------------------------------------------------------------ HTTP helpers */
 
 static void get(const token_t *t, tg_fx_proto_t proto, const char *path, tg_fx_http_res_t *res)
@@ -766,9 +773,14 @@ Test(usage_db, a_query_without_tenant_filter_sees_only_the_set_tenant)
     partitions("2024-03-01", "2024-03-01");
     seed(&alice1, 40, "2024-03-01T10:00:00Z", "1 minute");
     seed(&carol1, 7, "2024-03-01T10:00:00Z", "1 minute");
+    /* both tenants' first three minutes in the rollups, the rest still deltas: every table holds both */
+    sql("SELECT tollgate_usage_deltas_compact('2024-03-01T10:03:00Z')");
     /* the owner (superuser here) bypasses RLS: that is why the endpoint switches role */
     cr_expect_eq(sql_number("SELECT count(*) FROM api_token_usage"), 47);
-    static const char *const tables[] = {"api_token_usage", "api_token_usage_minute", "api_token_usage_hour", "api_tokens"};
+    cr_expect_eq(sql_number("SELECT count(DISTINCT tenant_id) FROM api_token_usage_minute"), 2);
+    cr_expect_eq(sql_number("SELECT count(DISTINCT tenant_id) FROM api_token_usage_delta"), 2);
+    static const char *const tables[] = {"api_token_usage", "api_token_usage_minute", "api_token_usage_hour",
+                                         "api_token_usage_delta", "api_tokens"};
     for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); ++i) {
         const char *tb = tables[i];
         /* no filter at all, as tollgate_app, in Globex: none of Acme's rows */
@@ -882,6 +894,7 @@ static void seed_for_plans(void)
         " '2024-05-01T00:00:00Z'::timestamptz + i * '4 seconds'::interval, 'GET', '/', 200, 100"
         " FROM generate_series(0, 99999) AS i",
         carol.tenant, carol.user);
+    compact(); /* the summaries read the compacted rollups by their keys, and the deltas by theirs */
     sql("ANALYZE");
 }
 
@@ -952,7 +965,7 @@ Test(usage_db, summary_reads_the_rollup_primary_key)
     }
 }
 
-/* The trigger folds batches incrementally; a rebuild from the raw rows must agree. */
+/* The trigger appends each batch's deltas and the compaction folds them; a rebuild from the raw rows must agree. */
 Test(usage_db, rollups_equal_a_rebuild_from_the_raw_rows)
 {
     partitions("2024-06-01", "2024-06-02");
@@ -960,6 +973,9 @@ Test(usage_db, rollups_equal_a_rebuild_from_the_raw_rows)
     for (int i = 0; i < 5; ++i) /* five more batches into the same minutes and hours */
         seed(&alice1, 300, "2024-06-01T22:30:00Z", "1.1 seconds");
     seed(&carol1, 500, "2024-06-01T22:00:00Z", "7 seconds");
+    cr_expect_eq(sql_number("SELECT count(*) FROM api_token_usage_minute"), 0, "ingest appends deltas only");
+    cr_expect_gt(compact(), 0);
+    cr_expect_eq(sql_number("SELECT count(*) FROM api_token_usage_delta"), 0, "compaction folds every delta before its cutoff");
     static const char snapshot[] =
         "SELECT md5(string_agg(concat_ws(',', token_id, bucket, requests, status_2xx, status_3xx, status_4xx, status_5xx,"
         " tollgate_usage_hist_merge(hist)), '|' ORDER BY token_id, bucket)) FROM %s";
@@ -996,9 +1012,71 @@ Test(usage_db, pruned_days_leave_the_totals)
                                 " SELECT tollgate_usage_count('%s', '%s', '-infinity', 'infinity')",
                                 alice.tenant, alice1.id, alice.tenant),
                  300 - 144, "rollups of a dropped day must not count, even before they are pruned");
+    /* half of the rows folded into the rollups, the other half still deltas: prune takes both */
+    cr_expect_gt(sql_number("SELECT tollgate_usage_deltas_compact('2024-07-01T12:00:00Z')"), 0);
+    cr_expect_gt(sql_number("SELECT count(*) FROM api_token_usage_delta WHERE bucket < '2024-07-02'"), 0);
     cr_expect_gt(sql_number("SELECT tollgate_usage_rollups_prune('2024-07-02')"), 0);
     cr_expect_eq(sql_number("SELECT count(*) FROM api_token_usage_minute WHERE bucket < '2024-07-02'"), 0);
-    cr_expect_eq(sql_number("SELECT coalesce(sum(requests), 0) FROM api_token_usage_hour"), 300 - 144);
+    cr_expect_eq(sql_number("SELECT count(*) FROM api_token_usage_delta WHERE bucket < '2024-07-02'"), 0);
+    cr_expect_eq(sql_number("SELECT coalesce(sum(requests), 0) FROM api_token_usage_hour") +
+                     sql_number("SELECT coalesce(sum(requests), 0) FROM api_token_usage_delta"),
+                 300 - 144);
+}
+
+/* The summaries and the page total with every row still a delta, after a compaction of
+ * part of them, after a full one, and with new deltas on top of compacted rows: the same
+ * answers as the raw rows give. */
+Test(usage_contract, summaries_with_deltas_and_after_compaction)
+{
+    partitions("2024-08-01", "2024-08-02");
+    seed(&alice1, 400, "2024-08-01T09:58:30Z", "13 seconds"); /* 09:58:30 .. 11:25, across two hours */
+    seed(&alice1, 50, "2024-08-01T10:00:00Z", "1 second");    /* a second batch into the same minutes */
+    static const char *const queries[] = {"from=2024-08-01T09:00:00Z&to=2024-08-01T11:59:59Z&interval=minute",
+                                          "from=2024-08-01T09:00:00Z&to=2024-08-01T11:59:59Z&interval=hour",
+                                          "from=2024-08-01&to=2024-08-02&interval=day"};
+    char *bodies[3];
+    for (int round = 0; round < 4; ++round) {
+        if (round == 1) /* deltas before 10:30 folded, the rest not */
+            cr_expect_gt(sql_number("SELECT tollgate_usage_deltas_compact('2024-08-01T10:30:00Z')"), 0);
+        if (round == 2)
+            cr_expect_gt(compact(), 0);
+        if (round == 3) /* new deltas over compacted minutes and hours */
+            seed(&alice1, 30, "2024-08-01T10:00:10Z", "61 seconds");
+        long long expected = round < 3 ? 450 : 480;
+        for (int q = 0; q < 3; ++q) {
+            tg_fx_http_res_t res;
+            json_t *doc = get_ok(&alice1, TG_FX_HTTP1, summary_path(&alice1, queries[q]), &res);
+            json_t *totals = json_object_get(doc, "totals");
+            cr_expect_eq(json_integer_value(json_object_get(totals, "requests")), expected, "round %d, %s: %s", round, queries[q],
+                         res.body);
+            long long sum = 0;
+            json_t *buckets = json_object_get(doc, "buckets");
+            for (size_t i = 0; i < json_array_size(buckets); ++i)
+                sum += json_integer_value(json_object_get(json_array_get(buckets, i), "requests"));
+            cr_expect_eq(sum, expected, "round %d, %s: the buckets add up to the total", round, queries[q]);
+            char *body = json_dumps(doc, JSON_SORT_KEYS);
+            if (round == 0)
+                bodies[q] = body;
+            else if (round < 3) {
+                cr_expect_str_eq(body, bodies[q], "round %d, %s: compaction changed the summary", round, queries[q]);
+                free(body);
+            } else {
+                free(body);
+                free(bodies[q]);
+            }
+            tg_fx_http_res_free(&res);
+        }
+        /* the page total (tollgate_usage_count: rollups, deltas and raw edges) against a plain count */
+        tg_fx_http_res_t res;
+        json_t *doc =
+            get_ok(&alice1, TG_FX_HTTP1, usage_path(&alice1, "from=2024-08-01T09:59:10.5Z&to=2024-08-01T11:03:20Z"), &res);
+        cr_expect_eq(pagination_int(doc, "total"),
+                     sql_number("SELECT count(*) FROM api_token_usage WHERE token_id = '%s' AND ts >= '2024-08-01T09:59:10.5Z'"
+                                " AND ts < '2024-08-01T11:03:20Z'",
+                                alice1.id),
+                     "round %d: page total", round);
+        tg_fx_http_res_free(&res);
+    }
 }
 
 /* ------------------------------------------------------------------ end to end */
