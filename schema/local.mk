@@ -23,7 +23,7 @@ TG_SCHEMA_SQL = \
 	schema/0013_usage_keys_tenant.sql \
 	schema/0014_token_change.sql \
 	schema/0016_auth_failures.sql \
-	schema/0018_limit_leases.sql \
+	schema/0017_limit_leases.sql \
 	schema/0018_usage_rollup_deltas.sql
 
 schemadir = $(pkgdatadir)/schema

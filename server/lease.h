@@ -1,7 +1,7 @@
 /*
  * The node's leaser (docs/token-policies.md, "Fleet-wide limits"): in the background, asks
  * PostgreSQL for grants of rate and quota units for every limited lineage that wants some,
- * in one batched statement (tollgate_lease, schema/0018_limit_leases.sql) per tick, and
+ * in one batched statement (tollgate_lease, schema/0017_limit_leases.sql) per tick, and
  * deposits them in the node's shared table (shm/lease_line.h), from which the request
  * path spends them. Every worker runs a tick timer; one of them, elected through the
  * table's header, does the work (another takes over within a second when it stops). The

@@ -4,7 +4,7 @@
  * share it counts by itself while PostgreSQL cannot be reached. Pure functions, no state:
  * server/lease.c (the leaser) and server/policy.c (the request path) call them, and
  * tests/unit/test_lease_plan.c checks them. PostgreSQL's side of a grant (how much of what
- * it holds it hands out) is tollgate_lease() in schema/0018_limit_leases.sql.
+ * it holds it hands out) is tollgate_lease() in schema/0017_limit_leases.sql.
  */
 #ifndef TG_LEASE_PLAN_H
 #define TG_LEASE_PLAN_H
