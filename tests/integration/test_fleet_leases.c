@@ -402,8 +402,16 @@ Test(leases, a_first_request_waits_for_its_own_ask_not_a_tick)
         const char *headers[] = {authorization, NULL};
         tg_fx_http_req_t req = {.url = node_url(0, "/api/v1/me", url, sizeof(url)), .headers = headers, .timeout_ms = 10000};
         tg_fx_http_res_t res;
-        long long t0 = tg_fx_now_ms();
-        cr_assert_eq(tg_fx_http(&req, &res), 0, "%s", res.error);
+        long long t0 = tg_fx_now_ms(), deadline = t0 + 10000;
+        /* a worker just started may still be connecting its pool: its 503 charges nothing
+         * and the client retries, as a client would (not the answer this test is about) */
+        for (;;) {
+            cr_assert_eq(tg_fx_http(&req, &res), 0, "%s", res.error);
+            if (res.status != 503 || tg_fx_now_ms() > deadline)
+                break;
+            tg_fx_http_res_free(&res);
+            tg_fx_sleep_ms(50);
+        }
         cr_log_info("first request of token %d: %ld after %lld ms %s", i, res.status, tg_fx_now_ms() - t0,
                     res.status == 200 ? "" : res.body);
         ok += res.status == 200;
