@@ -263,6 +263,18 @@ static void close_inherited_fds(void)
 /* The parent's environment without the variables that configure tollgate, so a
  * developer's shell cannot change what a test runs. Returns a malloc'd NULL-terminated
  * array (strings borrowed from environ and `extra`). */
+/* 1 when `entry` (NAME=value) names a variable that `extra` sets too: the extra one wins
+ * (a program reading its environment takes the first NAME= it finds). */
+static int env_overridden(const char *entry, const char *const *extra)
+{
+    const char *eq = strchr(entry, '=');
+    size_t name_len = eq != NULL ? (size_t)(eq - entry) + 1 : strlen(entry);
+    for (size_t i = 0; extra != NULL && extra[i] != NULL; ++i)
+        if (strncmp(extra[i], entry, name_len) == 0)
+            return 1;
+    return 0;
+}
+
 static char **clean_env(const char *const *extra)
 {
     size_t n = 0, n_extra = 0;
@@ -275,7 +287,8 @@ static char **clean_env(const char *const *extra)
         return NULL;
     size_t out = 0;
     for (size_t i = 0; i < n; ++i) {
-        if (strncmp(environ[i], "TOLLGATE_", 9) == 0 || strncmp(environ[i], "DATABASE_URL=", 13) == 0)
+        if (strncmp(environ[i], "TOLLGATE_", 9) == 0 || strncmp(environ[i], "DATABASE_URL=", 13) == 0 ||
+            env_overridden(environ[i], extra))
             continue;
         env[out++] = environ[i];
     }

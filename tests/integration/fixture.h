@@ -140,7 +140,7 @@ typedef struct st_tg_fx_server_opts_t {
     const tg_fx_pg_t *pg;          /* TOLLGATE_DATABASE_URL of this database; NULL: a URL that cannot connect */
     const char *node_id;           /* --node-id, or NULL */
     const char *const *extra_args; /* more argv entries, NULL-terminated, or NULL */
-    const char *const *extra_env;  /* "NAME=VALUE" entries, NULL-terminated, or NULL */
+    const char *const *extra_env;  /* "NAME=VALUE" entries, NULL-terminated, or NULL; each replaces the test's own NAME */
     int start_timeout_ms;          /* how long to wait for /healthz; 0 means 10000 */
 } tg_fx_server_opts_t;
 

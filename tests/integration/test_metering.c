@@ -1049,12 +1049,16 @@ Test(metering, a_response_sent_before_a_kill_has_its_row, .timeout = TEST_TIMEOU
     token_t doomed, barrier;
     token_create("doomed", &doomed);
     token_create("barrier", &barrier);
-    char preload[600], needle[80];
+    char preload[600], needle[80], asan[1024];
     snprintf(preload, sizeof(preload), "LD_PRELOAD=%s/tests/integration/kill_after_write.so", TG_BUILDDIR);
     /* the GET /api/v1/me body names the token: only its responses kill */
     snprintf(needle, sizeof(needle), "TG_KILL_AFTER_WRITE=%s", doomed.id);
-    /* a sanitizer build's runtime would refuse to come after the shim */
-    const char *env[] = {preload, needle, "ASAN_OPTIONS=verify_asan_link_order=0", NULL};
+    /* a sanitizer build's runtime would refuse to come after the shim: the options the run
+     * exported (contrib/test's), plus that one */
+    const char *inherited = getenv("ASAN_OPTIONS");
+    snprintf(asan, sizeof(asan), "ASAN_OPTIONS=%s%sverify_asan_link_order=0", inherited != NULL ? inherited : "",
+             inherited != NULL && *inherited != '\0' ? ":" : "");
+    const char *env[] = {preload, needle, asan, NULL};
     server_start(&srv, 0, NULL, env);
     const tg_fx_proto_t protos[] = {TG_FX_HTTP1, TG_FX_H2C};
     for (size_t i = 0; i < 2; ++i) {
