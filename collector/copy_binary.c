@@ -56,38 +56,16 @@ void tg_copy_buf_commit(tg_copy_buf_t *buf, const uint8_t *end)
     buf->len = (size_t)(end - buf->data);
 }
 
-static inline uint8_t *put16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)(v >> 8);
-    p[1] = (uint8_t)v;
-    return p + 2;
-}
-
-static inline uint8_t *put32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-    return p + 4;
-}
-
-static inline uint8_t *put64(uint8_t *p, uint64_t v)
-{
-    p = put32(p, (uint32_t)(v >> 32));
-    return put32(p, (uint32_t)v);
-}
-
 static inline uint8_t *put_bytes(uint8_t *p, const void *bytes, size_t len)
 {
-    p = put32(p, (uint32_t)len);
+    p = tg_copy_put32(p, (uint32_t)len);
     memcpy(p, bytes, len);
     return p + len;
 }
 
 static inline uint8_t *put_null(uint8_t *p)
 {
-    return put32(p, UINT32_MAX); /* length -1 */
+    return tg_copy_put32(p, UINT32_MAX); /* length -1 */
 }
 
 /* Length of the well-formed UTF-8 sequence at s[0..len), or 0 when it is not one. */
@@ -146,7 +124,7 @@ static inline uint8_t *put_text(uint8_t *p, const char *s, size_t len)
         ++i;
     if (i == len)
         return put_bytes(p, s, len);
-    p = put32(p, (uint32_t)len);
+    p = tg_copy_put32(p, (uint32_t)len);
     tg_copy_sanitize_utf8(s, len, (char *)p);
     return p + len;
 }
@@ -167,21 +145,21 @@ int tg_copy_binary_append(tg_copy_buf_t *buf, const tg_usage_record_t *rec)
     if (reserve(buf, TG_COPY_TUPLE_MAX) != 0)
         return -1;
     uint8_t *p = buf->data + buf->len;
-    p = put16(p, TG_COPY_NFIELDS);
+    p = tg_copy_put16(p, TG_COPY_NFIELDS);
     p = put_bytes(p, rec->id, 16);
     p = put_bytes(p, rec->token_id, 16);
     p = put_bytes(p, rec->tenant_id, 16);
     p = put_bytes(p, rec->user_id, 16);
-    p = put32(p, 8);
-    p = put64(p, (uint64_t)(rec->ts_us - TG_COPY_PG_EPOCH_OFFSET_US));
+    p = tg_copy_put32(p, 8);
+    p = tg_copy_put64(p, (uint64_t)(rec->ts_us - TG_COPY_PG_EPOCH_OFFSET_US));
     p = put_text(p, rec->method, rec->method_len);
     p = put_text(p, rec->path, rec->path_len);
-    p = put32(p, 2);
-    p = put16(p, rec->status);
+    p = tg_copy_put32(p, 2);
+    p = tg_copy_put16(p, rec->status);
     if (rec->ip_family == TG_USAGE_IP_V4 || rec->ip_family == TG_USAGE_IP_V6) {
         int v4 = rec->ip_family == TG_USAGE_IP_V4;
         uint8_t nb = v4 ? 4 : 16;
-        p = put32(p, 4u + nb);
+        p = tg_copy_put32(p, 4u + nb);
         *p++ = v4 ? TG_PG_AF_INET : TG_PG_AF_INET6;
         *p++ = (uint8_t)(nb * 8); /* netmask bits: a host address */
         *p++ = 0;                 /* is_cidr: inet, not cidr */
@@ -195,9 +173,9 @@ int tg_copy_binary_append(tg_copy_buf_t *buf, const tg_usage_record_t *rec)
         p = put_text(p, rec->user_agent, rec->ua_len);
     else
         p = put_null(p);
-    p = put32(p, 4);
-    p = put32(p, rec->processing_time_us > INT32_MAX ? (uint32_t)INT32_MAX : rec->processing_time_us);
-    p = put32(p, 1);
+    p = tg_copy_put32(p, 4);
+    p = tg_copy_put32(p, rec->processing_time_us > INT32_MAX ? (uint32_t)INT32_MAX : rec->processing_time_us);
+    p = tg_copy_put32(p, 1);
     *p++ = (rec->flags & (TG_USAGE_FLAG_PATH_TRUNCATED | TG_USAGE_FLAG_UA_TRUNCATED | TG_USAGE_FLAG_METHOD_TRUNCATED)) != 0;
     buf->len = (size_t)(p - buf->data);
     return 0;
@@ -207,7 +185,7 @@ int tg_copy_binary_end(tg_copy_buf_t *buf)
 {
     if (reserve(buf, 2) != 0)
         return -1;
-    put16(buf->data + buf->len, UINT16_MAX); /* -1 */
+    tg_copy_put16(buf->data + buf->len, UINT16_MAX); /* -1 */
     buf->len += 2;
     return 0;
 }

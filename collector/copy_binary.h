@@ -19,6 +19,29 @@
 /** Microseconds between the Unix epoch and PostgreSQL's epoch, 2000-01-01 00:00:00 UTC (946684800 s). */
 #define TG_COPY_PG_EPOCH_OFFSET_US INT64_C(946684800000000)
 
+/* Big-endian writers of COPY BINARY's integers (field counts, lengths, values): each
+ * writes at p and returns the byte after what it wrote. */
+static inline uint8_t *tg_copy_put16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)(v >> 8);
+    p[1] = (uint8_t)v;
+    return p + 2;
+}
+
+static inline uint8_t *tg_copy_put32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+    return p + 4;
+}
+
+static inline uint8_t *tg_copy_put64(uint8_t *p, uint64_t v)
+{
+    return tg_copy_put32(tg_copy_put32(p, (uint32_t)(v >> 32)), (uint32_t)v);
+}
+
 /** A growable buffer; zero-initialize, free with tg_copy_buf_free. Owned by one thread. */
 typedef struct st_tg_copy_buf_t {
     uint8_t *data;

@@ -119,27 +119,6 @@ static int same_row(const tg_rollup_delta_t *x, const tg_rollup_delta_t *y)
     return x->minute_us == y->minute_us && memcmp(x->token_id, y->token_id, 16) == 0 && memcmp(x->tenant_id, y->tenant_id, 16) == 0;
 }
 
-static inline uint8_t *put16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)(v >> 8);
-    p[1] = (uint8_t)v;
-    return p + 2;
-}
-
-static inline uint8_t *put32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-    return p + 4;
-}
-
-static inline uint8_t *put64(uint8_t *p, uint64_t v)
-{
-    return put32(put32(p, (uint32_t)(v >> 32)), (uint32_t)v);
-}
-
 /* One row: the entries [first, first + n) share token, tenant and minute. */
 static int encode_row(tg_copy_buf_t *buf, const tg_rollup_delta_t *first, size_t n)
 {
@@ -152,22 +131,22 @@ static int encode_row(tg_copy_buf_t *buf, const tg_rollup_delta_t *first, size_t
         for (int k = 0; k < 4; ++k)
             status[k] += first[i].status[k];
     }
-    p = put16(p, TG_ROLLUP_DELTAS_NFIELDS);
-    p = put32(p, 16);
+    p = tg_copy_put16(p, TG_ROLLUP_DELTAS_NFIELDS);
+    p = tg_copy_put32(p, 16);
     memcpy(p, first->token_id, 16);
-    p = put32(p + 16, 8);
-    p = put64(p, (uint64_t)(first->minute_us - TG_COPY_PG_EPOCH_OFFSET_US));
-    p = put32(p, 16);
+    p = tg_copy_put32(p + 16, 8);
+    p = tg_copy_put64(p, (uint64_t)(first->minute_us - TG_COPY_PG_EPOCH_OFFSET_US));
+    p = tg_copy_put32(p, 16);
     memcpy(p, first->tenant_id, 16);
-    p = put32(put32(p + 16, 4), requests);
+    p = tg_copy_put32(tg_copy_put32(p + 16, 4), requests);
     for (int k = 0; k < 4; ++k)
-        p = put32(put32(p, 4), status[k]);
+        p = tg_copy_put32(tg_copy_put32(p, 4), status[k]);
     /* int8[]: ndim 1, no nulls, element type, then one dimension (size n, lower bound 1) */
-    p = put32(p, (uint32_t)(20 + n * 12));
-    p = put32(put32(put32(p, 1), 0), TG_PG_INT8_OID);
-    p = put32(put32(p, (uint32_t)n), 1);
+    p = tg_copy_put32(p, (uint32_t)(20 + n * 12));
+    p = tg_copy_put32(tg_copy_put32(tg_copy_put32(p, 1), 0), TG_PG_INT8_OID);
+    p = tg_copy_put32(tg_copy_put32(p, (uint32_t)n), 1);
     for (size_t i = 0; i < n; ++i)
-        p = put64(put32(p, 8), (uint64_t)first[i].bin << TG_ROLLUP_HIST_COUNT_BITS | first[i].requests);
+        p = tg_copy_put64(tg_copy_put32(p, 8), (uint64_t)first[i].bin << TG_ROLLUP_HIST_COUNT_BITS | first[i].requests);
     tg_copy_buf_commit(buf, p);
     return 0;
 }
