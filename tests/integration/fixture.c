@@ -173,7 +173,7 @@ static void rm_rf(const char *path)
     nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
-static char *read_file(const char *path, size_t *len_out)
+char *tg_fx_read_file(const char *path, size_t *len_out)
 {
     FILE *fp = fopen(path, "rb");
     if (fp == NULL)
@@ -201,6 +201,12 @@ static char *read_file(const char *path, size_t *len_out)
     if (len_out != NULL)
         *len_out = len;
     return buf;
+}
+
+char *tg_fx_read_text(const char *path)
+{
+    char *text = tg_fx_read_file(path, NULL);
+    return text != NULL ? text : strdup("");
 }
 
 static int write_file(const char *path, const void *data, size_t len, mode_t mode)
@@ -806,7 +812,7 @@ static int pg_ctl(const char *dir, int port, const char *action)
     argv[n] = NULL;
     int rc = run_checked((char *const *)argv, NULL, NULL, PG_SETUP_TIMEOUT_MS, dir);
     if (rc != 0 && strcmp(action, "start") == 0) {
-        char *log = read_file(logfile, NULL);
+        char *log = tg_fx_read_file(logfile, NULL);
         fx_log("postgres.log:\n%s", log != NULL ? log : "(none)");
         free(log);
     }
@@ -963,7 +969,7 @@ static int shared_cluster(const char *state_dir, tg_fx_pg_t *pg)
         return -1;
     }
     int rc = -1;
-    char *info = read_file(info_path, NULL);
+    char *info = tg_fx_read_file(info_path, NULL);
     memset(pg, 0, sizeof(*pg));
     if (info != NULL && sscanf(info, "%255s %d", pg->dir, &pg->port) == 2) {
         set_conninfo(pg, "postgres");
@@ -1214,7 +1220,7 @@ pid_t tg_fx_pg_postmaster_pid(const tg_fx_pg_t *pg)
 {
     char path[300];
     snprintf(path, sizeof(path), "%s/data/postmaster.pid", pg->dir);
-    char *text = read_file(path, NULL);
+    char *text = tg_fx_read_file(path, NULL);
     pid_t pid = text != NULL ? (pid_t)atoi(text) : -1;
     free(text);
     return pid > 0 ? pid : -1;
@@ -1570,14 +1576,14 @@ int tg_fx_server_stop(tg_fx_server_t *srv, int timeout_ms)
 
 char *tg_fx_server_log(const tg_fx_server_t *srv)
 {
-    char *log = read_file(srv->log_path, NULL);
+    char *log = tg_fx_read_file(srv->log_path, NULL);
     return log != NULL ? log : strdup("");
 }
 
 void tg_fx_server_dump_log(const tg_fx_server_t *srv, size_t max_bytes)
 {
     size_t len = 0;
-    char *log = srv->log_path[0] != '\0' ? read_file(srv->log_path, &len) : NULL;
+    char *log = srv->log_path[0] != '\0' ? tg_fx_read_file(srv->log_path, &len) : NULL;
     if (log == NULL)
         return;
     const char *start = len > max_bytes ? log + len - max_bytes : log;
@@ -1729,7 +1735,11 @@ static void *warm_one(void *arg)
 
 int tg_fx_warm_every_worker(const tg_fx_server_t *srv, const char *credential, int workers)
 {
-    enum { BURST = 3, MAX_REQUESTS = 400, MAX_WORKERS = 64 }; /* a few connections at once: a busy worker leaves some to the others */
+    enum {
+        BURST = 3,
+        MAX_REQUESTS = 400,
+        MAX_WORKERS = 64
+    }; /* a few connections at once: a busy worker leaves some to the others */
     char authorization[4200];
     snprintf(authorization, sizeof(authorization), "Authorization: Bearer %s", credential);
     if (workers < 1 || workers > MAX_WORKERS)
@@ -2127,7 +2137,7 @@ static void fx_runner_cleanup(void)
         return;
     char info_path[300];
     snprintf(info_path, sizeof(info_path), "%s/pg.info", fx.runner_state_dir);
-    char *info = read_file(info_path, NULL);
+    char *info = tg_fx_read_file(info_path, NULL);
     char dir[256];
     if (info != NULL && sscanf(info, "%255s", dir) == 1)
         cluster_destroy(dir);

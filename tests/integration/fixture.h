@@ -239,8 +239,8 @@ typedef struct st_tg_fx_http_req_t {
     size_t body_len;            /* 0 means strlen(body) */
     int chunked;                /* send the body with Transfer-Encoding: chunked (HTTP/1.1) */
     tg_fx_proto_t proto;
-    int timeout_ms; /* whole transfer; 0 means 10000 */
-    int path_as_is; /* send "/./" and "/../" as written (curl resolves them otherwise) */
+    int timeout_ms;            /* whole transfer; 0 means 10000 */
+    int path_as_is;            /* send "/./" and "/../" as written (curl resolves them otherwise) */
     const char *local_address; /* bind the client socket to this address (e.g. "127.0.0.2"), or NULL */
 } tg_fx_http_req_t;
 
@@ -317,6 +317,13 @@ int tg_fx_get(const tg_fx_server_t *srv, tg_fx_proto_t proto, const char *path, 
  * `response`), or -1 when the connection could not be made.
  */
 ssize_t tg_fx_raw(int port, const void *bytes, size_t len, char *response, size_t cap, int timeout_ms);
+
+/** The whole file at `path`, NUL-terminated (its length in *len when len is not NULL); NULL when it cannot be read. Caller frees.
+ */
+char *tg_fx_read_file(const char *path, size_t *len);
+
+/** The whole file at `path` as text, "" when it cannot be read (never NULL). Caller frees. */
+char *tg_fx_read_text(const char *path);
 
 /** Sleeps `ms` milliseconds (again after a signal): a poll's interval, never a wait for an event. */
 void tg_fx_sleep_ms(long ms);
@@ -412,10 +419,10 @@ char *tg_fx_haproxy_url(const tg_fx_haproxy_t *hp, const char *path, char *buf, 
 #define TG_FX_FLEET_MAX_NODES 4
 
 typedef struct st_tg_fx_fleet_opts_t {
-    const tg_fx_pg_t *pg;  /* the one database every node (and its collector) uses */
-    size_t nodes;          /* 1 .. TG_FX_FLEET_MAX_NODES */
-    int workers;           /* per node; 0 means 1 */
-    int haproxy;           /* 1: haproxy in front, in haproxy_mode */
+    const tg_fx_pg_t *pg; /* the one database every node (and its collector) uses */
+    size_t nodes;         /* 1 .. TG_FX_FLEET_MAX_NODES */
+    int workers;          /* per node; 0 means 1 */
+    int haproxy;          /* 1: haproxy in front, in haproxy_mode */
     tg_fx_haproxy_mode_t haproxy_mode;
     const char *const *extra_args[TG_FX_FLEET_MAX_NODES]; /* per node, NULL-terminated, or NULL */
 } tg_fx_fleet_opts_t;

@@ -411,23 +411,6 @@ static char *render_table(long got[][NCALLERS])
     return buf;
 }
 
-static char *read_file(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        return NULL;
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *out = open_memstream(&buf, &len);
-    char chunk[4096];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-        fwrite(chunk, 1, n, out);
-    fclose(f);
-    fclose(out);
-    return buf;
-}
-
 /* ------------------------------------------------------------------ the world */
 
 static void ctl_ok(const char *input, ...)
@@ -473,7 +456,7 @@ Test(authz, every_declared_route_has_a_row)
 {
     char path[512];
     snprintf(path, sizeof(path), "%s/server/routes.c", TG_SRCDIR);
-    char *src = read_file(path);
+    char *src = tg_fx_read_file(path, NULL);
     cr_assert_not_null(src, "cannot read %s", path);
     regex_t re;
     cr_assert_eq(regcomp(&re, "TG_ROUTE\\(\"([A-Z]+)\", *\"([^\"]+)\"", REG_EXTENDED), 0);
@@ -499,7 +482,7 @@ Test(authz, the_table_in_security_md_is_this_one)
 {
     char path[512];
     snprintf(path, sizeof(path), "%s/docs/security.md", TG_SRCDIR);
-    char *doc = read_file(path);
+    char *doc = tg_fx_read_file(path, NULL);
     cr_assert_not_null(doc, "cannot read %s", path);
     char *table = render_table(NULL);
     cr_expect_not_null(strstr(doc, table), "docs/security.md does not hold the authorization matrix as tested; it should hold:\n%s",

@@ -204,23 +204,6 @@ static void load_start(load_t *ld, const char *tag, const char *url, const char 
     ld->started_ms = tg_fx_now_ms();
 }
 
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return strdup("");
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *mem = open_memstream(&buf, &len);
-    char chunk[4096];
-    size_t got;
-    while ((got = fread(chunk, 1, sizeof(chunk), f)) > 0)
-        fwrite(chunk, 1, got, mem);
-    fclose(f);
-    fclose(mem);
-    return buf;
-}
-
 /* "finished in 3.00s," / "515.20ms," / "900.00us,": seconds, or -1. */
 static double parse_elapsed(const char *out)
 {
@@ -247,7 +230,7 @@ static void load_wait(load_t *ld)
     }
     ld->pid = 0;
     ld->wall_ms = tg_fx_now_ms() - ld->started_ms;
-    char *out = slurp(ld->out_path);
+    char *out = tg_fx_read_text(ld->out_path);
     const char *req = strstr(out, "\nrequests: "), *codes = strstr(out, "\nstatus codes: ");
     cr_assert(WIFEXITED(status) && req != NULL && codes != NULL, "h2load exit %d, output:\n%s", status, out);
     sscanf(req + 1, "requests: %*d total, %*d started, %ld done, %ld succeeded, %ld failed, %ld errored", &ld->done, &ld->succeeded,

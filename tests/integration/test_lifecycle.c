@@ -62,23 +62,6 @@ static void cleanup_at_exit(void)
         }
 }
 
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    char *buf = NULL;
-    size_t len = 0;
-    if (f != NULL) {
-        FILE *m = open_memstream(&buf, &len);
-        char chunk[8192];
-        size_t n;
-        while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-            fwrite(chunk, 1, n, m);
-        fclose(m);
-        fclose(f);
-    }
-    return buf != NULL ? buf : strdup("");
-}
-
 static void write_file(const char *path, const char *text)
 {
     char tmp[512];
@@ -249,7 +232,7 @@ static int lc_stop(lc_t *lc)
 
 static void lc_dump(const lc_t *lc)
 {
-    char *log = slurp(lc->log_path);
+    char *log = tg_fx_read_text(lc->log_path);
     fprintf(stderr, "---- tollgated log %s ----\n%s\n", lc->log_path, log);
     free(log);
 }
@@ -259,7 +242,7 @@ static void lc_fini(lc_t *lc)
     if (getenv("TG_TEST_DUMP_LOG") != NULL)
         lc_dump(lc);
     lc_kill(lc);
-    char *log = slurp(lc->log_path); /* the sanitizer build reports into the same log */
+    char *log = tg_fx_read_text(lc->log_path); /* the sanitizer build reports into the same log */
     cr_expect(strstr(log, "Sanitizer") == NULL && strstr(log, "runtime error") == NULL, "sanitizer report in the log:\n%s", log);
     free(log);
     shm_unlink(lc->ring);
@@ -330,7 +313,7 @@ Test(notify, ready_after_every_worker_then_watchdog_and_stopping, .timeout = 60)
     lc_spawn(&lc, args, env);
     char *ready = lc_wait_notify(&lc, "READY=1", LC_DEADLINE_MS);
     /* read the log at once: every worker must have said it serves before READY=1 was sent */
-    char *log = slurp(lc.log_path);
+    char *log = tg_fx_read_text(lc.log_path);
     if (ready == NULL)
         lc_dump(&lc);
     cr_assert(ready != NULL, "no READY=1 within %d ms", LC_DEADLINE_MS);
@@ -369,11 +352,11 @@ Test(notify, no_watchdog_while_a_child_crash_loops, .timeout = 60)
     /* it dies at once every time: restarted at once three times, then after 100, 200, 400 ms ...
      * (server/restart_policy.h); the field ends the line, so 4000 cannot pass for 400 */
     long long deadline = tg_fx_now_ms() + LC_DEADLINE_MS;
-    char *log = slurp(lc.log_path);
+    char *log = tg_fx_read_text(lc.log_path);
     while (strstr(log, "\"restart_in_ms\":400}") == NULL && tg_fx_now_ms() < deadline) {
         free(log);
         poll(NULL, 0, 20);
-        log = slurp(lc.log_path);
+        log = tg_fx_read_text(lc.log_path);
     }
     cr_assert(strstr(log, "\"restart_in_ms\":400}") != NULL, "the collector is not crash-looping; log:\n%s", log);
     free(log);
@@ -410,7 +393,7 @@ Test(activation, serves_on_passed_sockets_instead_of_listen, .timeout = 60)
     }
     /* the passed sockets replace --listen: nothing listens there */
     cr_expect_eq(tg_fx_connect(other), -1, "--listen %s was opened too", listen);
-    char *log = slurp(lc.log_path);
+    char *log = tg_fx_read_text(lc.log_path);
     cr_expect(strstr(log, "\"socket_activation\":\"yes\"") != NULL, "log: %s", log);
     free(log);
     int status = lc_stop(&lc);
@@ -429,7 +412,7 @@ Test(activation, refuses_a_socket_that_does_not_listen, .timeout = 30)
     lc_spawn(&lc, args, NULL);
     int status = lc_wait_exit(&lc);
     cr_expect(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 2, "exit status %d", status);
-    char *log = slurp(lc.log_path);
+    char *log = tg_fx_read_text(lc.log_path);
     cr_expect(strstr(log, "socket activation: fd 3 is not listening") != NULL, "log: %s", log);
     free(log);
     lc_fini(&lc);
@@ -460,7 +443,7 @@ static void install_cert(const lc_t *lc, const char *name)
         char from[400], to[400];
         snprintf(from, sizeof(from), "%s/%s.%s", lc->dir, name, ext[i]);
         snprintf(to, sizeof(to), "%s/tls.%s", lc->dir, ext[i]);
-        char *text = slurp(from);
+        char *text = tg_fx_read_text(from);
         write_file(to, text);
         free(text);
     }
@@ -589,7 +572,7 @@ Test(reload, new_certificate_and_log_level_while_connections_stay, .timeout = 60
         cr_assert(serial_is(serial, "2002"), "handshake %d after the reload presented serial %s", i, serial);
         free(serial);
     }
-    char *log = slurp(lc.log_path);
+    char *log = tg_fx_read_text(lc.log_path);
     cr_expect(strstr(log, "\"msg\":\"not reloaded: the new value needs a restart\",\"setting\":\"h2-idle-timeout\"") != NULL,
               "the restart-only change was not named; log:\n%s", log);
     size_t before_stop = strlen(log);
@@ -597,7 +580,7 @@ Test(reload, new_certificate_and_log_level_while_connections_stay, .timeout = 60
     int status = lc_stop(&lc);
     cr_expect(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0, "exit status %d", status);
     /* log-level error: the info lines of stopping ("stopping", "draining", "stopped") are gone */
-    log = slurp(lc.log_path);
+    log = tg_fx_read_text(lc.log_path);
     cr_expect(strstr(log + before_stop, "\"level\":\"info\"") == NULL, "info lines after reloading to error:\n%s",
               log + before_stop);
     free(log);
@@ -617,7 +600,7 @@ Test(reload, a_bad_configuration_changes_nothing, .timeout = 60)
     install_cert(&lc, "new");
     write_conf(&lc, "log-level = loud\n");
     sighup_and_wait_ready(&lc);
-    char *log = slurp(lc.log_path);
+    char *log = tg_fx_read_text(lc.log_path);
     cr_assert(strstr(log, "\"msg\":\"reload refused: the running settings stay\"") != NULL, "no refusal in the log:\n%s", log);
     free(log);
     for (int i = 0; i < 4; ++i) {
@@ -626,7 +609,7 @@ Test(reload, a_bad_configuration_changes_nothing, .timeout = 60)
         free(serial);
     }
     /* a key that does not match the certificate is refused as well */
-    char *key = slurp(strcat(strcpy((char[400]){0}, lc.dir), "/old.key"));
+    char *key = tg_fx_read_text(strcat(strcpy((char[400]){0}, lc.dir), "/old.key"));
     char key_path[400];
     snprintf(key_path, sizeof(key_path), "%s/tls.key", lc.dir);
     write_conf(&lc, "log-level = info\n");
@@ -637,12 +620,12 @@ Test(reload, a_bad_configuration_changes_nothing, .timeout = 60)
     cr_assert(serial_is(serial, "1001"), "a mismatched key changed the certificate: %s", serial);
     free(serial);
 
-    log = slurp(lc.log_path);
+    log = tg_fx_read_text(lc.log_path);
     size_t before_stop = strlen(log);
     free(log);
     int status = lc_stop(&lc);
     cr_expect(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0, "exit status %d", status);
-    log = slurp(lc.log_path);
+    log = tg_fx_read_text(lc.log_path);
     cr_expect(strstr(log + before_stop, "\"msg\":\"stopping\"") != NULL, "the log level changed after a refused reload:\n%s",
               log + before_stop);
     free(log);
@@ -840,7 +823,7 @@ Test(restart, under_h2load_refuses_nothing_and_meters_each_request_once, .timeou
         }
         poll(NULL, 0, 50);
     }
-    char *out = slurp(out_path);
+    char *out = tg_fx_read_text(out_path);
     long done = -1, succeeded = -1, failed = -1, errored = -1, s2xx = -1;
     const char *req = strstr(out, "\nrequests: "), *codes = strstr(out, "\nstatus codes: ");
     cr_assert(req != NULL && codes != NULL, "h2load output:\n%s", out);
