@@ -985,6 +985,24 @@ void tg_auth_run(tg_request_t *r, tg_auth_next_fn next)
         auth_api_token(r, credential, key, next);
 }
 
+void tg_auth_context_keep(tg_request_t *r)
+{
+    tg_auth_context_t *a = &r->auth;
+    if (a->email != NULL && a->email_len != 0) {
+        char *p = h2o_mem_alloc_pool(&r->req->pool, a->email_len);
+        memcpy(p, a->email, a->email_len);
+        a->email = p;
+    }
+    if (a->me_json != NULL && a->me_json_len != 0) {
+        char *p = h2o_mem_alloc_pool(&r->req->pool, a->me_json_len);
+        memcpy(p, a->me_json, a->me_json_len);
+        int intact = tg_auth_me_json_intact(a);
+        a->me_json = intact ? p : NULL;
+        a->me_json_len = intact ? a->me_json_len : 0;
+    }
+    a->me_json_seq = NULL;
+}
+
 void tg_auth_revoke(tg_worker_t *w, const uint8_t id[16], int is_session)
 {
     tg_worker_count(w, TG_STAT_REVOCATIONS);

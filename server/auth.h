@@ -29,6 +29,15 @@ unsigned tg_auth_proxy_scope_bit(const struct st_tg_server_t *server, const char
 void tg_auth_run(tg_request_t *r, tg_auth_next_fn next);
 
 /**
+ * For a step after authentication that parks the request (returns to the loop before the
+ * route runs): r->auth's email and /me body point into the cache entry's copy that
+ * authentication read, valid only until the request first returns to the loop. This
+ * copies them into the request's pool; a body read in place from the node's table whose
+ * slot changed meanwhile is dropped (the route renders it instead).
+ */
+void tg_auth_context_keep(tg_request_t *r);
+
+/**
  * Tells every worker of this node that a token (or, with is_session, a session) is
  * revoked: any request that starts after this returns sees it rejected. Call after
  * the revocation committed and before answering.

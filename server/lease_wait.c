@@ -5,6 +5,7 @@
  */
 #include "server/lease_wait.h"
 
+#include "server/auth.h"
 #include "server/lease.h"
 #include "server/lease_plan.h"
 #include "server/worker_context.h"
@@ -59,6 +60,7 @@ static void on_poll(h2o_timeout_entry_t *entry)
 
 void tg_lease_wait(tg_request_t *r, const tg_token_limits_t *levels, size_t n, tg_lease_resume_fn resume, tg_policy_next_fn next)
 {
+    tg_auth_context_keep(r); /* the route runs after the loop turns: what auth read on its stack is gone by then */
     tg_lease_waiter_t *waiter = h2o_mem_alloc_shared(&r->req->pool, sizeof(*waiter), on_dispose);
     *waiter = (tg_lease_waiter_t){.r = r,
                                   .levels = levels,

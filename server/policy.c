@@ -539,31 +539,6 @@ static void on_first_grant(tg_request_t *r, const tg_token_limits_t *levels, siz
         next(r);
 }
 
-/* The credential's email and /me body point into the caller's copy of the cache entry (on
- * its stack, or the node's table), valid only until the request first returns to the loop:
- * a request about to wait for a first grant takes copies of them into its pool (a body
- * whose table slot changed meanwhile is dropped, and the route renders it instead). */
-static void keep_auth_strings(tg_request_t *r)
-{
-    tg_auth_context_t *a = &r->auth;
-    if (a->email != NULL && a->email_len != 0) {
-        char *p = h2o_mem_alloc_pool(&r->req->pool, a->email_len);
-        memcpy(p, a->email, a->email_len);
-        a->email = p;
-    }
-    if (a->me_json != NULL && a->me_json_len != 0) {
-        char *p = h2o_mem_alloc_pool(&r->req->pool, a->me_json_len);
-        memcpy(p, a->me_json, a->me_json_len);
-        if (tg_auth_me_json_intact(a)) {
-            a->me_json = p;
-        } else {
-            a->me_json = NULL;
-            a->me_json_len = 0;
-        }
-    }
-    a->me_json_seq = NULL;
-}
-
 int tg_policy_charge(tg_request_t *r, tg_policy_next_fn next)
 {
     const tg_token_limits_t *levels = r->auth.limits;
@@ -578,7 +553,6 @@ int tg_policy_charge(tg_request_t *r, tg_policy_next_fn next)
         if (is_limited(&levels[i]) && levels[i].stats_slot == TG_TOKEN_STATS_NO_SLOT)
             return refuse_no_slot(r, stats);
     if (first_grant_pending(r, stats, levels, n, tg_lease_now_ms())) {
-        keep_auth_strings(r);
         tg_lease_wait(r, levels, n, on_first_grant, next);
         return 0;
     }

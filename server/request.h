@@ -58,8 +58,9 @@ typedef struct st_tg_auth_context_t {
     tg_token_limits_t *limits; /* in the request's pool: rate limits and quotas still to be charged (tg_policy_charge, from tg_handler_run): the
                                 * token's own lineage's first, then its limited ancestors', nearest first; else NULL */
     uint8_t nlimits;           /* entries of `limits` */
-    /* Point into the credential cache, so valid only until the route first returns to the
-     * loop (GET /api/v1/me, their one user, answers at once): */
+    /* Point into the credential cache, so valid only until the request first returns to
+     * the loop (GET /api/v1/me, their one user, answers at once); a step that parks the
+     * request before its route calls tg_auth_context_keep (server/auth.h) first: */
     const char *email;      /* the user's email (RFC 5321: at most 254), not NUL-terminated */
     uint8_t email_len;
     uint16_t me_json_len;   /* 0: none */
