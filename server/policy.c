@@ -44,7 +44,7 @@ static int parse_cidr_list(tg_token_policy_t *p, const char *text)
     for (const char *s = text; *s != '\0'; ++s)
         if (*s != ' ' && (s == text || s[-1] == ' '))
             ++n;
-    if (n == 0 || n > UINT8_MAX)
+    if (n == 0 || n > TG_POLICY_MAX_CIDRS)
         return -1;
     tg_cidr_t *into = p->cidrs;
     if (n > TG_POLICY_INLINE_CIDRS && (into = p->extra_cidrs = calloc(n, sizeof(tg_cidr_t))) == NULL)

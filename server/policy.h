@@ -16,10 +16,14 @@
 #include "server/request.h"
 #include "shm/token_stats.h"
 
-/* allowedIps kept inside the cache entry; longer lists (tokens.c accepts up to 64) get one
+/* allowedIps kept inside the cache entry; longer lists (up to TG_POLICY_MAX_CIDRS) get one
  * array allocated when the token is loaded, never per request. 16 covers every real
  * allow-list we know of (office egress + CI + a few hosts) at 18 bytes each. */
 #define TG_POLICY_INLINE_CIDRS 16
+/* The most allowedIps a token may hold: the API refuses more (server/routes/token_body.c),
+ * and a row given more behind its back (SQL) is unusable (tg_policy_from_row fails), never
+ * half-enforced or left out of the credential cache. */
+#define TG_POLICY_MAX_CIDRS 64
 
 enum {
     TG_POLICY_IPS = 1,       /* allowedIps is set */

@@ -24,8 +24,8 @@
  * allowedIps inline): 16384 of them are ~30 MiB per node, resident as far as they are used,
  * where the per-worker caches before took ~15.5 MiB per worker for the same 16384 tokens. */
 #define TG_TOKEN_CACHE_CAPACITY 16384
-/* allowedIps a cached token may carry (server/routes/tokens.c accepts up to 64). */
-#define TG_TOKEN_CACHE_MAX_CIDRS 64
+/* allowedIps a cached token may carry: as many as a token may hold. */
+#define TG_TOKEN_CACHE_MAX_CIDRS TG_POLICY_MAX_CIDRS
 /* Defaults of --credential-cache-ttl and --credential-cache-grace. A positive entry is
  * re-validated against PostgreSQL once it is older than the TTL, the safety net should
  * a NOTIFY from another node be missed. An API token past its TTL is still served while

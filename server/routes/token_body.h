@@ -13,6 +13,7 @@
 
 #include "common/config.h"
 #include "common/timefmt.h"
+#include "server/policy.h"
 
 /* The schema's CHECK (length(name) <= 200), counted in characters as PostgreSQL does. */
 #define TG_TOKEN_NAME_MAX_CHARS 200
@@ -21,7 +22,7 @@
 /* A proxy prefix is a path; 200 bytes is far beyond any route prefix anyone configures. */
 #define TG_TOKEN_PROXY_PREFIX_MAX 200
 /* An allow-list longer than this belongs in a firewall, not in every token check. */
-#define TG_TOKEN_MAX_ALLOWED_IPS 64
+#define TG_TOKEN_MAX_ALLOWED_IPS TG_POLICY_MAX_CIDRS
 /* Upper bounds keep the values exact in JSON (< 2^53) and in the limiter's arithmetic. */
 #define TG_TOKEN_RATE_MAX_REQUESTS 1000000000
 #define TG_TOKEN_RATE_MAX_PER_SECONDS (366 * 86400) /* a window longer than a year is a quota */

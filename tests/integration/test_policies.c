@@ -307,6 +307,42 @@ Test(allowed_ips, v4_mapped_ranges_are_stored_as_ipv4)
     cr_expect_eq(status_of(TG_FX_HTTP1, "GET", "/api/v1/me", child), 200);
 }
 
+/* Sets the allowed_ips of token `id` to 127.0.0.1/32 and n - 1 more prefixes, by SQL: past
+ * what the API accepts when n > 64. */
+static void set_allowed_ips_by_sql(const char *id, int n)
+{
+    char sql[8192];
+    int len = snprintf(sql, sizeof(sql), "UPDATE api_tokens SET allowed_ips = '{127.0.0.1/32");
+    for (int i = 1; i < n; ++i)
+        len += snprintf(sql + len, sizeof(sql) - (size_t)len, ",10.%d.0.0/16", i);
+    snprintf(sql + len, sizeof(sql) - (size_t)len, "}' WHERE id = '%s'", id);
+    cr_assert_eq(tg_fx_pg_exec(&pg, sql), 0, "%s", sql);
+}
+
+/* A row holding more allowedIps than the API accepts (64) was accepted when loaded but too
+ * long for the credential table, so its answer was never cached and every request was
+ * answered 503 as if the entry had "left the cache at once". Now the row is refused when
+ * loaded, with the reason in the log; 64 still work. */
+Test(allowed_ips, a_row_given_more_than_64_by_sql_is_refused_with_its_reason)
+{
+    start_server(NULL, 1);
+    char id64[64], t64[64], id65[64], t65[64];
+    json_decref(create_token("{\"name\":\"sixty-four\",\"allowedIps\":[\"127.0.0.1/32\"]}", id64, t64));
+    json_decref(create_token("{\"name\":\"sixty-five\",\"allowedIps\":[\"127.0.0.1/32\"]}", id65, t65));
+    set_allowed_ips_by_sql(id64, 64);
+    set_allowed_ips_by_sql(id65, 65);
+    cr_expect_eq(status_of(TG_FX_HTTP1, "GET", "/api/v1/me", t64), 200, "64 allowedIps, 127.0.0.1/32 among them");
+    tg_fx_http_res_t res;
+    call(TG_FX_HTTP1, "GET", "/api/v1/me", t65, NULL, &res);
+    expect_error(&res, 503, "database_unavailable", "a token row with 65 allowedIps");
+    tg_fx_http_res_free(&res);
+    char *log = tg_fx_server_log(&srv);
+    cr_assert_not_null(log);
+    cr_expect_not_null(strstr(log, "unparseable token policy"), "the log names the reason");
+    cr_expect_null(strstr(log, "left the cache"), "not taken for a cache miss");
+    free(log);
+}
+
 /* ------------------------------------------------------------------ rate limit */
 
 TestSuite(rate_limit, .init = start_world, .fini = stop_world, .timeout = TEST_TIMEOUT_S);
