@@ -511,9 +511,42 @@ static tg_auth_flight_t *new_flight(tg_auth_state_t *st)
 /* One waiter of a finished flight: served from the entry the answer put in the cache
  * (found again, so a waiter never holds a pointer across another's route), or refused:
  * 401 for an unknown token, 429 when the fleet's budget was spent (fleet_retry_ms > 0). */
-static void land_waiter(tg_request_t *r, tg_auth_next_fn next, const uint8_t key[32], PGresult *res, const char *error,
+static tg_auth_flight_t *start_flight(tg_worker_t *w, const uint8_t key[32], const uint8_t digest[32], uint64_t throttle_charge,
+                                      const tg_auth_throttle_fleet_t *fleet);
+static void join_flight(tg_request_t *r, tg_auth_flight_t *f, tg_auth_next_fn next);
+
+/* What a finished flight leaves its waiters: enough to send its lookup again. */
+typedef struct st_tg_auth_landing_t {
+    uint8_t key[32];
+    uint8_t digest[32];
+    unsigned attempts;
+} tg_auth_landing_t;
+
+/*
+ * An answer that was put in the cache but is no longer there when its waiter looks: every
+ * slot of its probe window was being written by other workers, another worker's put
+ * evicted it, or a revocation applied right after the put forgot it (tg_token_cache_put).
+ * The waiter looks it up again, as its next request would (a lookup that started since is
+ * joined), within TG_AUTH_LOOKUP_ATTEMPTS in all. -1: out of attempts or PostgreSQL.
+ */
+static int land_again(tg_request_t *r, tg_auth_next_fn next, const tg_auth_landing_t *landing)
+{
+    if (landing->attempts >= TG_AUTH_LOOKUP_ATTEMPTS)
+        return -1;
+    tg_auth_flight_t *f = find_flight(r->worker->auth_state, landing->key);
+    if (f == NULL && (f = start_flight(r->worker, landing->key, landing->digest, 0, NULL)) == NULL)
+        return -1;
+    if (f->attempts < landing->attempts + 1)
+        f->attempts = landing->attempts + 1;
+    tg_log_debug("auth", "the looked-up credential left the cache at once; looking it up again", NULL);
+    join_flight(r, f, next);
+    return 0;
+}
+
+static void land_waiter(tg_request_t *r, tg_auth_next_fn next, const tg_auth_landing_t *landing, PGresult *res, const char *error,
                         uint64_t fleet_retry_ms)
 {
+    const uint8_t *key = landing->key;
     if (res == NULL) {
         lookup_failed(r, error);
         return;
@@ -533,7 +566,8 @@ static void land_waiter(tg_request_t *r, tg_auth_next_fn next, const uint8_t key
         send_invalid(r);
         return;
     case TG_CACHE_MISS:
-        lookup_failed(r, "the looked-up credential left the cache at once");
+        if (land_again(r, next, landing) != 0)
+            lookup_failed(r, "the looked-up credential kept leaving the cache at once");
         return;
     }
 }
@@ -588,9 +622,6 @@ static answer_t cache_answer(tg_worker_t *w, const tg_auth_flight_t *f, PGresult
     return ANSWER_CACHED;
 }
 
-static tg_auth_flight_t *start_flight(tg_worker_t *w, const uint8_t key[32], const uint8_t digest[32], uint64_t throttle_charge,
-                                      const tg_auth_throttle_fleet_t *fleet);
-
 static void release_flight(tg_auth_flight_t *f)
 {
     if (f->on_heap)
@@ -639,8 +670,10 @@ static void on_flight_row(void *data, PGresult *res, const char *sqlstate, const
     /* an answer cached replaced the marker; otherwise other workers' waiters look it up themselves */
     tg_token_cache_release_pending(w->tokens, f->key);
     /* the flight is over before any waiter runs: a route may start lookups of its own */
-    uint8_t key[32];
-    memcpy(key, f->key, 32);
+    tg_auth_landing_t landing;
+    memcpy(landing.key, f->key, 32);
+    memcpy(landing.digest, f->digest, 32);
+    landing.attempts = f->attempts;
     h2o_linklist_t waiters;
     h2o_linklist_init_anchor(&waiters);
     h2o_linklist_insert_list(&waiters, &f->waiters);
@@ -652,7 +685,7 @@ static void on_flight_row(void *data, PGresult *res, const char *sqlstate, const
         l->flight = NULL;
         l->r = NULL;
         if (r != NULL)
-            land_waiter(r, l->next, key, res, error, fleet_retry_ms);
+            land_waiter(r, l->next, &landing, res, error, fleet_retry_ms);
     }
 }
 
