@@ -751,6 +751,31 @@ static void on_park_dispose(void *p)
         h2o_timeout_unlink(&park->tick);
 }
 
+/* Serves r from the table's entry for `key`, an answer another lookup put there while r
+ * waited (no refresh of a stale one: that answer is new). 1 served or refused as unknown;
+ * 0 nothing to serve. */
+static int serve_answered(tg_request_t *r, const uint8_t key[32], tg_auth_next_fn next)
+{
+    tg_token_cache_copy_t found;
+    switch (tg_token_cache_find_token(r->worker->tokens, key, h2o_now(r->worker->loop), &found)) {
+    case TG_CACHE_STALE:
+    case TG_CACHE_VALID:
+        tg_worker_count(r->worker, TG_STAT_CACHE_HITS);
+        finish_with_copy(r, &found, next);
+        return 1;
+    case TG_CACHE_UNKNOWN:
+        tg_worker_count(r->worker, TG_STAT_CACHE_HITS);
+        if (!tg_auth_throttle_reject(r))
+            return 1;
+        tg_worker_count(r->worker, TG_STAT_UNKNOWN_TOKENS);
+        send_invalid(r);
+        return 1;
+    case TG_CACHE_MISS:
+        break;
+    }
+    return 0;
+}
+
 /* The tick of a parked request: the table has the answer (or an entry to serve), the
  * other lookup is still out (wait on), or it is gone or overdue (look it up ourselves). */
 static void on_park_tick(h2o_timeout_entry_t *entry)
@@ -760,23 +785,8 @@ static void on_park_tick(h2o_timeout_entry_t *entry)
     uint8_t key[32];
     tg_token_cache_credential_key(r->worker->tokens, park->credential.base, park->credential.len, key);
     tg_token_cache_sync(r->worker->tokens, h2o_now(r->worker->loop));
-    tg_token_cache_copy_t found;
-    switch (tg_token_cache_find_token(r->worker->tokens, key, h2o_now(r->worker->loop), &found)) {
-    case TG_CACHE_STALE:
-    case TG_CACHE_VALID:
-        tg_worker_count(r->worker, TG_STAT_CACHE_HITS);
-        finish_with_copy(r, &found, park->next);
+    if (serve_answered(r, key, park->next))
         return;
-    case TG_CACHE_UNKNOWN:
-        tg_worker_count(r->worker, TG_STAT_CACHE_HITS);
-        if (!tg_auth_throttle_reject(r))
-            return;
-        tg_worker_count(r->worker, TG_STAT_UNKNOWN_TOKENS);
-        send_invalid(r);
-        return;
-    case TG_CACHE_MISS:
-        break;
-    }
     api_token_miss(r, park->credential, key, park->next, park);
 }
 
@@ -856,6 +866,16 @@ static void api_token_miss(tg_request_t *r, h2o_iovec_t credential, const uint8_
         tg_auth_throttle_settle(r->worker, throttle_charge, TG_AUTH_THROTTLE_UNJUDGED, hash);
         park_request(r, credential, next, park);
         return;
+    }
+    if (claim == TG_CACHE_CLAIM_ANSWERED) {
+        /* another worker's lookup answered between this request's find and its claim (its
+         * marker was gone already): served from that answer, with no lookup of its own */
+        tg_auth_throttle_settle(r->worker, throttle_charge, TG_AUTH_THROTTLE_UNJUDGED, hash);
+        if (serve_answered(r, key, next))
+            return;
+        /* an entry that cannot be served (past its freshness): looked up after all, charged again */
+        if (!tg_auth_throttle_admit(r, hash, &throttle_charge))
+            return;
     }
     tg_worker_count(r->worker, TG_STAT_CACHE_MISSES);
     tg_auth_throttle_fleet_t fleet;

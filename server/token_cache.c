@@ -498,7 +498,7 @@ tg_cache_claim_t tg_token_cache_claim_pending(tg_token_cache_t *c, const uint8_t
 {
     uint64_t seq;
     if (find_kind(c, TG_CACHE_KIND_TOKEN, key, &seq) != NULL)
-        return TG_CACHE_CLAIM_NONE; /* answered meanwhile (or an entry the caller's find spent): not marked */
+        return TG_CACHE_CLAIM_ANSWERED; /* answered meanwhile (or an entry the caller's find spent): not marked */
     if (tg_token_cache_is_pending(c, key, now_ms))
         return TG_CACHE_CLAIM_BUSY;
     tg_cached_token_t marker;

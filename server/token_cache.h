@@ -164,7 +164,8 @@ void tg_token_cache_put(tg_token_cache_t *cache, const tg_cached_token_t *entry,
 typedef enum {
     TG_CACHE_CLAIMED = 0, /* the caller holds the marker: it sends the lookup, and put() or release_pending() ends it */
     TG_CACHE_CLAIM_BUSY,  /* another worker's marker, before its deadline: wait and find the token again */
-    TG_CACHE_CLAIM_NONE,  /* no slot could be claimed (or the token was cached meanwhile): look it up anyway */
+    TG_CACHE_CLAIM_NONE,  /* no slot could be claimed: look it up anyway */
+    TG_CACHE_CLAIM_ANSWERED, /* the token was cached meanwhile (since the caller's find): find it again */
 } tg_cache_claim_t;
 
 /**

@@ -281,7 +281,7 @@ Test(token_cache, one_worker_claims_a_new_token_until_its_answer_or_deadline)
     tg_token_cache_put(w2, &e, T0 + 3002);
     cr_expect_eq(find_token(w1, 7, T0 + 3002), TG_CACHE_VALID, "the answer replaced the marker");
     cr_expect(!tg_token_cache_is_pending(w1, key, T0 + 3002), "and no marker is left");
-    cr_expect_eq(tg_token_cache_claim_pending(w1, key, T0 + 3002, T0 + 6002), TG_CACHE_CLAIM_NONE, "a cached token is not marked");
+    cr_expect_eq(tg_token_cache_claim_pending(w1, key, T0 + 3002, T0 + 6002), TG_CACHE_CLAIM_ANSWERED, "a cached token is not marked");
     memset(key, 8, 32);
     cr_assert_eq(tg_token_cache_claim_pending(w1, key, T0, T0 + 3000), TG_CACHE_CLAIMED);
     tg_token_cache_release_pending(w1, key);
