@@ -794,7 +794,7 @@ void tg_drain_spill_check(tg_drain_t *d)
         return;
     /* only positions this process knows to be committed may be left out of the file */
     uint64_t skip_below = d->position_known && instance_eq(d->committed.instance, d->ring_instance) ? d->committed.position : 0;
-    uint64_t from = tg_ring_tail(d->ring), written = 0;
+    uint64_t first = tg_ring_tail(d->ring), from = first, written = 0;
     char err[TG_RING_ERR_SIZE];
     for (;;) {
         ssize_t n = tg_ring_read(d->ring, from, d->entries, d->payloads, TG_DRAIN_CHUNK, err, sizeof(err));
@@ -802,8 +802,12 @@ void tg_drain_spill_check(tg_drain_t *d)
             break;
         if (tg_spill_write(d->spill, d->ring_instance, d->entries, (size_t)n, skip_below, now) != 0)
             break;
-        for (ssize_t i = 0; i < n; ++i)
-            written += !d->entries[i].lost && d->entries[i].position >= skip_below;
+        for (ssize_t i = 0; i < n; ++i) {
+            if (d->entries[i].lost || d->entries[i].position < skip_below)
+                continue;
+            ++written;
+            d->spill_last = d->entries[i].position + 1;
+        }
         from = d->entries[n - 1].position + 1;
         /* fdatasync'd (and the directory fsync'd): now the slots may be freed */
         if (tg_ring_release(d->ring, from, err, sizeof(err)) != 0) {
@@ -818,8 +822,9 @@ void tg_drain_spill_check(tg_drain_t *d)
     if (written != 0) {
         d->stats.spilled += written;
         tg_ring_counter_add(d->ring, TG_RING_COUNTER_SPILLED, written);
-        tg_log_info("collector", "ring above the spill threshold: records spilled", "records=%" PRIu64 " depth=%" PRIu64, written,
-                    tg_ring_depth(d->ring));
+        tg_log_info("collector", "ring above the spill threshold: records spilled",
+                    "records=%" PRIu64 " positions=%" PRIu64 "..%" PRIu64 " skip_below=%" PRIu64 " depth=%" PRIu64, written, first,
+                    from, skip_below, tg_ring_depth(d->ring));
     }
 }
 
@@ -848,7 +853,18 @@ static int spill_exhausted(tg_drain_t *d)
     }
     free(files);
     d->spill_pending = 0;
-    tg_log_info("collector", "spill replayed: draining the ring again", "position=%" PRIu64, d->committed.position);
+    /* every record this process spilled is in a file, and no file is left: all of them must
+     * be below P. Were any not, they are gone: said, and counted (positions given up by
+     * their producers may be among them, so "at most"). */
+    if (d->committed.position < d->spill_last) {
+        tg_log_error("collector", "records spilled and released from the ring are in no spill file and were never committed: lost",
+                     "position=%" PRIu64 " last_spilled=%" PRIu64 " lost_at_most=%" PRIu64, d->committed.position,
+                     d->spill_last - 1, d->spill_last - d->committed.position);
+        d->stats.lost += d->spill_last - d->committed.position;
+    }
+    d->spill_last = 0;
+    tg_log_info("collector", "spill replayed: draining the ring again", "position=%" PRIu64 " ring_tail=%" PRIu64,
+                d->committed.position, tg_ring_tail(d->ring));
     return 1;
 Retry:
     tg_log_error("collector", "cannot read the spill files; retrying", "dir=%s", d->cfg->spool_dir);

@@ -87,6 +87,7 @@ typedef struct st_tg_drain_t {
     int position_known;
     tg_position_t committed;
     int spill_pending;    /* spill files may hold records not yet committed */
+    uint64_t spill_last;  /* highest position this process wrote to a spill file of the ring's instance, + 1; 0: none */
     uint64_t ring_cursor; /* next ring position to read (into the batch, or the next one while it commits) */
     tg_drain_batch_t _batches[2];
     tg_drain_batch_t *batch; /* being built, or being committed */

@@ -534,6 +534,6 @@ int tg_spill_consume(tg_spill_t *sp, const tg_spill_cursor_t *cursor)
         tg_log_error("collector", "cannot delete a replayed spill file", "file=%s error=%s", name, strerror(errno));
         return -1;
     }
-    tg_log_info("collector", "spill file replayed and deleted", "file=%s", name);
+    tg_log_info("collector", "spill file replayed and deleted", "file=%s last_position=%" PRIu64, name, cursor->last_position);
     return 0;
 }
