@@ -164,17 +164,30 @@ static int forwarded_for(const char *s, const char *end, char *buf, size_t *len)
     return 0;
 }
 
+/* The next plain comma after s, or end. */
+static const char *plain_comma(const char *s, const char *end)
+{
+    const char *c = memchr(s, ',', (size_t)(end - s));
+    return c != NULL ? c : end;
+}
+
+/*
+ * Quotes mean nothing in X-Forwarded-For, so its elements end at every comma. In
+ * Forwarded, a quoted string that is never closed makes its element garbage up to the next
+ * plain comma, and parsing goes on from there: a client's stray quote must not swallow the
+ * elements a proxy appended after it (once, it ended the whole value, and the client was
+ * taken for the trusted proxy itself).
+ */
 void tg_forwarded_feed(tg_forwarded_t *f, const char *value, size_t len, int rfc7239)
 {
     const char *s = value, *end = value + len;
     for (;;) {
-        const char *e = element_end(s, end, ',');
+        const char *e = rfc7239 ? element_end(s, end, ',') : plain_comma(s, end);
         tg_client_addr_t addr;
         if (e == NULL) {
             take(f, -1, NULL);
-            return;
-        }
-        if (!rfc7239) {
+            e = plain_comma(s, end);
+        } else if (!rfc7239) {
             take(f, tg_forwarded_parse_node(s, (size_t)(e - s), &addr), &addr);
         } else {
             char node[NODE_MAX];

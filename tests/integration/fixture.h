@@ -381,6 +381,8 @@ typedef enum {
     TG_FX_HAPROXY_HTTP_FORWARDFOR = 0, /* mode http, option forwardfor: X-Forwarded-For appended */
     TG_FX_HAPROXY_TCP_PROXY_V1,        /* mode tcp, send-proxy: a PROXY protocol v1 line */
     TG_FX_HAPROXY_TCP_PROXY_V2,        /* mode tcp, send-proxy-v2: the binary v2 header */
+    TG_FX_HAPROXY_HTTP_APPEND,         /* mode http, the client's X-Forwarded-For line with ", <client>" appended
+                                          (as nginx's $proxy_add_x_forwarded_for and cloud load balancers do) */
 } tg_fx_haproxy_mode_t;
 
 /* Nodes one haproxy balances over; tests use one to three. */

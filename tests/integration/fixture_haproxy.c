@@ -57,7 +57,14 @@ static int write_config(const char *path, int port, tg_fx_haproxy_mode_t mode, c
         fprintf(stderr, "fixture: cannot write %s: %s\n", path, strerror(errno));
         return -1;
     }
-    int http = mode == TG_FX_HAPROXY_HTTP_FORWARDFOR;
+    int http = mode == TG_FX_HAPROXY_HTTP_FORWARDFOR || mode == TG_FX_HAPROXY_HTTP_APPEND;
+    /* req.fhdr: the client's whole last line, commas and quotes as sent */
+    const char *forward = mode == TG_FX_HAPROXY_HTTP_APPEND
+                              ? "    http-request set-header X-Forwarded-For \"%[req.fhdr(X-Forwarded-For)], %[src]\""
+                                " if { req.fhdr(X-Forwarded-For) -m found }\n"
+                                "    http-request set-header X-Forwarded-For %[src] unless { req.fhdr(X-Forwarded-For) -m found }\n"
+                          : http ? "    option forwardfor\n"
+                                 : "";
     fprintf(f,
             "global\n"
             "    maxconn 512\n"
@@ -72,7 +79,7 @@ static int write_config(const char *path, int port, tg_fx_haproxy_mode_t mode, c
             "    default_backend nodes\n"
             "backend nodes\n"
             "    balance roundrobin\n",
-            http ? "http" : "tcp", port, http ? "    option forwardfor\n" : "");
+            http ? "http" : "tcp", port, forward);
     for (size_t i = 0; i < n; ++i)
         fprintf(f, "    server node%zu 127.0.0.1:%d source 127.0.0.1%s\n", i, nodes[i]->port,
                 mode == TG_FX_HAPROXY_TCP_PROXY_V1   ? " send-proxy"

@@ -181,6 +181,23 @@ Test(forwardfor, a_spoofed_forwarded_for_is_not_believed)
     cr_expect_eq(via_proxy(OFFICE, "/api/v1/me", token, "Forwarded: for=10.9.9.9"), 403, "Forwarded from the client");
 }
 
+/* Behind a proxy that appends to the client's own X-Forwarded-For line, a stray quote from
+ * the client once swallowed the address the proxy appended: nothing was believed, and the
+ * client was taken for the trusted proxy itself (127.0.0.1 here), inside a token's
+ * allowedIps meant for the proxy's network. */
+Test(forwardfor, a_stray_quote_does_not_make_the_client_the_proxy)
+{
+    start_world(TRUST_LOOPBACK_PROXY, TG_FX_HAPROXY_HTTP_APPEND);
+    char proxy_id[64], proxy_net[64], office_id[64], office[64];
+    create_token("127.0.0.1/32", proxy_id, proxy_net);
+    create_token(OFFICE "/32", office_id, office);
+    cr_expect_eq(via_proxy(OFFICE, "/api/v1/me", office, NULL), 200, "127.0.0.2 through haproxy, token for 127.0.0.2/32");
+    cr_expect_eq(via_proxy(OFFICE, "/api/v1/me", proxy_net, NULL), 403, "127.0.0.2 through haproxy, token for the proxy's 127.0.0.1/32");
+    cr_expect_eq(via_proxy(OFFICE, "/api/v1/me", proxy_net, "X-Forwarded-For: \""), 403, "a stray quote before the proxy's entry");
+    cr_expect_eq(via_proxy(OFFICE, "/api/v1/me", proxy_net, "X-Forwarded-For: \"10.9.9.9"), 403, "an unclosed quoted entry");
+    cr_expect_eq(via_proxy(OFFICE, "/api/v1/me", office, "X-Forwarded-For: \""), 200, "the client is still itself");
+}
+
 Test(forwardfor, headers_from_an_untrusted_peer_are_ignored)
 {
     start_world(TRUST_LOOPBACK_PROXY, TG_FX_HAPROXY_HTTP_FORWARDFOR);

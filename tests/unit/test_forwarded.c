@@ -79,6 +79,25 @@ Test(xff, garbage_ends_what_is_believed)
     EXPECT("127.0.0.1/32", "1.2.3.4.5", 0, "none");
 }
 
+/* A client's stray quote must not swallow the address its proxy appends after it (nginx's
+ * $proxy_add_x_forwarded_for, Envoy, cloud load balancers append to the client's line):
+ * quotes mean nothing in X-Forwarded-For. Once, the value ended there, nothing was believed,
+ * and the client was taken for the trusted proxy itself. */
+Test(xff, a_stray_quote_does_not_hide_what_the_proxy_appended)
+{
+    EXPECT("127.0.0.1/32", "\", 203.0.113.9", 0, "203.0.113.9");
+    EXPECT("127.0.0.1/32", "\"10.0.0.1, 203.0.113.9", 0, "203.0.113.9");
+    EXPECT("10.0.0.0/8", "1.2.3.4\", 203.0.113.9, 10.0.0.5", 0, "203.0.113.9");
+}
+
+/* The same in Forwarded: an unclosed quoted string is garbage up to the next plain comma. */
+Test(forwarded, an_unclosed_quote_does_not_hide_what_the_proxy_appended)
+{
+    EXPECT("127.0.0.1/32", "for=\"1.2.3.4, for=203.0.113.9", 1, "203.0.113.9");
+    EXPECT("127.0.0.1/32", "for=\", for=\"203.0.113.9\"", 1, "203.0.113.9");
+    EXPECT("127.0.0.1/32", "for=\"x", 1, "none");
+}
+
 Test(forwarded, for_parameters)
 {
     EXPECT("127.0.0.1/32", "for=192.0.2.60;proto=http;by=203.0.113.43", 1, "192.0.2.60");
