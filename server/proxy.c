@@ -37,10 +37,14 @@ static const h2o_iovec_t identity_headers[] = {{H2O_STRLIT("x-tollgate-user-id")
                                                {H2O_STRLIT("x-tollgate-token-id")}};
 
 /* Headers an upstream may trust, so only tollgated sets them: the identity it
- * authenticated (x-tollgate-*), the credential (never forwarded), and where the request
+ * authenticated (x-tollgate-*), the credential (never forwarded), where the request
  * came from (h2o adds its own x-forwarded-for with the TCP peer, x-forwarded-proto and
  * via after this, add_forwarded_for() the client before it when a trusted proxy named one;
- * a client's copies would otherwise be merged into them or sent as is). */
+ * a client's copies would otherwise be merged into them or sent as is; the CDN and
+ * cluster variants too, which upstreams behind such proxies are configured to believe),
+ * and the path an upstream may serve instead of the request's (x-original-url,
+ * x-rewrite-url: IIS, Symfony, Laminas), which would reach past the route's prefix and
+ * its scope. */
 static int is_ours_to_set(const h2o_iovec_t *name)
 {
     static const h2o_iovec_t prefixes[] = {{H2O_STRLIT("x-tollgate-")}, {H2O_STRLIT("x-forwarded-")}};
@@ -49,6 +53,12 @@ static int is_ours_to_set(const h2o_iovec_t *name)
                                         {H2O_STRLIT("x-real-ip")},
                                         {H2O_STRLIT("x-client-ip")},
                                         {H2O_STRLIT("true-client-ip")},
+                                        {H2O_STRLIT("cf-connecting-ip")},
+                                        {H2O_STRLIT("fastly-client-ip")},
+                                        {H2O_STRLIT("x-cluster-client-ip")},
+                                        {H2O_STRLIT("x-original-forwarded-for")},
+                                        {H2O_STRLIT("x-original-url")},
+                                        {H2O_STRLIT("x-rewrite-url")},
                                         {H2O_STRLIT("x-request-id")}};
     for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); ++i)
         if (name->len >= prefixes[i].len && h2o_lcstris(name->base, prefixes[i].len, prefixes[i].base, prefixes[i].len))

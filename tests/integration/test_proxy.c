@@ -237,6 +237,12 @@ Test(proxy_headers, forwarding_identity_and_credential_headers_are_tollgates_alo
                                          "X-Real-IP: 203.0.113.66",
                                          "True-Client-IP: 203.0.113.66",
                                          "X-Client-IP: 203.0.113.66",
+                                         "CF-Connecting-IP: 203.0.113.66",
+                                         "Fastly-Client-IP: 203.0.113.66",
+                                         "X-Cluster-Client-IP: 203.0.113.66",
+                                         "X-Original-Forwarded-For: 203.0.113.66",
+                                         "X-Original-URL: /svc/admin/evil.example",
+                                         "X-Rewrite-URL: /svc/admin/evil.example",
                                          "X-Tollgate-User-Id: 00000000-0000-0000-0000-000000000001",
                                          "X-Tollgate-Tenant-Id: 00000000-0000-0000-0000-000000000002",
                                          "X-Tollgate-Token-Id: 00000000-0000-0000-0000-000000000003",
@@ -268,6 +274,8 @@ Test(proxy_headers, forwarding_identity_and_credential_headers_are_tollgates_alo
             expect_header(i, "x-real-ip", NULL, what);
             expect_header(i, "true-client-ip", NULL, what);
             expect_header(i, "x-client-ip", NULL, what);
+            expect_header(i, "x-original-url", NULL, what);
+            expect_header(i, "x-rewrite-url", NULL, what);
             expect_header(i, "authorization", NULL, what);
             expect_header(i, "x-tollgate-scopes", NULL, what);
             expect_header(i, "x-tollgate-user-id", user_id, what);
