@@ -406,15 +406,35 @@ tg_cache_lookup_t tg_token_cache_find_session(tg_token_cache_t *c, const uint8_t
     return find(c, TG_CACHE_KIND_SESSION, key, now_ms, out);
 }
 
-/* The slot of the window to write `entry` into, claimed: its own (same kind and key), else
- * an empty one, else the oldest; slots being written are passed over. NULL when none could
- * be claimed. */
-static tg_credential_slot_t *claim_victim(tg_token_cache_t *c, const tg_cached_token_t *entry)
+/* What an entry is worth keeping: 0 an empty slot; 1 nothing to serve (a lookup's marker,
+ * an unknown token, an entry past its use: find() says MISS); 2 an answer that can be served. */
+static int entry_worth(const tg_token_cache_t *c, const tg_cached_token_t *e, uint64_t now_ms)
 {
+    if (e->kind == TG_CACHE_KIND_EMPTY)
+        return 0;
+    if (e->kind == TG_CACHE_KIND_PENDING || e->negative)
+        return 1;
+    if (now_ms < e->fresh_until_ms)
+        return 2;
+    return e->kind == TG_CACHE_KIND_TOKEN && c->grace_ms != 0 && now_ms - e->cached_at_ms < c->ttl_ms + c->grace_ms ? 2 : 1;
+}
+
+/*
+ * The slot of the window to write `entry` into, claimed: its own (same kind and key), else
+ * the least worth keeping (entry_worth), the oldest among equals; slots being written are
+ * passed over. A marker or an unknown token never takes a servable answer's slot: a flood
+ * of made-up tokens (well-formed ones cost nothing to make) would otherwise push the real
+ * credentials out, and with them what the grace serves while PostgreSQL is down. NULL
+ * when none could be claimed.
+ */
+static tg_credential_slot_t *claim_victim(tg_token_cache_t *c, const tg_cached_token_t *entry, uint64_t now_ms)
+{
+    int entry_servable = entry->kind != TG_CACHE_KIND_PENDING && !entry->negative;
     size_t base = slot_of(entry->key);
     for (unsigned tries = 0; tries < TG_TOKEN_CACHE_PUT_TRIES; ++tries) {
         tg_credential_slot_t *victim = NULL;
         uint64_t victim_seq = 0;
+        int victim_worth = 0;
         for (size_t i = 0; i < TG_TOKEN_CACHE_PROBE; ++i) {
             tg_credential_slot_t *slot = &c->slots[(base + i) & c->mask];
             uint64_t seq = atomic_load_explicit(&slot->seq, memory_order_relaxed);
@@ -425,13 +445,15 @@ static tg_credential_slot_t *claim_victim(tg_token_cache_t *c, const tg_cached_t
             /* an API token replaces its own PENDING marker (and a marker is taken over by a new one) */
             int same_kind = kind == entry->kind || (kind == TG_CACHE_KIND_PENDING && entry->kind == TG_CACHE_KIND_TOKEN);
             if (same_kind && memcmp(slot->e.key, entry->key, 32) == 0) {
-                victim = slot, victim_seq = seq;
+                victim = slot, victim_seq = seq, victim_worth = 0;
                 break;
             }
-            if (victim == NULL || (victim->e.kind != TG_CACHE_KIND_EMPTY &&
-                                   (kind == TG_CACHE_KIND_EMPTY || slot->e.cached_at_ms < victim->e.cached_at_ms)))
-                victim = slot, victim_seq = seq;
+            int worth = entry_worth(c, &slot->e, now_ms);
+            if (victim == NULL || worth < victim_worth || (worth == victim_worth && slot->e.cached_at_ms < victim->e.cached_at_ms))
+                victim = slot, victim_seq = seq, victim_worth = worth;
         }
+        if (victim != NULL && victim_worth == 2 && !entry_servable)
+            return NULL; /* every slot free to take holds a servable answer */
         if (victim != NULL && write_begin(victim, victim_seq) == 0)
             return victim;
     }
@@ -442,7 +464,7 @@ void tg_token_cache_put(tg_token_cache_t *c, const tg_cached_token_t *entry, uin
 {
     if (entry->policy.ncidrs > TG_TOKEN_CACHE_MAX_CIDRS)
         return; /* more than tokens.c accepts: never cached, looked up each time */
-    tg_credential_slot_t *slot = claim_victim(c, entry);
+    tg_credential_slot_t *slot = claim_victim(c, entry, now_ms);
     if (slot == NULL)
         return;
     slot->e = *entry;
@@ -505,7 +527,7 @@ tg_cache_claim_t tg_token_cache_claim_pending(tg_token_cache_t *c, const uint8_t
     memset(&marker, 0, sizeof(marker));
     memcpy(marker.key, key, 32);
     marker.kind = TG_CACHE_KIND_PENDING;
-    tg_credential_slot_t *slot = claim_victim(c, &marker);
+    tg_credential_slot_t *slot = claim_victim(c, &marker, now_ms);
     if (slot == NULL)
         return TG_CACHE_CLAIM_NONE;
     uint64_t epoch = atomic_load_explicit(&c->table->revocation_epoch, memory_order_seq_cst);

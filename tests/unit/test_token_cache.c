@@ -294,6 +294,43 @@ Test(token_cache, one_worker_claims_a_new_token_until_its_answer_or_deadline)
     cr_expect_eq(tg_token_cache_claim_pending(w1, key, T0 + 2, T0 + 3002), TG_CACHE_CLAIMED, "it is taken over");
 }
 
+/* Made-up tokens cost nothing to make: their lookups' markers and their "unknown" answers
+ * must not push real credentials out of the table (before, each took the oldest slot of its
+ * window, servable or not, and a flood emptied the table, grace and all). A real answer
+ * still takes the oldest servable slot when its window is full. */
+Test(token_cache, made_up_tokens_never_push_a_real_credential_out)
+{
+    tg_token_cache_t *c = cache_create(64, NULL, TTL, GRACE);
+    int real = 0;
+    for (int fill = 1; fill <= 64; ++fill) {
+        tg_cached_token_t e = entry(1, (uint8_t)fill, 0);
+        tg_token_cache_put(c, &e, T0 + (uint64_t)fill);
+    }
+    for (int fill = 1; fill <= 64; ++fill)
+        real += find_token(c, (uint8_t)fill, T0 + 100) == TG_CACHE_VALID;
+    cr_assert_gt(real, 32, "only %d of 64 real tokens were cached", real);
+    for (int fill = 100; fill < 250; ++fill) {
+        uint8_t key[32];
+        memset(key, fill, 32);
+        tg_token_cache_claim_pending(c, key, T0 + 200, T0 + 3200);
+        tg_cached_token_t junk = entry(1, (uint8_t)fill, 1);
+        tg_token_cache_put(c, &junk, T0 + 200);
+    }
+    int kept = 0;
+    for (int fill = 1; fill <= 64; ++fill)
+        kept += find_token(c, (uint8_t)fill, T0 + 300) == TG_CACHE_VALID;
+    cr_expect_eq(kept, real, "%d of %d real tokens were pushed out by made-up ones", real - kept, real);
+    /* past TTL + grace nothing is servable: then the made-up ones may have the slots */
+    uint64_t late = T0 + TTL + GRACE + 1000;
+    uint8_t key[32];
+    memset(key, 251, 32);
+    cr_expect_eq(tg_token_cache_claim_pending(c, key, late, late + 3000), TG_CACHE_CLAIMED, "an unservable slot is taken");
+    /* a real answer takes a full window's oldest servable slot */
+    tg_cached_token_t fresh = entry(1, 252, 0);
+    tg_token_cache_put(c, &fresh, T0 + 400);
+    cr_expect_eq(find_token(c, 252, T0 + 400), TG_CACHE_VALID, "a real answer is always cached");
+}
+
 Test(token_cache, the_credential_key_is_the_nodes_and_the_table_holds_no_plaintext)
 {
     static const char plaintext[] = "tg_live_u1o4MlHPdR8w6y3xZbq0Tc2VjKnGe5Aa9sLfW7iXBmYpJh_00000000";
