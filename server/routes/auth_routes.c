@@ -119,6 +119,11 @@ static json_t *login_body(tg_request_t *r, const char **email, const char **pass
 {
     tg_login_body_t body;
     const char *code, *message;
+    if (r->req->entity.len > TG_LOGIN_BODY_MAX) {
+        /* refused before parsing: anyone may post here, and a parse allocates outside the pool */
+        tg_http_send_error(r->req, 413, "payload_too_large", "A login body is at most 16 KiB.");
+        return NULL;
+    }
     if (tg_login_body_parse(r->req->entity.base, r->req->entity.len, &body, &code, &message) != 0) {
         tg_http_send_error(r->req, 400, code, message);
         return NULL;

@@ -12,6 +12,9 @@
 
 /* The schema's CHECK on users.email (RFC 5321's 254-octet path limit). */
 #define TG_LOGIN_EMAIL_MAX 254
+/* The largest login body taken (413 above): an email and a password at their bounds, every
+ * character \u-escaped, fit in 8 KiB; twice that leaves room for whitespace. */
+#define TG_LOGIN_BODY_MAX 16384
 
 /** A validated login body. The strings live inside `doc` (NUL-terminated, no NUL inside). */
 typedef struct st_tg_login_body_t {

@@ -417,6 +417,15 @@ Test(login, bad_input_is_400_and_changes_nothing)
     expect_refused(TG_FX_HTTP1, "POST", "/api/v1/auth/login", NULL, big, 400, "invalid_parameter", "huge email");
     snprintf(big, sizeof(big), "{\"email\":\"" ALICE "\",\"password\":\"%02000d\"}", 0);
     expect_refused(TG_FX_H2C, "POST", "/api/v1/auth/login", NULL, big, 400, "invalid_parameter", "huge password");
+    /* anyone may post here: a body past 16 KiB is refused before it is parsed */
+    char *huge = malloc(20000);
+    cr_assert_not_null(huge);
+    int n = snprintf(huge, 20000, "{\"email\":\"" ALICE "\",\"password\":\"" PASSWORD "\",\"pad\":\"");
+    memset(huge + n, 'x', 20000 - (size_t)n - 3);
+    memcpy(huge + 20000 - 3, "\"}", 3);
+    for (size_t p = 0; p < NPROTOS; ++p)
+        expect_refused(PROTOS[p], "POST", "/api/v1/auth/login", NULL, huge, 413, "payload_too_large", "a 20 KB login body");
+    free(huge);
 }
 
 Test(login, sql_looking_input_is_just_a_wrong_login)
