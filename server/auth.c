@@ -326,8 +326,7 @@ static void on_lookup_dispose(void *p)
 
 static void lookup_failed(tg_request_t *r, const char *error)
 {
-    tg_worker_count(r->worker, TG_STAT_DB_UNAVAILABLE);
-    tg_log_warn("auth", "credential lookup failed", "error=%s", error != NULL ? error : "unavailable");
+    tg_db_call_unavailable(r, "auth", "credential lookup failed", "lookup", error);
     tg_http_send_error(r->req, 503, "database_unavailable", "Credentials cannot be checked right now; retry shortly.");
 }
 

@@ -5,6 +5,7 @@
  */
 #include "server/db_call.h"
 
+#include <inttypes.h>
 #include <string.h>
 
 #include "common/log.h"
@@ -66,10 +67,18 @@ int tg_db_call_query(void *call, const char *sql, int nparams, const char *const
     return tg_db_call_submit(call, &q, cb);
 }
 
+void tg_db_call_unavailable(tg_request_t *r, const char *module, const char *what, const char *op, const char *error)
+{
+    tg_worker_count(r->worker, TG_STAT_DB_UNAVAILABLE);
+    uint64_t n = tg_counters_sum(r->worker->server->counters, TG_STAT_DB_UNAVAILABLE);
+    if ((n & (n - 1)) == 0)
+        tg_log_warn(module, what, "op=%s error=%s unavailable_answers=%" PRIu64, op, error != NULL ? error : "unavailable", n);
+}
+
 void tg_db_call_fail(tg_request_t *r, const char *module, const char *op, const char *sqlstate, const char *error)
 {
     if (sqlstate == NULL) {
-        tg_log_warn(module, "database unavailable", "op=%s error=%s", op, error != NULL ? error : "");
+        tg_db_call_unavailable(r, module, "database unavailable", op, error);
         tg_http_send_error(r->req, 503, "database_unavailable", "The database is unavailable; retry shortly.");
         return;
     }

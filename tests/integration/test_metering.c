@@ -1640,6 +1640,18 @@ Test(metering, credentials_work_soon_after_postgres_comes_back, .timeout = TEST_
     long status = get_status(&srv, TG_FX_HTTP1, "/api/v1/me", seen.plain);
     cr_assert_eq(status, 200, "a cached token while PostgreSQL is down: %ld", status);
     cr_assert_eq(get_status(&srv, TG_FX_HTTP1, "/api/v1/me", unseen.plain), 503, "an uncached token while PostgreSQL is down");
+    /* anyone can send such requests: they are all counted, but logged 1st, 2nd, 4th, 8th ... */
+    long long unavailable = metric(&srv, "tollgate_db_unavailable_total");
+    for (int i = 0; i < 40; ++i)
+        cr_assert_eq(get_status(&srv, TG_FX_HTTP1, "/api/v1/me", unseen.plain), 503, "an uncached token, request %d", i);
+    cr_expect_geq(metric(&srv, "tollgate_db_unavailable_total") - unavailable, 40, "every 503 is counted");
+    char *log = tg_fx_server_log(&srv);
+    cr_assert_not_null(log);
+    int lines = 0;
+    for (const char *p = log; (p = strstr(p, "credential lookup failed")) != NULL; ++p)
+        ++lines;
+    free(log);
+    cr_expect_leq(lines, 8, "41 failed lookups wrote %d log lines", lines);
     long long left = t_down + 7000 - tg_fx_now_ms();
     if (left > 0)
         tg_fx_sleep_ms((int)left); /* pacing the fault, not synchronising: the outage lasts 7 s */
