@@ -193,10 +193,11 @@ const tg_setting_t tg_server_settings[] = {
      "here) or closed (429)",
      OFF(lease_fallback), 0, 0, check_lease_fallback},
     {"max-tokens-per-user", TG_SETTING_INT, "TOLLGATE_MAX_TOKENS_PER_USER", "1000",
-     "live (not revoked, not expired) API tokens one user may hold; creating more is 409 token_limit_reached",
+     "live (not revoked, not expired) API tokens one user may hold; creating more, or rotating with an overlap past it, is 409 "
+     "token_limit_reached",
      OFF(max_tokens_per_user), 1, 100000000, NULL},
     {"max-tokens-per-tenant", TG_SETTING_INT, "TOLLGATE_MAX_TOKENS_PER_TENANT", "100000",
-     "live API tokens one tenant may hold; creating more is 409 token_limit_reached", OFF(max_tokens_per_tenant), 1,
+     "live API tokens one tenant may hold; creating more, or rotating with an overlap past it, is 409 token_limit_reached", OFF(max_tokens_per_tenant), 1,
      100000000, NULL},
     TG_SETTINGS_END,
 };

@@ -116,21 +116,28 @@ static const char SQL_REVOKE[] = "SELECT o.id::text, v.revoked, v.descendants FR
                                  " LATERAL tollgate_token_revoke(o.id) v WHERE " SQL_IN_REACH("o");
 
 /*
- * Rotation, step 1 ($5 overlap seconds, $6 new id, $7 prefix, $8 hash): schema 0014's
- * tollgate_token_rotate (the old token revoked at now() + overlap if live, its
- * descendants with it, a successor with the same name, scopes, policies and bounded
- * expiry), called only when the caller may change the old token. Each revoked_at change
- * fires 0005's trigger: other nodes are told through NOTIFY when this commits.
+ * Rotation, after SQL_CAP_LOCK and SQL_LOCK_USER_TOKENS (in creation's order) ($5 overlap
+ * seconds, $6 new id, $7 prefix, $8 hash): schema 0014's tollgate_token_rotate (the old
+ * token revoked at now() + overlap if live, its descendants with it, a successor with the
+ * same name, scopes, policies and bounded expiry), called only when the caller may change
+ * the old token and, with an overlap (the old token stays live next to its successor),
+ * only under the caps, like a create: CASE evaluates the call only when its condition
+ * holds, so past a cap nothing changes. Without an overlap the old token ends as its
+ * successor starts and the live count stays the same. Each revoked_at change fires 0005's
+ * trigger: other nodes are told through NOTIFY when this commits.
  */
-static const char SQL_ROTATE[] = "SELECT v.successor FROM api_tokens a, LATERAL tollgate_token_rotate(a.id, $5::int, $6::uuid, $7,"
-                                 " decode($8, 'hex')) v(successor) WHERE " SQL_IN_REACH("a");
+static const char SQL_ROTATE[] = "SELECT CASE WHEN $5::int = 0 OR (" SQL_CAP_GUARD ") THEN tollgate_token_rotate(a.id, $5::int,"
+                                 " $6::uuid, $7, decode($8, 'hex')) END FROM api_tokens a WHERE " SQL_IN_REACH("a");
 
-/* Rotation, step 2 (same transaction): the successor's token object (it sees its
- * predecessor's quota usage now), or NULLs and why not, then the old token's descendants
- * ("uuid uuid ...", for this node's revocation log); no row when the caller may not
- * change the old token. */
+/* Rotation, the step after (same transaction): the successor's token object (it sees its
+ * predecessor's quota usage now), or NULLs and why not ('revoked', 'expired' itself or
+ * through the token it was created with, else 'limit': live, so SQL_ROTATE's cap guard
+ * held it back), then the old token's descendants ("uuid uuid ...", for this node's
+ * revocation log); no row when the caller may not change the old token. */
 static const char SQL_ROTATE_RESULT[] =
-    "SELECT n.*, CASE WHEN n.id IS NOT NULL THEN 'rotated' WHEN o.revoked_at IS NOT NULL THEN 'revoked' ELSE 'expired' END,"
+    "SELECT n.*, CASE WHEN n.id IS NOT NULL THEN 'rotated' WHEN o.revoked_at IS NOT NULL THEN 'revoked'"
+    " WHEN (o.expires_at IS NULL OR o.expires_at > now()) AND NOT EXISTS (SELECT 1 FROM api_tokens p WHERE p.id = o.created_by"
+    " AND least(p.expires_at, p.revoked_at) <= now()) THEN 'limit' ELSE 'expired' END,"
     " (WITH RECURSIVE d AS (SELECT t.id FROM api_tokens t WHERE t.created_by = o.id"
     " UNION SELECT t.id FROM api_tokens t JOIN d ON t.created_by = d.id) SELECT string_agg(id::text, ' ') FROM d)"
     " FROM api_tokens o LEFT JOIN LATERAL (SELECT " TG_TOKEN_SQL_COLUMNS " FROM api_tokens WHERE id = $5::uuid) n ON true"
@@ -290,6 +297,16 @@ static const char *child_confinement_message(const char *sqlstate)
     }
 }
 
+/* 409 token_limit_reached: a create, or a rotation with an overlap, past a cap. */
+static void send_token_limit_reached(tg_request_t *r)
+{
+    const tg_server_config_t *cfg = &r->worker->server->config;
+    char message[200];
+    snprintf(message, sizeof(message), "Too many live tokens: at most %ld per user and %ld per tenant; revoke unused tokens first.",
+             cfg->max_tokens_per_user, cfg->max_tokens_per_tenant);
+    tg_http_send_error(r->req, 409, "token_limit_reached", message);
+}
+
 static void on_token_created(void *data, tg_request_t *r, PGresult *res, const char *sqlstate, const char *error)
 {
     tokens_call_t *c = data;
@@ -307,12 +324,7 @@ static void on_token_created(void *data, tg_request_t *r, PGresult *res, const c
         return;
     }
     if (PQntuples(res) == 0) { /* SQL_CAP_GUARD: nothing was stored */
-        const tg_server_config_t *cfg = &r->worker->server->config;
-        char message[200];
-        snprintf(message, sizeof(message),
-                 "Too many live tokens: at most %ld per user and %ld per tenant; revoke unused tokens first.",
-                 cfg->max_tokens_per_user, cfg->max_tokens_per_tenant);
-        tg_http_send_error(r->req, 409, "token_limit_reached", message);
+        send_token_limit_reached(r);
         return;
     }
     json_t *obj = PQntuples(res) == 1 ? tg_token_json_from_row(res, 0) : NULL;
@@ -644,6 +656,10 @@ static void on_token_rotated(void *data, tg_request_t *r, PGresult *res, const c
         tg_http_send_error(r->req, 409, "token_revoked", "This token is revoked or was already rotated; rotate its successor.");
         return;
     }
+    if (strcmp(state, "limit") == 0) { /* SQL_ROTATE's cap guard: nothing changed */
+        send_token_limit_reached(r);
+        return;
+    }
     if (strcmp(state, "rotated") != 0) {
         tg_http_send_error(r->req, 409, "token_expired", "This token has expired; create a new one.");
         return;
@@ -684,16 +700,20 @@ void tg_route_tokens_rotate(tg_request_t *r)
     caller_ids_t ids;
     caller_ids(r, &ids);
     const char *caller = caller_token(r, caller_text);
-    tg_db_request_t q = {.nsteps = 3, .result_step = 2, .is_transaction = 1};
-    q.steps[0] = (tg_db_step_t){.sql = SQL_LOCK_USER_TOKENS, .nparams = 2, .params = {ids.user, ids.tenant}};
-    q.steps[1] = (tg_db_step_t){.sql = SQL_ROTATE, .nparams = 8,
+    char max_user[24], max_tenant[24];
+    snprintf(max_user, sizeof(max_user), "%ld", r->worker->server->config.max_tokens_per_user);
+    snprintf(max_tenant, sizeof(max_tenant), "%ld", r->worker->server->config.max_tokens_per_tenant);
+    /* the tenant's row, then the user's lock: creation's order, so neither waits on the other in a cycle */
+    tg_db_request_t q = {.nsteps = 5, .result_step = 3, .is_transaction = 1};
+    q.steps[0] = (tg_db_step_t){.sql = SQL_CAP_LOCK, .nparams = 3, .params = {max_user, max_tenant, ids.tenant}};
+    q.steps[1] = (tg_db_step_t){.sql = SQL_LOCK_USER_TOKENS, .nparams = 2, .params = {ids.user, ids.tenant}};
+    q.steps[2] = (tg_db_step_t){.sql = SQL_ROTATE, .nparams = 8,
                                 .params = {old_text, ids.user, ids.tenant, caller, overlap_text, new_text, c->minted.prefix, c->minted.hash_hex}};
-    q.steps[2] =
+    q.steps[3] =
         (tg_db_step_t){.sql = SQL_ROTATE_RESULT, .nparams = 5, .params = {old_text, ids.user, ids.tenant, caller, new_text}};
     char actor_id[TG_UUID_STRLEN + 1], ip[NI_MAXHOST];
     const char *actor = tg_audit_actor(r, actor_id);
-    q.nsteps = 4;
-    q.steps[3] = (tg_db_step_t){.sql = SQL_AUDIT_ROTATED, .nparams = 5,
+    q.steps[4] = (tg_db_step_t){.sql = SQL_AUDIT_ROTATED, .nparams = 5,
                                 .params = {new_text, actor, actor_id, tg_audit_client_address(r, ip), overlap_text}};
     if (tg_db_call_submit(c, &q, on_token_rotated) != 0)
         send_unsent(c, "rotate");

@@ -1075,6 +1075,76 @@ Test(caps, the_token_past_the_users_cap_is_409_and_nothing_is_stored)
     cr_expect_str_eq(live_tokens(), "3");
 }
 
+/* POST /api/v1/tokens/:id/rotate with `body` as `credential`. */
+static void rotate_as(tg_fx_proto_t proto, const char *credential, const char *id, const char *body, tg_fx_http_res_t *res)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "/api/v1/tokens/%s/rotate", id);
+    call(proto, "POST", path, credential, body, res);
+}
+
+/* A rotation with an overlap leaves the old token live next to its successor: one more
+ * live token, so past the cap it is refused like a create and changes nothing (else each
+ * rotation would add a token, without bound). Without an overlap the old token ends as
+ * the successor starts: allowed at the cap. A revoked token still says so first. */
+Test(caps, a_rotation_with_overlap_past_the_users_cap_is_409_and_changes_nothing)
+{
+    const char *const args[] = {"--max-tokens-per-user", "3", NULL};
+    start_server(args, 2);
+    char id[2][64], token[2][64];
+    json_decref(create_token("{\"name\":\"one\"}", id[0], token[0]));
+    json_decref(create_token("{\"name\":\"two\"}", id[1], token[1]));
+    cr_assert_str_eq(live_tokens(), "3");
+    tg_fx_http_res_t res;
+    for (size_t p = 0; p < NPROTOS; ++p) {
+        rotate_as(PROTOS[p], master, id[0], "{\"overlapSeconds\":3600}", &res);
+        expect_error(&res, 409, "token_limit_reached", "a rotation with an overlap at the user's cap");
+        tg_fx_http_res_free(&res);
+        rotate_as(PROTOS[p], token[0], id[0], "{\"overlapSeconds\":1}", &res);
+        expect_error(&res, 409, "token_limit_reached", "a token rotating itself with an overlap at the cap");
+        tg_fx_http_res_free(&res);
+    }
+    cr_expect_str_eq(value("SELECT count(*) FROM api_tokens"), "3", "nothing stored");
+    cr_expect_str_eq(value("SELECT count(*) FROM api_tokens WHERE rotated_from = '%s'", id[0]), "0", "no successor");
+    cr_expect_str_eq(value("SELECT revoked_at IS NULL FROM api_tokens WHERE id = '%s'", id[0]), "t", "the old token untouched");
+    cr_expect_eq(status_of(TG_FX_HTTP1, "GET", "/api/v1/me", token[0]), 200, "the old token still works");
+
+    /* without an overlap: allowed at the cap, the live count unchanged */
+    rotate_as(TG_FX_H2C, master, id[0], NULL, &res);
+    cr_expect_eq(res.status, 200, "a rotation without an overlap at the cap: %ld %s", res.status, res.body);
+    json_t *doc = tg_fx_json(&res);
+    char new_id[64];
+    snprintf(new_id, sizeof(new_id), "%s", json_str(doc, "id"));
+    tg_fx_http_res_free(&res);
+    cr_expect_str_eq(live_tokens(), "3");
+    cr_expect_str_eq(value("SELECT revoked_at <= now() FROM api_tokens WHERE id = '%s'", id[0]), "t");
+    rotate_as(TG_FX_HTTP1, master, new_id, "{\"overlapSeconds\":0}", &res);
+    cr_expect_eq(res.status, 200, "overlapSeconds 0 at the cap: %ld %s", res.status, res.body);
+    tg_fx_http_res_free(&res);
+    cr_expect_str_eq(live_tokens(), "3");
+
+    /* a revoked token is token_revoked, cap or not */
+    rotate_as(TG_FX_HTTP1, master, id[0], "{\"overlapSeconds\":60}", &res);
+    expect_error(&res, 409, "token_revoked", "rotating the rotated token again");
+    tg_fx_http_res_free(&res);
+
+    /* room again: the overlap is allowed and leaves both live */
+    char path[128];
+    snprintf(path, sizeof(path), "/api/v1/tokens/%s", id[1]);
+    cr_assert_eq(status_of(TG_FX_HTTP1, "DELETE", path, master), 204);
+    cr_expect_str_eq(live_tokens(), "2");
+    rotate_as(TG_FX_HTTP1, master, new_id, NULL, &res); /* new_id was rotated: take its successor */
+    expect_error(&res, 409, "token_revoked", "the rotated successor");
+    tg_fx_http_res_free(&res);
+    const char *last = value("SELECT id FROM api_tokens WHERE rotated_from = '%s'", new_id);
+    char last_id[64];
+    snprintf(last_id, sizeof(last_id), "%s", last);
+    rotate_as(TG_FX_HTTP1, master, last_id, "{\"overlapSeconds\":60}", &res);
+    cr_expect_eq(res.status, 200, "an overlap under the cap: %ld %s", res.status, res.body);
+    tg_fx_http_res_free(&res);
+    cr_expect_str_eq(live_tokens(), "3");
+}
+
 typedef struct st_creator_t {
     int created, refused, other;
 } creator_t;
@@ -1117,6 +1187,61 @@ Test(caps, concurrent_creates_stop_exactly_at_the_tenants_cap)
     cr_expect_eq(created, 3, "%d created next to the master under a cap of 4", created);
     cr_expect_eq(refused, THREADS - 3);
     cr_expect_str_eq(live_tokens(), "4");
+}
+
+typedef struct st_racer_t {
+    const char *rotate_id; /* NULL: create */
+    int done, refused, other;
+} racer_t;
+
+static void *race_once(void *arg)
+{
+    racer_t *c = arg;
+    tg_fx_http_res_t res;
+    if (c->rotate_id != NULL)
+        rotate_as(TG_FX_HTTP1, master, c->rotate_id, "{\"overlapSeconds\":600}", &res);
+    else
+        call(TG_FX_HTTP1, "POST", "/api/v1/tokens", master, "{\"name\":\"racer\"}", &res);
+    if (res.status == 200 || res.status == 201)
+        ++c->done;
+    else if (res.status == 409 && tg_fx_is_error(&res, "token_limit_reached"))
+        ++c->refused;
+    else
+        ++c->other;
+    tg_fx_http_res_free(&res);
+    return NULL;
+}
+
+/* Rotations with an overlap and creates racing for the last place under the tenant's cap:
+ * exactly one gets it. Creates without an API token take no per-user lock, so only the
+ * tenant row's lock (taken by both) keeps the count and the insert together. */
+Test(caps, rotations_with_overlap_and_creates_race_for_the_last_place_exactly)
+{
+    const char *const args[] = {"--max-tokens-per-user", "100", "--max-tokens-per-tenant", "5", NULL};
+    start_server(args, 2);
+    enum { TOKENS = 3, THREADS = 2 * TOKENS };
+    char id[TOKENS][64], token[64];
+    for (int i = 0; i < TOKENS; ++i)
+        json_decref(create_token("{\"name\":\"rotated\"}", id[i], token));
+    cr_assert_str_eq(live_tokens(), "4");
+    racer_t c[THREADS];
+    pthread_t threads[THREADS];
+    memset(c, 0, sizeof(c));
+    for (int t = 0; t < THREADS; ++t) {
+        c[t].rotate_id = t < TOKENS ? id[t] : NULL;
+        cr_assert_eq(pthread_create(&threads[t], NULL, race_once, &c[t]), 0);
+    }
+    int done = 0, refused = 0, other = 0;
+    for (int t = 0; t < THREADS; ++t) {
+        pthread_join(threads[t], NULL);
+        done += c[t].done;
+        refused += c[t].refused;
+        other += c[t].other;
+    }
+    cr_expect_eq(other, 0);
+    cr_expect_eq(done, 1, "%d rotations or creates done for 1 place", done);
+    cr_expect_eq(refused, THREADS - 1);
+    cr_expect_str_eq(live_tokens(), "5");
 }
 
 /* ------------------------------------------------------------------ the token list's pages */
