@@ -109,11 +109,14 @@ static const char SQL_GET[] = "SELECT " TG_TOKEN_SQL_COLUMNS " FROM api_tokens"
 /*
  * Revocation: schema 0014's tollgate_token_revoke (the token and every token created with
  * it, directly or not, NOTIFYing the other nodes), called only when the caller may change
- * the token; a row whenever it may, so a repeated DELETE is 204, with the descendants'
- * ids for this node's revocation log.
+ * the token; a row whenever it may, so a repeated DELETE is 204. For this node's
+ * revocation log, only what this call revoked: the descendants' ids (schema 0020: those
+ * not revoked sooner), and whether the token itself was live before (o is read before
+ * the function changes it; the advisory lock keeps other revocations of the owner's
+ * tokens out meanwhile).
  */
-static const char SQL_REVOKE[] = "SELECT o.id::text, v.revoked, v.descendants FROM api_tokens o,"
-                                 " LATERAL tollgate_token_revoke(o.id) v WHERE " SQL_IN_REACH("o");
+static const char SQL_REVOKE[] = "SELECT o.id::text, v.revoked, v.descendants, o.revoked_at IS NULL OR o.revoked_at > now()"
+                                 " FROM api_tokens o, LATERAL tollgate_token_revoke(o.id) v WHERE " SQL_IN_REACH("o");
 
 /*
  * Rotation, step 1 ($5 overlap seconds, $6 new id, $7 prefix, $8 hash): schema 0014's
@@ -569,7 +572,7 @@ void tg_route_tokens_get(tg_request_t *r)
 
 /* ------------------------------------------------------------------ DELETE /api/v1/tokens/:id */
 
-/* "uuid uuid ...": the descendants SQL_REVOKE revoked with the token. */
+/* "uuid uuid ...": the descendants SQL_REVOKE revoked with the token, or SQL_ROTATE_RESULT's. */
 static void revoke_descendants(tg_worker_t *w, const char *ids)
 {
     while (*ids != '\0') {
@@ -591,14 +594,19 @@ static void on_token_revoked(void *data, tg_request_t *r, PGresult *res, const c
         tg_db_call_fail(r, "tokens", "revoke", sqlstate, error);
         return;
     }
-    if (PQntuples(res) != 1) {
+    if (PQntuples(res) != 1 || PQnfields(res) != 4) {
         tg_http_send_error(r->req, 404, "not_found", "No such token.");
         return;
     }
     /* Committed: every worker of this node rejects the token, and the tokens created
-     * with it, before the 204 leaves. Also for an already revoked token: cheap, and it
-     * covers a lost NOTIFY. */
-    tg_auth_revoke(r->worker, c->token_id, 0);
+     * with it, before the 204 leaves. Only those this call revoked: each one published
+     * makes every worker scan its credential table, and a burst beyond the log's
+     * capacity flushes every cache, so a repeated DELETE of a token with many
+     * descendants must not publish them again. The ones revoked sooner were published
+     * then by the node that revoked them, and other nodes heard of them through 0005's
+     * NOTIFY (a node whose listener reconnected has its cache confirmed again). */
+    if (strcmp(PQgetvalue(res, 0, 3), "t") == 0)
+        tg_auth_revoke(r->worker, c->token_id, 0);
     revoke_descendants(r->worker, PQgetvalue(res, 0, 2));
     tg_http_send_no_content(r->req);
 }
