@@ -130,12 +130,14 @@ static const char SQL_ROTATE[] = "SELECT v.successor FROM api_tokens a, LATERAL 
 
 /* Rotation, step 2 (same transaction): the successor's token object (it sees its
  * predecessor's quota usage now), or NULLs and why not, then the old token's descendants
- * ("uuid uuid ...", for this node's revocation log); no row when the caller may not
- * change the old token. */
+ * that step 1 revoked with it ("uuid uuid ...", for this node's revocation log: those now
+ * revoked at the old token's instant; the ones revoked sooner were published when they
+ * were revoked); no row when the caller may not change the old token. */
 static const char SQL_ROTATE_RESULT[] =
     "SELECT n.*, CASE WHEN n.id IS NOT NULL THEN 'rotated' WHEN o.revoked_at IS NOT NULL THEN 'revoked' ELSE 'expired' END,"
-    " (WITH RECURSIVE d AS (SELECT t.id FROM api_tokens t WHERE t.created_by = o.id"
-    " UNION SELECT t.id FROM api_tokens t JOIN d ON t.created_by = d.id) SELECT string_agg(id::text, ' ') FROM d)"
+    " (WITH RECURSIVE d AS (SELECT t.id, t.revoked_at FROM api_tokens t WHERE t.created_by = o.id"
+    " UNION SELECT t.id, t.revoked_at FROM api_tokens t JOIN d ON t.created_by = d.id)"
+    " SELECT string_agg(id::text, ' ') FROM d WHERE d.revoked_at = o.revoked_at)"
     " FROM api_tokens o LEFT JOIN LATERAL (SELECT " TG_TOKEN_SQL_COLUMNS " FROM api_tokens WHERE id = $5::uuid) n ON true"
     " WHERE " SQL_IN_REACH("o");
 
@@ -662,7 +664,7 @@ static void on_token_rotated(void *data, tg_request_t *r, PGresult *res, const c
         return;
     }
     /* Committed. Every worker of this node drops the cached entries of the old token and
-     * its descendants and reloads them with their new revoked_at (they work until then,
+     * the descendants it revoked and reloads them with their new revoked_at (they work until then,
      * refused from that second on); other nodes hear it from 0005's NOTIFY. The successor
      * is of the old token's lineage (schema 0009): it spends the same rate bucket and
      * quota count, nothing is copied. */

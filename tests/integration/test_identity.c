@@ -1080,6 +1080,31 @@ Test(tokens, an_api_token_cannot_rotate_or_delete_a_wider_sibling)
     cr_expect_eq(status_of(TG_FX_H2C, "GET", "/api/v1/me", admin), 200);
 }
 
+/* A rotation publishes the old token and the descendants it revoked with it, not the
+ * ones revoked sooner (a chain of rotations from the leaves up would otherwise publish
+ * each descendant once per ancestor). */
+Test(tokens, a_rotation_publishes_only_the_descendants_it_revoked)
+{
+    char jwt[4096], pid[TG_UUID_STRLEN + 1], parent[TG_APITOKEN_LEN + 1], cid[STORM_CHILDREN][TG_UUID_STRLEN + 1],
+        child[STORM_CHILDREN][TG_APITOKEN_LEN + 1], path[128];
+    login(TG_FX_HTTP1, ALICE, jwt);
+    json_decref(create_token(TG_FX_HTTP1, jwt, "{\"name\":\"root\"}", pid, parent));
+    for (int i = 0; i < STORM_CHILDREN; ++i)
+        json_decref(create_token(PROTOS[i % NPROTOS], parent, "{\"name\":\"child\"}", cid[i], child[i]));
+    for (int i = 0; i < STORM_EARLY; ++i) {
+        snprintf(path, sizeof(path), "/api/v1/tokens/%.36s", cid[i]);
+        cr_assert_eq(status_of(TG_FX_HTTP1, "DELETE", path, parent), 204, "DELETE child %d", i);
+    }
+    long long before = revocations_published();
+    json_decref(rotated(TG_FX_H2C, jwt, pid, NULL, "rotate the root"));
+    long long published = revocations_published() - before;
+    cr_expect_eq(published, 1 + STORM_CHILDREN - STORM_EARLY,
+                 "the rotation publishes the root and the %d children it revoked: %lld published", STORM_CHILDREN - STORM_EARLY,
+                 published);
+    for (int i = 0; i < STORM_CHILDREN; i += 7)
+        cr_expect_eq(status_of(PROTOS[i % NPROTOS], "GET", "/api/v1/me", child[i]), 401, "child %d after its parent's rotation", i);
+}
+
 /* An API token may rotate and delete itself and the tokens it created, grandchildren
  * included; nothing above or beside it. A session may change every token of its user. */
 Test(tokens, an_api_token_changes_only_itself_and_its_descendants)
