@@ -109,11 +109,14 @@ static const char SQL_GET[] = "SELECT " TG_TOKEN_SQL_COLUMNS " FROM api_tokens"
 /*
  * Revocation: schema 0014's tollgate_token_revoke (the token and every token created with
  * it, directly or not, NOTIFYing the other nodes), called only when the caller may change
- * the token; a row whenever it may, so a repeated DELETE is 204, with the descendants'
- * ids for this node's revocation log.
+ * the token; a row whenever it may, so a repeated DELETE is 204. For this node's
+ * revocation log, only what this call revoked: the descendants' ids (schema 0019: those
+ * not revoked sooner), and whether the token itself was live before (o is read before
+ * the function changes it; the advisory lock keeps other revocations of the owner's
+ * tokens out meanwhile).
  */
-static const char SQL_REVOKE[] = "SELECT o.id::text, v.revoked, v.descendants FROM api_tokens o,"
-                                 " LATERAL tollgate_token_revoke(o.id) v WHERE " SQL_IN_REACH("o");
+static const char SQL_REVOKE[] = "SELECT o.id::text, v.revoked, v.descendants, o.revoked_at IS NULL OR o.revoked_at > now()"
+                                 " FROM api_tokens o, LATERAL tollgate_token_revoke(o.id) v WHERE " SQL_IN_REACH("o");
 
 /*
  * Rotation, after SQL_CAP_LOCK and SQL_LOCK_USER_TOKENS (in creation's order) ($5 overlap
@@ -132,14 +135,17 @@ static const char SQL_ROTATE[] = "SELECT CASE WHEN $5::int = 0 OR (" SQL_CAP_GUA
 /* Rotation, the step after (same transaction): the successor's token object (it sees its
  * predecessor's quota usage now), or NULLs and why not ('revoked', 'expired' itself or
  * through the token it was created with, else 'limit': live, so SQL_ROTATE's cap guard
- * held it back), then the old token's descendants ("uuid uuid ...", for this node's
- * revocation log); no row when the caller may not change the old token. */
+ * held it back), then the old token's descendants that the rotation revoked with it
+ * ("uuid uuid ...", for this node's revocation log: those now revoked at the old token's
+ * instant; the ones revoked sooner were published when they were revoked); no row when
+ * the caller may not change the old token. */
 static const char SQL_ROTATE_RESULT[] =
     "SELECT n.*, CASE WHEN n.id IS NOT NULL THEN 'rotated' WHEN o.revoked_at IS NOT NULL THEN 'revoked'"
     " WHEN (o.expires_at IS NULL OR o.expires_at > now()) AND NOT EXISTS (SELECT 1 FROM api_tokens p WHERE p.id = o.created_by"
     " AND least(p.expires_at, p.revoked_at) <= now()) THEN 'limit' ELSE 'expired' END,"
-    " (WITH RECURSIVE d AS (SELECT t.id FROM api_tokens t WHERE t.created_by = o.id"
-    " UNION SELECT t.id FROM api_tokens t JOIN d ON t.created_by = d.id) SELECT string_agg(id::text, ' ') FROM d)"
+    " (WITH RECURSIVE d AS (SELECT t.id, t.revoked_at FROM api_tokens t WHERE t.created_by = o.id"
+    " UNION SELECT t.id, t.revoked_at FROM api_tokens t JOIN d ON t.created_by = d.id)"
+    " SELECT string_agg(id::text, ' ') FROM d WHERE d.revoked_at = o.revoked_at)"
     " FROM api_tokens o LEFT JOIN LATERAL (SELECT " TG_TOKEN_SQL_COLUMNS " FROM api_tokens WHERE id = $5::uuid) n ON true"
     " WHERE " SQL_IN_REACH("o");
 
@@ -581,7 +587,7 @@ void tg_route_tokens_get(tg_request_t *r)
 
 /* ------------------------------------------------------------------ DELETE /api/v1/tokens/:id */
 
-/* "uuid uuid ...": the descendants SQL_REVOKE revoked with the token. */
+/* "uuid uuid ...": the descendants SQL_REVOKE revoked with the token, or SQL_ROTATE_RESULT's. */
 static void revoke_descendants(tg_worker_t *w, const char *ids)
 {
     while (*ids != '\0') {
@@ -603,14 +609,19 @@ static void on_token_revoked(void *data, tg_request_t *r, PGresult *res, const c
         tg_db_call_fail(r, "tokens", "revoke", sqlstate, error);
         return;
     }
-    if (PQntuples(res) != 1) {
+    if (PQntuples(res) != 1 || PQnfields(res) != 4) {
         tg_http_send_error(r->req, 404, "not_found", "No such token.");
         return;
     }
     /* Committed: every worker of this node rejects the token, and the tokens created
-     * with it, before the 204 leaves. Also for an already revoked token: cheap, and it
-     * covers a lost NOTIFY. */
-    tg_auth_revoke(r->worker, c->token_id, 0);
+     * with it, before the 204 leaves. Only those this call revoked: each one published
+     * makes every worker scan its credential table, and a burst beyond the log's
+     * capacity flushes every cache, so a repeated DELETE of a token with many
+     * descendants must not publish them again. The ones revoked sooner were published
+     * then by the node that revoked them, and other nodes heard of them through 0005's
+     * NOTIFY (a node whose listener reconnected has its cache confirmed again). */
+    if (strcmp(PQgetvalue(res, 0, 3), "t") == 0)
+        tg_auth_revoke(r->worker, c->token_id, 0);
     revoke_descendants(r->worker, PQgetvalue(res, 0, 2));
     tg_http_send_no_content(r->req);
 }
@@ -670,7 +681,7 @@ static void on_token_rotated(void *data, tg_request_t *r, PGresult *res, const c
         return;
     }
     /* Committed. Every worker of this node drops the cached entries of the old token and
-     * its descendants and reloads them with their new revoked_at (they work until then,
+     * the descendants it revoked and reloads them with their new revoked_at (they work until then,
      * refused from that second on); other nodes hear it from 0005's NOTIFY. The successor
      * is of the old token's lineage (schema 0009): it spends the same rate bucket and
      * quota count, nothing is copied. */

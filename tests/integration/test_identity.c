@@ -956,6 +956,68 @@ Test(tokens, revoking_a_token_revokes_the_tokens_created_with_it)
                      "3");
 }
 
+/* The node's count of revocations published into its revocation log (each one makes every
+ * worker scan its credential table, and a burst beyond the log's capacity flushes every
+ * worker's cache): tollgate_revocations_total. */
+static long long revocations_published(void)
+{
+    long long v = tg_fx_metric(&srv, "tollgate_revocations_total");
+    cr_assert_geq(v, 0, "tollgate_revocations_total unreadable: %lld", v);
+    return v;
+}
+
+/* A DELETE publishes only the tokens it revoked itself. The security review's storm: a
+ * holder of a token with many (even expired or revoked) descendants DELETEs it again and
+ * again, and each 204 published every descendant once more, stalling every worker of the
+ * node. The descendants revoked before still die at the first DELETE on every worker. */
+#define STORM_CHILDREN 50
+#define STORM_EARLY 10 /* of them revoked one by one before their parent */
+#define STORM_REPEATS 5
+Test(tokens, a_repeated_delete_publishes_no_revocation_again)
+{
+    char jwt[4096], pid[TG_UUID_STRLEN + 1], parent[TG_APITOKEN_LEN + 1], cid[STORM_CHILDREN][TG_UUID_STRLEN + 1],
+        child[STORM_CHILDREN][TG_APITOKEN_LEN + 1], path[128];
+    login(TG_FX_HTTP1, ALICE, jwt);
+    json_decref(create_token(TG_FX_HTTP1, jwt, "{\"name\":\"root\"}", pid, parent));
+    for (int i = 0; i < STORM_CHILDREN; ++i)
+        json_decref(create_token(PROTOS[i % NPROTOS], parent, "{\"name\":\"child\"}", cid[i], child[i]));
+    cr_assert_gt(tg_fx_warm_every_worker(&srv, child[STORM_CHILDREN - 1], 2), 0, "the last child is not cached on both workers");
+
+    long long before = revocations_published();
+    for (int i = 0; i < STORM_EARLY; ++i) {
+        snprintf(path, sizeof(path), "/api/v1/tokens/%.36s", cid[i]);
+        cr_assert_eq(status_of(TG_FX_HTTP1, "DELETE", path, parent), 204, "DELETE child %d", i);
+    }
+    long long published = revocations_published() - before;
+    cr_expect_eq(published, STORM_EARLY, "each child DELETE publishes that child: %lld published", published);
+
+    /* the root: itself and the children still live, not the ones revoked already */
+    before = revocations_published();
+    snprintf(path, sizeof(path), "/api/v1/tokens/%s", pid);
+    cr_assert_eq(status_of(TG_FX_HTTP1, "DELETE", path, jwt), 204);
+    published = revocations_published() - before;
+    cr_expect_eq(published, 1 + STORM_CHILDREN - STORM_EARLY,
+                 "the root's DELETE publishes the root and the %d children it revoked: %lld published",
+                 STORM_CHILDREN - STORM_EARLY, published);
+    for (int i = 0; i < STORM_CHILDREN; i += 7)
+        cr_expect_eq(status_of(PROTOS[i % NPROTOS], "GET", "/api/v1/me", child[i]), 401, "child %d after its parent's DELETE", i);
+    cr_expect_eq(status_of(TG_FX_H2C, "GET", "/api/v1/me", child[STORM_CHILDREN - 1]), 401, "the cached child on the other worker");
+
+    /* again and again: 204 each time, nothing published */
+    before = revocations_published();
+    for (int i = 0; i < STORM_REPEATS; ++i) {
+        cr_assert_eq(status_of(PROTOS[i % NPROTOS], "DELETE", path, jwt), 204, "repeated DELETE %d", i);
+        snprintf(path, sizeof(path), "/api/v1/tokens/%.36s", cid[STORM_CHILDREN - 1]);
+        cr_assert_eq(status_of(PROTOS[i % NPROTOS], "DELETE", path, jwt), 204, "repeated DELETE of a child %d", i);
+        snprintf(path, sizeof(path), "/api/v1/tokens/%s", pid);
+    }
+    published = revocations_published() - before;
+    cr_expect_eq(published, 0, "%d repeated DELETEs of a revoked root and child published %lld revocations", 2 * STORM_REPEATS,
+                 published);
+    cr_expect_eq(
+        atoi(value("SELECT count(*) FROM api_tokens WHERE (id = '%s' OR created_by = '%s') AND revoked_at <= now()", pid, pid)),
+        1 + STORM_CHILDREN, "the root and its children are revoked");
+}
 /* ------------------------------------------------------------------ what an API token may change */
 
 /* POST /api/v1/tokens/:id/rotate with `credential` and `body` (NULL: none); the response into res. */
@@ -1025,6 +1087,31 @@ Test(tokens, an_api_token_cannot_rotate_or_delete_a_wider_sibling)
     cr_assert_eq(status_of(TG_FX_HTTP1, "DELETE", path, jwt), 204);
     cr_expect_eq(status_of(TG_FX_H2C, "GET", "/api/v1/me", weak), 401);
     cr_expect_eq(status_of(TG_FX_H2C, "GET", "/api/v1/me", admin), 200);
+}
+
+/* A rotation publishes the old token and the descendants it revoked with it, not the
+ * ones revoked sooner (a chain of rotations from the leaves up would otherwise publish
+ * each descendant once per ancestor). */
+Test(tokens, a_rotation_publishes_only_the_descendants_it_revoked)
+{
+    char jwt[4096], pid[TG_UUID_STRLEN + 1], parent[TG_APITOKEN_LEN + 1], cid[STORM_CHILDREN][TG_UUID_STRLEN + 1],
+        child[STORM_CHILDREN][TG_APITOKEN_LEN + 1], path[128];
+    login(TG_FX_HTTP1, ALICE, jwt);
+    json_decref(create_token(TG_FX_HTTP1, jwt, "{\"name\":\"root\"}", pid, parent));
+    for (int i = 0; i < STORM_CHILDREN; ++i)
+        json_decref(create_token(PROTOS[i % NPROTOS], parent, "{\"name\":\"child\"}", cid[i], child[i]));
+    for (int i = 0; i < STORM_EARLY; ++i) {
+        snprintf(path, sizeof(path), "/api/v1/tokens/%.36s", cid[i]);
+        cr_assert_eq(status_of(TG_FX_HTTP1, "DELETE", path, parent), 204, "DELETE child %d", i);
+    }
+    long long before = revocations_published();
+    json_decref(rotated(TG_FX_H2C, jwt, pid, NULL, "rotate the root"));
+    long long published = revocations_published() - before;
+    cr_expect_eq(published, 1 + STORM_CHILDREN - STORM_EARLY,
+                 "the rotation publishes the root and the %d children it revoked: %lld published", STORM_CHILDREN - STORM_EARLY,
+                 published);
+    for (int i = 0; i < STORM_CHILDREN; i += 7)
+        cr_expect_eq(status_of(PROTOS[i % NPROTOS], "GET", "/api/v1/me", child[i]), 401, "child %d after its parent's rotation", i);
 }
 
 /* An API token may rotate and delete itself and the tokens it created, grandchildren
