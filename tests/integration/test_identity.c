@@ -973,14 +973,28 @@ static long long revocations_published(void)
 #define STORM_CHILDREN 50
 #define STORM_EARLY 10 /* of them revoked one by one before their parent */
 #define STORM_REPEATS 5
+/* A root token made by alice's session and STORM_CHILDREN children made with it. */
+typedef struct st_storm_tree_t {
+    char jwt[4096];
+    char pid[TG_UUID_STRLEN + 1], parent[TG_APITOKEN_LEN + 1];
+    char cid[STORM_CHILDREN][TG_UUID_STRLEN + 1], child[STORM_CHILDREN][TG_APITOKEN_LEN + 1];
+} storm_tree_t;
+
+static void storm_tree_make(storm_tree_t *t)
+{
+    login(TG_FX_HTTP1, ALICE, t->jwt);
+    json_decref(create_token(TG_FX_HTTP1, t->jwt, "{\"name\":\"root\"}", t->pid, t->parent));
+    for (int i = 0; i < STORM_CHILDREN; ++i)
+        json_decref(create_token(PROTOS[i % NPROTOS], t->parent, "{\"name\":\"child\"}", t->cid[i], t->child[i]));
+}
+
 Test(tokens, a_repeated_delete_publishes_no_revocation_again)
 {
-    char jwt[4096], pid[TG_UUID_STRLEN + 1], parent[TG_APITOKEN_LEN + 1], cid[STORM_CHILDREN][TG_UUID_STRLEN + 1],
-        child[STORM_CHILDREN][TG_APITOKEN_LEN + 1], path[128];
-    login(TG_FX_HTTP1, ALICE, jwt);
-    json_decref(create_token(TG_FX_HTTP1, jwt, "{\"name\":\"root\"}", pid, parent));
-    for (int i = 0; i < STORM_CHILDREN; ++i)
-        json_decref(create_token(PROTOS[i % NPROTOS], parent, "{\"name\":\"child\"}", cid[i], child[i]));
+    static storm_tree_t tree; /* static: ~7 KB of credentials */
+    storm_tree_make(&tree);
+    char *jwt = tree.jwt, *pid = tree.pid, *parent = tree.parent, path[128];
+    char(*cid)[TG_UUID_STRLEN + 1] = tree.cid;
+    char(*child)[TG_APITOKEN_LEN + 1] = tree.child;
     cr_assert_gt(tg_fx_warm_every_worker(&srv, child[STORM_CHILDREN - 1], 2), 0, "the last child is not cached on both workers");
 
     long long before = revocations_published();
@@ -1094,12 +1108,11 @@ Test(tokens, an_api_token_cannot_rotate_or_delete_a_wider_sibling)
  * each descendant once per ancestor). */
 Test(tokens, a_rotation_publishes_only_the_descendants_it_revoked)
 {
-    char jwt[4096], pid[TG_UUID_STRLEN + 1], parent[TG_APITOKEN_LEN + 1], cid[STORM_CHILDREN][TG_UUID_STRLEN + 1],
-        child[STORM_CHILDREN][TG_APITOKEN_LEN + 1], path[128];
-    login(TG_FX_HTTP1, ALICE, jwt);
-    json_decref(create_token(TG_FX_HTTP1, jwt, "{\"name\":\"root\"}", pid, parent));
-    for (int i = 0; i < STORM_CHILDREN; ++i)
-        json_decref(create_token(PROTOS[i % NPROTOS], parent, "{\"name\":\"child\"}", cid[i], child[i]));
+    static storm_tree_t tree; /* static: ~7 KB of credentials */
+    storm_tree_make(&tree);
+    char *jwt = tree.jwt, *pid = tree.pid, *parent = tree.parent, path[128];
+    char(*cid)[TG_UUID_STRLEN + 1] = tree.cid;
+    char(*child)[TG_APITOKEN_LEN + 1] = tree.child;
     for (int i = 0; i < STORM_EARLY; ++i) {
         snprintf(path, sizeof(path), "/api/v1/tokens/%.36s", cid[i]);
         cr_assert_eq(status_of(TG_FX_HTTP1, "DELETE", path, parent), 204, "DELETE child %d", i);

@@ -1145,50 +1145,7 @@ Test(caps, a_rotation_with_overlap_past_the_users_cap_is_409_and_changes_nothing
     cr_expect_str_eq(live_tokens(), "3");
 }
 
-typedef struct st_creator_t {
-    int created, refused, other;
-} creator_t;
-
-static void *create_once(void *arg)
-{
-    creator_t *c = arg;
-    tg_fx_http_res_t res;
-    call(TG_FX_HTTP1, "POST", "/api/v1/tokens", master, "{\"name\":\"racer\"}", &res);
-    if (res.status == 201)
-        ++c->created;
-    else if (res.status == 409 && tg_fx_is_error(&res, "token_limit_reached"))
-        ++c->refused;
-    else
-        ++c->other;
-    tg_fx_http_res_free(&res);
-    return NULL;
-}
-
-/* Concurrent creates on two workers cannot overshoot the tenant's cap: the count and
- * the insert run under a lock on the tenant's row. */
-Test(caps, concurrent_creates_stop_exactly_at_the_tenants_cap)
-{
-    const char *const args[] = {"--max-tokens-per-user", "100", "--max-tokens-per-tenant", "4", NULL};
-    start_server(args, 2);
-    enum { THREADS = 8 };
-    creator_t c[THREADS];
-    pthread_t threads[THREADS];
-    memset(c, 0, sizeof(c));
-    for (int t = 0; t < THREADS; ++t)
-        cr_assert_eq(pthread_create(&threads[t], NULL, create_once, &c[t]), 0);
-    int created = 0, refused = 0, other = 0;
-    for (int t = 0; t < THREADS; ++t) {
-        pthread_join(threads[t], NULL);
-        created += c[t].created;
-        refused += c[t].refused;
-        other += c[t].other;
-    }
-    cr_expect_eq(other, 0);
-    cr_expect_eq(created, 3, "%d created next to the master under a cap of 4", created);
-    cr_expect_eq(refused, THREADS - 3);
-    cr_expect_str_eq(live_tokens(), "4");
-}
-
+/* One create (rotate_id NULL) or one rotation with an overlap, racing others. */
 typedef struct st_racer_t {
     const char *rotate_id; /* NULL: create */
     int done, refused, other;
@@ -1210,6 +1167,31 @@ static void *race_once(void *arg)
         ++c->other;
     tg_fx_http_res_free(&res);
     return NULL;
+}
+
+/* Concurrent creates on two workers cannot overshoot the tenant's cap: the count and
+ * the insert run under a lock on the tenant's row. */
+Test(caps, concurrent_creates_stop_exactly_at_the_tenants_cap)
+{
+    const char *const args[] = {"--max-tokens-per-user", "100", "--max-tokens-per-tenant", "4", NULL};
+    start_server(args, 2);
+    enum { THREADS = 8 };
+    racer_t c[THREADS];
+    pthread_t threads[THREADS];
+    memset(c, 0, sizeof(c));
+    for (int t = 0; t < THREADS; ++t)
+        cr_assert_eq(pthread_create(&threads[t], NULL, race_once, &c[t]), 0);
+    int created = 0, refused = 0, other = 0;
+    for (int t = 0; t < THREADS; ++t) {
+        pthread_join(threads[t], NULL);
+        created += c[t].done;
+        refused += c[t].refused;
+        other += c[t].other;
+    }
+    cr_expect_eq(other, 0);
+    cr_expect_eq(created, 3, "%d created next to the master under a cap of 4", created);
+    cr_expect_eq(refused, THREADS - 3);
+    cr_expect_str_eq(live_tokens(), "4");
 }
 
 /* Rotations with an overlap and creates racing for the last place under the tenant's cap:
