@@ -301,9 +301,16 @@ void tg_token_cache_sync(tg_token_cache_t *c, uint64_t now_ms)
 /* An entry past its freshness: a positive API token within the grace is served and
  * handed to one caller per node per retry interval for a refresh (the CAS on
  * refresh_after_ms); anything else is a miss (the next put replaces it). */
+/* Whether an entry past its freshness may still be served: a positive API token within the
+ * grace (while it is re-validated, or while PostgreSQL cannot confirm it). */
+static int within_grace(const tg_token_cache_t *c, const tg_cached_token_t *e, uint64_t now_ms)
+{
+    return e->kind == TG_CACHE_KIND_TOKEN && !e->negative && c->grace_ms != 0 && now_ms - e->cached_at_ms < c->ttl_ms + c->grace_ms;
+}
+
 static tg_cache_lookup_t past_fresh(tg_token_cache_t *c, tg_credential_slot_t *slot, const tg_cached_token_t *e, uint64_t now_ms)
 {
-    if (e->kind != TG_CACHE_KIND_TOKEN || e->negative || c->grace_ms == 0 || now_ms - e->cached_at_ms >= c->ttl_ms + c->grace_ms)
+    if (!within_grace(c, e, now_ms))
         return TG_CACHE_MISS;
     uint64_t after = atomic_load_explicit(&slot->refresh_after_ms, memory_order_relaxed);
     if (now_ms < after)
@@ -414,9 +421,7 @@ static int entry_worth(const tg_token_cache_t *c, const tg_cached_token_t *e, ui
         return 0;
     if (e->kind == TG_CACHE_KIND_PENDING || e->negative)
         return 1;
-    if (now_ms < e->fresh_until_ms)
-        return 2;
-    return e->kind == TG_CACHE_KIND_TOKEN && c->grace_ms != 0 && now_ms - e->cached_at_ms < c->ttl_ms + c->grace_ms ? 2 : 1;
+    return now_ms < e->fresh_until_ms || within_grace(c, e, now_ms) ? 2 : 1;
 }
 
 /*
@@ -463,7 +468,7 @@ static tg_credential_slot_t *claim_victim(tg_token_cache_t *c, const tg_cached_t
 void tg_token_cache_put(tg_token_cache_t *c, const tg_cached_token_t *entry, uint64_t now_ms)
 {
     if (entry->policy.ncidrs > TG_TOKEN_CACHE_MAX_CIDRS)
-        return; /* more than tokens.c accepts: never cached, looked up each time */
+        return; /* cannot happen: tg_policy_from_row refuses more (TG_POLICY_MAX_CIDRS); never copied past `more` */
     tg_credential_slot_t *slot = claim_victim(c, entry, now_ms);
     if (slot == NULL)
         return;
