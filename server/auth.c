@@ -507,9 +507,6 @@ static tg_auth_flight_t *new_flight(tg_auth_state_t *st)
     return f;
 }
 
-/* One waiter of a finished flight: served from the entry the answer put in the cache
- * (found again, so a waiter never holds a pointer across another's route), or refused:
- * 401 for an unknown token, 429 when the fleet's budget was spent (fleet_retry_ms > 0). */
 static tg_auth_flight_t *start_flight(tg_worker_t *w, const uint8_t key[32], const uint8_t digest[32], uint64_t throttle_charge,
                                       const tg_auth_throttle_fleet_t *fleet);
 static void join_flight(tg_request_t *r, tg_auth_flight_t *f, tg_auth_next_fn next);
@@ -542,6 +539,9 @@ static int land_again(tg_request_t *r, tg_auth_next_fn next, const tg_auth_landi
     return 0;
 }
 
+/* One waiter of a finished flight: served from the entry the answer put in the cache
+ * (found again, so a waiter never holds a pointer across another's route), or refused:
+ * 401 for an unknown token, 429 when the fleet's budget was spent (fleet_retry_ms > 0). */
 static void land_waiter(tg_request_t *r, tg_auth_next_fn next, const tg_auth_landing_t *landing, PGresult *res, const char *error,
                         uint64_t fleet_retry_ms)
 {
