@@ -185,10 +185,10 @@ int main(int argc, char **argv)
     /* SIGTERM: commit what is read (and whatever else is ready, up to one batch), then leave */
     tg_drain_step(&drain, 1);
     tg_drain_finish(&drain);
-    tg_log_info("collector", "stopped", "collected=%llu spilled=%llu replayed=%llu invalid=%llu commits=%llu",
+    tg_log_info("collector", "stopped", "collected=%llu spilled=%llu replayed=%llu invalid=%llu lost=%llu commits=%llu",
                 (unsigned long long)drain.stats.collected, (unsigned long long)drain.stats.spilled,
                 (unsigned long long)drain.stats.replayed, (unsigned long long)drain.stats.invalid,
-                (unsigned long long)drain.stats.commits);
+                (unsigned long long)drain.stats.lost, (unsigned long long)drain.stats.commits);
     status = 0;
     tg_prune_close(&prune);
     tg_compact_close(&compact);

@@ -61,8 +61,9 @@ void tg_db_call_fail(tg_request_t *r, const char *module, const char *op, const 
 /**
  * Counts a request answered 503 because PostgreSQL could not be reached
  * (tollgate_db_unavailable_total) and logs the node's 1st, 2nd, 4th, 8th ... such request
- * under `module`: an outage is said at once, and a flood of requests during one (anyone
- * can send them) writes a logarithmic number of lines.
+ * since it started under `module`: a flood of such requests (anyone can send them) writes
+ * a logarithmic number of lines. The outage itself is logged by the pool (server/db.c)
+ * when a connection fails.
  */
 void tg_db_call_unavailable(tg_request_t *r, const char *module, const char *what, const char *op, const char *error);
 
