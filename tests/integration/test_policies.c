@@ -1169,6 +1169,22 @@ static void *race_once(void *arg)
     return NULL;
 }
 
+/* Runs the n racers at once and adds up what they got. */
+static void race_all(racer_t *c, int n, int *done, int *refused, int *other)
+{
+    pthread_t threads[16];
+    cr_assert_leq(n, 16);
+    for (int t = 0; t < n; ++t)
+        cr_assert_eq(pthread_create(&threads[t], NULL, race_once, &c[t]), 0);
+    *done = *refused = *other = 0;
+    for (int t = 0; t < n; ++t) {
+        pthread_join(threads[t], NULL);
+        *done += c[t].done;
+        *refused += c[t].refused;
+        *other += c[t].other;
+    }
+}
+
 /* Concurrent creates on two workers cannot overshoot the tenant's cap: the count and
  * the insert run under a lock on the tenant's row. */
 Test(caps, concurrent_creates_stop_exactly_at_the_tenants_cap)
@@ -1177,17 +1193,9 @@ Test(caps, concurrent_creates_stop_exactly_at_the_tenants_cap)
     start_server(args, 2);
     enum { THREADS = 8 };
     racer_t c[THREADS];
-    pthread_t threads[THREADS];
     memset(c, 0, sizeof(c));
-    for (int t = 0; t < THREADS; ++t)
-        cr_assert_eq(pthread_create(&threads[t], NULL, race_once, &c[t]), 0);
-    int created = 0, refused = 0, other = 0;
-    for (int t = 0; t < THREADS; ++t) {
-        pthread_join(threads[t], NULL);
-        created += c[t].done;
-        refused += c[t].refused;
-        other += c[t].other;
-    }
+    int created, refused, other;
+    race_all(c, THREADS, &created, &refused, &other);
     cr_expect_eq(other, 0);
     cr_expect_eq(created, 3, "%d created next to the master under a cap of 4", created);
     cr_expect_eq(refused, THREADS - 3);
@@ -1207,19 +1215,11 @@ Test(caps, rotations_with_overlap_and_creates_race_for_the_last_place_exactly)
         json_decref(create_token("{\"name\":\"rotated\"}", id[i], token));
     cr_assert_str_eq(live_tokens(), "4");
     racer_t c[THREADS];
-    pthread_t threads[THREADS];
     memset(c, 0, sizeof(c));
-    for (int t = 0; t < THREADS; ++t) {
-        c[t].rotate_id = t < TOKENS ? id[t] : NULL;
-        cr_assert_eq(pthread_create(&threads[t], NULL, race_once, &c[t]), 0);
-    }
-    int done = 0, refused = 0, other = 0;
-    for (int t = 0; t < THREADS; ++t) {
-        pthread_join(threads[t], NULL);
-        done += c[t].done;
-        refused += c[t].refused;
-        other += c[t].other;
-    }
+    for (int t = 0; t < TOKENS; ++t)
+        c[t].rotate_id = id[t];
+    int done, refused, other;
+    race_all(c, THREADS, &done, &refused, &other);
     cr_expect_eq(other, 0);
     cr_expect_eq(done, 1, "%d rotations or creates done for 1 place", done);
     cr_expect_eq(refused, THREADS - 1);
