@@ -657,6 +657,21 @@ static int count_entries(const char *dir, const char *prefix)
     return n;
 }
 
+/* Deletes every entry of `dir` whose name starts with `prefix`; how many. */
+static int remove_entries(const char *dir, const char *prefix)
+{
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return 0;
+    int n = 0;
+    struct dirent *ent;
+    while ((ent = readdir(d)) != NULL)
+        if (strncmp(ent->d_name, prefix, strlen(prefix)) == 0 && unlinkat(dirfd(d), ent->d_name, 0) == 0)
+            ++n;
+    closedir(d);
+    return n;
+}
+
 /* ------------------------------------------------------------------ percentiles */
 
 static int cmp_ll(const void *a, const void *b)
@@ -1573,6 +1588,52 @@ Test(metering, postgres_down_records_spill_then_arrive_once, .timeout = TEST_TIM
         tg_fx_sleep_ms(POLL_MS);
     cr_expect_eq(count_entries(spool, ""), 0, "the spool is not empty after the replay");
     cr_expect_eq(sql_ll("SELECT count(*) FROM api_token_usage"), want, "rows, again, once the spool is empty");
+    world_stop();
+}
+
+/*
+ * Spill files deleted behind the collector's back (a spool "cleaned" by hand) while
+ * PostgreSQL is down: their records are gone, and the collector must say so, not move on
+ * as if nothing happened. Here recover() says it when the database is back (the position
+ * is below the oldest record left); the same words come from the replay's own check when
+ * records it spilled are missing once the files are exhausted (collector/drain.c).
+ */
+Test(metering, spilled_records_lost_behind_the_collectors_back_are_reported, .timeout = TEST_TIMEOUT_S)
+{
+    world_db(1);
+    server_start(&srv, SMALL_RING, NULL, NULL);
+    token_t tok;
+    token_create("spool-cleaned", &tok);
+    warm_cache(&srv, &tok, 2);
+    char spool[320];
+    snprintf(spool, sizeof(spool), "%s/spool", srv.dir);
+    cr_assert_eq(tg_fx_pg_crash(&pg), 0, "PostgreSQL did not stop (see above)");
+    char out[400];
+    const char *more[] = {"-n", "2000", "-c", "2", "-m", "1", "--rps", "600", "-t", "1", NULL};
+    char *argv[32], url[256], auth[256];
+    h2load_argv(argv, 32, url, sizeof(url), auth, sizeof(auth), &srv, tok.plain, more);
+    snprintf(out, sizeof(out), "%s/h2load.out", srv.dir);
+    pid_t load = spawn_logged(argv, out);
+    cr_assert(wait_child(load, 60000) == 0, "h2load failed (see %s)", out);
+    long long deadline = tg_fx_now_ms() + 20000;
+    while (count_entries(spool, "spill-") == 0 && tg_fx_now_ms() < deadline)
+        tg_fx_sleep_ms(POLL_MS);
+    cr_assert_gt(remove_entries(spool, "spill-"), 0, "no spill file to delete in %s", spool);
+    cr_assert_eq(tg_fx_pg_restart(&pg), 0, "PostgreSQL did not start again");
+    const char *said = NULL;
+    char *log = NULL;
+    deadline = tg_fx_now_ms() + ARRIVE_TIMEOUT_MS;
+    while (said == NULL && tg_fx_now_ms() < deadline) {
+        free(log);
+        log = tg_fx_server_log(&srv);
+        said = log != NULL ? strstr(log, "in no spill file") : NULL;
+        if (said == NULL)
+            tg_fx_sleep_ms(POLL_MS);
+    }
+    if (said == NULL)
+        tg_fx_server_dump_log(&srv, 16384);
+    cr_expect_not_null(said, "the collector did not report the records lost with the deleted spill files");
+    free(log);
     world_stop();
 }
 
