@@ -465,12 +465,25 @@ static int batch_add_record(tg_drain_t *d, tg_drain_batch_t *b, const tg_usage_r
 static ssize_t fill_from_ring(tg_drain_t *d, tg_drain_batch_t *b)
 {
     if (b == d->batch && b->entries == 0) {
-        /* a new batch starts at the ring's tail: positions below P there are read to be released */
-        d->ring_cursor = tg_ring_tail(d->ring);
         if (tg_ring_head(d->ring) < d->committed.position) {
             d->position_known = 0; /* recover() repairs it */
             return -1;
         }
+        /* Positions below P are committed: released without being read. A collector killed
+         * while releasing may have recycled their slots before it moved the tail, and a read
+         * of a recycled slot fails ("already released"): the next collector then read the
+         * same position forever and committed nothing. tg_ring_release passes such slots. */
+        if (tg_ring_tail(d->ring) < d->committed.position &&
+            memcmp(d->committed.instance, d->ring_instance, TG_RING_INSTANCE_ID_SIZE) == 0) {
+            char err[TG_RING_ERR_SIZE];
+            if (tg_ring_release(d->ring, d->committed.position, err, sizeof(err)) != 0) {
+                tg_log_error("collector", "cannot release committed positions", "error=%s upto=%" PRIu64, err,
+                             d->committed.position);
+                return -1;
+            }
+        }
+        /* a new batch starts at the ring's tail */
+        d->ring_cursor = tg_ring_tail(d->ring);
     }
     if (b->entries != 0 && d->spill_pending)
         return 0; /* records after the batch went to a spill file: the batch must end here */
