@@ -12,7 +12,7 @@
  * spill file) or in a spill file. Hence:
  *   - start: read the row. Another instance than the ring's and no spill file of that
  *     instance left: a new ring, start at its tail (logged). Ring records below P were
- *     committed but not released when we died: read, skip, release them.
+ *     committed but not released when we died: released unread (a killed predecessor may have recycled their slots already).
  *   - loop: read up to --batch-size ready records from P without releasing; skip lost
  *     slots and invalid records (counted) while advancing; ensure the partitions of
  *     their days (outside the transaction); BEGIN; COPY (the rows, then their rollup
