@@ -1022,7 +1022,7 @@ Test(version, every_program_prints_name_and_version)
 
 Test(version, bench_programs_print_name_and_version)
 {
-    const char *programs[] = {"bare/bare", "copy_raw", "ring_bench"};
+    const char *programs[] = {"bare/bare", "copy_raw", "ring_bench", "ring_sink"};
     for (size_t i = 0; i < sizeof(programs) / sizeof(programs[0]); ++i) {
         char bin[512];
         snprintf(bin, sizeof(bin), "%s/contrib/bench/%s", TG_BUILDDIR, programs[i]);
