@@ -254,27 +254,34 @@ static int find(_Atomic uint64_t *group, uint64_t tag, uint64_t *word)
 /* GCRA (ITU-T I.371 virtual scheduling), as in shm/token_stats.c: a failure moves the
  * theoretical arrival time one emission interval on; it fits while that stays within
  * limit of now. An idle bucket starts from now. Returns how far ahead the TAT would be. */
-static uint64_t ahead_after_one(const tg_throttle_t *t, uint64_t tat, uint64_t now)
+static uint64_t ahead_after_one(uint64_t emission_ms, uint64_t tat, uint64_t now)
 {
     uint64_t base = tat > now ? tat : now;
-    return base - now + t->emission_ms;
+    return base - now + emission_ms;
 }
 
-int tg_throttle_take(tg_throttle_t *t, uint64_t key, uint64_t now_ms, uint64_t *retry_after_ms)
+/* The emission interval of a bucket `scale` times the table's budget over the same window. */
+static uint64_t scaled_emission(const tg_throttle_t *t, uint64_t scale)
+{
+    uint64_t e = scale > 1 ? t->emission_ms / scale : t->emission_ms;
+    return e > 0 ? e : 1;
+}
+
+int tg_throttle_take_scaled(tg_throttle_t *t, uint64_t key, uint64_t scale, uint64_t now_ms, uint64_t *retry_after_ms)
 {
     _Atomic uint64_t *group = group_of(t, 0, key);
-    uint64_t tag = tag_of(key);
+    uint64_t tag = tag_of(key), emission = scaled_emission(t, scale);
     for (;;) {
         tg_throttle_scan_t s;
         scan(group, tag, 0, now_ms, &s);
         if (s.found < 0) {
-            if (insert(t, group, &s, word_of(tag, now_ms + t->emission_ms)))
+            if (insert(t, group, &s, word_of(tag, now_ms + emission)))
                 return 1;
             continue; /* someone else changed the group: look again */
         }
         uint64_t w = s.word;
         int i = s.found;
-        uint64_t ahead = ahead_after_one(t, time_of(w), now_ms);
+        uint64_t ahead = ahead_after_one(emission, time_of(w), now_ms);
         if (ahead > t->limit_ms) {
             *retry_after_ms = ahead - t->limit_ms;
             return 0;
@@ -285,20 +292,30 @@ int tg_throttle_take(tg_throttle_t *t, uint64_t key, uint64_t now_ms, uint64_t *
     }
 }
 
-void tg_throttle_give_back(tg_throttle_t *t, uint64_t key)
+int tg_throttle_take(tg_throttle_t *t, uint64_t key, uint64_t now_ms, uint64_t *retry_after_ms)
+{
+    return tg_throttle_take_scaled(t, key, 1, now_ms, retry_after_ms);
+}
+
+void tg_throttle_give_back_scaled(tg_throttle_t *t, uint64_t key, uint64_t scale)
 {
     _Atomic uint64_t *group = group_of(t, 0, key);
-    uint64_t tag = tag_of(key);
+    uint64_t tag = tag_of(key), emission = scaled_emission(t, scale);
     for (;;) {
         uint64_t w;
         int i = find(group, tag, &w);
         if (i < 0)
             return;
         uint64_t tat = time_of(w);
-        uint64_t back = tat > t->emission_ms ? tat - t->emission_ms : 0;
+        uint64_t back = tat > emission ? tat - emission : 0;
         if (atomic_compare_exchange_weak_explicit(&group[i], &w, word_of(tag, back), memory_order_relaxed, memory_order_relaxed))
             return;
     }
+}
+
+void tg_throttle_give_back(tg_throttle_t *t, uint64_t key)
+{
+    tg_throttle_give_back_scaled(t, key, 1);
 }
 
 int tg_throttle_would_fit(const tg_throttle_t *t, uint64_t key, uint64_t now_ms)
@@ -306,7 +323,7 @@ int tg_throttle_would_fit(const tg_throttle_t *t, uint64_t key, uint64_t now_ms)
     uint64_t w;
     if (find(group_of(t, 0, key), tag_of(key), &w) < 0)
         return 1;
-    return ahead_after_one(t, time_of(w), now_ms) <= t->limit_ms;
+    return ahead_after_one(t->emission_ms, time_of(w), now_ms) <= t->limit_ms;
 }
 
 /* ------------------------------------------------------------------ memories */

@@ -55,6 +55,15 @@ uint64_t tg_throttle_now_ms(const tg_throttle_t *t);
 int tg_throttle_take(tg_throttle_t *t, uint64_t key, uint64_t now_ms, uint64_t *retry_after_ms);
 
 /**
+ * tg_throttle_take for a bucket that allows `scale` (>= 1) times the table's failures over
+ * the same window (each failure moves it 1/scale of an emission interval, at least 1 ms):
+ * a budget for a group of clients, such as a network of addresses. A key must always be
+ * taken and given back with the same scale.
+ */
+int tg_throttle_take_scaled(tg_throttle_t *t, uint64_t key, uint64_t scale, uint64_t now_ms, uint64_t *retry_after_ms);
+/** tg_throttle_give_back for a failure taken with tg_throttle_take_scaled(`scale`). */
+void tg_throttle_give_back_scaled(tg_throttle_t *t, uint64_t key, uint64_t scale);
+/**
  * Returns one failure taken earlier for `key` (its check turned out not to be a failure).
  * Does nothing when the bucket is idle or no longer in the table.
  */

@@ -95,6 +95,25 @@ Test(buckets, give_back_returns_one_and_never_overfills)
     tg_throttle_destroy(t);
 }
 
+Test(buckets, a_scaled_bucket_allows_scale_times_the_budget_over_the_same_window)
+{
+    tg_throttle_t *t = three_per_3s(64); /* 3 per 3 s; scaled by 16: 48 per 3 s, one every 62 ms */
+    uint64_t retry = 0, k = K(11);
+    for (int i = 0; i < 48; ++i)
+        cr_assert(tg_throttle_take_scaled(t, k, 16, 1000, &retry), "failure %d of the scaled burst", i + 1);
+    cr_assert_not(tg_throttle_take_scaled(t, k, 16, 1000, &retry), "the 49th at once");
+    cr_expect_eq(retry, 38, "48 intervals of 62 ms (1000 / 16, rounded down) reach 2976 of the 3000 ms window: 38 ms more");
+    tg_throttle_give_back_scaled(t, k, 16);
+    cr_assert(tg_throttle_take_scaled(t, k, 16, 1000, &retry), "the returned failure");
+    cr_assert_not(tg_throttle_take_scaled(t, k, 16, 1000, &retry));
+    cr_assert(tg_throttle_take_scaled(t, k, 16, 1062, &retry), "one scaled interval later");
+    cr_assert(tg_throttle_take_scaled(t, K(12), 1, 1000, &retry), "scale 1 is the table's own budget");
+    cr_assert(tg_throttle_take(t, K(12), 1000, &retry));
+    cr_assert(tg_throttle_take(t, K(12), 1000, &retry));
+    cr_assert_not(tg_throttle_take_scaled(t, K(12), 1, 1000, &retry), "3, and no more");
+    tg_throttle_destroy(t);
+}
+
 Test(buckets, a_full_group_forgets_the_bucket_nearest_to_idle)
 {
     tg_throttle_t *t = three_per_3s(TG_THROTTLE_WAYS); /* one group: every key shares it */
