@@ -25,7 +25,8 @@ TG_SCHEMA_SQL = \
 	schema/0016_auth_failures.sql \
 	schema/0017_limit_leases.sql \
 	schema/0018_usage_rollup_deltas.sql \
-	schema/0019_revoke_only_new.sql
+	schema/0019_revoke_only_new.sql \
+	schema/0020_auth_network_budget.sql
 
 schemadir = $(pkgdatadir)/schema
 dist_schema_DATA = $(TG_SCHEMA_SQL)

@@ -415,7 +415,7 @@ typedef struct st_tg_auth_flight_t {
     int on_heap;              /* not one of owner->flights: freed when answered */
     uint8_t key[32];          /* the cache key (tg_token_cache_credential_key) */
     uint8_t digest[32];       /* the SHA-256 the row is found by, and the throttle knows */
-    uint64_t throttle_charge; /* taken once, by the request that started the flight (0: none) */
+    tg_auth_throttle_charge_t throttle_charge; /* taken once, by the request that started the flight (zeros: none) */
     uint64_t generation;      /* the cache's revocation generation when the query was sent */
     unsigned attempts;        /* queries sent for the requests waiting (TG_AUTH_LOOKUP_ATTEMPTS) */
     h2o_linklist_t waiters;   /* tg_auth_lookup_t.waiting */
@@ -507,7 +507,7 @@ static tg_auth_flight_t *new_flight(tg_auth_state_t *st)
     return f;
 }
 
-static tg_auth_flight_t *start_flight(tg_worker_t *w, const uint8_t key[32], const uint8_t digest[32], uint64_t throttle_charge,
+static tg_auth_flight_t *start_flight(tg_worker_t *w, const uint8_t key[32], const uint8_t digest[32], tg_auth_throttle_charge_t throttle_charge,
                                       const tg_auth_throttle_fleet_t *fleet);
 static void join_flight(tg_request_t *r, tg_auth_flight_t *f, tg_auth_next_fn next);
 
@@ -530,7 +530,7 @@ static int land_again(tg_request_t *r, tg_auth_next_fn next, const tg_auth_landi
     if (landing->attempts >= TG_AUTH_LOOKUP_ATTEMPTS)
         return -1;
     tg_auth_flight_t *f = find_flight(r->worker->auth_state, landing->key);
-    if (f == NULL && (f = start_flight(r->worker, landing->key, landing->digest, 0, NULL)) == NULL)
+    if (f == NULL && (f = start_flight(r->worker, landing->key, landing->digest, TG_AUTH_THROTTLE_NO_CHARGE, NULL)) == NULL)
         return -1;
     if (f->attempts < landing->attempts + 1)
         f->attempts = landing->attempts + 1;
@@ -641,7 +641,7 @@ static int resend_flight(tg_worker_t *w, tg_auth_flight_t *f)
     tg_auth_flight_t *again = find_flight(w->auth_state, f->key); /* never f: sent before a revocation */
     if (again == f)
         again = NULL; /* (cannot happen while find_flight() skips older generations; were it to, the waiters would be lost) */
-    if (again == NULL && (again = start_flight(w, f->key, f->digest, 0, NULL)) == NULL)
+    if (again == NULL && (again = start_flight(w, f->key, f->digest, TG_AUTH_THROTTLE_NO_CHARGE, NULL)) == NULL)
         return 0;
     if (again->attempts < f->attempts + 1)
         again->attempts = f->attempts + 1;
@@ -691,7 +691,7 @@ static void on_flight_row(void *data, PGresult *res, const char *sqlstate, const
 /* Starts the lookup of `key` (SHA-256 `digest`), charging the fleet's failure budget of
  * `fleet`'s client if no token matches (NULL: nobody's, a refresh); NULL when PostgreSQL
  * is unavailable now. */
-static tg_auth_flight_t *start_flight(tg_worker_t *w, const uint8_t key[32], const uint8_t digest[32], uint64_t throttle_charge,
+static tg_auth_flight_t *start_flight(tg_worker_t *w, const uint8_t key[32], const uint8_t digest[32], tg_auth_throttle_charge_t throttle_charge,
                                       const tg_auth_throttle_fleet_t *fleet)
 {
     tg_auth_flight_t *f = new_flight(w->auth_state);
@@ -737,7 +737,7 @@ static void refresh(tg_worker_t *w, const uint8_t key[32], h2o_iovec_t credentia
         return;
     uint8_t digest[32];
     tg_apitoken_hash(credential.base, credential.len, digest); /* what PostgreSQL knows it by */
-    start_flight(w, key, digest, 0, NULL);
+    start_flight(w, key, digest, TG_AUTH_THROTTLE_NO_CHARGE, NULL);
 }
 
 static void api_token_miss(tg_request_t *r, h2o_iovec_t credential, const uint8_t key[32], tg_auth_next_fn next,
@@ -850,7 +850,7 @@ static void api_token_miss(tg_request_t *r, h2o_iovec_t credential, const uint8_
     uint8_t hash[32];
     tg_apitoken_hash(credential.base, credential.len, hash);
     /* not verified here: the client's failure budget pays in advance, unless the node knows the token */
-    uint64_t throttle_charge;
+    tg_auth_throttle_charge_t throttle_charge;
     if (!tg_auth_throttle_admit(r, hash, &throttle_charge))
         return; /* 429 before any work */
     /* the format check runs on misses only: a known token's hash already proved it */
@@ -960,7 +960,7 @@ static int verify_jwt(tg_request_t *r, h2o_iovec_t credential, const uint8_t key
     }
     uint8_t hash[32];
     tg_apitoken_hash(credential.base, credential.len, hash); /* SHA-256 of the whole text: the throttle's key */
-    uint64_t throttle_charge;
+    tg_auth_throttle_charge_t throttle_charge;
     if (!tg_auth_throttle_admit(r, hash, &throttle_charge))
         return 1; /* 429 before the signature check */
     if (tg_jwt_verify(s->jwt_secret, s->jwt_secret_len, credential.base, credential.len, now_s, claims) != 0)

@@ -27,6 +27,7 @@ enum {
     DOMAIN_PAIR = 'P',       /* bucket: (client address, email), for emails that logged in from it */
     DOMAIN_PAIR_MEMO = 'L',  /* memory: (client address, email) logged in successfully */
     DOMAIN_CREDENTIAL = 'C', /* memory: the SHA-256 of a credential tollgate verified or issued */
+    DOMAIN_NETWORK = 'N',    /* bucket, TG_AUTH_THROTTLE_NETWORK_FACTOR times the budget: an IPv6 client's /48 */
 };
 
 /* The schema's limit on users.email (RFC 5321). */
@@ -102,6 +103,42 @@ static uint64_t credential_key(tg_throttle_t *t, const uint8_t hash[32])
     return tg_throttle_key(t, buf, sizeof(buf));
 }
 
+/* The bucket of the IPv6 /48 a source's /64 is in, or 0 for an IPv4 source (its own address is its budget). */
+static uint64_t network_key(tg_throttle_t *t, const uint8_t *source, size_t len)
+{
+    if (len != 9 || source[0] != '6')
+        return 0;
+    uint8_t buf[1 + TG_AUTH_THROTTLE_NETWORK_PREFIX / 8];
+    buf[0] = DOMAIN_NETWORK;
+    memcpy(buf + 1, source + 1, TG_AUTH_THROTTLE_NETWORK_PREFIX / 8);
+    return tg_throttle_key(t, buf, sizeof(buf));
+}
+
+/* Takes one failure from the client's address budget and, for IPv6, from its /48's: 1 with
+ * *charge naming both; 0 when either was spent (nothing stays taken; *retry_ms from the
+ * one that refused). */
+static int take_client(tg_throttle_t *t, const client_t *c, uint64_t now, tg_auth_throttle_charge_t *charge, uint64_t *retry_ms)
+{
+    uint64_t key = source_key(t, DOMAIN_SOURCE, c->source, c->source_len), net = network_key(t, c->source, c->source_len);
+    if (!tg_throttle_take(t, key, now, retry_ms))
+        return 0;
+    if (net != 0 && !tg_throttle_take_scaled(t, net, TG_AUTH_THROTTLE_NETWORK_FACTOR, now, retry_ms)) {
+        tg_throttle_give_back(t, key);
+        return 0;
+    }
+    charge->source = key;
+    charge->network = net;
+    return 1;
+}
+
+static void give_back(tg_throttle_t *t, tg_auth_throttle_charge_t charge)
+{
+    if (charge.source != 0)
+        tg_throttle_give_back(t, charge.source);
+    if (charge.network != 0)
+        tg_throttle_give_back_scaled(t, charge.network, TG_AUTH_THROTTLE_NETWORK_FACTOR);
+}
+
 /* (address, email) in `domain`; the email ASCII-lowercased, as login compares it case-insensitively. */
 static uint64_t pair_key(tg_throttle_t *t, uint8_t domain, const uint8_t *source, size_t source_len, const char *email,
                          size_t email_len)
@@ -147,9 +184,9 @@ static void send_throttled(tg_request_t *r, uint64_t retry_after_ms, const clien
 
 /* ------------------------------------------------------------------ credentials */
 
-int tg_auth_throttle_admit(tg_request_t *r, const uint8_t credential_hash[32], uint64_t *charge)
+int tg_auth_throttle_admit(tg_request_t *r, const uint8_t credential_hash[32], tg_auth_throttle_charge_t *charge)
 {
-    *charge = 0;
+    memset(charge, 0, sizeof(*charge));
     client_t c;
     tg_throttle_t *t = throttle_for(r, &c);
     if (t == NULL)
@@ -157,12 +194,11 @@ int tg_auth_throttle_admit(tg_request_t *r, const uint8_t credential_hash[32], u
     uint64_t now = tg_throttle_now_ms(t);
     if (tg_throttle_remembers(t, credential_key(t, credential_hash), now))
         return 1; /* verified on this node lately: whoever holds it is not guessing */
-    uint64_t key = source_key(t, DOMAIN_SOURCE, c.source, c.source_len), retry_ms;
-    if (!tg_throttle_take(t, key, now, &retry_ms)) {
+    uint64_t retry_ms;
+    if (!take_client(t, &c, now, charge, &retry_ms)) {
         send_throttled(r, retry_ms, &c);
         return 0;
     }
-    *charge = key;
     return 1;
 }
 
@@ -173,19 +209,20 @@ int tg_auth_throttle_reject(tg_request_t *r)
     if (t == NULL)
         return 1;
     uint64_t retry_ms;
-    if (tg_throttle_take(t, source_key(t, DOMAIN_SOURCE, c.source, c.source_len), tg_throttle_now_ms(t), &retry_ms))
+    tg_auth_throttle_charge_t charge;
+    if (take_client(t, &c, tg_throttle_now_ms(t), &charge, &retry_ms))
         return 1;
     send_throttled(r, retry_ms, &c);
     return 0;
 }
 
-void tg_auth_throttle_settle(tg_worker_t *w, uint64_t charge, tg_auth_throttle_outcome_t outcome, const uint8_t credential_hash[32])
+void tg_auth_throttle_settle(tg_worker_t *w, tg_auth_throttle_charge_t charge, tg_auth_throttle_outcome_t outcome,
+                             const uint8_t credential_hash[32])
 {
     tg_throttle_t *t = w->server->auth_throttle;
     if (t == NULL || outcome == TG_AUTH_THROTTLE_FAILED)
         return;
-    if (charge != 0)
-        tg_throttle_give_back(t, charge);
+    give_back(t, charge);
     if (outcome == TG_AUTH_THROTTLE_GENUINE)
         tg_throttle_remember(t, credential_key(t, credential_hash), tg_throttle_now_ms(t));
 }
@@ -212,18 +249,15 @@ int tg_auth_throttle_login_admit(tg_request_t *r, const char *email, size_t emai
     uint64_t now = tg_throttle_now_ms(t), retry_ms, pair_retry_ms;
     login->table = t;
     login->pair = pair_key(t, DOMAIN_PAIR_MEMO, c.source, c.source_len, email, email_len);
-    uint64_t key = source_key(t, DOMAIN_SOURCE, c.source, c.source_len);
-    if (tg_throttle_take(t, key, now, &retry_ms)) {
-        login->charge = key;
+    if (take_client(t, &c, now, &login->charge, &retry_ms))
         return 1;
-    }
-    /* The address's budget is spent. A user who logged in from here lately keeps a budget
-     * of their own: whoever floods a shared address (an office NAT) cannot lock them out,
-     * and can guess their password no faster than that budget allows. */
+    /* The address's budget (or its /48's) is spent. A user who logged in from here lately
+     * keeps a budget of their own: whoever floods a shared address (an office NAT) cannot
+     * lock them out, and can guess their password no faster than that budget allows. */
     if (tg_throttle_remembers(t, login->pair, now)) {
-        key = pair_key(t, DOMAIN_PAIR, c.source, c.source_len, email, email_len);
+        uint64_t key = pair_key(t, DOMAIN_PAIR, c.source, c.source_len, email, email_len);
         if (tg_throttle_take(t, key, now, &pair_retry_ms)) {
-            login->charge = key;
+            login->charge = (tg_auth_throttle_charge_t){.source = key};
             return 1;
         }
         if (pair_retry_ms < retry_ms)
@@ -242,8 +276,7 @@ void tg_auth_throttle_login_finish(tg_auth_throttle_login_t *login, int status)
     login->table = NULL;
     if (status != 200 && status < 500)
         return; /* a wrong password, an unknown email, or a client that left before the verdict */
-    if (login->charge != 0)
-        tg_throttle_give_back(t, login->charge);
+    give_back(t, login->charge);
     if (status == 200)
         tg_throttle_remember(t, login->pair, tg_throttle_now_ms(t));
 }

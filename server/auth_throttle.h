@@ -1,7 +1,8 @@
 /*
  * The per-address throttle of failed authentications (docs/security.md, "Failed
  * authentication throttle"): a client address (IPv4, or an IPv6 /64) that fails more
- * than --auth-throttle-failures times per --auth-throttle-window gets 429 rate_limited
+ * than --auth-throttle-failures times per --auth-throttle-window (or whose IPv6 /48
+ * fails TG_AUTH_THROTTLE_NETWORK_FACTOR times that) gets 429 rate_limited
  * for credentials that would need checking, before any database lookup, signature check
  * or argon2id. Credentials this node has verified recently are never throttled, so the
  * budget cannot be turned against a real user. State is node-wide (shm/throttle.h), and
@@ -33,6 +34,11 @@
 #define TG_AUTH_THROTTLE_REMEMBER_MS (24 * 3600 * 1000)
 /* The longest source key: a kind byte and an IPv4 address or an IPv6 /64. */
 #define TG_AUTH_THROTTLE_SOURCE_MAX 9
+/* An IPv6 client's /64 is in a /48 (what one site is usually given), whose /64s share a
+ * second budget of this many times --auth-throttle-failures per window: without it, one
+ * /48 held 65,536 budgets of its own. The same factor is in schema/0020_auth_network_budget.sql. */
+#define TG_AUTH_THROTTLE_NETWORK_PREFIX 48
+#define TG_AUTH_THROTTLE_NETWORK_FACTOR 16
 
 /* The longest client address as the fleet's table takes it: an IPv6 /64 as text, "/64" included. */
 #define TG_AUTH_THROTTLE_FLEET_SOURCE_MAX (INET6_ADDRSTRLEN + 3)
@@ -52,6 +58,14 @@ typedef enum {
     TG_AUTH_FLEET_REFUSED, /* spent: answer 429, nothing charged */
 } tg_auth_throttle_fleet_verdict_t;
 
+/** The buckets one admitted check took a failure from in advance: its address's (or, for a
+ * login whose address was spent, its (address, email) pair's) and its IPv6 /48's; 0: none. */
+typedef struct st_tg_auth_throttle_charge_t {
+    uint64_t source;
+    uint64_t network;
+} tg_auth_throttle_charge_t;
+#define TG_AUTH_THROTTLE_NO_CHARGE ((tg_auth_throttle_charge_t){0, 0})
+
 /** What a credential check let through by the throttle turned out to be. */
 typedef enum {
     TG_AUTH_THROTTLE_FAILED,   /* matched nothing tollgate issued: the failure stays charged */
@@ -62,7 +76,7 @@ typedef enum {
 /** A login's stake in the throttle, kept with the login from admission to the end of the request. */
 typedef struct st_tg_auth_throttle_login_t {
     tg_throttle_t *table;                   /* NULL: nothing to settle */
-    uint64_t charge;                        /* the bucket charged one failure (the address's or the pair's), or 0 */
+    tg_auth_throttle_charge_t charge;       /* the buckets charged one failure (the address's and its /48's, or the pair's) */
     uint64_t pair;                          /* the memory of (address, email), made when the login succeeds */
     tg_auth_throttle_fleet_verdict_t fleet; /* what the user fetch charged the fleet, given back with a success */
 } tg_auth_throttle_login_t;
@@ -91,10 +105,11 @@ int tg_auth_throttle_source_text(const uint8_t *source, size_t len, char out[TG_
  * Before checking a credential the worker's cache could not answer (a database lookup, a
  * JWT signature): 1 to go on, 0 when it answered 429 itself. A credential the node
  * verified in the last TG_AUTH_THROTTLE_REMEMBER_MS goes on uncharged; anything else
- * takes one failure from the client's budget in advance (*charge names it, else 0), to be
- * settled with tg_auth_throttle_settle(). O(1), no allocation but the 429's headers.
+ * takes one failure from the client's budget in advance (and one from its IPv6 /48's; a
+ * refusal by either takes nothing; *charge names them, else zeros), to be settled with
+ * tg_auth_throttle_settle(). O(1), no allocation but the 429's headers.
  */
-int tg_auth_throttle_admit(tg_request_t *r, const uint8_t credential_hash[32], uint64_t *charge);
+int tg_auth_throttle_admit(tg_request_t *r, const uint8_t credential_hash[32], tg_auth_throttle_charge_t *charge);
 
 /**
  * A credential refused without a check worth throttling (malformed, or known to match
@@ -104,7 +119,7 @@ int tg_auth_throttle_admit(tg_request_t *r, const uint8_t credential_hash[32], u
 int tg_auth_throttle_reject(tg_request_t *r);
 
 /** The check admitted with `charge` ended with `outcome` (credential_hash: remembered when GENUINE). */
-void tg_auth_throttle_settle(struct st_tg_worker_t *w, uint64_t charge, tg_auth_throttle_outcome_t outcome,
+void tg_auth_throttle_settle(struct st_tg_worker_t *w, tg_auth_throttle_charge_t charge, tg_auth_throttle_outcome_t outcome,
                              const uint8_t credential_hash[32]);
 
 /** Remembers a credential tollgate just issued (a login's JWT), so the client may use it from a throttled address. */

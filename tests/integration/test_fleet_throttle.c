@@ -298,6 +298,52 @@ Test(fleet_throttle, the_fleet_table_forgets_idle_addresses_and_holds_no_secret)
     free(count);
 }
 
+/* A guess straight to node `i` from IPv6 client `client`, named by X-Forwarded-For from
+ * 127.0.0.1 (every node trusts it): the status. */
+static long guess_from_v6(size_t i, const char *client)
+{
+    char url[256], guess[TG_APITOKEN_LEN + 1], authorization[128], forwarded[128];
+    cr_assert_eq(tg_apitoken_generate(guess), 0);
+    snprintf(authorization, sizeof(authorization), "Authorization: Bearer %s", guess);
+    snprintf(forwarded, sizeof(forwarded), "X-Forwarded-For: %s", client);
+    const char *headers[] = {authorization, forwarded, NULL};
+    tg_fx_http_req_t req = {.url = on_node(i, "/api/v1/me", url, sizeof(url)), .headers = headers};
+    tg_fx_http_res_t res;
+    cr_assert_eq(tg_fx_http(&req, &res), 0, "GET %s as %s: %s", url, client, res.error);
+    long status = res.status;
+    tg_fx_http_res_free(&res);
+    return status;
+}
+
+/*
+ * The /48 budget for the fleet (schema/0020_auth_network_budget.sql): 32 /64s of one /48
+ * guess 4 times each (each /64 within its budget of 6), round robin straight to the three
+ * nodes, about 43 a node: within each node's own /48 budget of 96, so only the fleet's
+ * refuses. It checks 96 (16 x 6) and refuses the other 32; a /64 of another /48 is checked.
+ * Before the /48 budget, all 128 were checked.
+ */
+Test(fleet_throttle, the_64s_of_one_48_get_sixteen_budgets_in_all)
+{
+    start_world();
+    tally_t t = {0};
+    int k = 0;
+    for (int net = 0; net < 32; ++net)
+        for (int i = 0; i < 4; ++i, ++k) {
+            char client[64];
+            snprintf(client, sizeof(client), "2001:db8:9:%x::%d", net, i + 1);
+            tally(&t, guess_from_v6((size_t)k % NODES, client));
+        }
+    expect_every_node(M_MISSES);
+    cr_expect_eq(t.other, 0, "every guess was answered 401 or 429");
+    cr_expect_eq(t.checked, 16 * BUDGET, "%d answered 401 (the /48's budget: %d), %d answered 429", t.checked, 16 * BUDGET,
+                 t.refused);
+    cr_expect_eq(t.refused, 32 * 4 - 16 * BUDGET);
+    char *row = tg_fx_pg_query_value(&pg, "SELECT count(*) FROM auth_failures WHERE source = '2001:db8:9::/48'");
+    cr_expect_str_eq(row != NULL ? row : "(none)", "1", "the fleet keeps one budget for the /48");
+    free(row);
+    cr_expect_eq(guess_from_v6(0, "2001:db8:a::1"), 401, "a /64 of another /48 is checked");
+}
+
 /* Not a well-formed token: rejected without the database. */
 static const char MALFORMED[] = "tgk_malformed";
 

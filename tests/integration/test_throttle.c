@@ -134,9 +134,10 @@ static void parse_error_code(reply_t *r)
     json_decref(doc);
 }
 
-/* One request on a fresh connection from `source` (NULL: 127.0.0.1), h2c when `h2`. */
-static void request(const char *source, int h2, const char *method, const char *path, const char *credential, const char *body,
-                    reply_t *r)
+/* One request on a fresh connection from `source` (NULL: 127.0.0.1), h2c when `h2`, with
+ * `extra_header` ("Name: value") unless NULL. */
+static void request_with(const char *source, int h2, const char *method, const char *path, const char *credential,
+                         const char *body, const char *extra_header, reply_t *r)
 {
     memset(r, 0, sizeof(*r));
     r->retry_after = -1;
@@ -149,6 +150,8 @@ static void request(const char *source, int h2, const char *method, const char *
     }
     if (body != NULL)
         headers = curl_slist_append(headers, "Content-Type: application/json");
+    if (extra_header != NULL)
+        headers = curl_slist_append(headers, extra_header);
     CURL *c = curl_easy_init();
     cr_assert_not_null(c);
     curl_easy_setopt(c, CURLOPT_URL, url);
@@ -173,6 +176,12 @@ static void request(const char *source, int h2, const char *method, const char *
     curl_slist_free_all(headers);
     cr_assert_eq(rc, CURLE_OK, "%s %s from %s: %s", method, path, source != NULL ? source : "127.0.0.1", curl_easy_strerror(rc));
     parse_error_code(r);
+}
+
+static void request(const char *source, int h2, const char *method, const char *path, const char *credential, const char *body,
+                    reply_t *r)
+{
+    request_with(source, h2, method, path, credential, body, NULL, r);
 }
 
 /* GET /api/v1/me with a credential, alternating HTTP/1.1 and h2c by `i`. */
@@ -502,4 +511,48 @@ Test(throttle, zero_turns_it_off, .fini = stop_world)
     cr_expect_eq(login(OFFICE, ALICE, PASSWORD, &r), 200, "%s", r.body);
     cr_expect_eq(metric(M_THROTTLED), 0);
     cr_expect_eq(metric("tollgate_auth_throttle_evictions_total"), -1, "no table when off");
+}
+
+/*
+ * IPv6 clients (named by X-Forwarded-For from a trusted proxy): each /64 has its own
+ * budget, and the /64s of one /48 share TG_AUTH_THROTTLE_NETWORK_FACTOR (16) times it, so
+ * a site's /48 cannot guess 65,536 budgets' worth. 20 /64s of one /48 guess 3 times each,
+ * each within its own budget of 3: 48 are checked and the other 12 refused by the node,
+ * with no database lookup; another /48 is untouched. Before the /48 budget, all 60 were
+ * checked. A window of an hour: the /48's budget refills one failure every 75 s.
+ */
+Test(throttle, the_64s_of_one_48_share_sixteen_budgets, .fini = stop_world)
+{
+    static const char *const args[] = {"--trusted-proxy", "127.0.0.1/32", "--auth-throttle-failures", "3",
+                                       "--auth-throttle-window", "3600", NULL};
+    start_world(args);
+    long long misses = metric(M_MISSES);
+    reply_t r;
+    char token[TG_APITOKEN_LEN + 1], forwarded[128];
+    int checked = 0, refused = 0, other = 0;
+    for (int net = 0; net < 20; ++net)
+        for (int i = 0; i < BUDGET; ++i) {
+            snprintf(forwarded, sizeof(forwarded), "X-Forwarded-For: 2001:db8:7:%x::%d", net, i + 1);
+            unknown_token(token);
+            request_with(HERE, i % 2, "GET", "/api/v1/me", token, NULL, forwarded, &r);
+            if (r.status == 401)
+                ++checked;
+            else if (r.status == 429)
+                ++refused, expect_throttled(&r, 3600, "a guess from a /64 whose /48 is spent");
+            else
+                ++other;
+        }
+    cr_expect_eq(other, 0, "every guess was answered 401 or 429");
+    cr_expect_eq(checked, 16 * BUDGET, "%d guesses of the /48 were checked (its budget: %d), %d refused", checked, 16 * BUDGET,
+                 refused);
+    cr_expect_eq(refused, 20 * BUDGET - 16 * BUDGET);
+    cr_expect_eq(metric(M_MISSES) - misses, 16 * BUDGET, "a guess refused by the /48's budget made a database lookup");
+
+    /* a /64 of that /48 that never failed is refused too; a /64 of another /48 is checked */
+    unknown_token(token);
+    request_with(HERE, 0, "GET", "/api/v1/me", token, NULL, "X-Forwarded-For: 2001:db8:7:ffff::1", &r);
+    expect_throttled(&r, 3600, "a fresh /64 of the spent /48");
+    unknown_token(token);
+    request_with(HERE, 0, "GET", "/api/v1/me", token, NULL, "X-Forwarded-For: 2001:db8:8::1", &r);
+    expect_401(&r, "invalid_token", "another /48");
 }
