@@ -45,6 +45,20 @@ static const h2o_iovec_t identity_headers[] = {{H2O_STRLIT("x-tollgate-user-id")
  * and the path an upstream may serve instead of the request's (x-original-url,
  * x-rewrite-url: IIS, Symfony, Laminas), which would reach past the route's prefix and
  * its scope. */
+static int same_name(const char *name, size_t len, const h2o_iovec_t *ours)
+{
+    if (len != ours->len)
+        return 0;
+    for (size_t i = 0; i < len; ++i) {
+        char c = h2o_tolower(name[i]);
+        if ((c == '_' ? '-' : c) != ours->base[i])
+            return 0;
+    }
+    return 1;
+}
+
+/* Compared case-insensitively and with '_' read as '-': servers that turn header names
+ * into HTTP_* variables (CGI, Rack, WSGI) give X_Forwarded_Host the key of X-Forwarded-Host. */
 static int is_ours_to_set(const h2o_iovec_t *name)
 {
     static const h2o_iovec_t prefixes[] = {{H2O_STRLIT("x-tollgate-")}, {H2O_STRLIT("x-forwarded-")}};
@@ -61,10 +75,10 @@ static int is_ours_to_set(const h2o_iovec_t *name)
                                         {H2O_STRLIT("x-rewrite-url")},
                                         {H2O_STRLIT("x-request-id")}};
     for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); ++i)
-        if (name->len >= prefixes[i].len && h2o_lcstris(name->base, prefixes[i].len, prefixes[i].base, prefixes[i].len))
+        if (name->len >= prefixes[i].len && same_name(name->base, prefixes[i].len, &prefixes[i]))
             return 1;
     for (size_t i = 0; i < sizeof(exact) / sizeof(exact[0]); ++i)
-        if (h2o_lcstris(name->base, name->len, exact[i].base, exact[i].len))
+        if (same_name(name->base, name->len, &exact[i]))
             return 1;
     return 0;
 }
@@ -104,6 +118,10 @@ static void add_forwarded_for(tg_request_t *r)
 static void forward(tg_request_t *r)
 {
     h2o_req_t *req = r->req;
+    /* h2o's X-Forwarded-Proto (and its rewrite of the upstream's Location) take this: the
+     * connection's scheme, not an HTTP/2 client's :scheme, which says https on cleartext */
+    h2o_socket_t *sock = req->conn->callbacks->get_socket != NULL ? req->conn->callbacks->get_socket(req->conn) : NULL;
+    req->input.scheme = sock != NULL && sock->ssl != NULL ? &H2O_URL_SCHEME_HTTPS : &H2O_URL_SCHEME_HTTP;
     /* before the client's headers go: a trusted proxy's X-Request-Id is the id */
     h2o_iovec_t id = tg_request_id_of(r); /* the id tollgate logs and returns (server/request_id.h) */
     delete_client_trust_headers(req);
@@ -117,15 +135,53 @@ static void forward(tg_request_t *r)
     h2o_delegate_request(req, r->handler);
 }
 
+/* RFC 9110's token: what a method is. HTTP/2 lets any byte but controls through, and h2o
+ * writes the method into the upstream's request line as it came, where a space or a '/'
+ * would change the target. */
+static int is_tchar(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+static int is_token(h2o_iovec_t s)
+{
+    if (s.len == 0)
+        return 0;
+    for (size_t i = 0; i < s.len; ++i)
+        if (!is_tchar(s.base[i]))
+            return 0;
+    return 1;
+}
+
+/* libh2o 2.2.5 takes an HTTP/1.1 folded line (one starting with a space) as a header with
+ * an empty name, which its proxy would forward as such: RFC 9112 §5.2 has a proxy refuse it. */
+static int has_nameless_header(const h2o_req_t *req)
+{
+    for (size_t i = 0; i < req->headers.size; ++i)
+        if (req->headers.entries[i].name->len == 0)
+            return 1;
+    return 0;
+}
+
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     if (tg_http_reject_oversize(req, ((tg_proxy_route_t *)self)->max_header_fields))
         return 0;
-    /* before authentication: a path an upstream could read as another route's is
-     * refused for every caller, and nothing is forwarded or charged */
+    /* before authentication: a request line or header an upstream could read otherwise
+     * than tollgate, or a path it could read as another route's, is refused for every
+     * caller, and nothing is forwarded or charged */
+    if (!is_token(req->method)) {
+        tg_http_send_error(req, 400, "invalid_request", "The method is not a token (RFC 9110, section 9.1).");
+        return 0;
+    }
     const char *why = tg_proxy_path_check(req->path.base, req->path.len);
     if (why != NULL) {
         tg_http_send_error(req, 400, "invalid_path", why);
+        return 0;
+    }
+    if (has_nameless_header(req)) {
+        tg_http_send_error(req, 400, "invalid_request", "A header line has no name (a folded line is not forwarded).");
         return 0;
     }
     tg_request_t *r = h2o_mem_alloc_pool(&req->pool, sizeof(*r));

@@ -51,6 +51,22 @@ static const char *check_segment(size_t decoded_len, unsigned dots, int is_last)
     return NULL;
 }
 
+/* A raw byte that would end or split the request line an upstream reads: h2o writes an
+ * HTTP/2 request's :path byte for byte after the method and a space. */
+static int splits_the_request_line(unsigned char c)
+{
+    return c <= 0x20 || c == 0x7f;
+}
+
+/* The query: not checked against the rules of paths, only for bytes that split the line. */
+static const char *check_query(const char *p, const char *end)
+{
+    for (; p < end; ++p)
+        if (splits_the_request_line((unsigned char)*p))
+            return "The query holds a space or a control character.";
+    return NULL;
+}
+
 const char *tg_proxy_path_check(const char *path, size_t len)
 {
     const char *p = path, *end = path + len, *why;
@@ -80,6 +96,8 @@ const char *tg_proxy_path_check(const char *path, size_t len)
                 return why;
             p += 3;
         } else {
+            if (c == ' ')
+                return "The path holds a space.";
             ++p;
         }
         if ((why = refused_in_any_form(c)) != NULL)
@@ -87,5 +105,7 @@ const char *tg_proxy_path_check(const char *path, size_t len)
         ++segment_len;
         dots += c == '.';
     }
-    return check_segment(segment_len, dots, 1);
+    if ((why = check_segment(segment_len, dots, 1)) != NULL)
+        return why;
+    return check_query(p, end);
 }

@@ -4,7 +4,8 @@
  * (h2o_url_normalize_path, which picks the route) must give exactly the path
  * percent-decoded and nothing else (no dot segment resolved), with the same query
  * offset, and that decoded path holds no empty inner segment, no '\', ';', '#' or
- * control byte. A refusal is a non-empty sentence.
+ * control byte; the raw target, query included, holds no space, control byte or DEL.
+ * A refusal is a non-empty sentence.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -50,6 +51,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (size == 0 || path[0] != '/')
         abort();
+    for (size_t i = 0; i < size; ++i) /* h2o writes the target into the upstream's request line as it is */
+        if ((unsigned char)path[i] <= 0x20 || (unsigned char)path[i] == 0x7f)
+            abort(); /* a space or control byte would add words to it or end it */
     char *decoded = malloc(size + 1);
     size_t model_query_at;
     size_t dlen = decode(path, size, decoded, &model_query_at);

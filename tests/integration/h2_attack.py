@@ -18,6 +18,10 @@ than the server allows. Cleartext HTTP/2 with prior knowledge; one JSON object o
       Sends one HEADERS frame a byte every I seconds (--body: the request's body, one
       1-byte DATA frame every I seconds) until the server closes the connection or S
       seconds pass.
+  h2_attack.py request PORT [--method M] [--scheme S] [--path P] [--header NAME:VALUE]...
+      One request whose pseudo-headers hold what a library would refuse (a space in
+      :method, a tab in :path, https on cleartext); reports its :status, or the stream's
+      RST_STREAM code or the connection's GOAWAY.
 """
 import argparse
 import json
@@ -289,6 +293,40 @@ def cmd_trickle(args):
             "frame_bytes": len(data), "goaway": server.goaway}
 
 
+def cmd_request(args):
+    enc = hpack.Encoder()
+    fields = [(b":method", args.method.encode()), (b":scheme", args.scheme.encode()), (b":authority", b"127.0.0.1"),
+              (b":path", args.path.encode())]
+    for h in args.header:
+        name, _, value = h.partition(":")
+        fields.append((name.strip().lower().encode(), value.strip().encode()))
+    block = enc.encode([hpack.NeverIndexedHeaderTuple(k, v) for k, v in fields])
+    sock = connect(args.port)
+    sock.sendall(frame(HEADERS, END_STREAM | END_HEADERS, 1, block))
+    dec, buf, status, rst, goaway = hpack.Decoder(), bytearray(), None, None, None
+    deadline = time.monotonic() + 10
+    while status is None and rst is None and goaway is None and time.monotonic() < deadline:
+        try:
+            chunk = sock.recv(65536)
+        except socket.timeout:
+            continue
+        if not chunk:
+            break
+        buf += chunk
+        while len(buf) >= 9 and len(buf) >= 9 + int.from_bytes(buf[:3], "big"):
+            length = int.from_bytes(buf[:3], "big")
+            ftype, sid, payload = buf[3], int.from_bytes(buf[5:9], "big") & 0x7FFFFFFF, bytes(buf[9:9 + length])
+            del buf[:9 + length]
+            if ftype == HEADERS and sid == 1:
+                status = int(dict(dec.decode(payload)).get(":status", "0"))
+            elif ftype == RST_STREAM and sid == 1:
+                rst = int.from_bytes(payload[:4], "big")
+            elif ftype == GOAWAY:
+                goaway = int.from_bytes(payload[4:8], "big")
+    sock.close()
+    return {"status": status, "rst": rst, "goaway": goaway}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -308,8 +346,15 @@ def main():
     p.add_argument("--body", action="store_true", help="send the headers at once and trickle the body in 1-byte DATA frames")
     p.add_argument("--seconds", type=float, default=10)
     p.add_argument("--interval", type=float, default=1)
+    p = sub.add_parser("request")
+    p.add_argument("port", type=int)
+    p.add_argument("--method", default="GET")
+    p.add_argument("--scheme", default="http")
+    p.add_argument("--path", default="/healthz")
+    p.add_argument("--header", action="append", default=[])
     args = parser.parse_args()
-    result = {"flood": cmd_flood, "streams": cmd_streams, "mixed": cmd_mixed, "trickle": cmd_trickle}[args.cmd](args)
+    result = {"flood": cmd_flood, "streams": cmd_streams, "mixed": cmd_mixed, "trickle": cmd_trickle,
+              "request": cmd_request}[args.cmd](args)
     json.dump(result, sys.stdout)
     sys.stdout.write("\n")
 

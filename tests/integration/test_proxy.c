@@ -112,6 +112,29 @@ static void expect_proxied(tg_fx_proto_t proto, const char *path, const char *cr
     tg_fx_http_res_free(&res);
 }
 
+/* One HTTP/2 request sent by tests/integration/h2_attack.py with pseudo-headers a client
+ * library would refuse to send: its :status, or -1 when the stream or the connection was
+ * reset instead. */
+static long raw_h2(const char *method, const char *scheme, const char *path, const char *credential)
+{
+    char port[16], script[512], authorization[256];
+    snprintf(port, sizeof(port), "%d", srv.port);
+    snprintf(script, sizeof(script), "%s/tests/integration/h2_attack.py", TG_SRCDIR);
+    snprintf(authorization, sizeof(authorization), "authorization: Bearer %s", credential);
+    char *argv[] = {"/usr/bin/python3", script, "request", port, "--method", (char *)method, "--scheme", (char *)scheme,
+                    "--path", (char *)path, "--header", authorization, NULL};
+    tg_fx_run_t run;
+    cr_assert_eq(tg_fx_run(argv, NULL, NULL, 30000, &run), 0, "cannot run %s", script);
+    json_error_t err;
+    json_t *doc = json_loads(run.out, 0, &err);
+    cr_assert(doc != NULL && run.status == 0, "h2_attack.py request: status %d, stdout %s, stderr %s", run.status, run.out, run.err);
+    json_t *status = json_object_get(doc, "status");
+    long got = json_is_integer(status) ? (long)json_integer_value(status) : -1;
+    json_decref(doc);
+    tg_fx_run_free(&run);
+    return got;
+}
+
 TestSuite(proxy_paths, .init = start_world, .fini = stop_world, .timeout = TEST_TIMEOUT_S);
 
 Test(proxy_paths, each_route_forwards_its_own_paths_and_checks_its_own_scope)
@@ -201,7 +224,45 @@ Test(proxy_paths, raw_bytes_in_the_request_line_are_400_or_refused_by_h2o)
     tg_fx_raw(srv.port, nul_request, sizeof(nul_request) - 1, response, sizeof(response), 10000);
     cr_expect(strncmp(response, "HTTP/1.1 200", 12) != 0, "a NUL in the path: %.200s", response);
     cr_expect_eq(tg_fx_upstream_count(&up), before, "a NUL in the path was forwarded");
+    /* a folded line (libh2o 2.2.5 takes it as a header without a name): refused, not forwarded */
+    char folded[1024], response2[8192];
+    int flen = snprintf(folded, sizeof(folded),
+                        "GET /svc/x HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\nX-A: 1\r\n folded\r\n"
+                        "Connection: close\r\n\r\n",
+                        svc_token);
+    before = tg_fx_upstream_count(&up);
+    cr_expect(tg_fx_raw(srv.port, folded, (size_t)flen, response2, sizeof(response2), 10000) >= 0, "a folded line: no answer");
+    cr_expect(strncmp(response2, "HTTP/1.1 400", 12) == 0, "a folded header line: %.200s", response2);
+    cr_expect_eq(tg_fx_upstream_count(&up), before, "a folded header line was forwarded");
     expect_proxied(TG_FX_HTTP1, "/svc/ok", svc_token, 200, "GET /svc-up/ok HTTP/1.1");
+}
+
+/* HTTP/2 lets a space or a tab through in :method and :path, and h2o writes both into the
+ * upstream's request line byte for byte: "GET /admin-up/x? /svc-up/x HTTP/1.1" reached
+ * /svc/admin's upstream path with a token scoped to /svc, on upstreams that read the first
+ * two words (nginx before 1.21.1). Each is refused with 400 and never forwarded. */
+Test(proxy_paths, http2_cannot_add_words_to_the_request_line)
+{
+    static const struct {
+        const char *method, *path;
+    } cases[] = {{"GET /admin-up/x?", "/svc/x"},
+                 {"GET", "/svc/x? /admin-up/y"},
+                 {"GET", "/svc/x?a\t/admin-up"},
+                 {"GET", "/svc/x /admin-up/y"},
+                 {"GET\t/admin-up/x", "/svc/x"}};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); ++i) {
+        size_t before = tg_fx_upstream_count(&up);
+        long status = raw_h2(cases[i].method, "http", cases[i].path, svc_token);
+        cr_expect(status == 400 || status == -1, "method \"%s\", path \"%s\": status %ld", cases[i].method, cases[i].path, status);
+        cr_expect_eq(tg_fx_upstream_count(&up), before, "method \"%s\", path \"%s\" was forwarded: the upstream saw %s",
+                     cases[i].method, cases[i].path, tg_fx_upstream_request_line(&up, before));
+    }
+    size_t before = tg_fx_upstream_count(&up);
+    cr_expect_eq(raw_h2("GET", "http", "/svc/ok?a=1", svc_token), 200, "the same client's well-formed request");
+    cr_assert_eq(tg_fx_upstream_count(&up), before + 1);
+    char *line = tg_fx_upstream_request_line(&up, before);
+    cr_expect_str_eq(line, "GET /svc-up/ok?a=1 HTTP/1.1");
+    free(line);
 }
 
 /* ------------------------------------------------------------------ headers */
@@ -247,6 +308,10 @@ Test(proxy_headers, forwarding_identity_and_credential_headers_are_tollgates_alo
                                          "X-Tollgate-Tenant-Id: 00000000-0000-0000-0000-000000000002",
                                          "X-Tollgate-Token-Id: 00000000-0000-0000-0000-000000000003",
                                          "x-tollgate-scopes: proxy:*",
+                                         "X_Tollgate_User_Id: 00000000-0000-0000-0000-000000000001",
+                                         "X-Tollgate_Token-Id: 00000000-0000-0000-0000-000000000003",
+                                         "X_Forwarded_Host: evil.example",
+                                         "X_Real_IP: 203.0.113.66",
                                          "X-Custom: kept",
                                          NULL};
     const char *credentials[] = {svc_token, jwt};
@@ -285,4 +350,14 @@ Test(proxy_headers, forwarding_identity_and_credential_headers_are_tollgates_alo
         }
     free(user_id);
     free(tenant_id);
+}
+
+/* The upstream's X-Forwarded-Proto is the connection's scheme: an HTTP/2 client's :scheme
+ * said https on the cleartext listener, and h2o's header repeated it. */
+Test(proxy_headers, the_forwarded_scheme_is_the_connections)
+{
+    size_t i = tg_fx_upstream_count(&up);
+    cr_assert_eq(raw_h2("GET", "https", "/svc/h", svc_token), 200);
+    cr_assert_eq(tg_fx_upstream_count(&up), i + 1);
+    expect_header(i, "x-forwarded-proto", "http", ":scheme https over h2c");
 }
