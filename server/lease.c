@@ -196,11 +196,16 @@ static int64_t emission_ms(const tg_lease_line_t *line)
 }
 
 /* How long a rate grant of this line is held: the horizon, or one refill interval when that
- * is longer (a slow limit's single unit must outlive the Retry-After that announced it). */
+ * is longer (a slow limit's single unit must outlive the Retry-After that announced it), at
+ * most TG_LEASE_MAX_LAPSE_MS: the rate word's 32-bit expiry is after now only within 2^31 ms
+ * (a unit of a limit of 1 per 30 days arrived lapsed, and the first request was refused). A
+ * unit of a slower limit lapses first; its next request waits for a new first grant. */
+#define TG_LEASE_MAX_LAPSE_MS (INT64_C(1) << 30)
 static int64_t lapse_ms(const tg_lease_t *lease, const tg_lease_line_t *line)
 {
     int64_t horizon = lease->w->server->config.lease_horizon_ms, emission = emission_ms(line);
-    return emission > horizon ? emission : horizon;
+    int64_t lapse = emission > horizon ? emission : horizon;
+    return lapse < TG_LEASE_MAX_LAPSE_MS ? lapse : TG_LEASE_MAX_LAPSE_MS;
 }
 
 /* One answered row into its lineage's line, if the slot still holds that lineage. */
@@ -489,6 +494,7 @@ static int plan_line(tg_lease_t *lease, uint32_t slot, tg_lease_line_t *line, ui
     int recent = now_ms - lease->last_charge_ms[slot] < TG_LEASE_KEEP_MS;
     uint64_t rate_held = 0, quota_held = 0;
     if (atomic_load_explicit(&line->rate_limit, memory_order_relaxed) != 0) {
+        tg_lease_line_drop_lapsed_rate(line, now_ms); /* before the line can be retired with them (shm/lease_line.h) */
         rate_held = tg_lease_line_rate_held(line, now_ms);
         /* a recent lineage's grant past half its life is renewed (half: a tick that comes
          * late on a loaded machine still finds it unlapsed): what it

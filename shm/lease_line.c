@@ -125,6 +125,15 @@ uint64_t tg_lease_line_take_quota(tg_lease_line_t *l, uint32_t key)
     }
 }
 
+void tg_lease_line_drop_lapsed_rate(tg_lease_line_t *l, int64_t now_ms)
+{
+    uint64_t cur = atomic_load_explicit(&l->rate, memory_order_relaxed);
+    while ((cur & UINT32_MAX) != 0 && !tg_lease_ms_after((uint32_t)(cur >> 32), (uint32_t)now_ms))
+        if (atomic_compare_exchange_weak_explicit(&l->rate, &cur, rate_word((uint32_t)(cur >> 32), 0), memory_order_relaxed,
+                                                  memory_order_relaxed))
+            return;
+}
+
 uint64_t tg_lease_line_rate_held(const tg_lease_line_t *l, int64_t now_ms)
 {
     uint64_t cur = atomic_load_explicit(&l->rate, memory_order_relaxed);

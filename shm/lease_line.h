@@ -89,6 +89,14 @@ void tg_lease_line_deposit_quota(tg_lease_line_t *l, uint32_t key, uint64_t unit
 /** Takes every quota unit held for period `key` (to return them): the count taken. */
 uint64_t tg_lease_line_take_quota(tg_lease_line_t *l, uint32_t key);
 
+/**
+ * Drops rate units that lapsed by `now_ms` (their count becomes 0, the expiry stays). The
+ * expiry is 32 bits of milliseconds: a lapsed count left in the word would count as held
+ * again from 2^31 ms (24.86 days) after its lapse. The leaser calls it on every line it
+ * visits, so none stays lapsed for more than a tick before the line is retired.
+ */
+void tg_lease_line_drop_lapsed_rate(tg_lease_line_t *l, int64_t now_ms);
+
 /** Rate units held and not lapsed at `now_ms`. */
 uint64_t tg_lease_line_rate_held(const tg_lease_line_t *l, int64_t now_ms);
 

@@ -57,6 +57,23 @@ Test(lease_line, rate_units_are_spent_until_none_is_left_or_they_lapse)
     cr_expect_eq(tg_lease_line_rate_held(l, (int64_t)UINT32_MAX + 90), 0);
 }
 
+/* The expiry is 32 bits of milliseconds: a lapsed count left in the word counted as held
+ * again from 2^31 ms (24.86 days) after its lapse. The leaser drops it on its next visit. */
+Test(lease_line, lapsed_units_dropped_never_come_back_a_wrap_later)
+{
+    tg_lease_line_t *l = shared_line();
+    uint64_t left;
+    tg_lease_line_deposit_rate(l, 5, 0, 1000);
+    int64_t revived = 1000 + (INT64_C(1) << 31) + 1000;
+    cr_expect_eq(tg_lease_line_rate_held(l, revived), 5, "without a drop the 5 units read as held 24.9 days on");
+    tg_lease_line_drop_lapsed_rate(l, 500);
+    cr_expect_eq(tg_lease_line_rate_held(l, 500), 5, "not lapsed yet: kept");
+    tg_lease_line_drop_lapsed_rate(l, 2000);
+    cr_expect_eq(tg_lease_line_rate_held(l, 2000), 0);
+    cr_expect_eq(tg_lease_line_rate_held(l, revived), 0, "dropped: nothing comes back a wrap later");
+    cr_expect_eq(tg_lease_line_spend_rate(l, revived, &left), 0);
+}
+
 Test(lease_line, a_renewal_gives_back_what_was_held_and_keeps_what_was_spent_meanwhile)
 {
     tg_lease_line_t *l = shared_line();
