@@ -357,6 +357,17 @@ static int first_grant_pending(tg_request_t *r, tg_token_stats_t *stats, const t
     return pending && !tg_lease_outage(stats, now_ms);
 }
 
+/* The time `units` take to refill at one per `emission_ns`, saturated at
+ * TG_GCRA_MAX_AHEAD_NS: a limit of 1 per 366 days takes 3.2e16 ns a unit, and 292 units
+ * overflowed int64 (a RateLimit-Reset of 0, and an abort in a sanitizer build). */
+static int64_t refill_ns(uint64_t units, int64_t emission_ns)
+{
+    uint64_t ns;
+    if (emission_ns < 0 || __builtin_mul_overflow(units, (uint64_t)emission_ns, &ns) || ns > (uint64_t)TG_GCRA_MAX_AHEAD_NS)
+        return TG_GCRA_MAX_AHEAD_NS;
+    return (int64_t)ns;
+}
+
 /* RateLimit-* of a granted bucket: Remaining is what this node holds after the request plus
  * what the fleet's bucket held at the last answer (truthful to within a grant); Reset the
  * time the bucket needs to refill from there; a refusal's Retry-After is the next tick
@@ -371,7 +382,7 @@ static void lease_verdict(const tg_token_limits_t *l, const tg_lease_line_t *lin
         remaining = capacity;
     v->allowed = allowed;
     v->remaining = remaining;
-    v->reset_ns = (int64_t)(capacity - remaining) * l->gcra.emission_ns;
+    v->reset_ns = refill_ns(capacity - remaining, l->gcra.emission_ns);
     /* an empty fleet bucket: one refill interval, plus the tick that brings the unit here */
     v->retry_after_ns = allowed ? 0 : (fleet_level >= 1 ? 0 : l->gcra.emission_ns) + (int64_t)TG_LEASE_TICK_MS * 1000000;
 }
@@ -383,7 +394,7 @@ static int outage_rate(tg_request_t *r, tg_token_stats_t *stats, const tg_token_
     if (strcmp(r->worker->server->config.lease_fallback, "share") != 0) {
         v->allowed = 0;
         v->remaining = 0;
-        v->reset_ns = (int64_t)((uint64_t)l->rate_requests + l->rate_burst) * l->gcra.emission_ns;
+        v->reset_ns = refill_ns((uint64_t)l->rate_requests + l->rate_burst, l->gcra.emission_ns);
         v->retry_after_ns = l->gcra.emission_ns;
         return 0;
     }

@@ -26,7 +26,9 @@
 /* Upper bounds keep the values exact in JSON (< 2^53) and in the limiter's arithmetic. */
 #define TG_TOKEN_RATE_MAX_REQUESTS 1000000000
 #define TG_TOKEN_RATE_MAX_PER_SECONDS (366 * 86400) /* a window longer than a year is a quota */
-#define TG_TOKEN_QUOTA_MAX_REQUESTS INT64_C(1000000000000000)
+/* 10^12: below 2^40, the counts of a node's quota grants (shm/lease_line.h); a larger quota
+ * was accepted and then under-admitted */
+#define TG_TOKEN_QUOTA_MAX_REQUESTS INT64_C(1000000000000)
 /* Rotation overlap: up to 7 days, as long as Stripe lets a rolled key live; enough to
  * redeploy a fleet, short enough that a leaked key does not linger. */
 #define TG_TOKEN_ROTATE_MAX_OVERLAP_S 604800

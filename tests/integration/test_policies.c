@@ -400,6 +400,43 @@ Test(rate_limit, bucket_then_429_with_headers_then_refill)
     tg_fx_http_res_free(&res);
 }
 
+/*
+ * Limits at the slow end of the range. One request per 30 days: its unit's lapse (one
+ * refill interval) did not fit the 32-bit millisecond expiry of a node's grant, so the
+ * grant arrived lapsed and the first request was refused (429 with Retry-After 2592001).
+ * One request per 366 days with a burst of 300: RateLimit-Reset, (capacity - remaining) x
+ * 3.16e16 ns, overflowed int64 past 291 units: it read 0 beside a Retry-After of a year,
+ * and a sanitizer build's worker aborted.
+ */
+Test(rate_limit, the_slowest_limits_admit_their_first_requests_and_say_when_they_refill)
+{
+    start_server(NULL, 1);
+    char id[64], token[64];
+    json_decref(create_token("{\"name\":\"monthly\",\"rateLimit\":{\"requests\":1,\"perSeconds\":2592000}}", id, token));
+    tg_fx_http_res_t res;
+    call(TG_FX_HTTP1, "GET", "/api/v1/me", token, NULL, &res);
+    cr_expect_eq(res.status, 200, "the first request of 1 per 30 days: %ld %s", res.status, res.body);
+    tg_fx_http_res_free(&res);
+    cr_expect_eq(status_of(TG_FX_HTTP1, "GET", "/api/v1/me", token), 429, "and the second is refused");
+
+    json_decref(
+        create_token("{\"name\":\"yearly\",\"rateLimit\":{\"requests\":1,\"perSeconds\":31622400,\"burst\":300}}", id, token));
+    int admitted = 0;
+    for (int i = 0; i < 302; ++i) {
+        call(PROTOS[i % NPROTOS], "GET", "/api/v1/me", token, NULL, &res);
+        if (res.status == 200) {
+            ++admitted;
+        } else {
+            expect_error(&res, 429, "rate_limited", "past 301 a year");
+            unsigned long retry = header_number(&res, "retry-after"), reset = header_number(&res, "ratelimit-reset");
+            cr_expect_geq(reset, retry, "request %d: RateLimit-Reset %lu is before Retry-After %lu", i + 1, reset, retry);
+        }
+        tg_fx_http_res_free(&res);
+    }
+    cr_expect_eq(admitted, 301, "1 + a burst of 300 admitted");
+    cr_expect_eq(status_of(TG_FX_HTTP1, "GET", "/healthz", NULL), 200, "the worker is alive");
+}
+
 typedef struct st_hammer_t {
     const tg_fx_server_t *srv;
     const char *token;
@@ -977,6 +1014,7 @@ Test(input, bad_policies_are_400_and_change_nothing)
         "{\"name\":\"x\",\"quota\":{\"requests\":0,\"period\":\"day\"}}",
         "{\"name\":\"x\",\"quota\":{\"period\":\"day\"}}",
         "{\"name\":\"x\",\"quota\":[3,\"day\"]}",
+        "{\"name\":\"x\",\"quota\":{\"requests\":1099511627776,\"period\":\"day\"}}", /* 2^40: past a grant's count */
     };
     const char *before = value("SELECT count(*) FROM api_tokens");
     char before_copy[32];
