@@ -257,6 +257,15 @@ Test(proxy_paths, http2_cannot_add_words_to_the_request_line)
         cr_expect_eq(tg_fx_upstream_count(&up), before, "method \"%s\", path \"%s\" was forwarded: the upstream saw %s",
                      cases[i].method, cases[i].path, tg_fx_upstream_request_line(&up, before));
     }
+    /* HTTP/2 also lets a :path through that does not start with '/', which h2o would route
+     * under /svc (only the fuzzer held this before), and an OPTIONS or CONNECT target */
+    static const char *const no_slash[] = {"svc/x", "svc/admin/x", "*"};
+    for (size_t i = 0; i < sizeof(no_slash) / sizeof(no_slash[0]); ++i) {
+        size_t before = tg_fx_upstream_count(&up);
+        long status = raw_h2("GET", "http", no_slash[i], svc_token);
+        cr_expect(status == 400 || status == 404 || status == -1, "path \"%s\": status %ld", no_slash[i], status);
+        cr_expect_eq(tg_fx_upstream_count(&up), before, "path \"%s\" was forwarded", no_slash[i]);
+    }
     size_t before = tg_fx_upstream_count(&up);
     cr_expect_eq(raw_h2("GET", "http", "/svc/ok?a=1", svc_token), 200, "the same client's well-formed request");
     cr_assert_eq(tg_fx_upstream_count(&up), before + 1);
