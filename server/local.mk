@@ -33,6 +33,7 @@ server_libtgserver_a_SOURCES = \
 	server/supervisor.c server/supervisor.h server/restart_policy.c server/restart_policy.h \
 	server/sd_notify.c server/sd_notify.h server/socket_activation.c server/socket_activation.h \
 	server/reload.c server/reload.h \
+	server/jwt_secret.c server/jwt_secret.h \
 	server/db.c server/db.h server/db_call.c server/db_call.h \
 	server/offload.c server/offload.h \
 	server/token_cache.c server/token_cache.h \

@@ -18,6 +18,7 @@
 #include "server/access_log.h"
 #include "server/auth_throttle.h"
 #include "server/h2_guard.h"
+#include "server/jwt_secret.h"
 #include "server/latency.h"
 #include "server/lease.h"
 #include "server/listen.h"
@@ -37,9 +38,6 @@
 /* 256-byte ring records (an 8-byte sequence word + the 248-byte usage record). */
 #define TG_RING_RECORD_SIZE 256
 
-/* RFC 7518 §3.2: an HS256 key must be at least as long as the hash output, 32 bytes. */
-#define TG_JWT_SECRET_MIN 32
-
 static void usage(FILE *out)
 {
     fprintf(out, "Usage: tollgated [OPTIONS]\n"
@@ -55,28 +53,8 @@ static void usage(FILE *out)
 
 static int read_jwt_secret(tg_server_t *server, char *err, size_t errlen)
 {
-    const char *path = server->config.jwt_secret_file;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        snprintf(err, errlen, "invalid value for jwt-secret-file: cannot open %s: %s", path, strerror(errno));
-        return -1;
-    }
-    ssize_t n = read(fd, server->jwt_secret, sizeof(server->jwt_secret));
-    close(fd);
-    if (n < 0) {
-        snprintf(err, errlen, "invalid value for jwt-secret-file: cannot read %s: %s", path, strerror(errno));
-        return -1;
-    }
-    /* a trailing newline from `echo` or an editor is not part of the key */
-    while (n > 0 && (server->jwt_secret[n - 1] == '\n' || server->jwt_secret[n - 1] == '\r'))
-        --n;
-    if (n < TG_JWT_SECRET_MIN) {
-        snprintf(err, errlen, "invalid value for jwt-secret-file: %s holds %zd bytes, at least %d are required", path, n,
-                 TG_JWT_SECRET_MIN);
-        return -1;
-    }
-    server->jwt_secret_len = (size_t)n;
-    return 0;
+    return tg_jwt_secret_read(server->config.jwt_secret_file, server->jwt_secret, sizeof(server->jwt_secret),
+                              &server->jwt_secret_len, err, errlen);
 }
 
 static void configure_h2o(tg_server_t *server)

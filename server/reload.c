@@ -10,7 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+
 #include "common/log.h"
+#include "server/jwt_secret.h"
 #include "server/tls.h"
 
 /* The settings a reload applies; docs/operations.md, "Reloading", lists the same. */
@@ -103,6 +106,24 @@ size_t tg_reload_report_restart_needed(const tg_server_config_t *running, const 
         ++n;
     }
     return n;
+}
+
+size_t tg_reload_report_jwt_secret(const tg_server_t *server, const tg_server_config_t *next)
+{
+    if (str_differs(server->config.jwt_secret_file, next->jwt_secret_file))
+        return 0; /* another path: named by tg_reload_report_restart_needed */
+    unsigned char key[sizeof(server->jwt_secret)];
+    size_t len = 0;
+    char err[512];
+    int unreadable = tg_jwt_secret_read(next->jwt_secret_file, key, sizeof(key), &len, err, sizeof(err)) != 0;
+    int changed = unreadable || len != server->jwt_secret_len || CRYPTO_memcmp(key, server->jwt_secret, len) != 0;
+    OPENSSL_cleanse(key, sizeof(key));
+    if (!changed)
+        return 0;
+    /* never the key: only that the file no longer holds the one in use */
+    tg_log_warn("master", "not reloaded: the new value needs a restart", "setting=%s reason=%s", "jwt-secret-file",
+                unreadable ? err : "the file holds another key; sessions signed with the running key stay valid until a restart");
+    return 1;
 }
 
 static void replace_string(char **field, const char *value)

@@ -37,6 +37,14 @@ int tg_reload_load(const tg_server_t *server, int argc, char **argv, tg_server_c
 size_t tg_reload_report_restart_needed(const tg_server_config_t *running, const tg_server_config_t *next);
 
 /**
+ * The same for the contents of --jwt-secret-file at an unchanged path: an operator who
+ * rotates a leaked key and reloads learns from the log that the running key stays until a
+ * restart (which logs every session out). 1 when it logged, else 0. Reads the file; logs
+ * no key.
+ */
+size_t tg_reload_report_jwt_secret(const tg_server_t *server, const tg_server_config_t *next);
+
+/**
  * Applies the live settings to the master: log level, TLS context (the old one is freed;
  * workers hold their own), tls-cert/tls-key/log-level strings (so workers forked later get
  * them), and fills *msg for the workers. Takes ownership of next_ctx.

@@ -271,6 +271,7 @@ static void reload(tg_supervisor_t *sup)
         return;
     }
     size_t restart_needed = tg_reload_report_restart_needed(&sup->server->config, &next);
+    restart_needed += tg_reload_report_jwt_secret(sup->server, &next);
     tg_reload_msg_t msg;
     tg_reload_apply(sup->server, &next, next_ctx, &msg);
     tg_config_free(tg_server_settings, &next);

@@ -587,6 +587,33 @@ Test(reload, new_certificate_and_log_level_while_connections_stay, .timeout = 60
     lc_fini(&lc);
 }
 
+/* A key rotated in --jwt-secret-file at the same path is not taken by a reload (the
+ * workers hold the running key; a restart logs every session out): the log names it, and
+ * holds neither key. Before, the reload said nothing, and an operator answering a leaked
+ * key believed it replaced. */
+Test(reload, a_rotated_jwt_secret_is_named_as_needing_a_restart, .timeout = 60)
+{
+    lc_t lc;
+    lc_init(&lc, 2, "http:https", 0);
+    make_cert(&lc, "old", "0x1001");
+    install_cert(&lc, "old");
+    write_conf(&lc, "log-level = info\n");
+    start_tls_node(&lc);
+    char path[400];
+    snprintf(path, sizeof(path), "%s/jwt-secret", lc.dir);
+    write_file(path, "fedcba9876543210fedcba9876543210fedcba9876543210\n");
+    sighup_and_wait_ready(&lc);
+    char *log = tg_fx_read_text(lc.log_path);
+    cr_expect(strstr(log, "\"msg\":\"not reloaded: the new value needs a restart\",\"setting\":\"jwt-secret-file\"") != NULL,
+              "the rotated key was not named; log:\n%s", log);
+    cr_expect(strstr(log, "fedcba9876543210") == NULL && strstr(log, "0123456789abcdef") == NULL, "a key reached the log:\n%s",
+              log);
+    free(log);
+    int status = lc_stop(&lc);
+    cr_expect(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0, "exit status %d", status);
+    lc_fini(&lc);
+}
+
 Test(reload, a_bad_configuration_changes_nothing, .timeout = 60)
 {
     lc_t lc;
