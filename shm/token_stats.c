@@ -199,11 +199,41 @@ Error:
     return NULL;
 }
 
+/* As the ring's attach does (shm/ring.c): a table another user made or may write is not
+ * ours. Its owner could shrink it under a process that mapped it (SIGBUS), or squat the
+ * name while tollgated is stopped and a standalone collector looks for the table. */
+static int ours_alone(const char *name, int fd, char *err, size_t errlen)
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        snprintf(err, errlen, "cannot stat the token table %s: %s", name, strerror(errno));
+        return 0;
+    }
+    if (st.st_uid != geteuid() || (st.st_mode & 077) != 0) {
+        snprintf(err, errlen, "the token table %s belongs to uid %u with mode %03o; refusing a table that is not this user's alone",
+                 name, (unsigned)st.st_uid, (unsigned)(st.st_mode & 0777));
+        return 0;
+    }
+    return 1;
+}
+
+/* A header whose sizes a creator could have written: a power-of-two capacity a slot index
+ * can name, and a row count that keeps segment_size() from overflowing. */
+static int sane_geometry(const tg_token_stats_header_t *h)
+{
+    uint64_t cap = h->capacity;
+    return cap != 0 && (cap & (cap - 1)) == 0 && cap < TG_TOKEN_STATS_NO_SLOT && h->nrows != 0 && h->nrows <= 4096;
+}
+
 tg_token_stats_t *tg_token_stats_attach(const char *name, char *err, size_t errlen)
 {
     int fd = shm_open(name, O_RDWR | O_CLOEXEC, 0);
     if (fd < 0) {
         snprintf(err, errlen, "cannot open the token table %s: %s", name, strerror(errno));
+        return NULL;
+    }
+    if (!ours_alone(name, fd, err, errlen)) {
+        close(fd);
         return NULL;
     }
     tg_token_stats_t *s = map_fd(fd, 0, 0, err, errlen);
@@ -213,7 +243,7 @@ tg_token_stats_t *tg_token_stats_attach(const char *name, char *err, size_t errl
     const tg_token_stats_header_t *h = s->header;
     /* acquire pairs with the creator's release store of the magic */
     if (atomic_load_explicit(&s->header->magic, memory_order_acquire) != TG_TOKEN_STATS_MAGIC ||
-        h->layout != TG_TOKEN_STATS_LAYOUT || h->slot_size != sizeof(tg_token_stats_slot_t) ||
+        h->layout != TG_TOKEN_STATS_LAYOUT || h->slot_size != sizeof(tg_token_stats_slot_t) || !sane_geometry(h) ||
         segment_size((size_t)h->capacity, (size_t)h->nrows) != s->map_size) {
         snprintf(err, errlen, "%s is not a token table of layout %d (or is still being created)", name, TG_TOKEN_STATS_LAYOUT);
         tg_token_stats_close(s);

@@ -8,6 +8,7 @@
 #include <criterion/criterion.h>
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
@@ -149,6 +150,32 @@ Test(token_stats, attach_refuses_what_is_not_a_table)
     cr_assert_null(tg_token_stats_attach(seg_name, err, sizeof(err)));
     cr_assert(strstr(err, "not a token table") != NULL, "%s", err);
     cr_assert_null(tg_token_stats_create(seg_name, 3, 1, RING_A, 0, err, sizeof(err)), "capacity must be a power of two");
+}
+
+/* A table other users may write (or, as root, one another user owns) is refused, as the
+ * ring's attach refuses such a ring: its owner could squat the name for a standalone
+ * collector, or shrink it under the collector (SIGBUS). Before, attach took it. */
+Test(token_stats, attach_refuses_a_table_open_to_other_users)
+{
+    char err[256];
+    tg_token_stats_t *s = make(64, 2);
+    int fd = shm_open(seg_name, O_RDWR, 0);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(fchmod(fd, 0666), 0);
+    cr_assert_null(tg_token_stats_attach(seg_name, err, sizeof(err)), "a table of mode 0666 was attached");
+    cr_expect(strstr(err, "not this user's alone") != NULL, "%s", err);
+    if (geteuid() == 0) {
+        cr_assert_eq(fchmod(fd, 0600), 0);
+        cr_assert_eq(fchown(fd, 65534, 65534), 0);
+        cr_assert_null(tg_token_stats_attach(seg_name, err, sizeof(err)), "a table owned by nobody was attached");
+        cr_assert_eq(fchown(fd, 0, 0), 0);
+    }
+    cr_assert_eq(fchmod(fd, 0600), 0);
+    close(fd);
+    tg_token_stats_t *ok = tg_token_stats_attach(seg_name, err, sizeof(err));
+    cr_expect_not_null(ok, "our own table, mode 0600: %s", err);
+    tg_token_stats_close(ok);
+    tg_token_stats_close(s);
 }
 
 /* ------------------------------------------------------------------ slots */
