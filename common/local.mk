@@ -4,6 +4,7 @@ common_libtgcommon_a_CPPFLAGS = $(AM_CPPFLAGS)
 common_libtgcommon_a_CFLAGS = $(AM_CFLAGS) $(OPENSSL_CFLAGS)
 common_libtgcommon_a_SOURCES = \
 	common/log.c common/log.h \
+	common/dburl.c common/dburl.h \
 	common/config.c common/config.h \
 	common/suite_settings.c common/suite_settings.h \
 	common/node_id.c common/node_id.h \

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "common/config.h"
+#include "common/dburl.h"
 #include "common/version.h"
 #include "ctl/ctl.h"
 
@@ -162,6 +163,14 @@ int main(int argc, char **argv)
         tg_ctl_error("missing command (see tollgatectl --help)");
         status = TG_CTL_EXIT_USAGE;
         goto Exit;
+    }
+    /* the settings are copies now: what `ps` shows of the flag's value goes, and a
+     * password in it was visible for as long as it took to get here */
+    if (tg_dburl_in_argv(next_arg, argv)) {
+        if (settings.database_url != NULL && tg_dburl_has_password(settings.database_url))
+            fprintf(stderr, "tollgatectl: warning: --database-url carries a password, visible to local users while "
+                            "tollgatectl starts; pass it in TOLLGATE_DATABASE_URL instead\n");
+        tg_dburl_scrub_argv(next_arg, argv);
     }
     if (settings.database_url != NULL)
         ctl.conninfo = settings.database_url;

@@ -13,6 +13,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "common/dburl.h"
 #include "common/log.h"
 #include "common/version.h"
 #include "server/access_log.h"
@@ -121,38 +122,6 @@ static tg_token_stats_t *open_token_stats(const tg_server_t *server, char *name,
                                  start, err, errlen);
 }
 
-/* Does a libpq URI ("postgresql://user:PASSWORD@host/db?password=...") or conninfo
- * ("... password=...") carry a password? */
-static int database_url_has_password(const char *url)
-{
-    const char *scheme_end = strstr(url, "://");
-    if (scheme_end != NULL) {
-        const char *authority = scheme_end + 3, *authority_end = authority + strcspn(authority, "/?#");
-        const char *at = memchr(authority, '@', (size_t)(authority_end - authority));
-        if (at != NULL && memchr(authority, ':', (size_t)(at - authority)) != NULL)
-            return 1;
-    }
-    for (const char *p = url; *p != '\0'; ++p) {
-        if (strncasecmp(p, "password", 8) != 0)
-            continue;
-        const char *after = p + 8;
-        while (*after == ' ' || *after == '\t')
-            ++after;
-        if (*after == '=')
-            return 1;
-    }
-    return 0;
-}
-
-/* Was --database-url given as a flag (so in argv, which `ps` shows until the title hides it)? */
-static int database_url_in_argv(int argc, char **argv)
-{
-    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; ++i)
-        if (strcmp(argv[i], "--database-url") == 0 || strncmp(argv[i], "--database-url=", 15) == 0)
-            return 1;
-    return 0;
-}
-
 /* tollgate-collector is looked up next to tollgated unless --collector-path says otherwise. */
 static char *find_collector(const tg_server_config_t *c)
 {
@@ -204,7 +173,7 @@ int main(int argc, char **argv)
     /* The settings are copies now: overwrite the command line, which any local user can
      * read in /proc/PID/cmdline, as the workers do. Only for as long as tollgated takes to
      * get here was a --database-url value visible, hence the warning. */
-    if (database_url_in_argv(argc, argv) && database_url_has_password(server.config.database_url))
+    if (tg_dburl_in_argv(argc, argv) && tg_dburl_has_password(server.config.database_url))
         tg_log_warn("master",
                     "--database-url carries a password, visible to local users until startup hides it; "
                     "pass it in TOLLGATE_DATABASE_URL or the config file instead",

@@ -159,6 +159,67 @@ static size_t count_occurrences(const char *haystack, const char *needle)
 
 /* ------------------------------------------------------------------ migrate */
 
+/* ------------------------------------------------------------------ the command line */
+
+/* /proc/PID/cmdline, NULs as spaces; "" once the process is gone. */
+static void cmdline_of(pid_t pid, char *out, size_t cap)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
+    FILE *f = fopen(path, "r");
+    size_t n = f != NULL ? fread(out, 1, cap - 1, f) : 0;
+    if (f != NULL)
+        fclose(f);
+    for (size_t i = 0; i < n; ++i)
+        if (out[i] == '\0')
+            out[i] = ' ';
+    out[n] = '\0';
+}
+
+/* A --database-url with a password stays out of `ps` while tollgatectl waits (here for a
+ * password on stdin), and stderr says it was visible at the start. Before, the password
+ * was in /proc/PID/cmdline for the whole run. */
+TestSuite(cmdline, .timeout = TEST_TIMEOUT_S);
+
+Test(cmdline, a_database_url_password_is_hidden_from_ps_and_warned_about)
+{
+    char ctl[512], err_path[] = "/tmp/tg-ctl-err-XXXXXX";
+    cr_assert_eq(tg_fx_bin("tollgatectl", ctl, sizeof(ctl)), 0);
+    int err_fd = mkstemp(err_path), in[2];
+    cr_assert(err_fd >= 0 && pipe(in) == 0);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        dup2(in[0], 0);
+        dup2(err_fd, 1);
+        dup2(err_fd, 2);
+        close(in[1]);
+        execl(ctl, ctl, "--database-url", "postgresql://alice:s3cr3t-pw@/none?host=/nonexistent", "user", "create", "--tenant",
+              "Acme", "--email", "a@acme.example", (char *)NULL);
+        _exit(127);
+    }
+    close(in[0]);
+    char line[4096] = "";
+    long long deadline = tg_fx_now_ms() + 10000;
+    int hidden = 0;
+    while (!hidden && tg_fx_now_ms() < deadline) {
+        cmdline_of(pid, line, sizeof(line));
+        hidden = strstr(line, "user create") != NULL && strstr(line, "s3cr3t-pw") == NULL;
+        if (!hidden)
+            tg_fx_sleep_ms(20); /* polling /proc with a deadline: the process is waiting on stdin */
+    }
+    cr_expect(hidden, "the password is still in /proc/%d/cmdline: %s", (int)pid, line);
+    close(in[1]); /* no password: it exits */
+    int status;
+    waitpid(pid, &status, 0);
+    char *err = tg_fx_read_text(err_path);
+    cr_expect(err != NULL && strstr(err, "--database-url carries a password") != NULL, "stderr: %s", err != NULL ? err : "");
+    cr_expect(err == NULL || strstr(err, "s3cr3t-pw") == NULL, "the password reached stderr: %s", err);
+    free(err);
+    close(err_fd);
+    unlink(err_path);
+}
+
 TestSuite(migrate, .init = start_db, .fini = stop_db, .timeout = TEST_TIMEOUT_S);
 
 Test(migrate, second_run_is_a_noop)
