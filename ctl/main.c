@@ -164,14 +164,10 @@ int main(int argc, char **argv)
         status = TG_CTL_EXIT_USAGE;
         goto Exit;
     }
-    /* the settings are copies now: what `ps` shows of the flag's value goes, and a
-     * password in it was visible for as long as it took to get here */
-    if (tg_dburl_in_argv(next_arg, argv)) {
-        if (settings.database_url != NULL && tg_dburl_has_password(settings.database_url))
-            fprintf(stderr, "tollgatectl: warning: --database-url carries a password, visible to local users while "
-                            "tollgatectl starts; pass it in TOLLGATE_DATABASE_URL instead\n");
-        tg_dburl_scrub_argv(next_arg, argv);
-    }
+    /* the settings are copies now: what `ps` shows of the flag's value goes (a password in
+     * it was visible for as long as it took to get here; no warning line, as a failing
+     * command prints exactly one line) */
+    tg_dburl_scrub_argv(next_arg, argv);
     if (settings.database_url != NULL)
         ctl.conninfo = settings.database_url;
     else if (getenv("DATABASE_URL") != NULL)
