@@ -836,7 +836,7 @@ void tg_drain_spill_check(tg_drain_t *d)
         d->stats.spilled += written;
         tg_ring_counter_add(d->ring, TG_RING_COUNTER_SPILLED, written);
         tg_log_info("collector", "ring above the spill threshold: records spilled",
-                    "records=%" PRIu64 " positions=%" PRIu64 "..%" PRIu64 " skip_below=%" PRIu64 " depth=%" PRIu64, written, first,
+                    "records=%" PRIu64 " first_position=%" PRIu64 " next_position=%" PRIu64 " skip_below=%" PRIu64 " depth=%" PRIu64, written, first,
                     from, skip_below, tg_ring_depth(d->ring));
     }
 }

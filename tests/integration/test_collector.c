@@ -671,6 +671,13 @@ Test(collector, spill_while_postgres_down, .timeout = TEST_TIMEOUT_S)
     cr_assert_eq(q_ll(&cx, COUNT_DISTINCT), 6100);
     wait_spill_files(&cx, 0, 0);
     cr_assert_gt(tg_ring_counter_get(cx.ring, TG_RING_COUNTER_SPILL_REPLAYED), 2000);
+    /* the spill's log line keeps its fields (its positions once made the logger drop them all) */
+    char *log = tg_fx_read_text(cx.log);
+    cr_assert_not_null(log);
+    cr_expect(strstr(log, "\"msg\":\"ring above the spill threshold: records spilled\"") != NULL, "no spill line in the log");
+    cr_expect(strstr(log, "\"first_position\":") != NULL, "the spill line has no first_position");
+    cr_expect(strstr(log, "bad field list") == NULL, "a log line lost its fields (bad field list)");
+    free(log);
 
     /* again, then damage the spill file while the collector is stopped */
     stop_postgres(&cx);
