@@ -177,7 +177,7 @@ int main(int argc, char **argv)
         tg_log_warn("master",
                     "--database-url carries a password, visible to local users until startup hides it; "
                     "pass it in TOLLGATE_DATABASE_URL or the config file instead",
-                    "setting=database-url");
+                    "setting=%s", "database-url");
     /* before the process title moves the environment to the heap, so unsetenv() of the
      * systemd variables drops no heap copy (LeakSanitizer would count each one) */
     int activated = tg_socket_activation_take(server.listeners, TG_MAX_LISTENERS - 1, &server.config, err, sizeof(err));

@@ -71,7 +71,7 @@ static void set_verdict(tg_replica_t *rp, int reachable, uint64_t lag_ms)
             tg_log_warn("replica", "standby behind: usage reads go to the primary", "lag_ms=%" PRIu64 " max_lag_ms=%" PRIu64,
                         lag_ms, rp->max_lag_ms);
         else
-            tg_log_warn("replica", "standby unreachable: usage reads go to the primary", "%s", "");
+            tg_log_warn("replica", "standby unreachable: usage reads go to the primary", NULL);
         rp->logged = rp->fresh;
     }
 }

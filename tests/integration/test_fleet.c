@@ -286,6 +286,9 @@ Test(fleet, usage_reads_come_from_the_standby_unless_it_lags_or_is_gone)
         cr_expect_eq(usage_total(PATIENT, id, i % 2, &status), FIRST + 3, "read %d after the standby stopped", i);
         cr_expect_eq(status, 200, "read %d after the standby stopped", i);
     }
+    /* each node says why, with its fields intact (this line once lost them: bad field list) */
+    cr_expect(wait_log(PATIENT, "standby unreachable: usage reads go to the primary", COLLECT_TIMEOUT_MS), "node 0 logged why");
+    cr_expect(!wait_log(PATIENT, "bad field list", 0) && !wait_log(STRICT, "bad field list", 0), "a log line lost its fields");
 }
 
 /* ------------------------------------------------------------------ keys for a distributed usage store */

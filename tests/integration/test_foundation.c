@@ -966,6 +966,7 @@ Test(flags, a_database_url_flag_leaves_the_masters_command_line)
         cr_expect(strncmp(cmdline, "tollgated: master", 17) == 0, "the master's title: %s", cmdline);
         char *log = tg_fx_server_log(&srv);
         cr_expect_not_null(strstr(log, "carries a password"), "no warning for a password in --database-url:\n%s", log);
+        cr_expect_not_null(strstr(log, "\"setting\":\"database-url\""), "the warning lost its field (bad field list):\n%s", log);
         cr_expect_null(strstr(log, "secretpw"), "the password is in the log");
         free(log);
         tg_fx_server_stop(&srv, 0);
