@@ -8,9 +8,9 @@
 -- a user who logged in from the address) are untouched: a flood from a /48 cannot lock
 -- out its users who logged in from their /64 lately.
 --
--- The bodies of 0016's tollgate_auth_failure_take and _give_back move, unchanged, to
--- tollgate_auth_bucket_take and _give_back; the two public names keep their signatures,
--- so the statements of tollgated and the login functions of 0016 call them as before.
+-- 0016's tollgate_auth_failure_take and _give_back are renamed tollgate_auth_bucket_take
+-- and _give_back; new functions under the old names and signatures charge the /48 too, so
+-- the statements of tollgated and the login functions of 0016 call them as before.
 
 -- The /48 network of an IPv6 /64 address budget's source, NULL for anything else.
 CREATE FUNCTION tollgate_auth_network(p_source inet) RETURNS inet
@@ -25,55 +25,15 @@ CREATE FUNCTION tollgate_auth_network_failures(p_failures integer) RETURNS integ
 LANGUAGE sql IMMUTABLE
 AS $fn$ SELECT least(p_failures::bigint * 16, 2147483647)::integer $fn$;
 
-CREATE FUNCTION tollgate_auth_bucket_take(p_source inet, p_user uuid, p_failures integer, p_window_ms bigint)
-RETURNS bigint
-LANGUAGE plpgsql VOLATILE
-SET search_path FROM CURRENT
-AS $fn$
-DECLARE
-    emission interval := greatest(p_window_ms / p_failures, 1) * interval '1 millisecond';
-    lim      interval := greatest(p_window_ms / p_failures, 1) * p_failures * interval '1 millisecond';
-    t        timestamptz := now();
-    cur      timestamptz;
-BEGIN
-    SELECT tat INTO cur FROM auth_failures WHERE source = p_source AND user_id = p_user;
-    IF NOT FOUND THEN
-        PERFORM tollgate_auth_failures_sweep(t); -- a row is about to be added: remove idle ones first
-    ELSIF greatest(cur, t) + emission > t + lim THEN
-        -- empty: refused without writing (no row lock, no WAL)
-        RETURN greatest(ceil(extract(epoch FROM greatest(cur, t) + emission - lim - t) * 1000), 1)::bigint;
-    END IF;
-    -- The row lock serialises the nodes' charges of one address: none can overrun the budget.
-    INSERT INTO auth_failures AS a (source, user_id, tat, idle_at) VALUES (p_source, p_user, t + emission, t + emission)
-    ON CONFLICT (source, user_id) DO UPDATE
-        SET tat = greatest(a.tat, t) + emission,
-            idle_at = greatest(greatest(a.tat, t) + emission, a.logged_in_at + tollgate_auth_remember())
-        WHERE greatest(a.tat, t) + emission <= t + lim;
-    IF FOUND THEN
-        RETURN 0;
-    END IF;
-    -- emptied by another node meanwhile
-    SELECT tat INTO cur FROM auth_failures WHERE source = p_source AND user_id = p_user;
-    RETURN greatest(ceil(extract(epoch FROM greatest(cur, t) + emission - lim - t) * 1000), 1)::bigint;
-END
-$fn$;
-
-CREATE FUNCTION tollgate_auth_bucket_give_back(p_source inet, p_user uuid, p_failures integer, p_window_ms bigint)
-RETURNS void
-LANGUAGE sql VOLATILE
-SET search_path FROM CURRENT
-AS $fn$
-    UPDATE auth_failures
-       SET tat = tat - greatest(p_window_ms / p_failures, 1) * interval '1 millisecond',
-           idle_at = greatest(tat - greatest(p_window_ms / p_failures, 1) * interval '1 millisecond',
-                              logged_in_at + tollgate_auth_remember())
-     WHERE source = p_source AND user_id = p_user AND tat > now()
-$fn$;
+-- 0016's two functions keep their bodies under the new names; the old names become the
+-- wrappers below (plpgsql resolves the calls in 0016's login functions by name at run time).
+ALTER FUNCTION tollgate_auth_failure_take(inet, uuid, integer, bigint) RENAME TO tollgate_auth_bucket_take;
+ALTER FUNCTION tollgate_auth_failure_give_back(inet, uuid, integer, bigint) RENAME TO tollgate_auth_bucket_give_back;
 
 -- Takes one failure from the bucket (p_source, p_user) and, for an IPv6 address budget,
 -- from its /48's: 0 when both fitted (charged), else the milliseconds until one would fit
 -- (at least 1), and nothing charged.
-CREATE OR REPLACE FUNCTION tollgate_auth_failure_take(p_source inet, p_user uuid, p_failures integer, p_window_ms bigint)
+CREATE FUNCTION tollgate_auth_failure_take(p_source inet, p_user uuid, p_failures integer, p_window_ms bigint)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE
 SET search_path FROM CURRENT
@@ -99,7 +59,7 @@ $fn$;
 
 -- Returns one failure taken earlier by tollgate_auth_failure_take: the check turned out
 -- not to be a failure. Nothing for a bucket that is full already.
-CREATE OR REPLACE FUNCTION tollgate_auth_failure_give_back(p_source inet, p_user uuid, p_failures integer, p_window_ms bigint)
+CREATE FUNCTION tollgate_auth_failure_give_back(p_source inet, p_user uuid, p_failures integer, p_window_ms bigint)
 RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path FROM CURRENT
